@@ -1,0 +1,123 @@
+"""Conversations: create, list, read, patch, delete; erase a user's data."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from app.api.schemas import ConversationList, Deleted, problems
+from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
+from app.domain import Conversation
+from app.domain.requests import CreateConversation, PatchConversation
+from app.errors import InvalidRequest
+from app.stores.base import ConversationFilter
+
+router = APIRouter(tags=["conversations"])
+
+METADATA_PREFIX = "metadata."
+
+
+def _etag(response: Response, conv: Conversation) -> Conversation:
+    response.headers["ETag"] = f'"{conv.version}"'
+    return conv
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    raw = value.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise InvalidRequest(
+            "If-Match must be a conversation version (its ETag).",
+            errors=[{"loc": ["header", "If-Match"], "msg": "expected an integer version"}],
+        )
+    return int(raw)
+
+
+@router.post(
+    "/conversations",
+    status_code=201,
+    response_model=Conversation,
+    responses=problems(404, 409, 422),
+)
+async def create_conversation(
+    body: CreateConversation,
+    response: Response,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Conversation:
+    conv = await manager.conversations.create(principal, body, idempotency_key=idempotency_key)
+    response.headers["Location"] = f"/conversations/{conv.id}"
+    return _etag(response, conv)
+
+
+@router.get(
+    "/conversations",
+    response_model=ConversationList,
+    responses=problems(400),
+    description="Filter with `user_id`, `prefix` (of the id), `pack_id` and any number of "
+    "`metadata.KEY=VALUE` parameters; newest activity first.",
+)
+async def list_conversations(
+    request: Request,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    user_id: str | None = None,
+    prefix: Annotated[str | None, Query(max_length=200)] = None,
+    pack_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: str | None = None,
+) -> ConversationList:
+    metadata = {
+        key[len(METADATA_PREFIX) :]: value
+        for key, value in request.query_params.items()
+        if key.startswith(METADATA_PREFIX) and len(key) > len(METADATA_PREFIX)
+    }
+    flt = ConversationFilter(user_id=user_id, prefix=prefix, pack_id=pack_id, metadata=metadata)
+    page = await manager.conversations.list(principal, flt, limit=limit, cursor=cursor)
+    return ConversationList(data=page.data, next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/conversations/{conversation_id}", response_model=Conversation, responses=problems(404)
+)
+async def get_conversation(
+    conversation_id: str, response: Response, manager: ManagerDep, principal: PrincipalDep
+) -> Conversation:
+    return _etag(response, await manager.conversations.get(principal, conversation_id))
+
+
+@router.patch(
+    "/conversations/{conversation_id}",
+    response_model=Conversation,
+    responses=problems(404, 412, 422),
+)
+async def patch_conversation(
+    conversation_id: str,
+    body: PatchConversation,
+    response: Response,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> Conversation:
+    conv = await manager.conversations.patch(
+        principal, conversation_id, body, if_match=_if_match(if_match)
+    )
+    return _etag(response, conv)
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204, responses=problems(404))
+async def delete_conversation(
+    conversation_id: str, manager: ManagerDep, principal: PrincipalDep
+) -> Response:
+    await manager.conversations.delete(principal, conversation_id)
+    return Response(status_code=204)
+
+
+@router.delete("/users/{user_id}/conversations", response_model=Deleted)
+async def delete_user_conversations(
+    user_id: str, manager: ManagerDep, principal: PrincipalDep
+) -> Deleted:
+    return Deleted(deleted=await manager.conversations.delete_user(principal, user_id))

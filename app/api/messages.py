@@ -1,0 +1,106 @@
+"""Turns (send a message, submit tool results) and reading messages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+
+from app.api.schemas import MessageDetail, MessageList, TurnResponse, problems
+from app.api.sse import SSE_RESPONSE, event_stream, wants_stream
+from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
+from app.domain.requests import SendMessage, SubmitToolResults
+from app.manager.manager import ConversationManager
+from app.manager.runs import StartedRun
+
+router = APIRouter(tags=["messages"])
+
+TURN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": TurnResponse, **SSE_RESPONSE},
+    **problems(404, 409, 413, 422, 429, 502, 504),
+}
+
+
+async def _respond(
+    manager: ConversationManager, started: StartedRun, stream: bool, cancel_on_disconnect: bool
+) -> Any:
+    headers = {"X-Run-Id": started.run_id}
+    if stream:
+        events = manager.runs.events(
+            started.run_id, after=0, cancel_on_disconnect=cancel_on_disconnect
+        )
+        return event_stream(events, ping_s=manager.settings.sse_ping_s, run_id=started.run_id)
+    return JSONResponse(await manager.runs.result(started.run_id), headers=headers)
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    response_model=TurnResponse,
+    responses=TURN_RESPONSES,
+)
+async def send_message(
+    conversation_id: str,
+    body: SendMessage,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    started = await manager.runs.send_message(principal, conversation_id, body, key=idempotency_key)
+    return await _respond(
+        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/tool-results",
+    response_model=TurnResponse,
+    responses=TURN_RESPONSES,
+)
+async def submit_tool_results(
+    conversation_id: str,
+    body: SubmitToolResults,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    started = await manager.runs.submit_tool_results(
+        principal, conversation_id, body, key=idempotency_key
+    )
+    return await _respond(
+        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+    )
+
+
+@router.get(
+    "/conversations/{conversation_id}/messages",
+    response_model=MessageList,
+    responses=problems(404),
+)
+async def list_messages(
+    conversation_id: str,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[str | None, Query(description="A message id (a `next_cursor`).")] = None,
+) -> MessageList:
+    page = await manager.messages.page(principal, conversation_id, limit=limit, before=before)
+    return MessageList(data=page.data, next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/conversations/{conversation_id}/messages/{message_id}",
+    response_model=MessageDetail,
+    responses=problems(404),
+)
+async def get_message(
+    conversation_id: str, message_id: str, manager: ManagerDep, principal: PrincipalDep
+) -> MessageDetail:
+    found = await manager.messages.get(principal, conversation_id, message_id)
+    return MessageDetail(
+        **found.message.model_dump(),
+        sibling_ids=found.sibling_ids,
+        children_ids=found.children_ids,
+    )

@@ -1,0 +1,156 @@
+"""Coordination between runs: turn locks, idempotency records and run event logs.
+
+These live beside the `StateStore` rather than in it (DESIGN §4 allows either) because
+they are short-lived and latency-sensitive: in-process for a single instance (`memory`),
+Redis when several instances share a conversation space (`redis`).
+
+Contract of each ABC is in its docstrings; `tests/contract/test_coordination.py` runs the
+same suite against every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.domain import Message, Run, ToolCall
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One SSE event of a run: `seq` is 1, 2, ... within the run."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+
+
+TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.cancelled", "run.requires_action"})
+
+
+class TurnResult(BaseModel):
+    """What a finished turn committed; the non-streaming response is built from it."""
+
+    messages: list[Message] = Field(default_factory=list)
+    finish_reason: str | None = None
+    pending_tool_calls: list[ToolCall] = Field(default_factory=list)
+
+
+class RunRecord(BaseModel):
+    """A run plus what is needed to answer for it after the fact (idempotent retries,
+    reconnects after the event log expired)."""
+
+    run: Run
+    lineage_id: str
+    result: TurnResult | None = None
+
+
+class TurnLease(ABC):
+    """A held turn lock. Release it exactly once (idempotent)."""
+
+    run_id: str
+
+    @abstractmethod
+    async def release(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def lost(self) -> bool:
+        """True if the lease could not be kept (expired without renewal). The holder should
+        stop; its commit would be rejected by the store's head compare-and-set anyway."""
+
+
+class TurnLocks(ABC):
+    """One turn at a time per conversation, across every instance sharing the backend."""
+
+    @abstractmethod
+    async def acquire(self, conversation_id: str, run_id: str, *, wait_s: float) -> TurnLease:
+        """Take the conversation's lock for `run_id`, waiting up to `wait_s` seconds
+        (0 = try once). Waiters are served roughly in arrival order. Raises
+        `app.errors.ConversationBusy` naming the holder's run id (`extra={"run_id": ...}`)
+        when the wait runs out."""
+
+    @abstractmethod
+    async def holder(self, conversation_id: str) -> str | None:
+        """The run id holding the lock, or None."""
+
+
+@dataclass
+class IdempotencyRecord:
+    """What an `Idempotency-Key` was first used for.
+
+    `fingerprint` identifies the request body; `ref` is what the first request produced
+    (a run id for sends, a conversation id for creates)."""
+
+    fingerprint: str
+    ref: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class IdempotencyKeys(ABC):
+    """First-writer-wins records of idempotency keys, with a time to live."""
+
+    @abstractmethod
+    async def reserve(
+        self, scope: str, key: str, record: IdempotencyRecord, *, ttl_s: float
+    ) -> IdempotencyRecord | None:
+        """Store `record` under (scope, key) if the key is unused and return None; if it is
+        already used, store nothing and return the existing record."""
+
+    @abstractmethod
+    async def forget(self, scope: str, key: str, *, ref: str) -> None:
+        """Remove the record if it still points at `ref` (a failed run frees its key so
+        the client can retry with it)."""
+
+
+class EventsExpired(Exception):
+    """The log no longer holds the events asked for (the caller sends `run.snapshot`)."""
+
+
+class RunLog(ABC):
+    """Run records and their ordered event logs, readable from any instance."""
+
+    @abstractmethod
+    async def create(self, record: RunRecord) -> None:
+        """Register a new run."""
+
+    @abstractmethod
+    async def save(self, record: RunRecord) -> None:
+        """Replace a run's record (status changes, result)."""
+
+    @abstractmethod
+    async def get(self, run_id: str) -> RunRecord | None: ...
+
+    @abstractmethod
+    async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
+        """Append an event; its seq is one more than the previous event's."""
+
+    @abstractmethod
+    def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+        """Events with seq > `after`, replayed then followed live, ending after a terminal
+        event. Raises `EventsExpired` (before yielding anything) when some of those events
+        were already dropped from the log."""
+
+    @abstractmethod
+    async def request_cancel(self, run_id: str) -> None:
+        """Ask whichever instance executes the run to cancel it."""
+
+    @abstractmethod
+    def cancel_requests(self) -> AsyncIterator[str]:
+        """Run ids whose cancellation was requested (for the executing instance)."""
+
+
+class Coordinator:
+    """The three coordination services of one backend, built together by the lifespan."""
+
+    def __init__(self, locks: TurnLocks, idempotency: IdempotencyKeys, runs: RunLog) -> None:
+        self.locks = locks
+        self.idempotency = idempotency
+        self.runs = runs
+
+    async def close(self) -> None:
+        """Release connections."""

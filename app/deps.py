@@ -1,0 +1,58 @@
+"""Annotated dependency aliases for the routers."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from app.domain.principal import SERVICE, Principal
+from app.errors import Unauthorized
+from app.manager.manager import ConversationManager
+from app.settings import Settings
+
+
+def get_manager(request: Request) -> ConversationManager:
+    manager: ConversationManager = request.state.manager
+    return manager
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def get_principal(
+    settings: Annotated[Settings, Depends(get_settings)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """`PARLEY_AUTH=none`: every caller is the service. `keys`: a Bearer key from
+    `PARLEY_API_KEYS`, compared in constant time."""
+    if settings.auth == "none":
+        return SERVICE
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        for key in settings.api_keys:
+            if hmac.compare_digest(key.key.encode(), token.strip().encode()):
+                if key.role == "user":
+                    return Principal(role="user", user_id=key.user_id)
+                return SERVICE
+    raise Unauthorized(
+        "Send a valid API key as 'Authorization: Bearer <key>'.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+ManagerDep = Annotated[ConversationManager, Depends(get_manager)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retries with the same key return the first result.",
+    ),
+]

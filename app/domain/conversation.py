@@ -1,0 +1,64 @@
+"""Conversations: a named pointer to the head of a message path (DESIGN §3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.domain.usage import ConversationUsage
+
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
+
+
+class ConversationStatus(StrEnum):
+    idle = "idle"
+    running = "running"
+    requires_action = "requires_action"
+
+
+class ContextPolicy(BaseModel):
+    max_input_tokens: int = Field(default=8000, gt=0)
+    reserve_output_tokens: int = Field(default=1024, ge=0)
+    strategy: Literal["truncate_oldest", "sliding_window", "summarize", "fail"] = "truncate_oldest"
+    max_messages: int | None = Field(default=None, gt=0)
+
+
+class ForkedFrom(BaseModel):
+    conversation_id: str
+    message_id: str | None
+
+
+class Conversation(BaseModel):
+    """Stored state of one conversation.
+
+    `lineage_id` groups a conversation with its forks (the id of the root conversation);
+    every message of a lineage is stored together, which is what lets Redis keep one lineage
+    under one hash tag. `version` increases on every change (optimistic concurrency).
+    """
+
+    id: str
+    user_id: str
+    pack_id: str
+    pack_version: str
+    prompt_name: str
+    provider: str
+    model: str
+    variables: dict[str, Any] = Field(default_factory=dict)
+    system_prompt: str = ""
+    custom_system_prompt: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    context_policy: ContextPolicy = Field(default_factory=ContextPolicy)
+    head_message_id: str | None = None
+    message_count: int = 0
+    usage: ConversationUsage = Field(default_factory=ConversationUsage)
+    forked_from: ForkedFrom | None = None
+    status: ConversationStatus = ConversationStatus.idle
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None = None
+    ttl_seconds: int | None = None
+    lineage_id: str
+    version: int = 1

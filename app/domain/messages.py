@@ -1,0 +1,67 @@
+"""Messages: immutable nodes of a conversation's message tree (DESIGN §3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.domain.usage import Usage
+
+
+class Role(StrEnum):
+    system = "system"
+    user = "user"
+    assistant = "assistant"
+    tool = "tool"
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+PartType = Literal["text", "image", "audio", "video", "file"]
+
+
+class MediaRef(BaseModel):
+    media_id: str | None = None
+    mime_type: str
+    url: str | None = None
+    size_bytes: int | None = None
+
+
+class Part(BaseModel):
+    type: PartType
+    text: str | None = None
+    media: MediaRef | None = None
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Message(BaseModel):
+    """One message. Never modified after it is committed, so it may be cached by id.
+
+    `depth` is the message's position on its path (0 for a root); it is fixed because the
+    parent never changes, and it gives `message_count` of a head in O(1).
+    `conversation_id` is the conversation that first wrote the message; forks share it.
+    """
+
+    id: str
+    parent_id: str | None
+    conversation_id: str
+    role: Role
+    content: str = ""
+    parts: list[Part] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+    created_at: datetime
+    run_id: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    finish_reason: FinishReason | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    depth: int = 0

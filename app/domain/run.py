@@ -1,0 +1,39 @@
+"""Runs: one execution of a turn (DESIGN §5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from app.domain.usage import Usage
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    requires_action = "requires_action"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunStatus.queued, RunStatus.running)
+
+
+class RunError(BaseModel):
+    code: str
+    detail: str
+
+
+class Run(BaseModel):
+    id: str
+    conversation_id: str
+    status: RunStatus = RunStatus.queued
+    created_at: datetime
+    finished_at: datetime | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    error: RunError | None = None

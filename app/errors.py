@@ -1,0 +1,283 @@
+"""One error hierarchy for the whole service.
+
+Every error a client can cause is a `ParleyError` subclass that knows its HTTP status and its
+stable `code` (the DESIGN §6 contract). Layers below the API raise these directly; the single
+handler installed by `install_error_handlers` turns them into `application/problem+json`.
+Anything else that escapes is a bug and becomes a 500 `internal_error` without leaking details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("parley.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ParleyError(Exception):
+    """Base class: `status` and `code` are the contract; `detail` is for humans."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = [dict(e) for e in errors] if errors else None
+        self.headers = dict(headers) if headers else {}
+        self.extra = dict(extra) if extra else {}
+
+    def to_problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://parley.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+# --- 400 / 401 ---------------------------------------------------------------------------
+
+
+class MalformedJSON(ParleyError):
+    status, code, title = 400, "malformed_json", "Malformed JSON body"
+
+
+class InvalidRequest(ParleyError):
+    status, code, title = 422, "validation_error", "Request validation failed"
+
+
+class InvalidCursor(ParleyError):
+    status, code, title = 400, "invalid_cursor", "Invalid pagination cursor"
+
+
+class Unauthorized(ParleyError):
+    status, code, title = 401, "unauthorized", "Missing or invalid API key"
+
+
+# --- 404 ---------------------------------------------------------------------------------
+
+
+class NotFound(ParleyError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class PackNotFound(NotFound):
+    code, title = "pack_not_found", "PromptPack not found"
+
+
+class ConversationNotFound(NotFound):
+    code, title = "conversation_not_found", "Conversation not found"
+
+
+class MessageNotFound(NotFound):
+    code, title = "message_not_found", "Message not found"
+
+
+class RunNotFound(NotFound):
+    code, title = "run_not_found", "Run not found"
+
+
+class CheckpointNotFound(NotFound):
+    code, title = "checkpoint_not_found", "Checkpoint not found"
+
+
+# --- 409 / 412 ---------------------------------------------------------------------------
+
+
+class Conflict(ParleyError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class PackExists(Conflict):
+    code, title = "pack_exists", "PromptPack version already loaded with different content"
+
+
+class ConversationExists(Conflict):
+    code, title = "conversation_exists", "Conversation already exists"
+
+
+class ConversationBusy(Conflict):
+    code, title = "conversation_busy", "Conversation is running another turn"
+
+
+class HeadConflict(Conflict):
+    """The head moved between read and commit (compare-and-set failed)."""
+
+    code, title = "head_conflict", "Conversation head moved"
+
+
+class VersionConflict(Conflict):
+    """Optimistic concurrency failed inside the service (retried internally)."""
+
+    code, title = "version_conflict", "Conversation was modified concurrently"
+
+
+class RunCancelled(Conflict):
+    code, title = "run_cancelled", "The run was cancelled"
+
+
+class PreconditionFailed(ParleyError):
+    status, code, title = 412, "precondition_failed", "If-Match does not match the version"
+
+
+# --- 413 / 422 ---------------------------------------------------------------------------
+
+
+class MessageTooLarge(ParleyError):
+    status, code, title = 413, "message_too_large", "Message too large"
+
+
+class Unprocessable(ParleyError):
+    status, code, title = 422, "unprocessable", "Unprocessable request"
+
+
+class InvalidPack(Unprocessable):
+    code, title = "invalid_pack", "Invalid PromptPack"
+
+
+class PromptNotFound(Unprocessable):
+    code, title = "prompt_not_found", "Prompt not found in pack"
+
+
+class InvalidVariables(Unprocessable):
+    code, title = "invalid_variables", "Missing or invalid variables"
+
+
+class UnresolvedPlaceholder(Unprocessable):
+    code, title = "unresolved_placeholder", "Template placeholder has no value"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    code, title = "idempotency_key_reused", "Idempotency-Key was used with a different request"
+
+
+class ContextOverflow(Unprocessable):
+    code, title = "context_overflow", "Conversation does not fit the context window"
+
+
+class InvalidState(Unprocessable):
+    code, title = "invalid_state", "Operation not allowed in the conversation's state"
+
+
+# --- 429 / 5xx ---------------------------------------------------------------------------
+
+
+class TooManyExecutions(ParleyError):
+    status, code, title = 429, "too_many_executions", "Too many concurrent runs"
+
+
+class StoreUnavailable(ParleyError):
+    status, code, title = 503, "store_unavailable", "State store unavailable"
+
+
+class ProviderError(ParleyError):
+    """The LLM provider failed. `retryable` says whether a retry could help."""
+
+    status, code, title = 502, "provider_error", "LLM provider error"
+
+    def __init__(self, detail: str, *, retryable: bool = False, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retryable = retryable
+
+
+class ProviderTimeout(ProviderError):
+    status, code, title = 504, "provider_timeout", "LLM provider timed out"
+
+
+class ProviderRateLimited(ProviderError):
+    status, code, title = 429, "rate_limited", "LLM provider rate limit"
+
+
+def _all_subclasses(cls: type[ParleyError]) -> list[type[ParleyError]]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def error_for_code(code: str, detail: str) -> ParleyError:
+    """Rebuild the error a run failed with from its stored code (the run may have executed
+    on another instance), so a non-streaming client gets the right status."""
+    for cls in _all_subclasses(ParleyError):
+        if cls.code == code:
+            return cls(detail)
+    return ParleyError(detail)
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+def problem_response(err: ParleyError) -> JSONResponse:
+    return JSONResponse(
+        err.to_problem(), status_code=err.status, headers=err.headers, media_type=PROBLEM_JSON
+    )
+
+
+def _validation_problem(exc: RequestValidationError) -> ParleyError:
+    items: list[dict[str, Any]] = []
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            return MalformedJSON(f"Request body is not valid JSON: {e.get('msg', '')}".strip())
+        items.append({"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))})
+    return InvalidRequest("The request does not match the expected schema.", errors=items)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_parley_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ParleyError)
+        if exc.status >= 500:
+            log.warning("%s: %s", exc.code, exc.detail)
+        return problem_response(exc)
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_validation_problem(exc))
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+        body = {
+            "type": "about:blank",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "code": codes.get(exc.status_code, "http_error"),
+        }
+        return JSONResponse(
+            body,
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+            media_type=PROBLEM_JSON,
+        )
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return problem_response(ParleyError("An unexpected error occurred."))
+
+    app.add_exception_handler(ParleyError, on_parley_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,86 @@
+"""Builds the process-wide objects at start-up and closes them at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import httpx
+from fastapi import FastAPI
+
+from app.coordination.base import Coordinator
+from app.coordination.memory import memory_coordinator
+from app.manager.manager import ConversationManager
+from app.packs import PackRegistry
+from app.providers.factory import build_providers
+from app.providers.pricing import PriceTable
+from app.settings import Settings
+from app.stores.factory import create_store
+
+log = logging.getLogger("parley")
+
+
+class AppState(TypedDict):
+    manager: ConversationManager
+    settings: Settings
+
+
+def redacted(url: str) -> str:
+    """A store URL fit for logs: the password replaced."""
+    parsed = httpx.URL(url) if "://" in url else None
+    if parsed is None or not parsed.password:
+        return url
+    return url.replace(f":{parsed.password}@", ":***@")
+
+
+def _build_coordinator(settings: Settings) -> Coordinator:
+    return memory_coordinator(event_retention_s=settings.run_event_retention_s)
+
+
+def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None) -> object:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        store = create_store(settings.state_url)
+        await store.open()
+        http = provider_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0)
+        )
+        coordinator = _build_coordinator(settings)
+        manager: ConversationManager | None = None
+        try:
+            packs = PackRegistry()
+            problems = await packs.load_dir(settings.packs_dir)
+            providers = await asyncio.to_thread(build_providers, settings, http)
+            manager = ConversationManager(
+                settings=settings,
+                store=store,
+                packs=packs,
+                providers=providers,
+                prices=PriceTable(settings.pricing),
+                coordinator=coordinator,
+            )
+            await manager.start()
+            log.info(
+                "parley ready: store=%s provider=%s auth=%s packs=%d (%d skipped) listen=%s:%d%s",
+                redacted(settings.state_url),
+                settings.resolved_provider(),
+                settings.auth,
+                len(packs),
+                len(problems),
+                settings.host,
+                settings.port,
+                " (no auth: loopback only)" if settings.auth == "none" else "",
+            )
+            yield {"manager": manager, "settings": settings}
+        finally:
+            if manager is not None:
+                await manager.close()
+            await coordinator.close()
+            await store.close()
+            if provider_client is None:
+                await http.aclose()
+
+    return lifespan

@@ -1,0 +1,50 @@
+"""The application factory: `uvicorn app.main:create_app --factory`. No I/O at import."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from app.api import conversations, health, messages, packs, runs
+from app.api.body_limit import BodyLimitMiddleware
+from app.errors import install_error_handlers
+from app.lifespan import make_lifespan
+from app.settings import Settings
+
+API_VERSION = "0.1.0"
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def create_app(
+    settings: Settings | None = None, *, provider_client: httpx.AsyncClient | None = None
+) -> FastAPI:
+    """Build the app. `provider_client` replaces the HTTP client of the LLM providers
+    (tests inject one with `httpx.MockTransport`)."""
+    settings = settings or Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if settings.auth == "none" and settings.host not in LOOPBACK:
+        logging.getLogger("parley").warning(
+            "PARLEY_AUTH=none while PARLEY_HOST=%s: anyone who can reach it can use it",
+            settings.host,
+        )
+    app = FastAPI(
+        title="Parley",
+        version=API_VERSION,
+        summary="Persistent, streaming LLM conversations from PromptPacks.",
+        lifespan=make_lifespan(settings, provider_client),  # type: ignore[arg-type]
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=4 * settings.max_message_bytes + (1 << 20))
+    install_error_handlers(app)
+    for module in (packs, conversations, messages, runs, health):
+        app.include_router(module.router)
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    return create_app(Settings()).openapi()

@@ -1,0 +1,136 @@
+"""Context building: what one provider call sends (DESIGN §5 step 3).
+
+The window is the rendered system prompt, then as much of the path (newest first) as the
+conversation's `context_policy` allows, then the messages of the turn in progress, which
+are always sent. The oldest kept message is always a `user` message, so an assistant
+tool call is never separated from its tool results and every provider sees a well-formed
+history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.domain import Conversation, Message, Role
+from app.domain.tokens import estimate_tokens
+from app.errors import ContextOverflow
+from app.manager.message_cache import (
+    CachedMessage,
+    MessageCache,
+    message_tokens,
+    to_provider_message,
+)
+from app.packs import PromptPack, effective_parameters, prompt_tools
+from app.providers.base import ProviderRequest, ToolSpec
+from app.stores.base import StateStore
+
+NO_LIMIT = 1_000_000
+
+
+@dataclass
+class ContextWindow:
+    request: ProviderRequest
+    included_ids: list[str]
+    dropped: int
+    budget: dict[str, int] = field(default_factory=dict)
+
+
+def tool_specs(pack: PromptPack, prompt_name: str) -> list[ToolSpec]:
+    prompt = pack.prompts[prompt_name]
+    specs = []
+    for tool in prompt_tools(pack, prompt):
+        params = tool.parameters if tool.parameters is not None else None
+        spec = ToolSpec(name=tool.name, description=tool.description)
+        if params is not None:
+            spec.parameters = params if isinstance(params, dict) else params.model_dump()
+        specs.append(spec)
+    return specs
+
+
+class ContextBuilder:
+    def __init__(self, store: StateStore, cache: MessageCache) -> None:
+        self._store = store
+        self._cache = cache
+
+    async def build(
+        self,
+        conversation: Conversation,
+        pack: PromptPack,
+        pending: Sequence[Message],
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> ContextWindow:
+        """The provider request for the next call of a turn whose uncommitted messages are
+        `pending` (the user message, then any assistant/tool messages of earlier rounds)."""
+        policy = conversation.context_policy
+        prompt = pack.prompts[conversation.prompt_name]
+        tools = tool_specs(pack, conversation.prompt_name)
+        system_tokens = estimate_tokens(conversation.system_prompt)
+        tool_tokens = estimate_tokens(json.dumps([t.model_dump() for t in tools])) if tools else 0
+        pending_tokens = sum(message_tokens(m) for m in pending)
+        input_budget = policy.max_input_tokens - policy.reserve_output_tokens
+        fixed = system_tokens + tool_tokens + pending_tokens
+        if fixed > input_budget:
+            raise ContextOverflow(
+                f"The system prompt, tools and this turn need ~{fixed} tokens but the context "
+                f"policy allows {input_budget} input tokens.",
+            )
+        history_budget = input_budget - fixed
+        max_history = (policy.max_messages or NO_LIMIT) - len(pending)
+        start = pending[0].parent_id if pending else conversation.head_message_id
+        history, reached_root = await self._cache.walk(
+            self._store,
+            conversation.lineage_id,
+            start,
+            max_messages=max(max_history, 0),
+            token_budget=history_budget,
+        )
+        if not reached_root:
+            history = _trim_to_turn_boundary(history)
+        path_length = pending[0].depth if pending else conversation.message_count
+        dropped = path_length - len(history)
+        if dropped and policy.strategy == "fail":
+            raise ContextOverflow(
+                f"{dropped} earlier messages do not fit the context window and the "
+                "conversation's context policy is 'fail'."
+            )
+        history.reverse()
+        request = ProviderRequest.model_construct(
+            model=conversation.model,
+            system=conversation.system_prompt or None,
+            messages=[c.provider_message for c in history]
+            + [to_provider_message(m) for m in pending],
+            tools=tools,
+            tool_choice=prompt.tool_policy.tool_choice if prompt.tool_policy and tools else None,
+            parameters={
+                k: v
+                for k, v in effective_parameters(prompt, conversation.model).items()
+                if v is not None
+            },
+            metadata=metadata or {},
+        )
+        return ContextWindow(
+            request=request,
+            included_ids=[c.message.id for c in history] + [m.id for m in pending],
+            dropped=dropped,
+            budget={
+                "system": system_tokens,
+                "tools": tool_tokens,
+                "history": sum(c.tokens for c in history),
+                "pending": pending_tokens,
+                "reserved_output": policy.reserve_output_tokens,
+                "max_input": policy.max_input_tokens,
+            },
+        )
+
+
+def _trim_to_turn_boundary(history: list[CachedMessage]) -> list[CachedMessage]:
+    """Drop the oldest kept messages until the oldest is a user message (`history` is
+    newest first), so a truncated window starts at the beginning of a turn."""
+    end = len(history)
+    while end > 0 and history[end - 1].message.role != Role.user:
+        end -= 1
+    return history[:end]

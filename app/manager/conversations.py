@@ -1,0 +1,309 @@
+"""Conversation lifecycle: create, read, list, patch, delete (DESIGN §6, Conversations)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.coordination.base import Coordinator, IdempotencyRecord
+from app.domain import (
+    ContextPolicy,
+    Conversation,
+    ConversationStatus,
+    Page,
+    new_id,
+)
+from app.domain.principal import Principal
+from app.domain.requests import CreateConversation, PatchConversation
+from app.errors import (
+    ConversationExists,
+    ConversationNotFound,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    PreconditionFailed,
+    Unauthorized,
+    VersionConflict,
+)
+from app.manager.packs import PackLibrary
+from app.packs import PromptPack, render_system_prompt
+from app.providers.base import LLMProvider
+from app.settings import Settings
+from app.stores.base import ConversationFilter, StateStore
+
+log = logging.getLogger("parley.conversations")
+
+IDEMPOTENCY_TTL_S = 24 * 3600.0
+PATCH_RETRIES = 20
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of a request, to tell an idempotent retry from a different request."""
+    raw = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def merge_nullable(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated with `patch`, where a None value removes the key."""
+    merged = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+class ConversationService:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        packs: PackLibrary,
+        providers: Mapping[str, LLMProvider],
+        coordinator: Coordinator,
+        settings: Settings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._packs = packs
+        self._providers = providers
+        self._coord = coordinator
+        self._settings = settings
+        self._now = clock
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, conversation_id: str) -> Conversation:
+        """The conversation if the principal may see it (else 404: no existence leak).
+        Reading slides its TTL."""
+        now = self._now()
+        conv = await self._store.get_conversation(conversation_id, now=now)
+        if conv is None or not principal.can_access(conv.user_id):
+            raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
+        await self._slide_ttl(conv, now)
+        if conv.status == ConversationStatus.idle and await self._coord.locks.holder(conv.id):
+            conv = conv.model_copy(update={"status": ConversationStatus.running})
+        return conv
+
+    async def list(
+        self,
+        principal: Principal,
+        flt: ConversationFilter,
+        *,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Conversation]:
+        if principal.role == "user":
+            if flt.user_id not in (None, principal.user_id):
+                return Page(data=[], next_cursor=None)
+            flt = ConversationFilter(
+                user_id=principal.user_id,
+                prefix=flt.prefix,
+                pack_id=flt.pack_id,
+                metadata=flt.metadata,
+            )
+        return await self._store.list_conversations(
+            flt, now=self._now(), limit=limit, cursor=cursor
+        )
+
+    async def _slide_ttl(self, conv: Conversation, now: datetime) -> None:
+        """Reads extend the TTL too, but only write when it moves noticeably (1% of the
+        TTL, at least one second), so a hot conversation is not rewritten on every read."""
+        if conv.ttl_seconds is None or conv.expires_at is None:
+            return
+        new_expiry = now + timedelta(seconds=conv.ttl_seconds)
+        slack = max(1.0, conv.ttl_seconds * 0.01)
+        if (new_expiry - conv.expires_at).total_seconds() >= slack:
+            await self._store.touch_conversation(conv.id, new_expiry)
+            conv.expires_at = new_expiry
+
+    # --- create ------------------------------------------------------------------------
+
+    async def create(
+        self, principal: Principal, req: CreateConversation, *, idempotency_key: str | None
+    ) -> Conversation:
+        user_id = self._resolve_user(principal, req.user_id)
+        if idempotency_key is None:
+            return await self._create(user_id, req)
+        scope = f"create:{principal.scope}"
+        record = IdempotencyRecord(
+            fingerprint=fingerprint(req.model_dump(mode="json"), user_id),
+            ref=req.conversation_id or new_id(),
+        )
+        existing = await self._coord.idempotency.reserve(
+            scope, idempotency_key, record, ttl_s=IDEMPOTENCY_TTL_S
+        )
+        if existing is not None:
+            if existing.fingerprint != record.fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was already used to create a different conversation."
+                )
+            return await self.get(principal, existing.ref)
+        try:
+            return await self._create(
+                user_id, req.model_copy(update={"conversation_id": record.ref})
+            )
+        except BaseException:
+            await self._coord.idempotency.forget(scope, idempotency_key, ref=record.ref)
+            raise
+
+    async def _create(self, user_id: str, req: CreateConversation) -> Conversation:
+        pack = await self._packs.get(req.pack_id, req.pack_version)
+        provider_name = req.provider or self._settings.resolved_provider()
+        provider = self._providers.get(provider_name)
+        if provider is None:
+            raise InvalidRequest(
+                f"Provider {provider_name!r} is not configured.",
+                errors=[
+                    {"loc": ["body", "provider"], "msg": f"configured: {sorted(self._providers)}"}
+                ],
+            )
+        model = req.model or self._default_model(provider)
+        now = self._now()
+        system_prompt, variables = self._render(pack, req.prompt_name, req.variables, model, now)
+        if req.system_prompt is not None:
+            system_prompt = req.system_prompt
+        policy = req.context_policy or ContextPolicy(
+            max_input_tokens=self._settings.default_max_input_tokens,
+            reserve_output_tokens=self._settings.default_reserve_output_tokens,
+        )
+        _check_policy(policy)
+        ttl = req.ttl_seconds or self._settings.default_ttl_s
+        conv_id = req.conversation_id or new_id()
+        conv = Conversation(
+            id=conv_id,
+            user_id=user_id,
+            pack_id=pack.id,
+            pack_version=pack.version,
+            prompt_name=req.prompt_name,
+            provider=provider.name,
+            model=model,
+            variables=variables,
+            system_prompt=system_prompt,
+            custom_system_prompt=req.system_prompt is not None,
+            metadata=req.metadata,
+            context_policy=policy,
+            created_at=now,
+            updated_at=now,
+            ttl_seconds=ttl,
+            expires_at=now + timedelta(seconds=ttl) if ttl else None,
+            lineage_id=conv_id,
+        )
+        try:
+            created = await self._store.create_conversation(conv)
+        except ConversationExists:
+            raise ConversationExists(f"Conversation {conv_id!r} already exists.") from None
+        log.info(
+            "conversation created id=%s user=%s pack=%s@%s", conv_id, user_id, pack.id, pack.version
+        )
+        return created
+
+    def _default_model(self, provider: LLMProvider) -> str:
+        if self._settings.default_model and provider.name == self._settings.resolved_provider():
+            return self._settings.default_model
+        return provider.default_model
+
+    def _render(
+        self,
+        pack: PromptPack,
+        prompt_name: str,
+        variables: Mapping[str, Any],
+        model: str,
+        now: datetime,
+    ) -> tuple[str, dict[str, Any]]:
+        rendered = render_system_prompt(pack, prompt_name, variables, now=now, model=model)
+        return rendered.text, dict(rendered.variables)
+
+    @staticmethod
+    def _resolve_user(principal: Principal, requested: str | None) -> str:
+        if principal.role == "user":
+            if requested not in (None, principal.user_id):
+                raise Unauthorized("This API key may only act for its own user.")
+            assert principal.user_id is not None
+            return principal.user_id
+        if not requested:
+            raise InvalidRequest(
+                "user_id is required.", errors=[{"loc": ["body", "user_id"], "msg": "required"}]
+            )
+        return requested
+
+    # --- patch / delete ----------------------------------------------------------------
+
+    async def patch(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: PatchConversation,
+        *,
+        if_match: int | None,
+    ) -> Conversation:
+        """Apply a PATCH with optimistic concurrency. Without If-Match a concurrent change
+        (for example a turn committing) is absorbed by re-reading and re-applying."""
+        if req.context_policy is not None:
+            _check_policy(req.context_policy)
+        for _ in range(PATCH_RETRIES):
+            conv = await self.get(principal, conversation_id)
+            if if_match is not None and conv.version != if_match:
+                raise PreconditionFailed(
+                    f"If-Match {if_match} does not match version {conv.version}.",
+                    extra={"version": conv.version},
+                )
+            updated = await self._apply_patch(conv, req)
+            try:
+                return await self._store.update_conversation(updated, expected_version=conv.version)
+            except VersionConflict:
+                if if_match is not None:
+                    raise PreconditionFailed(
+                        f"Conversation changed; If-Match {if_match} is stale."
+                    ) from None
+        raise VersionConflict("The conversation kept changing; try again.")
+
+    async def _apply_patch(self, conv: Conversation, req: PatchConversation) -> Conversation:
+        now = self._now()
+        update: dict[str, Any] = {"updated_at": now}
+        if req.metadata is not None:
+            update["metadata"] = merge_nullable(conv.metadata, req.metadata)
+        if req.variables is not None:
+            pack = await self._packs.get(conv.pack_id, conv.pack_version)
+            wanted = merge_nullable(conv.variables, req.variables)
+            text, variables = self._render(pack, conv.prompt_name, wanted, conv.model, now)
+            update["variables"] = variables
+            if not conv.custom_system_prompt:
+                update["system_prompt"] = text
+        if req.context_policy is not None:
+            update["context_policy"] = req.context_policy
+        ttl = req.ttl_seconds or conv.ttl_seconds
+        if req.ttl_seconds is not None:
+            update["ttl_seconds"] = req.ttl_seconds
+        if ttl:
+            update["expires_at"] = now + timedelta(seconds=ttl)
+        return conv.model_copy(update=update)
+
+    async def delete(self, principal: Principal, conversation_id: str) -> None:
+        await self.get(principal, conversation_id)
+        await self._store.delete_conversation(conversation_id)
+        log.info("conversation deleted id=%s", conversation_id)
+
+    async def delete_user(self, principal: Principal, user_id: str) -> int:
+        if not principal.can_access(user_id):
+            return 0  # another user's data: nothing visible to delete (no existence leak)
+        deleted = await self._store.delete_user_conversations(user_id)
+        log.info("user erased user=%s conversations=%d", user_id, len(deleted))
+        return len(deleted)
+
+
+def _check_policy(policy: ContextPolicy) -> None:
+    if policy.strategy == "summarize":
+        raise InvalidRequest(
+            "Context strategy 'summarize' is not available in this version.",
+            errors=[{"loc": ["body", "context_policy", "strategy"], "msg": "not available"}],
+        )
+    if policy.reserve_output_tokens >= policy.max_input_tokens:
+        raise InvalidRequest(
+            "reserve_output_tokens must be smaller than max_input_tokens.",
+            errors=[{"loc": ["body", "context_policy"], "msg": "reserve >= max_input_tokens"}],
+        )

@@ -1,0 +1,118 @@
+"""`ConversationManager`: the one process-wide coordinator the API talks to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from app.coordination.base import Coordinator
+from app.domain import utcnow
+from app.manager.context import ContextBuilder
+from app.manager.conversations import ConversationService
+from app.manager.limits import ExecutionLimiter
+from app.manager.message_cache import MessageCache
+from app.manager.messages import MessageService
+from app.manager.packs import PackLibrary
+from app.manager.runs import RunService
+from app.manager.stats import Stats
+from app.manager.turns import TurnExecutor
+from app.packs import PackRegistry
+from app.providers.base import LLMProvider
+from app.providers.pricing import PriceTable
+from app.settings import Settings
+from app.stores.base import StateStore
+
+log = logging.getLogger("parley.manager")
+
+SHUTDOWN_GRACE_S = 10.0
+
+
+class ConversationManager:
+    """Owns the services behind the API and the background work (expiry sweep, cancel
+    listener). Built and closed by the lifespan; nothing here is global."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: StateStore,
+        packs: PackRegistry,
+        providers: Mapping[str, LLMProvider],
+        prices: PriceTable,
+        coordinator: Coordinator,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.packs = PackLibrary(packs, store)
+        self.providers = providers
+        self.coordinator = coordinator
+        self.stats = Stats()
+        self.cache = MessageCache()
+        self._now = clock
+        self.conversations = ConversationService(
+            store=store,
+            packs=self.packs,
+            providers=providers,
+            coordinator=coordinator,
+            settings=settings,
+            clock=clock,
+        )
+        self.messages = MessageService(
+            store=store, conversations=self.conversations, cache=self.cache
+        )
+        executor = TurnExecutor(
+            store=store,
+            packs=self.packs,
+            providers=providers,
+            prices=prices,
+            context=ContextBuilder(store, self.cache),
+            cache=self.cache,
+            coordinator=coordinator,
+            settings=settings,
+            stats=self.stats,
+            clock=clock,
+        )
+        self.runs = RunService(
+            conversations=self.conversations,
+            executor=executor,
+            coordinator=coordinator,
+            limiter=ExecutionLimiter(settings.max_concurrent_executions),
+            settings=settings,
+            stats=self.stats,
+            clock=clock,
+        )
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.packs.sync()
+        self.runs.start_background()
+        if not self.store.capabilities.native_ttl:
+            self._sweeper = asyncio.create_task(self._sweep_expired(), name="ttl-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.runs.shutdown(SHUTDOWN_GRACE_S)
+
+    async def _sweep_expired(self) -> None:
+        """Reclaim expired conversations (they are already invisible; this frees space)."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            try:
+                purged = await self.store.purge_expired(now=self._now())
+                if purged:
+                    log.info("purged %d expired conversations", purged)
+            except Exception as exc:  # keep sweeping; the store may come back
+                log.warning("expiry sweep failed: %r", exc)
+
+    async def readiness(self) -> dict[str, Any]:
+        """Raises `StoreUnavailable` when the store does not answer."""
+        await self.store.ping()
+        return {"store": "ok", "packs": len(self.packs), "providers": sorted(self.providers)}

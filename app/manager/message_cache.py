@@ -1,0 +1,105 @@
+"""A bounded cache of committed messages and what the context builder derives from them.
+
+Messages are immutable (DESIGN §3), so an entry keyed by message id is never stale, on any
+instance. With it, a turn walks its context window in memory and reads from the store only
+the messages it has not seen: after the first turn of a conversation that is nothing, and
+turn cost no longer depends on how much history the window holds.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from app.domain import Message
+from app.domain.tokens import estimate_tokens
+from app.providers.base import ProviderMessage
+from app.stores.base import StateStore
+
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators, as providers count them
+
+
+@dataclass(frozen=True, slots=True)
+class CachedMessage:
+    message: Message
+    tokens: int
+    provider_message: ProviderMessage
+
+
+def to_provider_message(m: Message) -> ProviderMessage:
+    has_media = any(p.type != "text" for p in m.parts)
+    return ProviderMessage.model_construct(
+        role=m.role.value,
+        content=m.content,
+        parts=list(m.parts) if has_media else [],
+        tool_calls=list(m.tool_calls),
+        tool_call_id=m.tool_call_id,
+        name=m.name,
+    )
+
+
+def message_tokens(m: Message) -> int:
+    tokens = MESSAGE_OVERHEAD_TOKENS + estimate_tokens(m.content)
+    for call in m.tool_calls:
+        tokens += estimate_tokens(call.name) + estimate_tokens(str(call.arguments))
+    return tokens
+
+
+class MessageCache:
+    """LRU of `CachedMessage` by message id, at most `max_entries` entries."""
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._entries: OrderedDict[str, CachedMessage] = OrderedDict()
+        self._max = max_entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, message_id: str) -> CachedMessage | None:
+        entry = self._entries.get(message_id)
+        if entry is not None:
+            self._entries.move_to_end(message_id)
+        return entry
+
+    def put(self, messages: Iterable[Message]) -> None:
+        for m in messages:
+            if m.id in self._entries:
+                self._entries.move_to_end(m.id)
+                continue
+            self._entries[m.id] = CachedMessage(m, message_tokens(m), to_provider_message(m))
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    async def walk(
+        self,
+        store: StateStore,
+        lineage_id: str,
+        start_id: str | None,
+        *,
+        max_messages: int,
+        token_budget: int,
+        batch: int = 64,
+    ) -> tuple[list[CachedMessage], bool]:
+        """Messages of the path ending at `start_id`, newest first, while they fit
+        `token_budget` and `max_messages`. Returns (messages, reached_root)."""
+        out: list[CachedMessage] = []
+        used = 0
+        cursor = start_id
+        while cursor is not None and len(out) < max_messages:
+            entry = self.get(cursor)
+            if entry is None:
+                fetched = await store.get_path(
+                    lineage_id, cursor, limit=min(batch, max_messages - len(out))
+                )
+                if not fetched:
+                    return out, True  # dangling parent: treat as the root
+                self.put(fetched)
+                entry = self.get(cursor)
+                assert entry is not None
+            if used + entry.tokens > token_budget:
+                return out, False
+            out.append(entry)
+            used += entry.tokens
+            cursor = entry.message.parent_id
+        return out, cursor is None

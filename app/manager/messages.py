@@ -1,0 +1,66 @@
+"""Reading a conversation's messages: the current path in pages, and single messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.domain import Message, Page
+from app.domain.principal import Principal
+from app.errors import MessageNotFound
+from app.manager.conversations import ConversationService
+from app.manager.message_cache import MessageCache
+from app.stores.base import StateStore
+
+
+@dataclass
+class MessageWithRelatives:
+    message: Message
+    sibling_ids: list[str]
+    children_ids: list[str]
+
+
+class MessageService:
+    def __init__(
+        self, *, store: StateStore, conversations: ConversationService, cache: MessageCache
+    ) -> None:
+        self._store = store
+        self._conversations = conversations
+        self._cache = cache
+
+    async def page(
+        self, principal: Principal, conversation_id: str, *, limit: int, before: str | None
+    ) -> Page[Message]:
+        """Up to `limit` messages of the current path ending just before `before` (or at the
+        head), oldest first. `next_cursor` is the oldest returned id when older ones exist."""
+        conv = await self._conversations.get(principal, conversation_id)
+        if before is None:
+            start = conv.head_message_id
+        else:
+            found = await self._store.get_messages(conv.lineage_id, [before])
+            if not found:
+                raise MessageNotFound(f"Message {before!r} not found in this conversation.")
+            start = found[0].parent_id
+        if start is None:
+            return Page(data=[], next_cursor=None)
+        path = await self._store.get_path(conv.lineage_id, start, limit=limit)
+        self._cache.put(path)
+        oldest = path[-1] if path else None
+        next_cursor = oldest.id if oldest is not None and oldest.parent_id is not None else None
+        path.reverse()
+        return Page(data=path, next_cursor=next_cursor)
+
+    async def get(
+        self, principal: Principal, conversation_id: str, message_id: str
+    ) -> MessageWithRelatives:
+        conv = await self._conversations.get(principal, conversation_id)
+        found = await self._store.get_messages(conv.lineage_id, [message_id])
+        if not found:
+            raise MessageNotFound(f"Message {message_id!r} not found in this conversation.")
+        message = found[0]
+        siblings = await self._store.list_children(conv.lineage_id, message.parent_id)
+        children = await self._store.list_children(conv.lineage_id, message.id)
+        return MessageWithRelatives(
+            message=message,
+            sibling_ids=[m.id for m in siblings if m.id != message.id],
+            children_ids=[m.id for m in children],
+        )

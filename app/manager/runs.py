@@ -1,0 +1,331 @@
+"""Starting runs and answering for them: admission, idempotency, `if_busy`, following
+events, waiting for results, cancellation (DESIGN §5, §7)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.coordination.base import (
+    TERMINAL_EVENTS,
+    Coordinator,
+    EventsExpired,
+    IdempotencyRecord,
+    RunEvent,
+    RunRecord,
+)
+from app.domain import Conversation, Part, Run, RunStatus, new_id
+from app.domain.principal import Principal
+from app.domain.requests import IfBusy, SendMessage, SubmitToolResults
+from app.errors import (
+    IdempotencyKeyReused,
+    InvalidRequest,
+    MessageTooLarge,
+    RunCancelled,
+    RunNotFound,
+    error_for_code,
+)
+from app.manager.conversations import IDEMPOTENCY_TTL_S, ConversationService, fingerprint
+from app.manager.limits import ExecutionLimiter
+from app.manager.stats import Stats
+from app.manager.turns import TurnExecutor, TurnInput, TurnPlan, dump, terminal_event
+from app.settings import Settings
+
+log = logging.getLogger("parley.runs")
+
+CANCEL_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    run_id: str
+    conversation_id: str
+    attached: bool  # an idempotent retry re-attached to an earlier run
+
+
+class RunService:
+    def __init__(
+        self,
+        *,
+        conversations: ConversationService,
+        executor: TurnExecutor,
+        coordinator: Coordinator,
+        limiter: ExecutionLimiter,
+        settings: Settings,
+        stats: Stats,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._conversations = conversations
+        self._executor = executor
+        self._coord = coordinator
+        self._limiter = limiter
+        self._settings = settings
+        self._stats = stats
+        self._now = clock
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancel_listener: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start_background(self) -> None:
+        self._cancel_listener = asyncio.create_task(self._listen_for_cancels())
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Let running turns finish for up to `grace_s`, then cancel the rest."""
+        if self._cancel_listener is not None:
+            self._cancel_listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cancel_listener
+        tasks = list(self._tasks.values())
+        if tasks:
+            log.info("waiting up to %.0fs for %d runs", grace_s, len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+    async def _listen_for_cancels(self) -> None:
+        async for run_id in self._coord.runs.cancel_requests():
+            task = self._tasks.get(run_id)
+            if task is not None:
+                task.cancel()
+
+    # --- starting ----------------------------------------------------------------------
+
+    async def send_message(
+        self, principal: Principal, conversation_id: str, req: SendMessage, *, key: str | None
+    ) -> StartedRun:
+        conv = await self._conversations.get(principal, conversation_id)
+        content, parts = self._user_content(req)
+        turn = TurnInput(kind="message", content=content, parts=parts, metadata=req.metadata)
+        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+        return await self._start(conv, turn, req.if_busy, key, ("message", body))
+
+    async def submit_tool_results(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: SubmitToolResults,
+        *,
+        key: str | None,
+    ) -> StartedRun:
+        conv = await self._conversations.get(principal, conversation_id)
+        size = len(json.dumps([r.model_dump(mode="json") for r in req.results]).encode())
+        self._check_size(size)
+        turn = TurnInput(kind="tool_results", tool_results=req.results)
+        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+        return await self._start(conv, turn, req.if_busy, key, ("tool_results", body))
+
+    def _user_content(self, req: SendMessage) -> tuple[str, list[Part]]:
+        if req.parts:
+            if req.content is not None:
+                raise InvalidRequest(
+                    "Send either content or parts, not both.",
+                    errors=[{"loc": ["body"], "msg": "content and parts are exclusive"}],
+                )
+            parts = req.parts
+            content = "".join(p.text or "" for p in parts if p.type == "text")
+            for i, p in enumerate(parts):
+                if p.type == "text" and p.text is None:
+                    raise InvalidRequest(
+                        "A text part needs text.",
+                        errors=[{"loc": ["body", "parts", i, "text"], "msg": "required"}],
+                    )
+                if p.type != "text" and (p.media is None or not p.media.url):
+                    raise InvalidRequest(
+                        "Media parts need media.url in this version (uploads come later).",
+                        errors=[{"loc": ["body", "parts", i, "media"], "msg": "url required"}],
+                    )
+        else:
+            if not req.content:
+                raise InvalidRequest(
+                    "The message is empty.",
+                    errors=[{"loc": ["body", "content"], "msg": "content or parts required"}],
+                )
+            content = req.content
+            parts = [Part(type="text", text=content)]
+        size = len(content.encode()) + len(json.dumps(req.metadata).encode())
+        size += sum(len((p.media.url or "").encode()) for p in parts if p.media)
+        self._check_size(size)
+        return content, parts
+
+    def _check_size(self, size: int) -> None:
+        limit = self._settings.max_message_bytes
+        if size > limit:
+            raise MessageTooLarge(f"The message is {size} bytes; the limit is {limit} bytes.")
+
+    async def _start(
+        self,
+        conv: Conversation,
+        turn: TurnInput,
+        if_busy: IfBusy,
+        key: str | None,
+        request_identity: Any,
+    ) -> StartedRun:
+        run_id = new_id()
+        idempotency: tuple[str, str] | None = None
+        if key is not None:
+            scope = f"run:{conv.id}"
+            record = IdempotencyRecord(fingerprint=fingerprint(request_identity), ref=run_id)
+            existing = await self._coord.idempotency.reserve(
+                scope, key, record, ttl_s=IDEMPOTENCY_TTL_S
+            )
+            if existing is not None:
+                if existing.fingerprint != record.fingerprint:
+                    raise IdempotencyKeyReused(
+                        "This Idempotency-Key was already used for a different request."
+                    )
+                return StartedRun(existing.ref, conv.id, attached=True)
+            idempotency = (scope, key)
+        lease = None
+        admitted = False
+        try:
+            self._limiter.admit(conv.id)
+            admitted = True
+            if if_busy == "reject":
+                lease = await self._coord.locks.acquire(conv.id, run_id, wait_s=0)
+            elif if_busy == "interrupt":
+                holder = await self._coord.locks.holder(conv.id)
+                if holder is not None:
+                    await self._request_cancel(holder)
+            run = Run(id=run_id, conversation_id=conv.id, created_at=self._now())
+            await self._coord.runs.create(RunRecord(run=run, lineage_id=conv.lineage_id))
+            await self._coord.runs.publish(run_id, "run.created", {"run": dump(run)})
+        except BaseException:
+            if lease is not None:
+                await lease.release()
+            if admitted:
+                self._limiter.release(conv.id)
+            if idempotency is not None:
+                await self._coord.idempotency.forget(*idempotency, ref=run_id)
+            raise
+        plan = TurnPlan(
+            run=run,
+            conversation_id=conv.id,
+            lineage_id=conv.lineage_id,
+            input=turn,
+            lease=lease,
+            idempotency=idempotency,
+        )
+        self._stats.run_started()
+        task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")
+        self._tasks[run_id] = task
+        return StartedRun(run_id, conv.id, attached=False)
+
+    async def _execute(self, plan: TurnPlan) -> None:
+        try:
+            await self._executor.execute(plan)
+        finally:
+            self._limiter.release(plan.conversation_id)
+            self._tasks.pop(plan.run.id, None)
+
+    # --- answering ---------------------------------------------------------------------
+
+    async def get(self, principal: Principal, conversation_id: str, run_id: str) -> RunRecord:
+        conv = await self._conversations.get(principal, conversation_id)
+        record = await self._coord.runs.get(run_id)
+        if record is None or record.run.conversation_id != conv.id:
+            raise RunNotFound(f"Run {run_id!r} not found in this conversation.")
+        return record
+
+    async def wait(self, run_id: str) -> RunRecord:
+        """Block until the run is terminal; return its record."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.shield(task)
+        else:
+            with contextlib.suppress(EventsExpired):
+                async for _ in self._coord.runs.follow(run_id, after=0):
+                    pass
+        record = await self._coord.runs.get(run_id)
+        if record is None:
+            raise RunNotFound(f"Run {run_id!r} is no longer known.")
+        return record
+
+    async def result(self, run_id: str) -> dict[str, Any]:
+        """The non-streaming response of a run (DESIGN §6), or its error raised."""
+        record = await self.wait(run_id)
+        run = record.run
+        if run.status == RunStatus.failed:
+            assert run.error is not None
+            raise error_for_code(run.error.code, run.error.detail)
+        if run.status == RunStatus.cancelled:
+            raise RunCancelled(f"Run {run.id} was cancelled; nothing was committed.")
+        assert record.result is not None
+        messages = record.result.messages
+        return {
+            "run_id": run.id,
+            "conversation_id": run.conversation_id,
+            "status": run.status.value,
+            "messages": [dump(m) for m in messages],
+            "reply": dump(messages[-1]),
+            "usage": dump(run.usage),
+            "cost_usd": run.cost_usd,
+            "finish_reason": record.result.finish_reason,
+            "pending_tool_calls": [dump(c) for c in record.result.pending_tool_calls],
+        }
+
+    async def events(
+        self, run_id: str, *, after: int, cancel_on_disconnect: bool = False
+    ) -> AsyncIterator[RunEvent]:
+        """Replay then follow a run's events; a `run.snapshot` stands in for events the log
+        no longer holds. With `cancel_on_disconnect`, a reader that goes away before the
+        terminal event cancels the run."""
+        finished = False
+        try:
+            try:
+                async for event in self._coord.runs.follow(run_id, after=after):
+                    finished = event.type in TERMINAL_EVENTS
+                    yield event
+                return
+            except EventsExpired:
+                pass
+            record = await self._coord.runs.get(run_id)
+            if record is None:
+                raise RunNotFound(f"Run {run_id!r} is no longer known.")
+            messages = record.result.messages if record.result else []
+            yield RunEvent(
+                seq=0,  # synthesized: carries no id, so Last-Event-ID stays where it was
+                type="run.snapshot",
+                data={"run": dump(record.run), "messages": [dump(m) for m in messages]},
+            )
+            if not record.run.status.terminal:
+                record = await self.wait(run_id)
+            finished = True
+            pending = record.result.pending_tool_calls if record.result else []
+            type_, data = terminal_event(record.run, pending)
+            yield RunEvent(seq=0, type=type_, data=data)
+        finally:
+            if cancel_on_disconnect and not finished:
+                task = self._tasks.get(run_id)
+                if task is not None:
+                    task.cancel()
+                else:
+                    asyncio.get_running_loop().create_task(self._request_cancel(run_id))
+
+    async def cancel(self, principal: Principal, conversation_id: str, run_id: str) -> RunRecord:
+        record = await self.get(principal, conversation_id, run_id)
+        if record.run.status.terminal:
+            return record
+        await self._request_cancel(run_id)
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(self.wait(run_id), timeout=CANCEL_WAIT_S)
+        return await self.get(principal, conversation_id, run_id)
+
+    async def _request_cancel(self, run_id: str) -> None:
+        task = self._tasks.get(run_id)
+        if task is not None:
+            task.cancel()
+        else:
+            await self._coord.runs.request_cancel(run_id)

@@ -1,0 +1,400 @@
+"""Executing one run (DESIGN §5 steps 2-6): lock, build context, call the provider, commit.
+
+A run executes in its own task, detached from the HTTP request that started it, so a client
+that disconnects does not stop it. It reports only through its event log; it never raises.
+Nothing is committed unless the whole turn succeeded: the user message, the reply and any
+tool messages are appended in one compare-and-set on the head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from app.coordination.base import Coordinator, RunRecord, TurnLease, TurnResult
+from app.domain import (
+    Conversation,
+    ConversationStatus,
+    FinishReason,
+    Message,
+    Part,
+    Role,
+    Run,
+    RunError,
+    RunStatus,
+    ToolCall,
+    Usage,
+    new_id,
+)
+from app.domain.requests import ToolResult
+from app.domain.tokens import estimate_tokens
+from app.errors import (
+    ConversationNotFound,
+    InvalidState,
+    ParleyError,
+    ProviderError,
+)
+from app.manager.context import ContextBuilder
+from app.manager.message_cache import MessageCache
+from app.manager.packs import PackLibrary
+from app.manager.stats import Stats
+from app.providers.base import (
+    Finish,
+    LLMProvider,
+    ProviderRequest,
+    TextDelta,
+    ToolCallComplete,
+    UsageReport,
+)
+from app.providers.pricing import PriceTable
+from app.settings import Settings
+from app.stores.base import StateStore
+
+log = logging.getLogger("parley.turns")
+
+
+@dataclass
+class TurnInput:
+    """What the client sent: a user message, or results for pending client-side tools."""
+
+    kind: Literal["message", "tool_results"]
+    content: str = ""
+    parts: list[Part] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tool_results: list[ToolResult] = field(default_factory=list)
+
+
+@dataclass
+class TurnPlan:
+    run: Run
+    conversation_id: str
+    lineage_id: str
+    input: TurnInput
+    lease: TurnLease | None = None
+    idempotency: tuple[str, str] | None = None  # (scope, key) freed if the run fails
+
+
+@dataclass
+class _Outcome:
+    messages: list[Message]
+    usage: Usage
+    cost_usd: float
+    finish_reason: FinishReason | None
+    pending_tool_calls: list[ToolCall]
+
+
+def dump(model: Any) -> dict[str, Any]:
+    return model.model_dump(mode="json")  # type: ignore[no-any-return]
+
+
+def provider_hints(conv: Conversation, message_metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Provider hints from metadata: `mock_*` keys (scripted scenarios, failure modes of
+    the mock provider), the message's overriding the conversation's."""
+    hints = {k: v for k, v in conv.metadata.items() if k.startswith("mock_")}
+    hints.update({k: v for k, v in message_metadata.items() if k.startswith("mock_")})
+    return hints
+
+
+class TurnExecutor:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        packs: PackLibrary,
+        providers: Mapping[str, LLMProvider],
+        prices: PriceTable,
+        context: ContextBuilder,
+        cache: MessageCache,
+        coordinator: Coordinator,
+        settings: Settings,
+        stats: Stats,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._packs = packs
+        self._providers = providers
+        self._prices = prices
+        self._context = context
+        self._cache = cache
+        self._coord = coordinator
+        self._settings = settings
+        self._stats = stats
+        self._now = clock
+
+    async def execute(self, plan: TurnPlan) -> None:
+        """Run the turn to a terminal event. Never raises (cancellation included)."""
+        started = time.perf_counter()
+        run = plan.run
+        outcome: _Outcome | None = None
+        status = RunStatus.failed
+        error: RunError | None = None
+        try:
+            lease = plan.lease or await self._coord.locks.acquire(
+                plan.conversation_id, run.id, wait_s=self._settings.turn_lock_timeout_s
+            )
+            try:
+                await self._save(run.model_copy(update={"status": RunStatus.running}), plan)
+                outcome = await self._turn(plan, lease)
+                status = (
+                    RunStatus.requires_action if outcome.pending_tool_calls else RunStatus.completed
+                )
+            finally:
+                await lease.release()
+        except asyncio.CancelledError:
+            status = RunStatus.cancelled
+        except ParleyError as exc:
+            error = RunError(code=exc.code, detail=exc.detail)
+        except Exception:
+            log.exception("run %s failed unexpectedly", run.id)
+            error = RunError(code="internal_error", detail="The run failed unexpectedly.")
+        await asyncio.shield(self._finish(plan, status, outcome, error, started))
+
+    async def _turn(self, plan: TurnPlan, lease: TurnLease) -> _Outcome:
+        now = self._now()
+        conv = await self._store.get_conversation(plan.conversation_id, now=now)
+        if conv is None:
+            raise ConversationNotFound(f"Conversation {plan.conversation_id!r} not found.")
+        provider = self._providers.get(conv.provider)
+        if provider is None:
+            raise ProviderError(f"Provider {conv.provider!r} is not configured on this instance.")
+        pack = await self._packs.get(conv.pack_id, conv.pack_version)
+        pending = await self._opening_messages(plan, conv)
+        window = await self._context.build(
+            conv, pack, pending, metadata=provider_hints(conv, plan.input.metadata)
+        )
+        reply = await self._call_provider(provider, window.request, plan, conv, pending[-1])
+        pending.append(reply)
+        await self._publish(plan, "message.completed", {"message": dump(reply)})
+        if lease.lost:
+            raise ProviderError("The turn lock was lost before commit; nothing was committed.")
+        requires_action = bool(reply.tool_calls)
+        commit = asyncio.ensure_future(
+            self._store.append_messages(
+                conv,
+                pending,
+                usage=reply.usage,
+                cost_usd=reply.cost_usd,
+                now=self._now(),
+                status=ConversationStatus.requires_action
+                if requires_action
+                else ConversationStatus.idle,
+            )
+        )
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await commit  # too late to cancel: the commit finishes and the run completes
+        self._cache.put(pending)
+        return _Outcome(
+            messages=pending,
+            usage=reply.usage,
+            cost_usd=reply.cost_usd,
+            finish_reason=reply.finish_reason,
+            pending_tool_calls=list(reply.tool_calls),
+        )
+
+    async def _opening_messages(self, plan: TurnPlan, conv: Conversation) -> list[Message]:
+        """The uncommitted messages the turn starts from: the user message, or the tool
+        messages answering the head's pending tool calls."""
+        now = self._now()
+        run_id = plan.run.id
+        if plan.input.kind == "message":
+            if conv.status == ConversationStatus.requires_action:
+                raise InvalidState(
+                    "The conversation is waiting for tool results; POST them to "
+                    f"/conversations/{conv.id}/tool-results first."
+                )
+            user = Message(
+                id=new_id(),
+                parent_id=conv.head_message_id,
+                conversation_id=conv.id,
+                role=Role.user,
+                content=plan.input.content,
+                parts=plan.input.parts,
+                created_at=now,
+                run_id=run_id,
+                metadata=plan.input.metadata,
+                depth=conv.message_count,
+            )
+            await self._publish(plan, "message.created", {"message": dump(user)})
+            return [user]
+        return await self._tool_messages(plan, conv)
+
+    async def _tool_messages(self, plan: TurnPlan, conv: Conversation) -> list[Message]:
+        if conv.status != ConversationStatus.requires_action or conv.head_message_id is None:
+            raise InvalidState("The conversation has no pending tool calls.")
+        head = (await self._store.get_messages(conv.lineage_id, [conv.head_message_id]))[0]
+        wanted = {c.id: c for c in head.tool_calls}
+        given = {r.tool_call_id: r for r in plan.input.tool_results}
+        if set(given) != set(wanted):
+            raise InvalidState(
+                "Results must answer exactly the pending tool calls.",
+                errors=[
+                    {"loc": ["body", "results"], "msg": f"pending: {sorted(wanted)}"},
+                ],
+            )
+        messages: list[Message] = []
+        parent = head
+        for call in head.tool_calls:
+            result = given[call.id]
+            output = result.output if isinstance(result.output, str) else json.dumps(result.output)
+            msg = Message(
+                id=new_id(),
+                parent_id=parent.id,
+                conversation_id=conv.id,
+                role=Role.tool,
+                content=output,
+                parts=[Part(type="text", text=output)],
+                tool_call_id=call.id,
+                name=call.name,
+                created_at=self._now(),
+                run_id=plan.run.id,
+                metadata={"is_error": True} if result.is_error else {},
+                depth=parent.depth + 1,
+            )
+            await self._publish(
+                plan,
+                "tool_call.completed",
+                {"tool_call_id": call.id, "output": result.output, "is_error": result.is_error},
+            )
+            await self._publish(plan, "message.created", {"message": dump(msg)})
+            messages.append(msg)
+            parent = msg
+        return messages
+
+    async def _call_provider(
+        self,
+        provider: LLMProvider,
+        request: ProviderRequest,
+        plan: TurnPlan,
+        conv: Conversation,
+        parent: Message,
+    ) -> Message:
+        """Stream one completion, publishing deltas; return the finished assistant message."""
+        message_id = new_id()
+        text: list[str] = []
+        tool_calls: list[ToolCall] = []
+        usage: Usage | None = None
+        finish: FinishReason = "stop"
+        async for event in provider.stream(request):
+            if isinstance(event, TextDelta):
+                if event.text:
+                    text.append(event.text)
+                    await self._publish(
+                        plan, "message.delta", {"message_id": message_id, "delta": event.text}
+                    )
+            elif isinstance(event, ToolCallComplete):
+                tool_calls.append(event.tool_call)
+                await self._publish(
+                    plan,
+                    "tool_call.created",
+                    {"message_id": message_id, "tool_call": dump(event.tool_call)},
+                )
+            elif isinstance(event, UsageReport):
+                usage = event.usage
+            elif isinstance(event, Finish):
+                finish = event.reason
+        content = "".join(text)
+        if usage is None:
+            usage = _estimated_usage(request, content)
+        return Message(
+            id=message_id,
+            parent_id=parent.id,
+            conversation_id=conv.id,
+            role=Role.assistant,
+            content=content,
+            parts=[Part(type="text", text=content)] if content else [],
+            tool_calls=tool_calls,
+            created_at=self._now(),
+            run_id=plan.run.id,
+            usage=usage,
+            cost_usd=self._prices.cost_usd(request.model, usage),
+            finish_reason=finish,
+            depth=parent.depth + 1,
+        )
+
+    async def _finish(
+        self,
+        plan: TurnPlan,
+        status: RunStatus,
+        outcome: _Outcome | None,
+        error: RunError | None,
+        started: float,
+    ) -> None:
+        run = plan.run.model_copy(
+            update={
+                "status": status,
+                "finished_at": self._now(),
+                "usage": outcome.usage if outcome else Usage(),
+                "cost_usd": outcome.cost_usd if outcome else 0.0,
+                "error": error,
+            }
+        )
+        result = None
+        if outcome is not None:
+            result = TurnResult(
+                messages=outcome.messages,
+                finish_reason=outcome.finish_reason,
+                pending_tool_calls=outcome.pending_tool_calls,
+            )
+        try:
+            await self._save(run, plan, result)
+            if status in (RunStatus.failed, RunStatus.cancelled) and plan.idempotency:
+                scope, key = plan.idempotency
+                await self._coord.idempotency.forget(scope, key, ref=run.id)
+            await self._publish(
+                plan, *terminal_event(run, outcome.pending_tool_calls if outcome else [])
+            )
+        except Exception:
+            log.exception("run %s: could not record its end", run.id)
+        self._stats.run_finished(
+            status.value,
+            time.perf_counter() - started,
+            run.usage,
+            run.cost_usd,
+            len(outcome.messages) if outcome else 0,
+        )
+        log.info(
+            "run %s %s conversation=%s%s",
+            run.id,
+            status.value,
+            plan.conversation_id,
+            f" error={error.code}" if error else "",
+        )
+
+    async def _save(self, run: Run, plan: TurnPlan, result: TurnResult | None = None) -> None:
+        plan.run = run
+        await self._coord.runs.save(RunRecord(run=run, lineage_id=plan.lineage_id, result=result))
+
+    async def _publish(self, plan: TurnPlan, type_: str, data: dict[str, Any]) -> None:
+        await self._coord.runs.publish(plan.run.id, type_, data)
+
+
+def _estimated_usage(request: ProviderRequest, reply: str) -> Usage:
+    prompt = (request.system or "") + "".join(m.content for m in request.messages)
+    return Usage.of(estimate_tokens(prompt), estimate_tokens(reply))
+
+
+def terminal_event(run: Run, pending_tool_calls: list[ToolCall]) -> tuple[str, dict[str, Any]]:
+    """The terminal SSE event of a finished run (exactly one per run, DESIGN §7)."""
+    if run.status == RunStatus.completed:
+        return "run.completed", {
+            "run": dump(run),
+            "usage": dump(run.usage),
+            "cost_usd": run.cost_usd,
+        }
+    if run.status == RunStatus.requires_action:
+        return "run.requires_action", {
+            "run": dump(run),
+            "pending_tool_calls": [dump(c) for c in pending_tool_calls],
+        }
+    if run.status == RunStatus.cancelled:
+        return "run.cancelled", {"run": dump(run)}
+    error = run.error or RunError(code="internal_error", detail="unknown")
+    return "run.failed", {"run": dump(run), "error": dump(error)}

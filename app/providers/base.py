@@ -1,0 +1,133 @@
+"""The `LLMProvider` ABC and the provider-neutral request/event types (DESIGN §8).
+
+Contract:
+
+* `stream(request)` is an async iterator of `ProviderEvent`s. Every provider streams
+  internally, even when the client asked for a non-streaming turn; `collect()` folds a
+  stream into a `ProviderResult`.
+* Event order: any number of `TextDelta` / `ToolCallDelta`, then for each tool call exactly
+  one `ToolCallComplete` (arguments parsed into a dict), then at most one `UsageReport`,
+  then exactly one `Finish`. Nothing follows `Finish`.
+* Failures raise `ProviderError` (502 `provider_error`), `ProviderTimeout` (504) or
+  `ProviderRateLimited` (429) from `app.errors`, with `retryable=True` when a retry could
+  help (429, 5xx, connection errors). Retries are not the provider's job: `RetryingProvider`
+  retries only while no event has been yielded yet.
+* Adapters take an injected `httpx.AsyncClient`, so tests drive them with `MockTransport`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.domain import FinishReason, Part, ToolCall, Usage
+
+
+class ProviderMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    parts: list[Part] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class ToolSpec(BaseModel):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ProviderRequest(BaseModel):
+    """What one provider call sends.
+
+    `parameters` holds generation parameters (temperature, max_tokens, top_p, top_k,
+    frequency_penalty, presence_penalty); adapters map or drop what their API lacks.
+    `metadata` is for provider-specific hints (the mock reads `mock_scenario`).
+    """
+
+    model: str
+    system: str | None = None
+    messages: list[ProviderMessage]
+    tools: list[ToolSpec] = Field(default_factory=list)
+    tool_choice: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A fragment of a tool call as it streams: `id`/`name` on the first fragment of a call,
+    then argument text pieces. For display only; act on `ToolCallComplete`."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments_delta: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCallComplete:
+    index: int
+    tool_call: ToolCall
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: FinishReason
+
+
+ProviderEvent = TextDelta | ToolCallDelta | ToolCallComplete | UsageReport | Finish
+
+
+@dataclass
+class ProviderResult:
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage | None = None
+    finish_reason: FinishReason = "stop"
+
+
+class LLMProvider(ABC):
+    """One LLM API. `name` is what conversations store in `provider`."""
+
+    name: str
+    default_model: str
+
+    @abstractmethod
+    def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        """Stream one completion. See the module docstring for the event contract."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources the provider owns (not an injected client)."""
+
+
+async def collect(events: AsyncIterator[ProviderEvent]) -> ProviderResult:
+    """Fold a provider stream into its final result."""
+    result = ProviderResult()
+    text: list[str] = []
+    async for ev in events:
+        if isinstance(ev, TextDelta):
+            text.append(ev.text)
+        elif isinstance(ev, ToolCallComplete):
+            result.tool_calls.append(ev.tool_call)
+        elif isinstance(ev, UsageReport):
+            result.usage = ev.usage
+        elif isinstance(ev, Finish):
+            result.finish_reason = ev.reason
+    result.text = "".join(text)
+    return result

@@ -1,0 +1,162 @@
+"""The deterministic, network-free `mock` provider (DESIGN §8).
+
+Default behaviour: reply `echo: <text of the last user message>`, streamed word by word (each
+`TextDelta` is a word plus its trailing whitespace, so the deltas join back to the exact
+reply), then a `UsageReport` (input = `estimate_tokens` of the system prompt plus every
+message's content, output = `estimate_tokens` of the reply) and `Finish("stop")`.
+
+Scripted scenarios (PromptKit `mock-responses.yaml`, see `scenarios.py`) are selected by
+`request.metadata["mock_scenario"]`. **Turn numbering:** turn N = 1 + the number of
+assistant messages anywhere in the request. So the first call of a conversation is turn 1;
+after a scripted tool call, the follow-up call (which carries that assistant tool-call
+message and its tool results) is turn 2; and in a plain multi-turn chat, the reply to the
+k-th user message is turn k. (Counting only assistant messages after the last user message
+would restart at 1 on every user message; counting user messages would never advance
+through a tool loop.) The count covers what the request carries, so a context policy that
+drops old assistant messages lowers it.
+
+Resolution: the named scenario's turn N; else the scenario's own `defaultResponse`; else
+the file's `defaultResponse`; else echo. Without `mock_scenario`, the file's
+`defaultResponse` (if any) else echo. A scripted turn may carry text and tool calls; tool
+calls get ids `call_<n>` numbered after the tool calls already in the request, stream as a
+`ToolCallDelta` with id/name then one with the JSON arguments, complete in order, and end
+with `Finish("tool_calls")`.
+
+Failure injection (`request.metadata["mock_fail"]`), for tests of the failure paths:
+`"error"` raises `ProviderError` before any event; `"midstream"` yields two deltas then
+raises `ProviderError(retryable=False)`; `"rate_limit"` raises
+`ProviderRateLimited(retryable=True)` with a 1 s Retry-After hint; `"timeout"` raises
+`ProviderTimeout(retryable=True)`.
+
+`delay_ms` sleeps between consecutive streamed deltas (0 means no sleep at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from app.domain import ToolCall, Usage
+from app.domain.tokens import estimate_tokens
+from app.errors import ProviderError, ProviderRateLimited, ProviderTimeout
+from app.providers.base import (
+    Finish,
+    LLMProvider,
+    ProviderEvent,
+    ProviderMessage,
+    ProviderRequest,
+    TextDelta,
+    ToolCallComplete,
+    ToolCallDelta,
+    UsageReport,
+)
+from app.providers.scenarios import Scenarios, ScriptedTurn
+
+_WORDS = re.compile(r"\s*\S+\s*|\s+")
+FAIL_MODES = ("error", "midstream", "rate_limit", "timeout")
+
+
+def split_tokens(text: str) -> list[str]:
+    """Words with their trailing whitespace; `"".join(split_tokens(t)) == t`."""
+    return _WORDS.findall(text)
+
+
+def message_text(msg: ProviderMessage) -> str:
+    if msg.content:
+        return msg.content
+    return "".join(p.text or "" for p in msg.parts if p.type == "text")
+
+
+def turn_number(request: ProviderRequest) -> int:
+    """1 + the number of assistant messages in the request (see the module docstring)."""
+    return 1 + sum(1 for m in request.messages if m.role == "assistant")
+
+
+class MockProvider(LLMProvider):
+    name = "mock"
+
+    def __init__(
+        self,
+        scenarios: Scenarios | None = None,
+        delay_ms: float = 0.0,
+        *,
+        default_model: str = "mock-echo",
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if delay_ms < 0:
+            raise ValueError("delay_ms must be >= 0")
+        self.scenarios = scenarios or Scenarios()
+        self.delay_ms = delay_ms
+        self.default_model = default_model
+        self._sleep = sleep
+
+    def scripted_turn(self, request: ProviderRequest) -> ScriptedTurn | None:
+        """The scripted answer for this request, or None to echo."""
+        name = request.metadata.get("mock_scenario")
+        fallback = self.scenarios.default_response
+        if isinstance(name, str) and name in self.scenarios.scenarios:
+            scenario = self.scenarios.scenarios[name]
+            turn = scenario.turns.get(turn_number(request))
+            if turn is not None:
+                return turn
+            fallback = scenario.default_response or fallback
+        return ScriptedTurn(response=fallback) if fallback is not None else None
+
+    def reply_for(self, request: ProviderRequest) -> ScriptedTurn:
+        turn = self.scripted_turn(request)
+        if turn is not None:
+            return turn
+        last_user = next((m for m in reversed(request.messages) if m.role == "user"), None)
+        return ScriptedTurn(response=f"echo: {message_text(last_user) if last_user else ''}")
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        fail = request.metadata.get("mock_fail")
+        if fail is not None:
+            _fail_early(fail)
+        turn = self.reply_for(request)
+        text = turn.response or ""
+        prior_calls = sum(len(m.tool_calls) for m in request.messages)
+        calls = [
+            ToolCall(id=f"call_{prior_calls + i + 1}", name=tc.name, arguments=tc.arguments)
+            for i, tc in enumerate(turn.tool_calls)
+        ]
+        deltas: list[ProviderEvent] = [TextDelta(t) for t in split_tokens(text)]
+        for i, call in enumerate(calls):
+            deltas.append(ToolCallDelta(i, id=call.id, name=call.name))
+            deltas.append(ToolCallDelta(i, arguments_delta=json.dumps(call.arguments)))
+
+        for n, event in enumerate(deltas):
+            if n and self.delay_ms:
+                await self._sleep(self.delay_ms / 1000.0)
+            if fail == "midstream" and n == 2:
+                raise ProviderError("mock failure requested mid-stream", retryable=False)
+            yield event
+        if fail == "midstream":
+            raise ProviderError("mock failure requested mid-stream", retryable=False)
+
+        for i, call in enumerate(calls):
+            yield ToolCallComplete(i, call)
+        input_text = [request.system or "", *(message_text(m) for m in request.messages)]
+        output_tokens = estimate_tokens(text) + sum(
+            estimate_tokens(json.dumps(c.arguments)) for c in calls
+        )
+        yield UsageReport(Usage.of(sum(estimate_tokens(t) for t in input_text), output_tokens))
+        yield Finish("tool_calls" if calls else "stop")
+
+
+def _fail_early(mode: object) -> None:
+    if mode == "error":
+        raise ProviderError("mock failure requested", retryable=False)
+    if mode == "rate_limit":
+        raise ProviderRateLimited(
+            "mock rate limit requested",
+            retryable=True,
+            extra={"retry_after_s": 1.0},
+            headers={"Retry-After": "1"},
+        )
+    if mode == "timeout":
+        raise ProviderTimeout("mock timeout requested", retryable=True)
+    if mode != "midstream":
+        raise ProviderError(f"unknown mock_fail mode {mode!r}; use one of {', '.join(FAIL_MODES)}")

@@ -1,0 +1,98 @@
+"""Service configuration from the environment (prefix `PARLEY_`, DESIGN §10).
+
+Provider credentials keep the ecosystem's unprefixed names (`OPENAI_API_KEY`, ...), so an
+existing deployment or a local OpenAI-compatible server works without renaming anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiKey(BaseModel):
+    """One configured API key. `service` keys act for any user; `user` keys for one."""
+
+    key: str
+    role: Literal["service", "user"] = "service"
+    user_id: str | None = None
+
+
+class ModelPrice(BaseModel):
+    """USD per million tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore", populate_by_name=True)
+
+    state_url: str = "sqlite+aiosqlite:///./data/parley.db"
+    media_dir: Path = Path("./data/media")
+    packs_dir: Path = Path("./packs")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    auth: Literal["none", "keys"] = "none"
+    api_keys: list[ApiKey] = Field(default_factory=list)
+
+    default_provider: str | None = None
+    default_model: str | None = None
+    mock_delay_ms: float = 0.0
+    mock_scenarios: Path | None = None
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    provider_max_retries: int = Field(default=2, ge=0, le=10)
+
+    max_concurrent_executions: int = Field(default=10, ge=0)
+    default_timeout_s: float = Field(default=30.0, gt=0)
+    turn_lock_timeout_s: float = Field(default=30.0, gt=0)
+
+    media_threshold_kb: int = 100
+    media_policy: Literal["retain", "delete"] = "retain"
+    default_ttl_s: int | None = Field(default=None, gt=0)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+    max_message_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    default_max_input_tokens: int = Field(default=8000, gt=0)
+    default_reserve_output_tokens: int = Field(default=1024, ge=0)
+
+    run_event_retention_s: float = Field(default=3600.0, gt=0)
+    sse_ping_s: float = Field(default=15.0, gt=0)
+
+    openai_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "PARLEY_OPENAI_API_KEY")
+    )
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "PARLEY_OPENAI_BASE_URL"),
+    )
+    anthropic_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "PARLEY_ANTHROPIC_API_KEY"),
+    )
+    anthropic_base_url: str = Field(
+        default="https://api.anthropic.com",
+        validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "PARLEY_ANTHROPIC_BASE_URL"),
+    )
+
+    @field_validator(
+        "default_ttl_s", "mock_scenarios", "default_provider", "default_model", mode="before"
+    )
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    def resolved_provider(self) -> str:
+        """The provider used when a conversation names none: explicit, else by key, else mock."""
+        if self.default_provider:
+            return self.default_provider
+        if self.openai_api_key:
+            return "openai"
+        if self.anthropic_api_key:
+            return "anthropic"
+        return "mock"

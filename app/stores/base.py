@@ -1,0 +1,248 @@
+"""The `StateStore` ABC: the only persistence seam (DESIGN §4).
+
+Contract, shared by every backend and enforced by `tests/contract/`:
+
+* Conversations are stored whole (`Conversation` model). `version` is the optimistic
+  concurrency token: every write that changes a conversation increments it by exactly one.
+* Messages are immutable once appended and are addressed within a *lineage* (the set of
+  conversations that share ancestry through forks; `Conversation.lineage_id`). Every
+  message method takes the lineage id, so a backend may co-locate a lineage's data
+  (Redis uses it as the hash tag) and so a message id from another lineage is never visible.
+* `append_messages` is the only way the head moves forward during a turn. It is atomic:
+  either every message is stored *and* the head, `message_count`, usage totals, `version`,
+  `updated_at` and `expires_at` change together, or nothing changes.
+* An expired conversation (`expires_at <= now`) is invisible to `get_conversation` and
+  `list_conversations` from that instant, whether or not its data was reclaimed yet.
+* Reads never cost O(history): `get_path` is bounded by `limit`, listing is bounded by
+  `limit`, append is O(messages appended).
+* Backend failures that mean "the store is unreachable" raise `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.domain import (
+    Checkpoint,
+    Conversation,
+    ConversationStatus,
+    Message,
+    Page,
+    Usage,
+)
+from app.errors import InvalidCursor
+
+
+@dataclass(frozen=True)
+class StoreCapabilities:
+    """What a backend can do, so callers and tests branch on capability, not on class.
+
+    native_ttl: the backend reclaims expired conversations by itself (`purge_expired` is a
+        no-op that returns 0).
+    shared: state is visible to other processes using the same URL (memory is not).
+    """
+
+    native_ttl: bool = False
+    shared: bool = True
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """Listing filters; all given ones must match.
+
+    `metadata` compares each key's stored value rendered as text the way PostgreSQL's
+    `->>` does (strings as-is; numbers, booleans and null as compact JSON: `3`, `true`),
+    with the requested string. Keys absent from the conversation never match.
+    """
+
+    user_id: str | None = None
+    prefix: str | None = None
+    pack_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def metadata_text(value: object) -> str:
+    """The text form `ConversationFilter.metadata` compares against (see its docstring)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def encode_cursor(*parts: str) -> str:
+    """Opaque cursor from string parts (the sort key of the last item returned)."""
+    raw = json.dumps(list(parts), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[str]:
+    """Inverse of `encode_cursor`; a malformed cursor is the client's error (400)."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("The cursor is not one this service issued.") from exc
+    if (
+        not isinstance(parts, list)
+        or len(parts) != arity
+        or not all(isinstance(p, str) for p in parts)
+    ):
+        raise InvalidCursor("The cursor is not one this service issued.")
+    return parts
+
+
+class StateStore(ABC):
+    """Persistence of conversations, their message trees and checkpoints."""
+
+    capabilities: StoreCapabilities = StoreCapabilities()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and bring the schema up to date (SQL: Alembic upgrade to head)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Idempotent."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Return if the backend answers; raise `StoreUnavailable` otherwise."""
+
+    # --- conversations -----------------------------------------------------------------
+
+    @abstractmethod
+    async def create_conversation(self, conversation: Conversation) -> Conversation:
+        """Store a new conversation as given (its `version` is kept, normally 1).
+
+        Raises `ConversationExists` if a live (unexpired) conversation has the id. An expired
+        one with the same id is replaced (its data reclaimed first)."""
+
+    @abstractmethod
+    async def get_conversation(self, conversation_id: str, *, now: datetime) -> Conversation | None:
+        """The conversation, or None if absent or expired at `now`."""
+
+    @abstractmethod
+    async def update_conversation(
+        self, conversation: Conversation, *, expected_version: int
+    ) -> Conversation:
+        """Replace the stored conversation with `conversation`, with `version` set to
+        `expected_version + 1`, only if the stored version is `expected_version`.
+
+        Raises `VersionConflict` if it is not, `ConversationNotFound` if absent.
+        Returns the stored result."""
+
+    @abstractmethod
+    async def touch_conversation(self, conversation_id: str, expires_at: datetime) -> None:
+        """Move `expires_at` (sliding TTL on reads) without changing `version` or
+        `updated_at`. A missing conversation is ignored."""
+
+    @abstractmethod
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete the conversation, its checkpoints, and every message it wrote that no
+        other conversation of its lineage can still reach (from that conversation's head,
+        its checkpoints or its fork point). True if it existed."""
+
+    @abstractmethod
+    async def delete_user_conversations(self, user_id: str) -> list[str]:
+        """Delete every conversation of `user_id` as `delete_conversation` does; return
+        the deleted ids."""
+
+    @abstractmethod
+    async def list_conversations(
+        self,
+        flt: ConversationFilter,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[Conversation]:
+        """Live conversations matching `flt`, ordered by `updated_at` desc then `id` desc.
+
+        `next_cursor` is set when more may follow; passing it back continues after the last
+        item. Raises `InvalidCursor` for a cursor this backend did not issue."""
+
+    # --- messages ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def append_messages(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        *,
+        usage: Usage,
+        cost_usd: float,
+        now: datetime,
+        status: ConversationStatus | None = None,
+    ) -> Conversation:
+        """Atomically store `messages` and move the head to the last of them.
+
+        Compare-and-set: commits only if the stored head still equals
+        `conversation.head_message_id`; otherwise raises `HeadConflict` and stores nothing.
+        `messages` are given in order; the first one's parent is an existing message of the
+        lineage (normally the head; a sibling for edits/regenerations) or None. On success
+        the stored conversation gets: `head_message_id` = last id, `message_count` = last
+        depth + 1, `usage` += (usage, cost_usd), `version` += 1, `updated_at` = now,
+        `expires_at` = now + ttl_seconds when `ttl_seconds` is set, and `status` when given.
+        Other fields are left as stored (a concurrent metadata PATCH is not overwritten).
+        Raises `ConversationNotFound` if the conversation is gone. Returns the new state."""
+
+    @abstractmethod
+    async def get_messages(self, lineage_id: str, message_ids: Sequence[str]) -> list[Message]:
+        """The messages with these ids in the lineage, in the order asked; unknown ids are
+        left out."""
+
+    @abstractmethod
+    async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
+        """The path ending at `message_id`, newest first: the message, its parent, ... up
+        to `limit` messages (fewer when the root is reached). Empty if unknown."""
+
+    @abstractmethod
+    async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
+        """Messages whose parent is `parent_id` (roots of the lineage for None), oldest
+        first."""
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Store a checkpoint of an existing conversation."""
+
+    @abstractmethod
+    async def list_checkpoints(
+        self, conversation_id: str, *, kind: str | None = None
+    ) -> list[Checkpoint]:
+        """Checkpoints of a conversation, oldest first, optionally of one kind."""
+
+    @abstractmethod
+    async def get_checkpoint(self, conversation_id: str, checkpoint_id: str) -> Checkpoint | None:
+        """One checkpoint, or None."""
+
+    @abstractmethod
+    async def delete_checkpoint(self, conversation_id: str, checkpoint_id: str) -> bool:
+        """True if it existed."""
+
+    # --- uploaded packs ----------------------------------------------------------------
+
+    @abstractmethod
+    async def save_pack(
+        self, pack_id: str, version: str, document: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Store a PromptPack document uploaded through the API, unless (pack_id, version)
+        is already stored. Returns (the stored document, whether this call stored it):
+        the first writer wins, so callers compare to detect a conflicting upload."""
+
+    @abstractmethod
+    async def list_packs(self) -> list[dict[str, Any]]:
+        """Every stored pack document, in upload order."""
+
+    # --- expiry ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def purge_expired(self, *, now: datetime) -> int:
+        """Reclaim conversations expired at `now` as `delete_conversation` would; return
+        how many. Backends with `capabilities.native_ttl` return 0."""

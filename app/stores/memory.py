@@ -1,0 +1,330 @@
+"""`memory://`: an in-process `StateStore` for tests and throwaway runs.
+
+Every method does its work without awaiting in the middle, so on one event loop each call is
+atomic by construction and no lock is needed. Models are copied on the way in and out, so a
+caller mutating what it passed or got back cannot change stored state.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.domain import (
+    Checkpoint,
+    Conversation,
+    ConversationStatus,
+    Message,
+    Page,
+    Usage,
+    utcnow,
+)
+from app.errors import (
+    Conflict,
+    ConversationExists,
+    ConversationNotFound,
+    HeadConflict,
+    VersionConflict,
+)
+from app.stores._common import listing_cursor, parse_listing_cursor
+from app.stores.base import (
+    ConversationFilter,
+    StateStore,
+    StoreCapabilities,
+    metadata_text,
+)
+
+
+@dataclass
+class _Lineage:
+    """The messages of one lineage, with a parent -> children index."""
+
+    messages: dict[str, Message] = field(default_factory=dict)
+    children: dict[str | None, list[str]] = field(default_factory=dict)
+
+    def add(self, message: Message) -> None:
+        self.messages[message.id] = message
+        self.children.setdefault(message.parent_id, []).append(message.id)
+
+    def remove(self, message_id: str) -> None:
+        message = self.messages.pop(message_id)
+        siblings = self.children.get(message.parent_id, [])
+        siblings.remove(message_id)
+        if not siblings:
+            self.children.pop(message.parent_id, None)
+
+
+def _live(conversation: Conversation, now: datetime) -> bool:
+    return conversation.expires_at is None or conversation.expires_at > now
+
+
+def _matches(c: Conversation, flt: ConversationFilter) -> bool:
+    if flt.user_id is not None and c.user_id != flt.user_id:
+        return False
+    if flt.pack_id is not None and c.pack_id != flt.pack_id:
+        return False
+    if flt.prefix is not None and not c.id.startswith(flt.prefix):
+        return False
+    return all(
+        key in c.metadata and metadata_text(c.metadata[key]) == wanted
+        for key, wanted in flt.metadata.items()
+    )
+
+
+class MemoryStore(StateStore):
+    capabilities = StoreCapabilities(native_ttl=False, shared=False)
+
+    def __init__(self) -> None:
+        self._conversations: dict[str, Conversation] = {}
+        self._lineages: dict[str, _Lineage] = {}
+        self._checkpoints: dict[str, dict[str, Checkpoint]] = {}
+        self._packs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def ping(self) -> None:
+        return None
+
+    # --- conversations -----------------------------------------------------------------
+
+    async def create_conversation(self, conversation: Conversation) -> Conversation:
+        existing = self._conversations.get(conversation.id)
+        if existing is not None:
+            if _live(existing, utcnow()):
+                raise ConversationExists(f"Conversation {conversation.id!r} already exists.")
+            self._reclaim(conversation.id)
+        self._conversations[conversation.id] = conversation.model_copy(deep=True)
+        return conversation.model_copy(deep=True)
+
+    async def get_conversation(self, conversation_id: str, *, now: datetime) -> Conversation | None:
+        c = self._conversations.get(conversation_id)
+        if c is None or not _live(c, now):
+            return None
+        return c.model_copy(deep=True)
+
+    async def update_conversation(
+        self, conversation: Conversation, *, expected_version: int
+    ) -> Conversation:
+        stored = self._conversations.get(conversation.id)
+        if stored is None:
+            raise ConversationNotFound(f"Conversation {conversation.id!r} not found.")
+        if stored.version != expected_version:
+            raise VersionConflict(
+                f"Conversation {conversation.id!r} is at version {stored.version}, "
+                f"not {expected_version}."
+            )
+        new = conversation.model_copy(deep=True, update={"version": expected_version + 1})
+        self._conversations[conversation.id] = new
+        return new.model_copy(deep=True)
+
+    async def touch_conversation(self, conversation_id: str, expires_at: datetime) -> None:
+        c = self._conversations.get(conversation_id)
+        if c is not None:
+            self._conversations[conversation_id] = c.model_copy(update={"expires_at": expires_at})
+
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        return self._reclaim(conversation_id)
+
+    async def delete_user_conversations(self, user_id: str) -> list[str]:
+        ids = sorted(c.id for c in self._conversations.values() if c.user_id == user_id)
+        return [cid for cid in ids if self._reclaim(cid)]
+
+    async def list_conversations(
+        self,
+        flt: ConversationFilter,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[Conversation]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        after = parse_listing_cursor(cursor) if cursor is not None else None
+        found = [
+            c
+            for c in self._conversations.values()
+            if _live(c, now)
+            and _matches(c, flt)
+            and (after is None or (c.updated_at, c.id) < after)
+        ]
+        found.sort(key=lambda c: (c.updated_at, c.id), reverse=True)
+        page = found[:limit]
+        next_cursor = listing_cursor(page[-1]) if len(found) > limit else None
+        return Page(data=[c.model_copy(deep=True) for c in page], next_cursor=next_cursor)
+
+    # --- messages ----------------------------------------------------------------------
+
+    async def append_messages(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        *,
+        usage: Usage,
+        cost_usd: float,
+        now: datetime,
+        status: ConversationStatus | None = None,
+    ) -> Conversation:
+        if not messages:
+            raise ValueError("append_messages needs at least one message")
+        stored = self._conversations.get(conversation.id)
+        if stored is None or not _live(stored, now):
+            raise ConversationNotFound(f"Conversation {conversation.id!r} not found.")
+        if stored.head_message_id != conversation.head_message_id:
+            raise HeadConflict(
+                f"Conversation {conversation.id!r} head moved to {stored.head_message_id!r}."
+            )
+        lineage = self._lineages.setdefault(stored.lineage_id, _Lineage())
+        ids = [m.id for m in messages]
+        if len(set(ids)) != len(ids) or any(i in lineage.messages for i in ids):
+            raise Conflict("A message with this id already exists in the lineage.")
+        last = messages[-1]
+        update: dict[str, object] = {
+            "head_message_id": last.id,
+            "message_count": last.depth + 1,
+            "usage": stored.usage.plus(usage, cost_usd),
+            "version": stored.version + 1,
+            "updated_at": now,
+        }
+        if stored.ttl_seconds is not None:
+            update["expires_at"] = now + timedelta(seconds=stored.ttl_seconds)
+        if status is not None:
+            update["status"] = status
+        for m in messages:
+            lineage.add(m.model_copy(deep=True))
+        new = stored.model_copy(update=update)
+        self._conversations[conversation.id] = new
+        return new.model_copy(deep=True)
+
+    async def get_messages(self, lineage_id: str, message_ids: Sequence[str]) -> list[Message]:
+        lineage = self._lineages.get(lineage_id)
+        if lineage is None:
+            return []
+        found = (lineage.messages.get(i) for i in message_ids)
+        return [m.model_copy(deep=True) for m in found if m is not None]
+
+    async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
+        lineage = self._lineages.get(lineage_id)
+        path: list[Message] = []
+        current: str | None = message_id
+        while lineage is not None and current is not None and len(path) < limit:
+            m = lineage.messages.get(current)
+            if m is None:
+                break
+            path.append(m.model_copy(deep=True))
+            current = m.parent_id
+        return path
+
+    async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
+        lineage = self._lineages.get(lineage_id)
+        if lineage is None:
+            return []
+        children = [lineage.messages[i] for i in lineage.children.get(parent_id, [])]
+        children.sort(key=lambda m: (m.created_at, m.id))
+        return [m.model_copy(deep=True) for m in children]
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        if checkpoint.conversation_id not in self._conversations:
+            raise ConversationNotFound(f"Conversation {checkpoint.conversation_id!r} not found.")
+        per_conversation = self._checkpoints.setdefault(checkpoint.conversation_id, {})
+        if checkpoint.id in per_conversation:
+            raise Conflict(f"Checkpoint {checkpoint.id!r} already exists.")
+        per_conversation[checkpoint.id] = checkpoint.model_copy(deep=True)
+        return checkpoint.model_copy(deep=True)
+
+    async def list_checkpoints(
+        self, conversation_id: str, *, kind: str | None = None
+    ) -> list[Checkpoint]:
+        found = [
+            cp
+            for cp in self._checkpoints.get(conversation_id, {}).values()
+            if kind is None or cp.kind == kind
+        ]
+        found.sort(key=lambda cp: (cp.created_at, cp.id))
+        return [cp.model_copy(deep=True) for cp in found]
+
+    async def get_checkpoint(self, conversation_id: str, checkpoint_id: str) -> Checkpoint | None:
+        cp = self._checkpoints.get(conversation_id, {}).get(checkpoint_id)
+        return cp.model_copy(deep=True) if cp is not None else None
+
+    async def delete_checkpoint(self, conversation_id: str, checkpoint_id: str) -> bool:
+        return self._checkpoints.get(conversation_id, {}).pop(checkpoint_id, None) is not None
+
+    # --- expiry ------------------------------------------------------------------------
+
+    async def save_pack(
+        self, pack_id: str, version: str, document: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        stored = self._packs.get((pack_id, version))
+        if stored is not None:
+            return copy.deepcopy(stored), False
+        self._packs[(pack_id, version)] = copy.deepcopy(document)
+        return copy.deepcopy(document), True
+
+    async def list_packs(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for d in self._packs.values()]
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        expired = [cid for cid, c in self._conversations.items() if not _live(c, now)]
+        return sum(1 for cid in expired if self._reclaim(cid))
+
+    # --- deletion ----------------------------------------------------------------------
+
+    def _reclaim(self, conversation_id: str) -> bool:
+        """Delete a conversation, its checkpoints, and the messages nothing else reaches.
+
+        Candidates are the lineage's messages whose writer is no longer a conversation of
+        the lineage (this one included); those reachable from a remaining conversation's
+        head, checkpoints or fork point stay. Messages written by remaining conversations
+        stay even when unreachable: they are those conversations' branches.
+        """
+        c = self._conversations.pop(conversation_id, None)
+        if c is None:
+            return False
+        self._checkpoints.pop(conversation_id, None)
+        lineage = self._lineages.get(c.lineage_id)
+        if lineage is None:
+            return True
+        others = [o for o in self._conversations.values() if o.lineage_id == c.lineage_id]
+        if not others:
+            del self._lineages[c.lineage_id]
+            return True
+        writers = {o.id for o in others}
+        candidates = [m.id for m in lineage.messages.values() if m.conversation_id not in writers]
+        if not candidates:
+            return True
+        keep = _reachable(lineage, self._keep_points(others))
+        for message_id in candidates:
+            if message_id not in keep:
+                lineage.remove(message_id)
+        return True
+
+    def _keep_points(self, others: Iterable[Conversation]) -> list[str]:
+        points: list[str] = []
+        for o in others:
+            if o.head_message_id is not None:
+                points.append(o.head_message_id)
+            if o.forked_from is not None and o.forked_from.message_id is not None:
+                points.append(o.forked_from.message_id)
+            points.extend(
+                cp.message_id
+                for cp in self._checkpoints.get(o.id, {}).values()
+                if cp.message_id is not None
+            )
+        return points
+
+
+def _reachable(lineage: _Lineage, starts: Iterable[str]) -> set[str]:
+    """Ids on the paths from each start toward the root; shared ancestry is walked once."""
+    seen: set[str] = set()
+    for start in starts:
+        current: str | None = start
+        while current is not None and current not in seen:
+            m = lineage.messages.get(current)
+            if m is None:
+                break
+            seen.add(current)
+            current = m.parent_id
+    return seen

@@ -1,0 +1,418 @@
+"""`sqlite+aiosqlite://` and `postgresql+asyncpg://`: the SQL `StateStore`.
+
+One code path for both databases (SQLAlchemy Core, async). The pieces that make it correct
+under concurrency:
+
+* `append_messages` is a single conditional UPDATE (compare-and-set on the head, counters
+  incremented in SQL) followed by one bulk INSERT, in one transaction. On PostgreSQL the
+  UPDATE's row lock serializes concurrent appends and the loser re-evaluates the WHERE
+  clause against the winner's head, so it updates nothing and gets `HeadConflict`.
+* Writes on SQLite are serialized in-process by an asyncio.Lock and across processes by
+  `BEGIN IMMEDIATE` plus a busy timeout (see `sql_engine`), so they never fail with
+  "database is locked" under load.
+* On PostgreSQL, deletions and creations take their lineage's advisory lock exclusively,
+  head moves and checkpoints take it shared, so a message cannot become reachable (fork,
+  checkpoint, branch selection) while its lineage is being reclaimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage, utcnow
+from app.errors import (
+    Conflict,
+    ConversationExists,
+    ConversationNotFound,
+    HeadConflict,
+    StoreUnavailable,
+    VersionConflict,
+)
+from app.stores import sql_packs
+from app.stores._common import listing_cursor, parse_listing_cursor
+from app.stores.base import ConversationFilter, StateStore, StoreCapabilities
+from app.stores.sql_engine import (
+    PG_LOCK_NAMESPACE,
+    WRITE_OPTION,
+    DialectTraits,
+    create_engine,
+    parse_url,
+    sqlite_path,
+    unavailable_on_connection_errors,
+    upgrade_schema,
+)
+from app.stores.sql_queries import append_statement, listing_statement, live, path_statement
+from app.stores.sql_reclaim import reclaim_conversation
+from app.stores.sql_tables import (
+    checkpoint_from_data,
+    checkpoint_row,
+    checkpoints,
+    conversation_from_row,
+    conversation_row,
+    conversations,
+    message_from_data,
+    message_row,
+    messages,
+)
+
+_IN_CHUNK = 500  # ids per IN (...) list; far below SQLite's host-parameter limit
+
+_conv = conversations
+
+
+class SqlStore(StateStore):
+    capabilities = StoreCapabilities(native_ttl=False, shared=True)
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
+        self._url = parse_url(url)
+        self._connect_timeout_s = connect_timeout_s
+        self._engine: AsyncEngine | None = None
+        self._writer: AsyncEngine | None = None
+        self._traits = DialectTraits(single_writer=False, advisory_locks=False, jsonb=False)
+        self._write_lock: asyncio.Lock | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("SqlStore.open() has not been called")
+        return self._engine
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        path = sqlite_path(self._url)
+        if path is not None:
+            with unavailable_on_connection_errors():  # OSError: the path is unusable
+                await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        engine = create_engine(self._url, connect_timeout_s=self._connect_timeout_s)
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._traits = DialectTraits.of(engine.dialect)
+        self._write_lock = asyncio.Lock() if self._traits.single_writer else None
+        try:
+            async with self._write() as conn:
+                await conn.run_sync(upgrade_schema)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        engine, self._engine, self._writer = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    async def ping(self) -> None:
+        if self._engine is None:
+            raise StoreUnavailable("The state store is not open.")
+        async with self._read() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with unavailable_on_connection_errors():
+            async with self.engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._writer is None:
+            raise RuntimeError("SqlStore.open() has not been called")
+        lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
+        with unavailable_on_connection_errors():
+            async with lock, self._writer.begin() as conn:
+                yield conn
+
+    async def _lock_lineages(
+        self, conn: AsyncConnection, lineage_ids: Iterable[str], *, shared: bool = False
+    ) -> None:
+        """PostgreSQL: transaction-scoped advisory locks, taken in a fixed order."""
+        if not self._traits.advisory_locks:
+            return
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        for lineage_id in sorted(set(lineage_ids)):
+            await conn.execute(
+                sa.text(f"SELECT {fn}(:ns, hashtext(:lineage))"),
+                {"ns": PG_LOCK_NAMESPACE, "lineage": lineage_id},
+            )
+
+    # --- conversations -----------------------------------------------------------------
+
+    async def create_conversation(self, conversation: Conversation) -> Conversation:
+        cid = conversation.id
+        now = utcnow()
+        exists = ConversationExists(f"Conversation {cid!r} already exists.")
+        async with self._write() as conn:
+            old = (
+                await conn.execute(
+                    sa.select(_conv.c.lineage_id, _conv.c.expires_at).where(_conv.c.id == cid)
+                )
+            ).first()
+            if old is not None and (old.expires_at is None or old.expires_at > now):
+                raise exists
+            lineages = {conversation.lineage_id} | ({old.lineage_id} if old else set())
+            await self._lock_lineages(conn, lineages)
+            # Under the lock, reclaim the old one only if it is still there and expired.
+            if old is not None and not await reclaim_conversation(
+                conn, cid, old.lineage_id, expired_at=now
+            ):
+                still = await conn.scalar(sa.select(_conv.c.id).where(_conv.c.id == cid))
+                if still is not None:  # touched or recreated meanwhile
+                    raise exists
+            try:
+                await conn.execute(sa.insert(_conv).values(conversation_row(conversation)))
+            except sa_exc.IntegrityError as exc:
+                raise exists from exc
+        return conversation.model_copy(deep=True)
+
+    async def get_conversation(self, conversation_id: str, *, now: datetime) -> Conversation | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(sa.select(_conv).where(_conv.c.id == conversation_id, live(now)))
+            ).first()
+        return conversation_from_row(row._mapping) if row is not None else None
+
+    async def update_conversation(
+        self, conversation: Conversation, *, expected_version: int
+    ) -> Conversation:
+        cid = conversation.id
+        values = conversation_row(conversation)
+        values.pop("id")
+        values["version"] = expected_version + 1
+        async with self._write() as conn:
+            await self._lock_lineages(conn, [conversation.lineage_id], shared=True)
+            row = (
+                await conn.execute(
+                    sa.update(_conv)
+                    .where(_conv.c.id == cid, _conv.c.version == expected_version)
+                    .values(values)
+                    .returning(*_conv.c)
+                )
+            ).first()
+            if row is None:
+                stored = await conn.scalar(sa.select(_conv.c.version).where(_conv.c.id == cid))
+                if stored is None:
+                    raise ConversationNotFound(f"Conversation {cid!r} not found.")
+                raise VersionConflict(
+                    f"Conversation {cid!r} is at version {stored}, not {expected_version}."
+                )
+        return conversation_from_row(row._mapping)
+
+    async def touch_conversation(self, conversation_id: str, expires_at: datetime) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                sa.update(_conv).where(_conv.c.id == conversation_id).values(expires_at=expires_at)
+            )
+
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        async with self._write() as conn:
+            return await self._delete(conn, conversation_id, expired_at=None)
+
+    async def delete_user_conversations(self, user_id: str) -> list[str]:
+        async with self._read() as conn:
+            ids = (
+                await conn.execute(
+                    sa.select(_conv.c.id).where(_conv.c.user_id == user_id).order_by(_conv.c.id)
+                )
+            ).scalars()
+            candidates = list(ids)
+        deleted = []
+        for cid in candidates:
+            async with self._write() as conn:
+                if await self._delete(conn, cid, expired_at=None):
+                    deleted.append(cid)
+        return deleted
+
+    async def _delete(
+        self, conn: AsyncConnection, conversation_id: str, *, expired_at: datetime | None
+    ) -> bool:
+        lineage_id = await conn.scalar(
+            sa.select(_conv.c.lineage_id).where(_conv.c.id == conversation_id)
+        )
+        if lineage_id is None:
+            return False
+        await self._lock_lineages(conn, [lineage_id])
+        return await reclaim_conversation(conn, conversation_id, lineage_id, expired_at=expired_at)
+
+    async def list_conversations(
+        self,
+        flt: ConversationFilter,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[Conversation]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        after = parse_listing_cursor(cursor) if cursor is not None else None
+        stmt = listing_statement(
+            flt, now=now, limit=limit + 1, after=after, jsonb=self._traits.jsonb
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        found = [conversation_from_row(r._mapping) for r in rows[:limit]]
+        next_cursor = listing_cursor(found[-1]) if len(rows) > limit else None
+        return Page(data=found, next_cursor=next_cursor)
+
+    # --- messages ----------------------------------------------------------------------
+
+    async def append_messages(
+        self,
+        conversation: Conversation,
+        messages_: Sequence[Message],
+        *,
+        usage: Usage,
+        cost_usd: float,
+        now: datetime,
+        status: ConversationStatus | None = None,
+    ) -> Conversation:
+        if not messages_:
+            raise ValueError("append_messages needs at least one message")
+        cid = conversation.id
+        cas = append_statement(
+            conversation, messages_[-1], usage=usage, cost_usd=cost_usd, now=now, status=status
+        )
+        async with self._write() as conn:
+            row = (await conn.execute(cas)).first()
+            if row is None:
+                alive = await conn.scalar(sa.select(_conv.c.id).where(_conv.c.id == cid, live(now)))
+                if alive is None:
+                    raise ConversationNotFound(f"Conversation {cid!r} not found.")
+                raise HeadConflict(f"Conversation {cid!r} head moved.")
+            stored = dict(row._mapping)
+            if stored["ttl_seconds"] is not None:
+                stored["expires_at"] = now + timedelta(seconds=stored["ttl_seconds"])
+                await conn.execute(
+                    sa.update(_conv)
+                    .where(_conv.c.id == cid)
+                    .values(expires_at=stored["expires_at"])
+                )
+            rows = [message_row(m, stored["lineage_id"]) for m in messages_]
+            try:
+                await conn.execute(sa.insert(messages), rows)
+            except sa_exc.IntegrityError as exc:
+                raise Conflict("A message with this id already exists in the lineage.") from exc
+        return conversation_from_row(stored)
+
+    async def get_messages(self, lineage_id: str, message_ids: Sequence[str]) -> list[Message]:
+        wanted = list(dict.fromkeys(message_ids))
+        found: dict[str, dict[str, Any]] = {}
+        async with self._read() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = await conn.execute(
+                    sa.select(messages.c.id, messages.c.data).where(
+                        messages.c.lineage_id == lineage_id, messages.c.id.in_(chunk)
+                    )
+                )
+                found.update((r.id, r.data) for r in rows)
+        return [message_from_data(found[i]) for i in message_ids if i in found]
+
+    async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
+        if limit < 1:
+            return []
+        async with self._read() as conn:
+            rows = await conn.execute(path_statement(lineage_id, message_id, limit))
+            return [message_from_data(r.data) for r in rows]
+
+    async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
+        m = messages
+        is_child = m.c.parent_id.is_(None) if parent_id is None else m.c.parent_id == parent_id
+        stmt = (
+            sa.select(m.c.data)
+            .where(m.c.lineage_id == lineage_id, is_child)
+            .order_by(m.c.created_at, m.c.id)
+        )
+        async with self._read() as conn:
+            return [message_from_data(r.data) for r in await conn.execute(stmt)]
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        cid = checkpoint.conversation_id
+        owner = sa.select(_conv.c.lineage_id).where(_conv.c.id == cid)
+        async with self._write() as conn:
+            lineage_id = await conn.scalar(owner)
+            if lineage_id is not None and self._traits.advisory_locks:
+                # A checkpoint can keep messages alive: no reclaim of the lineage may run
+                # between our check and our commit. Re-read under the lock.
+                await self._lock_lineages(conn, [lineage_id], shared=True)
+                lineage_id = await conn.scalar(owner)
+            if lineage_id is None:
+                raise ConversationNotFound(f"Conversation {cid!r} not found.")
+            try:
+                await conn.execute(sa.insert(checkpoints).values(checkpoint_row(checkpoint)))
+            except sa_exc.IntegrityError as exc:
+                raise Conflict(f"Checkpoint {checkpoint.id!r} already exists.") from exc
+        return checkpoint.model_copy(deep=True)
+
+    async def list_checkpoints(
+        self, conversation_id: str, *, kind: str | None = None
+    ) -> list[Checkpoint]:
+        cp = checkpoints
+        stmt = sa.select(cp.c.data).where(cp.c.conversation_id == conversation_id)
+        if kind is not None:
+            stmt = stmt.where(cp.c.kind == kind)
+        stmt = stmt.order_by(cp.c.created_at, cp.c.id)
+        async with self._read() as conn:
+            return [checkpoint_from_data(r.data) for r in await conn.execute(stmt)]
+
+    async def get_checkpoint(self, conversation_id: str, checkpoint_id: str) -> Checkpoint | None:
+        cp = checkpoints
+        async with self._read() as conn:
+            data = await conn.scalar(
+                sa.select(cp.c.data).where(
+                    cp.c.conversation_id == conversation_id, cp.c.id == checkpoint_id
+                )
+            )
+        return checkpoint_from_data(data) if data is not None else None
+
+    async def delete_checkpoint(self, conversation_id: str, checkpoint_id: str) -> bool:
+        cp = checkpoints
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.delete(cp)
+                .where(cp.c.conversation_id == conversation_id, cp.c.id == checkpoint_id)
+                .returning(cp.c.id)
+            )
+            return result.first() is not None
+
+    # --- uploaded packs ----------------------------------------------------------------
+
+    async def save_pack(
+        self, pack_id: str, version: str, document: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        async with self._write() as conn:
+            if await sql_packs.insert_pack(conn, pack_id, version, document):
+                return document, True
+            stored = await sql_packs.stored_pack(conn, pack_id, version)
+        assert stored is not None
+        return stored, False
+
+    async def list_packs(self) -> list[dict[str, Any]]:
+        async with self._read() as conn:
+            return await sql_packs.all_packs(conn)
+
+    # --- expiry ------------------------------------------------------------------------
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        async with self._read() as conn:
+            expired = list(
+                (
+                    await conn.execute(sa.select(_conv.c.id).where(_conv.c.expires_at <= now))
+                ).scalars()
+            )
+        purged = 0
+        for cid in expired:
+            async with self._write() as conn:
+                purged += await self._delete(conn, cid, expired_at=now)
+        return purged

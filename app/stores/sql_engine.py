@@ -1,0 +1,185 @@
+"""Engine construction, dialect traits, error translation and migrations of the SQL store.
+
+SQLite specifics live here so `sql.py` reads the same for both databases:
+
+* the `sqlite3` driver's own transaction handling is switched off (`isolation_level =
+  None`) and SQLAlchemy's `begin` event emits the BEGIN: plain `BEGIN` for reads and
+  `BEGIN IMMEDIATE` for connections marked with the `WRITE` execution option, so a write
+  transaction takes SQLite's write lock up front instead of failing with "database is
+  locked" when it tries to upgrade a read lock;
+* WAL journal (readers never block the writer), foreign keys on, a busy timeout for
+  writers of other processes, `synchronous=NORMAL` (durable in WAL except for the last
+  transactions before a power loss).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.errors import ParleyError, StoreUnavailable
+
+log = logging.getLogger("parley.stores.sql")
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# Execution option that marks a connection as a writer (see module docstring).
+WRITE_OPTION = "parley_write"
+
+# pg_advisory_xact_lock keys: (namespace, key) pairs; the namespace keeps ours apart from
+# any other application sharing the database.
+PG_LOCK_NAMESPACE = 0x5041524C  # "PARL"
+PG_MIGRATION_LOCK = 0
+
+
+@dataclass(frozen=True)
+class DialectTraits:
+    """What the database can do, so the store branches on capability, not on names.
+
+    single_writer: one write transaction at a time for the whole database (SQLite). The
+        store then queues its writers on an asyncio.Lock instead of letting them spin in
+        the busy handler, and needs no row locks (a writer sees the latest committed state).
+    advisory_locks: `pg_advisory_xact_lock` is available (PostgreSQL); used to order a
+        lineage's deletions against forks/head moves that could make a message reachable.
+    jsonb: JSON is queried with PostgreSQL's jsonb operators (`->>`); otherwise with
+        SQLite's JSON1 functions.
+    """
+
+    single_writer: bool
+    advisory_locks: bool
+    jsonb: bool
+
+    @classmethod
+    def of(cls, dialect: Dialect) -> DialectTraits:
+        postgres = dialect.name == "postgresql"
+        return cls(single_writer=dialect.name == "sqlite", advisory_locks=postgres, jsonb=postgres)
+
+
+def parse_url(url: str) -> URL:
+    """Validate a store URL: `sqlite+aiosqlite:///path` or `postgresql+asyncpg://...`."""
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError as exc:
+        raise ValueError(f"Invalid SQL store URL: {exc}") from exc
+    driver = parsed.drivername
+    if driver == "sqlite+aiosqlite":
+        if parsed.database in (None, "", ":memory:") or "mode=memory" in url:
+            raise ValueError(
+                "An in-memory SQLite database is not supported as a state store; "
+                "use memory:// for an ephemeral store or give a file path."
+            )
+    elif driver != "postgresql+asyncpg":
+        raise ValueError(
+            f"Unsupported SQL driver {driver!r}: use sqlite+aiosqlite:///path or "
+            "postgresql+asyncpg://user@host/db."
+        )
+    return parsed
+
+
+def sqlite_path(url: URL) -> Path | None:
+    return Path(url.database) if url.drivername.startswith("sqlite") and url.database else None
+
+
+def create_engine(
+    url: URL, *, connect_timeout_s: float = 5.0, busy_timeout_ms: int = 10_000
+) -> AsyncEngine:
+    if url.drivername.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+        _install_sqlite_hooks(engine, busy_timeout_ms)
+        return engine
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=connect_timeout_s * 2,
+        connect_args={"timeout": connect_timeout_s},
+    )
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, DNS, timeouts (TimeoutError is an OSError)
+    sa_exc.TimeoutError,  # no pooled connection became free in time
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+@contextmanager
+def unavailable_on_connection_errors() -> Iterator[None]:
+    """Turn "the database is not there" into `StoreUnavailable` (503), nothing else."""
+    try:
+        yield
+    except ParleyError:
+        raise
+    except sa_exc.DBAPIError as exc:
+        if (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or isinstance(exc.orig, _CONNECTION_ERRORS)
+        ):
+            log.warning("state store unavailable: %s", exc.orig or exc)
+            raise StoreUnavailable(f"The state store is unavailable: {_brief(exc)}") from exc
+        raise
+    except _CONNECTION_ERRORS as exc:
+        log.warning("state store unavailable: %r", exc)
+        raise StoreUnavailable(f"The state store is unavailable: {_brief(exc)}") from exc
+
+
+def _brief(exc: BaseException) -> str:
+    inner = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    text = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def upgrade_schema(connection: Connection) -> None:
+    """`alembic upgrade head` on an open connection (call through `run_sync`).
+
+    On PostgreSQL a transaction-scoped advisory lock makes concurrent starts of several
+    instances migrate one after the other; on SQLite the caller's `BEGIN IMMEDIATE` does.
+    """
+    if DialectTraits.of(connection.dialect).advisory_locks:
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:ns, :key)"),
+            {"ns": PG_LOCK_NAMESPACE, "key": PG_MIGRATION_LOCK},
+        )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

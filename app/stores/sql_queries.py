@@ -1,0 +1,139 @@
+"""The SQL store's non-trivial statements, built with SQLAlchemy Core for both dialects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from app.domain import Conversation, ConversationStatus, Message, Usage
+from app.stores._common import prefix_upper_bound
+from app.stores.base import ConversationFilter
+from app.stores.sql_tables import conversations, messages
+
+_conv = conversations
+
+
+def live(now: datetime) -> sa.ColumnElement[bool]:
+    """Not expired at `now` (an expired conversation is invisible from that instant)."""
+    return sa.or_(_conv.c.expires_at.is_(None), _conv.c.expires_at > now)
+
+
+def append_statement(
+    conversation: Conversation,
+    last: Message,
+    *,
+    usage: Usage,
+    cost_usd: float,
+    now: datetime,
+    status: ConversationStatus | None,
+) -> sa.Update:
+    """Compare-and-set of the head with every counter incremented in SQL, RETURNING the
+    new row. It matches nothing if the head moved or the conversation is gone/expired.
+    Only the columns a turn changes are written: a concurrent PATCH of metadata,
+    variables, ... (which live in other columns or in `data`) is kept."""
+    expected = conversation.head_message_id
+    head_matches = (
+        _conv.c.head_message_id.is_(None)
+        if expected is None
+        else _conv.c.head_message_id == expected
+    )
+    values: dict[str, Any] = {
+        "head_message_id": last.id,
+        "message_count": last.depth + 1,
+        "version": _conv.c.version + 1,
+        "input_tokens": _conv.c.input_tokens + usage.input_tokens,
+        "output_tokens": _conv.c.output_tokens + usage.output_tokens,
+        "total_tokens": _conv.c.total_tokens + usage.total_tokens,
+        "cost_usd": _conv.c.cost_usd + cost_usd,
+        "updated_at": now,
+    }
+    if status is not None:
+        values["status"] = status.value
+    return (
+        sa.update(_conv)
+        .where(_conv.c.id == conversation.id, head_matches, live(now))
+        .values(values)
+        .returning(*_conv.c)
+    )
+
+
+def path_statement(lineage_id: str, message_id: str, limit: int) -> sa.Select[Any]:
+    """The path ending at `message_id`, newest first: a recursive CTE that follows
+    `parent_id` through the (lineage_id, id) primary key and stops after `limit` rows, so
+    it costs `limit` index lookups whatever the length of the history."""
+    m = messages
+    seed = sa.select(m.c.id, m.c.parent_id, m.c.data, sa.literal(1).label("n")).where(
+        m.c.lineage_id == lineage_id, m.c.id == message_id
+    )
+    path = seed.cte("path", recursive=True)
+    parent = m.alias("parent")
+    step = sa.select(
+        parent.c.id, parent.c.parent_id, parent.c.data, (path.c.n + 1).label("n")
+    ).where(
+        parent.c.lineage_id == lineage_id,
+        parent.c.id == path.c.parent_id,
+        path.c.n < limit,
+    )
+    path = path.union_all(step)
+    return sa.select(path.c.data).order_by(path.c.n)
+
+
+def listing_statement(
+    flt: ConversationFilter,
+    *,
+    now: datetime,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    jsonb: bool,
+) -> sa.Select[Any]:
+    """Live conversations matching `flt` in (updated_at desc, id desc) order, strictly
+    after the keyset `after`. The prefix is a range on the primary key (no LIKE, so `%`
+    and `_` are literal and the index is used)."""
+    where: list[sa.ColumnElement[bool]] = [live(now)]
+    if flt.user_id is not None:
+        where.append(_conv.c.user_id == flt.user_id)
+    if flt.pack_id is not None:
+        where.append(_conv.c.pack_id == flt.pack_id)
+    if flt.prefix is not None:
+        where.append(_conv.c.id >= flt.prefix)
+        upper = prefix_upper_bound(flt.prefix)
+        if upper is not None:
+            where.append(_conv.c.id < upper)
+    where.extend(metadata_equals(k, v, jsonb=jsonb) for k, v in flt.metadata.items())
+    if after is not None:
+        updated_at, after_id = after
+        where.append(
+            sa.or_(
+                _conv.c.updated_at < updated_at,
+                sa.and_(_conv.c.updated_at == updated_at, _conv.c.id < after_id),
+            )
+        )
+    return (
+        sa.select(_conv)
+        .where(*where)
+        .order_by(_conv.c.updated_at.desc(), _conv.c.id.desc())
+        .limit(limit)
+    )
+
+
+def metadata_equals(key: str, value: str, *, jsonb: bool) -> sa.ColumnElement[bool]:
+    """`metadata[key]` rendered as text the way PostgreSQL's `->>` does equals `value`
+    (see `ConversationFilter`); absent keys never match."""
+    if jsonb:
+        doc = sa.type_coerce(_conv.c.meta, postgresql.JSONB)
+        cond: sa.ColumnElement[bool] = doc[key].astext == value
+        if value == "null":  # `->>` turns a JSON null into SQL NULL; the contract says "null"
+            cond = sa.or_(cond, sa.func.jsonb_typeof(doc[key]) == "null")
+        return cond
+    # SQLite: json_each yields each member's key, SQL value and JSON type. Matching on the
+    # key column (not a JSON path) needs no quoting of keys like 'a.b' or 'we"ird'.
+    je = sa.func.json_each(_conv.c.meta).table_valued("key", "value", "type").alias("je")
+    as_text = sa.case(
+        (je.c.type.in_(("true", "false", "null")), je.c.type),
+        (je.c.type == "text", je.c.value),
+        else_=sa.cast(je.c.value, sa.Text),
+    )
+    return sa.exists().where(je.c.key == key, as_text == value)

@@ -1,0 +1,95 @@
+"""Deleting a conversation from the SQL store without breaking its lineage (DESIGN §3).
+
+Messages are shared through forks, so deleting a conversation deletes only the messages
+nothing else needs. The rule, identical to the memory backend's:
+
+* candidates are the lineage's messages whose writer (`messages.conversation_id`) is no
+  longer a conversation of the lineage: this one's, and those left behind by conversations
+  deleted earlier;
+* a candidate stays if it is on the path of another conversation's head, of one of its
+  checkpoints, or of its fork point;
+* messages written by a remaining conversation always stay (they are its branches);
+* when no other conversation remains, the whole lineage's messages go (fast path), so
+  deleting every conversation of a lineage leaves nothing behind.
+
+The reachable set is a recursive CTE with UNION, so shared ancestry is walked once; it only
+runs when there are candidates and other conversations, i.e. after a fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.stores.sql_tables import checkpoints, conversations, messages
+
+
+async def reclaim_conversation(
+    conn: AsyncConnection,
+    conversation_id: str,
+    lineage_id: str,
+    *,
+    expired_at: datetime | None = None,
+) -> bool:
+    """Delete one conversation and what only it needed. The caller holds the write
+    transaction (and, on PostgreSQL, the lineage's advisory lock). With `expired_at`, only
+    a conversation expired at that instant is deleted. True if a row was deleted."""
+    c, m, cp = conversations, messages, checkpoints
+    where = [c.c.id == conversation_id, c.c.lineage_id == lineage_id]
+    if expired_at is not None:
+        where.append(c.c.expires_at <= expired_at)
+    found = await conn.scalar(sa.select(c.c.id).where(*where).with_for_update())
+    if found is None:
+        return False
+
+    others = (
+        await conn.execute(
+            sa.select(c.c.data).where(c.c.lineage_id == lineage_id, c.c.id != conversation_id)
+        )
+    ).all()
+    if not others:
+        await conn.execute(sa.delete(m).where(m.c.lineage_id == lineage_id))
+    else:
+        writers = sa.select(c.c.id).where(c.c.lineage_id == lineage_id, c.c.id != conversation_id)
+        orphaned = sa.and_(m.c.lineage_id == lineage_id, m.c.conversation_id.not_in(writers))
+        if await conn.scalar(sa.select(m.c.id).where(orphaned).limit(1)) is not None:
+            reach = _reachable(lineage_id, conversation_id, _fork_points(others))
+            await conn.execute(sa.delete(m).where(orphaned, m.c.id.not_in(sa.select(reach.c.id))))
+    await conn.execute(sa.delete(cp).where(cp.c.conversation_id == conversation_id))
+    await conn.execute(sa.delete(c).where(c.c.id == conversation_id))
+    return True
+
+
+def _fork_points(rows: Iterable[Any]) -> list[str]:
+    points: list[str] = []
+    for row in rows:
+        forked = (row.data or {}).get("forked_from") or {}
+        if isinstance(forked.get("message_id"), str):
+            points.append(forked["message_id"])
+    return points
+
+
+def _reachable(lineage_id: str, deleted_id: str, fork_points: list[str]) -> sa.CTE:
+    """Ids reachable from the other conversations' heads, checkpoints and fork points."""
+    c, m, cp = conversations, messages, checkpoints
+    heads = sa.select(c.c.head_message_id.label("mid")).where(
+        c.c.lineage_id == lineage_id, c.c.id != deleted_id, c.c.head_message_id.is_not(None)
+    )
+    marks = (
+        sa.select(cp.c.message_id.label("mid"))
+        .join(c, c.c.id == cp.c.conversation_id)
+        .where(c.c.lineage_id == lineage_id, c.c.id != deleted_id, cp.c.message_id.is_not(None))
+    )
+    starts = sa.union(heads, marks).subquery("starts")
+    seed_ids = sa.or_(m.c.id.in_(sa.select(starts.c.mid)), m.c.id.in_(fork_points))
+    seed = sa.select(m.c.id, m.c.parent_id).where(m.c.lineage_id == lineage_id, seed_ids)
+    reach = seed.cte("reach", recursive=True)
+    parent = m.alias("parent")
+    step = sa.select(parent.c.id, parent.c.parent_id).where(
+        parent.c.lineage_id == lineage_id, parent.c.id == reach.c.parent_id
+    )
+    return reach.union(step)
