@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore", populate_by_name=True)
 
     state_url: str = "sqlite+aiosqlite:///./data/parley.db"
+    # Where instances coordinate (turn locks, idempotency keys, run event logs). None: the
+    # state store's Redis when STATE_URL is redis, else in-process (single instance).
+    coordination_url: str | None = None
     media_dir: Path = Path("./data/media")
     packs_dir: Path = Path("./packs")
     host: str = "127.0.0.1"

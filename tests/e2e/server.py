@@ -1,0 +1,78 @@
+"""Start real uvicorn processes of the app for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def uvicorn_server(env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
+    """Run `uvicorn app.main:create_app --factory` with `env` on top of a clean provider
+    environment; yield its base URL once /healthz answers; stop it afterwards."""
+    port = port or free_port()
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PARLEY_", "OPENAI_", "ANTHROPIC_"))
+    }
+    child_env.update(
+        {"PARLEY_PACKS_DIR": str(REPO / "packs"), "PARLEY_LOG_LEVEL": "WARNING", **env}
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{out}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not become healthy in 30 s")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
