@@ -24,9 +24,11 @@ TTL = 2
 async def client(
     request: pytest.FixtureRequest, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with state_url_for(request.param, tmp_path) as url:
-        async with running_app(settings_factory(state_url=url)) as c:
-            yield c
+    async with (
+        state_url_for(request.param, tmp_path) as url,
+        running_app(settings_factory(state_url=url)) as c,
+    ):
+        yield c
 
 
 async def _until(t0: float, at: float) -> None:
