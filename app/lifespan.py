@@ -64,15 +64,13 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
             )
             await manager.start()
             log.info(
-                "parley ready: store=%s provider=%s auth=%s packs=%d (%d skipped) listen=%s:%d%s",
+                "parley ready: store=%s provider=%s auth=%s packs=%d (%d skipped)",
                 redacted(settings.state_url),
                 settings.resolved_provider(),
-                settings.auth,
+                settings.auth
+                + (" (no API keys: serve on 127.0.0.1 only)" if settings.auth == "none" else ""),
                 len(packs),
                 len(problems),
-                settings.host,
-                settings.port,
-                " (no auth: loopback only)" if settings.auth == "none" else "",
             )
             yield {"manager": manager, "settings": settings}
         finally:

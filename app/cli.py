@@ -1,0 +1,192 @@
+"""The `parley` command: run the service, chat with a conversation, validate PromptPacks.
+
+    parley serve [--host H] [--port P] [--reload]
+    parley chat CONVERSATION_ID [--url URL] [--api-key KEY] [--create ...]
+    parley pack validate FILE...
+
+Importing this module does no I/O and imports nothing heavy: each command imports what it
+needs when it runs (`app.cli_chat` holds the chat client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_USER = "cli"
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command (also what `--help` prints)."""
+    parser = argparse.ArgumentParser(
+        prog="parley",
+        description="Parley: persistent, streaming LLM conversations from PromptPacks.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service (uvicorn)",
+        description="Run the service with uvicorn (app.main:create_app, factory mode). "
+        "Everything else is configured with PARLEY_* environment variables.",
+    )
+    serve.add_argument(
+        "--host", default=None, help="interface to bind (default: PARLEY_HOST or 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="port to bind (default: PARLEY_PORT or 8000)"
+    )
+    serve.add_argument(
+        "--reload", action="store_true", help="restart when the code changes (development)"
+    )
+
+    chat = commands.add_parser(
+        "chat",
+        help="chat with a conversation in the terminal",
+        description="Send each line read from stdin as a message and stream the reply. "
+        "Type /quit or press Ctrl-D to leave. Exits with 1 if any turn failed.",
+    )
+    chat.add_argument("conversation_id", metavar="CONVERSATION_ID")
+    chat.add_argument(
+        "--url", default=None, help=f"service URL (default: $PARLEY_URL or {DEFAULT_URL})"
+    )
+    chat.add_argument(
+        "--api-key",
+        default=None,
+        help="sent as 'Authorization: Bearer KEY' (default: $PARLEY_API_KEY)",
+    )
+    chat.add_argument(
+        "--create",
+        action="store_true",
+        help="create the conversation with this id first (an existing one is reused)",
+    )
+    chat.add_argument("--pack", default="general-assistant", help="pack of a created conversation")
+    chat.add_argument("--prompt", default="chat", help="prompt of a created conversation")
+    chat.add_argument(
+        "--user",
+        default=None,
+        help=f"user_id of a created conversation (default: $PARLEY_USER or {DEFAULT_USER!r}; "
+        "with a user-bound API key, give that key's user)",
+    )
+
+    pack = commands.add_parser("pack", help="PromptPack tools", description="PromptPack tools.")
+    pack_commands = pack.add_subparsers(dest="pack_command", metavar="PACK_COMMAND", required=True)
+    validate = pack_commands.add_parser(
+        "validate",
+        help="validate PromptPack JSON files",
+        description="Validate PromptPack JSON files exactly as the service does when loading "
+        "them. Prints 'ok FILE (ID VERSION)' or every problem; exits with 1 if any is invalid.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `parley` console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(host=args.host, port=args.port, reload=args.reload)
+        if args.command == "chat":
+            return _chat(args)
+        if args.command == "pack" and args.pack_command == "validate":
+            return validate_packs(args.files, out=sys.stdout)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")  # unreachable: subcommands are required
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def serve(*, host: str | None, port: int | None, reload: bool) -> int:
+    """Run uvicorn on the app factory; unset host/port come from the settings.
+
+    The chosen host/port are also exported as `PARLEY_HOST`/`PARLEY_PORT`, so the settings
+    the factory builds (and a `--reload` worker process) agree with where it listens: the
+    app warns about `PARLEY_AUTH=none` on a non-loopback host and logs its address.
+    """
+    import uvicorn
+
+    from app.settings import Settings
+
+    if host is None or port is None:
+        settings = Settings()
+        host = settings.host if host is None else host
+        port = settings.port if port is None else port
+    os.environ["PARLEY_HOST"] = host
+    os.environ["PARLEY_PORT"] = str(port)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload)
+    return 0
+
+
+# --- chat --------------------------------------------------------------------------------
+
+
+def _chat(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.cli_chat import ChatOptions, run_chat
+
+    options = ChatOptions(
+        conversation_id=args.conversation_id,
+        api_key=args.api_key if args.api_key is not None else os.environ.get("PARLEY_API_KEY"),
+        create=args.create,
+        pack_id=args.pack,
+        prompt_name=args.prompt,
+        user_id=args.user or os.environ.get("PARLEY_USER") or DEFAULT_USER,
+    )
+    url = args.url or os.environ.get("PARLEY_URL") or DEFAULT_URL
+    return asyncio.run(run_chat(options, url=url))
+
+
+# --- pack validate -----------------------------------------------------------------------
+
+
+def validate_packs(files: Sequence[Path], *, out: TextIO) -> int:
+    """Validate each file with `app.packs.parse_pack`; 0 if all are valid, else 1."""
+    from app.errors import InvalidPack
+    from app.packs import pack_warnings, parse_pack
+
+    failed = False
+    for file in files:
+        try:
+            document = json.loads(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            failed = True
+            print(f"{file}: {_loc([])}: cannot read: {exc.strerror or exc}", file=out)
+            continue
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            failed = True
+            print(f"{file}: {_loc([])}: not valid JSON: {exc}", file=out)
+            continue
+        try:
+            pack = parse_pack(document)
+        except InvalidPack as exc:
+            failed = True
+            for problem in exc.errors or [{"loc": [], "msg": exc.detail}]:
+                print(f"{file}: {_loc(problem.get('loc', []))}: {problem.get('msg')}", file=out)
+            continue
+        print(f"ok {file} ({pack.id} {pack.version})", file=out)
+        for warning in pack_warnings(pack):
+            print(f"{file}: {_loc(warning.get('loc', []))}: warning: {warning['msg']}", file=out)
+    return 1 if failed else 0
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    """`["prompts", "chat", "variables", 0]` -> `prompts.chat.variables.0`; root: `(root)`."""
+    return ".".join(str(part) for part in loc) if loc else "(root)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""`parley chat`: a terminal client for one conversation, streaming replies over SSE.
+
+Each line read from the input is sent as `POST /conversations/{id}/messages` with
+`stream: true`; `message.delta` texts are written as they arrive and the reply ends with a
+newline at the run's terminal event. Problems go to the error stream as
+`error: <code>: <detail>`. A turn that fails is reported and the chat goes on, except for
+errors no later line can fix (unknown conversation, bad API key, unreachable service), which
+end it. The exit status is 1 if any turn failed, else 0.
+
+If the stream breaks before the terminal event, the client re-attaches to the run's event
+log (`GET .../runs/{run_id}/events` with `Last-Event-ID`), so a reply is never lost or
+printed twice.
+
+Everything is injectable for tests: the input/output streams and the factory of the
+`httpx.AsyncClient` (which must carry the service's base URL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
+
+ClientFactory = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+QUIT_COMMANDS = frozenset({"/quit", "/exit"})
+TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.cancelled", "run.requires_action"})
+# Statuses after which no other line can succeed: stop instead of reading more input.
+FATAL_STATUSES = frozenset({401, 403, 404, 410})
+MAX_REATTACH = 3
+# Connect quickly; between SSE frames the server sends a ping every 15 s (by default).
+TIMEOUT = httpx.Timeout(10.0, read=300.0)
+
+__all__ = ["ChatError", "ChatOptions", "ChatSession", "ClientFactory", "run_chat"]
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What `parley chat` was asked to do (URL and streams are given separately)."""
+
+    conversation_id: str
+    api_key: str | None = None
+    create: bool = False
+    pack_id: str = "general-assistant"
+    prompt_name: str = "chat"
+    user_id: str = "cli"
+
+
+class ChatError(Exception):
+    """A problem reported by the service (problem+json) or met on the way to it."""
+
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        *,
+        fatal: bool = False,
+        errors: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.fatal = fatal
+        self.errors = list(errors)
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> ChatError:
+        """Build from an error response (read it first); problem+json when it is one."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        fatal = response.status_code in FATAL_STATUSES
+        if isinstance(body, dict) and isinstance(body.get("code"), str):
+            errors = body.get("errors")
+            items = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+            return cls(
+                body["code"],
+                str(body.get("detail") or body.get("title") or response.reason_phrase),
+                fatal=fatal,
+                errors=items,
+            )
+        text = response.text.strip()[:200] or response.reason_phrase
+        return cls(f"http_{response.status_code}", text, fatal=fatal)
+
+    @classmethod
+    def from_transport(cls, exc: httpx.TransportError, url: str) -> ChatError:
+        reason = str(exc) or type(exc).__name__
+        return cls("unreachable", f"cannot talk to {url}: {reason}", fatal=True)
+
+
+@dataclass
+class _Turn:
+    """Progress of one streamed run: what is printed, where to resume."""
+
+    run_id: str | None = None
+    last_seq: int = 0
+    printed: dict[str, str] = field(default_factory=dict)  # message id -> text written
+    current: str | None = None  # message whose line is still open
+    terminal: ServerSentEvent | None = None
+
+
+class ChatSession:
+    """One chat over an open client. `run()` is the whole read-send-print loop."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        options: ChatOptions,
+        *,
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
+        self.conv_path = f"/conversations/{quote(options.conversation_id, safe='')}"
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        interactive = self.stdin.isatty()
+        try:
+            await self.prepare()
+        except ChatError as exc:
+            self.report(exc)
+            return 1
+        if interactive:
+            self.stdout.write(
+                f"Chatting in {self.options.conversation_id!r} at {self.client.base_url}. "
+                "Type a message and press Enter; /quit or Ctrl-D to leave.\n"
+            )
+        failed = False
+        while True:
+            line = self._read_line(interactive)
+            if not line:  # EOF
+                if interactive:
+                    self.stdout.write("\n")
+                break
+            text = line.rstrip("\r\n")
+            if text.strip() in QUIT_COMMANDS:
+                break
+            if not text.strip():
+                continue
+            try:
+                await self.send(text)
+            except ChatError as exc:
+                failed = True
+                self.report(exc)
+                if exc.fatal:
+                    return 1
+        self.stdout.flush()
+        return 1 if failed else 0
+
+    def _read_line(self, interactive: bool) -> str:
+        """The next input line with its newline, or "" at end of input. On the process's
+        own terminal, `input()` gives line editing and history (via `readline`)."""
+        if not interactive:
+            return self.stdin.readline()
+        if self.stdin is sys.stdin and self.stdout is sys.stdout:
+            with contextlib.suppress(ImportError):
+                import readline  # noqa: F401  (enables editing for input())
+            try:
+                return input("> ") + "\n"
+            except EOFError:
+                return ""
+        self.stdout.write("> ")
+        self.stdout.flush()
+        return self.stdin.readline()
+
+    async def prepare(self) -> None:
+        """Create the conversation (`--create`; an existing one is reused) or check that it
+        exists, so a wrong id or key fails before anything is typed."""
+        opts = self.options
+        if opts.create:
+            body = {
+                "conversation_id": opts.conversation_id,
+                "pack_id": opts.pack_id,
+                "prompt_name": opts.prompt_name,
+                "user_id": opts.user_id,
+            }
+            response = await self._request("POST", "/conversations", json=body)
+            if response.status_code == 201:
+                return
+            error = ChatError.from_response(response)
+            if error.code != "conversation_exists":
+                error.fatal = True
+                raise error
+            # Fall through: make sure the existing one is visible to this key.
+        response = await self._request("GET", self.conv_path)
+        if response.status_code != 200:
+            error = ChatError.from_response(response)
+            error.fatal = True
+            raise error
+
+    # --- one turn ------------------------------------------------------------------------
+
+    async def send(self, text: str) -> None:
+        """Send one message and print the streamed reply; `ChatError` if the turn failed."""
+        turn = _Turn()
+        body = {"content": text, "stream": True}
+        try:
+            async with aconnect_sse(
+                self.client, "POST", f"{self.conv_path}/messages", json=body, headers=self.headers
+            ) as source:
+                response = source.response
+                if response.status_code >= 300:
+                    await response.aread()
+                    raise ChatError.from_response(response)
+                turn.run_id = response.headers.get("X-Run-Id")
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    await response.aread()
+                    self._print_result(turn, response)
+                    return
+                await self._consume(source.aiter_sse(), turn)
+        except httpx.TransportError as exc:
+            if turn.run_id is None:
+                raise ChatError.from_transport(exc, str(self.client.base_url)) from exc
+        attempts = 0
+        while turn.terminal is None:
+            if turn.run_id is None or attempts >= MAX_REATTACH:
+                self._end_line(turn)
+                raise ChatError(
+                    "stream_interrupted",
+                    "the event stream ended before the run finished"
+                    + (f" (run {turn.run_id})" if turn.run_id else ""),
+                )
+            attempts += 1
+            try:
+                await self._reattach(turn)
+            except ChatError:
+                self._end_line(turn)
+                raise
+        self._finish(turn, turn.terminal)
+
+    async def _reattach(self, turn: _Turn) -> None:
+        """Follow the run's event log from the last event seen."""
+        assert turn.run_id is not None
+        path = f"{self.conv_path}/runs/{quote(turn.run_id, safe='')}/events"
+        headers = {**self.headers, "Last-Event-ID": str(turn.last_seq)}
+        try:
+            async with aconnect_sse(self.client, "GET", path, headers=headers) as source:
+                if source.response.status_code >= 300:
+                    await source.response.aread()
+                    error = ChatError.from_response(source.response)
+                    # e.g. run_not_found (its log expired): this turn is lost, not the chat
+                    error.fatal = source.response.status_code in {401, 403}
+                    raise error
+                await self._consume(source.aiter_sse(), turn)
+        except httpx.TransportError:
+            return  # counted as an attempt by the caller
+
+    async def _consume(self, events: AsyncIterator[ServerSentEvent], turn: _Turn) -> None:
+        async for sse in events:
+            if sse.id and sse.id.isdigit():
+                turn.last_seq = max(turn.last_seq, int(sse.id))
+            data = _json(sse.data)
+            if sse.event == "run.created":
+                turn.run_id = _get(data, "run", "id") or turn.run_id
+            elif sse.event == "message.delta":
+                message_id, delta = data.get("message_id"), data.get("delta")
+                if isinstance(message_id, str) and isinstance(delta, str):
+                    self._write(turn, message_id, delta)
+            elif sse.event == "message.completed":
+                self._top_up(turn, data.get("message"))
+            elif sse.event == "run.snapshot":
+                for message in data.get("messages") or []:
+                    self._top_up(turn, message)
+            elif sse.event == "tool_call.created":
+                name = _get(data, "tool_call", "name")
+                args = _get(data, "tool_call", "arguments")
+                self._end_line(turn)
+                self.stderr.write(f"[tool call: {name}({json.dumps(args)})]\n")
+                self.stderr.flush()
+            if sse.event in TERMINAL_EVENTS:
+                turn.terminal = sse
+                return
+
+    # --- printing ------------------------------------------------------------------------
+
+    def _write(self, turn: _Turn, message_id: str, text: str) -> None:
+        if not text:
+            return
+        if turn.current not in (None, message_id):
+            self._end_line(turn)
+        turn.current = message_id
+        turn.printed[message_id] = turn.printed.get(message_id, "") + text
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def _top_up(self, turn: _Turn, message: Any) -> None:
+        """Print what a final assistant message holds beyond what its deltas printed
+        (everything, if it arrived without deltas, e.g. from a snapshot)."""
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            return
+        message_id, content = message.get("id"), message.get("content")
+        if not isinstance(message_id, str) or not isinstance(content, str):
+            return
+        printed = turn.printed.get(message_id, "")
+        if content.startswith(printed):
+            self._write(turn, message_id, content[len(printed) :])
+
+    def _end_line(self, turn: _Turn) -> None:
+        if turn.current is not None:
+            self.stdout.write("\n")
+            self.stdout.flush()
+            turn.current = None
+
+    def _finish(self, turn: _Turn, event: ServerSentEvent) -> None:
+        """Handle the terminal event: end the reply's line, raise if the run did not
+        complete."""
+        self._end_line(turn)
+        data = _json(event.data)
+        if event.event == "run.completed":
+            return
+        if event.event == "run.failed":
+            raise ChatError(
+                str(_get(data, "error", "code") or "run_failed"),
+                str(_get(data, "error", "detail") or "the run failed"),
+            )
+        if event.event == "run.cancelled":
+            raise ChatError("run_cancelled", "the run was cancelled")
+        pending = data.get("pending_tool_calls") or []
+        names = ", ".join(str(c.get("name")) for c in pending if isinstance(c, dict))
+        raise ChatError(
+            "requires_action",
+            f"the run waits for client-side tool results ({names or 'unknown tools'}); "
+            "parley chat cannot run client-side tools",
+        )
+
+    def _print_result(self, turn: _Turn, response: httpx.Response) -> None:
+        """A non-streaming turn response (from a server that ignored `stream: true`)."""
+        try:
+            result = response.json()
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):
+            raise ChatError("bad_response", "expected an event stream or a JSON turn result")
+        self._top_up(turn, result.get("reply"))
+        self._end_line(turn)
+
+    def report(self, error: ChatError) -> None:
+        self.stdout.flush()
+        self.stderr.write(f"error: {error.code}: {error.detail}\n")
+        for item in error.errors:
+            loc = ".".join(str(p) for p in item.get("loc") or [])
+            self.stderr.write(f"  {loc or '(request)'}: {item.get('msg')}\n")
+        self.stderr.flush()
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self.client.request(method, path, headers=self.headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise ChatError.from_transport(exc, str(self.client.base_url)) from exc
+
+
+def _json(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _get(data: Mapping[str, Any], *keys: str) -> Any:
+    value: Any = data
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def default_client_factory(url: str) -> ClientFactory:
+    """An `httpx.AsyncClient` for the service at `url`."""
+    return lambda: httpx.AsyncClient(base_url=url, timeout=TIMEOUT)
+
+
+async def run_chat(
+    options: ChatOptions,
+    *,
+    url: str = "http://127.0.0.1:8000",
+    client_factory: ClientFactory | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the chat loop; returns the exit status. Streams default to the process's."""
+    factory = client_factory or default_client_factory(url)
+    async with factory() as client:
+        session = ChatSession(
+            client,
+            options,
+            stdin=stdin or sys.stdin,
+            stdout=stdout or sys.stdout,
+            stderr=stderr or sys.stderr,
+        )
+        return await session.run()
