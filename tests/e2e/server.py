@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 60  # generous: CI machines can be loaded
 
 
 def free_port() -> int:
@@ -23,9 +24,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def uvicorn_server(env: dict[str, str], *, port: int | None = None) -> Iterator[str]:
-    """Run `uvicorn app.main:create_app --factory` with `env` on top of a clean provider
-    environment; yield its base URL once /healthz answers; stop it afterwards."""
+def uvicorn_server(
+    env: dict[str, str], *, port: int | None = None, command: list[str] | None = None
+) -> Iterator[str]:
+    """Run `uvicorn app.main:create_app --factory` (or `command`, which must listen on
+    `port`) with `env` on top of a clean provider environment; yield its base URL once
+    /healthz answers; stop it afterwards."""
     port = port or free_port()
     child_env = {
         k: v
@@ -55,7 +59,7 @@ def uvicorn_server(env: dict[str, str], *, port: int | None = None) -> Iterator[
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
                 out = proc.stdout.read().decode() if proc.stdout else ""
@@ -66,7 +70,7 @@ def uvicorn_server(env: dict[str, str], *, port: int | None = None) -> Iterator[
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not become healthy in 30 s")
+                raise RuntimeError(f"the server did not become healthy in {START_TIMEOUT_S} s")
             time.sleep(0.05)
         yield url
     finally:
