@@ -47,6 +47,11 @@ def redis_url() -> str:
     return url
 
 
+def with_redis_db(url: str, db: int) -> str:
+    """The same Redis server, another logical database (suites keep out of each other's way)."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
+
+
 def _asyncpg_dsn(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(scheme="postgresql"))

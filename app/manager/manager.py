@@ -91,8 +91,8 @@ class ConversationManager:
     async def start(self) -> None:
         await self.packs.sync()
         self.runs.start_background()
-        if not self.store.capabilities.native_ttl:
-            self._sweeper = asyncio.create_task(self._sweep_expired(), name="ttl-sweeper")
+        # Also for native-TTL stores: their purge tidies what expiry left behind (indexes).
+        self._sweeper = asyncio.create_task(self._sweep_expired(), name="ttl-sweeper")
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -1,4 +1,17 @@
-"""`create_store(url)`: the one place a state URL becomes a `StateStore` (DESIGN §4)."""
+"""`create_store(url)`: the one place a state URL becomes a `StateStore` (DESIGN §4).
+
+Redis URLs:
+
+* `redis://[user:password@]host[:port][/db][?prefix=parley:]` and `rediss://...` (TLS):
+  one Redis server;
+* `redis+cluster://[user:password@]host:port[,host:port...][?prefix=parley:]` and
+  `rediss+cluster://...`: a Redis Cluster; the listed nodes are seeds, the rest of the
+  cluster is discovered. (The cluster is chosen by the scheme, not by a query parameter,
+  the same spelling `PARLEY_COORDINATION_URL` accepts.)
+
+`prefix` starts every key (default `parley:`), so several deployments or test runs can
+share one server.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +23,12 @@ SUPPORTED_SCHEMES = (
     "memory://",
     "sqlite+aiosqlite:///path/to/file.db",
     "postgresql+asyncpg://user:password@host:5432/db",
+    "redis://host:6379/0",
+    "rediss://host:6380/0",
+    "redis+cluster://host1:7000,host2:7001",
 )
+
+_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 def create_store(url: str) -> StateStore:
@@ -27,10 +45,10 @@ def create_store(url: str) -> StateStore:
         from app.stores.sql import SqlStore
 
         return SqlStore(url)
-    if scheme in ("redis", "rediss"):
-        raise ValueError(
-            "redis backend not available yet; use sqlite+aiosqlite or postgresql+asyncpg"
-        )
+    if scheme in _REDIS_SCHEMES:
+        from app.stores.redis import RedisStore
+
+        return RedisStore(url)
     raise ValueError(
         f"Unsupported state store URL scheme {scheme or url!r}; supported: "
         + ", ".join(SUPPORTED_SCHEMES)

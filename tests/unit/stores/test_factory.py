@@ -32,12 +32,6 @@ def test_sql_urls_build_an_unopened_sql_store(url: str) -> None:
         _ = store.engine  # nothing connects before open()
 
 
-@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.example:6380"])
-def test_redis_is_not_available_yet(url: str) -> None:
-    with pytest.raises(ValueError, match="redis backend not available yet"):
-        create_store(url)
-
-
 @pytest.mark.parametrize(
     "url",
     [

@@ -1,0 +1,167 @@
+"""State URLs for Redis, the client built from one, and what "Redis is unavailable" means.
+
+URLs (see `app.stores.factory`):
+
+* `redis://[user:password@]host[:port][/db][?prefix=parley:&...]`, `rediss://...` (TLS):
+  one server (or a proxy in front of several);
+* `redis+cluster://[user:password@]host:port[,host:port...][?prefix=...]`,
+  `rediss+cluster://...`: a Redis Cluster, the listed nodes being seeds for discovery
+  (the same spelling the coordination layer accepts).
+
+`prefix` (default `parley:`) starts every key, so deployments and tests can share a
+server; other query parameters go to redis-py unchanged.
+
+Timeouts are short (connect 2 s, commands 5 s) and retries few and fast, so a restarted
+server is reconnected transparently while a dead one turns into `StoreUnavailable`
+(503) within seconds instead of hanging a request.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeAlias, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis import exceptions as rex
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from app.errors import StoreUnavailable
+from app.stores.redis_keys import DEFAULT_PREFIX
+
+log = logging.getLogger("parley.stores.redis")
+
+RedisClient: TypeAlias = "Redis | RedisCluster"
+
+# scheme -> (cluster?, the scheme redis-py understands)
+SCHEMES: dict[str, tuple[bool, str]] = {
+    "redis": (False, "redis"),
+    "rediss": (False, "rediss"),
+    "redis+cluster": (True, "redis"),
+    "rediss+cluster": (True, "rediss"),
+}
+
+# "The server is not there (right now)": refused/reset connections, timeouts, a server
+# still loading its dataset, a replica during failover, a cluster without a majority or
+# re-sharding. Anything else (a bug, a wrong type) is not hidden behind a 503.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,  # includes BusyLoadingError, MaxConnectionsError
+    rex.TimeoutError,
+    rex.ReadOnlyError,
+    rex.ClusterDownError,  # includes MasterDownError
+    rex.TryAgainError,
+    rex.SlotNotCoveredError,
+    OSError,  # includes the builtin TimeoutError
+)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """A parsed state URL."""
+
+    url: str  # what redis-py gets: the first node, without `prefix`
+    cluster: bool
+    nodes: tuple[tuple[str, int], ...]
+    prefix: str
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ValueError(f"Not a Redis URL: {url!r}")
+    cluster, real_scheme = SCHEMES[scheme]
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = DEFAULT_PREFIX
+    rest = []
+    for name, value in query:
+        if name == "prefix":
+            prefix = value
+        else:
+            rest.append((name, value))
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    nodes = tuple(_host_port(h) for h in hostlist.split(",") if h) or (("127.0.0.1", 6379),)
+    if len(nodes) > 1 and not cluster:
+        raise ValueError(f"Several hosts need a redis+cluster:// URL: {url!r}")
+    if cluster and parts.path.strip("/") not in ("", "0"):
+        raise ValueError(f"Redis Cluster has only database 0: {url!r}")
+    host, port = nodes[0]
+    netloc = f"{userinfo}@" if userinfo else ""
+    netloc += f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    path = "" if cluster else parts.path
+    real = urlunsplit((real_scheme, netloc, path, urlencode(rest), ""))
+    return RedisTarget(url=real, cluster=cluster, nodes=nodes, prefix=prefix)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = text.partition(":")
+    try:
+        return host, int(port) if port else 6379
+    except ValueError as exc:
+        raise ValueError(f"Bad Redis host:port {text!r}") from exc
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    connect_timeout_s: float = 2.0
+    socket_timeout_s: float = 5.0
+    retries: int = 2
+    max_connections: int = 100
+
+
+def build_client(target: RedisTarget, options: ClientOptions | None = None) -> RedisClient:
+    """A client for `target`; nothing connects until the first command."""
+    o = options or ClientOptions()
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": o.connect_timeout_s,
+        "socket_timeout": o.socket_timeout_s,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), retries=o.retries),
+        "max_connections": o.max_connections,
+    }
+    if target.cluster:
+        # The URL names the first node; the others are extra seeds.
+        startup = [ClusterNode(host, port) for host, port in target.nodes[1:]]
+        return RedisCluster.from_url(target.url, startup_nodes=startup, **common)
+    common["health_check_interval"] = 30
+    return Redis.from_url(target.url, **common)
+
+
+@contextmanager
+def unavailable() -> Iterator[None]:
+    """Turn "Redis is not there" into `StoreUnavailable` (503)."""
+    try:
+        yield
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("state store unavailable: %s: %s", type(exc).__name__, exc)
+        raise StoreUnavailable(f"The state store (Redis) is unavailable: {exc}") from exc
+    except rex.RedisClusterException as exc:
+        if "cannot be connected" not in str(exc).lower():
+            raise
+        log.warning("state store unavailable: %s: %s", type(exc).__name__, exc)
+        raise StoreUnavailable(f"The state store (Redis Cluster) is unavailable: {exc}") from exc
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def guarded(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Decorator: run an async store method under `unavailable()`."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with unavailable():
+            return await fn(*args, **kwargs)
+
+    return wrapper

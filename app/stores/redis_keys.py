@@ -1,0 +1,140 @@
+"""Key names and number encodings of the Redis store (the layout is described in
+`app.stores.redis`). Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+DEFAULT_PREFIX = "parley:"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+# Separates a parent id from a child id in the children index (`kids`); ids never hold it.
+KID_SEP = "\x00"
+
+
+def to_us(when: datetime) -> int:
+    """Microseconds since the epoch, exactly (naive datetimes are taken as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    """Inverse of `to_us`: a tz-aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def us_to_ms_ceil(us: int) -> int:
+    """Milliseconds for PEXPIREAT, rounded up so Redis never deletes a key before the
+    instant it becomes invisible."""
+    return -(-us // 1000)
+
+
+@dataclass(frozen=True)
+class LineageKeys:
+    """The fixed keys of one lineage, all under the hash tag `{<lineage_id>}`."""
+
+    lineage_id: str
+    convs: str  # hash: conversation id -> its expiry in ms ("" = never)
+    msg: str  # hash: message id -> Message JSON
+    par: str  # hash: message id -> parent id ("" for a root)
+    wr: str  # hash: message id -> id of the conversation that wrote it
+    kids: str  # zset (all scores 0): "<parent id>\0<child id>", lex-ranged per parent
+    tag: str  # "<prefix>{<lineage_id>}:" — per-conversation keys start with it
+
+    @property
+    def fixed(self) -> list[str]:
+        """KEYS[1..5] of every lineage script, in this order."""
+        return [self.convs, self.msg, self.par, self.wr, self.kids]
+
+    def conv(self, conversation_id: str) -> str:
+        """Hash: the conversation (see `redis_codec`)."""
+        return f"{self.tag}c:{conversation_id}"
+
+    def cps(self, conversation_id: str) -> str:
+        """Hash: checkpoint id -> Checkpoint JSON, for one conversation."""
+        return f"{self.tag}cp:{conversation_id}"
+
+    def with_conversation(self, conversation_id: str) -> list[str]:
+        """KEYS[1..7]: the fixed keys plus the conversation's hash and checkpoints."""
+        return [*self.fixed, self.conv(conversation_id), self.cps(conversation_id)]
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Every key name the store uses, under one prefix (default `parley:`)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def lineage(self, lineage_id: str) -> LineageKeys:
+        tag = f"{self.prefix}{{{lineage_id}}}:"
+        return LineageKeys(
+            lineage_id=lineage_id,
+            convs=f"{tag}convs",
+            msg=f"{tag}msg",
+            par=f"{tag}par",
+            wr=f"{tag}wr",
+            kids=f"{tag}kids",
+            tag=tag,
+        )
+
+    def ref(self, conversation_id: str) -> str:
+        """Hash: conversation id -> lineage (`l`), incarnation token (`t`), claim time in ms
+        (`c`), committed flag (`s`) and expiry version (`ev`). Its own slot."""
+        return f"{self.prefix}ref:{{{conversation_id}}}"
+
+    # --- listing indexes (hints; see the consistency model) -----------------------------
+
+    @property
+    def idx_all(self) -> str:
+        return f"{self.prefix}idx:all"
+
+    def idx_user(self, user_id: str) -> str:
+        return f"{self.prefix}idx:user:{user_id}"
+
+    def idx_pack(self, pack_id: str) -> str:
+        return f"{self.prefix}idx:pack:{pack_id}"
+
+    @property
+    def idx_ids(self) -> str:
+        """Zset with every score 0: conversation ids in lex order, for prefixes."""
+        return f"{self.prefix}idx:ids"
+
+    @property
+    def idx_exp(self) -> str:
+        """Zset: `exp_member(...)` scored by expires_at in µs, to clean up the other
+        indexes after Redis expired a conversation."""
+        return f"{self.prefix}idx:exp"
+
+    # --- uploaded packs --------------------------------------------------------------
+
+    @property
+    def pack_docs(self) -> str:
+        return f"{self.prefix}{{packs}}:docs"
+
+    @property
+    def pack_order(self) -> str:
+        return f"{self.prefix}{{packs}}:order"
+
+
+def exp_member(conversation_id: str, user_id: str, pack_id: str) -> str:
+    """Member of `idx:exp`: enough to find every index entry of the conversation."""
+    return json.dumps([conversation_id, user_id, pack_id], separators=(",", ":"))
+
+
+def parse_exp_member(member: str) -> tuple[str, str, str] | None:
+    try:
+        cid, user, pack = json.loads(member)
+    except (ValueError, TypeError):
+        return None
+    if not all(isinstance(v, str) for v in (cid, user, pack)):
+        return None
+    return cid, user, pack
+
+
+def pack_field(pack_id: str, version: str) -> str:
+    return json.dumps([pack_id, version], separators=(",", ":"))
