@@ -8,19 +8,16 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings
+from tests.api.backends import BACKENDS, state_url_for
 from tests.api.helpers import create_conv, send
 from tests.conftest import running_app
 from tests.fakes.openai_fake import FakeOpenAI, Reply
-from tests.services import scratch_postgres_database
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 async def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/restart.db"
-    else:
-        async with scratch_postgres_database() as url:
-            yield url
+    async with state_url_for(request.param, tmp_path) as url:
+        yield url
 
 
 async def test_history_survives_restart(
