@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.coordination.base import Coordinator
-from app.coordination.memory import memory_coordinator
+from app.coordination.factory import build_coordinator
 from app.manager.manager import ConversationManager
 from app.packs import PackRegistry
 from app.providers.factory import build_providers
@@ -36,10 +36,6 @@ def redacted(url: str) -> str:
     return url.replace(f":{parsed.password}@", ":***@")
 
 
-def _build_coordinator(settings: Settings) -> Coordinator:
-    return memory_coordinator(event_retention_s=settings.run_event_retention_s)
-
-
 def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None) -> object:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
@@ -48,9 +44,10 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
         http = provider_client or httpx.AsyncClient(
             timeout=httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0)
         )
-        coordinator = _build_coordinator(settings)
+        coordinator: Coordinator | None = None
         manager: ConversationManager | None = None
         try:
+            coordinator = build_coordinator(settings, store)
             packs = PackRegistry()
             problems = await packs.load_dir(settings.packs_dir)
             providers = await asyncio.to_thread(build_providers, settings, http)
@@ -76,7 +73,8 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
         finally:
             if manager is not None:
                 await manager.close()
-            await coordinator.close()
+            if coordinator is not None:
+                await coordinator.close()
             await store.close()
             if provider_client is None:
                 await http.aclose()

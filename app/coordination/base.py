@@ -4,7 +4,7 @@ These live beside the `StateStore` rather than in it (DESIGN §4 allows either) 
 they are short-lived and latency-sensitive: in-process for a single instance (`memory`),
 Redis when several instances share a conversation space (`redis`).
 
-Contract of each ABC is in its docstrings; `tests/contract/test_coordination.py` runs the
+Contract of each ABC is in its docstrings; `tests/contract/coordination/` runs the
 same suite against every backend.
 """
 

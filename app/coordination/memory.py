@@ -107,7 +107,7 @@ class MemoryIdempotencyKeys(IdempotencyKeys):
         now = self._clock()
         self._expire(now)
         existing = self._records.get((scope, key))
-        if existing is not None:
+        if existing is not None and existing[0] > now:
             return existing[1]
         self._records[(scope, key)] = (now + ttl_s, record)
         return None

@@ -24,6 +24,7 @@ from app.domain import Conversation, Part, Run, RunStatus, new_id
 from app.domain.principal import Principal
 from app.domain.requests import IfBusy, SendMessage, SubmitToolResults
 from app.errors import (
+    ConversationBusy,
     IdempotencyKeyReused,
     InvalidRequest,
     MessageTooLarge,
@@ -40,6 +41,8 @@ from app.settings import Settings
 log = logging.getLogger("parley.runs")
 
 CANCEL_WAIT_S = 5.0
+ATTACH_WAIT_S = 5.0
+ATTACH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -178,15 +181,23 @@ class RunService:
         if key is not None:
             scope = f"run:{conv.id}"
             record = IdempotencyRecord(fingerprint=fingerprint(request_identity), ref=run_id)
-            existing = await self._coord.idempotency.reserve(
-                scope, key, record, ttl_s=IDEMPOTENCY_TTL_S
-            )
-            if existing is not None:
+            for _ in range(ATTACH_ATTEMPTS):
+                existing = await self._coord.idempotency.reserve(
+                    scope, key, record, ttl_s=IDEMPOTENCY_TTL_S
+                )
+                if existing is None:
+                    break
                 if existing.fingerprint != record.fingerprint:
                     raise IdempotencyKeyReused(
                         "This Idempotency-Key was already used for a different request."
                     )
-                return StartedRun(existing.ref, conv.id, attached=True)
+                if await self._await_record(existing.ref):
+                    return StartedRun(existing.ref, conv.id, attached=True)
+                # the first attempt failed before creating its run and freed the key
+            else:
+                raise ConversationBusy(
+                    "A request with this Idempotency-Key is still being admitted; retry."
+                )
             idempotency = (scope, key)
         lease = None
         admitted = False
@@ -222,6 +233,16 @@ class RunService:
         task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")
         self._tasks[run_id] = task
         return StartedRun(run_id, conv.id, attached=False)
+
+    async def _await_record(self, run_id: str) -> bool:
+        """Whether run `run_id` exists, waiting briefly: a retry can learn the run id from
+        the idempotency record (possibly on another instance) before the run is created."""
+        deadline = asyncio.get_running_loop().time() + ATTACH_WAIT_S
+        while await self._coord.runs.get(run_id) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def _execute(self, plan: TurnPlan) -> None:
         try:

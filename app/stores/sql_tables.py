@@ -141,6 +141,17 @@ packs = sa.Table(
     sa.Column("document", JSON, nullable=False),
 )
 
+# Turn locks of instances sharing the database without Redis (`app.coordination.sql_locks`):
+# one row per locked conversation; an expired row is free and is taken over in place.
+turn_leases = sa.Table(
+    "turn_leases",
+    metadata,
+    sa.Column("conversation_id", ID, primary_key=True),
+    sa.Column("run_id", ID, nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
 # Conversation fields held in columns; everything else goes to `data`.
 _CONVERSATION_COLUMNS = frozenset(
     {

@@ -1,0 +1,93 @@
+"""`build_coordinator(settings, store)`: where instances coordinate, chosen by URL scheme.
+
+1. `PARLEY_COORDINATION_URL` when set: `redis://`, `rediss://`, `redis+cluster://`,
+   `rediss+cluster://` (or `memory://` to force in-process coordination);
+2. else `PARLEY_STATE_URL` when it is a Redis URL (state and coordination share the
+   server, through separate clients);
+3. else, when `PARLEY_STATE_URL` is PostgreSQL (shared by instances), turn locks are lease
+   rows in that database (`SqlLeaseLocks`, on the store's engine) while idempotency
+   records and run event logs stay in-process. That keeps several instances from running
+   two turns of one conversation at once, but an idempotent retry or an event stream
+   (`GET .../runs/{id}/events`, reconnects) only works on the instance that started the
+   run: route a conversation's requests to one instance, or configure Redis;
+4. else everything is in-process (`memory_coordinator`): a single instance.
+
+Nothing connects here; the store must be opened first (its engine is used in case 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.coordination.base import Coordinator
+from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, memory_coordinator
+from app.coordination.redis_client import is_redis_url
+from app.settings import Settings
+from app.stores.base import StateStore
+
+log = logging.getLogger("parley.coordination")
+
+
+class SqlLeaseCoordinator(Coordinator):
+    """SQL lease locks + in-process idempotency and run logs; `close()` stops renewals
+    (the engine belongs to the store)."""
+
+    def __init__(self, engine: AsyncEngine, *, event_retention_s: float) -> None:
+        from app.coordination.sql_locks import SqlLeaseLocks
+
+        self._locks = SqlLeaseLocks(engine)
+        super().__init__(
+            self._locks, MemoryIdempotencyKeys(), MemoryRunLog(retention_s=event_retention_s)
+        )
+
+    async def close(self) -> None:
+        await self._locks.close()
+
+
+def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
+    retention = settings.run_event_retention_s
+    url = settings.coordination_url or None
+    if url is not None:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme == "memory":
+            log.info("coordination: in-process (PARLEY_COORDINATION_URL=memory://)")
+            return memory_coordinator(event_retention_s=retention)
+        if not is_redis_url(url):
+            raise ValueError(
+                f"Unsupported PARLEY_COORDINATION_URL scheme {scheme or url!r}; use redis://, "
+                "rediss://, redis+cluster://, rediss+cluster:// or memory://"
+            )
+        return _redis(url, retention)
+    if is_redis_url(settings.state_url):
+        return _redis(settings.state_url, retention)
+    if urlsplit(settings.state_url).scheme.lower().startswith("postgresql"):
+        engine = getattr(store, "engine", None)
+        if not isinstance(engine, AsyncEngine):
+            raise ValueError(
+                "PARLEY_STATE_URL is PostgreSQL but the store exposes no opened SQL engine "
+                "for turn leases; open the store before building the coordinator."
+            )
+        log.info(
+            "coordination: turn locks in PostgreSQL; idempotency keys and run events are "
+            "in-process (set PARLEY_COORDINATION_URL=redis://... to share them)"
+        )
+        return SqlLeaseCoordinator(engine, event_retention_s=retention)
+    log.info("coordination: in-process (single instance)")
+    return memory_coordinator(event_retention_s=retention)
+
+
+def _redis(url: str, retention: float) -> Coordinator:
+    from app.coordination.redis import redis_coordinator
+
+    log.info("coordination: redis at %s", _redacted(url))
+    return redis_coordinator(url, event_retention_s=retention)
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

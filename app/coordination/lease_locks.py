@@ -1,0 +1,283 @@
+"""Turn locks held as renewable leases in a shared backend (Redis, SQL).
+
+The backend (`LeaseBackend`) only knows four one-round-trip operations on a lease record
+`(conversation_id -> run_id, token, expiry)`; everything about waiting, renewing and
+giving up lives here, once, so Redis and SQL locks behave the same:
+
+* **acquire** with `wait_s == 0` tries once. With `wait_s > 0`, waiters of *this* process
+  first queue FIFO on a local `asyncio.Lock` per conversation (the "gate"), so only the
+  head of the local queue polls the backend, with jittered exponential backoff (`poll_min_s`
+  up to `poll_max_s`). The lease then keeps the gate until it is released, so the next
+  local waiter gets the lock right after the release without polling at all, and waiters
+  on other instances are served by their polling. Arrival order is respected within an
+  instance, roughly across instances.
+* A backend call in flight when the waiter is cancelled (client gone, deadline) may still
+  take the lock; it is finished in the background and undone, so cancellation never
+  leaks a lock until its expiry.
+* A **renewal task** per held lease extends it every `lease_s / 3` (compare-and-extend on
+  the token). If the token is gone, or the backend fails for longer than the lease, the
+  lease is `lost`; `lost` is also true as soon as `lease_s` passed since the last
+  successful renewal was *sent*, whatever the renewal task is doing (a frozen process
+  must not trust a lease the backend already expired). A lost lease stays lost; the
+  store's head compare-and-set still rejects the loser's commit.
+* **release** is a compare-and-delete on the token (idempotent, never deletes a lease a
+  successor took over). If the backend is unreachable the lease simply expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.coordination.base import TurnLease, TurnLocks
+from app.coordination.retry import Backoff
+from app.errors import ConversationBusy
+
+log = logging.getLogger("parley.coordination.locks")
+
+
+@dataclass(frozen=True)
+class LeaseId:
+    """Who holds (or wants) a conversation's lock; `token` is unique per acquisition."""
+
+    conversation_id: str
+    run_id: str
+    token: str
+
+
+class LeaseBackend(ABC):
+    """The shared half of lease locks: each call is one atomic backend operation.
+
+    Unreachable-backend errors are raised as `app.errors.StoreUnavailable`."""
+
+    @abstractmethod
+    async def try_acquire(self, lease: LeaseId, lease_s: float) -> tuple[bool, str | None]:
+        """Take the lock if it is free or expired: (True, None); else (False, holder)."""
+
+    @abstractmethod
+    async def renew(self, lease: LeaseId, lease_s: float) -> bool:
+        """Extend the lease if it is still ours; False if the token is gone."""
+
+    @abstractmethod
+    async def release(self, lease: LeaseId) -> None:
+        """Delete the lease if it is still ours."""
+
+    @abstractmethod
+    async def holder(self, conversation_id: str) -> str | None:
+        """The run id of the current (unexpired) holder."""
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    """lease_s: how long a lease outlives its holder's last renewal (crash recovery time).
+    poll_min_s / poll_max_s: backoff bounds of a waiter polling the backend."""
+
+    lease_s: float = 10.0
+    poll_min_s: float = 0.005
+    poll_max_s: float = 0.05
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.lease_s / 3
+
+
+@dataclass
+class _Gate:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # waiters + the lease holding it; dropped at 0
+
+
+class _Lease(TurnLease):
+    def __init__(
+        self, locks: LeaseLocks, lease: LeaseId, gate: _Gate | None, sent_at: float
+    ) -> None:
+        self.run_id = lease.run_id
+        self.id = lease
+        self._locks = locks
+        self._gate = gate
+        self._valid_until = sent_at + locks.timing.lease_s
+        self._lost = False
+        self._released = False
+        self._renewal = asyncio.create_task(
+            self._renew_loop(), name=f"lease-renewal-{lease.conversation_id}"
+        )
+
+    @property
+    def lost(self) -> bool:
+        return self._lost or time.monotonic() >= self._valid_until
+
+    async def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        self._renewal.cancel()
+        await self._locks._release(self, self._gate)
+
+    def _mark_lost(self, why: str) -> None:
+        if not self._lost:
+            self._lost = True
+            log.warning(
+                "turn lock of conversation %s (run %s) lost: %s",
+                self.id.conversation_id,
+                self.run_id,
+                why,
+            )
+
+    async def _renew_loop(self) -> None:
+        timing = self._locks.timing
+        retry = Backoff(0.05, 1.0)
+        delay = timing.renew_every_s
+        while True:
+            await asyncio.sleep(delay)
+            sent_at = time.monotonic()
+            try:
+                still_ours = await self._locks.backend.renew(self.id, timing.lease_s)
+            except Exception as exc:  # keep trying until the lease is over
+                if time.monotonic() >= self._valid_until:
+                    self._mark_lost(f"renewal failing for longer than the lease ({exc!r})")
+                    return
+                log.warning("renewing turn lock of %s failed: %r", self.id.conversation_id, exc)
+                delay = min(retry.next(), timing.renew_every_s / 2)
+                continue
+            if not still_ours:
+                self._mark_lost("the lease expired and was taken over or removed")
+                return
+            if sent_at >= self._valid_until:
+                self._mark_lost("renewed only after the lease had expired")
+                return
+            self._valid_until = sent_at + timing.lease_s
+            retry.reset()
+            delay = timing.renew_every_s
+
+
+class LeaseLocks(TurnLocks):
+    """`TurnLocks` over a `LeaseBackend` (see the module docstring)."""
+
+    def __init__(self, backend: LeaseBackend, timing: LeaseTiming | None = None) -> None:
+        self.backend = backend
+        self.timing = timing or LeaseTiming()
+        self._gates: dict[str, _Gate] = {}
+        self._leases: set[_Lease] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def acquire(self, conversation_id: str, run_id: str, *, wait_s: float) -> TurnLease:
+        lease_id = LeaseId(conversation_id, run_id, secrets.token_hex(16))
+        if wait_s <= 0:
+            sent_at = time.monotonic()
+            acquired, holder = await self._attempt(lease_id)
+            if acquired:
+                return self._hold(lease_id, None, sent_at)
+            raise _busy(conversation_id, holder)
+        deadline = time.monotonic() + wait_s
+        gate = self._gates.setdefault(conversation_id, _Gate())
+        gate.users += 1
+        gate_held = handed_over = False
+        try:
+            try:
+                async with asyncio.timeout(wait_s):
+                    await gate.lock.acquire()
+            except TimeoutError:
+                raise _busy(conversation_id, await self._quiet_holder(conversation_id)) from None
+            gate_held = True
+            poll = Backoff(self.timing.poll_min_s, self.timing.poll_max_s)
+            while True:
+                sent_at = time.monotonic()
+                acquired, holder = await self._attempt(lease_id)
+                if acquired:
+                    handed_over = True
+                    return self._hold(lease_id, gate, sent_at)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _busy(conversation_id, holder)
+                await asyncio.sleep(min(remaining, poll.next()))
+        finally:
+            if not handed_over:
+                if gate_held:
+                    gate.lock.release()
+                self._leave_gate(conversation_id, gate)
+
+    async def holder(self, conversation_id: str) -> str | None:
+        return await self.backend.holder(conversation_id)
+
+    async def close(self) -> None:
+        """Stop renewing (held leases then expire by themselves) and finish cleanups."""
+        for lease in list(self._leases):
+            lease._renewal.cancel()
+        self._leases.clear()
+        if self._background:  # releases in flight; bounded, as the backend may be down
+            await asyncio.wait(list(self._background), timeout=min(5.0, self.timing.lease_s))
+
+    # --- internals ---------------------------------------------------------------------
+
+    async def _attempt(self, lease: LeaseId) -> tuple[bool, str | None]:
+        """One acquisition attempt that never leaks the lock when cancelled mid-flight."""
+        attempt = asyncio.ensure_future(self.backend.try_acquire(lease, self.timing.lease_s))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            self._spawn(self._undo(attempt, lease))
+            raise
+
+    async def _undo(self, attempt: asyncio.Future[tuple[bool, str | None]], lease: LeaseId) -> None:
+        try:
+            acquired, _ = await attempt
+        except Exception:
+            acquired = True  # unknown outcome: delete in case it landed (token-checked)
+        if acquired:
+            with contextlib.suppress(Exception):
+                await self.backend.release(lease)
+
+    def _hold(self, lease_id: LeaseId, gate: _Gate | None, sent_at: float) -> _Lease:
+        lease = _Lease(self, lease_id, gate, sent_at)
+        self._leases.add(lease)
+        return lease
+
+    async def _release(self, lease: _Lease, gate: _Gate | None) -> None:
+        self._leases.discard(lease)
+        # Shielded: a caller cancelled while releasing still frees the lock and the gate.
+        await asyncio.shield(self._spawn(self._release_remote(lease.id, gate)))
+
+    async def _release_remote(self, lease: LeaseId, gate: _Gate | None) -> None:
+        try:
+            await self.backend.release(lease)
+        except Exception as exc:
+            log.warning(
+                "releasing turn lock of %s failed (it expires by itself): %r",
+                lease.conversation_id,
+                exc,
+            )
+        finally:
+            if gate is not None:
+                gate.lock.release()
+                self._leave_gate(lease.conversation_id, gate)
+
+    def _leave_gate(self, conversation_id: str, gate: _Gate) -> None:
+        gate.users -= 1
+        if gate.users == 0 and self._gates.get(conversation_id) is gate:
+            del self._gates[conversation_id]
+
+    async def _quiet_holder(self, conversation_id: str) -> str | None:
+        try:
+            return await self.backend.holder(conversation_id)
+        except Exception:
+            return None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+
+def _busy(conversation_id: str, holder: str | None) -> ConversationBusy:
+    return ConversationBusy(
+        f"Conversation {conversation_id!r} is running another turn.",
+        extra={"run_id": holder},
+    )

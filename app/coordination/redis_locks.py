@@ -1,0 +1,102 @@
+"""Turn locks in Redis: one key per conversation, `SET NX PX` with a random token.
+
+Key `<prefix>lock:{<conversation_id>}` (prefix `parley:` by default) holds
+`<token>:<run_id>` (the token is hex, so the first `:` splits them): the token makes
+renew/release compare-and-act, the run id answers `holder()`. Every operation is one Lua
+script or command, so it is atomic on Redis and on Redis Cluster (one key). Waiting,
+renewal and cancellation safety are `LeaseLocks`'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.coordination.lease_locks import LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.coordination.redis_client import RedisClient, unavailable
+
+# SET NX PX, and on failure the current value (who holds it) in the same round trip.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, ''}
+end
+return {0, redis.call('GET', KEYS[1]) or ''}
+"""
+
+# PEXPIRE only while the value is still ours: a lease that expired and was taken over
+# is never extended on behalf of the old holder.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def lock_key(prefix: str, conversation_id: str) -> str:
+    return f"{prefix}lock:{{{conversation_id}}}"
+
+
+def _value(lease: LeaseId) -> str:
+    return f"{lease.token}:{lease.run_id}"
+
+
+def _run_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    _, _, run_id = value.partition(":")
+    return run_id or None
+
+
+class RedisLeaseBackend(LeaseBackend):
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    async def try_acquire(self, lease: LeaseId, lease_s: float) -> tuple[bool, str | None]:
+        key = lock_key(self._prefix, lease.conversation_id)
+        with unavailable():
+            reply: Any = await self._acquire(keys=[key], args=[_value(lease), _ms(lease_s)])
+        if int(reply[0]) == 1:
+            return True, None
+        return False, _run_id(reply[1])
+
+    async def renew(self, lease: LeaseId, lease_s: float) -> bool:
+        key = lock_key(self._prefix, lease.conversation_id)
+        with unavailable():
+            reply = await self._renew(keys=[key], args=[_value(lease), _ms(lease_s)])
+        return int(reply) == 1
+
+    async def release(self, lease: LeaseId) -> None:
+        with unavailable():
+            await self._release(
+                keys=[lock_key(self._prefix, lease.conversation_id)], args=[_value(lease)]
+            )
+
+    async def holder(self, conversation_id: str) -> str | None:
+        with unavailable():
+            value = await self._client.get(lock_key(self._prefix, conversation_id))
+        return _run_id(value if isinstance(value, str) else None)
+
+
+class RedisTurnLocks(LeaseLocks):
+    """Turn locks shared by every instance using the same Redis (see `LeaseLocks` for
+    waiting, renewal and loss). The client is the caller's to close."""
+
+    def __init__(
+        self, client: RedisClient, timing: LeaseTiming | None = None, *, prefix: str = "parley:"
+    ) -> None:
+        super().__init__(RedisLeaseBackend(client, prefix), timing)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

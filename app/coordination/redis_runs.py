@@ -1,0 +1,313 @@
+"""Run records and event logs on Redis Streams, readable from every instance.
+
+Keys of one run share the hash tag `{<run_id>}` (one cluster slot, so scripts may touch
+them together); `<prefix>` is `parley:` unless the URL says otherwise:
+
+* `<prefix>run:{<id>}:events`: a stream, one entry per event, id `<seq>-1`, fields `type`
+  and `data` (JSON), trimmed with `MAXLEN ~ max_events`;
+* `<prefix>run:{<id>}:meta`: a hash, `seq` (last seq given out) and `done` (the terminal
+  event's seq, once published);
+* `<prefix>run:{<id>}:record`: the `RunRecord` as JSON.
+
+`publish` is one script: `HINCRBY seq`, `XADD` with the explicit id, and expiries. A live
+run's keys get `live_ttl_s` (refreshed by every event, so a run orphaned by a crashed
+instance is eventually forgotten); the terminal event sets `retention_s` on the stream and
+`record_retention_s` on the record and meta, so a reconnect after the events expired still
+learns the run's outcome (and gets a `run.snapshot`).
+
+`follow` reads a consistent snapshot (meta + `XRANGE` from `after + 1`) in one script,
+so "the counter says seq n was published but the stream does not start at n" is exact:
+that is `EventsExpired`. A run nobody knows (no record, no events) is waited for up to
+`unknown_grace_s` before `EventsExpired`: an idempotent retry landing on another instance
+gets the run id from the idempotency record a moment before the first instance creates
+the run. Then `follow` blocks in `XREAD BLOCK` (`block_s` per call, looped) until the
+terminal event. Blocking reads use the coordinator's separate blocking client, and at
+most `max_blocking_reads` of them run at once per instance (a semaphore), so one slow
+follower never delays another's or a request's commands; a follower holds a connection
+only while blocked, never while its consumer is slow. Once events flowed, a Redis outage
+mid-follow is retried with backoff for up to `follow_outage_s` before `StoreUnavailable`
+ends the follow (the SSE client then reconnects with Last-Event-ID); the very first read
+fails fast.
+
+Cancellation requests are `PUBLISH <prefix>cancel <run_id>`; `cancel_requests()` is a
+`SUBSCRIBE` that reconnects with backoff after any error (including a Redis restart) and
+never raises. Pub/Sub is at-most-once: a request published while an instance is
+reconnecting is lost, and the requester's own wait (`RunService.cancel`) times out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from redis.asyncio.cluster import RedisCluster
+
+from app.coordination.base import TERMINAL_EVENTS, EventsExpired, RunEvent, RunLog, RunRecord
+from app.coordination.redis_client import RedisClient, unavailable
+from app.coordination.retry import Backoff
+from app.errors import StoreUnavailable
+
+log = logging.getLogger("parley.coordination.runs")
+
+_BATCH = 500
+T = TypeVar("T")
+
+# KEYS: meta, events, record. ARGV: type, data, max_events, terminal (0/1),
+# events ttl ms, record ttl ms, live ttl ms.
+_PUBLISH = """
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1',
+           'type', ARGV[1], 'data', ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'done') == 1 then
+  return seq
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'done', seq)
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
+return seq
+"""
+
+# KEYS: meta, events, record. ARGV: first stream id wanted, count.
+_READ = """
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'done')
+return {
+  tonumber(meta[1] or '0'), tonumber(meta[2] or '0'),
+  redis.call('EXISTS', KEYS[2]), redis.call('EXISTS', KEYS[3]),
+  redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+}
+"""
+
+# KEYS: record. ARGV: json, live ttl ms. Keeps the expiry a terminal event set.
+_SAVE = """
+if redis.call('PTTL', KEYS[1]) > 0 then
+  return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+"""
+
+
+@dataclass(frozen=True)
+class _Keys:
+    meta: str
+    events: str
+    record: str
+
+    @classmethod
+    def of(cls, prefix: str, run_id: str) -> _Keys:
+        base = f"{prefix}run:{{{run_id}}}"
+        return cls(meta=f"{base}:meta", events=f"{base}:events", record=f"{base}:record")
+
+    def all(self) -> list[str]:
+        return [self.meta, self.events, self.record]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    seq: int  # last seq published (0: none yet, or the meta expired)
+    done: int  # seq of the terminal event, 0 while running
+    stream_exists: bool
+    record_exists: bool
+    events: list[RunEvent]
+
+
+class RedisRunLog(RunLog):
+    """`RunLog` on Redis Streams (see the module docstring). The clients are the caller's
+    to close; `blocking_client` defaults to `client` (fine for tests and tools)."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str = "parley:",
+        blocking_client: RedisClient | None = None,
+        retention_s: float = 3600.0,
+        record_retention_s: float = 86400.0,
+        live_ttl_s: float = 86400.0,
+        max_events: int = 10_000,
+        block_s: float = 2.0,
+        max_blocking_reads: int = 256,
+        follow_outage_s: float = 30.0,
+        unknown_grace_s: float = 2.0,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._cancel_channel = f"{prefix}cancel"
+        self._blocking = blocking_client or client
+        self._retention_ms = _ms(retention_s)
+        self._record_retention_ms = _ms(max(record_retention_s, retention_s))
+        self._live_ttl_ms = _ms(live_ttl_s)
+        self._max_events = max_events
+        self._block_ms = _ms(block_s)
+        self._slots = asyncio.Semaphore(max_blocking_reads)
+        self._follow_outage_s = follow_outage_s
+        self._unknown_grace_s = unknown_grace_s
+        self._publish = client.register_script(_PUBLISH)
+        self._read = client.register_script(_READ)
+        self._save = client.register_script(_SAVE)
+
+    # --- records -----------------------------------------------------------------------
+
+    async def create(self, record: RunRecord) -> None:
+        key = _Keys.of(self._prefix, record.run.id).record
+        with unavailable():
+            await self._client.set(key, record.model_dump_json(), px=self._live_ttl_ms)
+
+    async def save(self, record: RunRecord) -> None:
+        key = _Keys.of(self._prefix, record.run.id).record
+        with unavailable():
+            await self._save(keys=[key], args=[record.model_dump_json(), self._live_ttl_ms])
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        with unavailable():
+            raw = await self._client.get(_Keys.of(self._prefix, run_id).record)
+        return None if raw is None else RunRecord.model_validate_json(raw)
+
+    # --- events ------------------------------------------------------------------------
+
+    async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
+        args: list[str | int] = [
+            type_,
+            json.dumps(data, separators=(",", ":")),
+            self._max_events,
+            "1" if type_ in TERMINAL_EVENTS else "0",
+            self._retention_ms,
+            self._record_retention_ms,
+            self._live_ttl_ms,
+        ]
+        with unavailable():
+            seq = await self._publish(keys=_Keys.of(self._prefix, run_id).all(), args=args)
+        return RunEvent(seq=int(seq), type=type_, data=data)
+
+    async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+        keys = _Keys.of(self._prefix, run_id)
+        last = after
+        snap = await self._snapshot(keys, last)  # fails fast: nothing was sent yet
+        grace = Backoff(0.01, 0.2)
+        deadline = time.monotonic() + self._unknown_grace_s
+        while snap.seq == 0 and not snap.record_exists:
+            # Unknown: expired long ago, or not created *yet* (an idempotent retry on
+            # another instance learns the run id before the first instance creates it).
+            if time.monotonic() >= deadline:
+                raise EventsExpired(run_id)
+            await asyncio.sleep(grace.next())
+            snap = await self._snapshot(keys, last)
+        while True:
+            if snap.done and not snap.stream_exists:
+                raise EventsExpired(run_id)
+            if snap.seq > last and (not snap.events or snap.events[0].seq != last + 1):
+                raise EventsExpired(run_id)
+            for event in snap.events:
+                last = event.seq
+                yield event
+                if event.type in TERMINAL_EVENTS:
+                    return
+            if snap.done and last >= snap.done:
+                return  # asked for events after the terminal one: nothing more will come
+            if len(snap.events) < _BATCH:
+                live = await self._retrying(self._block, keys, last)
+                if live:
+                    if live[0].seq != last + 1:
+                        raise EventsExpired(run_id)  # overtaken by trimming while blocked
+                    snap = _Snapshot(live[-1].seq, 0, True, True, live)
+                    continue
+            snap = await self._retrying(self._snapshot, keys, last)
+
+    async def _snapshot(self, keys: _Keys, last: int) -> _Snapshot:
+        with unavailable():
+            reply: Any = await self._read(keys=keys.all(), args=[f"{last + 1}-0", _BATCH])
+        seq, done, stream_exists, record_exists, entries = reply
+        return _Snapshot(
+            seq=int(seq),
+            done=int(done),
+            stream_exists=bool(stream_exists),
+            record_exists=bool(record_exists),
+            events=[_event(id_, _pairs(flat)) for id_, flat in entries],
+        )
+
+    async def _block(self, keys: _Keys, last: int) -> list[RunEvent]:
+        async with self._slots:
+            with unavailable():
+                reply = await self._xread(keys.events, f"{last}-1")
+        if not reply:
+            return []
+        _, entries = reply[0]
+        return [_event(id_, fields) for id_, fields in entries]
+
+    async def _xread(self, key: str, after_id: str) -> Any:
+        client = self._blocking
+        if not isinstance(client, RedisCluster):
+            return await client.xread({key: after_id}, count=_BATCH, block=self._block_ms)
+        # XREAD has "movable keys": left alone, redis-py asks a node `COMMAND GETKEYS`
+        # before every call to find the slot, which is a round trip more and breaks
+        # under concurrent followers. The stream's node is known from its key.
+        await client.initialize()  # no-op once the slot map is loaded
+        node = client.get_node_from_key(key)
+        args = ("COUNT", _BATCH, "BLOCK", self._block_ms, "STREAMS", key, after_id)
+        return await client.execute_command("XREAD", *args, target_nodes=node)
+
+    async def _retrying(
+        self, op: Callable[[_Keys, int], Awaitable[T]], keys: _Keys, last: int
+    ) -> T:
+        """Ride out a Redis outage of up to `follow_outage_s` in the middle of a follow."""
+        backoff = Backoff(0.05, 2.0)
+        down_since: float | None = None
+        while True:
+            try:
+                return await op(keys, last)
+            except StoreUnavailable:
+                now = time.monotonic()
+                down_since = down_since or now
+                if now - down_since >= self._follow_outage_s:
+                    raise
+                await asyncio.sleep(backoff.next())
+
+    # --- cancellation ------------------------------------------------------------------
+
+    async def request_cancel(self, run_id: str) -> None:
+        with unavailable():
+            await self._client.publish(self._cancel_channel, run_id)
+
+    async def cancel_requests(self) -> AsyncIterator[str]:
+        backoff = Backoff(0.1, 5.0)
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await self._client.initialize()  # a cluster client learns its slots here
+                await pubsub.subscribe(self._cancel_channel)
+                backoff.reset()
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        yield str(message["data"])
+            except Exception as exc:  # a background listener: log, reconnect, never die
+                log.warning("cancel subscriber lost its connection (%r); reconnecting", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff.next())
+
+
+def _event(stream_id: str, fields: dict[str, str]) -> RunEvent:
+    seq = int(stream_id.partition("-")[0])
+    return RunEvent(seq=seq, type=fields["type"], data=json.loads(fields["data"]))
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

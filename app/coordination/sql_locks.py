@@ -1,0 +1,124 @@
+"""Turn locks as lease rows in the SQL store's database, for instances that share
+PostgreSQL (or one SQLite file) but no Redis.
+
+Table `turn_leases (conversation_id PK, run_id, token, expires_at)`, migration 0003:
+
+* acquire: `INSERT ... ON CONFLICT (conversation_id) DO UPDATE SET run_id, token,
+  expires_at WHERE turn_leases.expires_at < now RETURNING token` — a free or expired lease
+  is taken in one statement; no row back means somebody holds it (whose run id is read in
+  the same transaction);
+* renew: `UPDATE ... SET expires_at = now + lease WHERE conversation_id AND token`;
+* release: `DELETE ... WHERE conversation_id AND token`.
+
+On PostgreSQL "now" is the server's `clock_timestamp()`, so instances with skewed clocks
+still agree on expiry; SQLite is only shared by processes of one host, which share a
+clock. On SQLite the writes run in `BEGIN IMMEDIATE` transactions (the store's write
+option) and wait in SQLite's busy handler behind the store's own writes.
+
+Rows of holders that crashed stay (expired) until the conversation is locked again, which
+takes them over in place: the table holds at most one row per conversation ever locked.
+Waiting, renewal and cancellation safety are `LeaseLocks'` (polling 10 ms up to 100 ms:
+each poll is a write transaction, so slower than Redis'). The engine belongs to the store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.coordination.lease_locks import LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.stores.sql_engine import WRITE_OPTION, unavailable_on_connection_errors
+from app.stores.sql_tables import UTCDateTime, turn_leases
+
+SQL_TIMING = LeaseTiming(lease_s=10.0, poll_min_s=0.01, poll_max_s=0.1)
+
+
+class SqlLeaseBackend(LeaseBackend):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        name = engine.dialect.name
+        if name not in ("postgresql", "sqlite"):
+            raise ValueError(f"SQL turn leases need PostgreSQL or SQLite, not {name!r}")
+        self._server_clock = name == "postgresql"
+
+    def _now(self) -> sa.ColumnElement[Any]:
+        if self._server_clock:
+            return sa.func.clock_timestamp()
+        return sa.literal(datetime.now(UTC), UTCDateTime())
+
+    def _later(self, lease_s: float) -> sa.ColumnElement[Any]:
+        lease = timedelta(seconds=lease_s)
+        if self._server_clock:
+            return sa.func.clock_timestamp() + sa.literal(lease, sa.Interval())
+        return sa.literal(datetime.now(UTC) + lease, UTCDateTime())
+
+    async def try_acquire(self, lease: LeaseId, lease_s: float) -> tuple[bool, str | None]:
+        t = turn_leases
+        insert = postgresql.insert(t) if self._server_clock else sqlite.insert(t)
+        values = insert.values(
+            conversation_id=lease.conversation_id,
+            run_id=lease.run_id,
+            token=lease.token,
+            expires_at=self._later(lease_s),
+        )
+        statement = values.on_conflict_do_update(
+            index_elements=[t.c.conversation_id],
+            set_={
+                "run_id": values.excluded.run_id,
+                "token": values.excluded.token,
+                "expires_at": values.excluded.expires_at,
+            },
+            where=t.c.expires_at < self._now(),
+        ).returning(t.c.token)
+        with unavailable_on_connection_errors():
+            async with self._writer.begin() as conn:
+                if (await conn.execute(statement)).first() is not None:
+                    return True, None
+                holder = await conn.scalar(
+                    sa.select(t.c.run_id).where(t.c.conversation_id == lease.conversation_id)
+                )
+        return False, holder
+
+    async def renew(self, lease: LeaseId, lease_s: float) -> bool:
+        t = turn_leases
+        statement = (
+            sa.update(t)
+            .where(t.c.conversation_id == lease.conversation_id, t.c.token == lease.token)
+            .values(expires_at=self._later(lease_s))
+        )
+        with unavailable_on_connection_errors():
+            async with self._writer.begin() as conn:
+                result = await conn.execute(statement)
+        return bool(result.rowcount == 1)
+
+    async def release(self, lease: LeaseId) -> None:
+        t = turn_leases
+        statement = sa.delete(t).where(
+            t.c.conversation_id == lease.conversation_id, t.c.token == lease.token
+        )
+        with unavailable_on_connection_errors():
+            async with self._writer.begin() as conn:
+                await conn.execute(statement)
+
+    async def holder(self, conversation_id: str) -> str | None:
+        t = turn_leases
+        query = sa.select(t.c.run_id).where(
+            t.c.conversation_id == conversation_id, t.c.expires_at > self._now()
+        )
+        with unavailable_on_connection_errors():
+            async with self._engine.connect() as conn:
+                holder: str | None = await conn.scalar(query)
+        return holder
+
+
+class SqlLeaseLocks(LeaseLocks):
+    """`TurnLocks` shared through the database behind `engine` (see the module docstring).
+    Pass the SQL store's engine (`SqlStore.engine`, after `open()`, which migrates)."""
+
+    def __init__(self, engine: AsyncEngine, timing: LeaseTiming | None = None) -> None:
+        super().__init__(SqlLeaseBackend(engine), timing or SQL_TIMING)

@@ -1,0 +1,103 @@
+"""build_coordinator: which coordination a configuration gets (no I/O involved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.coordination.factory import SqlLeaseCoordinator, build_coordinator
+from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, MemoryTurnLocks
+from app.coordination.redis import RedisCoordinator
+from app.coordination.redis_client import connect, is_redis_url
+from app.coordination.redis_idempotency import RedisIdempotencyKeys
+from app.coordination.redis_locks import RedisTurnLocks
+from app.coordination.redis_runs import RedisRunLog
+from app.coordination.sql_locks import SqlLeaseLocks
+from app.stores.memory import MemoryStore
+from tests.conftest import make_settings
+
+
+class EngineStore(MemoryStore):
+    """Any store exposing an SQL engine, as `SqlStore.engine` does once opened."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__()
+        self.engine = engine
+
+
+@pytest.mark.parametrize("state_url", ["memory://", "sqlite+aiosqlite:///./x.db"])
+async def test_single_instance_state_means_in_process(tmp_path: Path, state_url: str) -> None:
+    coord = build_coordinator(make_settings(tmp_path, state_url=state_url), MemoryStore())
+    assert isinstance(coord.locks, MemoryTurnLocks)
+    assert isinstance(coord.idempotency, MemoryIdempotencyKeys)
+    assert isinstance(coord.runs, MemoryRunLog)
+    await coord.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "client_type"),
+    [
+        ({"coordination_url": "redis://127.0.0.1:6390/2"}, Redis),
+        ({"coordination_url": "rediss://:secret@cache.example:6380/0"}, Redis),
+        ({"coordination_url": "redis+cluster://127.0.0.1:7000"}, RedisCluster),
+        ({"coordination_url": "rediss+cluster://cache.example:7000"}, RedisCluster),
+        ({"state_url": "redis://127.0.0.1:6390/3"}, Redis),
+        (
+            {"state_url": "postgresql+asyncpg://u@h/db", "coordination_url": "redis://h:1/0"},
+            Redis,
+        ),
+    ],
+)
+async def test_redis_urls_give_the_redis_coordinator(
+    tmp_path: Path, settings: dict[str, str], client_type: type
+) -> None:
+    coord = build_coordinator(make_settings(tmp_path, **settings), MemoryStore())
+    assert isinstance(coord, RedisCoordinator)
+    assert isinstance(coord.locks, RedisTurnLocks)
+    assert isinstance(coord.idempotency, RedisIdempotencyKeys)
+    assert isinstance(coord.runs, RedisRunLog)
+    assert isinstance(coord._clients.command, client_type)  # type: ignore[attr-defined]
+    await coord.close()  # nothing was connected; closing is still clean
+
+
+async def test_postgres_state_gives_sql_leases_and_in_process_logs(tmp_path: Path) -> None:
+    engine = create_async_engine("postgresql+asyncpg://u@127.0.0.1:1/db")  # never connects
+    settings = make_settings(tmp_path, state_url="postgresql+asyncpg://u@127.0.0.1:1/db")
+    coord = build_coordinator(settings, EngineStore(engine))
+    assert isinstance(coord, SqlLeaseCoordinator)
+    assert isinstance(coord.locks, SqlLeaseLocks)
+    assert isinstance(coord.idempotency, MemoryIdempotencyKeys)
+    assert isinstance(coord.runs, MemoryRunLog)
+    await coord.close()
+    await engine.dispose()
+
+
+async def test_postgres_state_needs_the_store_engine(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, state_url="postgresql+asyncpg://u@127.0.0.1:1/db")
+    with pytest.raises(ValueError, match="engine"):
+        build_coordinator(settings, MemoryStore())
+
+
+async def test_memory_coordination_url_forces_in_process(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, state_url="redis://h:1/0", coordination_url="memory://")
+    coord = build_coordinator(settings, MemoryStore())
+    assert isinstance(coord.locks, MemoryTurnLocks)
+
+
+@pytest.mark.parametrize("url", ["http://h/", "postgresql+asyncpg://u@h/db", "nonsense"])
+def test_other_coordination_urls_are_rejected(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ValueError, match="COORDINATION_URL"):
+        build_coordinator(make_settings(tmp_path, coordination_url=url), MemoryStore())
+
+
+def test_url_schemes() -> None:
+    assert is_redis_url("redis://h") and is_redis_url("REDISS://h")
+    assert is_redis_url("redis+cluster://h") and is_redis_url("rediss+cluster://h")
+    assert not is_redis_url("sqlite+aiosqlite:///x.db") and not is_redis_url("memory://")
+    with pytest.raises(ValueError, match="Unsupported"):
+        connect("http://h/")
