@@ -152,5 +152,8 @@ class Coordinator:
         self.idempotency = idempotency
         self.runs = runs
 
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` when the coordination backend does not answer."""
+
     async def close(self) -> None:
         """Release connections."""

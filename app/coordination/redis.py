@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from app.coordination.base import Coordinator
 from app.coordination.lease_locks import LeaseTiming
-from app.coordination.redis_client import RedisClients, RedisOptions, connect
+from app.coordination.redis_client import RedisClients, RedisOptions, connect, unavailable
 from app.coordination.redis_idempotency import RedisIdempotencyKeys
 from app.coordination.redis_locks import RedisTurnLocks
 from app.coordination.redis_runs import RedisRunLog
@@ -37,6 +37,10 @@ class RedisCoordinator(Coordinator):
         super().__init__(locks, idempotency, runs)
         self._clients = clients
         self._locks = locks
+
+    async def ping(self) -> None:
+        with unavailable():
+            await self._clients.command.ping()
 
     async def close(self) -> None:
         await self._locks.close()

@@ -115,4 +115,10 @@ class ConversationManager:
     async def readiness(self) -> dict[str, Any]:
         """Raises `StoreUnavailable` when the store does not answer."""
         await self.store.ping()
-        return {"store": "ok", "packs": len(self.packs), "providers": sorted(self.providers)}
+        await self.coordinator.ping()
+        return {
+            "store": "ok",
+            "coordination": "ok",
+            "packs": len(self.packs),
+            "providers": sorted(self.providers),
+        }

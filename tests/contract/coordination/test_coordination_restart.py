@@ -134,12 +134,14 @@ async def test_clients_fail_fast_while_down_and_recover(own_redis: OwnRedis) -> 
         await fails_fast(lambda: one.runs.get("run-1"))
         await fails_fast(lambda: one.runs.request_cancel("run-1"))
         await fails_fast(lambda: collect(one.runs, "run-1"))
+        await fails_fast(one.ping)
         await asyncio.sleep(0.7)  # renewals failing for longer than the lease
         assert lease.lost
         await lease.release()  # does not raise: the lease expires by itself
         assert not follower.done()  # followers ride out the outage
 
         await asyncio.to_thread(own_redis.start)
+        await one.ping()
         again = await one.locks.acquire("conv", "run-3", wait_s=5)
         assert await two.locks.holder("conv") == "run-3"
         await again.release()
