@@ -66,6 +66,19 @@ class ConversationFilter:
     pack_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
+    def matches(self, c: Conversation) -> bool:
+        """Whether `c` passes every filter (for backends that filter in Python)."""
+        if self.user_id is not None and c.user_id != self.user_id:
+            return False
+        if self.pack_id is not None and c.pack_id != self.pack_id:
+            return False
+        if self.prefix is not None and not c.id.startswith(self.prefix):
+            return False
+        return all(
+            key in c.metadata and metadata_text(c.metadata[key]) == wanted
+            for key, wanted in self.metadata.items()
+        )
+
 
 def metadata_text(value: object) -> str:
     """The text form `ConversationFilter.metadata` compares against (see its docstring)."""

@@ -34,7 +34,6 @@ from app.stores.base import (
     ConversationFilter,
     StateStore,
     StoreCapabilities,
-    metadata_text,
 )
 
 
@@ -59,19 +58,6 @@ class _Lineage:
 
 def _live(conversation: Conversation, now: datetime) -> bool:
     return conversation.expires_at is None or conversation.expires_at > now
-
-
-def _matches(c: Conversation, flt: ConversationFilter) -> bool:
-    if flt.user_id is not None and c.user_id != flt.user_id:
-        return False
-    if flt.pack_id is not None and c.pack_id != flt.pack_id:
-        return False
-    if flt.prefix is not None and not c.id.startswith(flt.prefix):
-        return False
-    return all(
-        key in c.metadata and metadata_text(c.metadata[key]) == wanted
-        for key, wanted in flt.metadata.items()
-    )
 
 
 class MemoryStore(StateStore):
@@ -144,9 +130,7 @@ class MemoryStore(StateStore):
         found = [
             c
             for c in self._conversations.values()
-            if _live(c, now)
-            and _matches(c, flt)
-            and (after is None or (c.updated_at, c.id) < after)
+            if _live(c, now) and flt.matches(c) and (after is None or (c.updated_at, c.id) < after)
         ]
         found.sort(key=lambda c: (c.updated_at, c.id), reverse=True)
         page = found[:limit]

@@ -21,7 +21,7 @@ from typing import Any, Protocol, cast
 
 from app.domain import Conversation
 from app.stores._common import listing_cursor, prefix_upper_bound
-from app.stores.base import ConversationFilter, encode_cursor, metadata_text
+from app.stores.base import ConversationFilter, encode_cursor
 from app.stores.redis_conn import RedisClient
 from app.stores.redis_keys import (
     RedisKeys,
@@ -39,19 +39,6 @@ GC_BATCH = 32
 
 Fetch = Callable[[list[str]], Awaitable[list[Conversation | None]]]
 Position = tuple[int, str]  # (updated_at in µs, conversation id)
-
-
-def matches(c: Conversation, flt: ConversationFilter) -> bool:
-    if flt.user_id is not None and c.user_id != flt.user_id:
-        return False
-    if flt.pack_id is not None and c.pack_id != flt.pack_id:
-        return False
-    if flt.prefix is not None and not c.id.startswith(flt.prefix):
-        return False
-    return all(
-        key in c.metadata and metadata_text(c.metadata[key]) == wanted
-        for key, wanted in flt.metadata.items()
-    )
 
 
 class _Source(Protocol):
@@ -287,7 +274,7 @@ class Indexes:
             return False
         if c.expires_at is not None and c.expires_at <= now:
             return False
-        return matches(c, flt)
+        return flt.matches(c)
 
     async def _source(self, flt: ConversationFilter, after: Position | None, size: int) -> _Source:
         k = self._keys
