@@ -39,13 +39,13 @@ class ContextWindow:
 
 
 def tool_specs(pack: PromptPack, prompt_name: str) -> list[ToolSpec]:
-    prompt = pack.prompts[prompt_name]
+    """The tools a prompt may call, as providers receive them (a tool without parameters
+    takes an empty object)."""
     specs = []
-    for tool in prompt_tools(pack, prompt):
-        params = tool.parameters if tool.parameters is not None else None
+    for tool in prompt_tools(pack, pack.prompts[prompt_name]):
         spec = ToolSpec(name=tool.name, description=tool.description)
-        if params is not None:
-            spec.parameters = params if isinstance(params, dict) else params.model_dump()
+        if tool.parameters is not None:
+            spec.parameters = tool.parameters
         specs.append(spec)
     return specs
 
