@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -97,9 +98,14 @@ class MemoryTurnLocks(TurnLocks):
 
 
 class MemoryIdempotencyKeys(IdempotencyKeys):
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    """Records expire after their TTL; at most `max_records` are kept (the soonest to
+    expire go first). Expiry pops a deadline heap, so it costs O(log n) per record."""
+
+    def __init__(self, clock: Any = time.monotonic, max_records: int = 100_000) -> None:
         self._records: dict[tuple[str, str], tuple[float, IdempotencyRecord]] = {}
+        self._deadlines: list[tuple[float, tuple[str, str]]] = []
         self._clock = clock
+        self._max_records = max_records
 
     async def reserve(
         self, scope: str, key: str, record: IdempotencyRecord, *, ttl_s: float
@@ -109,7 +115,9 @@ class MemoryIdempotencyKeys(IdempotencyKeys):
         existing = self._records.get((scope, key))
         if existing is not None and existing[0] > now:
             return existing[1]
-        self._records[(scope, key)] = (now + ttl_s, record)
+        deadline = now + ttl_s
+        self._records[(scope, key)] = (deadline, record)
+        heapq.heappush(self._deadlines, (deadline, (scope, key)))
         return None
 
     async def forget(self, scope: str, key: str, *, ref: str) -> None:
@@ -118,10 +126,13 @@ class MemoryIdempotencyKeys(IdempotencyKeys):
             del self._records[(scope, key)]
 
     def _expire(self, now: float) -> None:
-        if len(self._records) < 1024:
-            return
-        for k in [k for k, (deadline, _) in self._records.items() if deadline <= now]:
-            del self._records[k]
+        while self._deadlines and (
+            self._deadlines[0][0] <= now or len(self._records) > self._max_records
+        ):
+            deadline, k = heapq.heappop(self._deadlines)
+            current = self._records.get(k)
+            if current is not None and current[0] == deadline:
+                del self._records[k]  # else: forgotten or re-reserved since
 
 
 # --- run log ---------------------------------------------------------------------------
@@ -130,7 +141,7 @@ class MemoryIdempotencyKeys(IdempotencyKeys):
 @dataclass
 class _RunEntry:
     record: RunRecord
-    events: deque[RunEvent]
+    events: list[RunEvent] = field(default_factory=list)  # contiguous seqs, oldest first
     next_seq: int = 1
     finished_at: float | None = None
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -140,8 +151,11 @@ class MemoryRunLog(RunLog):
     """Run records and event logs in process memory.
 
     A finished run's events are kept for `retention_s`, then dropped (a reconnect gets a
-    `run.snapshot`); its record is kept `record_retention_s`. At most `max_events` events
-    are kept per run: older ones are dropped first, which is what `EventsExpired` reports.
+    `run.snapshot`); its record is kept `record_retention_s`, and at most `max_records`
+    finished records are kept (the oldest go first). At most `max_events` events are kept
+    per run: the oldest half is dropped when a run exceeds it, which is what
+    `EventsExpired` reports. Expiry pops due runs off queues kept in finishing order, so
+    its cost does not grow with the number of runs retained.
     """
 
     def __init__(
@@ -149,19 +163,23 @@ class MemoryRunLog(RunLog):
         *,
         retention_s: float = 3600.0,
         record_retention_s: float = 86400.0,
+        max_records: int = 10_000,
         max_events: int = 10_000,
         clock: Any = time.monotonic,
     ) -> None:
         self._runs: dict[str, _RunEntry] = {}
         self._retention_s = retention_s
         self._record_retention_s = record_retention_s
+        self._max_records = max_records
         self._max_events = max_events
         self._clock = clock
+        self._events_due: deque[tuple[float, str]] = deque()  # (finished_at, run_id)
+        self._records_due: deque[tuple[float, str]] = deque()
         self._cancels: asyncio.Queue[str] = asyncio.Queue()
 
     async def create(self, record: RunRecord) -> None:
         self._expire()
-        self._runs[record.run.id] = _RunEntry(record=record, events=deque(maxlen=self._max_events))
+        self._runs[record.run.id] = _RunEntry(record=record)
 
     async def save(self, record: RunRecord) -> None:
         entry = self._runs.get(record.run.id)
@@ -179,8 +197,12 @@ class MemoryRunLog(RunLog):
         event = RunEvent(seq=entry.next_seq, type=type_, data=data)
         entry.next_seq += 1
         entry.events.append(event)
+        if len(entry.events) > self._max_events:
+            del entry.events[: len(entry.events) // 2]
         if type_ in TERMINAL_EVENTS:
-            entry.finished_at = self._clock()
+            entry.finished_at = now = self._clock()
+            self._events_due.append((now, run_id))
+            self._records_due.append((now, run_id))
         async with entry.changed:
             entry.changed.notify_all()
         return event
@@ -189,18 +211,23 @@ class MemoryRunLog(RunLog):
         entry = self._runs.get(run_id)
         if entry is None or (entry.finished_at is not None and not entry.events):
             raise EventsExpired(run_id)
-        if entry.events and entry.events[0].seq > after + 1:
-            raise EventsExpired(run_id)
         last = after
         while True:
-            pending = [e for e in entry.events if e.seq > last] if entry.events else []
-            if pending and pending[0].seq > last + 1:
-                raise EventsExpired(run_id)  # overtaken by trimming while following
-            for event in pending:
-                last = event.seq
-                yield event
-                if event.type in TERMINAL_EVENTS:
-                    return
+            events = entry.events
+            if events:
+                first = events[0].seq
+                if last + 1 < first:
+                    raise EventsExpired(run_id)  # trimmed before (or while) we read them
+                index = last + 1 - first
+                if index < len(events):
+                    event = events[index]
+                    last = event.seq
+                    yield event
+                    if event.type in TERMINAL_EVENTS:
+                        return
+                    continue
+            elif entry.finished_at is not None:
+                raise EventsExpired(run_id)  # retention dropped them while we read
             if entry.finished_at is not None:
                 return  # asked for events after the terminal one: nothing more will come
             async with entry.changed:
@@ -216,14 +243,17 @@ class MemoryRunLog(RunLog):
 
     def _expire(self) -> None:
         now = self._clock()
-        for run_id, entry in list(self._runs.items()):
-            if entry.finished_at is None:
-                continue
-            age = now - entry.finished_at
-            if age > self._record_retention_s:
-                del self._runs[run_id]
-            elif age > self._retention_s and entry.events:
+        while self._events_due and now - self._events_due[0][0] > self._retention_s:
+            _, run_id = self._events_due.popleft()
+            entry = self._runs.get(run_id)
+            if entry is not None:
                 entry.events.clear()
+        while self._records_due and (
+            now - self._records_due[0][0] > self._record_retention_s
+            or len(self._records_due) > self._max_records
+        ):
+            _, run_id = self._records_due.popleft()
+            self._runs.pop(run_id, None)
 
 
 def memory_coordinator(*, event_retention_s: float) -> Coordinator:

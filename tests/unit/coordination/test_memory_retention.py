@@ -1,0 +1,102 @@
+"""In-process run log and idempotency keys: retention, caps, and expiry cost that does not
+grow with how much is retained."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.coordination.base import EventsExpired, IdempotencyRecord, RunRecord
+from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog
+from app.domain import Run, utcnow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(run_id: str) -> RunRecord:
+    return RunRecord(run=Run(id=run_id, conversation_id="c", created_at=utcnow()), lineage_id="c")
+
+
+async def finished(log: MemoryRunLog, run_id: str, events: int = 2) -> None:
+    await log.create(record(run_id))
+    for i in range(events):
+        await log.publish(run_id, "message.delta", {"i": i})
+    await log.publish(run_id, "run.completed", {})
+
+
+async def collect(log: MemoryRunLog, run_id: str, after: int = 0) -> list[int]:
+    return [e.seq async for e in log.follow(run_id, after=after)]
+
+
+async def test_events_then_records_expire() -> None:
+    clock = Clock()
+    log = MemoryRunLog(retention_s=10, record_retention_s=100, clock=clock)
+    await finished(log, "a")
+    assert await collect(log, "a") == [1, 2, 3]
+    clock.now = 11
+    await log.create(record("b"))  # expiry runs on create
+    with pytest.raises(EventsExpired):
+        await collect(log, "a")
+    assert await log.get("a") is not None
+    clock.now = 101
+    await log.create(record("c"))
+    assert await log.get("a") is None
+    assert await log.get("b") is not None  # never finished: kept
+
+
+async def test_finished_records_are_capped() -> None:
+    log = MemoryRunLog(max_records=3, clock=Clock())
+    for i in range(5):
+        await finished(log, f"r{i}")
+    await log.create(record("next"))
+    assert [await log.get(f"r{i}") is not None for i in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
+async def test_long_runs_keep_their_newest_events() -> None:
+    log = MemoryRunLog(max_events=10, clock=Clock())
+    await finished(log, "long", events=24)  # 25 events
+    with pytest.raises(EventsExpired):
+        await collect(log, "long", after=0)
+    assert await collect(log, "long", after=22) == [23, 24, 25]
+
+
+async def test_run_creation_cost_does_not_grow_with_runs_retained() -> None:
+    log = MemoryRunLog(clock=Clock(), max_records=1_000_000)
+
+    async def batch(start: int, n: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(start, start + n):
+            await finished(log, f"r{i}", events=0)
+        return time.perf_counter() - t0
+
+    first = await batch(0, 2_000)
+    await batch(2_000, 16_000)
+    last = await batch(18_000, 2_000)
+    assert last < 5 * first, (first, last)  # the O(retained) expiry made this ~200x
+
+
+async def test_idempotency_records_expire_and_are_capped() -> None:
+    clock = Clock()
+    keys = MemoryIdempotencyKeys(clock=clock, max_records=2)
+    rec = IdempotencyRecord(fingerprint="f", ref="r")
+    assert await keys.reserve("s", "a", rec, ttl_s=10) is None
+    assert await keys.reserve("s", "a", rec, ttl_s=10) == rec
+    clock.now = 11
+    assert await keys.reserve("s", "a", rec, ttl_s=10) is None  # expired: reserved again
+    await keys.reserve("s", "b", rec, ttl_s=100)
+    await keys.reserve("s", "c", rec, ttl_s=100)
+    await keys.reserve("s", "d", rec, ttl_s=100)  # over the cap: soonest deadline goes
+    assert await keys.reserve("s", "a", rec, ttl_s=10) is None
