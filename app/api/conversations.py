@@ -86,7 +86,8 @@ async def list_conversations(
 async def get_conversation(
     conversation_id: str, response: Response, manager: ManagerDep, principal: PrincipalDep
 ) -> Conversation:
-    return _etag(response, await manager.conversations.get(principal, conversation_id))
+    conv = await manager.conversations.get(principal, conversation_id, live_status=True)
+    return _etag(response, conv)
 
 
 @router.patch(

@@ -77,15 +77,22 @@ class ConversationService:
 
     # --- reads -------------------------------------------------------------------------
 
-    async def get(self, principal: Principal, conversation_id: str) -> Conversation:
+    async def get(
+        self, principal: Principal, conversation_id: str, *, live_status: bool = False
+    ) -> Conversation:
         """The conversation if the principal may see it (else 404: no existence leak).
-        Reading slides its TTL."""
+        Reading slides its TTL. `live_status` reports `running` while a turn holds the
+        conversation; it costs a lock lookup, so only the read that shows it asks."""
         now = self._now()
         conv = await self._store.get_conversation(conversation_id, now=now)
         if conv is None or not principal.can_access(conv.user_id):
             raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
         await self._slide_ttl(conv, now)
-        if conv.status == ConversationStatus.idle and await self._coord.locks.holder(conv.id):
+        if (
+            live_status
+            and conv.status == ConversationStatus.idle
+            and await self._coord.locks.holder(conv.id)
+        ):
             conv = conv.model_copy(update={"status": ConversationStatus.running})
         return conv
 
@@ -142,7 +149,7 @@ class ConversationService:
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was already used to create a different conversation."
                 )
-            return await self.get(principal, existing.ref)
+            return await self.get(principal, existing.ref, live_status=True)
         try:
             return await self._create(
                 user_id, req.model_copy(update={"conversation_id": record.ref})

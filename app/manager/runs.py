@@ -33,9 +33,10 @@ from app.errors import (
     error_for_code,
 )
 from app.manager.conversations import IDEMPOTENCY_TTL_S, ConversationService, fingerprint
+from app.manager.events import dump, terminal_event
 from app.manager.limits import ExecutionLimiter
 from app.manager.stats import Stats
-from app.manager.turns import TurnExecutor, TurnInput, TurnPlan, dump, terminal_event
+from app.manager.turns import TurnExecutor, TurnInput, TurnPlan
 from app.settings import Settings
 
 log = logging.getLogger("parley.runs")

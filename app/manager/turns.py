@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -33,7 +34,6 @@ from app.domain import (
     new_id,
 )
 from app.domain.requests import ToolResult
-from app.domain.tokens import estimate_tokens
 from app.errors import (
     ConversationNotFound,
     InvalidState,
@@ -41,8 +41,10 @@ from app.errors import (
     ProviderError,
 )
 from app.manager.context import ContextBuilder
+from app.manager.events import dump, terminal_event
 from app.manager.message_cache import MessageCache
 from app.manager.packs import PackLibrary
+from app.manager.provider_stream import batches, estimated_usage
 from app.manager.stats import Stats
 from app.providers.base import (
     Finish,
@@ -87,10 +89,6 @@ class _Outcome:
     cost_usd: float
     finish_reason: FinishReason | None
     pending_tool_calls: list[ToolCall]
-
-
-def dump(model: Any) -> dict[str, Any]:
-    return model.model_dump(mode="json")  # type: ignore[no-any-return]
 
 
 def provider_hints(conv: Conversation, message_metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,33 +274,39 @@ class TurnExecutor:
         conv: Conversation,
         parent: Message,
     ) -> Message:
-        """Stream one completion, publishing deltas; return the finished assistant message."""
+        """Stream one completion, publishing deltas; return the finished assistant message.
+
+        Text that arrives while the previous delta is being published goes out as one
+        `message.delta`: a provider slower than the event log gets one event per token,
+        a faster one does not cost one event-log round trip per token."""
         message_id = new_id()
         text: list[str] = []
         tool_calls: list[ToolCall] = []
         usage: Usage | None = None
         finish: FinishReason = "stop"
-        async for event in provider.stream(request):
-            if isinstance(event, TextDelta):
-                if event.text:
-                    text.append(event.text)
-                    await self._publish(
-                        plan, "message.delta", {"message_id": message_id, "delta": event.text}
-                    )
-            elif isinstance(event, ToolCallComplete):
-                tool_calls.append(event.tool_call)
-                await self._publish(
-                    plan,
-                    "tool_call.created",
-                    {"message_id": message_id, "tool_call": dump(event.tool_call)},
-                )
-            elif isinstance(event, UsageReport):
-                usage = event.usage
-            elif isinstance(event, Finish):
-                finish = event.reason
+        async with aclosing(batches(provider.stream(request))) as stream:
+            async for batch in stream:
+                pending_text: list[str] = []
+                for event in batch:
+                    if isinstance(event, TextDelta):
+                        pending_text.append(event.text)
+                        continue
+                    await self._publish_text(plan, message_id, pending_text, text)
+                    if isinstance(event, ToolCallComplete):
+                        tool_calls.append(event.tool_call)
+                        await self._publish(
+                            plan,
+                            "tool_call.created",
+                            {"message_id": message_id, "tool_call": dump(event.tool_call)},
+                        )
+                    elif isinstance(event, UsageReport):
+                        usage = event.usage
+                    elif isinstance(event, Finish):
+                        finish = event.reason
+                await self._publish_text(plan, message_id, pending_text, text)
         content = "".join(text)
         if usage is None:
-            usage = _estimated_usage(request, content)
+            usage = estimated_usage(request, content)
         return Message(
             id=message_id,
             parent_id=parent.id,
@@ -318,6 +322,15 @@ class TurnExecutor:
             finish_reason=finish,
             depth=parent.depth + 1,
         )
+
+    async def _publish_text(
+        self, plan: TurnPlan, message_id: str, pending: list[str], text: list[str]
+    ) -> None:
+        delta = "".join(pending)
+        pending.clear()
+        if delta:
+            text.append(delta)
+            await self._publish(plan, "message.delta", {"message_id": message_id, "delta": delta})
 
     async def _finish(
         self,
@@ -374,27 +387,3 @@ class TurnExecutor:
 
     async def _publish(self, plan: TurnPlan, type_: str, data: dict[str, Any]) -> None:
         await self._coord.runs.publish(plan.run.id, type_, data)
-
-
-def _estimated_usage(request: ProviderRequest, reply: str) -> Usage:
-    prompt = (request.system or "") + "".join(m.content for m in request.messages)
-    return Usage.of(estimate_tokens(prompt), estimate_tokens(reply))
-
-
-def terminal_event(run: Run, pending_tool_calls: list[ToolCall]) -> tuple[str, dict[str, Any]]:
-    """The terminal SSE event of a finished run (exactly one per run, DESIGN §7)."""
-    if run.status == RunStatus.completed:
-        return "run.completed", {
-            "run": dump(run),
-            "usage": dump(run.usage),
-            "cost_usd": run.cost_usd,
-        }
-    if run.status == RunStatus.requires_action:
-        return "run.requires_action", {
-            "run": dump(run),
-            "pending_tool_calls": [dump(c) for c in pending_tool_calls],
-        }
-    if run.status == RunStatus.cancelled:
-        return "run.cancelled", {"run": dump(run)}
-    error = run.error or RunError(code="internal_error", detail="unknown")
-    return "run.failed", {"run": dump(run), "error": dump(error)}

@@ -32,7 +32,12 @@ def comparable(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k not in drop}
 
 
-async def test_event_contract(client: httpx.AsyncClient) -> None:
+async def test_event_contract(settings_factory: Callable[..., Settings]) -> None:
+    async with running_app(settings_factory(mock_delay_ms=5)) as client:
+        await _check_event_contract(client)
+
+
+async def _check_event_contract(client: httpx.AsyncClient) -> None:
     conv = await create_conv(client)
     r, events = await stream(client, conv["id"], {"content": "hello big world"})
     assert [e.id for e in events] == [str(i) for i in range(1, len(events) + 1)]
@@ -49,6 +54,15 @@ async def test_event_contract(client: httpx.AsyncClient) -> None:
     assert r.headers["x-run-id"] == events[0].data["run"]["id"]
     stored = (await client.get(f"/conversations/{conv['id']}/messages")).json()["data"]
     assert stored[-1] == completed, "message.completed is what was committed"
+
+
+async def test_fast_provider_text_is_coalesced(client: httpx.AsyncClient) -> None:
+    """A provider faster than the event log (the mock without delay produces every token
+    at once) gets fewer, larger deltas; the text is the same."""
+    conv = await create_conv(client)
+    _, events = await stream(client, conv["id"], {"content": "one two three four five"})
+    deltas = [e.data["delta"] for e in events if e.event == "message.delta"]
+    assert len(deltas) < 6 and "".join(deltas) == "echo: one two three four five"
 
 
 async def test_accept_header_selects_streaming(client: httpx.AsyncClient) -> None:
