@@ -186,3 +186,30 @@ async def test_context_window_truncates_oldest(
     assert [m["content"].split()[2] for m in history if m["role"] == "user"] == [
         str(i) for i in range(first_kept, 30)
     ]
+
+
+async def test_model_overrides_reach_the_provider(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The pack's model_overrides for the conversation's model change the system prompt
+    and the generation parameters sent; another model gets the base prompt."""
+    fake = FakeOpenAI()
+    settings = settings_factory(openai_api_key="sk-test")
+    async with fake.client() as http, running_app(settings, provider_client=http) as client:
+        for model in ("gpt-4o-mini", "gpt-4o"):
+            conv = await create_conv(
+                client,
+                pack_id="code-reviewer",
+                prompt_name="review",
+                provider="openai",
+                model=model,
+                variables={"language": "Python"},
+            )
+            await send(client, conv["id"], "def f(): pass")
+    overridden, base = fake.requests
+    assert overridden["model"] == "gpt-4o-mini" and base["model"] == "gpt-4o"
+    assert overridden["max_tokens"] == 1200 and base["max_tokens"] == 2048
+    assert overridden["temperature"] == base["temperature"] == 0.2
+    suffix = "Keep each finding to three sentences or fewer."
+    assert overridden["messages"][0]["content"].endswith(suffix)
+    assert suffix not in base["messages"][0]["content"]

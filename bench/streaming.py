@@ -1,0 +1,280 @@
+"""Streaming: provider token -> client SSE event latency and aggregate streamed tokens/s
+with 100 concurrent streams (DESIGN §11). Prints a table, writes
+bench/results/streaming.json.
+
+    .venv/bin/python bench/streaming.py            # full run (~30 seconds)
+    .venv/bin/python bench/streaming.py --quick    # ~15 seconds
+
+Method (details in bench/README.md):
+
+* A real uvicorn per phase, mock provider, `PARLEY_MAX_CONCURRENT_EXECUTIONS=0`, SQLite
+  store in a temporary directory (`--store postgres` for a scratch PostgreSQL database).
+  `--streams` conversations are created first; each round sends one streamed turn on every
+  conversation at once (`POST /conversations/{id}/messages` with `"stream": true`, read with
+  httpx + httpx-sse); a phase is `--rounds` rounds.
+* Each message is ~50 words, unique per stream; the mock echoes `echo: <message>`, one token
+  per word, sleeping `PARLEY_MOCK_DELAY_MS` between consecutive tokens (none before the
+  first). The service publishes the text that arrived while it was busy with the previous
+  `message.delta` as one event: with a delay every token is its own event, with delay 0
+  an event may carry several. Tokens are therefore counted from the text (the mock's
+  tokenization of the received reply), and events per stream are reported beside them.
+* Latency phase (delay 20 ms): the server is `bench.streaming_app:create_app`, Parley plus a
+  wrapper that stamps each token with `time.monotonic_ns()` as it leaves the mock provider.
+  The client stamps each `message.delta` event as httpx-sse hands it over; a token arrives
+  with the event that carries it. Token -> event latency is the difference (CLOCK_MONOTONIC
+  is shared by all processes on Linux). The client-only estimate, which needs no
+  instrumentation, is also reported: receive(token i) - (receive(message.created) + i x
+  delay); it assumes the provider emits token i exactly i x delay after the user message is
+  announced, so it also counts the context building before the first token and the mock's
+  own timer lateness.
+* Throughput phase (delay 0): the plain `app.main:create_app`; aggregate tokens/s is the
+  number of tokens received over the wall time of the rounds.
+
+Modules: `bench/streaming_client.py` (one stream as the client sees it),
+`bench/streaming_summary.py` (what a phase's records say), `bench/streaming_app.py` (the
+instrumented server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import RESULTS_DIR
+from bench.report import loadavg, machine_info, publish
+from bench.servers import parley_env, uvicorn_server
+from bench.stats import fmt, format_table
+from bench.stores import STORES, provisioned_store
+from bench.streaming_client import (
+    CpuMeter,
+    StreamRecord,
+    create_conversations,
+    one_stream,
+    unique_message,
+)
+from bench.streaming_summary import summarize_phase
+
+
+@dataclass(frozen=True)
+class Params:
+    streams: int
+    rounds: int
+    delay_ms: float
+    words: int
+    store: str
+    seed: int
+    output: Path
+    quick: bool = False
+
+
+async def run_phase(
+    p: Params,
+    url: str,
+    workdir: Path,
+    rng: random.Random,
+    *,
+    delay_ms: float,
+    instrumented: bool,
+) -> dict[str, Any]:
+    """One phase on its own uvicorn: `p.streams` conversations, an untimed warm-up round,
+    then `p.rounds` measured rounds; `instrumented` serves `bench.streaming_app` and
+    collects the provider's token stamps."""
+    target = "bench.streaming_app:create_app" if instrumented else "app.main:create_app"
+    env = parley_env(url, workdir, PARLEY_MOCK_DELAY_MS=str(delay_ms))
+    log = workdir / f"uvicorn-stream-{delay_ms:g}.log"
+    limits = httpx.Limits(max_connections=p.streams * 2, max_keepalive_connections=p.streams * 2)
+    timeout = httpx.Timeout(120.0, connect=10.0)
+    async with (
+        uvicorn_server(target, env, log) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=timeout, limits=limits) as client,
+    ):
+        ids = await create_conversations(client, p.streams)
+
+        async def one_round(tag: str) -> list[StreamRecord]:
+            return await asyncio.gather(
+                *(
+                    one_stream(client, conv_id, unique_message(rng, f"{tag}s{i}", p.words))
+                    for i, conv_id in enumerate(ids)
+                )
+            )
+
+        await one_round("warmup")  # connections opened, caches warm; not measured
+        if instrumented:
+            await client.get("/__bench/emissions")  # forget the warm-up's stamps
+        records: list[StreamRecord] = []
+        wall = 0.0
+        cpu = CpuMeter(server)
+        for r in range(p.rounds):
+            t0 = time.perf_counter()
+            records += await one_round(f"r{r}")
+            wall += time.perf_counter() - t0
+        usage = cpu.done(wall)
+        emissions = (await client.get("/__bench/emissions")).json() if instrumented else {}
+    return summarize_phase(p.streams, p.rounds, records, emissions, wall, usage, delay_ms)
+
+
+def render(results: dict[str, Any]) -> str:
+    rows = []
+    for name, ph in results["phases"].items():
+        ttft = ph.get("time_to_first_token") or {}
+        tail = ph.get("last_token_to_completed") or {}
+        rows.append(
+            [
+                name,
+                fmt(ph["streams"]),
+                f"{ph['streams_ok']:,}/{ph['streams'] * ph['rounds']:,}",
+                fmt(ph["tokens_per_stream"], 0),
+                fmt(ph["delta_events_per_stream"], 1),
+                fmt(ph["tokens_per_s"], 0),
+                fmt(ph.get("ideal_tokens_per_s"), 0),
+                fmt(ph["streams_per_s"], 0),
+                fmt(ttft.get("p50_ms"), 0),
+                fmt(ttft.get("p99_ms"), 0),
+                fmt(tail.get("p50_ms"), 0),
+                fmt(tail.get("p99_ms"), 0),
+                fmt(ph.get("server_cpu_utilization"), 2),
+                fmt(ph.get("server_runqueue_wait"), 2),
+                fmt(ph.get("client_cpu_utilization"), 2),
+            ]
+        )
+    parts = [
+        format_table(
+            [
+                "phase",
+                "concurrent",
+                "streams ok",
+                "tokens/stream",
+                "events/stream",
+                "tokens/s",
+                "ideal/s",
+                "streams/s",
+                "TTFT p50",
+                "TTFT p99",
+                "last->done p50",
+                "last->done p99",
+                "srv CPU",
+                "srv wait",
+                "cli CPU",
+            ],
+            rows,
+            "Streaming throughput (real uvicorn, mock provider; times in ms; CPU and run-queue "
+            "wait in cores)",
+        )
+    ]
+    rows = []
+    for name, ph in results["phases"].items():
+        for key, label in (
+            ("token_to_client", "measured: server stamp -> client event"),
+            ("token_to_client_estimate", "client-only estimate (created + i x delay)"),
+        ):
+            s = ph.get(key)
+            if s:
+                rows.append(
+                    [
+                        name,
+                        label,
+                        fmt(s["n"]),
+                        fmt(s["p50_ms"], 2),
+                        fmt(s["p99_ms"], 2),
+                        fmt(s["mean_ms"], 2),
+                        fmt(s["max_ms"], 1),
+                    ]
+                )
+    if rows:
+        parts.append(
+            format_table(
+                ["phase", "method", "tokens", "p50 ms", "p99 ms", "mean ms", "max ms"],
+                rows,
+                "Provider token -> client SSE event latency",
+            )
+        )
+    lines = []
+    for name, ph in results["phases"].items():
+        events, tokens, multi = (
+            ph["delta_events_received"],
+            ph["tokens_received"],
+            ph["multi_token_events"],
+        )
+        how = "one per token" if events == tokens else f"{multi:,} carried several tokens"
+        lines.append(f"  {name}: {events:,} events for {tokens:,} tokens ({how})")
+    parts.append("\n".join(["message.delta events (coalesced by arrival):", *lines]))
+    for name, ph in results["phases"].items():
+        if ph["streams_failed"]:
+            parts.append(f"{name}: {ph['streams_failed']} streams failed: {ph['errors_sample']}")
+    return "\n\n".join(parts)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Params:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (~20 seconds)")
+    ap.add_argument("--streams", type=int, default=100, help="concurrent streams (default 100)")
+    ap.add_argument("--rounds", type=int, help="measured rounds per phase (default 5)")
+    ap.add_argument("--delay-ms", type=float, default=20.0, help="mock delay per token")
+    ap.add_argument("--words", type=int, default=50, help="words per message (default 50)")
+    ap.add_argument("--store", default="sqlite", choices=sorted(STORES))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--output", type=Path, default=RESULTS_DIR / "streaming.json")
+    a = ap.parse_args(argv)
+    if a.words < 2 or a.streams < 1 or a.delay_ms <= 0:
+        ap.error("--words >= 2, --streams >= 1 and --delay-ms > 0 are required")
+    return Params(
+        streams=a.streams,
+        rounds=a.rounds or (2 if a.quick else 5),
+        delay_ms=a.delay_ms,
+        words=a.words,
+        store=a.store,
+        seed=a.seed,
+        output=a.output,
+        quick=a.quick,
+    )
+
+
+async def run(p: Params) -> dict[str, Any]:
+    rng = random.Random(p.seed)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "benchmark": "streaming",
+        "machine": machine_info(),
+        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(p).items()},
+        "phases": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        workdir = Path(tmp)
+        async with provisioned_store(STORES[p.store], workdir) as url:
+            for name, delay, instrumented in (
+                (f"delay {p.delay_ms:g} ms", p.delay_ms, True),
+                ("delay 0 ms", 0.0, False),
+            ):
+                print(f"{name}: {p.streams} concurrent streams x {p.rounds} rounds ...", flush=True)
+                results["phases"][name] = await run_phase(
+                    p, url, workdir, rng, delay_ms=delay, instrumented=instrumented
+                )
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    results["machine"]["loadavg_end"] = loadavg()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parse_args(argv)
+    results = asyncio.run(run(p))
+    table = render(results)
+    results["table"] = table
+    print()
+    print(table)
+    publish("streaming", results, p.output)
+    failed = sum(ph["streams_failed"] for ph in results["phases"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

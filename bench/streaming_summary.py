@@ -1,0 +1,102 @@
+"""What the records of one phase of `bench/streaming.py` say: tokens/s, events per stream,
+time to first token, and the provider token -> client event latency.
+
+Tokens are counted from the text, never from events: the service publishes the text that
+arrived while it was busy with the previous `message.delta` as one event, so a provider
+faster than the event log (the mock with zero delay) yields fewer, larger events, while a
+slow one (a delay per token) still yields one event per token. A reply's tokens are the
+mock's own (`split_tokens`: a word and its trailing whitespace), and a token reaches the
+client with the event that carries its last character.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from itertools import accumulate
+from typing import Any
+
+from app.providers.mock import split_tokens
+from bench.stats import ratio, summarize_ms
+from bench.streaming_client import StreamRecord
+
+
+def token_arrivals(record: StreamRecord) -> list[int]:
+    """The client's receive time (monotonic ns) of each token of the reply, in order."""
+    event_ends = list(accumulate(len(text) for _, text in record.deltas))
+    reply = "".join(text for _, text in record.deltas)
+    token_ends = accumulate(len(t) for t in split_tokens(reply))
+    return [record.deltas[bisect_left(event_ends, end)][0] for end in token_ends]
+
+
+def summarize_phase(
+    streams: int,
+    rounds: int,
+    records: Sequence[StreamRecord],
+    emissions: dict[str, list[int]],
+    wall_s: float,
+    usage: dict[str, float | None],
+    delay_ms: float,
+) -> dict[str, Any]:
+    """The phase's numbers. `emissions` maps a stream's message to the server's stamps of
+    its tokens leaving the provider (empty when the server is not instrumented)."""
+    ok = [r for r in records if r.error is None]
+    errors = [r.error for r in records if r.error is not None]
+    arrivals = {id(r): token_arrivals(r) for r in ok}
+    tokens = sum(len(a) for a in arrivals.values())
+    events = sum(len(r.deltas) for r in ok)
+    per_stream = tokens / len(ok) if ok else 0
+    out: dict[str, Any] = {
+        "delay_ms": delay_ms,
+        "streams": streams,
+        "rounds": rounds,
+        "streams_ok": len(ok),
+        "streams_failed": len(errors),
+        "errors_sample": sorted(set(errors))[:5],
+        "tokens_received": tokens,
+        "tokens_per_stream": round(per_stream, 2),
+        "delta_events_received": events,
+        "delta_events_per_stream": round(events / len(ok), 2) if ok else 0,
+        # Events that carry more than one token: coalesced by the service.
+        "multi_token_events": sum(
+            1 for r in ok for _, text in r.deltas if len(split_tokens(text)) > 1
+        ),
+        "wall_s": round(wall_s, 3),
+        "tokens_per_s": round(tokens / wall_s, 1) if wall_s else None,
+        "delta_events_per_s": round(events / wall_s, 1) if wall_s else None,
+        "streams_per_s": round(len(ok) / wall_s, 1) if wall_s else None,
+        **usage,
+    }
+    if not ok:
+        return out
+    if delay_ms:
+        # All streams of a round at once; each needs (tokens - 1) x delay at the least.
+        ideal = streams * per_stream / ((per_stream - 1) * delay_ms / 1000)
+        out["ideal_tokens_per_s"] = round(ideal, 1)
+        out["fraction_of_ideal"] = ratio(out["tokens_per_s"], ideal)
+    first = [(r.deltas[0][0] - r.sent) / 1e6 for r in ok if r.deltas]
+    out["time_to_first_token"] = summarize_ms(first)
+    out["stream_duration"] = summarize_ms([(r.done - r.sent) / 1e6 for r in ok if r.done])
+    # From the last delta to `run.completed`: mostly the commit of the turn.
+    out["last_token_to_completed"] = summarize_ms(
+        [(r.done - r.deltas[-1][0]) / 1e6 for r in ok if r.done and r.deltas]
+    )
+    if emissions:
+        lags, unmatched = [], 0
+        for r in ok:
+            stamps = emissions.get(r.content)
+            if stamps is None or len(stamps) != len(arrivals[id(r)]):
+                unmatched += 1
+                continue
+            lags += [(rx - tx) / 1e6 for rx, tx in zip(arrivals[id(r)], stamps, strict=True)]
+        out["token_to_client"] = summarize_ms(lags) if lags else None
+        out["token_to_client_unmatched_streams"] = unmatched
+    estimates = [
+        (rx - (r.created + i * delay_ms * 1e6)) / 1e6
+        for r in ok
+        if r.created is not None
+        for i, rx in enumerate(arrivals[id(r)])
+    ]
+    if delay_ms and estimates:
+        out["token_to_client_estimate"] = summarize_ms(estimates)
+    return out
