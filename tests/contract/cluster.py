@@ -73,17 +73,23 @@ def _wait(predicate: Callable[[], bool], what: str) -> None:
 
 @dataclass
 class RedisServer:
-    """One `redis-server` child process."""
+    """One `redis-server` child process. With `appendonly`, every write is fsynced to an
+    AOF in `directory`, so a restart (even after `kill()`) keeps the data."""
 
     port: int
     directory: Path
     cluster: bool = False
+    appendonly: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         server, cli = _binaries()
         args = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--daemonize", "no", "--dir", str(self.directory)]
+        args += ["--daemonize", "no", "--dir", str(self.directory)]
+        if self.appendonly:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
             args += ["--cluster-config-file", str(self.directory / f"nodes-{self.port}.conf")]
@@ -101,15 +107,22 @@ class RedisServer:
             self.process.wait(timeout=5)
         self.process = None
 
+    def kill(self) -> None:
+        """Crash it (SIGKILL): no chance to flush anything."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            self.process = None
+
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
 @contextmanager
-def redis_server(directory: Path) -> Iterator[RedisServer]:
+def redis_server(directory: Path, *, appendonly: bool = False) -> Iterator[RedisServer]:
     """A plain server on a free port (stop()/start() restart it on the same port)."""
-    server = RedisServer(port=free_port(), directory=directory)
+    server = RedisServer(port=free_port(), directory=directory, appendonly=appendonly)
     server.start()
     try:
         yield server

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.redis_server import RedisProcess, private_redis
+from tests.contract.cluster import RedisServer, redis_server
 from tests.e2e.server import uvicorn_server
 from tests.services import redis_url, with_redis_db
 
@@ -109,11 +109,11 @@ async def _timed(coro: object) -> tuple[httpx.Response, float]:
 async def test_redis_restart_with_aof(tmp_path: Path) -> None:
     """While Redis is down requests get 503 store_unavailable quickly and /readyz fails;
     after it restarts (AOF on) the conversation continues."""
-    with private_redis(tmp_path) as rp:
+    with redis_server(tmp_path, appendonly=True) as rp:
         await _restart_scenario(rp)
 
 
-async def _restart_scenario(rp: RedisProcess) -> None:
+async def _restart_scenario(rp: RedisServer) -> None:
     env = {"PARLEY_STATE_URL": rp.url}
     with uvicorn_server(env) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as c:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -22,67 +19,16 @@ from app.coordination.base import IdempotencyRecord
 from app.coordination.lease_locks import LeaseTiming
 from app.coordination.redis import redis_coordinator
 from app.errors import StoreUnavailable
+from tests.contract.cluster import RedisServer, redis_server
 from tests.contract.coordination.test_coordination_runs import collect, new_record
-from tests.services import service_missing
 
 pytestmark = pytest.mark.redis
 
 
-class OwnRedis:
-    def __init__(self, directory: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._proc = subprocess.Popen(
-            ["redis-server", *self._options()],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def _options(self) -> list[str]:
-        options = {
-            "port": str(self.port),
-            "bind": "127.0.0.1",
-            "save": "",  # no RDB snapshots: the AOF below is the persistence
-            "appendonly": "yes",
-            "appendfsync": "always",
-            "dir": str(self.directory),
-        }
-        return [arg for name, value in options.items() for arg in (f"--{name}", value)]
-
-    def kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-
-
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        service_missing("redis-server is not on PATH")
-    server = OwnRedis(tmp_path)
-    server.start()
-    try:
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path, appendonly=True) as server:
         yield server
-    finally:
-        server.kill()
 
 
 async def fails_fast(call: Callable[[], Awaitable[Any]]) -> None:
@@ -105,7 +51,7 @@ async def until_received(send: Callable[[], Awaitable[None]], inbox: asyncio.Que
     raise AssertionError("nothing received")
 
 
-async def test_clients_fail_fast_while_down_and_recover(own_redis: OwnRedis) -> None:
+async def test_clients_fail_fast_while_down_and_recover(own_redis: RedisServer) -> None:
     one = redis_coordinator(own_redis.url, event_retention_s=60, timing=LeaseTiming(lease_s=0.6))
     two = redis_coordinator(own_redis.url, event_retention_s=60)
     inbox: asyncio.Queue[str] = asyncio.Queue()
