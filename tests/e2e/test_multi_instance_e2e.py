@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -15,7 +17,7 @@ import redis
 
 from tests.contract.cluster import RedisServer, redis_server
 from tests.e2e.server import uvicorn_server
-from tests.services import redis_url, with_redis_db
+from tests.services import redis_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -25,14 +27,20 @@ SENDS = 200
 
 @pytest.fixture
 def shared_redis() -> Iterator[str]:
-    url = with_redis_db(redis_url(), 11)
+    """The configured Redis under a key prefix of this test's own (nothing is flushed:
+    other suites may share the server); the prefix's keys are deleted afterwards."""
+    url = redis_url()
+    prefix = f"parley-e2e-{uuid.uuid4().hex[:12]}:"
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
-        client.flushdb()
+        client.ping()
     except redis.RedisError as exc:
         pytest.fail(f"Redis at {url} is not reachable: {exc!r}")
-    yield url
-    client.flushdb()
+    sep = "&" if urlsplit(url).query else "?"
+    yield f"{url}{sep}prefix={prefix}"
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.unlink(*keys)
     client.close()
 
 
