@@ -19,6 +19,7 @@ from app.providers.factory import build_providers
 from app.providers.pricing import PriceTable
 from app.settings import Settings
 from app.stores.factory import create_store
+from app.stores.sqlite_owner import claim_sqlite_file
 
 log = logging.getLogger("parley")
 
@@ -39,8 +40,14 @@ def redacted(url: str) -> str:
 def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None) -> object:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
+        # One serving process per SQLite file (refuses `--workers 2` on the embedded store).
+        claim = await asyncio.to_thread(claim_sqlite_file, settings.state_url)
         store = create_store(settings.state_url)
-        await store.open()
+        try:
+            await store.open()
+        except BaseException:
+            claim.release()
+            raise
         http = provider_client or httpx.AsyncClient(
             timeout=httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0)
         )
@@ -76,6 +83,7 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
             if coordinator is not None:
                 await coordinator.close()
             await store.close()
+            claim.release()
             if provider_client is None:
                 await http.aclose()
 

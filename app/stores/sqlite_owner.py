@@ -1,0 +1,105 @@
+"""One serving process per SQLite file: the start-up check that refuses a second one.
+
+Why refuse rather than share: the SQLite file itself would survive several processes (WAL,
+busy timeout, `BEGIN IMMEDIATE`), but with SQLite the service coordinates in-process (turn
+locks, idempotency keys, run event logs, see `app/coordination/factory.py`), so two
+processes on one file could run two turns of one conversation at once (the head
+compare-and-set would refuse one of them with `head_conflict`), replay a retry, or answer
+404 for a run the other process is executing. `uvicorn --workers 2` on the embedded store
+would look like it works and fail under load; refusing at start-up says so instead.
+
+How: the serving process holds an exclusive `flock` on `<database>.lock` (next to the
+`-wal`/`-shm` files) for its whole life and writes its pid in it. The kernel drops the lock
+when the process exits, `kill -9` included, so there is no stale lease to expire. Only the
+lifespan (a serving process) claims the file; tools that open the store directly (the
+benchmarks' pre-fill, migrations, tests) do not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import IO
+
+from app.stores.sql_engine import parse_url, sqlite_path
+
+log = logging.getLogger("parley.stores.sqlite")
+
+try:  # POSIX; elsewhere the check is skipped (with a log line)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+class SqliteFileInUse(RuntimeError):
+    """Another process is already serving this SQLite file."""
+
+
+class SqliteServerClaim:
+    """The serving process's claim on its SQLite file (a no-op for other stores)."""
+
+    def __init__(self, handle: IO[str] | None = None) -> None:
+        self._handle = handle
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()  # closing the descriptor drops the flock
+            self._handle = None
+
+
+def lock_path(database: Path) -> Path:
+    return database.with_name(database.name + ".lock")
+
+
+def claim_sqlite_file(state_url: str) -> SqliteServerClaim:
+    """Claim `state_url`'s SQLite file for this process, or raise `SqliteFileInUse`.
+
+    Not a SQLite URL: nothing to claim. A lock file that cannot be created (unusable
+    directory): nothing claimed either, so that `store.open()` reports the real problem.
+    Blocking file I/O: call it through `asyncio.to_thread`.
+    """
+    if not state_url.lower().startswith("sqlite"):
+        return SqliteServerClaim()
+    database = sqlite_path(parse_url(state_url))
+    if database is None:
+        return SqliteServerClaim()
+    if fcntl is None:  # pragma: no cover - Windows
+        log.warning("cannot check that %s is served by one process only (no fcntl)", database)
+        return SqliteServerClaim()
+    path = lock_path(database)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+    except OSError as exc:
+        log.debug("no single-server lock on %s: %s", path, exc)
+        return SqliteServerClaim()
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        who = f"process {holder}" if holder.isdigit() else "another process"
+        raise SqliteFileInUse(
+            f"PARLEY_STATE_URL is the SQLite file {database}, which {who} is already "
+            "serving. The embedded SQLite store supports one serving process (its turn "
+            "locks, idempotency keys and run events are in-process): run a single worker "
+            "(no `uvicorn --workers N`, no second instance on the same file), or use "
+            "PostgreSQL or Redis (PARLEY_STATE_URL) for several workers or instances."
+        ) from None
+    except OSError as exc:  # e.g. a filesystem without flock support
+        handle.close()
+        log.warning("cannot check that %s is served by one process only: %s", database, exc)
+        return SqliteServerClaim()
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return SqliteServerClaim(handle)
