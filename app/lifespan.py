@@ -40,8 +40,11 @@ def redacted(url: str) -> str:
 def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None) -> object:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
-        # One serving process per SQLite file (refuses `--workers 2` on the embedded store).
-        claim = await asyncio.to_thread(claim_sqlite_file, settings.state_url)
+        # One serving process per SQLite file unless coordination is shared (refuses
+        # `--workers 2` on the embedded default).
+        claim = await asyncio.to_thread(
+            claim_sqlite_file, settings.state_url, settings.coordination_url
+        )
         store = create_store(settings.state_url)
         try:
             await store.open()

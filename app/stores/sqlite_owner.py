@@ -1,12 +1,15 @@
-"""One serving process per SQLite file: the start-up check that refuses a second one.
+"""One serving process per SQLite file unless the processes coordinate through Redis: the
+start-up check that refuses a second one.
 
-Why refuse rather than share: the SQLite file itself would survive several processes (WAL,
-busy timeout, `BEGIN IMMEDIATE`), but with SQLite the service coordinates in-process (turn
-locks, idempotency keys, run event logs, see `app/coordination/factory.py`), so two
-processes on one file could run two turns of one conversation at once (the head
-compare-and-set would refuse one of them with `head_conflict`), replay a retry, or answer
-404 for a run the other process is executing. `uvicorn --workers 2` on the embedded store
-would look like it works and fail under load; refusing at start-up says so instead.
+The SQLite file itself survives several processes (WAL, busy timeout, `BEGIN IMMEDIATE`),
+and with `PARLEY_COORDINATION_URL=redis://...` turn locks, idempotency keys and run event
+logs are shared, so several workers or instances on one file work (tested in
+`tests/contract/coordination/test_coordination_instances.py`). Without it they coordinate
+in-process (`app/coordination/factory.py`): two processes on one file could run two turns of
+one conversation at once (the head compare-and-set refuses one with `head_conflict`),
+replay a retry, or answer 404 for a run the other process is executing. `uvicorn --workers
+2` on the embedded default would look like it works and fail under load; refusing at
+start-up says so instead.
 
 How: the serving process holds an exclusive `flock` on `<database>.lock` (next to the
 `-wal`/`-shm` files) for its whole life and writes its pid in it. The kernel drops the lock
@@ -23,6 +26,7 @@ import os
 from pathlib import Path
 from typing import IO
 
+from app.coordination.redis_client import is_redis_url
 from app.stores.sql_engine import parse_url, sqlite_path
 
 log = logging.getLogger("parley.stores.sqlite")
@@ -58,14 +62,17 @@ def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".lock")
 
 
-def claim_sqlite_file(state_url: str) -> SqliteServerClaim:
+def claim_sqlite_file(state_url: str, coordination_url: str | None = None) -> SqliteServerClaim:
     """Claim `state_url`'s SQLite file for this process, or raise `SqliteFileInUse`.
 
-    Not a SQLite URL: nothing to claim. A lock file that cannot be created (unusable
-    directory): nothing claimed either, so that `store.open()` reports the real problem.
+    Not a SQLite URL, or coordination shared through Redis: nothing to claim. A lock file
+    that cannot be created (unusable directory): nothing claimed either,
+    so that `store.open()` reports the real problem.
     Blocking file I/O: call it through `asyncio.to_thread`.
     """
-    if not state_url.lower().startswith("sqlite"):
+    if not state_url.lower().startswith("sqlite") or (
+        coordination_url and is_redis_url(coordination_url)
+    ):
         return SqliteServerClaim()
     database = sqlite_path(parse_url(state_url))
     if database is None:
@@ -89,10 +96,11 @@ def claim_sqlite_file(state_url: str) -> SqliteServerClaim:
         who = f"process {holder}" if holder.isdigit() else "another process"
         raise SqliteFileInUse(
             f"PARLEY_STATE_URL is the SQLite file {database}, which {who} is already "
-            "serving. The embedded SQLite store supports one serving process (its turn "
-            "locks, idempotency keys and run events are in-process): run a single worker "
-            "(no `uvicorn --workers N`, no second instance on the same file), or use "
-            "PostgreSQL or Redis (PARLEY_STATE_URL) for several workers or instances."
+            "serving. The embedded SQLite store supports one serving process while turn "
+            "locks, idempotency keys and run events are in-process: run a single worker "
+            "(no `uvicorn --workers N`, no second instance on the same file), share them "
+            "through Redis (PARLEY_COORDINATION_URL=redis://...), or use PostgreSQL or "
+            "Redis as the state store (PARLEY_STATE_URL) for several workers or instances."
         ) from None
     except OSError as exc:  # e.g. a filesystem without flock support
         handle.close()

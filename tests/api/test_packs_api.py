@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
+import pytest
 
 from app.settings import Settings
 from tests.api.helpers import assert_problem
 from tests.conftest import REPO, running_app
+from tests.contract.coordination.conftest import fresh_redis
 
 
 def _pack() -> dict[str, Any]:
@@ -98,12 +101,19 @@ async def test_get_pack_returns_the_document_as_loaded(client: httpx.AsyncClient
     assert (await client.get("/packs/roundtrip")).json() == doc
 
 
+@pytest.mark.redis
 async def test_uploaded_packs_survive_restart_and_are_shared(
     settings_factory: Callable[..., Settings],
 ) -> None:
     doc = _pack()
     doc["id"] = "persisted"
-    settings = settings_factory()
+    async with AsyncExitStack() as stack:
+        # Two instances on one SQLite file need shared coordination (app/stores/sqlite_owner.py)
+        settings = settings_factory(coordination_url=await fresh_redis(stack))
+        await _shared_and_persisted(settings, doc)
+
+
+async def _shared_and_persisted(settings: Settings, doc: dict[str, Any]) -> None:
     async with running_app(settings) as a, running_app(settings) as b:
         assert (await a.post("/packs", json=doc)).status_code == 201
         # instance b shares the store: it finds the upload on first use

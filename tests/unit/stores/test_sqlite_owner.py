@@ -27,7 +27,7 @@ def test_a_second_claim_on_the_file_is_refused_until_the_first_is_released(
         claim_sqlite_file(url)
     message = str(err.value)
     assert f"process {os.getpid()}" in message and "PostgreSQL or Redis" in message
-    assert "--workers" in message
+    assert "--workers" in message and "PARLEY_COORDINATION_URL=redis://" in message
     first.release()
     again = claim_sqlite_file(url)
     assert again.held
@@ -40,6 +40,14 @@ def test_a_second_claim_on_the_file_is_refused_until_the_first_is_released(
 )
 def test_other_stores_claim_nothing(url: str) -> None:
     assert not claim_sqlite_file(url).held
+
+
+def test_sqlite_with_redis_coordination_claims_nothing(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/parley.db"
+    first = claim_sqlite_file(url, "memory://")  # in-process coordination: claimed
+    assert first.held
+    assert not claim_sqlite_file(url, "redis://127.0.0.1:6379/0?prefix=x:").held
+    first.release()
 
 
 def test_an_unusable_directory_is_left_to_the_store_to_report(tmp_path: Path) -> None:
@@ -63,8 +71,10 @@ def _serve(db: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI_"))}
     env |= {"PARLEY_STATE_URL": f"sqlite+aiosqlite:///{db}", "PARLEY_PACKS_DIR": "packs"}
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-        + ["--host", "127.0.0.1", "--port", str(port), *extra],
+        [
+            *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), *extra),
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
