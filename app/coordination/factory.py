@@ -4,8 +4,9 @@
    `rediss+cluster://` (or `memory://` to force in-process coordination);
 2. else `PARLEY_STATE_URL` when it is a Redis URL (state and coordination share the
    server, through separate clients);
-3. else, when `PARLEY_STATE_URL` is PostgreSQL (shared by instances), turn locks are lease
-   rows in that database (`SqlLeaseLocks`, on the store's engine) while idempotency
+3. else, when the store is PostgreSQL (shared by instances: a store with
+   `capabilities.sql_coordination` whose engine is PostgreSQL), turn locks are lease
+   rows in that database (`SqlLeaseLocks`, on `store.sql_engine()`) while idempotency
    records and run event logs stay in-process. That keeps several instances from running
    two turns of one conversation at once, but an idempotent retry or an event stream
    (`GET .../runs/{id}/events`, reconnects) only works on the instance that started the
@@ -63,18 +64,12 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
         return _redis(url, retention)
     if is_redis_url(settings.state_url):
         return _redis(settings.state_url, retention)
-    if urlsplit(settings.state_url).scheme.lower().startswith("postgresql"):
-        engine = getattr(store, "engine", None)
-        if not isinstance(engine, AsyncEngine):
-            raise ValueError(
-                "PARLEY_STATE_URL is PostgreSQL but the store exposes no opened SQL engine "
-                "for turn leases; open the store before building the coordinator."
-            )
+    if store.capabilities.sql_coordination and store.sql_engine().dialect.name == "postgresql":
         log.info(
             "coordination: turn locks in PostgreSQL; idempotency keys and run events are "
             "in-process (set PARLEY_COORDINATION_URL=redis://... to share them)"
         )
-        return SqlLeaseCoordinator(engine, event_retention_s=retention)
+        return SqlLeaseCoordinator(store.sql_engine(), event_retention_s=retention)
     log.info("coordination: in-process (single instance)")
     return memory_coordinator(event_retention_s=retention)
 

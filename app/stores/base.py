@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.domain import (
     Checkpoint,
@@ -38,6 +38,9 @@ from app.domain import (
 )
 from app.errors import InvalidCursor
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 
 @dataclass(frozen=True)
 class StoreCapabilities:
@@ -46,10 +49,14 @@ class StoreCapabilities:
     native_ttl: the backend reclaims expired conversations by itself (`purge_expired` is a
         no-op that returns 0).
     shared: state is visible to other processes using the same URL (memory is not).
+    sql_coordination: the store's database can also hold the coordination tables (turn
+        leases, idempotency records, run records and events, `app.coordination.sql`);
+        `StateStore.sql_engine()` returns its opened engine.
     """
 
     native_ttl: bool = False
     shared: bool = True
+    sql_coordination: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,12 @@ class StateStore(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Return if the backend answers; raise `StoreUnavailable` otherwise."""
+
+    def sql_engine(self) -> AsyncEngine:
+        """The opened SQLAlchemy engine of a store with `capabilities.sql_coordination`
+        (after `open()`), on which the SQL coordinator keeps its tables. The engine stays
+        the store's: whoever uses it must not dispose of it."""
+        raise NotImplementedError(f"{type(self).__name__} has no SQL engine")
 
     # --- conversations -----------------------------------------------------------------
 

@@ -69,7 +69,7 @@ _conv = conversations
 
 
 class SqlStore(StateStore):
-    capabilities = StoreCapabilities(native_ttl=False, shared=True)
+    capabilities = StoreCapabilities(native_ttl=False, shared=True, sql_coordination=True)
 
     def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
         self._url = parse_url(url)
@@ -84,6 +84,9 @@ class SqlStore(StateStore):
         if self._engine is None:
             raise RuntimeError("SqlStore.open() has not been called")
         return self._engine
+
+    def sql_engine(self) -> AsyncEngine:
+        return self.engine
 
     # --- lifecycle ---------------------------------------------------------------------
 

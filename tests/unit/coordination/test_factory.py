@@ -18,16 +18,22 @@ from app.coordination.redis_idempotency import RedisIdempotencyKeys
 from app.coordination.redis_locks import RedisTurnLocks
 from app.coordination.redis_runs import RedisRunLog
 from app.coordination.sql_locks import SqlLeaseLocks
+from app.stores.base import StoreCapabilities
 from app.stores.memory import MemoryStore
 from tests.conftest import make_settings
 
 
 class EngineStore(MemoryStore):
-    """Any store exposing an SQL engine, as `SqlStore.engine` does once opened."""
+    """Any store with the `sql_coordination` capability, as `SqlStore` once opened."""
+
+    capabilities = StoreCapabilities(shared=True, sql_coordination=True)
 
     def __init__(self, engine: Any) -> None:
         super().__init__()
-        self.engine = engine
+        self._engine = engine
+
+    def sql_engine(self) -> Any:
+        return self._engine
 
 
 @pytest.mark.parametrize("state_url", ["memory://", "sqlite+aiosqlite:///./x.db"])
@@ -77,10 +83,12 @@ async def test_postgres_state_gives_sql_leases_and_in_process_logs(tmp_path: Pat
     await engine.dispose()
 
 
-async def test_postgres_state_needs_the_store_engine(tmp_path: Path) -> None:
+async def test_a_store_without_the_capability_gets_in_process_coordination(
+    tmp_path: Path,
+) -> None:
     settings = make_settings(tmp_path, state_url="postgresql+asyncpg://u@127.0.0.1:1/db")
-    with pytest.raises(ValueError, match="engine"):
-        build_coordinator(settings, MemoryStore())
+    coord = build_coordinator(settings, MemoryStore())
+    assert isinstance(coord.locks, MemoryTurnLocks)
 
 
 async def test_memory_coordination_url_forces_in_process(tmp_path: Path) -> None:
