@@ -68,6 +68,12 @@ class InvalidRequest(ParleyError):
     status, code, title = 422, "validation_error", "Request validation failed"
 
 
+class CORSRejected(ParleyError):
+    """A CORS preflight from an origin, method or header set that is not allowed."""
+
+    status, code, title = 400, "cors_rejected", "Cross-origin request not allowed"
+
+
 class InvalidCursor(ParleyError):
     status, code, title = 400, "invalid_cursor", "Invalid pagination cursor"
 

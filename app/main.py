@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.api import conversations, health, messages, packs, runs
 from app.api.body_limit import BodyLimitMiddleware
+from app.api.cors import install_cors
 from app.errors import install_error_handlers
 from app.lifespan import make_lifespan
 from app.settings import Settings
@@ -43,6 +44,7 @@ def create_app(
     install_error_handlers(app)
     for module in (packs, conversations, messages, runs, health):
         app.include_router(module.router)
+    install_cors(app, settings)
     return app
 
 

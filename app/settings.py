@@ -6,11 +6,13 @@ existing deployment or a local OpenAI-compatible server works without renaming a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ApiKey(BaseModel):
@@ -64,6 +66,9 @@ class Settings(BaseSettings):
     default_max_input_tokens: int = Field(default=8000, gt=0)
     default_reserve_output_tokens: int = Field(default=1024, ge=0)
 
+    # Browser origins allowed to call the API (CORS). Empty: no CORS headers at all.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     run_event_retention_s: float = Field(default=3600.0, gt=0)
     sse_ping_s: float = Field(default=15.0, gt=0)
 
@@ -89,6 +94,38 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_list(cls, v: Any) -> Any:
+        """A JSON list or a comma-separated string (`http://a:3000,https://b.example`)."""
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, v: list[str]) -> list[str]:
+        """An origin is `scheme://host[:port]` exactly as a browser sends it; anything else
+        (a path, a trailing slash) would never match, so it is refused rather than ignored."""
+        for origin in v:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or origin != f"{parts.scheme}://{parts.netloc}"
+                or parts.username is not None
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin: use scheme://host[:port] "
+                    "(no path, no trailing slash) or '*'"
+                )
+        return v
 
     def resolved_provider(self) -> str:
         """The provider used when a conversation names none: explicit, else by key, else mock."""
