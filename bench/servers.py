@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +58,10 @@ def parley_env(state_url: str, workdir: Path, **extra: str) -> dict[str, str]:
     )
 
 
-def uvicorn_command(target: str, port: int) -> list[str]:
-    """How every benchmark starts a server: one uvicorn worker (uvloop + httptools from
-    `uvicorn[standard]`), access log off (`--log-level warning`)."""
-    return [
+def uvicorn_command(target: str, port: int, workers: int = 1) -> list[str]:
+    """How every benchmark starts a server: one uvicorn worker unless told otherwise
+    (uvloop + httptools from `uvicorn[standard]`), access log off (`--log-level warning`)."""
+    cmd = [
         sys.executable,
         "-m",
         "uvicorn",
@@ -74,6 +74,7 @@ def uvicorn_command(target: str, port: int) -> list[str]:
         "--log-level",
         "warning",
     ]
+    return [*cmd, "--workers", str(workers)] if workers > 1 else cmd
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -107,34 +108,94 @@ def runqueue_wait_s(pid: int) -> float | None:
 
 @dataclass(frozen=True)
 class Server:
+    """A server process; its CPU, memory and run-queue wait include its children (the
+    workers of `uvicorn --workers N`)."""
+
     base_url: str
     pid: int
 
     def cpu_s(self) -> float | None:
-        return process_cpu_s(self.pid)
+        return tree_cpu_s(self.pid)
 
     def wait_s(self) -> float | None:
-        return runqueue_wait_s(self.pid)
+        return tree_runqueue_wait_s(self.pid)
+
+    def rss_bytes(self) -> int | None:
+        return tree_rss_bytes(self.pid)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc/<pid>/task/*/children (Linux)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def _tree_sum(pid: int, one: Callable[[int], float | None]) -> float | None:
+    values = [one(p) for p in process_tree(pid)]
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    return _tree_sum(pid, process_cpu_s)
+
+
+def tree_runqueue_wait_s(pid: int) -> float | None:
+    return _tree_sum(pid, runqueue_wait_s)
+
+
+def process_rss_bytes(pid: int) -> int | None:
+    """Resident set size of `pid` (VmRSS from /proc/<pid>/status)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def tree_rss_bytes(pid: int) -> int | None:
+    total = _tree_sum(pid, lambda p: process_rss_bytes(p))
+    return int(total) if total is not None else None
 
 
 @asynccontextmanager
 async def uvicorn_server(
-    target: str, env: Mapping[str, str], log_path: Path
+    target: str, env: Mapping[str, str], log_path: Path, *, workers: int = 1
 ) -> AsyncIterator[Server]:
     """Run `uvicorn <target> --factory` in a child process from the repository root; yield
     it once `GET /readyz` answers 200; stop it (SIGTERM, then SIGKILL) on exit."""
     port = free_port()
+    async with child_server(
+        uvicorn_command(target, port, workers), port, env, log_path, READY_PATH
+    ) as server:
+        yield server
+
+
+@asynccontextmanager
+async def child_server(
+    command: Sequence[str], port: int, env: Mapping[str, str], log_path: Path, ready_path: str
+) -> AsyncIterator[Server]:
+    """Run `command` (a server listening on 127.0.0.1:`port`) from the repository root;
+    yield it once `GET ready_path` answers 200; stop it (SIGTERM, then SIGKILL) on exit."""
     base_url = f"http://127.0.0.1:{port}"
     log = log_path.open("wb")
     proc = await asyncio.create_subprocess_exec(
-        *uvicorn_command(target, port),
+        *command,
         cwd=REPO,
         env=dict(env),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
-        await _wait_ready(base_url + READY_PATH, proc, log_path)
+        await _wait_ready(base_url + ready_path, proc, log_path)
         yield Server(base_url, proc.pid)
     finally:
         if proc.returncode is None:
@@ -154,7 +215,7 @@ async def _wait_ready(url: str, proc: asyncio.subprocess.Process, log_path: Path
         while True:
             if proc.returncode is not None:
                 raise RuntimeError(
-                    f"uvicorn exited with {proc.returncode} before {url} was ready:\n"
+                    f"the server exited with {proc.returncode} before {url} was ready:\n"
                     + _tail(log_path)
                 )
             with contextlib.suppress(httpx.HTTPError):
