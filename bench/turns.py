@@ -49,6 +49,7 @@ from bench.common import RESULTS_DIR
 from bench.report import loadavg, machine_info, publish
 from bench.stats import fmt, format_table, ratio
 from bench.stores import STORES, StoreSkipped
+from bench.turns_cold import bench_cold
 from bench.turns_floor import bench_floor
 from bench.turns_langgraph import bench_langgraph
 from bench.turns_parley import bench_parley_store
@@ -62,8 +63,11 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
     floor_p50 = floor.get("sequential", {}).get("p50_ms")
     out: dict[str, Any] = {"langgraph_vs_parley": {}, "parley_vs_floor": {}}
     lg = results.get("langgraph") or {}
+    lg_http = (lg.get("http") or {}).get("sizes") or {}
     for size, lgs in (lg.get("sizes") or {}).items():
         row: dict[str, Any] = {"langgraph_p50_ms": lgs["p50_ms"]}
+        http_p50 = (lg_http.get(size) or {}).get("p50_ms")
+        row["langgraph_http_p50_ms"] = http_p50
         for store, res in parley.items():
             ps = res["sizes"].get(size)
             if ps is None:
@@ -71,6 +75,8 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
             row[f"{store}_p50_ms"] = ps["p50_ms"]
             # > 1: Parley is faster. Parley's number includes HTTP + JSON, LangGraph's not.
             row[f"langgraph_over_{store}"] = ratio(lgs["p50_ms"], ps["p50_ms"])
+            # Both over HTTP, same uvicorn command and client: the fair ratio.
+            row[f"langgraph_http_over_{store}"] = ratio(http_p50, ps["p50_ms"])
             if floor_p50 is not None and ps["p50_ms"] > floor_p50:
                 row[f"langgraph_over_{store}_minus_floor"] = ratio(
                     lgs["p50_ms"], ps["p50_ms"] - floor_p50
@@ -89,11 +95,19 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
         floor_cpu = floor.get("sequential", {}).get("server_cpu_ms_per_request")
         row["server_cpu_ms_per_turn"] = parley_cpu
         row["server_cpu_fraction_of_floor"] = ratio(floor_cpu, parley_cpu)
+        row["p50_over_floor_p50"] = ratio(res["sizes"][small]["p50_ms"], floor_p50)
         if "concurrent" in res and "concurrent" in floor:
             row["concurrent_turns_per_s"] = res["concurrent"]["per_s"]
             row["concurrent_fraction_of_floor"] = ratio(
                 res["concurrent"]["per_s"], floor["concurrent"]["per_s"]
             )
+        multi = res.get("concurrent_workers") or {}
+        if multi.get("status") == "ok":
+            row["workers_turns_per_s"] = multi["per_s"]
+            row["workers_fraction_of_floor"] = ratio(
+                multi["per_s"], (floor.get("concurrent_workers") or {}).get("per_s")
+            )
+            row["workers_speedup"] = ratio(multi["per_s"], res["concurrent"]["per_s"])
         out["parley_vs_floor"][store] = row
     return out
 
@@ -153,17 +167,19 @@ def render(results: dict[str, Any]) -> str:
     cmp_ = results.get("comparisons", {}).get("langgraph_vs_parley", {})
     if lg.get("status") == "ok":
         stores = [k for k, v in results["parley"].items() if v.get("status") == "ok"]
-        headers = ["history", "LangGraph p50", "LangGraph p99"]
+        headers = ["history", "LG p50", "LG p99", "LG HTTP p50"]
         for st in stores:
-            headers += [f"{st} p50", f"LG/{st}", f"LG/({st}-floor)"]
+            headers += [f"{st} p50", f"LG/{st}", f"LG HTTP/{st}", f"LG/({st}-floor)"]
         rows = []
         for size, s in lg["sizes"].items():
-            row = [fmt(int(size)), fmt(s["p50_ms"], 2), fmt(s["p99_ms"], 2)]
             c = cmp_.get(size, {})
+            row = [fmt(int(size)), fmt(s["p50_ms"], 2), fmt(s["p99_ms"], 2)]
+            row.append(fmt(c.get("langgraph_http_p50_ms"), 2))
             for st in stores:
                 row += [
                     fmt(c.get(f"{st}_p50_ms"), 2),
                     fmt(c.get(f"langgraph_over_{st}"), 1, "x"),
+                    fmt(c.get(f"langgraph_http_over_{st}"), 1, "x"),
                     fmt(c.get(f"langgraph_over_{st}_minus_floor"), 1, "x"),
                 ]
             rows.append(row)
@@ -171,8 +187,9 @@ def render(results: dict[str, Any]) -> str:
             format_table(
                 headers,
                 rows,
-                "LangGraph (in-process, AsyncPostgresSaver) vs Parley (over HTTP), ms; "
-                "LG/x > 1 means Parley is faster; '-floor' subtracts the floor's HTTP+JSON p50",
+                "LangGraph (AsyncPostgresSaver) in-process and behind the floor app over HTTP "
+                "vs Parley (over HTTP), ms; LG/x > 1 means Parley is faster; 'LG HTTP/x' is the "
+                "fair ratio (both cross HTTP); '-floor' subtracts the floor's HTTP+JSON p50",
             )
         )
     elif lg:
@@ -229,6 +246,74 @@ def render(results: dict[str, Any]) -> str:
                 "Framework floor: same uvicorn command, same client (a Parley request is a turn)",
             )
         )
+        multi = floor.get("concurrent_workers")
+        if multi:
+            w = multi["workers"]
+            mrows = [["FastAPI echo (floor)", fmt(conc["per_s"], 0), fmt(multi["per_s"], 0)]]
+            mrows[0] += [fmt(ratio(multi["per_s"], conc["per_s"]), 2), "1.00"]
+            for store, v in vs.items():
+                mrows.append(
+                    [
+                        f"Parley {store}",
+                        fmt(v.get("concurrent_turns_per_s"), 0),
+                        fmt(v.get("workers_turns_per_s"), 0),
+                        fmt(v.get("workers_speedup"), 2),
+                        fmt(v.get("workers_fraction_of_floor"), 2),
+                    ]
+                )
+            parts.append(
+                format_table(
+                    ["", f"req/s x{n} 1 worker", f"req/s x{n} {w} workers", "speed-up", "of floor"],
+                    mrows,
+                    f"Scaling to the machine's cores: uvicorn --workers {w} (SQLite: one serving "
+                    "process per file, not run)",
+                )
+            )
+        p50_lines = [
+            f"  {store}: p50 {fmt(v.get('p50_over_floor_p50'), 2)}x the floor's p50"
+            for store, v in vs.items()
+        ]
+        parts.append(
+            "\n".join(
+                ["Turn p50 / floor p50 (issue 15 target: <= 3x, PostgreSQL <= 3.5x):", *p50_lines]
+            )
+        )
+    cold = results.get("cold") or {}
+    if cold:
+        rows = []
+        for store, c in cold.items():
+            second = c.get("second_instance") or {}
+            rows.append(
+                [
+                    store,
+                    fmt(c["history"]),
+                    fmt(c["warm"]["p50_ms"], 2),
+                    fmt(c["first_turn_after_restart"]["p50_ms"], 2),
+                    fmt(c["first_over_warm_p50"], 2, "x"),
+                    fmt(c["cold_cache_warm_process"]["p50_ms"], 2),
+                    fmt(c["cold_cache_over_warm_p50"], 2, "x"),
+                    fmt(second.get("p50_ms"), 2),
+                    fmt(c.get("second_instance_over_warm_p50"), 2, "x"),
+                ]
+            )
+        parts.append(
+            format_table(
+                [
+                    "store",
+                    "history",
+                    "warm p50",
+                    "1st after restart",
+                    "/warm",
+                    "cold cache",
+                    "/warm",
+                    "2nd instance",
+                    "/warm",
+                ],
+                rows,
+                "Cold path, ms (issue 15 target: cold first turn <= 3x the warm p50); "
+                "SQLite has no second instance (one serving process per file)",
+            )
+        )
     return "\n\n".join(parts)
 
 
@@ -244,8 +329,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
     ap.add_argument("--warmup", type=int, help="untimed warm-up turns (default 20)")
     ap.add_argument("--lg-sizes", help="LangGraph history sizes (default: --sizes)")
     ap.add_argument("--lg-turns", type=int, help="timed LangGraph turns per size (default 200)")
-    ap.add_argument("--concurrency", type=int, default=8, help="clients of the throughput phase")
-    ap.add_argument("--concurrent-turns", type=int, help="turns per client (default 50)")
+    ap.add_argument("--concurrency", type=int, default=64, help="clients of the throughput phase")
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn workers of the scaling phase")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-path phase")
+    ap.add_argument("--no-langgraph-http", action="store_true", help="LangGraph in-process only")
+    ap.add_argument("--concurrent-turns", type=int, help="turns per client (default 20)")
     ap.add_argument("--no-langgraph", action="store_true")
     ap.add_argument("--no-floor", action="store_true")
     ap.add_argument("--seed", type=int, default=1)
@@ -284,13 +372,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
         lg_sizes=ints(a.lg_sizes) if a.lg_sizes else sizes,
         lg_turns=a.lg_turns or (20 if a.quick else turns),
         concurrency=a.concurrency,
-        concurrent_turns=a.concurrent_turns or (15 if a.quick else 50),
+        concurrent_turns=a.concurrent_turns or (5 if a.quick else 20),
         langgraph=not a.no_langgraph,
         floor=not a.no_floor,
         seed=a.seed,
         output=a.output,
         quick=a.quick,
         server_env=server_env,
+        workers=a.workers,
+        cold=not a.no_cold,
+        langgraph_http=not a.no_langgraph_http,
     )
 
 
@@ -330,9 +421,25 @@ async def run(p: Params) -> dict[str, Any]:
         if p.floor:
             print("Framework floor ...", flush=True)
             results["floor"] = await bench_floor(p, workdir, rng)
-    if p.langgraph:
-        print("LangGraph ...", flush=True)
-        results["langgraph"] = await bench_langgraph(p, rng)
+        if p.langgraph:
+            print("LangGraph ...", flush=True)
+            results["langgraph"] = await bench_langgraph(p, rng, workdir)
+        if p.cold:
+            results["cold"] = {}
+            for name in p.stores:
+                if results["parley"][name].get("status") != "ok":
+                    continue
+                print(f"Cold path on {name} ...", flush=True)
+                cold_dir = workdir / f"cold-{name}"
+                cold_dir.mkdir()
+                results["cold"][name] = await bench_cold(
+                    STORES[name],
+                    cold_dir,
+                    rng,
+                    size=max(p.sizes),
+                    conversations=3 if p.quick else 5,
+                    server_env=p.server_env,
+                )
     results["comparisons"] = compare(results)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["machine"]["loadavg_end"] = loadavg()

@@ -23,7 +23,7 @@ async def bench_floor(p: Params, workdir: Path, rng: random.Random) -> dict[str,
     async with (
         uvicorn_server("bench.floor_app:create_app", env, log) as server,
         httpx.AsyncClient(
-            base_url=server.base_url, timeout=60, limits=httpx.Limits(max_connections=64)
+            base_url=server.base_url, timeout=60, limits=httpx.Limits(max_connections=256)
         ) as client,
     ):
 
@@ -55,4 +55,18 @@ async def bench_floor(p: Params, workdir: Path, rng: random.Random) -> dict[str,
             out["concurrent"] = await concurrent_throughput(
                 server, [str(i) for i in range(p.concurrency)], p.concurrent_turns, echo
             )
+    if p.concurrency and p.workers > 1:
+        log = workdir / "uvicorn-floor-workers.log"
+        async with (
+            uvicorn_server("bench.floor_app:create_app", env, log, workers=p.workers) as server,
+            httpx.AsyncClient(
+                base_url=server.base_url, timeout=60, limits=httpx.Limits(max_connections=256)
+            ) as client,
+        ):
+            for _ in range(4 * p.warmup):
+                await echo()  # `echo` reads `client` when called: now this server's
+            out["concurrent_workers"] = await concurrent_throughput(
+                server, [str(i) for i in range(p.concurrency)], p.concurrent_turns, echo
+            )
+            out["concurrent_workers"]["workers"] = p.workers
     return out

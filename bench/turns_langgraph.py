@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.common import random_text
+from bench.langgraph_app import DB_ENV
+from bench.servers import child_env, uvicorn_server
 from bench.stores import libpq_url, scratch_postgres
 from bench.turns_timing import (
     Params,
@@ -51,7 +56,7 @@ def lc_history(count: int, rng: random.Random) -> list[Any]:
     return out
 
 
-async def bench_langgraph(p: Params, rng: random.Random) -> dict[str, Any]:
+async def bench_langgraph(p: Params, rng: random.Random, workdir: Path) -> dict[str, Any]:
     try:
         from langchain_core.messages import HumanMessage
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -101,6 +106,9 @@ async def bench_langgraph(p: Params, rng: random.Random) -> dict[str, Any]:
             for size in p.lg_sizes:
                 sample = await turn(graph, slots[size].next_id(), random_text(rng))
                 per_size[size].samples.append(sample)
+        if p.langgraph_http:
+            print("  langgraph: behind the floor app, over HTTP ...", flush=True)
+            result["http"] = await over_http(graph, libpq_url(url), p, rng, workdir)
     sizes = {}
     for size, res in per_size.items():
         summary = res.summary()
@@ -109,3 +117,56 @@ async def bench_langgraph(p: Params, rng: random.Random) -> dict[str, Any]:
         sizes[str(size)] = summary
     result["sizes"] = sizes
     return result
+
+
+async def over_http(
+    graph: Any, db_url: str, p: Params, rng: random.Random, workdir: Path
+) -> dict[str, Any]:
+    """The same graph behind `bench/langgraph_app.py` (the floor app + one route) under the
+    uvicorn command and client of Parley's turns, on threads of its own (pre-filled like
+    the in-process ones), timed the same way (priming turn, round-robin sizes)."""
+    slots: dict[int, Slots] = {}
+    for size in p.lg_sizes:
+        threads = [f"h{size}-{i}" for i in range(conversations_needed(size, p.lg_turns))]
+        slots[size] = Slots(size, threads, turns_per_conversation(size))
+        for thread in threads:
+            if size > 2:
+                cfg = {"configurable": {"thread_id": thread}}
+                await graph.aupdate_state(cfg, {"messages": lc_history(size - 2, rng)}, "echo")
+    env = child_env({DB_ENV: db_url})
+    log = workdir / "uvicorn-langgraph.log"
+    async with (
+        uvicorn_server("bench.langgraph_app:create_app", env, log) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=120) as client,
+    ):
+
+        async def turn(thread: str) -> TurnSample:
+            text = random_text(rng)
+            s0, w0, c0 = server.cpu_s(), server.wait_s(), time.process_time()
+            t0 = time.perf_counter()
+            r = await client.post(f"/threads/{thread}/messages", json={"content": text})
+            ms = (time.perf_counter() - t0) * 1000
+            client_ms = (time.process_time() - c0) * 1000
+            s1, w1 = server.cpu_s(), server.wait_s()
+            body = r.json()
+            if r.status_code != 200 or body["content"] != f"echo: {text}":
+                raise RuntimeError(f"LangGraph over HTTP: {r.status_code} {r.text[:200]}")
+            srv = (s1 - s0) * 1000 if s0 is not None and s1 is not None else None
+            wait = (w1 - w0) * 1000 if w0 is not None and w1 is not None else None
+            return TurnSample(ms, body["messages"] - 2, 0, client_ms, srv, wait)
+
+        for _ in range(p.warmup):
+            await turn("h-warmup")
+        for s in slots.values():
+            for thread in s.ids:
+                await turn(thread)  # priming
+        per_size = {s: SizeResult() for s in p.lg_sizes}
+        for _ in range(p.lg_turns):
+            for size in p.lg_sizes:
+                per_size[size].samples.append(await turn(slots[size].next_id()))
+    sizes = {}
+    for size, res in per_size.items():
+        summary = res.summary()
+        summary.pop("context_input_tokens_median")
+        sizes[str(size)] = summary
+    return {"status": "ok", "sizes": sizes, "server": "bench/langgraph_app.py under uvicorn"}

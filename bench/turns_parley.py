@@ -233,6 +233,45 @@ async def http_turn(
     )
 
 
+# Stores several processes may serve at once; SQLite refuses a second serving process
+# unless coordination is shared (app/stores/sqlite_owner.py).
+MULTI_PROCESS_STORES = ("postgres", "redis")
+
+
+async def multi_worker_phase(
+    backend: StoreBackend,
+    env: Mapping[str, str],
+    workdir: Path,
+    conc_ids: list[str],
+    p: Params,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """The concurrent phase again on `uvicorn --workers N` (same conversations)."""
+    if backend.name not in MULTI_PROCESS_STORES:
+        return {
+            "status": "not run",
+            "reason": "one serving process per SQLite file unless PARLEY_COORDINATION_URL "
+            "is Redis (app/stores/sqlite_owner.py)",
+        }
+    log = workdir / f"uvicorn-{backend.name}-workers.log"
+    async with (
+        uvicorn_server("app.main:create_app", env, log, workers=p.workers) as server,
+        httpx.AsyncClient(
+            base_url=server.base_url, timeout=120, limits=httpx.Limits(max_connections=256)
+        ) as client,
+    ):
+
+        async def one(conv_id: str) -> float:
+            return (await http_turn(client, conv_id, random_text(rng))).ms
+
+        for conv_id in conc_ids:  # every worker process warms up on some of them
+            await one(conv_id)
+        out = await concurrent_throughput(server, conc_ids, p.concurrent_turns, one)
+    out["status"] = "ok"
+    out["workers"] = p.workers
+    return out
+
+
 async def bench_parley_store(
     backend: StoreBackend, p: Params, workdir: Path, rng: random.Random
 ) -> dict[str, Any]:
@@ -272,7 +311,7 @@ async def bench_parley_store(
         async with (
             uvicorn_server("app.main:create_app", env, log) as server,
             httpx.AsyncClient(
-                base_url=server.base_url, timeout=120, limits=httpx.Limits(max_connections=64)
+                base_url=server.base_url, timeout=120, limits=httpx.Limits(max_connections=256)
             ) as client,
         ):
             for _ in range(p.warmup):
@@ -295,6 +334,10 @@ async def bench_parley_store(
                     server, conc_ids, p.concurrent_turns, one
                 )
                 result["concurrent"]["history_start"] = small
+        if conc_ids and p.workers > 1:
+            result["concurrent_workers"] = await multi_worker_phase(
+                backend, env, workdir, conc_ids, p, rng
+            )
     lo, hi = str(min(p.sizes)), str(max(p.sizes))
     r = ratio(result["sizes"][hi]["p50_ms"], result["sizes"][lo]["p50_ms"])
     result["p50_ratio_largest_over_smallest"] = r

@@ -32,6 +32,9 @@ class Params:
     output: Path
     quick: bool = False
     server_env: dict[str, str] = field(default_factory=dict)  # extra PARLEY_* for Parley
+    workers: int = 2  # uvicorn workers of the multi-process phase (1: skip it)
+    cold: bool = True  # the cold-path phase (first turn after a restart / on a 2nd instance)
+    langgraph_http: bool = True  # LangGraph behind the floor's FastAPI, over HTTP
 
 
 def turns_per_conversation(size: int) -> int:
