@@ -55,6 +55,7 @@ from bench.report import loadavg, machine_info, publish
 from bench.servers import parley_env, uvicorn_server
 from bench.stats import fmt, format_table
 from bench.stores import STORES, provisioned_store
+from bench.streaming_breakdown import STREAM_SPANS, TOKEN_SPANS, breakdown
 from bench.streaming_client import (
     CpuMeter,
     StreamRecord,
@@ -111,6 +112,7 @@ async def run_phase(
         await one_round("warmup")  # connections opened, caches warm; not measured
         if instrumented:
             await client.get("/__bench/emissions")  # forget the warm-up's stamps
+            await client.get("/__bench/stages")
         records: list[StreamRecord] = []
         wall = 0.0
         cpu = CpuMeter(server)
@@ -120,7 +122,12 @@ async def run_phase(
             wall += time.perf_counter() - t0
         usage = cpu.done(wall)
         emissions = (await client.get("/__bench/emissions")).json() if instrumented else {}
-    return summarize_phase(p.streams, p.rounds, records, emissions, wall, usage, delay_ms)
+        stages = (await client.get("/__bench/stages")).json() if instrumented else {}
+    phase = summarize_phase(p.streams, p.rounds, records, emissions, wall, usage, delay_ms)
+    if instrumented:
+        phase["breakdown"] = breakdown(records, emissions, stages, delay_ms)
+        phase["round_wall_mean_ms"] = round(wall * 1000 / p.rounds, 1)
+    return phase
 
 
 def render(results: dict[str, Any]) -> str:
@@ -198,6 +205,41 @@ def render(results: dict[str, Any]) -> str:
                 "Provider token -> client SSE event latency",
             )
         )
+    for name, ph in results["phases"].items():
+        bd = ph.get("breakdown") or {}
+        if bd.get("stream_mean_ms"):
+            rows = [
+                [span, fmt(bd["stream_mean_ms"][span], 1), fmt(bd["stream_p99_ms"][span], 1)]
+                for span in STREAM_SPANS
+            ]
+            rows.append(["whole stream", fmt(bd["stream_mean_total_ms"], 1), "-"])
+            rows.append(["round (all streams)", fmt(ph.get("round_wall_mean_ms"), 1), "-"])
+            late = bd["timer_lateness_ms"]
+            pub = bd["event_log_publish_ms_per_stream"]
+            parts.append(
+                format_table(
+                    ["span", "mean ms", "p99 ms"],
+                    rows,
+                    f"{name}: where a stream's time goes ({bd['streams']:,} streams; ideal "
+                    f"token span {ph['delay_ms'] * (ph['tokens_per_stream'] - 1):.0f} ms)",
+                )
+                + f"\n  timer lateness (first -> last token minus ideal): mean "
+                f"{late['mean_ms']:.1f} ms, p99 {late['p99_ms']:.1f} ms; event-log publish time "
+                f"per stream: mean {pub['mean_ms']:.2f} ms"
+            )
+        tok = bd.get("token_ms")
+        if tok:
+            rows = [
+                [span, *(fmt(tok[span][k], 2) for k in ("p50_ms", "p99_ms", "mean_ms"))]
+                for span in TOKEN_SPANS
+            ]
+            parts.append(
+                format_table(
+                    ["token span", "p50 ms", "p99 ms", "mean ms"],
+                    rows,
+                    f"{name}: provider token -> client event, by stage",
+                )
+            )
     lines = []
     for name, ph in results["phases"].items():
         events, tokens, multi = (

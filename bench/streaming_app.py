@@ -1,12 +1,18 @@
-"""Parley with the mock provider's token emissions time-stamped, for bench/streaming.py.
+"""Parley with the path of a streamed turn time-stamped, for bench/streaming.py.
 
-The app is `app.main.create_app()` unchanged, plus two things that exist only in this
-benchmark process:
+The app is `app.main.create_app()` unchanged, plus, in this benchmark process only:
 
 * a wrapper around `MockProvider.stream` that records `time.monotonic_ns()` as each text
   delta leaves the provider, keyed by the text of the request's last user message (the
   benchmark makes it unique per stream). It costs about a microsecond per token.
-* `GET /__bench/emissions`, which returns the recorded stamps and forgets them.
+* stamps along the turn, keyed the same way (`STAGES`): the request reaching the run
+  service (`RunService.send_message`), the executor starting (`TurnExecutor.execute`),
+  each event's publication to the run's event log (start and end of
+  `TurnExecutor._publish`, by event type), the executor finishing (`_finish`, right after
+  the commit), and each SSE frame leaving the event log for sse-starlette
+  (`app.api.sse._frames`);
+* `GET /__bench/emissions` and `GET /__bench/stages`, which return the records and forget
+  them.
 
 `time.monotonic_ns()` reads CLOCK_MONOTONIC, one clock for every process of a Linux host,
 so the client can subtract these stamps from its own receive times.
@@ -16,6 +22,7 @@ so the client can subtract these stamps from its own receive times.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +34,10 @@ from app.providers.base import ProviderEvent, ProviderRequest, TextDelta
 from app.providers.mock import MockProvider, message_text
 
 EMISSIONS: dict[str, list[int]] = {}
+# message text -> {"accept": ns, "execute": ns, "finish": ns,
+#                  "publish": [[type, start ns, end ns]], "frames": [[type, ns]]}
+STAGES: dict[str, dict[str, Any]] = {}
+_RUN_KEYS: dict[str, str] = {}  # run id -> message text
 
 
 def _last_user_text(request: ProviderRequest) -> str:
@@ -51,9 +62,74 @@ def instrument_mock_provider() -> None:
     MockProvider.stream = stream  # type: ignore[method-assign]
 
 
+def _stage(key: str) -> dict[str, Any]:
+    return STAGES.setdefault(key, {"publish": [], "frames": []})
+
+
+def instrument_turn_path() -> None:
+    """Wrap (once) the points of a turn's path listed in the module docstring."""
+    from app.api import sse
+    from app.manager.runs import RunService
+    from app.manager.turns import TurnExecutor
+
+    if getattr(TurnExecutor, "bench_instrumented", False):
+        return
+    send_message: Any = RunService.send_message
+    execute: Any = TurnExecutor.execute
+    publish: Any = TurnExecutor._publish
+    finish: Any = TurnExecutor._finish
+    frames: Any = sse._frames
+
+    async def timed_send(self: Any, principal: Any, conv_id: str, req: Any, **kw: Any) -> Any:
+        _stage(req.content)["accept"] = time.monotonic_ns()
+        return await send_message(self, principal, conv_id, req, **kw)
+
+    async def timed_execute(self: Any, plan: Any) -> None:
+        _stage(plan.input.content)["execute"] = time.monotonic_ns()
+        _RUN_KEYS[plan.run.id] = plan.input.content
+        await execute(self, plan)
+
+    async def timed_publish(self: Any, plan: Any, type_: str, data: dict[str, Any]) -> None:
+        t0 = time.monotonic_ns()
+        await publish(self, plan, type_, data)
+        _stage(plan.input.content)["publish"].append([type_, t0, time.monotonic_ns()])
+
+    async def timed_finish(self: Any, plan: Any, *args: Any) -> None:
+        _stage(plan.input.content)["finish"] = time.monotonic_ns()
+        await finish(self, plan, *args)
+
+    async def timed_frames(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        run_id: str | None = None
+        seen: list[list[Any]] = []  # frames stamped before the executor named the run
+        async for frame in frames(events):
+            seen.append([frame.event, time.monotonic_ns()])
+            if run_id is None and frame.event == "run.created":
+                run_id = json.loads(frame.data)["run"]["id"]
+            if run_id is not None and run_id in _RUN_KEYS:
+                _stage(_RUN_KEYS[run_id])["frames"].extend(seen)
+                seen.clear()
+            yield frame
+        if run_id is not None:
+            _RUN_KEYS.pop(run_id, None)
+
+    RunService.send_message = timed_send  # type: ignore[method-assign]
+    TurnExecutor.execute = timed_execute  # type: ignore[method-assign]
+    TurnExecutor._publish = timed_publish  # type: ignore[method-assign]
+    TurnExecutor._finish = timed_finish  # type: ignore[method-assign]
+    sse._frames = timed_frames  # type: ignore[assignment]
+    TurnExecutor.bench_instrumented = True  # type: ignore[attr-defined]
+
+
 def create_app() -> FastAPI:
     instrument_mock_provider()
+    instrument_turn_path()
     app = create_parley()
+
+    @app.get("/__bench/stages", include_in_schema=False)
+    async def stages() -> dict[str, dict[str, Any]]:
+        out = dict(STAGES)
+        STAGES.clear()
+        return out
 
     @app.get("/__bench/emissions", include_in_schema=False)
     async def emissions() -> dict[str, list[int]]:
