@@ -15,7 +15,8 @@ export PARLEY_TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
 
 PYTEST_ARGS ?=
 
-.PHONY: run test lint openapi bench install install-dev clean
+.PHONY: run test lint openapi install install-dev clean bench bench-install bench-turns \
+	bench-streaming bench-frameworks bench-profile bench-plot bench-quick
 
 $(UV):
 	$(PY) -m venv $(TOOLS)
@@ -42,10 +43,45 @@ lint: install-dev
 openapi: install-dev
 	$(VENV)/bin/python -m app.openapi_export openapi/openapi.json
 
-bench: $(UV)
+# Benchmarks (bench/README.md). `make bench` runs everything and rewrites bench/results/
+# and the tables of bench/README.md: run it on a quiet machine. BENCH_OUT=dir writes the
+# JSON (and figures) elsewhere and leaves the README alone; `make bench-quick` checks every
+# benchmark in a few minutes (results in bench/results/quick/, not committed).
+BENCH_OUT ?= bench/results
+BENCH_ARGS ?=
+BENCH_PY := $(VENV)/bin/python
+PROFILE_STORES ?= sqlite postgres redis
+
+bench-install: $(UV)
 	$(UV) sync --frozen --inexact --extra dev --extra bench
-	$(VENV)/bin/python bench/turns.py
-	$(VENV)/bin/python bench/streaming.py
+
+bench: bench-turns bench-streaming bench-frameworks bench-profile bench-plot
+
+bench-turns: bench-install
+	$(BENCH_PY) bench/turns.py --output $(BENCH_OUT)/turns.json $(BENCH_ARGS)
+
+bench-streaming: bench-install
+	$(BENCH_PY) bench/streaming.py --output $(BENCH_OUT)/streaming.json $(BENCH_ARGS)
+
+bench-frameworks: bench-install
+	$(BENCH_PY) bench/frameworks.py --output $(BENCH_OUT)/frameworks.json $(BENCH_ARGS)
+
+bench-profile: bench-install
+	mkdir -p $(BENCH_OUT)/profiles
+	for s in $(PROFILE_STORES); do \
+		$(BENCH_PY) bench/profile_turns.py --store $$s --turns 1500 \
+			--py-spy $(BENCH_OUT)/profiles/$$s.raw --json $(BENCH_OUT)/profile-$$s.json || exit 1; \
+	done
+
+bench-plot: bench-install
+	$(BENCH_PY) bench/plot.py $(wildcard $(BENCH_OUT)/*.json)
+
+bench-quick: bench-install
+	$(MAKE) --no-print-directory bench-turns bench-streaming bench-frameworks \
+		BENCH_OUT=bench/results/quick BENCH_ARGS=--quick
+	$(BENCH_PY) bench/profile_turns.py --store sqlite --turns 300 --count-turns 50 \
+		--py-spy bench/results/quick/sqlite.raw --json bench/results/quick/profile-sqlite.json
+	$(BENCH_PY) bench/plot.py bench/results/quick/turns.json bench/results/quick/frameworks.json
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

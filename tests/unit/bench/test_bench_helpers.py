@@ -172,6 +172,7 @@ async def test_tiny_turns_run_against_real_uvicorn(tmp_path: Path) -> None:
             "--concurrency=0",
             "--no-langgraph",
             "--no-floor",
+            "--no-cold",
             f"--output={tmp_path / 'turns.json'}",
         ]
     )
