@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +41,9 @@ def random_text(rng: random.Random, min_words: int = 10, max_words: int = 40) ->
 def run_fast(coro: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run` on uvloop when it is installed (it comes with `uvicorn[standard]`): the
     load generator and the mock upstream then cost less CPU next to the servers they test."""
+    # SIGTERM (e.g. `kill <pid>`) as Ctrl-C: the run is cancelled and its servers, scratch
+    # databases and child processes are cleaned up instead of left behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         import uvloop
     except ImportError:  # pragma: no cover

@@ -43,7 +43,7 @@ from bench.common import RESULTS_DIR, run_fast
 from bench.frameworks_targets import TARGETS, Running, start_target
 from bench.loadgen import Connection, RequestRecord, split_url
 from bench.mock_upstream import PROFILES, Profile
-from bench.report import loadavg, machine_info, publish
+from bench.report import loadavg, machine_info, publish, write_results
 from bench.servers import Server, child_server, free_port
 from bench.stats import fmt, format_table, percentile, ratio
 from bench.stores import StoreSkipped
@@ -108,12 +108,18 @@ async def run_tier(target: Running, upstream: Server, tier: int, n: int) -> dict
 
     await target.prepare(tier)
     cpu0, up0, lg0 = target.server.cpu_s(), upstream.cpu_s(), time.process_time()
+    wait0 = target.server.wait_s()
     t0 = time.perf_counter()
     with ResourceSampler(target.server) as rss:
         await asyncio.gather(*(worker(w) for w in range(tier)))
     wall = time.perf_counter() - t0
     cpu1, up1, lg1 = target.server.cpu_s(), upstream.cpu_s(), time.process_time()
-    return summarize_tier(tier, records, wall, rss.peak, cpu1 - cpu0, up1 - up0, lg1 - lg0)
+    wait1 = target.server.wait_s()
+    out = summarize_tier(tier, records, wall, rss.peak, cpu1 - cpu0, up1 - up0, lg1 - lg0)
+    if wait0 is not None and wait1 is not None:
+        # Share of the tier the target's threads were runnable but had no CPU (others had it)
+        out["server_runqueue_wait_pct"] = round(100 * (wait1 - wait0) / wall, 1)
+    return out
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -163,7 +169,11 @@ def summarize_tier(
     return out
 
 
-async def bench_profile(p: Params, profile: Profile, workdir: Path) -> dict[str, Any]:
+async def bench_profile(
+    p: Params, profile: Profile, workdir: Path, results: dict[str, Any]
+) -> dict[str, Any]:
+    """Every target on one profile; after each target the results so far are written to
+    `p.output` (marked `"partial": true`), so an interrupted run keeps what it measured."""
     port = free_port()
     cmd = [sys.executable, "-m", "bench.mock_upstream", "--profile", profile.name]
     cmd += ["--port", str(port)]
@@ -188,14 +198,19 @@ async def bench_profile(p: Params, profile: Profile, workdir: Path) -> dict[str,
                         print(
                             f"  {tier:>5} streams: {r['req_per_s']:>7.1f} req/s, TTFB p50 "
                             f"{fmt(r['ttfb_p50_ms'], 1)} ms, {r['errors']} errors, "
-                            f"{r['peak_rss_mb']:.0f} MB, CPU {fmt(r['server_cpu_pct'], 0)}%",
+                            f"{r['peak_rss_mb']:.0f} MB, CPU {fmt(r['server_cpu_pct'], 0)}%, "
+                            f"run-queue wait {fmt(r.get('server_runqueue_wait_pct'), 0)}%",
                             flush=True,
                         )
+                        if r["errors"]:
+                            print(f"    errors: {r['error_samples']}", flush=True)
                         await asyncio.sleep(1.0)
             except StoreSkipped as exc:
                 print(f"  skipped: {exc}", flush=True)
                 res = {"status": "skipped", "reason": str(exc)}
             out["targets"][name] = res
+            results["profiles"][profile.name] = out
+            write_results(p.output.stem, {**results, "partial": True}, p.output.parent)
     return out
 
 
@@ -219,7 +234,7 @@ def render(results: dict[str, Any]) -> str:
         rows = []
         for name, res in pr["targets"].items():
             if res.get("status") != "ok":
-                rows.append([name, "skipped", *["-"] * 11])
+                rows.append([name, "skipped", *["-"] * 12])
                 continue
             for tier, r in res["tiers"].items():
                 rows.append(
@@ -234,6 +249,7 @@ def render(results: dict[str, Any]) -> str:
                         fmt(r["duration_p50_ms"], 0),
                         fmt(r["peak_rss_mb"], 0),
                         fmt(r["server_cpu_pct"], 0),
+                        fmt(r.get("server_runqueue_wait_pct"), 0),
                         fmt(r["req_per_s_per_server_core"], 1),
                         fmt(r["upstream_cpu_pct"], 0),
                         fmt(r["loadgen_cpu_pct"], 0),
@@ -244,7 +260,8 @@ def render(results: dict[str, Any]) -> str:
             f"Profile {pname}: {prof['chunks']} chunks, first after "
             f"{prof['first_chunk_delay_s'] * 1000:g} ms, then every "
             f"{prof['inter_chunk_delay_s'] * 1000:g} ms (ideal stream {pr['ideal_stream_ms']} ms);"
-            f" CPU% of one core; req/s/core = req/s per core the target used"
+            f" CPU% of one core; wait% = the target runnable without a CPU (machine load);"
+            f" req/s/core = req/s per core the target used"
         )
         parts.append(
             format_table(
@@ -259,6 +276,7 @@ def render(results: dict[str, Any]) -> str:
                     "dur p50",
                     "RSS MB",
                     "CPU%",
+                    "wait%",
                     "req/s/core",
                     "upstr CPU%",
                     "loadgen CPU%",
@@ -339,7 +357,7 @@ async def run(p: Params) -> dict[str, Any]:
     cpus = results["machine"]["cpu_count"] or 1
     with tempfile.TemporaryDirectory(prefix="parley-frameworks-") as tmp:
         for name in p.profiles:
-            pr = await bench_profile(p, PROFILES[name], Path(tmp))
+            pr = await bench_profile(p, PROFILES[name], Path(tmp), results)
             pr["comparisons"] = compare(pr, cpus)
             results["profiles"][name] = pr
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
