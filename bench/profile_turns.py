@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS_DIR, random_text
+from bench.common import random_text
 from bench.report import loadavg, machine_info
 from bench.servers import Server, parley_env, uvicorn_server
 from bench.stats import percentile
@@ -88,6 +88,54 @@ def parse_raw(path: Path) -> list[tuple[list[str], int]]:
     return out
 
 
+# Buckets the optimisation phase acts on: label -> frame fragments. A sample counts once
+# per bucket when any frame of its stack contains one of the fragments (inclusive), or,
+# for a fragment starting with "self:", when its innermost frame does (self time).
+BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("SQLite executing (aiosqlite worker thread)", ("Connection._execute (aiosqlite",)),
+    ("aiosqlite thread hand-off", ("_connection_worker_thread", "Condition.notify")),
+    ("SQLAlchemy statement build + compile + cache key", ("(sqlalchemy/sql/",)),
+    ("SQLAlchemy engine/result/pool", ("(sqlalchemy/engine/", "(sqlalchemy/pool/")),
+    ("SQLAlchemy greenlet bridge (self)", ("self:greenlet_spawn", "self:await_only")),
+    ("asyncpg", ("(asyncpg/",)),
+    ("redis-py", ("(redis/",)),
+    ("pydantic (validate + dump)", ("(pydantic/", "(pydantic_core/")),
+    ("json encode/decode", ("(json/",)),
+    ("store.get_conversation", ("get_conversation (app/stores/",)),
+    ("store.append_messages", ("append_messages (app/stores/",)),
+    ("context window (ContextBuilder.build)", ("ContextBuilder.build",)),
+    ("message cache walk", ("MessageCache.walk",)),
+    ("pack lookup + prompt render", ("(app/packs/",)),
+    ("coordination (locks, run log, idempotency)", ("(app/coordination/",)),
+    (
+        "FastAPI request parsing + response serialization",
+        (
+            "solve_dependencies",
+            "serialize_response",
+            "_prepare_response_content",
+            "request_body_to_args",
+            "jsonable_encoder",
+        ),
+    ),
+    ("SSE / JSONResponse rendering", ("(sse_starlette/", "JSONResponse.render")),
+    ("uvicorn HTTP protocol (self)", ("self:(uvicorn/protocols/", "self:httptools")),
+    ("event loop itself (uvloop native, in Runner.run; self)", ("self:Runner.run (asyncio",)),
+)
+
+
+def bucket_shares(stacks: list[tuple[list[str], int]], total: int) -> list[tuple[str, float]]:
+    counts: Counter[str] = Counter()
+    for frames, n in stacks:
+        for label, fragments in BUCKETS:
+            inclusive = [f for f in fragments if not f.startswith("self:")]
+            leaf = [f.removeprefix("self:") for f in fragments if f.startswith("self:")]
+            if any(frag in f for f in frames for frag in inclusive) or any(
+                frag in frames[-1] for frag in leaf
+            ):
+                counts[label] += n
+    return [(label, round(100 * counts[label] / total, 1)) for label, _ in BUCKETS]
+
+
 def profile_summary(path: Path, turns: int, top: int = 25) -> dict[str, Any]:
     """Self and inclusive shares by library and by function (of GIL-held samples)."""
     by_lib_self: Counter[str] = Counter()
@@ -95,7 +143,8 @@ def profile_summary(path: Path, turns: int, top: int = 25) -> dict[str, Any]:
     fn_self: Counter[str] = Counter()
     fn_incl: Counter[str] = Counter()
     total = 0
-    for frames, n in parse_raw(path):
+    stacks = parse_raw(path)
+    for frames, n in stacks:
         total += n
         by_lib_self[library_of(frames[-1])] += n
         fn_self[frames[-1]] += n
@@ -113,6 +162,7 @@ def profile_summary(path: Path, turns: int, top: int = 25) -> dict[str, Any]:
     return {
         "samples": total,
         "turns": turns,
+        "buckets_inclusive_pct": bucket_shares(stacks, total),
         "self_by_library_pct": share(by_lib_self, top),
         "inclusive_by_library_pct": share(by_lib_incl, top),
         "inclusive_functions_pct": share(fn_incl, top),
@@ -126,13 +176,14 @@ def render_profile(s: Mapping[str, Any], top: int = 15) -> str:
         return "(no samples)"
     lines = [f"{s['samples']} samples with the GIL held over {s['turns']} turns"]
     for key, label in (
+        ("buckets_inclusive_pct", "where the CPU goes (inclusive buckets; they overlap)"),
         ("self_by_library_pct", "self time by library"),
         ("inclusive_by_library_pct", "inclusive time by library (a stack counts once)"),
         ("app_inclusive_functions_pct", "application functions, inclusive"),
         ("self_functions_pct", "hottest functions, self"),
     ):
         lines.append(f"{label}:")
-        lines += [f"  {pct:5.1f}%  {name}" for name, pct in s[key][:top]]
+        lines += [f"  {pct:5.1f}%  {name}" for name, pct in s[key][: max(top, 20)]]
     return "\n".join(lines)
 
 
@@ -245,7 +296,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--server-env", action="append", default=[], metavar="PARLEY_X=VALUE")
+    ap.add_argument(
+        "--resummarize",
+        action="store_true",
+        help="only re-read --py-spy into the existing --json (no run)",
+    )
     a = ap.parse_args(argv)
+    if a.resummarize:
+        if not (a.py_spy and a.json):
+            ap.error("--resummarize needs --py-spy RAW and --json FILE")
+        result = json.loads(a.json.read_text())
+        result["profile"] = profile_summary(a.py_spy, result.get("turns", a.turns))
+        a.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(render_profile(result["profile"]))
+        return 0
     result = {"machine": machine_info(), **asyncio.run(main_async(a))}
     if a.py_spy and a.py_spy.exists():
         result["profile"] = profile_summary(a.py_spy, a.turns)
@@ -258,8 +322,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {a.json}")
     return 0
 
-
-DEFAULT_JSON_DIR = RESULTS_DIR / "provisional"
 
 if __name__ == "__main__":
     sys.exit(main())

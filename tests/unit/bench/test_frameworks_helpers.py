@@ -171,6 +171,9 @@ def test_profile_summary_attributes_self_and_inclusive_time(tmp_path: Path) -> N
     assert dict(s["inclusive_by_library_pct"])["app"] == 100.0
     assert dict(s["app_inclusive_functions_pct"]) == {"turn (app/manager/turns.py)": 100.0}
     assert library_of("x (/v/site-packages/pydantic_core/core.py)") == "pydantic"
+    buckets = dict(s["buckets_inclusive_pct"])
+    assert buckets["SQLAlchemy engine/result/pool"] == 75.0
+    assert buckets["SQLAlchemy greenlet bridge (self)"] == 0.0
 
 
 def test_process_tree_and_rss_of_this_process() -> None:
