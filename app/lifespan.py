@@ -20,6 +20,14 @@ from app.providers.pricing import PriceTable
 from app.settings import Settings
 from app.stores.factory import create_store
 from app.stores.sqlite_owner import claim_sqlite_file
+from app.tools import (
+    EMPTY,
+    CheckedRuntimeConfig,
+    RuntimeConfigError,
+    ToolRegistry,
+    build_registry,
+    load_runtime_config,
+)
 
 log = logging.getLogger("parley")
 
@@ -27,6 +35,40 @@ log = logging.getLogger("parley")
 class AppState(TypedDict):
     manager: ConversationManager
     settings: Settings
+    tools: ToolRegistry
+
+
+async def load_tools_config(settings: Settings) -> CheckedRuntimeConfig:
+    """The checked `PARLEY_RUNTIME_CONFIG` (read and checked in a thread), or nothing.
+    A bad file raises `RuntimeConfigError` naming every problem: start-up stops."""
+    if settings.runtime_config is None:
+        return EMPTY
+    try:
+        config = await asyncio.to_thread(load_runtime_config, settings.runtime_config)
+    except RuntimeConfigError as exc:
+        log.error("%s", exc)
+        raise
+    warning = config.unapplied_warning()
+    if warning:
+        log.warning("%s", warning)
+    for line in config.warnings:
+        log.warning("RuntimeConfig: %s", line)
+    return config
+
+
+def effective_settings(settings: Settings, config: CheckedRuntimeConfig) -> Settings:
+    """As PromptKit does, the first RuntimeConfig provider is the default provider unless
+    `PARLEY_DEFAULT_PROVIDER` names one."""
+    if settings.default_provider is None and config.providers:
+        return settings.model_copy(update={"default_provider": config.providers[0].id})
+    return settings
+
+
+def price_table(settings: Settings, config: CheckedRuntimeConfig) -> PriceTable:
+    """Built-in prices, `PARLEY_PRICING`, then each RuntimeConfig provider's `pricing`
+    for its model."""
+    configured = {p.model: p.pricing for p in config.providers if p.pricing is not None}
+    return PriceTable({**settings.pricing, **configured})
 
 
 def redacted(url: str) -> str:
@@ -56,33 +98,43 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
         )
         coordinator: Coordinator | None = None
         manager: ConversationManager | None = None
+        tools: ToolRegistry | None = None
         try:
-            coordinator = build_coordinator(settings, store)
+            tools_config = await load_tools_config(settings)
+            effective = effective_settings(settings, tools_config)
+            coordinator = build_coordinator(effective, store)
             packs = PackRegistry()
-            problems = await packs.load_dir(settings.packs_dir)
-            providers = await asyncio.to_thread(build_providers, settings, http)
+            problems = await packs.load_dir(effective.packs_dir)
+            providers = await asyncio.to_thread(
+                build_providers, effective, http, tools_config.providers
+            )
+            tools = build_registry(tools_config, effective)
+            await tools.start()
             manager = ConversationManager(
-                settings=settings,
+                settings=effective,
                 store=store,
                 packs=packs,
                 providers=providers,
-                prices=PriceTable(settings.pricing),
+                prices=price_table(effective, tools_config),
                 coordinator=coordinator,
             )
             await manager.start()
             log.info(
-                "parley ready: store=%s provider=%s auth=%s packs=%d (%d skipped)",
-                redacted(settings.state_url),
-                settings.resolved_provider(),
-                settings.auth
-                + (" (no API keys: serve on 127.0.0.1 only)" if settings.auth == "none" else ""),
+                "parley ready: store=%s provider=%s auth=%s packs=%d (%d skipped) %s",
+                redacted(effective.state_url),
+                effective.resolved_provider(),
+                effective.auth
+                + (" (no API keys: serve on 127.0.0.1 only)" if effective.auth == "none" else ""),
                 len(packs),
                 len(problems),
+                tools.summary(),
             )
-            yield {"manager": manager, "settings": settings}
+            yield {"manager": manager, "settings": effective, "tools": tools}
         finally:
             if manager is not None:
                 await manager.close()
+            if tools is not None:
+                await tools.aclose()
             if coordinator is not None:
                 await coordinator.close()
             await store.close()

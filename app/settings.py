@@ -6,6 +6,7 @@ existing deployment or a local OpenAI-compatible server works without renaming a
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -69,6 +70,14 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API (CORS). Empty: no CORS headers at all.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Tools (DESIGN §12): the RuntimeConfig binding pack tools to implementations, and the
+    # limits every tool call runs under.
+    runtime_config: Path | None = None
+    tool_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tool_max_result_bytes: int = Field(default=65536, gt=0)
+    tool_max_concurrent_calls: int = Field(default=8, ge=1)
+    tool_timeout_s: float = Field(default=30.0, gt=0)
+
     run_event_retention_s: float = Field(default=3600.0, gt=0)
     sse_ping_s: float = Field(default=15.0, gt=0)
 
@@ -89,7 +98,12 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "default_ttl_s", "mock_scenarios", "default_provider", "default_model", mode="before"
+        "default_ttl_s",
+        "mock_scenarios",
+        "default_provider",
+        "default_model",
+        "runtime_config",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
@@ -125,6 +139,24 @@ class Settings(BaseSettings):
                     f"{origin!r} is not an origin: use scheme://host[:port] "
                     "(no path, no trailing slash) or '*'"
                 )
+        return v
+
+    @field_validator("tool_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, v: Any) -> Any:
+        """A comma-separated list (or a JSON list) of CIDRs, each checked here."""
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                v = json.loads(v)
+            else:
+                v = [part.strip() for part in v.split(",") if part.strip()]
+        if isinstance(v, list):
+            for cidr in v:
+                try:
+                    ipaddress.ip_network(str(cidr), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{cidr!r} is not a CIDR network: {exc}") from None
         return v
 
     def resolved_provider(self) -> str:

@@ -2,7 +2,8 @@
 
 A prompt's `tools` entries name pack tools; an entry ending in `*` is a prefix wildcard
 (`crm_*`, or `*` for every tool). `tool_policy.blocklist` entries use the same syntax and
-win over `tools`.
+win over `tools`. Entries starting with `mcp__` name tools of MCP servers
+(`mcp__<server>__<tool>`, or `mcp__<server>__*`); the tool registry resolves them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from app.packs.models import Prompt, PromptPack, Tool
+
+MCP_PREFIX = "mcp__"
 
 
 def name_matches(pattern: str, name: str) -> bool:

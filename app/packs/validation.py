@@ -1,7 +1,8 @@
 """`parse_pack`: schema validation plus semantic checks, reported together.
 
 Semantic checks (beyond what the JSON Schema can express):
-- every entry of a prompt's `tools` selects at least one pack tool (`prefix*` allowed);
+- every entry of a prompt's `tools` selects at least one pack tool (`prefix*` allowed),
+  except `mcp__...` entries: they name MCP server tools, known only when servers connect;
 - a pack tool's `name` equals its key (prompts reference keys, models call names);
 - every `{{fragment:name}}` include names a declared fragment; includes are acyclic and at
   most `templates.MAX_FRAGMENT_DEPTH` deep;
@@ -33,7 +34,7 @@ from app.packs.templates import (
     expand_fragment,
     fragment_refs,
 )
-from app.packs.tools import matching_tool_names
+from app.packs.tools import MCP_PREFIX, matching_tool_names
 from app.packs.variables import value_problems
 
 ErrorItem = dict[str, Any]
@@ -136,6 +137,8 @@ def _prompt_errors(
                 errors.extend(_include_errors(where, override.get(key), fragments))
     tools = prompt.get("tools")
     for i, entry in enumerate(tools) if isinstance(tools, list) else ():
+        if isinstance(entry, str) and entry.startswith(MCP_PREFIX):
+            continue
         if isinstance(entry, str) and not matching_tool_names(entry, tool_names):
             defined = ", ".join(tool_names) or "none"
             errors.append(

@@ -14,7 +14,7 @@ Response: `event: <type>` / `data: {...}` frames: `message_start` (input usage),
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -285,9 +285,11 @@ class AnthropicProvider(LLMProvider):
         base_url: str = "https://api.anthropic.com",
         default_model: str = "claude-sonnet-4-5",
         idle_timeout_s: float = 30.0,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         self._client = client
         self._api_key = api_key
+        self._extra_headers = dict(extra_headers or {})
         self.base_url = base_url.rstrip("/")
         self.default_model = default_model
         self.idle_timeout_s = idle_timeout_s
@@ -299,6 +301,7 @@ class AnthropicProvider(LLMProvider):
 
     def headers(self) -> dict[str, str]:
         headers = {
+            **self._extra_headers,
             "anthropic-version": API_VERSION,
             "content-type": "application/json",
             "accept": "text/event-stream",

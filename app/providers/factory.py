@@ -1,15 +1,20 @@
-"""Build the process's providers from `Settings`.
+"""Build the process's providers from `Settings` and the RuntimeConfig's `spec.providers`.
 
 `build_providers` is synchronous and cheap, except that it reads the mock scenario file when
 `settings.mock_scenarios` is set: the lifespan runs it with `asyncio.to_thread`.
+RuntimeConfig providers are added under their ids next to the environment-configured ones;
+an id equal to an environment-configured name (`mock`, `openai`, `anthropic`) replaces it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import httpx
 
 from app.providers.anthropic import AnthropicProvider
 from app.providers.base import LLMProvider
+from app.providers.configured import ProviderSpec, build_configured_provider
 from app.providers.mock import MockProvider
 from app.providers.openai import OpenAIProvider
 from app.providers.retry import RetryingProvider
@@ -32,8 +37,13 @@ def openai_enabled(settings: Settings) -> bool:
     return bool(settings.openai_api_key) or base != DEFAULT_OPENAI_BASE_URL
 
 
-def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, LLMProvider]:
-    """`mock` always; `openai` and `anthropic` when configured, each behind retries.
+def build_providers(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    configured: Sequence[ProviderSpec] = (),
+) -> dict[str, LLMProvider]:
+    """`mock` always; `openai` and `anthropic` when configured, each behind retries; then
+    every `configured` (RuntimeConfig) provider under its id.
 
     Raises `ValueError` when the mock scenario file is unreadable or invalid.
     """
@@ -63,4 +73,6 @@ def build_providers(settings: Settings, client: httpx.AsyncClient) -> dict[str, 
             idle_timeout_s=settings.default_timeout_s,
         )
         providers["anthropic"] = RetryingProvider(anthropic, settings.provider_max_retries)
+    for spec in configured:
+        providers[spec.id] = build_configured_provider(spec, settings, client, scenarios)
     return providers

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -250,9 +250,11 @@ class OpenAIProvider(LLMProvider):
         base_url: str,
         default_model: str = "gpt-4o-mini",
         idle_timeout_s: float = 30.0,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         self._client = client
         self._api_key = api_key
+        self._extra_headers = dict(extra_headers or {})
         self.base_url = base_url.rstrip("/")
         self.default_model = default_model
         self.idle_timeout_s = idle_timeout_s
@@ -261,7 +263,8 @@ class OpenAIProvider(LLMProvider):
         return f"OpenAIProvider(base_url={self.base_url!r}, default_model={self.default_model!r})"
 
     def headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        headers = {**self._extra_headers}
+        headers.update({"content-type": "application/json", "accept": "text/event-stream"})
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers

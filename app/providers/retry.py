@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from app.errors import ProviderError
 from app.providers.base import LLMProvider, ProviderEvent, ProviderRequest
+from app.providers.rate import TokenBucket
 
 log = logging.getLogger("parley.providers")
 
@@ -35,6 +36,7 @@ class RetryingProvider(LLMProvider):
         *,
         max_retry_after_s: float = 10.0,
         rng: random.Random | None = None,
+        budget: TokenBucket | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -47,6 +49,7 @@ class RetryingProvider(LLMProvider):
         self.max_retry_after_s = max_retry_after_s
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.budget = budget
 
     def __repr__(self) -> str:
         return f"RetryingProvider({self.inner!r}, max_retries={self.max_retries})"
@@ -75,7 +78,7 @@ class RetryingProvider(LLMProvider):
                 if yielded or not err.retryable or attempt >= self.max_retries:
                     raise
                 delay = self.delay_for(attempt, err)
-                if delay is None:
+                if delay is None or (self.budget is not None and not self.budget.try_take()):
                     raise
                 log.info(
                     "%s: retryable error (%s), retry %d/%d in %.2fs",

@@ -1,0 +1,40 @@
+"""The size limit of what a tool returns to the model (`PARLEY_TOOL_MAX_RESULT_BYTES`).
+
+An output is measured as the model receives it: a string by its UTF-8 bytes, anything else
+as compact JSON. A larger output becomes a string — its first `limit` bytes (cut on a
+character boundary) followed by a note saying it was truncated, so the model knows it saw
+only part of the result.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class TruncatedText(str):
+    """Text an executor already cut to the limit (with its note): not cut again."""
+
+    __slots__ = ()
+
+
+def truncation_note(total: int | None, limit: int) -> str:
+    size = f"{total} bytes" if total is not None else f"more than {limit} bytes"
+    return (
+        f"\n[truncated by Parley: the tool result was {size}; only the first {limit} bytes "
+        "are shown]"
+    )
+
+
+def cap_output(output: Any, limit: int) -> tuple[Any, bool]:
+    """`(output, False)` when it fits, else `(truncated text with a note, True)`."""
+    if isinstance(output, TruncatedText):
+        return str(output), True
+    text = output if isinstance(output, str) else None
+    if text is None:
+        text = json.dumps(output, ensure_ascii=False, separators=(",", ":"), default=str)
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return output, False
+    head = encoded[:limit].decode("utf-8", "ignore")
+    return TruncatedText(head + truncation_note(len(encoded), limit)), True
