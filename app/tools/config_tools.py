@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jmespath
 import jmespath.exceptions
 from jsonschema import Draft7Validator
@@ -290,6 +291,11 @@ def _check_url(template: str, loc: Loc, problems: list[Problem]) -> None:
         problems.append(Problem(loc, "arguments may fill the path and query, not the host"))
     elif not authority or "@" in authority:
         problems.append(Problem(loc, "needs a host (and no user:password@)"))
+    else:
+        try:
+            httpx.URL(template.replace("{{", "").replace("}}", ""))
+        except httpx.InvalidURL as exc:
+            problems.append(Problem(loc, f"not a valid URL: {exc}"))
 
 
 def _request(request: RequestMapping, loc: Loc, problems: list[Problem]) -> HttpRequestMapping:
@@ -349,6 +355,6 @@ def resolve_command(command: str, base_dir: Path) -> str | None:
     if not command:
         return None
     if "/" in command:
-        path = (base_dir / command).resolve()
-        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+        path = os.path.normpath(base_dir / command)  # not resolve(): keep venv symlinks
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
     return shutil.which(command)

@@ -145,7 +145,10 @@ def _is_media(content_type: str) -> bool:
 def _redirected(
     request: MappedRequest, status: int, location: str, origin: httpx.URL
 ) -> MappedRequest:
-    target = httpx.URL(request.url).join(location)
+    try:
+        target = httpx.URL(request.url).join(location)
+    except httpx.InvalidURL as exc:
+        raise ToolFailure(f"redirect to an invalid URL refused: {exc}") from None
     if target.scheme not in ("http", "https"):
         raise ToolFailure(f"redirect to a non-HTTP URL refused ({target.scheme})")
     method, body, headers = request.method, request.body, dict(request.headers)

@@ -101,7 +101,10 @@ def build_request(
             shaped = mapping.body_mapping.search(body_args)
         body = json.dumps(shaped).encode()
         headers["Content-Type"] = "application/json"
-    target = httpx.URL(url)
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ToolFailure(f"the request URL is invalid: {exc}") from None
     if query:
         target = target.copy_merge_params(query)
     return MappedRequest(method=binding.method, url=str(target), headers=headers, body=body)

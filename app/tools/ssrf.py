@@ -64,7 +64,7 @@ class NetworkPolicy:
         candidates = _unwrap(address)
         if any(ip in net for ip in candidates for net in self.allowed):
             return None
-        for ip in candidates:
+        for ip in reversed(candidates):  # an embedded IPv4 address names the reason best
             reason = _private_reason(ip)
             if reason is not None:
                 return reason
@@ -112,6 +112,8 @@ def parse_ip_literal(host: str) -> IPAddress | None:
     text = host.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
+    if text.endswith(".") and not text.endswith(".."):
+        text = text[:-1]  # "127.0.0.1." is still 127.0.0.1 to a resolver
     try:
         return ipaddress.ip_address(text)
     except ValueError:
