@@ -3,6 +3,7 @@
     parley serve [--host H] [--port P] [--reload]
     parley chat CONVERSATION_ID [--url URL] [--api-key KEY] [--create ...]
     parley pack validate FILE...
+    parley config check FILE
 
 Importing this module does no I/O and imports nothing heavy: each command imports what it
 needs when it runs (`app.cli_chat` holds the chat client).
@@ -86,6 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
         "them. Prints 'ok FILE (ID VERSION)' or every problem; exits with 1 if any is invalid.",
     )
     validate.add_argument("files", nargs="+", metavar="FILE", type=Path)
+
+    config = commands.add_parser(
+        "config", help="RuntimeConfig tools", description="RuntimeConfig tools."
+    )
+    config_commands = config.add_subparsers(
+        dest="config_command", metavar="CONFIG_COMMAND", required=True
+    )
+    check = config_commands.add_parser(
+        "check",
+        help="check a RuntimeConfig file (PARLEY_RUNTIME_CONFIG)",
+        description="Check a PromptKit RuntimeConfig file exactly as the service does at "
+        "start-up (nothing is started or connected). Prints what it binds, the sections "
+        "Parley does not apply, and every problem; exits with 1 if there is any problem.",
+    )
+    check.add_argument("file", metavar="FILE", type=Path)
     return parser
 
 
@@ -100,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             return _chat(args)
         if args.command == "pack" and args.pack_command == "validate":
             return validate_packs(args.files, out=sys.stdout)
+        if args.command == "config" and args.config_command == "check":
+            return check_config(args.file, out=sys.stdout)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
@@ -181,6 +199,43 @@ def validate_packs(files: Sequence[Path], *, out: TextIO) -> int:
         for warning in pack_warnings(pack):
             print(f"{file}: {_loc(warning.get('loc', []))}: warning: {warning['msg']}", file=out)
     return 1 if failed else 0
+
+
+# --- config check ------------------------------------------------------------------------
+
+
+def check_config(file: Path, *, out: TextIO) -> int:
+    """Check a RuntimeConfig with `app.tools.check_runtime_config`; 0 if it can be applied."""
+    from app.tools import check_runtime_config
+
+    config = check_runtime_config(file)
+    for problem in config.problems:
+        print(f"{file}: {problem}", file=out)
+    if config.problems:
+        print(f"{file}: {len(config.problems)} problems; the service would not start", file=out)
+        return 1
+    print(f"ok {file}" + (f" ({config.name})" if config.name else ""), file=out)
+    for name, tool in sorted(config.tools.items()):
+        extra = " (needs approval)" if tool.approval else ""
+        print(f"  tool {name}: {tool.mode}{extra}", file=out)
+    for server in config.mcp_servers:
+        target = server.url or " ".join([server.command or "", *server.args])
+        print(f"  mcp server {server.name}: {server.transport} {target}", file=out)
+    for provider in config.providers:
+        price = ""
+        if provider.pricing is not None:
+            price = (
+                f", ${provider.pricing.input_per_mtok:g}/${provider.pricing.output_per_mtok:g}"
+                " per Mtok"
+                + (f" (as of {provider.pricing_correct_at})" if provider.pricing_correct_at else "")
+            )
+        print(f"  provider {provider.id}: {provider.type} {provider.model}{price}", file=out)
+    for line in config.warnings:
+        print(f"{file}: warning: {line}", file=out)
+    unapplied = config.unapplied_warning()
+    if unapplied:
+        print(f"{file}: warning: {unapplied}", file=out)
+    return 0
 
 
 def _loc(loc: Sequence[Any]) -> str:

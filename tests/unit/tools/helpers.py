@@ -24,8 +24,11 @@ LOOPBACK_HOSTS = {"127.0.0.1", "::1"}
 
 
 def document(spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "promptkit.altairalabs.ai/v1alpha1", "kind": "RuntimeConfig",
-            "spec": spec}
+    return {
+        "apiVersion": "promptkit.altairalabs.ai/v1alpha1",
+        "kind": "RuntimeConfig",
+        "spec": spec,
+    }
 
 
 def checked(
@@ -42,8 +45,11 @@ def problems(spec: dict[str, Any], *, env: dict[str, str] | None = None) -> list
 
 
 def settings(**values: Any) -> Settings:
-    base: dict[str, Any] = {"openai_api_key": None, "anthropic_api_key": None,
-                            "tool_allowed_networks": []}
+    base: dict[str, Any] = {
+        "openai_api_key": None,
+        "anthropic_api_key": None,
+        "tool_allowed_networks": [],
+    }
     return Settings(**{**base, **values})
 
 
@@ -58,17 +64,24 @@ def pack_with(
     blocklist: Sequence[str] = (),
 ) -> PromptPack:
     prompt: dict[str, Any] = {
-        "id": "main", "name": "Main", "version": "1.0.0",
-        "system_template": "You help.", "tools": list(prompt_tools),
+        "id": "main",
+        "name": "Main",
+        "version": "1.0.0",
+        "system_template": "You help.",
+        "tools": list(prompt_tools),
     }
     if blocklist:
         prompt["tool_policy"] = {"blocklist": list(blocklist)}
-    return parse_pack({
-        "id": "tool-test", "name": "Tool test", "version": "1.0.0",
-        "template_engine": {"version": "v1", "syntax": "{{variable}}"},
-        "prompts": {"main": prompt},
-        "tools": {n: {"name": n, **t} for n, t in tools.items()},
-    })
+    return parse_pack(
+        {
+            "id": "tool-test",
+            "name": "Tool test",
+            "version": "1.0.0",
+            "template_engine": {"version": "v1", "syntax": "{{variable}}"},
+            "prompts": {"main": prompt},
+            "tools": {n: {"name": n, **t} for n, t in tools.items()},
+        }
+    )
 
 
 class NoConnectBackend(httpcore.AsyncNetworkBackend):

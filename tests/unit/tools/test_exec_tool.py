@@ -21,8 +21,11 @@ def exec_tool(mode: str, *extra: str, **binding: Any) -> dict[str, Any]:
 
 
 def tools_for(spec: dict[str, Any], **values: Any) -> ToolRegistry:
-    return registry(checked({"tools": spec}), settings=settings(**values),
-                    environ={"TOOL_TOKEN": "t-1", "OTHER_SECRET": "nope", "PATH": "/usr/bin"})
+    return registry(
+        checked({"tools": spec}),
+        settings=settings(**values),
+        environ={"TOOL_TOKEN": "t-1", "OTHER_SECRET": "nope", "PATH": "/usr/bin"},
+    )
 
 
 def one_pack(*names: str) -> Any:

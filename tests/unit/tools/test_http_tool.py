@@ -41,20 +41,39 @@ def loopback_registry(spec: dict[str, Any], **values: Any) -> ToolRegistry:
 
 
 async def test_get_weather_request_is_mapped_and_the_response_filtered(peer: HttpPeer) -> None:
-    peer.handler = lambda r: (200, {}, json.dumps({
-        "current": {"temp_c": 21, "summary": "sunny", "station": "LFPG"},
-        "internal": "do not show",
-    }).encode())
-    tools = loopback_registry({"tools": {"get_weather": {"http": {
-        "url": peer.url + "/v1/weather/{{.country}}",
-        "method": "GET",
-        "headers": {"X-Static": "fixed"},
-        "headers_from_env": ["X-Api-Key=WEATHER_KEY"],
-        "timeout_ms": 5000,
-        "request": {"query_params": ["city"], "static_query": {"units": "metric"},
-                    "static_headers": {"X-Client": "parley"}},
-        "response": {"body_mapping": "{temp: current.temp_c, summary: current.summary}"},
-    }}}})
+    peer.handler = lambda r: (
+        200,
+        {},
+        json.dumps(
+            {
+                "current": {"temp_c": 21, "summary": "sunny", "station": "LFPG"},
+                "internal": "do not show",
+            }
+        ).encode(),
+    )
+    tools = loopback_registry(
+        {
+            "tools": {
+                "get_weather": {
+                    "http": {
+                        "url": peer.url + "/v1/weather/{{.country}}",
+                        "method": "GET",
+                        "headers": {"X-Static": "fixed"},
+                        "headers_from_env": ["X-Api-Key=WEATHER_KEY"],
+                        "timeout_ms": 5000,
+                        "request": {
+                            "query_params": ["city"],
+                            "static_query": {"units": "metric"},
+                            "static_headers": {"X-Client": "parley"},
+                        },
+                        "response": {
+                            "body_mapping": "{temp: current.temp_c, summary: current.summary}"
+                        },
+                    }
+                }
+            }
+        }
+    )
     toolset = tools.toolset(fixture_pack(WEATHER_PACK), "assistant")
     bound = toolset.get("get_weather")
     assert bound is not None and bound.mode == "live" and bound.runs_on_server
@@ -74,16 +93,24 @@ async def test_get_weather_request_is_mapped_and_the_response_filtered(peer: Htt
 
 
 async def test_post_body_mapping_static_body_exclude_and_header_params(peer: HttpPeer) -> None:
-    tools = loopback_registry({"tools": {"lookup_user": {"http": {
-        "url": peer.url + "/users/search",
-        "method": "POST",
-        "request": {
-            "header_params": {"X-Trace": "trace-{{.trace}}"},
-            "exclude": ["debug"],
-            "static_body": {"source": "parley"},
-            "body_mapping": "{query: {full_name: name}, origin: source}",
-        },
-    }}}})
+    tools = loopback_registry(
+        {
+            "tools": {
+                "lookup_user": {
+                    "http": {
+                        "url": peer.url + "/users/search",
+                        "method": "POST",
+                        "request": {
+                            "header_params": {"X-Trace": "trace-{{.trace}}"},
+                            "exclude": ["debug"],
+                            "static_body": {"source": "parley"},
+                            "body_mapping": "{query: {full_name: name}, origin: source}",
+                        },
+                    }
+                }
+            }
+        }
+    )
     pack = pack_with({"lookup_user": {"description": "Find a user"}}, ["lookup_user"])
     toolset = tools.toolset(pack, "main")
     outcome = await toolset.execute(
@@ -98,10 +125,14 @@ async def test_post_body_mapping_static_body_exclude_and_header_params(peer: Htt
 
 
 async def test_without_mapping_get_sends_query_and_post_sends_json(peer: HttpPeer) -> None:
-    tools = loopback_registry({"tools": {
-        "q": {"http": {"url": peer.url + "/q", "method": "GET"}},
-        "b": {"http": {"url": peer.url + "/b/{{.id}}"}},  # method defaults to POST
-    }})
+    tools = loopback_registry(
+        {
+            "tools": {
+                "q": {"http": {"url": peer.url + "/q", "method": "GET"}},
+                "b": {"http": {"url": peer.url + "/b/{{.id}}"}},  # method defaults to POST
+            }
+        }
+    )
     pack = pack_with({"q": {"description": "q"}, "b": {"description": "b"}}, ["q", "b"])
     toolset = tools.toolset(pack, "main")
     await toolset.execute("q", {"n": 2, "flag": True, "name": "a b"})
@@ -120,11 +151,13 @@ async def test_http_errors_non_json_and_redaction(peer: HttpPeer) -> None:
         "/secret": (200, {}, b'{"name": "x", "token": "s3cr3t"}'),
     }
     peer.handler = lambda r: replies[r.path]
-    spec = {"tools": {
-        "missing": {"http": {"url": peer.url + "/missing", "method": "GET"}},
-        "text": {"http": {"url": peer.url + "/text", "method": "GET"}},
-        "secret": {"http": {"url": peer.url + "/secret", "method": "GET", "redact": ["token"]}},
-    }}
+    spec = {
+        "tools": {
+            "missing": {"http": {"url": peer.url + "/missing", "method": "GET"}},
+            "text": {"http": {"url": peer.url + "/text", "method": "GET"}},
+            "secret": {"http": {"url": peer.url + "/secret", "method": "GET", "redact": ["token"]}},
+        }
+    }
     tools = loopback_registry(spec)
     pack = pack_with({n: {"description": n} for n in spec["tools"]}, list(spec["tools"]))
     toolset = tools.toolset(pack, "main")
@@ -139,14 +172,22 @@ async def test_http_errors_non_json_and_redaction(peer: HttpPeer) -> None:
 
 async def test_large_responses_are_cut_with_a_note_or_refused_when_mapped(peer: HttpPeer) -> None:
     peer.handler = lambda r: (200, {}, json.dumps({"data": "x" * 5000}).encode())
-    spec = {"tools": {
-        "plain": {"http": {"url": peer.url + "/p", "method": "GET"}},
-        "mapped": {"http": {"url": peer.url + "/m", "method": "GET",
-                            "response": {"body_mapping": "data"}}},
-    }}
+    spec = {
+        "tools": {
+            "plain": {"http": {"url": peer.url + "/p", "method": "GET"}},
+            "mapped": {
+                "http": {
+                    "url": peer.url + "/m",
+                    "method": "GET",
+                    "response": {"body_mapping": "data"},
+                }
+            },
+        }
+    }
     tools = loopback_registry(spec, tool_max_result_bytes=1000)
-    pack = pack_with({"plain": {"description": "p"}, "mapped": {"description": "m"}},
-                     ["plain", "mapped"])
+    pack = pack_with(
+        {"plain": {"description": "p"}, "mapped": {"description": "m"}}, ["plain", "mapped"]
+    )
     toolset = tools.toolset(pack, "main")
     plain = await toolset.execute("plain", {})
     mapped = await toolset.execute("mapped", {})
@@ -158,10 +199,19 @@ async def test_large_responses_are_cut_with_a_note_or_refused_when_mapped(peer: 
 
 async def test_multimodal_binary_response_is_a_clear_tool_error(peer: HttpPeer) -> None:
     peer.handler = lambda r: (200, {"content-type": "image/png"}, b"\x89PNG\r\n")
-    tools = loopback_registry({"tools": {"snap": {"http": {
-        "url": peer.url + "/snap", "method": "GET",
-        "multimodal": {"enabled": True, "accept_types": ["image/png"]},
-    }}}})
+    tools = loopback_registry(
+        {
+            "tools": {
+                "snap": {
+                    "http": {
+                        "url": peer.url + "/snap",
+                        "method": "GET",
+                        "multimodal": {"enabled": True, "accept_types": ["image/png"]},
+                    }
+                }
+            }
+        }
+    )
     toolset = tools.toolset(pack_with({"snap": {"description": "s"}}, ["snap"]), "main")
     outcome = await toolset.execute("snap", {})
     await tools.aclose()
@@ -175,8 +225,13 @@ async def test_timeout_is_a_tool_error_within_the_deadline(peer: HttpPeer) -> No
         return (200, {}, b"{}")
 
     peer.handler = slow
-    tools = loopback_registry({"tools": {"slow": {"http": {
-        "url": peer.url + "/slow", "method": "GET", "timeout_ms": 300}}}})
+    tools = loopback_registry(
+        {
+            "tools": {
+                "slow": {"http": {"url": peer.url + "/slow", "method": "GET", "timeout_ms": 300}}
+            }
+        }
+    )
     toolset = tools.toolset(pack_with({"slow": {"description": "s"}}, ["slow"]), "main")
     outcome = await toolset.execute("slow", {})
     await tools.aclose()
@@ -187,9 +242,19 @@ async def test_timeout_is_a_tool_error_within_the_deadline(peer: HttpPeer) -> No
 async def test_cross_origin_redirect_drops_configured_headers() -> None:
     async with http_peer() as first, http_peer() as second:
         first.handler = lambda r: (307, {"location": f"http://localhost:{second.port}/next"}, b"")
-        tools = loopback_registry({"tools": {"r": {"http": {
-            "url": first.url + "/start", "method": "GET",
-            "headers_from_env": ["X-Api-Key=WEATHER_KEY"]}}}})
+        tools = loopback_registry(
+            {
+                "tools": {
+                    "r": {
+                        "http": {
+                            "url": first.url + "/start",
+                            "method": "GET",
+                            "headers_from_env": ["X-Api-Key=WEATHER_KEY"],
+                        }
+                    }
+                }
+            }
+        )
         toolset = tools.toolset(pack_with({"r": {"description": "r"}}, ["r"]), "main")
         outcome = await toolset.execute("r", {})
         await tools.aclose()
@@ -199,10 +264,13 @@ async def test_cross_origin_redirect_drops_configured_headers() -> None:
 
 
 async def test_missing_url_argument_and_invalid_arguments_are_tool_errors(peer: HttpPeer) -> None:
-    tools = loopback_registry({"tools": {"get_weather": {"http": {
-        "url": peer.url + "/w/{{.country}}", "method": "GET"}}}})
+    tools = loopback_registry(
+        {"tools": {"get_weather": {"http": {"url": peer.url + "/w/{{.country}}", "method": "GET"}}}}
+    )
     toolset = tools.toolset(fixture_pack(WEATHER_PACK), "assistant")
     invalid = await toolset.execute("get_weather", {"city": "Paris"})
     await tools.aclose()
-    assert invalid.is_error and "invalid arguments" in invalid.output and "country" in invalid.output
+    assert (
+        invalid.is_error and "invalid arguments" in invalid.output and "country" in invalid.output
+    )
     assert peer.requests == []

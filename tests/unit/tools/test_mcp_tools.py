@@ -20,8 +20,13 @@ SERVER = str(PEERS / "mcp_server.py")
 
 
 def stdio_server(**extra: Any) -> dict[str, Any]:
-    return {"name": "weather", "command": PYTHON, "args": [SERVER, "stdio"],
-            "tool_filter": {"blocklist": ["secret_*"]}, **extra}
+    return {
+        "name": "weather",
+        "command": PYTHON,
+        "args": [SERVER, "stdio"],
+        "tool_filter": {"blocklist": ["secret_*"]},
+        **extra,
+    }
 
 
 async def started(spec: dict[str, Any]) -> ToolRegistry:
@@ -47,8 +52,13 @@ async def test_stdio_tools_are_discovered_filtered_and_selected_by_wildcard(
 ) -> None:
     toolset = stdio_tools.toolset(WILDCARD_PACK, "main")
     names = [t.name for t in toolset]
-    assert set(names) == {"mcp__weather__get_weather", "mcp__weather__echo",
-                          "mcp__weather__fail", "mcp__weather__nothing", "mcp__weather__die"}
+    assert set(names) == {
+        "mcp__weather__get_weather",
+        "mcp__weather__echo",
+        "mcp__weather__fail",
+        "mcp__weather__nothing",
+        "mcp__weather__die",
+    }
     spec = toolset.get("mcp__weather__get_weather").spec  # type: ignore[union-attr]
     assert spec.description == "Get current weather for a city"
     assert set(spec.parameters["required"]) == {"city", "country"}
@@ -67,21 +77,31 @@ async def test_tool_errors_and_invalid_arguments(stdio_tools: ToolRegistry) -> N
 
 
 async def test_exact_names_blocklists_and_mode_mcp_bindings() -> None:
-    tools = await started({
-        "mcp_servers": [stdio_server()],
-        "tools": {"get_weather": {"mode": "mcp"}},
-    })
+    tools = await started(
+        {
+            "mcp_servers": [stdio_server()],
+            "tools": {"get_weather": {"mode": "mcp"}},
+        }
+    )
     try:
         pack = pack_with(
-            {"get_weather": {"description": "Weather", "parameters": {
-                "type": "object", "properties": {"city": {"type": "string"},
-                                                 "country": {"type": "string"}}}}},
+            {
+                "get_weather": {
+                    "description": "Weather",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+                    },
+                }
+            },
             ["get_weather", "mcp__weather__echo", "mcp__weather__*"],
             blocklist=["mcp__weather__die", "mcp__weather__f*"],
         )
         toolset = tools.toolset(pack, "main")
         assert [t.name for t in toolset] == [
-            "get_weather", "mcp__weather__echo", "mcp__weather__get_weather",
+            "get_weather",
+            "mcp__weather__echo",
+            "mcp__weather__get_weather",
             "mcp__weather__nothing",
         ]
         bound = await toolset.execute("get_weather", {"city": "Rome", "country": "IT"})
@@ -110,10 +130,18 @@ async def test_a_dead_server_fails_its_calls_then_reconnects(stdio_tools: ToolRe
 
 async def test_a_server_that_is_down_at_start_up_does_not_stop_the_registry() -> None:
     port = free_port()
-    tools = await started({"mcp_servers": [
-        {"name": "down", "url": f"http://127.0.0.1:{port}/mcp", "transport": "streamable_http",
-         "timeout_ms": 2000},
-    ]})
+    tools = await started(
+        {
+            "mcp_servers": [
+                {
+                    "name": "down",
+                    "url": f"http://127.0.0.1:{port}/mcp",
+                    "transport": "streamable_http",
+                    "timeout_ms": 2000,
+                },
+            ]
+        }
+    )
     try:
         connection = tools.mcp["down"]
         assert not connection.connected and connection.last_error
@@ -146,20 +174,32 @@ def http_mcp_server(transport: str) -> Iterator[int]:
 @pytest.mark.parametrize(
     ("transport", "entry"),
     [
-        ("streamable-http", {"url": "http://127.0.0.1:{port}/mcp", "transport": "streamable_http",
-                             "headers": {"X-Test": "1"}}),
+        (
+            "streamable-http",
+            {
+                "url": "http://127.0.0.1:{port}/mcp",
+                "transport": "streamable_http",
+                "headers": {"X-Test": "1"},
+            },
+        ),
         ("sse", {"url": "http://127.0.0.1:{port}/sse"}),  # url without transport: sse
     ],
 )
 async def test_http_transports(transport: str, entry: dict[str, Any]) -> None:
     with http_mcp_server(transport) as port:
-        server = {"name": "remote", **entry, "url": entry["url"].format(port=port),
-                  "tool_filter": {"allowlist": ["get_weather", "ech*"]}}
+        server = {
+            "name": "remote",
+            **entry,
+            "url": entry["url"].format(port=port),
+            "tool_filter": {"allowlist": ["get_weather", "ech*"]},
+        }
         tools = await started({"mcp_servers": [server]})
         try:
             toolset = tools.toolset(pack_with({}, ["mcp__remote__*"]), "main")
-            assert sorted(t.name for t in toolset) == ["mcp__remote__echo",
-                                                       "mcp__remote__get_weather"]
+            assert sorted(t.name for t in toolset) == [
+                "mcp__remote__echo",
+                "mcp__remote__get_weather",
+            ]
             outcome = await toolset.execute("mcp__remote__echo", {"text": transport})
             assert (outcome.output, outcome.is_error) == (transport, False)
         finally:

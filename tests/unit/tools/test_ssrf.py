@@ -20,10 +20,28 @@ from tests.unit.tools.helpers import (
 from tests.unit.tools.http_peer import http_peer
 
 REFUSED = [
-    "127.0.0.1", "127.8.9.10", "::1", "10.0.0.1", "172.16.0.1", "192.168.1.1",
-    "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254", "fe80::1",
-    "fd12:3456::1", "0.0.0.0", "::", "100.64.0.1", "224.0.0.1", "ff02::1", "192.0.2.1",
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:1::", "64:ff9b::a9fe:a9fe",
+    "127.0.0.1",
+    "127.8.9.10",
+    "::1",
+    "10.0.0.1",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",
+    "169.254.170.2",
+    "100.100.100.200",
+    "fd00:ec2::254",
+    "fe80::1",
+    "fd12:3456::1",
+    "0.0.0.0",
+    "::",
+    "100.64.0.1",
+    "224.0.0.1",
+    "ff02::1",
+    "192.0.2.1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "2002:7f00:1::",
+    "64:ff9b::a9fe:a9fe",
     "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo wrapping 127.0.0.1
 ]
 ALLOWED = ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"]
@@ -57,8 +75,19 @@ def test_allowed_networks_open_only_what_they_name() -> None:
 
 @pytest.mark.parametrize(
     "spelling",
-    ["2130706433", "0x7f000001", "0177.0.0.1", "0x7f.0.0.1", "127.1", "0x7f.1",
-     "017700000001", "127.0.0.1.", "127.000.000.001", "[::1]", "[::ffff:7f00:1]"],
+    [
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "0x7f.0.0.1",
+        "127.1",
+        "0x7f.1",
+        "017700000001",
+        "127.0.0.1.",
+        "127.000.000.001",
+        "[::1]",
+        "[::ffff:7f00:1]",
+    ],
 )
 def test_odd_spellings_of_loopback_parse_as_loopback(spelling: str) -> None:
     ip = parse_ip_literal(spelling)
@@ -81,8 +110,13 @@ async def test_guard_refuses_literals_without_any_dns_lookup() -> None:
 
 
 async def test_guard_refuses_a_name_resolving_to_loopback_and_mixed_answers() -> None:
-    resolver = table_resolver({"evil.test": ["127.0.0.1"], "mixed.test": ["8.8.8.8", "10.0.0.1"],
-                               "ok.test": ["93.184.216.34"]})
+    resolver = table_resolver(
+        {
+            "evil.test": ["127.0.0.1"],
+            "mixed.test": ["8.8.8.8", "10.0.0.1"],
+            "ok.test": ["93.184.216.34"],
+        }
+    )
     guard = AddressGuard(NetworkPolicy(), resolver)
     with pytest.raises(AddressRefused, match="loopback"):
         await guard.resolve("evil.test", 443)
@@ -97,14 +131,24 @@ def _weather_tool(url: str) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "host",
-    ["127.0.0.1", "[::1]", "10.0.0.1", "169.254.169.254", "2130706433", "0x7f000001",
-     "127.1", "evil.test", "metadata.test"],
+    [
+        "127.0.0.1",
+        "[::1]",
+        "10.0.0.1",
+        "169.254.169.254",
+        "2130706433",
+        "0x7f000001",
+        "127.1",
+        "evil.test",
+        "metadata.test",
+    ],
 )
 async def test_live_tool_calls_to_refused_hosts_never_connect(host: str) -> None:
     backend = NoConnectBackend()
     resolver = table_resolver({"evil.test": ["127.0.0.1"], "metadata.test": ["169.254.169.254"]})
-    tools = registry(checked(_weather_tool(f"http://{host}/weather")), network_backend=backend,
-                     resolver=resolver)
+    tools = registry(
+        checked(_weather_tool(f"http://{host}/weather")), network_backend=backend, resolver=resolver
+    )
     toolset = tools.toolset(fixture_pack("sdk__examples__tools__tools.pack.json"), "assistant")
     outcome = await toolset.execute("get_weather", {"city": "Paris", "country": "FR"})
     assert outcome.is_error and "refused to connect" in outcome.output
@@ -132,8 +176,9 @@ async def test_redirect_to_metadata_is_refused_before_connecting() -> None:
 
 async def test_loopback_is_refused_by_default_even_with_a_real_listener() -> None:
     async with http_peer() as peer:
-        tools = registry(checked(_weather_tool(f"{peer.url}/weather")),
-                         network_backend=NoConnectBackend())
+        tools = registry(
+            checked(_weather_tool(f"{peer.url}/weather")), network_backend=NoConnectBackend()
+        )
         toolset = tools.toolset(fixture_pack("sdk__examples__tools__tools.pack.json"), "assistant")
         outcome = await toolset.execute("get_weather", {"city": "Paris", "country": "FR"})
         await tools.aclose()
