@@ -79,7 +79,7 @@ async def http_peer() -> AsyncIterator[HttpPeer]:
     config = uvicorn.Config(peer.app, log_level="warning", lifespan="off", interface="asgi3")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, no event
         await asyncio.sleep(0.01)
     try:
         yield peer

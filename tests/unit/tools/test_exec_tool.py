@@ -87,11 +87,19 @@ def _state(pid: int) -> str:
         return "Z"
 
 
+def _read_pids(pidfile: Path) -> tuple[int, int] | None:
+    text = pidfile.read_text().strip() if pidfile.exists() else ""
+    if not text:
+        return None
+    parent, child = text.split()
+    return int(parent), int(child)
+
+
 async def _wait_pids(pidfile: Path) -> tuple[int, int]:
     for _ in range(200):
-        if pidfile.exists() and pidfile.read_text().strip():
-            parent, child = pidfile.read_text().split()
-            return int(parent), int(child)
+        pids = _read_pids(pidfile)
+        if pids is not None:
+            return pids
         await asyncio.sleep(0.02)
     raise AssertionError("the tool never started")
 

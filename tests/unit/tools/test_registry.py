@@ -65,7 +65,8 @@ async def test_mock_result_and_template() -> None:
                 "tools": {
                     "a": {"mock_result": {"fixed": [1, 2]}},
                     "b": {
-                        "mock_template": '{"order": "{{.order_id}}", "n": {{.n}}, "who": "{{.who.name}}"}'
+                        "mock_template": '{"order": "{{.order_id}}", "n": {{.n}}, '
+                        '"who": "{{.who.name}}"}'
                     },
                     "c": {"mock_template": "plain {{.missing}}"},
                 }
