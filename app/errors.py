@@ -109,6 +109,12 @@ class CheckpointNotFound(NotFound):
     code, title = "checkpoint_not_found", "Checkpoint not found"
 
 
+class MediaNotFound(NotFound):
+    """Unknown media id, or another user's (no existence leak)."""
+
+    code, title = "media_not_found", "Media not found"
+
+
 # --- 409 / 412 ---------------------------------------------------------------------------
 
 
@@ -155,6 +161,16 @@ class MessageTooLarge(ParleyError):
     status, code, title = 413, "message_too_large", "Message too large"
 
 
+class MediaTooLarge(ParleyError):
+    """A media part over the prompt's `max_size_mb` or the service's `PARLEY_MEDIA_MAX_MB`."""
+
+    status, code, title = 413, "media_too_large", "Media too large"
+
+
+class RangeNotSatisfiable(ParleyError):
+    status, code, title = 416, "range_not_satisfiable", "Range not satisfiable"
+
+
 class Unprocessable(ParleyError):
     status, code, title = 422, "unprocessable", "Unprocessable request"
 
@@ -181,6 +197,12 @@ class IdempotencyKeyReused(Unprocessable):
 
 class ContextOverflow(Unprocessable):
     code, title = "context_overflow", "Conversation does not fit the context window"
+
+
+class UnsupportedMedia(Unprocessable):
+    """A media part the prompt's `media` config, the service or the provider does not take."""
+
+    code, title = "unsupported_media", "Unsupported media"
 
 
 class InvalidState(Unprocessable):

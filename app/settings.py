@@ -58,8 +58,11 @@ class Settings(BaseSettings):
     default_timeout_s: float = Field(default=30.0, gt=0)
     turn_lock_timeout_s: float = Field(default=30.0, gt=0)
 
-    media_threshold_kb: int = 100
+    # Media parts up to this size stay inline in the message; larger ones go to the media
+    # store and the message keeps a reference. 0 externalizes everything.
+    media_threshold_kb: int = Field(default=100, ge=0)
     media_policy: Literal["retain", "delete"] = "retain"
+    media_max_mb: int = Field(default=20, gt=0)
     default_ttl_s: int | None = Field(default=None, gt=0)
     sweep_interval_s: float = Field(default=60.0, gt=0)
     max_message_bytes: int = Field(default=1024 * 1024, gt=0)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.domain.media import MediaPolicy
 from app.domain.usage import ConversationUsage
 
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
@@ -61,4 +62,9 @@ class Conversation(BaseModel):
     expires_at: datetime | None = None
     ttl_seconds: int | None = None
     lineage_id: str
+    media_policy: MediaPolicy | None = Field(
+        default=None,
+        description="What happens to media only this conversation's messages reference when "
+        "they are deleted: `retain` or `delete`; null follows PARLEY_MEDIA_POLICY.",
+    )
     version: int = 1

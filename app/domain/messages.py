@@ -19,14 +19,33 @@ class Role(StrEnum):
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
-PartType = Literal["text", "image", "audio", "video", "file"]
+PartType = Literal["text", "image", "audio", "video", "document", "file"]
+MediaDetail = Literal["low", "high", "auto"]
 
 
 class MediaRef(BaseModel):
-    media_id: str | None = None
-    mime_type: str
-    url: str | None = None
+    """The PromptPack `MediaReference` of a media part, as sent and as stored.
+
+    A client sends exactly one source: `base64` (the bytes), `url` (passed to the provider
+    as is) or `media_id` (from `POST /media`), plus optional `mime_type`, `detail`,
+    `caption`. Parley sniffs the type of the bytes (the client's `mime_type` is replaced),
+    then keeps media up to `PARLEY_MEDIA_THRESHOLD_KB` inline (`base64` stays) and
+    externalizes larger media to the media store (only `media_id` stays); either way the
+    stored reference also carries `sha256`, `size_bytes` and, for images, `width` and
+    `height` (which token accounting uses).
+    """
+
+    media_id: str | None = Field(default=None, max_length=100)
+    mime_type: str | None = Field(default=None, max_length=200)
+    url: str | None = Field(default=None, max_length=8192)
+    base64: str | None = None
+    detail: MediaDetail | None = None
+    caption: str | None = Field(default=None, max_length=10_000)
+    filename: str | None = Field(default=None, max_length=255)
     size_bytes: int | None = None
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 class Part(BaseModel):

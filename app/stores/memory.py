@@ -22,11 +22,13 @@ from app.domain import (
     Usage,
     utcnow,
 )
+from app.domain.media import MediaRecord
 from app.errors import (
     Conflict,
     ConversationExists,
     ConversationNotFound,
     HeadConflict,
+    MediaNotFound,
     VersionConflict,
 )
 from app.stores._common import listing_cursor, parse_listing_cursor
@@ -34,6 +36,7 @@ from app.stores.base import (
     ConversationFilter,
     StateStore,
     StoreCapabilities,
+    media_references,
 )
 
 
@@ -68,6 +71,10 @@ class MemoryStore(StateStore):
         self._lineages: dict[str, _Lineage] = {}
         self._checkpoints: dict[str, dict[str, Checkpoint]] = {}
         self._packs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._media: dict[str, MediaRecord] = {}
+        self._media_by_owner: dict[tuple[str, str], str] = {}  # (user, sha256) -> id
+        # media id -> {(lineage id, message id)} of the stored messages referencing it
+        self._media_refs: dict[str, set[tuple[str, str]]] = {}
 
     async def ping(self) -> None:
         return None
@@ -162,6 +169,12 @@ class MemoryStore(StateStore):
         ids = [m.id for m in messages]
         if len(set(ids)) != len(ids) or any(i in lineage.messages for i in ids):
             raise Conflict("A message with this id already exists in the lineage.")
+        refs = media_references(messages)
+        missing = sorted({media_id for _, media_id in refs if media_id not in self._media})
+        if missing:
+            raise MediaNotFound(f"Media {missing[0]!r} not found.")
+        for message_id, media_id in refs:
+            self._media_refs.setdefault(media_id, set()).add((stored.lineage_id, message_id))
         last = messages[-1]
         update: dict[str, object] = {
             "head_message_id": last.id,
@@ -254,6 +267,66 @@ class MemoryStore(StateStore):
         expired = [cid for cid, c in self._conversations.items() if not _live(c, now)]
         return sum(1 for cid in expired if self._reclaim(cid))
 
+    # --- media records and references ----------------------------------------------------
+
+    async def save_media(self, record: MediaRecord) -> MediaRecord:
+        existing = self._media_by_owner.get((record.user_id, record.sha256))
+        if existing is not None:
+            return self._media[existing].model_copy()
+        if record.id in self._media:
+            raise Conflict(f"Media {record.id!r} already exists.")
+        self._media[record.id] = record.model_copy()
+        self._media_by_owner[(record.user_id, record.sha256)] = record.id
+        return record.model_copy()
+
+    async def get_media(self, media_id: str) -> MediaRecord | None:
+        found = self._media.get(media_id)
+        return found.model_copy() if found is not None else None
+
+    async def mark_media_attached(self, media_ids: Sequence[str], *, retain: bool) -> None:
+        for media_id in media_ids:
+            found = self._media.get(media_id)
+            if found is not None:
+                self._media[media_id] = found.model_copy(
+                    update={"attached": True, "retain": found.retain or retain}
+                )
+
+    async def media_in_use(self, sha256: str) -> bool:
+        return any(r.sha256 == sha256 for r in self._media.values())
+
+    async def lineage_media_ids(self, lineage_id: str) -> list[str]:
+        return sorted(
+            media_id
+            for media_id, holders in self._media_refs.items()
+            if any(lineage == lineage_id for lineage, _ in holders)
+        )
+
+    async def collect_media(
+        self, media_ids: Sequence[str], *, force: bool = False
+    ) -> list[MediaRecord]:
+        deleted = []
+        for media_id in dict.fromkeys(media_ids):
+            found = self._media.get(media_id)
+            if found is None or self._media_refs.get(media_id):
+                continue
+            if not force and (not found.attached or found.retain):
+                continue
+            del self._media[media_id]
+            self._media_by_owner.pop((found.user_id, found.sha256), None)
+            deleted.append(found)
+        return deleted
+
+    async def user_media_ids(self, user_id: str) -> list[str]:
+        return sorted(r.id for r in self._media.values() if r.user_id == user_id)
+
+    async def collectable_media_ids(self, *, limit: int) -> list[str]:
+        found = (
+            r.id
+            for r in self._media.values()
+            if r.attached and not r.retain and not self._media_refs.get(r.id)
+        )
+        return [media_id for _, media_id in zip(range(limit), found, strict=False)]
+
     # --- deletion ----------------------------------------------------------------------
 
     def _reclaim(self, conversation_id: str) -> bool:
@@ -273,6 +346,7 @@ class MemoryStore(StateStore):
             return True
         others = [o for o in self._conversations.values() if o.lineage_id == c.lineage_id]
         if not others:
+            self._drop_media_refs(c.lineage_id, lineage.messages.values())
             del self._lineages[c.lineage_id]
             return True
         writers = {o.id for o in others}
@@ -280,10 +354,19 @@ class MemoryStore(StateStore):
         if not candidates:
             return True
         keep = _reachable(lineage, self._keep_points(others))
-        for message_id in candidates:
-            if message_id not in keep:
-                lineage.remove(message_id)
+        gone = [lineage.messages[i] for i in candidates if i not in keep]
+        self._drop_media_refs(c.lineage_id, gone)
+        for message in gone:
+            lineage.remove(message.id)
         return True
+
+    def _drop_media_refs(self, lineage_id: str, messages: Iterable[Message]) -> None:
+        for message_id, media_id in media_references(list(messages)):
+            holders = self._media_refs.get(media_id)
+            if holders is not None:
+                holders.discard((lineage_id, message_id))
+                if not holders:
+                    del self._media_refs[media_id]
 
     def _keep_points(self, others: Iterable[Conversation]) -> list[str]:
         points: list[str] = []

@@ -47,6 +47,12 @@ class LineageKeys:
     tag: str  # "<prefix>{<lineage_id>}:" — per-conversation keys start with it
 
     @property
+    def mrefs(self) -> str:
+        """Zset (scores 0): "<media id>\0<message id>" per media reference of a stored
+        message, written by the append script and removed by the deletion script."""
+        return f"{self.tag}mrefs"
+
+    @property
     def fixed(self) -> list[str]:
         """KEYS[1..5] of every lineage script, in this order."""
         return [self.convs, self.msg, self.par, self.wr, self.kids]
@@ -109,6 +115,30 @@ class RedisKeys:
         """Zset: `exp_member(...)` scored by expires_at in µs, to clean up the other
         indexes after Redis expired a conversation."""
         return f"{self.prefix}idx:exp"
+
+    # --- media records (each its own slot; see `redis_media`) ----------------------------
+
+    def media(self, media_id: str) -> str:
+        """Hash: `r` record JSON, `a` attached, `k` retain, `d` doomed-at ms."""
+        return f"{self.prefix}m:{{{media_id}}}"
+
+    def media_lineages(self, media_id: str) -> str:
+        """Hash, same slot as `media`: lineage id -> "c" (a committed reference may exist
+        there) or "p:<ms>:<token>" (a commit referencing it is in flight)."""
+        return f"{self.prefix}ml:{{{media_id}}}"
+
+    def media_owner(self, user_id: str) -> str:
+        """Hash: sha256 -> the user's media id."""
+        return f"{self.prefix}mu:{{{user_id}}}"
+
+    def media_blob(self, sha256: str) -> str:
+        """Zset: media ids holding these bytes, scored by when the hint was written."""
+        return f"{self.prefix}mb:{{{sha256}}}"
+
+    @property
+    def media_collect(self) -> str:
+        """Zset: attached, non-retained media ids, scored by when to look at them next."""
+        return f"{self.prefix}mc"
 
     # --- uploaded packs --------------------------------------------------------------
 

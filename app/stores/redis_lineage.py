@@ -94,6 +94,7 @@ class LineageOps:
             keys = lk.with_conversation(cid)
             for other in others:
                 keys += [lk.conv(other), lk.cps(other)]
+            keys.append(lk.mrefs)
             reply: list[Any] = await self._scripts.delete(
                 keys=keys, args=[cid, mode, now_us, tok, user, *others]
             )

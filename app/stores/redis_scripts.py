@@ -104,7 +104,8 @@ return {tostring(ev), f[2], f[3], f[1]}
 # Compare-and-set append. Only the new messages are written (HSET of new fields, ZADD of
 # new members); nothing proportional to the history is read or rewritten.
 # ARGV: cid, now_us, expected_head|'', n, count, d_in, d_out, d_tot, d_cost, status|'',
-#       then per message: id, parent|'', writer, json.
+#       then per message: id, parent|'', writer, json; then the media references of the
+#       messages as "<media id>\\0<message id>" members of KEYS[8] (the lineage's `mrefs`).
 # Returns {'OK', HGETALL of the conversation} | {'NOTFOUND'} | {'HEAD'} | {'DUP'}
 APPEND = (
     _LINEAGE_TTL
@@ -134,6 +135,7 @@ for i = 11, last, 4 do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
   redis.call('ZADD', KEYS[5], 0, ARGV[i + 1] .. '\\0' .. ARGV[i])
 end
+for i = last + 4, #ARGV do redis.call('ZADD', KEYS[8], 0, ARGV[i]) end
 redis.call('HSET', conv, 'head', ARGV[last], 'count', ARGV[5], 'upd', ARGV[2])
 redis.call('HINCRBY', conv, 'ver', 1)
 redis.call('HINCRBY', conv, 'in', ARGV[6])
@@ -202,7 +204,8 @@ return 'OK'
 
 # Deletes one conversation and every message nothing else in the lineage can reach.
 # KEYS: 1-5 fixed, 6 conv, 7 cps, then (conv, cps) of every other conversation of the
-# lineage, as the client read them from `convs` (checked here: {-1} asks for a retry).
+# lineage, as the client read them from `convs` (checked here: {-1} asks for a retry),
+# and last the lineage's `mrefs` (media references, dropped with their messages).
 # ARGV: cid, mode ('any' | 'expired' | 'stale'), now_us, tok|'', user|'', other ids...
 # 'expired' deletes only if expired at now_us; 'stale' reclaims the messages of an
 # incarnation Redis already expired (its `convs` entry is left, its hash is gone).
@@ -211,6 +214,20 @@ DELETE = (
     _LINEAGE_TTL
     + """
 local conv = KEYS[6]
+local mrefs = KEYS[#KEYS]
+-- A deleted message takes its media references (`mrefs` members) with it.
+local function drop_media_refs(id)
+  local js = redis.call('HGET', KEYS[2], id)
+  if not js or not string.find(js, '"media_id":"', 1, true) then return end
+  local ok, doc = pcall(cjson.decode, js)
+  if not ok or type(doc['parts']) ~= 'table' then return end
+  for _, p in ipairs(doc['parts']) do
+    local m = type(p) == 'table' and p['media'] or nil
+    if type(m) == 'table' and type(m['media_id']) == 'string' then
+      redis.call('ZREM', mrefs, m['media_id'] .. '\\0' .. id)
+    end
+  end
+end
 local info = nil
 if redis.call('EXISTS', conv) == 1 then
   local f = redis.call('HMGET', conv, 'tok', 'exp', 'user', 'pack')
@@ -262,7 +279,7 @@ for i = 6, #ARGV do
   end
 end
 if not any_alive then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], mrefs)
   return info
 end
 local writers = redis.call('HGETALL', KEYS[4])
@@ -284,6 +301,7 @@ if #candidates > 0 then
   for _, id in ipairs(candidates) do
     if not keep[id] then
       local parent = redis.call('HGET', KEYS[3], id) or ''
+      drop_media_refs(id)
       redis.call('HDEL', KEYS[2], id)
       redis.call('HDEL', KEYS[3], id)
       redis.call('HDEL', KEYS[4], id)

@@ -18,15 +18,22 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage
+from app.domain.media import MediaRecord
 from app.errors import (
     Conflict,
     ConversationExists,
     ConversationNotFound,
     HeadConflict,
+    MediaNotFound,
     StoreUnavailable,
 )
 from app.stores._common import parse_listing_cursor
-from app.stores.base import ConversationFilter, StateStore, StoreCapabilities
+from app.stores.base import (
+    ConversationFilter,
+    StateStore,
+    StoreCapabilities,
+    media_references,
+)
 from app.stores.redis_codec import (
     conversation_from_fields,
     float_text,
@@ -51,6 +58,7 @@ from app.stores.redis_keys import (
     to_us,
 )
 from app.stores.redis_lineage import LineageOps
+from app.stores.redis_media import MediaOps
 from app.stores.redis_refs import Directory
 from app.stores.redis_scripts import Scripts
 
@@ -69,6 +77,7 @@ class _Parts:
     indexes: Indexes
     lineages: LineageOps
     directory: Directory
+    media: MediaOps
 
 
 class RedisStore(StateStore):
@@ -122,7 +131,9 @@ class RedisStore(StateStore):
         directory = Directory(
             client, self.keys, scripts, lineages, indexes, grace_ms=self._grace_ms
         )
-        self._parts = _Parts(client, scripts, indexes, lineages, directory)
+        self._parts = _Parts(
+            client, scripts, indexes, lineages, directory, MediaOps(client, self.keys)
+        )
 
     async def close(self) -> None:
         parts, self._parts = self._parts, None
@@ -294,8 +305,19 @@ class RedisStore(StateStore):
             status.value if status is not None else "",
             *message_args(list(messages)),
         ]
+        refs = media_references(messages)
+        media_ids = list(dict.fromkeys(media_id for _, media_id in refs))
+        hints: list[str] = []
+        if media_ids:
+            found = await self._p.media.hint(c.lineage_id, media_ids)
+            if found is None:
+                raise MediaNotFound("Media referenced by the message was not found.")
+            hints = found
+            args += [f"{media_id}\x00{message_id}" for message_id, media_id in refs]
         lk = self.keys.lineage(c.lineage_id)
-        reply = await self._p.scripts.append(keys=lk.with_conversation(c.id), args=args)
+        reply = await self._p.scripts.append(
+            keys=[*lk.with_conversation(c.id), lk.mrefs], args=args
+        )
         outcome = reply[0]
         if outcome == "NOTFOUND":
             raise ConversationNotFound(f"Conversation {c.id!r} not found.")
@@ -307,6 +329,8 @@ class RedisStore(StateStore):
         stored = conversation_from_fields(fields)
         sliding = stored.ttl_seconds is not None
         tasks = [self._p.indexes.write(stored, expiry=sliding)]
+        if media_ids:
+            tasks.append(self._p.media.confirm(c.lineage_id, media_ids, hints))
         if sliding and stored.expires_at is not None:
             exp_us = to_us(stored.expires_at)
             tasks.append(self._p.directory.mirror(c.id, fields["tok"], fields["ev"], exp_us))
@@ -414,6 +438,47 @@ class RedisStore(StateStore):
         k = self.keys
         values = await self._p.scripts.pack_list(keys=[k.pack_docs, k.pack_order], args=[])
         return [json.loads(v) for v in values if v is not None]
+
+    # --- media records and references (protocol in `redis_media`) -------------------------
+
+    @guarded
+    async def save_media(self, record: MediaRecord) -> MediaRecord:
+        return await self._p.media.save(record)
+
+    @guarded
+    async def get_media(self, media_id: str) -> MediaRecord | None:
+        return await self._p.media.get(media_id)
+
+    @guarded
+    async def mark_media_attached(self, media_ids: Sequence[str], *, retain: bool) -> None:
+        await self._p.media.mark_attached(media_ids, retain)
+
+    @guarded
+    async def media_in_use(self, sha256: str) -> bool:
+        return await self._p.media.in_use(sha256)
+
+    @guarded
+    async def lineage_media_ids(self, lineage_id: str) -> list[str]:
+        return await self._p.media.lineage_ids(lineage_id)
+
+    @guarded
+    async def collect_media(
+        self, media_ids: Sequence[str], *, force: bool = False
+    ) -> list[MediaRecord]:
+        deleted = []
+        for media_id in dict.fromkeys(media_ids):
+            found = await self._p.media.collect_one(media_id, force=force)
+            if found is not None:
+                deleted.append(found)
+        return deleted
+
+    @guarded
+    async def user_media_ids(self, user_id: str) -> list[str]:
+        return await self._p.media.user_ids(user_id)
+
+    @guarded
+    async def collectable_media_ids(self, *, limit: int) -> list[str]:
+        return await self._p.media.collectable(limit)
 
     # --- expiry ------------------------------------------------------------------------
 

@@ -28,17 +28,24 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage, utcnow
+from app.domain.media import MediaRecord
 from app.errors import (
     Conflict,
     ConversationExists,
     ConversationNotFound,
     HeadConflict,
+    MediaNotFound,
     StoreUnavailable,
     VersionConflict,
 )
-from app.stores import sql_packs
+from app.stores import sql_media, sql_packs
 from app.stores._common import listing_cursor, parse_listing_cursor
-from app.stores.base import ConversationFilter, StateStore, StoreCapabilities
+from app.stores.base import (
+    ConversationFilter,
+    StateStore,
+    StoreCapabilities,
+    media_references,
+)
 from app.stores.sql_engine import (
     PG_LOCK_NAMESPACE,
     WRITE_OPTION,
@@ -304,7 +311,22 @@ class SqlStore(StateStore):
                 await conn.execute(sa.insert(messages), rows)
             except sa_exc.IntegrityError as exc:
                 raise Conflict("A message with this id already exists in the lineage.") from exc
+            refs = media_references(messages_)
+            if refs:
+                await self._insert_media_refs(conn, stored["lineage_id"], refs)
         return conversation_from_row(stored)
+
+    async def _insert_media_refs(
+        self, conn: AsyncConnection, lineage_id: str, refs: list[tuple[str, str]]
+    ) -> None:
+        wanted = sorted({media_id for _, media_id in refs})
+        missing = sorted(set(wanted) - await sql_media.existing_ids(conn, wanted))
+        if missing:
+            raise MediaNotFound(f"Media {missing[0]!r} not found.")
+        try:
+            await sql_media.insert_refs(conn, lineage_id, refs)
+        except sa_exc.IntegrityError as exc:  # deleted since the check
+            raise MediaNotFound("Media referenced by the message was deleted.") from exc
 
     async def get_messages(self, lineage_id: str, message_ids: Sequence[str]) -> list[Message]:
         wanted = list(dict.fromkeys(message_ids))
@@ -404,6 +426,57 @@ class SqlStore(StateStore):
     async def list_packs(self) -> list[dict[str, Any]]:
         async with self._read() as conn:
             return await sql_packs.all_packs(conn)
+
+    # --- media records and references ----------------------------------------------------
+
+    async def save_media(self, record: MediaRecord) -> MediaRecord:
+        async with self._write() as conn:
+            existing = await sql_media.find_owned(conn, record.user_id, record.sha256)
+            if existing is not None:
+                return existing
+            if await sql_media.insert(conn, record):
+                return record.model_copy()
+            existing = await sql_media.find_owned(conn, record.user_id, record.sha256)
+        if existing is None:
+            raise Conflict(f"Media {record.id!r} already exists.")
+        return existing
+
+    async def get_media(self, media_id: str) -> MediaRecord | None:
+        async with self._read() as conn:
+            return await sql_media.get(conn, media_id)
+
+    async def mark_media_attached(self, media_ids: Sequence[str], *, retain: bool) -> None:
+        if not media_ids:
+            return
+        async with self._write() as conn:
+            await sql_media.mark_attached(conn, media_ids, retain)
+
+    async def media_in_use(self, sha256: str) -> bool:
+        async with self._read() as conn:
+            return await sql_media.in_use(conn, sha256)
+
+    async def lineage_media_ids(self, lineage_id: str) -> list[str]:
+        async with self._read() as conn:
+            return await sql_media.lineage_ids(conn, lineage_id)
+
+    async def collect_media(
+        self, media_ids: Sequence[str], *, force: bool = False
+    ) -> list[MediaRecord]:
+        deleted = []
+        for media_id in dict.fromkeys(media_ids):
+            async with self._write() as conn:
+                found = await sql_media.delete_if_unreferenced(conn, media_id, force=force)
+            if found is not None:
+                deleted.append(found)
+        return deleted
+
+    async def user_media_ids(self, user_id: str) -> list[str]:
+        async with self._read() as conn:
+            return await sql_media.user_ids(conn, user_id)
+
+    async def collectable_media_ids(self, *, limit: int) -> list[str]:
+        async with self._read() as conn:
+            return await sql_media.collectable_ids(conn, limit)
 
     # --- expiry ------------------------------------------------------------------------
 

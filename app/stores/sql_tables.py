@@ -15,6 +15,7 @@ Layout (DESIGN §3/§4):
   lineage, so ids of another lineage are never visible and never collide.
 * `checkpoints`: a pointer to a message, keyed (conversation_id, id), cascading with the
   conversation.
+* `media` / `media_refs`: media records and the message references to them (DESIGN §13).
 """
 
 from __future__ import annotations
@@ -150,6 +151,46 @@ turn_leases = sa.Table(
     sa.Column("run_id", ID, nullable=False),
     sa.Column("token", sa.String(64), nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Media records (`MediaRecord`): a user's handle on bytes in the media store, at most one
+# per (user, sha256). `data` holds the model without the flag columns.
+media = sa.Table(
+    "media",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("attached", sa.Boolean, nullable=False),
+    sa.Column("retain", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.UniqueConstraint("user_id", "sha256", name="uq_media_user_sha256"),
+    sa.Index("ix_media_sha256", "sha256"),
+    sa.Index("ix_media_collectable", "attached", "retain"),
+)
+
+# One row per (message, media) reference. It goes with its message (cascade), and a
+# referenced media row cannot be deleted (the foreign key), so no message ever points at
+# a missing record, whatever runs concurrently.
+media_refs = sa.Table(
+    "media_refs",
+    metadata,
+    sa.Column("lineage_id", ID, primary_key=True),
+    sa.Column("message_id", ID, primary_key=True),
+    sa.Column(
+        "media_id",
+        ID,
+        sa.ForeignKey("media.id", name="fk_media_refs_media"),
+        primary_key=True,
+    ),
+    sa.ForeignKeyConstraint(
+        ["lineage_id", "message_id"],
+        ["messages.lineage_id", "messages.id"],
+        ondelete="CASCADE",
+        name="fk_media_refs_message",
+    ),
+    sa.Index("ix_media_refs_media", "media_id"),
 )
 
 # Conversation fields held in columns; everything else goes to `data`.
