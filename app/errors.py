@@ -78,6 +78,10 @@ class InvalidCursor(ParleyError):
     status, code, title = 400, "invalid_cursor", "Invalid pagination cursor"
 
 
+class UnsupportedContentType(ParleyError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported request content type"
+
+
 class Unauthorized(ParleyError):
     status, code, title = 401, "unauthorized", "Missing or invalid API key"
 

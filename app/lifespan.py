@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from app.coordination.base import Coordinator
 from app.coordination.factory import build_coordinator
 from app.manager.manager import ConversationManager
+from app.media import FilesystemMediaStore
 from app.packs import PackRegistry
 from app.providers.factory import build_providers
 from app.providers.pricing import PriceTable
@@ -103,6 +104,8 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
             tools_config = await load_tools_config(settings)
             effective = effective_settings(settings, tools_config)
             coordinator = build_coordinator(effective, store)
+            media = FilesystemMediaStore(effective.media_dir)
+            await media.open()
             packs = PackRegistry()
             problems = await packs.load_dir(effective.packs_dir)
             providers = await asyncio.to_thread(
@@ -117,11 +120,13 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
                 providers=providers,
                 prices=price_table(effective, tools_config),
                 coordinator=coordinator,
+                media=media,
             )
             await manager.start()
             log.info(
-                "parley ready: store=%s provider=%s auth=%s packs=%d (%d skipped) %s",
+                "parley ready: store=%s media=%s provider=%s auth=%s packs=%d (%d skipped) %s",
                 redacted(effective.state_url),
+                media.root,
                 effective.resolved_provider(),
                 effective.auth
                 + (" (no API keys: serve on 127.0.0.1 only)" if effective.auth == "none" else ""),

@@ -8,9 +8,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from app.api import conversations, health, messages, packs, runs
+from app.api import conversations, health, media, messages, packs, runs
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.cors import install_cors
+from app.api.openapi_bodies import install_body_schemas
+from app.domain.requests import SendMessage
 from app.errors import install_error_handlers
 from app.lifespan import make_lifespan
 from app.settings import Settings
@@ -40,11 +42,18 @@ def create_app(
         summary="Persistent, streaming LLM conversations from PromptPacks.",
         lifespan=make_lifespan(settings, provider_client),  # type: ignore[arg-type]
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=4 * settings.max_message_bytes + (1 << 20))
+    body_limit = 4 * settings.max_message_bytes + (1 << 20)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=body_limit,
+        # one part of the largest media, base64-encoded, on top of an ordinary body
+        media_max_bytes=body_limit + (settings.media_max_mb << 20) * 4 // 3 + 4096,
+    )
     install_error_handlers(app)
-    for module in (packs, conversations, messages, runs, health):
+    for module in (packs, conversations, messages, runs, media, health):
         app.include_router(module.router)
     install_cors(app, settings)
+    install_body_schemas(app, [SendMessage])
     return app
 
 

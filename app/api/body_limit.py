@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import MessageTooLarge, problem_response
 
+# Requests that may carry media bytes (uploads, multipart or base64 parts).
+MEDIA_PATHS = re.compile(r"^/media$|^/conversations/[^/]+/messages(/[^/]+/edit)?$")
+
 
 class BodyLimitMiddleware:
-    """Checks `Content-Length` up front and counts streamed bytes for chunked bodies."""
+    """Checks `Content-Length` up front and counts streamed bytes for chunked bodies.
+    Routes matching `MEDIA_PATHS` get `media_max_bytes` instead (their media parts are
+    then limited one by one by `PARLEY_MEDIA_MAX_MB`)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, media_max_bytes: int | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max = max_bytes
+        self.media_max = max(max_bytes, media_max_bytes or 0)
 
-    def _too_large(self) -> MessageTooLarge:
-        return MessageTooLarge(f"The request body exceeds {self.max_bytes} bytes.")
+    def _too_large(self, limit: int) -> MessageTooLarge:
+        return MessageTooLarge(f"The request body exceeds {limit} bytes.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.media_max if MEDIA_PATHS.match(scope.get("path", "")) else self.default_max
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await problem_response(self._too_large())(scope, receive, send)
+                if declared > limit:
+                    await problem_response(self._too_large(limit))(scope, receive, send)
                     return
         received = 0
 
@@ -37,8 +46,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._too_large()
+                if received > limit:
+                    raise self._too_large(limit)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.api.schemas import MessageDetail, MessageList, TurnResponse, problems
+from app.api.send_body import read_send_body
 from app.api.sse import SSE_RESPONSE, event_stream, wants_stream
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
-from app.domain.requests import SendMessage, SubmitToolResults
+from app.domain.requests import SubmitToolResults
 from app.manager.manager import ConversationManager
 from app.manager.runs import StartedRun
 
@@ -34,20 +35,59 @@ async def _respond(
     return JSONResponse(await manager.runs.result(started.run_id), headers=headers)
 
 
+SEND_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SendMessage"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "content": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                        "stream": {"type": "boolean"},
+                        "if_busy": {"type": "string", "enum": ["enqueue", "reject", "interrupt"]},
+                        "on_disconnect": {"type": "string", "enum": ["continue", "cancel"]},
+                        "image": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "audio": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "video": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "document": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
+                        "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
 @router.post(
     "/conversations/{conversation_id}/messages",
     response_model=TurnResponse,
-    responses=TURN_RESPONSES,
+    responses={**TURN_RESPONSES, **problems(400, 415)},
+    openapi_extra=SEND_BODY,
 )
 async def send_message(
     conversation_id: str,
-    body: SendMessage,
+    request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
-    started = await manager.runs.send_message(principal, conversation_id, body, key=idempotency_key)
+    """JSON (`SendMessage`) or multipart/form-data (fields `content`, `metadata`, files)."""
+    body, form, staged = await read_send_body(request, manager)
+    try:
+        started = await manager.runs.send_message(
+            principal, conversation_id, body, key=idempotency_key, staged=staged
+        )
+    finally:
+        if form is not None:
+            await form.aclose(keep=True)
     return await _respond(
         manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
     )

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain.conversation import CONVERSATION_ID_PATTERN, ContextPolicy
+from app.domain.media import MediaPolicy
 from app.domain.messages import Part
 
 
@@ -32,6 +33,11 @@ class CreateConversation(_Input):
     metadata: dict[str, Any] = Field(default_factory=dict)
     context_policy: ContextPolicy | None = None
     ttl_seconds: int | None = Field(default=None, gt=0)
+    media_policy: MediaPolicy | None = Field(
+        default=None,
+        description="`retain` or `delete` the media only this conversation references when "
+        "it is deleted or expires; default PARLEY_MEDIA_POLICY.",
+    )
     provider: str | None = None
     model: str | None = Field(default=None, min_length=1, max_length=200)
 

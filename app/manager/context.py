@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import Conversation, Message, Role
+from app.domain.media_tokens import TokenRule
 from app.domain.tokens import estimate_tokens
 from app.errors import ContextOverflow
 from app.manager.message_cache import (
     CachedMessage,
     MessageCache,
+    media_parts,
     message_tokens,
+    parts_media_tokens,
     to_provider_message,
 )
 from app.packs import PromptPack, effective_parameters, prompt_tools
@@ -62,15 +65,18 @@ class ContextBuilder:
         pending: Sequence[Message],
         *,
         metadata: dict[str, Any] | None = None,
+        rule: TokenRule = "openai",
     ) -> ContextWindow:
         """The provider request for the next call of a turn whose uncommitted messages are
-        `pending` (the user message, then any assistant/tool messages of earlier rounds)."""
+        `pending` (the user message, then any assistant/tool messages of earlier rounds).
+        Media parts count by the provider's `rule` (`app.domain.media_tokens`)."""
         policy = conversation.context_policy
         prompt = pack.prompts[conversation.prompt_name]
         tools = tool_specs(pack, conversation.prompt_name)
         system_tokens = estimate_tokens(conversation.system_prompt)
         tool_tokens = estimate_tokens(json.dumps([t.model_dump() for t in tools])) if tools else 0
-        pending_tokens = sum(message_tokens(m) for m in pending)
+        pending_media = sum(parts_media_tokens(media_parts(m), rule) for m in pending)
+        pending_tokens = sum(message_tokens(m) for m in pending) + pending_media
         input_budget = policy.max_input_tokens - policy.reserve_output_tokens
         fixed = system_tokens + tool_tokens + pending_tokens
         if fixed > input_budget:
@@ -87,6 +93,7 @@ class ContextBuilder:
             start,
             max_messages=max(max_history, 0),
             token_budget=history_budget,
+            rule=rule,
         )
         if not reached_root:
             history = _trim_to_turn_boundary(history)
@@ -119,8 +126,9 @@ class ContextBuilder:
             budget={
                 "system": system_tokens,
                 "tools": tool_tokens,
-                "history": sum(c.tokens for c in history),
+                "history": sum(c.cost(rule) for c in history),
                 "pending": pending_tokens,
+                "media": pending_media + sum(parts_media_tokens(c.media, rule) for c in history),
                 "reserved_output": policy.reserve_output_tokens,
                 "max_input": policy.max_input_tokens,
             },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from app.errors import (
     Unauthorized,
     VersionConflict,
 )
+from app.manager.media import MediaService
 from app.manager.packs import PackLibrary
 from app.packs import PromptPack, render_system_prompt
 from app.providers.base import LLMProvider
@@ -67,6 +68,7 @@ class ConversationService:
         coordinator: Coordinator,
         settings: Settings,
         clock: Callable[[], datetime],
+        media: MediaService,
     ) -> None:
         self._store = store
         self._packs = packs
@@ -74,6 +76,7 @@ class ConversationService:
         self._coord = coordinator
         self._settings = settings
         self._now = clock
+        self._media = media
 
     # --- reads -------------------------------------------------------------------------
 
@@ -133,7 +136,7 @@ class ConversationService:
     async def create(
         self, principal: Principal, req: CreateConversation, *, idempotency_key: str | None
     ) -> Conversation:
-        user_id = self._resolve_user(principal, req.user_id)
+        user_id = self.resolve_user(principal, req.user_id)
         if idempotency_key is None:
             return await self._create(user_id, req)
         scope = f"create:{principal.scope}"
@@ -199,6 +202,7 @@ class ConversationService:
             ttl_seconds=ttl,
             expires_at=now + timedelta(seconds=ttl) if ttl else None,
             lineage_id=conv_id,
+            media_policy=req.media_policy,
         )
         try:
             created = await self._store.create_conversation(conv)
@@ -226,7 +230,9 @@ class ConversationService:
         return rendered.text, dict(rendered.variables)
 
     @staticmethod
-    def _resolve_user(principal: Principal, requested: str | None) -> str:
+    def resolve_user(principal: Principal, requested: str | None, *, loc: str = "body") -> str:
+        """The user a request acts for: a user key's own, or the `user_id` a service key
+        names (required then)."""
         if principal.role == "user":
             if requested not in (None, principal.user_id):
                 raise Unauthorized("This API key may only act for its own user.")
@@ -234,7 +240,7 @@ class ConversationService:
             return principal.user_id
         if not requested:
             raise InvalidRequest(
-                "user_id is required.", errors=[{"loc": ["body", "user_id"], "msg": "required"}]
+                "user_id is required.", errors=[{"loc": [loc, "user_id"], "msg": "required"}]
             )
         return requested
 
@@ -291,16 +297,28 @@ class ConversationService:
         return conv.model_copy(update=update)
 
     async def delete(self, principal: Principal, conversation_id: str) -> None:
-        await self.get(principal, conversation_id)
+        conv = await self.get(principal, conversation_id)
+        media_ids = await self._store.lineage_media_ids(conv.lineage_id)
         await self._store.delete_conversation(conversation_id)
         log.info("conversation deleted id=%s", conversation_id)
+        await self._release_media(self._media.release(media_ids))
 
     async def delete_user(self, principal: Principal, user_id: str) -> int:
         if not principal.can_access(user_id):
             return 0  # another user's data: nothing visible to delete (no existence leak)
         deleted = await self._store.delete_user_conversations(user_id)
         log.info("user erased user=%s conversations=%d", user_id, len(deleted))
+        await self._release_media(self._media.erase_user(user_id))
         return len(deleted)
+
+    @staticmethod
+    async def _release_media(release: Awaitable[int]) -> None:
+        """Media goes after the conversation's data (never the other way round); if it
+        fails, the deletion stands and the periodic media sweep retries."""
+        try:
+            await release
+        except Exception as exc:
+            log.warning("media release after a deletion failed (the sweep retries): %r", exc)
 
 
 def _check_policy(policy: ContextPolicy) -> None:

@@ -14,12 +14,14 @@ from app.domain import utcnow
 from app.manager.context import ContextBuilder
 from app.manager.conversations import ConversationService
 from app.manager.limits import ExecutionLimiter
+from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
 from app.manager.messages import MessageService
 from app.manager.packs import PackLibrary
 from app.manager.runs import RunService
 from app.manager.stats import Stats
 from app.manager.turns import TurnExecutor
+from app.media.base import MediaStore
 from app.packs import PackRegistry
 from app.providers.base import LLMProvider
 from app.providers.pricing import PriceTable
@@ -29,6 +31,7 @@ from app.stores.base import StateStore
 log = logging.getLogger("parley.manager")
 
 SHUTDOWN_GRACE_S = 10.0
+ORPHAN_SWEEP_EVERY = 60  # sweep rounds between looks for orphan blobs
 
 
 class ConversationManager:
@@ -44,6 +47,7 @@ class ConversationManager:
         providers: Mapping[str, LLMProvider],
         prices: PriceTable,
         coordinator: Coordinator,
+        media: MediaStore,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -54,6 +58,7 @@ class ConversationManager:
         self.stats = Stats()
         self.cache = MessageCache()
         self._now = clock
+        self.media = MediaService(store=store, media=media, settings=settings, clock=clock)
         self.conversations = ConversationService(
             store=store,
             packs=self.packs,
@@ -61,6 +66,7 @@ class ConversationManager:
             coordinator=coordinator,
             settings=settings,
             clock=clock,
+            media=self.media,
         )
         self.messages = MessageService(
             store=store, conversations=self.conversations, cache=self.cache
@@ -76,12 +82,16 @@ class ConversationManager:
             settings=settings,
             stats=self.stats,
             clock=clock,
+            media=self.media,
         )
         self.runs = RunService(
             conversations=self.conversations,
             executor=executor,
             coordinator=coordinator,
             limiter=ExecutionLimiter(settings.max_concurrent_executions),
+            media=self.media,
+            packs=self.packs,
+            providers=providers,
             settings=settings,
             stats=self.stats,
             clock=clock,
@@ -102,15 +112,20 @@ class ConversationManager:
         await self.runs.shutdown(SHUTDOWN_GRACE_S)
 
     async def _sweep_expired(self) -> None:
-        """Reclaim expired conversations (they are already invisible; this frees space)."""
+        """Reclaim expired conversations (they are already invisible; this frees space),
+        then media nothing references any more; in the first round and every
+        `ORPHAN_SWEEP_EVERY` rounds after it, also blobs a crash left without a record."""
+        rounds = 0
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
             try:
                 purged = await self.store.purge_expired(now=self._now())
                 if purged:
                     log.info("purged %d expired conversations", purged)
+                await self.media.sweep(orphans=rounds % ORPHAN_SWEEP_EVERY == 0)
             except Exception as exc:  # keep sweeping; the store may come back
                 log.warning("expiry sweep failed: %r", exc)
+            rounds += 1
 
     async def readiness(self) -> dict[str, Any]:
         """Raises `StoreUnavailable` when the store does not answer."""

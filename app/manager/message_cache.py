@@ -12,7 +12,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from app.domain import Message
+from app.domain import Message, Part
+from app.domain.media_tokens import TokenRule, media_tokens
 from app.domain.tokens import estimate_tokens
 from app.providers.base import ProviderMessage
 from app.stores.base import StateStore
@@ -23,8 +24,21 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role and separators, as providers count them
 @dataclass(frozen=True, slots=True)
 class CachedMessage:
     message: Message
-    tokens: int
+    tokens: int  # text and tool calls; media is counted by the provider's rule
     provider_message: ProviderMessage
+    media: tuple[Part, ...] = ()
+
+    def cost(self, rule: TokenRule) -> int:
+        return self.tokens + parts_media_tokens(self.media, rule)
+
+
+def media_parts(m: Message) -> tuple[Part, ...]:
+    return tuple(p for p in m.parts if p.type != "text" and p.media is not None)
+
+
+def parts_media_tokens(parts: Iterable[Part], rule: TokenRule) -> int:
+    """Input tokens of media parts by `rule` (`app.domain.media_tokens`)."""
+    return sum(media_tokens(p.type, p.media, rule) for p in parts if p.media is not None)
 
 
 def to_provider_message(m: Message) -> ProviderMessage:
@@ -67,7 +81,9 @@ class MessageCache:
             if m.id in self._entries:
                 self._entries.move_to_end(m.id)
                 continue
-            self._entries[m.id] = CachedMessage(m, message_tokens(m), to_provider_message(m))
+            self._entries[m.id] = CachedMessage(
+                m, message_tokens(m), to_provider_message(m), media_parts(m)
+            )
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
@@ -80,9 +96,11 @@ class MessageCache:
         max_messages: int,
         token_budget: int,
         batch: int = 64,
+        rule: TokenRule = "openai",
     ) -> tuple[list[CachedMessage], bool]:
         """Messages of the path ending at `start_id`, newest first, while they fit
-        `token_budget` and `max_messages`. Returns (messages, reached_root)."""
+        `token_budget` and `max_messages` (media counted by `rule`). Returns (messages,
+        reached_root)."""
         out: list[CachedMessage] = []
         used = 0
         cursor = start_id
@@ -97,9 +115,10 @@ class MessageCache:
                 self.put(fetched)
                 entry = self.get(cursor)
                 assert entry is not None
-            if used + entry.tokens > token_budget:
+            cost = entry.cost(rule)
+            if used + cost > token_budget:
                 return out, False
             out.append(entry)
-            used += entry.tokens
+            used += cost
             cursor = entry.message.parent_id
         return out, cursor is None

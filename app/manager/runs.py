@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +28,7 @@ from app.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     MessageTooLarge,
+    ProviderError,
     RunCancelled,
     RunNotFound,
     error_for_code,
@@ -35,8 +36,12 @@ from app.errors import (
 from app.manager.conversations import IDEMPOTENCY_TTL_S, ConversationService, fingerprint
 from app.manager.events import dump, terminal_event
 from app.manager.limits import ExecutionLimiter
+from app.manager.media import MediaService, PartRules
+from app.manager.packs import PackLibrary
 from app.manager.stats import Stats
 from app.manager.turns import TurnExecutor, TurnInput, TurnPlan
+from app.media.base import StagedBlob
+from app.providers.base import LLMProvider
 from app.settings import Settings
 
 log = logging.getLogger("parley.runs")
@@ -61,11 +66,17 @@ class RunService:
         executor: TurnExecutor,
         coordinator: Coordinator,
         limiter: ExecutionLimiter,
+        media: MediaService,
+        packs: PackLibrary,
+        providers: Mapping[str, LLMProvider],
         settings: Settings,
         stats: Stats,
         clock: Callable[[], datetime],
     ) -> None:
         self._conversations = conversations
+        self._media = media
+        self._packs = packs
+        self._providers = providers
         self._executor = executor
         self._coord = coordinator
         self._limiter = limiter
@@ -108,13 +119,34 @@ class RunService:
     # --- starting ----------------------------------------------------------------------
 
     async def send_message(
-        self, principal: Principal, conversation_id: str, req: SendMessage, *, key: str | None
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: SendMessage,
+        *,
+        key: str | None,
+        staged: Mapping[int, StagedBlob] | None = None,
     ) -> StartedRun:
+        """Start a turn. `staged` holds the bytes of parts uploaded as multipart files
+        (by part index; those parts carry no source); the caller closes them."""
         conv = await self._conversations.get(principal, conversation_id)
-        content, parts = self._user_content(req)
+        content, parts = self._user_content(req, staged or {})
+        if any(p.type != "text" for p in parts):
+            parts = await self._media.prepare_parts(
+                parts, user_id=conv.user_id, rules=await self._media_rules(conv), staged=staged
+            )
         turn = TurnInput(kind="message", content=content, parts=parts, metadata=req.metadata)
-        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect", "parts"})
+        body["parts"] = [p.model_dump(mode="json", exclude_none=True) for p in parts]
         return await self._start(conv, turn, req.if_busy, key, ("message", body))
+
+    async def _media_rules(self, conv: Conversation) -> PartRules:
+        pack = await self._packs.get(conv.pack_id, conv.pack_version)
+        provider = self._providers.get(conv.provider)
+        if provider is None:
+            raise ProviderError(f"Provider {conv.provider!r} is not configured on this instance.")
+        prompt = pack.prompts[conv.prompt_name]
+        return PartRules(config=prompt.media, provider=provider, max_mb=self._settings.media_max_mb)
 
     async def submit_tool_results(
         self,
@@ -131,7 +163,9 @@ class RunService:
         body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
         return await self._start(conv, turn, req.if_busy, key, ("tool_results", body))
 
-    def _user_content(self, req: SendMessage) -> tuple[str, list[Part]]:
+    def _user_content(
+        self, req: SendMessage, staged: Mapping[int, StagedBlob]
+    ) -> tuple[str, list[Part]]:
         if req.parts:
             if req.content is not None:
                 raise InvalidRequest(
@@ -146,10 +180,10 @@ class RunService:
                         "A text part needs text.",
                         errors=[{"loc": ["body", "parts", i, "text"], "msg": "required"}],
                     )
-                if p.type != "text" and (p.media is None or not p.media.url):
+                if p.type != "text" and p.media is None and i not in staged:
                     raise InvalidRequest(
-                        "Media parts need media.url in this version (uploads come later).",
-                        errors=[{"loc": ["body", "parts", i, "media"], "msg": "url required"}],
+                        "A media part needs media (base64, url or media_id).",
+                        errors=[{"loc": ["body", "parts", i, "media"], "msg": "required"}],
                     )
         else:
             if not req.content:
@@ -159,8 +193,10 @@ class RunService:
                 )
             content = req.content
             parts = [Part(type="text", text=content)]
+        # Media bytes have their own limits (PARLEY_MEDIA_MAX_MB, the prompt's media config).
         size = len(content.encode()) + len(json.dumps(req.metadata).encode())
         size += sum(len((p.media.url or "").encode()) for p in parts if p.media)
+        size += sum(len((p.media.caption or "").encode()) for p in parts if p.media)
         self._check_size(size)
         return content, parts
 

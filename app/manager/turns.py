@@ -42,6 +42,7 @@ from app.errors import (
 )
 from app.manager.context import ContextBuilder
 from app.manager.events import dump, terminal_event
+from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
 from app.manager.packs import PackLibrary
 from app.manager.provider_stream import batches, estimated_usage
@@ -113,7 +114,9 @@ class TurnExecutor:
         settings: Settings,
         stats: Stats,
         clock: Callable[[], datetime],
+        media: MediaService,
     ) -> None:
+        self._media = media
         self._store = store
         self._packs = packs
         self._providers = providers
@@ -164,9 +167,14 @@ class TurnExecutor:
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
         pending = await self._opening_messages(plan, conv)
         window = await self._context.build(
-            conv, pack, pending, metadata=provider_hints(conv, plan.input.metadata)
+            conv,
+            pack,
+            pending,
+            metadata=provider_hints(conv, plan.input.metadata),
+            rule=provider.media_token_rule,
         )
-        reply = await self._call_provider(provider, window.request, plan, conv, pending[-1])
+        request = await self._media.resolve(window.request)
+        reply = await self._call_provider(provider, request, plan, conv, pending[-1])
         pending.append(reply)
         await self._publish(plan, "message.completed", {"message": dump(reply)})
         if lease.lost:
@@ -189,6 +197,7 @@ class TurnExecutor:
         except asyncio.CancelledError:
             await commit  # too late to cancel: the commit finishes and the run completes
         self._cache.put(pending)
+        await self._mark_media(pending, conv)
         return _Outcome(
             messages=pending,
             usage=reply.usage,
@@ -196,6 +205,14 @@ class TurnExecutor:
             finish_reason=reply.finish_reason,
             pending_tool_calls=list(reply.tool_calls),
         )
+
+    async def _mark_media(self, messages: list[Message], conv: Conversation) -> None:
+        """Committed: its media records are attached (see `MediaRecord`). A failure only
+        leaves them unattached, i.e. kept until user erasure, never deleted wrongly."""
+        try:
+            await self._media.attached(messages, self._media.policy_of(conv.media_policy))
+        except Exception as exc:
+            log.warning("marking media attached failed: %r", exc)
 
     async def _opening_messages(self, plan: TurnPlan, conv: Conversation) -> list[Message]:
         """The uncommitted messages the turn starts from: the user message, or the tool

@@ -33,6 +33,7 @@ KIND_BY_MIME: dict[str, str] = {
     "image/gif": "image",
     "image/webp": "image",
     "image/bmp": "image",
+    "image/svg+xml": "image",
     "audio/wav": "audio",
     "audio/mpeg": "audio",
     "audio/ogg": "audio",
@@ -48,6 +49,7 @@ KIND_BY_MIME: dict[str, str] = {
     "application/pdf": "document",
     "text/plain": "document",
     "application/json": "document",
+    "text/html": "document",
 }
 
 # The PromptPack `allowed_formats` names (schema enums) of each sniffed type.

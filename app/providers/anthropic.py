@@ -34,6 +34,7 @@ from app.providers.base import (
     ToolCallDelta,
     UsageReport,
 )
+from app.providers.media_parts import IMAGE_TYPES, TEXT_DOCUMENTS, document_text, part_kind
 from app.providers.transport import (
     parse_json_event,
     parse_tool_arguments,
@@ -56,18 +57,47 @@ _STOP: dict[str, FinishReason] = {
 _RETRYABLE_ERRORS = {"overloaded_error", "api_error"}
 
 
-def _image_block(part: Part) -> dict[str, Any] | None:
-    url = part.media.url if part.media else None
+def media_support(kind: str, mime_type: str, source: str) -> str | None:
+    """What the Messages API takes: images (JPEG, PNG, GIF, WebP) and PDF documents as
+    base64 or URL sources, text documents as text sources (bytes only)."""
+    if kind == "image":
+        if mime_type in IMAGE_TYPES:
+            return None
+        return f"anthropic takes JPEG, PNG, GIF or WebP images, not {mime_type}"
+    if kind == "document":
+        if mime_type == "application/pdf":
+            return None
+        if mime_type in TEXT_DOCUMENTS:
+            return None if source == "bytes" else "anthropic takes text documents as bytes"
+        return f"anthropic takes PDF or text documents, not {mime_type}"
+    return f"anthropic does not take {kind} parts"
+
+
+def _source(part: Part) -> dict[str, Any] | None:
+    media = part.media
+    if media is None:
+        return None
+    if media.base64 is not None:
+        return {"type": "base64", "media_type": media.mime_type, "data": media.base64}
+    url = media.url
     if not url:
         return None
     if url.startswith("data:") and ";base64," in url:
         header, data = url[5:].split(";base64,", 1)
-        media_type = header or (part.media.mime_type if part.media else "image/png")
-        return {
-            "type": "image",
-            "source": {"type": "base64", "media_type": media_type, "data": data},
-        }
-    return {"type": "image", "source": {"type": "url", "url": url}}
+        return {"type": "base64", "media_type": header or media.mime_type, "data": data}
+    return {"type": "url", "url": url}
+
+
+def _media_block(part: Part) -> dict[str, Any] | None:
+    kind = part_kind(part)
+    media = part.media
+    if kind == "document" and media is not None and media.mime_type in TEXT_DOCUMENTS:
+        text = {"type": "text", "media_type": "text/plain", "data": document_text(part)}
+        return {"type": "document", "source": text}
+    source = _source(part)
+    if source is None or kind not in ("image", "document"):
+        return None
+    return {"type": kind, "source": source}
 
 
 def _user_blocks(msg: ProviderMessage) -> list[dict[str, Any]]:
@@ -76,12 +106,15 @@ def _user_blocks(msg: ProviderMessage) -> list[dict[str, Any]]:
     if msg.content and not has_text_part:
         blocks.append({"type": "text", "text": msg.content})
     for part in msg.parts:
-        if part.type == "text" and part.text:
-            blocks.append({"type": "text", "text": part.text})
-        elif part.type == "image":
-            image = _image_block(part)
-            if image:
-                blocks.append(image)
+        if part.type == "text":
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+            continue
+        block = _media_block(part)
+        if block is not None:
+            blocks.append(block)
+            if part.media is not None and part.media.caption:
+                blocks.append({"type": "text", "text": part.media.caption})
     return blocks
 
 
@@ -277,6 +310,10 @@ class AnthropicProvider(LLMProvider):
     """Messages API over an injected `httpx.AsyncClient` (never owned, never closed)."""
 
     name = "anthropic"
+    media_token_rule = "anthropic"
+
+    def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
+        return media_support(kind, mime_type, source)
 
     def __init__(
         self,

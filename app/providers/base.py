@@ -13,6 +13,11 @@ Contract:
   help (429, 5xx, connection errors). Retries are not the provider's job: `RetryingProvider`
   retries only while no event has been yielded yet.
 * Adapters take an injected `httpx.AsyncClient`, so tests drive them with `MockTransport`.
+* Media: `media_support(kind, mime_type, source)` says up front (None = yes, else the
+  reason) whether the provider takes a media part, so a turn is refused with 422 before
+  anything is stored or sent. Parts reach `stream` resolved: `media.base64` holds the
+  bytes (or `media.url` the URL the client gave). `media_token_rule` names the published
+  rule the context budget counts images by (`app.domain.media_tokens`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.domain import FinishReason, Part, ToolCall, Usage
+from app.domain.media_tokens import TokenRule
 
 
 class ProviderMessage(BaseModel):
@@ -107,6 +113,12 @@ class LLMProvider(ABC):
 
     name: str
     default_model: str
+    media_token_rule: TokenRule = "openai"
+
+    def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
+        """None if the provider takes a `kind` part of `mime_type` from `source` ("bytes"
+        or "url"), else why not. The default takes no media."""
+        return f"provider {self.name!r} does not accept {kind} parts"
 
     @abstractmethod
     def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:

@@ -1,6 +1,7 @@
 """The deterministic, network-free `mock` provider (DESIGN §8).
 
-Default behaviour: reply `echo: <text of the last user message>`, streamed word by word (each
+Default behaviour: reply `echo: <text of the last user message>` (plus a description of
+its media parts, see `describe_media`), streamed word by word (each
 `TextDelta` is a word plus its trailing whitespace, so the deltas join back to the exact
 reply), then a `UsageReport` (input = `estimate_tokens` of the system prompt plus every
 message's content, output = `estimate_tokens` of the reply) and `Finish("stop")`.
@@ -34,6 +35,8 @@ raises `ProviderError(retryable=False)`; `"rate_limit"` raises
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -69,6 +72,26 @@ def message_text(msg: ProviderMessage) -> str:
     return "".join(p.text or "" for p in msg.parts if p.type == "text")
 
 
+def describe_media(msg: ProviderMessage) -> str:
+    """What the mock saw of each media part of a message, appended to its echo:
+    ` [image image/png 2048 bytes sha256=<hex>]` for bytes (hashed as received),
+    ` [image url=<url>]` for a URL. Tests read it to see media arrive intact."""
+    out = []
+    for part in msg.parts:
+        media = part.media
+        if part.type == "text" or media is None:
+            continue
+        if media.base64 is not None:
+            data = base64.b64decode(media.base64)
+            digest = hashlib.sha256(data).hexdigest()
+            out.append(f" [{part.type} {media.mime_type} {len(data)} bytes sha256={digest}]")
+        elif media.url:
+            out.append(f" [{part.type} url={media.url}]")
+        else:
+            out.append(f" [{part.type} unresolved media_id={media.media_id}]")
+    return "".join(out)
+
+
 def turn_number(request: ProviderRequest) -> int:
     """1 + the number of assistant messages in the request (see the module docstring)."""
     return 1 + sum(1 for m in request.messages if m.role == "assistant")
@@ -76,6 +99,9 @@ def turn_number(request: ProviderRequest) -> int:
 
 class MockProvider(LLMProvider):
     name = "mock"
+
+    def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
+        return None  # the mock takes every media kind and describes it (`describe_media`)
 
     def __init__(
         self,
@@ -109,13 +135,21 @@ class MockProvider(LLMProvider):
         if turn is not None:
             return turn
         last_user = next((m for m in reversed(request.messages) if m.role == "user"), None)
-        return ScriptedTurn(response=f"echo: {message_text(last_user) if last_user else ''}")
+        if last_user is None:
+            return ScriptedTurn(response="echo: ")
+        return ScriptedTurn(response=f"echo: {message_text(last_user)}{describe_media(last_user)}")
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         fail = request.metadata.get("mock_fail")
         if fail is not None:
             _fail_early(fail)
-        turn = self.reply_for(request)
+        has_media = any(p.media is not None for m in request.messages for p in m.parts)
+        # Hashing received media is CPU work: off the event loop.
+        turn = (
+            await asyncio.to_thread(self.reply_for, request)
+            if has_media
+            else self.reply_for(request)
+        )
         text = turn.response or ""
         prior_calls = sum(len(m.tool_calls) for m in request.messages)
         calls = [

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from app.domain import FinishReason, ToolCall, Usage
+from app.domain import FinishReason, Part, ToolCall, Usage
 from app.errors import ProviderError
 from app.providers.base import (
     Finish,
@@ -35,6 +35,14 @@ from app.providers.base import (
     ToolCallComplete,
     ToolCallDelta,
     UsageReport,
+)
+from app.providers.media_parts import (
+    IMAGE_TYPES,
+    TEXT_DOCUMENTS,
+    data_url,
+    document_name,
+    document_text,
+    part_kind,
 )
 from app.providers.transport import (
     parse_json_event,
@@ -55,19 +63,77 @@ _PASSTHROUGH = ("temperature", "top_p", "frequency_penalty", "presence_penalty",
 _REASONING_MODEL = re.compile(r"^o\d")
 
 
+def media_support(kind: str, mime_type: str, source: str) -> str | None:
+    """What Chat Completions takes: images (PNG, JPEG, GIF, WebP) as a data URL or a URL;
+    audio (WAV, MP3) as `input_audio` bytes; PDFs as `file` bytes; text documents inlined
+    as text. Anything else is refused up front."""
+    if kind == "image":
+        if mime_type in IMAGE_TYPES:
+            return None
+        return f"openai takes PNG, JPEG, GIF or WebP images, not {mime_type}"
+    if kind == "audio":
+        if source != "bytes":
+            return "openai takes audio only as bytes (base64 or upload), not by URL"
+        if mime_type in _AUDIO_FORMATS:
+            return None
+        return f"openai takes WAV or MP3 audio, not {mime_type}"
+    if kind == "document":
+        if source != "bytes":
+            return "openai takes documents only as bytes (base64 or upload), not by URL"
+        if mime_type == "application/pdf" or mime_type in TEXT_DOCUMENTS:
+            return None
+        return f"openai takes PDF or text documents, not {mime_type}"
+    return f"openai does not take {kind} parts"
+
+
+_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}
+
+
+def _media_block(part: Part) -> dict[str, Any] | None:
+    media = part.media
+    if media is None:
+        return None
+    kind = part_kind(part)
+    if kind == "image":
+        url = media.url or data_url(part)
+        if url is None:
+            return None
+        image: dict[str, Any] = {"url": url}
+        if media.detail:
+            image["detail"] = media.detail
+        return {"type": "image_url", "image_url": image}
+    if media.base64 is None:
+        return None
+    if kind == "audio":
+        fmt = _AUDIO_FORMATS.get(media.mime_type or "", "wav")
+        return {"type": "input_audio", "input_audio": {"data": media.base64, "format": fmt}}
+    if kind == "document" and media.mime_type in TEXT_DOCUMENTS:
+        return {"type": "text", "text": document_text(part)}
+    if kind == "document":
+        return {
+            "type": "file",
+            "file": {"filename": document_name(part, "pdf"), "file_data": data_url(part)},
+        }
+    return None
+
+
 def message_content(msg: ProviderMessage) -> str | list[dict[str, Any]]:
-    """A plain string, or content parts when the message carries an image URL."""
-    images = [p for p in msg.parts if p.type == "image" and p.media and p.media.url]
-    if not images:
+    """A plain string, or content parts when the message carries media."""
+    if not any(p.type != "text" and p.media is not None for p in msg.parts):
         return msg.content
     out: list[dict[str, Any]] = []
     if msg.content and not any(p.type == "text" for p in msg.parts):
         out.append({"type": "text", "text": msg.content})
     for part in msg.parts:
-        if part.type == "text" and part.text:
-            out.append({"type": "text", "text": part.text})
-        elif part.type == "image" and part.media and part.media.url:
-            out.append({"type": "image_url", "image_url": {"url": part.media.url}})
+        if part.type == "text":
+            if part.text:
+                out.append({"type": "text", "text": part.text})
+            continue
+        block = _media_block(part)
+        if block is not None:
+            out.append(block)
+            if part.media is not None and part.media.caption:
+                out.append({"type": "text", "text": part.media.caption})
     return out
 
 
@@ -258,6 +324,9 @@ class OpenAIProvider(LLMProvider):
         self.base_url = base_url.rstrip("/")
         self.default_model = default_model
         self.idle_timeout_s = idle_timeout_s
+
+    def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
+        return media_support(kind, mime_type, source)
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(base_url={self.base_url!r}, default_model={self.default_model!r})"

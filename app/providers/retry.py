@@ -43,6 +43,7 @@ class RetryingProvider(LLMProvider):
         self.inner = inner
         self.name = inner.name
         self.default_model = inner.default_model
+        self.media_token_rule = inner.media_token_rule
         self.max_retries = max_retries
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
@@ -50,6 +51,9 @@ class RetryingProvider(LLMProvider):
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.budget = budget
+
+    def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
+        return self.inner.media_support(kind, mime_type, source)
 
     def __repr__(self) -> str:
         return f"RetryingProvider({self.inner!r}, max_retries={self.max_retries})"

@@ -48,7 +48,9 @@ return 1
 
 # KEYS: ml. ARGV: lineage, the pending value this appender wrote.
 CONFIRM = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], 'c') end
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], 'c')
+end
 return 0
 """
 
@@ -74,7 +76,9 @@ return 1
 UNDOOM = """
 if redis.call('HGET', KEYS[1], 'd') == ARGV[1] then redis.call('HDEL', KEYS[1], 'd') end
 for i = 2, #ARGV, 2 do
-  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[2], ARGV[i]) end
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  end
 end
 return 0
 """
@@ -86,7 +90,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
 local p = ARGV[1]
-local m = redis.call('ZRANGE', KEYS[2], '[' .. p .. '\\0', '(' .. p .. '\\1', 'BYLEX', 'LIMIT', 0, 1)
+local m = redis.call(
+  'ZRANGE', KEYS[2], '[' .. p .. '\\0', '(' .. p .. '\\1', 'BYLEX', 'LIMIT', 0, 1)
 return #m
 """
 
@@ -106,7 +111,9 @@ return redis.call('HGET', KEYS[1], 'k') == '1' and 2 or 1
 
 # KEYS: mu. ARGV: sha, media id. Removes the owner entry if it is still that record.
 RELEASE_OWNER = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
 return 0
 """
 

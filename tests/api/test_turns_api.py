@@ -69,7 +69,9 @@ async def test_get_message_with_relatives(client: httpx.AsyncClient) -> None:
 async def test_bad_messages_are_rejected_without_writes(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    async with running_app(settings_factory(max_message_bytes=1000)) as client:
+    # media_max_mb=1: the messages route takes an ordinary body plus one base64 part of
+    # the largest media (~2.4 MB here), so a 10 MB body is refused before it is read.
+    async with running_app(settings_factory(max_message_bytes=1000, media_max_mb=1)) as client:
         conv = await create_conv(client)
         url = f"/conversations/{conv['id']}/messages"
         assert_problem(

@@ -1,0 +1,203 @@
+"""Media: upload (streamed) and download (owner only; ETag, Range, nosniff)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from app.api.multipart import boundary_of, read_form
+from app.api.schemas import problems
+from app.deps import ManagerDep, PrincipalDep
+from app.domain.media import MediaRecord
+from app.errors import InvalidRequest, RangeNotSatisfiable
+from app.manager.conversations import ConversationService
+from app.media.base import BlobTooLarge
+from app.media.sniff import ACTIVE_CONTENT, extension_of
+
+router = APIRouter(tags=["media"])
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class MediaOut(BaseModel):
+    media_id: str
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    kind: str
+    width: int | None = None
+    height: int | None = None
+
+    @classmethod
+    def of(cls, r: MediaRecord) -> MediaOut:
+        return cls(
+            media_id=r.id,
+            mime_type=r.mime_type,
+            size_bytes=r.size_bytes,
+            sha256=r.sha256,
+            kind=r.kind,
+            width=r.width,
+            height=r.height,
+        )
+
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/media",
+    status_code=201,
+    response_model=MediaOut,
+    responses=problems(401, 413, 415, 422),
+    openapi_extra=UPLOAD_BODY,
+    summary="Upload media (streamed to disk); the media_id can then be sent in a part",
+)
+async def upload_media(
+    request: Request,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    user_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Owner; required with a service key."),
+    ] = None,
+) -> MediaOut:
+    owner = ConversationService.resolve_user(principal, user_id, loc="query")
+    media = manager.media
+    content_type = request.headers.get("content-type", "")
+    boundary = boundary_of(content_type)
+    if boundary is not None:
+        form = await read_form(
+            request.stream(), boundary, new_blob=media.stage, too_large=media.too_large
+        )
+        try:
+            files = [f for f in form.files if f.field == "file"] or form.files
+            if len(files) != 1:
+                raise InvalidRequest(
+                    "Send exactly one file (form field 'file').",
+                    errors=[{"loc": ["body", "file"], "msg": f"{len(files)} files sent"}],
+                )
+            record = await media.upload(owner, files[0].staged, filename=files[0].filename)
+        except BaseException:
+            await form.aclose(keep=False)
+            raise
+        await form.aclose(keep=True)
+        return MediaOut.of(record)
+    if content_type.startswith(("application/json", "application/x-www-form-urlencoded")):
+        raise InvalidRequest(
+            "Upload the bytes as multipart/form-data (field 'file') or as the raw body.",
+            errors=[{"loc": ["body"], "msg": f"unexpected content type {content_type}"}],
+        )
+    async with media.stage() as staged:
+        try:
+            async for chunk in request.stream():
+                await staged.write(chunk)
+        except BlobTooLarge:
+            raise media.too_large() from None
+        record = await media.upload(owner, staged, filename=None)
+    return MediaOut.of(record)
+
+
+def _headers(record: MediaRecord) -> dict[str, str]:
+    disposition = "attachment" if record.mime_type in ACTIVE_CONTENT else "inline"
+    name = f"{record.id}.{extension_of(record.mime_type)}"
+    return {
+        "ETag": f'"{record.sha256}"',
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'{disposition}; filename="{name}"',
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, max-age=31536000, immutable",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end) inclusive for one satisfiable `bytes=` range; None for the whole
+    body (no header, several ranges, another unit); 416 if unsatisfiable."""
+    if not header:
+        return None
+    m = _RANGE.match(header.strip())
+    if m is None:
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise RangeNotSatisfiable(
+                "The range is empty.", headers={"Content-Range": f"bytes */{size}"}
+            )
+        return max(0, size - n), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        raise RangeNotSatisfiable(
+            f"The range starts past the {size} bytes.",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
+
+
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+    206: {"description": "Partial content (Range)"},
+    304: {"description": "Not modified (If-None-Match)"},
+    **problems(401, 404, 416),
+}
+
+
+@router.head(
+    "/media/{media_id}",
+    operation_id="head_media",
+    responses=DOWNLOAD_RESPONSES,
+    response_class=Response,
+    summary="Media headers (size, type, ETag) without the bytes",
+)
+@router.get(
+    "/media/{media_id}",
+    operation_id="get_media",
+    responses=DOWNLOAD_RESPONSES,
+    response_class=Response,
+    summary="Download media you own (Range, ETag; served with nosniff)",
+)
+async def get_media(
+    media_id: str, request: Request, manager: ManagerDep, principal: PrincipalDep
+) -> Response:
+    record = await manager.media.get(principal, media_id)
+    headers = _headers(record)
+    if request.headers.get("if-none-match") in (headers["ETag"], "*"):
+        return Response(status_code=304, headers=headers)
+    size = record.size_bytes
+    wanted = _range(request.headers.get("range"), size)
+    if request.headers.get("if-range") not in (None, headers["ETag"]):
+        wanted = None
+    start, end = wanted if wanted is not None else (0, size - 1)
+    status = 206 if wanted is not None else 200
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(max(0, end - start + 1))
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=record.mime_type)
+    if size == 0:
+        return Response(b"", status_code=status, headers=headers, media_type=record.mime_type)
+    body = manager.media.read(record, start, end)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=record.mime_type)
