@@ -111,7 +111,8 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
             providers = await asyncio.to_thread(
                 build_providers, effective, http, tools_config.providers
             )
-            tools = build_registry(tools_config, effective)
+            # (creating the TLS context of the tool HTTP pool reads the CA bundle)
+            tools = await asyncio.to_thread(build_registry, tools_config, effective)
             await tools.start()
             manager = ConversationManager(
                 settings=effective,

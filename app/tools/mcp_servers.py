@@ -107,8 +107,10 @@ class McpConnection:
         while not self._stop.is_set():
             try:
                 async with contextlib.AsyncExitStack() as stack:
-                    client = await stack.enter_async_context(self._client_for(stack))
-                    tools = await self._discover(client)
+                    # a server that never answers the handshake is a failed attempt too
+                    async with asyncio.timeout(self.timeout_s):
+                        client = await stack.enter_async_context(self._client_for(stack))
+                        tools = await self._discover(client)
                     self.tools, self._client = tools, client
                     self.connects += 1
                     failures, self.last_error = 0, None
@@ -158,14 +160,13 @@ class McpConnection:
     async def _discover(self, client: Client) -> dict[str, McpTool]:
         found: dict[str, McpTool] = {}
         cursor: str | None = None
-        async with asyncio.timeout(self.timeout_s):
-            for _ in range(100):  # pages
-                page = await client.list_tools(cursor=cursor, cache_mode="refresh")
-                for tool in page.tools:
-                    self._add(found, tool)
-                cursor = page.next_cursor
-                if not cursor:
-                    break
+        for _ in range(100):  # pages
+            page = await client.list_tools(cursor=cursor, cache_mode="refresh")
+            for tool in page.tools:
+                self._add(found, tool)
+            cursor = page.next_cursor
+            if not cursor:
+                break
         return found
 
     def _add(self, found: dict[str, McpTool], tool: mcp_types.Tool) -> None:

@@ -274,3 +274,15 @@ async def test_missing_url_argument_and_invalid_arguments_are_tool_errors(peer: 
         invalid.is_error and "invalid arguments" in invalid.output and "country" in invalid.output
     )
     assert peer.requests == []
+
+
+async def test_redirect_loops_end_as_a_tool_error(peer: HttpPeer) -> None:
+    peer.handler = lambda r: (302, {"location": "/again"}, b"")
+    tools = loopback_registry(
+        {"tools": {"loop": {"http": {"url": peer.url + "/start", "method": "GET"}}}}
+    )
+    toolset = tools.toolset(pack_with({"loop": {"description": "l"}}, ["loop"]), "main")
+    outcome = await toolset.execute("loop", {})
+    await tools.aclose()
+    assert outcome.is_error and outcome.output == "more than 5 redirects"
+    assert len(peer.requests) == 6

@@ -204,3 +204,27 @@ async def test_http_transports(transport: str, entry: dict[str, Any]) -> None:
             assert (outcome.output, outcome.is_error) == (transport, False)
         finally:
             await tools.aclose()
+
+
+async def test_a_server_that_never_answers_the_handshake_is_retried() -> None:
+    tools = registry(
+        checked(
+            {
+                "mcp_servers": [
+                    {
+                        "name": "mute",
+                        "command": PYTHON,
+                        "args": ["-c", "import time; time.sleep(60)"],
+                        "timeout_ms": 300,
+                    }
+                ]
+            }
+        )
+    )
+    connection = tools.mcp["mute"]
+    connection.reconnect_delays_s = (0.05,)
+    started = asyncio.get_running_loop().time()
+    await tools.start(connect_timeout_s=10)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert not connection.connected and connection.last_error is not None
+    await tools.aclose()
