@@ -5,7 +5,10 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
-export UV_PYTHON := $(shell command -v $(PY))
+# The real interpreter behind `python3`: a pyenv shim (or any wrapper) is a different path
+# from the one `.venv` records, and uv would rebuild the environment on every call.
+REAL_PY := $(shell $(PY) -c 'import os, sys; print(os.path.realpath(sys.executable))')
+export UV_PYTHON := $(REAL_PY)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
@@ -22,11 +25,22 @@ $(UV):
 	$(PY) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
-install: $(UV)
-	$(UV) sync --frozen --inexact
+# Stamps: the environment is synced only when the lock or the project changed, so a second
+# `make run`/`make test` does nothing to `.venv` (and never disturbs a run in progress).
+STAMP := $(VENV)/.parley-synced
+STAMP_DEV := $(VENV)/.parley-synced-dev
 
-install-dev: $(UV)
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --inexact
+	touch $@
+
+$(STAMP_DEV): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --inexact --extra dev
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+
+install-dev: $(STAMP_DEV)
 
 run: install
 	mkdir -p data
@@ -52,7 +66,7 @@ BENCH_ARGS ?=
 BENCH_PY := $(VENV)/bin/python
 PROFILE_STORES ?= sqlite postgres redis
 
-bench-install: $(UV)
+bench-install: $(STAMP_DEV)
 	$(UV) sync --frozen --inexact --extra dev --extra bench
 
 bench: bench-turns bench-streaming bench-frameworks bench-profile bench-plot
