@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from app.domain.principal import SERVICE, Principal
-from app.errors import Unauthorized
+from app.errors import Forbidden, Unauthorized
 from app.manager.manager import ConversationManager
 from app.settings import Settings
 
@@ -44,9 +44,17 @@ def get_principal(
     )
 
 
+def get_service_principal(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    """Operations data (metrics, stats) covers every user: a `service` key only."""
+    if principal.role != "service":
+        raise Forbidden("This endpoint needs a service key.")
+    return principal
+
+
 ManagerDep = Annotated[ConversationManager, Depends(get_manager)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ServicePrincipalDep = Annotated[Principal, Depends(get_service_principal)]
 IdempotencyKey = Annotated[
     str | None,
     Header(

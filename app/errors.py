@@ -8,6 +8,7 @@ Anything else that escapes is a bug and becomes a 500 `internal_error` without l
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -86,6 +87,12 @@ class Unauthorized(ParleyError):
     status, code, title = 401, "unauthorized", "Missing or invalid API key"
 
 
+class Forbidden(ParleyError):
+    """The key is valid but its role may not do this (a `user` key uploading a pack)."""
+
+    status, code, title = 403, "forbidden", "This API key may not do this"
+
+
 # --- 404 ---------------------------------------------------------------------------------
 
 
@@ -158,7 +165,7 @@ class PreconditionFailed(ParleyError):
     status, code, title = 412, "precondition_failed", "If-Match does not match the version"
 
 
-# --- 413 / 422 ---------------------------------------------------------------------------
+# --- 413 / 415 / 422 ---------------------------------------------------------------------
 
 
 class MessageTooLarge(ParleyError):
@@ -173,6 +180,10 @@ class MediaTooLarge(ParleyError):
 
 class RangeNotSatisfiable(ParleyError):
     status, code, title = 416, "range_not_satisfiable", "Range not satisfiable"
+
+
+class JsonTooDeep(ParleyError):
+    status, code, title = 422, "json_too_deep", "JSON body nested too deep"
 
 
 class Unprocessable(ParleyError):
@@ -262,9 +273,26 @@ def error_for_code(code: str, detail: str) -> ParleyError:
 # --- handlers ----------------------------------------------------------------------------
 
 
+def _printable(value: Any) -> Any:
+    """`value` with every lone surrogate written as the text `\\udXXX`, so a problem that
+    quotes bad input (a metadata key, say) can still be sent as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
 def problem_response(err: ParleyError) -> JSONResponse:
+    problem = err.to_problem()
+    try:
+        json.dumps(problem, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        problem = _printable(problem)
     return JSONResponse(
-        err.to_problem(), status_code=err.status, headers=err.headers, media_type=PROBLEM_JSON
+        problem, status_code=err.status, headers=err.headers, media_type=PROBLEM_JSON
     )
 
 

@@ -4,18 +4,44 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 
+from app.api.guard import api_router
+from app.api.params import PathId, QueryId, QueryIdPrefix
 from app.api.schemas import ConversationList, Deleted, problems
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
+from app.domain.filters import ConversationFilter
+from app.domain.limits import METADATA_LIMITS
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import InvalidRequest
-from app.stores.base import ConversationFilter
 
-router = APIRouter(tags=["conversations"])
+router = api_router(tags=["conversations"])
 
 METADATA_PREFIX = "metadata."
+
+
+def metadata_filters(request: Request) -> dict[str, str]:
+    """`metadata.KEY=VALUE` query parameters, within the metadata caps (`app.domain.limits`)."""
+    metadata = {
+        key[len(METADATA_PREFIX) :]: value
+        for key, value in request.query_params.items()
+        if key.startswith(METADATA_PREFIX) and len(key) > len(METADATA_PREFIX)
+    }
+    if len(metadata) > METADATA_LIMITS.max_keys or any(
+        len(k) > METADATA_LIMITS.max_key_chars for k in metadata
+    ):
+        raise InvalidRequest(
+            "Too many or too long metadata filters.",
+            errors=[
+                {
+                    "loc": ["query", "metadata"],
+                    "msg": f"at most {METADATA_LIMITS.max_keys} keys of at most "
+                    f"{METADATA_LIMITS.max_key_chars} characters",
+                }
+            ],
+        )
+    return metadata
 
 
 def _etag(response: Response, conv: Conversation) -> Conversation:
@@ -64,17 +90,13 @@ async def list_conversations(
     request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
-    user_id: str | None = None,
-    prefix: Annotated[str | None, Query(max_length=200)] = None,
-    pack_id: str | None = None,
+    user_id: QueryId = None,
+    prefix: QueryIdPrefix = None,
+    pack_id: QueryId = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> ConversationList:
-    metadata = {
-        key[len(METADATA_PREFIX) :]: value
-        for key, value in request.query_params.items()
-        if key.startswith(METADATA_PREFIX) and len(key) > len(METADATA_PREFIX)
-    }
+    metadata = metadata_filters(request)
     flt = ConversationFilter(user_id=user_id, prefix=prefix, pack_id=pack_id, metadata=metadata)
     page = await manager.conversations.list(principal, flt, limit=limit, cursor=cursor)
     return ConversationList(data=page.data, next_cursor=page.next_cursor)
@@ -84,7 +106,7 @@ async def list_conversations(
     "/conversations/{conversation_id}", response_model=Conversation, responses=problems(404)
 )
 async def get_conversation(
-    conversation_id: str, response: Response, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId, response: Response, manager: ManagerDep, principal: PrincipalDep
 ) -> Conversation:
     conv = await manager.conversations.get(principal, conversation_id, live_status=True)
     return _etag(response, conv)
@@ -96,7 +118,7 @@ async def get_conversation(
     responses=problems(404, 412, 422),
 )
 async def patch_conversation(
-    conversation_id: str,
+    conversation_id: PathId,
     body: PatchConversation,
     response: Response,
     manager: ManagerDep,
@@ -111,14 +133,20 @@ async def patch_conversation(
 
 @router.delete("/conversations/{conversation_id}", status_code=204, responses=problems(404))
 async def delete_conversation(
-    conversation_id: str, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId, manager: ManagerDep, principal: PrincipalDep
 ) -> Response:
     await manager.conversations.delete(principal, conversation_id)
     return Response(status_code=204)
 
 
-@router.delete("/users/{user_id}/conversations", response_model=Deleted)
+@router.delete(
+    "/users/{user_id}/conversations",
+    response_model=Deleted,
+    responses=problems(404),
+    description="Erase every conversation of the user. A user key may erase only its own "
+    "user (another user's id is a 404, like every cross-user call).",
+)
 async def delete_user_conversations(
-    user_id: str, manager: ManagerDep, principal: PrincipalDep
+    user_id: PathId, manager: ManagerDep, principal: PrincipalDep
 ) -> Deleted:
     return Deleted(deleted=await manager.conversations.delete_user(principal, user_id))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
+from app.api.guard import api_router
 from app.api.schemas import problems
-from app.deps import ManagerDep
+from app.deps import ManagerDep, ServicePrincipalDep
 
-router = APIRouter(tags=["operations"])
+router = api_router(tags=["operations"])
 
 
 @router.get("/healthz")
@@ -23,14 +23,14 @@ async def readyz(manager: ManagerDep) -> dict[str, Any]:
     return {"status": "ready", **await manager.readiness()}
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(manager: ManagerDep) -> PlainTextResponse:
+@router.get("/metrics", response_class=PlainTextResponse, responses=problems(401, 403))
+async def metrics(manager: ManagerDep, _: ServicePrincipalDep) -> PlainTextResponse:
     return PlainTextResponse(
         manager.stats.prometheus(active_runs=manager.runs.active),
         media_type="text/plain; version=0.0.4",
     )
 
 
-@router.get("/stats")
-async def stats(manager: ManagerDep) -> dict[str, Any]:
+@router.get("/stats", responses=problems(401, 403))
+async def stats(manager: ManagerDep, _: ServicePrincipalDep) -> dict[str, Any]:
     return manager.stats.snapshot(active_runs=manager.runs.active)

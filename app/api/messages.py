@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from app.api.guard import api_router
+from app.api.params import PathId
 from app.api.schemas import MessageDetail, MessageList, TurnResponse, problems
 from app.api.send_body import read_send_body
 from app.api.sse import SSE_RESPONSE, event_stream, wants_stream
@@ -15,7 +17,7 @@ from app.domain.requests import SubmitToolResults
 from app.manager.manager import ConversationManager
 from app.manager.runs import StartedRun
 
-router = APIRouter(tags=["messages"])
+router = api_router(tags=["messages"])
 
 TURN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": TurnResponse, **SSE_RESPONSE},
@@ -72,7 +74,7 @@ SEND_BODY: dict[str, Any] = {
     openapi_extra=SEND_BODY,
 )
 async def send_message(
-    conversation_id: str,
+    conversation_id: PathId,
     request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
@@ -99,7 +101,7 @@ async def send_message(
     responses=TURN_RESPONSES,
 )
 async def submit_tool_results(
-    conversation_id: str,
+    conversation_id: PathId,
     body: SubmitToolResults,
     manager: ManagerDep,
     principal: PrincipalDep,
@@ -117,14 +119,19 @@ async def submit_tool_results(
 @router.get(
     "/conversations/{conversation_id}/messages",
     response_model=MessageList,
-    responses=problems(404),
+    responses=problems(400, 404),
 )
 async def list_messages(
-    conversation_id: str,
+    conversation_id: PathId,
     manager: ManagerDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[str | None, Query(description="A message id (a `next_cursor`).")] = None,
+    before: Annotated[
+        str | None,
+        Query(
+            max_length=200, description="A `next_cursor` (a message id); else 400 invalid_cursor."
+        ),
+    ] = None,
 ) -> MessageList:
     page = await manager.messages.page(principal, conversation_id, limit=limit, before=before)
     return MessageList(data=page.data, next_cursor=page.next_cursor)
@@ -136,7 +143,7 @@ async def list_messages(
     responses=problems(404),
 )
 async def get_message(
-    conversation_id: str, message_id: str, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId, message_id: PathId, manager: ManagerDep, principal: PrincipalDep
 ) -> MessageDetail:
     found = await manager.messages.get(principal, conversation_id, message_id)
     return MessageDetail(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import Header, Query
 
+from app.api.guard import api_router
+from app.api.params import PathId
 from app.api.schemas import RunOut, problems
 from app.api.sse import SSE_RESPONSE, event_stream, last_event_id
 from app.deps import ManagerDep, PrincipalDep
 
-router = APIRouter(tags=["runs"])
+router = api_router(tags=["runs"])
 
 
 @router.get(
@@ -19,7 +21,7 @@ router = APIRouter(tags=["runs"])
     responses=problems(404),
 )
 async def get_run(
-    conversation_id: str, run_id: str, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId, run_id: PathId, manager: ManagerDep, principal: PrincipalDep
 ) -> RunOut:
     record = await manager.runs.get(principal, conversation_id, run_id)
     return RunOut.of(record.run)
@@ -30,8 +32,8 @@ async def get_run(
     responses={200: SSE_RESPONSE, **problems(404)},
 )
 async def run_events(
-    conversation_id: str,
-    run_id: str,
+    conversation_id: PathId,
+    run_id: PathId,
     manager: ManagerDep,
     principal: PrincipalDep,
     after: Annotated[int | None, Query(ge=0, description="Replay events after this seq.")] = None,
@@ -48,7 +50,7 @@ async def run_events(
     responses=problems(404),
 )
 async def cancel_run(
-    conversation_id: str, run_id: str, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId, run_id: PathId, manager: ManagerDep, principal: PrincipalDep
 ) -> RunOut:
     record = await manager.runs.cancel(principal, conversation_id, run_id)
     return RunOut.of(record.run)

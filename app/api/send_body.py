@@ -8,14 +8,15 @@ files become media parts after the text, streamed into media staging as they arr
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
 
+from app.api.guard import is_json_type, parse_json_body
 from app.api.multipart import Form, boundary_of, read_form
 from app.domain import MediaRef, Part
+from app.domain.limits import text_problem
 from app.domain.requests import SendMessage
 from app.errors import InvalidRequest, MalformedJSON, UnsupportedContentType
 from app.manager.manager import ConversationManager
@@ -34,17 +35,33 @@ def _schema_error(exc: ValidationError, prefix: list[str | int]) -> Exception:
 
 
 def validate_json_body(raw: bytes) -> SendMessage:
+    """The JSON body under the same boundary rules as every other endpoint (text, depth,
+    numbers: `app.api.guard.parse_json_body`), then the schema."""
     if not raw.strip():
         raise InvalidRequest(
             "The request body is missing.", errors=[{"loc": ["body"], "msg": "Field required"}]
         )
+    value = parse_json_body(raw)
     try:
-        return SendMessage.model_validate_json(raw)
+        return SendMessage.model_validate(value)
     except ValidationError as exc:
         raise _schema_error(exc, ["body"]) from None
 
 
+def _check_form_text(form: Form) -> None:
+    """Multipart text fields follow the text rule too (`metadata` is parsed as JSON below,
+    under the same rules)."""
+    problems = [
+        {"loc": ["body", name], "msg": msg}
+        for name, value in form.fields.items()
+        if (msg := text_problem(value))
+    ]
+    if problems:
+        raise InvalidRequest("The request contains values that are not allowed.", errors=problems)
+
+
 def _from_form(form: Form) -> tuple[SendMessage, dict[int, StagedBlob]]:
+    _check_form_text(form)
     values: dict[str, Any] = {}
     for name in ("content", "if_busy", "on_disconnect"):
         if name in form.fields:
@@ -53,8 +70,8 @@ def _from_form(form: Form) -> tuple[SendMessage, dict[int, StagedBlob]]:
         values["stream"] = form.fields["stream"].strip().lower() in ("1", "true", "yes", "on")
     if "metadata" in form.fields:
         try:
-            values["metadata"] = json.loads(form.fields["metadata"])
-        except ValueError:
+            values["metadata"] = parse_json_body(form.fields["metadata"].encode())
+        except MalformedJSON:
             raise InvalidRequest(
                 "The metadata field must be a JSON object.",
                 errors=[{"loc": ["body", "metadata"], "msg": "invalid JSON"}],
@@ -102,9 +119,10 @@ async def read_send_body(
             raise
         return body, form, staged
     base = content_type.split(";", 1)[0].strip().lower()
-    if base and base != "application/json" and not base.endswith("+json"):
+    raw = await request.body()
+    if (base or raw) and not is_json_type(content_type):
         raise UnsupportedContentType(
-            f"Send application/json or multipart/form-data, not {base}.",
+            f"Send application/json or multipart/form-data, not {base or 'no Content-Type'}.",
             headers={"Accept-Post": "application/json, multipart/form-data"},
         )
-    return validate_json_body(await request.body()), None, {}
+    return validate_json_body(raw), None, {}

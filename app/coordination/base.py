@@ -18,16 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.domain import Message, Run, ToolCall
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    """One SSE event of a run: `seq` is 1, 2, ... within the run."""
-
-    seq: int
-    type: str
-    data: dict[str, Any]
-
+from app.domain.run import RunEvent as RunEvent  # defined in the domain for the API
 
 TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.cancelled", "run.requires_action"})
 

@@ -8,10 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.domain.ids import ID_PATTERN
+from app.domain.limits import MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TOKENS
 from app.domain.media import MediaPolicy
 from app.domain.usage import ConversationUsage
 
-CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
+CONVERSATION_ID_PATTERN = ID_PATTERN
 
 
 class ConversationStatus(StrEnum):
@@ -21,10 +23,18 @@ class ConversationStatus(StrEnum):
 
 
 class ContextPolicy(BaseModel):
-    max_input_tokens: int = Field(default=8000, gt=0)
-    reserve_output_tokens: int = Field(default=1024, ge=0)
+    """How the context window is built (DESIGN §5 step 3).
+
+    `truncate_oldest`: as much of the path as fits the token budget, newest first.
+    `sliding_window`: at most the last `max_messages` messages (this turn's included), then
+    the token budget; `max_messages` is required and applies only to this strategy.
+    `fail`: everything or a 422 `context_overflow`. `summarize` is refused until it exists.
+    """
+
+    max_input_tokens: int = Field(default=8000, gt=0, le=MAX_CONTEXT_TOKENS)
+    reserve_output_tokens: int = Field(default=1024, ge=0, le=MAX_CONTEXT_TOKENS)
     strategy: Literal["truncate_oldest", "sliding_window", "summarize", "fail"] = "truncate_oldest"
-    max_messages: int | None = Field(default=None, gt=0)
+    max_messages: int | None = Field(default=None, gt=0, le=MAX_CONTEXT_MESSAGES)
 
 
 class ForkedFrom(BaseModel):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel
+
+from app.errors import InvalidCursor
 
 T = TypeVar("T")
 
@@ -12,3 +16,25 @@ T = TypeVar("T")
 class Page(BaseModel, Generic[T]):
     data: list[T]
     next_cursor: str | None = None
+
+
+def encode_cursor(*parts: str) -> str:
+    """Opaque cursor from string parts (the sort key of the last item returned)."""
+    raw = json.dumps(list(parts), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[str]:
+    """Inverse of `encode_cursor`; a malformed cursor is the client's error (400)."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("The cursor is not one this service issued.") from exc
+    if (
+        not isinstance(parts, list)
+        or len(parts) != arity
+        or not all(isinstance(p, str) for p in parts)
+    ):
+        raise InvalidCursor("The cursor is not one this service issued.")
+    return parts

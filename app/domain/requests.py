@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.domain.conversation import CONVERSATION_ID_PATTERN, ContextPolicy
+from app.domain.conversation import ContextPolicy
+from app.domain.ids import Id
+from app.domain.limits import MAX_SYSTEM_PROMPT_CHARS, MAX_TTL_S, Metadata, Variables
 from app.domain.media import MediaPolicy
 from app.domain.messages import Part
+
+TtlSeconds = Annotated[
+    int | None,
+    Field(default=None, gt=0, le=MAX_TTL_S, description=f"At most {MAX_TTL_S} (ten years)."),
+]
 
 
 class _Input(BaseModel):
@@ -16,41 +23,50 @@ class _Input(BaseModel):
 
 
 class CreateConversation(_Input):
-    pack_id: str = Field(min_length=1, max_length=100)
+    pack_id: Id
     prompt_name: str = Field(min_length=1, max_length=200)
-    pack_version: str | None = Field(default=None, description="Defaults to the latest.")
-    user_id: str | None = Field(
+    pack_version: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Defaults to the latest."
+    )
+    user_id: Id | None = Field(
         default=None,
-        min_length=1,
-        max_length=200,
         description="Required with a service key; defaults to the key's user with a user key.",
     )
-    conversation_id: str | None = Field(default=None, pattern=CONVERSATION_ID_PATTERN)
-    variables: dict[str, Any] = Field(default_factory=dict)
-    system_prompt: str | None = Field(
-        default=None, description="Used verbatim instead of the prompt's rendered template."
+    conversation_id: Id | None = Field(
+        default=None,
+        description="Conversation ids are global: an id another user already has answers 409 "
+        "`conversation_exists`. Prefix client-chosen ids with the user (`user:alice:...`) or "
+        "let Parley generate one.",
     )
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    variables: Variables = Field(default_factory=dict)
+    system_prompt: str | None = Field(
+        default=None,
+        max_length=MAX_SYSTEM_PROMPT_CHARS,
+        description="Used verbatim instead of the prompt's rendered template.",
+    )
+    metadata: Metadata = Field(default_factory=dict)
     context_policy: ContextPolicy | None = None
-    ttl_seconds: int | None = Field(default=None, gt=0)
+    ttl_seconds: TtlSeconds = None
     media_policy: MediaPolicy | None = Field(
         default=None,
         description="`retain` or `delete` the media only this conversation references when "
         "it is deleted or expires; default PARLEY_MEDIA_POLICY.",
     )
-    provider: str | None = None
+    provider: str | None = Field(default=None, min_length=1, max_length=100)
     model: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class PatchConversation(_Input):
-    metadata: dict[str, Any] | None = Field(
-        default=None, description="Merged into the metadata; a null value removes the key."
+    metadata: Metadata | None = Field(
+        default=None,
+        description="Merged into the metadata; a null value removes the key. The merged "
+        "result must stay within the metadata limits.",
     )
-    variables: dict[str, Any] | None = Field(
+    variables: Variables | None = Field(
         default=None,
         description="Merged into the variables (null removes); the system prompt is re-rendered.",
     )
-    ttl_seconds: int | None = Field(default=None, gt=0)
+    ttl_seconds: TtlSeconds = None
     context_policy: ContextPolicy | None = None
 
 
@@ -60,21 +76,21 @@ OnDisconnect = Literal["continue", "cancel"]
 
 class SendMessage(_Input):
     content: str | None = None
-    parts: list[Part] | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    parts: list[Part] | None = Field(default=None, max_length=100)
+    metadata: Metadata = Field(default_factory=dict)
     stream: bool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"
 
 
 class ToolResult(_Input):
-    tool_call_id: str = Field(min_length=1)
+    tool_call_id: str = Field(min_length=1, max_length=200)
     output: Any = None
     is_error: bool = False
 
 
 class SubmitToolResults(_Input):
-    results: list[ToolResult] = Field(min_length=1)
+    results: list[ToolResult] = Field(min_length=1, max_length=128)
     stream: bool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"

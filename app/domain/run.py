@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -37,3 +39,12 @@ class Run(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     error: RunError | None = None
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One SSE event of a run: `seq` is 1, 2, ... within the run."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]

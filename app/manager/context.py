@@ -85,7 +85,8 @@ class ContextBuilder:
                 f"policy allows {input_budget} input tokens.",
             )
         history_budget = input_budget - fixed
-        max_history = (policy.max_messages or NO_LIMIT) - len(pending)
+        window = policy.max_messages if policy.strategy == "sliding_window" else None
+        max_history = (window or NO_LIMIT) - len(pending)
         start = pending[0].parent_id if pending else conversation.head_message_id
         history, reached_root = await self._cache.walk(
             self._store,

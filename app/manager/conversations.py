@@ -17,6 +17,8 @@ from app.domain import (
     Page,
     new_id,
 )
+from app.domain.filters import ConversationFilter
+from app.domain.limits import METADATA_LIMITS, VARIABLES_LIMITS, MapLimits
 from app.domain.principal import Principal
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import (
@@ -24,6 +26,7 @@ from app.errors import (
     ConversationNotFound,
     IdempotencyKeyReused,
     InvalidRequest,
+    NotFound,
     PreconditionFailed,
     Unauthorized,
     VersionConflict,
@@ -33,7 +36,7 @@ from app.manager.packs import PackLibrary
 from app.packs import PromptPack, render_system_prompt
 from app.providers.base import LLMProvider
 from app.settings import Settings
-from app.stores.base import ConversationFilter, StateStore
+from app.stores.base import StateStore
 
 log = logging.getLogger("parley.conversations")
 
@@ -279,10 +282,14 @@ class ConversationService:
         now = self._now()
         update: dict[str, Any] = {"updated_at": now}
         if req.metadata is not None:
-            update["metadata"] = merge_nullable(conv.metadata, req.metadata)
+            update["metadata"] = _within(
+                METADATA_LIMITS, merge_nullable(conv.metadata, req.metadata), "metadata"
+            )
         if req.variables is not None:
             pack = await self._packs.get(conv.pack_id, conv.pack_version)
-            wanted = merge_nullable(conv.variables, req.variables)
+            wanted = _within(
+                VARIABLES_LIMITS, merge_nullable(conv.variables, req.variables), "variables"
+            )
             text, variables = self._render(pack, conv.prompt_name, wanted, conv.model, now)
             update["variables"] = variables
             if not conv.custom_system_prompt:
@@ -305,7 +312,7 @@ class ConversationService:
 
     async def delete_user(self, principal: Principal, user_id: str) -> int:
         if not principal.can_access(user_id):
-            return 0  # another user's data: nothing visible to delete (no existence leak)
+            raise NotFound(f"User {user_id!r} not found.")  # 404 like any cross-user call
         deleted = await self._store.delete_user_conversations(user_id)
         log.info("user erased user=%s conversations=%d", user_id, len(deleted))
         await self._release_media(self._media.erase_user(user_id))
@@ -321,11 +328,33 @@ class ConversationService:
             log.warning("media release after a deletion failed (the sweep retries): %r", exc)
 
 
+def _within(limits: MapLimits, merged: dict[str, Any], field: str) -> dict[str, Any]:
+    """A PATCH merges into what is stored: the result must stay within the caps too."""
+    problem = limits.problem(merged)
+    if problem:
+        raise InvalidRequest(
+            f"After merging, {problem}.",
+            errors=[{"loc": ["body", field], "msg": problem}],
+        )
+    return merged
+
+
 def _check_policy(policy: ContextPolicy) -> None:
+    loc = ["body", "context_policy"]
     if policy.strategy == "summarize":
         raise InvalidRequest(
             "Context strategy 'summarize' is not available in this version.",
-            errors=[{"loc": ["body", "context_policy", "strategy"], "msg": "not available"}],
+            errors=[{"loc": [*loc, "strategy"], "msg": "not available"}],
+        )
+    if policy.strategy == "sliding_window" and policy.max_messages is None:
+        raise InvalidRequest(
+            "Context strategy 'sliding_window' needs max_messages (the window's length).",
+            errors=[{"loc": [*loc, "max_messages"], "msg": "required for sliding_window"}],
+        )
+    if policy.strategy != "sliding_window" and policy.max_messages is not None:
+        raise InvalidRequest(
+            f"max_messages applies only to strategy 'sliding_window', not {policy.strategy!r}.",
+            errors=[{"loc": [*loc, "max_messages"], "msg": "only with sliding_window"}],
         )
     if policy.reserve_output_tokens >= policy.max_input_tokens:
         raise InvalidRequest(

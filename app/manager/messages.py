@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from app.domain import Message, Page
 from app.domain.principal import Principal
-from app.errors import MessageNotFound
+from app.errors import InvalidCursor, MessageNotFound
 from app.manager.conversations import ConversationService
 from app.manager.message_cache import MessageCache
 from app.stores.base import StateStore
@@ -38,7 +38,10 @@ class MessageService:
         else:
             found = await self._store.get_messages(conv.lineage_id, [before])
             if not found:
-                raise MessageNotFound(f"Message {before!r} not found in this conversation.")
+                raise InvalidCursor(
+                    f"before={before!r} is not a message of this conversation; pass a "
+                    "next_cursor this endpoint returned."
+                )
             start = found[0].parent_id
         if start is None:
             return Page(data=[], next_cursor=None)

@@ -4,10 +4,12 @@ visible to every instance sharing the store."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from typing import Any
 
+from app.domain.pagination import Page, decode_cursor, encode_cursor
 from app.errors import PackExists, PackNotFound
 from app.packs import PackRegistry, PackSummary, PromptPack, parse_pack
 from app.stores.base import StateStore
@@ -23,6 +25,9 @@ class PackLibrary:
     def __init__(self, registry: PackRegistry, store: StateStore) -> None:
         self.registry = registry
         self._store = store
+        # Content hashes of stored documents already registered (or refused): a sync only
+        # validates documents it has not seen, not every stored pack on every call.
+        self._seen: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.registry)
@@ -31,6 +36,10 @@ class PackLibrary:
         """Register stored uploads this instance has not seen yet; return how many."""
         added = 0
         for document in await self._store.list_packs():
+            digest = hashlib.sha256(_canonical(document).encode()).hexdigest()
+            if digest in self._seen:
+                continue
+            self._seen.add(digest)
             try:
                 _, created = self.registry.add(document)
             except PackExists:
@@ -53,9 +62,14 @@ class PackLibrary:
                 raise
             return self.registry.get(pack_id, version)
 
-    async def list(self) -> list[PackSummary]:
+    async def list(self, *, limit: int, cursor: str | None) -> Page[PackSummary]:
+        """Pack summaries by id; `cursor` is the `next_cursor` of the previous page."""
         await self.sync()
-        return self.registry.list()
+        after = decode_cursor(cursor, 1)[0] if cursor is not None else None
+        found = [s for s in self.registry.list() if after is None or s.id > after]
+        page = found[:limit]
+        more = len(found) > limit
+        return Page(data=page, next_cursor=encode_cursor(page[-1].id) if more else None)
 
     async def upload(self, document: Any) -> tuple[PackSummary, bool]:
         """Validate, persist (first writer wins across instances) and register a pack."""

@@ -58,6 +58,14 @@ class StartedRun:
     attached: bool  # an idempotent retry re-attached to an earlier run
 
 
+def _empty_message(loc: list[str]) -> InvalidRequest:
+    """Empty and whitespace-only messages are refused alike: neither says anything."""
+    return InvalidRequest(
+        "The message is empty (only whitespace counts as empty too).",
+        errors=[{"loc": loc, "msg": "content or parts with non-blank text required"}],
+    )
+
+
 class RunService:
     def __init__(
         self,
@@ -185,12 +193,11 @@ class RunService:
                         "A media part needs media (base64, url or media_id).",
                         errors=[{"loc": ["body", "parts", i, "media"], "msg": "required"}],
                     )
+            if not content.strip() and all(p.type == "text" for p in parts):
+                raise _empty_message(["body", "parts"])
         else:
-            if not req.content:
-                raise InvalidRequest(
-                    "The message is empty.",
-                    errors=[{"loc": ["body", "content"], "msg": "content or parts required"}],
-                )
+            if req.content is None or not req.content.strip():
+                raise _empty_message(["body", "content"])
             content = req.content
             parts = [Part(type="text", text=content)]
         # Media bytes have their own limits (PARLEY_MEDIA_MAX_MB, the prompt's media config).

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from app.errors import InvalidPack
 from app.packs.models import PromptPack, Variable
+from app.packs.semver import SEMVER_PATTERN
 from app.packs.templates import (
     SUPPORTED_SYNTAX_RE,
     FragmentError,
@@ -78,6 +79,11 @@ def pydantic_errors(exc: ValidationError) -> list[ErrorItem]:
     items: list[ErrorItem] = []
     for err in exc.errors(include_url=False):
         msg = _MESSAGES.get(err["type"], err["msg"]).removeprefix("Value error, ")
+        if (
+            err["type"] == "string_pattern_mismatch"
+            and err.get("ctx", {}).get("pattern") == SEMVER_PATTERN
+        ):
+            msg = f"version must be SemVer (MAJOR.MINOR.PATCH), got {err['input']!r}"
         items.append({"loc": list(err["loc"]), "msg": msg})
     return items
 

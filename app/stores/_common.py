@@ -2,19 +2,53 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain import Conversation
 from app.errors import InvalidCursor
 from app.stores.base import decode_cursor, encode_cursor
 
+log = logging.getLogger("parley.stores")
+
 _MAX_CODEPOINT = 0x10FFFF
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored conversation that does not decode (or decodes into something that cannot
+    be sent as JSON). Listing skips it and leaves it where it is, for an operator."""
+
+    conversation_id: str
+
+
+def decode_listed(
+    conversation_id: str, decode: Callable[[], Conversation]
+) -> Conversation | Unreadable:
+    """Decode one listed conversation; a row that cannot be read is logged with its id and
+    reported as `Unreadable`, so one bad row never takes listing down for everybody."""
+    try:
+        conversation = decode()
+        conversation.model_dump_json()  # decodes but cannot be serialized: just as unreadable
+    except Exception as exc:
+        log.error("skipping unreadable stored conversation %r: %s", conversation_id, exc)
+        return Unreadable(conversation_id)
+    return conversation
+
+
 _SURROGATES = range(0xD800, 0xE000)
 
 
 def listing_cursor(conversation: Conversation) -> str:
     """Cursor after `conversation` in (updated_at desc, id desc) order."""
-    return encode_cursor(conversation.updated_at.astimezone(UTC).isoformat(), conversation.id)
+    return listing_cursor_at(conversation.updated_at, conversation.id)
+
+
+def listing_cursor_at(updated_at: datetime, conversation_id: str) -> str:
+    """Cursor after the conversation at (updated_at, id), read or not."""
+    return encode_cursor(updated_at.astimezone(UTC).isoformat(), conversation_id)
 
 
 def parse_listing_cursor(cursor: str) -> tuple[datetime, str]:

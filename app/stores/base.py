@@ -28,11 +28,9 @@ Contract, shared by every backend and enforced by `tests/contract/`:
 
 from __future__ import annotations
 
-import base64
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +42,11 @@ from app.domain import (
     Page,
     Usage,
 )
+from app.domain.filters import ConversationFilter as ConversationFilter
+from app.domain.filters import metadata_text as metadata_text
 from app.domain.media import MediaRecord
-from app.errors import InvalidCursor
+from app.domain.pagination import decode_cursor as decode_cursor
+from app.domain.pagination import encode_cursor as encode_cursor
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -66,63 +67,6 @@ class StoreCapabilities:
     native_ttl: bool = False
     shared: bool = True
     sql_coordination: bool = False
-
-
-@dataclass(frozen=True)
-class ConversationFilter:
-    """Listing filters; all given ones must match.
-
-    `metadata` compares each key's stored value rendered as text the way PostgreSQL's
-    `->>` does (strings as-is; numbers, booleans and null as compact JSON: `3`, `true`),
-    with the requested string. Keys absent from the conversation never match.
-    """
-
-    user_id: str | None = None
-    prefix: str | None = None
-    pack_id: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def matches(self, c: Conversation) -> bool:
-        """Whether `c` passes every filter (for backends that filter in Python)."""
-        if self.user_id is not None and c.user_id != self.user_id:
-            return False
-        if self.pack_id is not None and c.pack_id != self.pack_id:
-            return False
-        if self.prefix is not None and not c.id.startswith(self.prefix):
-            return False
-        return all(
-            key in c.metadata and metadata_text(c.metadata[key]) == wanted
-            for key, wanted in self.metadata.items()
-        )
-
-
-def metadata_text(value: object) -> str:
-    """The text form `ConversationFilter.metadata` compares against (see its docstring)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"))
-
-
-def encode_cursor(*parts: str) -> str:
-    """Opaque cursor from string parts (the sort key of the last item returned)."""
-    raw = json.dumps(list(parts), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, arity: int) -> list[str]:
-    """Inverse of `encode_cursor`; a malformed cursor is the client's error (400)."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursor("The cursor is not one this service issued.") from exc
-    if (
-        not isinstance(parts, list)
-        or len(parts) != arity
-        or not all(isinstance(p, str) for p in parts)
-    ):
-        raise InvalidCursor("The cursor is not one this service issued.")
-    return parts
 
 
 def media_references(messages: Sequence[Message]) -> list[tuple[str, str]]:

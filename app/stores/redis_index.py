@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from app.domain import Conversation
-from app.stores._common import listing_cursor, prefix_upper_bound
+from app.stores._common import Unreadable, listing_cursor, prefix_upper_bound
 from app.stores.base import ConversationFilter, encode_cursor
 from app.stores.redis_conn import RedisClient
 from app.stores.redis_keys import (
@@ -37,7 +37,7 @@ MAX_BATCH = 512
 DEFAULT_BUDGET = 5000  # candidates examined per list call before returning a short page
 GC_BATCH = 32
 
-Fetch = Callable[[list[str]], Awaitable[list[Conversation | None]]]
+Fetch = Callable[[list[str]], Awaitable[list[Conversation | Unreadable | None]]]
 Position = tuple[int, str]  # (updated_at in µs, conversation id)
 
 
@@ -238,7 +238,7 @@ class Indexes:
                 examined += 1
                 last = (score, cid)
                 if self._accept(source.key, score, cid, c, flt, now, cleanup):
-                    assert c is not None
+                    assert isinstance(c, Conversation)
                     found.append(c)
                     if len(found) > limit:
                         break
@@ -259,11 +259,13 @@ class Indexes:
         key: str,
         score: int,
         cid: str,
-        c: Conversation | None,
+        c: Conversation | Unreadable | None,
         flt: ConversationFilter,
         now: datetime,
         cleanup: _Cleanup,
     ) -> bool:
+        if isinstance(c, Unreadable):
+            return False  # logged by the decoder; left in place (and in the index)
         if c is None:
             cleanup.missing.append((key, cid, score))
             return False

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from app.domain import Conversation, utcnow
+from app.stores._common import Unreadable, decode_listed
 from app.stores.redis_codec import conversation_from_fields
 from app.stores.redis_conn import RedisClient
 from app.stores.redis_index import Indexes
@@ -84,7 +86,7 @@ class Directory:
             return result
         return await op(self._keys.lineage(fresh))
 
-    async def fetch_many(self, cids: list[str]) -> list[Conversation | None]:
+    async def fetch_many(self, cids: list[str]) -> list[Conversation | Unreadable | None]:
         """Conversations by id, for listing: one pipelined HGETALL round trip when the
         lineages are cached (plus ref reads for unknown or stale cache entries)."""
         lineages = {cid: self._cache.get(cid) for cid in cids}
@@ -115,7 +117,12 @@ class Directory:
             unknown = [cid for cid, _ in todo if cid not in found and cid not in was_unknown]
             if not unknown:
                 break
-        return [conversation_from_fields(found[cid]) if cid in found else None for cid in cids]
+        return [
+            decode_listed(cid, partial(conversation_from_fields, found[cid]))
+            if cid in found
+            else None
+            for cid in cids
+        ]
 
     # --- the ref's lifecycle -------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +40,12 @@ from app.errors import (
     VersionConflict,
 )
 from app.stores import sql_media, sql_packs
-from app.stores._common import listing_cursor, parse_listing_cursor
+from app.stores._common import (
+    Unreadable,
+    decode_listed,
+    listing_cursor_at,
+    parse_listing_cursor,
+)
 from app.stores.base import (
     ConversationFilter,
     StateStore,
@@ -269,8 +275,13 @@ class SqlStore(StateStore):
         )
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
-        found = [conversation_from_row(r._mapping) for r in rows[:limit]]
-        next_cursor = listing_cursor(found[-1]) if len(rows) > limit else None
+        found: list[Conversation] = []
+        for row in rows[:limit]:
+            conv = decode_listed(row.id, partial(conversation_from_row, row._mapping))
+            if not isinstance(conv, Unreadable):
+                found.append(conv)
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = listing_cursor_at(last.updated_at, last.id) if last is not None else None
         return Page(data=found, next_cursor=next_cursor)
 
     # --- messages ----------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""State URLs of every store backend, for API tests that must hold on all of them."""
+"""State URLs of every store backend, for API tests that must hold on all of them.
+
+Redis: the server and db of `PARLEY_TEST_REDIS_URL`, under a key prefix of this test
+alone, whose keys are deleted afterwards (nothing else in that db is touched).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tests.services import check_redis, redis_url, scratch_postgres_database, with_redis_db
+from tests.contract.cluster import delete_prefixed
+from tests.services import check_redis, redis_url, scratch_postgres_database
 
 BACKENDS = ["sqlite", "postgres", "redis"]
-API_REDIS_DB = 10
 
 
 @asynccontextmanager
@@ -21,8 +25,12 @@ async def state_url_for(backend: str, tmp_path: Path) -> AsyncIterator[str]:
         async with scratch_postgres_database() as url:
             yield url
     elif backend == "redis":
-        url = with_redis_db(redis_url(), API_REDIS_DB)
+        url = redis_url()
         await check_redis(url)
-        yield f"{url}?prefix=parley-test-{uuid.uuid4().hex[:8]}:"
+        prefix = f"parley-test-api-{uuid.uuid4().hex[:12]}:"
+        try:
+            yield f"{url}{'&' if '?' in url else '?'}prefix={prefix}"
+        finally:
+            await delete_prefixed(url, prefix)
     else:
         raise ValueError(backend)

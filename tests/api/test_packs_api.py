@@ -126,3 +126,37 @@ async def _shared_and_persisted(settings: Settings, doc: dict[str, Any]) -> None
         changed = copy.deepcopy(doc)
         changed["description"] = "different"
         assert_problem(await c.post("/packs", json=changed), 409, "pack_exists")
+
+
+async def test_readme_example_pack_uploads_and_chats(client: httpx.AsyncClient) -> None:
+    """The README walk-through uploads `examples/hello-world.pack.json`."""
+    doc = json.loads((REPO / "examples" / "hello-world.pack.json").read_text())
+    r = await client.post("/packs", json=doc)
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/conversations",
+        json={"pack_id": "hello-world", "prompt_name": "greeter", "user_id": "alice"},
+    )
+    assert r.status_code == 201, r.text
+    assert "greets the visitor" in r.json()["system_prompt"]
+
+
+async def test_only_service_keys_upload_packs(settings_factory: Callable[..., Settings]) -> None:
+    keys = [
+        {"key": "svc", "role": "service"},
+        {"key": "alice-key", "role": "user", "user_id": "alice"},
+    ]
+    doc = json.loads((REPO / "examples" / "hello-world.pack.json").read_text())
+    async with running_app(settings_factory(auth="keys", api_keys=keys)) as client:
+        r = await client.post("/packs", json=doc, headers={"Authorization": "Bearer alice-key"})
+        assert_problem(r, 403, "forbidden")
+        r = await client.get("/packs/hello-world", headers={"Authorization": "Bearer svc"})
+        assert_problem(r, 404, "pack_not_found")
+        r = await client.post("/packs", json=doc, headers={"Authorization": "Bearer svc"})
+        assert r.status_code == 201
+        for path in ("/metrics", "/stats"):
+            r = await client.get(path, headers={"Authorization": "Bearer alice-key"})
+            assert_problem(r, 403, "forbidden")
+            assert_problem(await client.get(path), 401, "unauthorized")
+            r = await client.get(path, headers={"Authorization": "Bearer svc"})
+            assert r.status_code == 200

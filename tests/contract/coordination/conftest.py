@@ -7,8 +7,8 @@ own Redis client or its own SQL engine on the same database. The memory backend 
 shared between processes, so there `new()` returns the one instance (tests of
 cross-instance behaviour then check the single-instance semantics).
 
-Redis tests use database 14 of the server named by `PARLEY_TEST_REDIS_URL` (13 belongs to
-the state store's suite), each under a key prefix of its own (`fresh_redis`). The Redis
+Redis tests use the server and database named by `PARLEY_TEST_REDIS_URL`, each under a key
+prefix of its own whose keys are deleted afterwards (`fresh_redis`); nothing is flushed. The Redis
 Cluster (3 primaries on loopback ports, `tests.contract.cluster`) is started once per
 session, each test again under its own key prefix. PostgreSQL tests use one scratch
 database per session. Missing services skip locally and fail under `CI=true`
@@ -24,12 +24,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from redis.asyncio import Redis
 
 from app.coordination.base import IdempotencyKeys, RunLog, TurnLocks
 from app.coordination.lease_locks import LeaseTiming
@@ -41,16 +40,13 @@ from app.coordination.redis_runs import RedisRunLog
 from app.coordination.sql_locks import SqlLeaseLocks
 from app.stores.sql import SqlStore
 from app.stores.sql_tables import turn_leases
-from tests.contract.cluster import redis_cluster
+from tests.contract.cluster import delete_prefixed, redis_cluster
 from tests.services import check_redis, redis_url, scratch_postgres_database
-
-COORDINATION_REDIS_DB = 14
 
 
 def coordination_redis_url() -> str:
-    """`PARLEY_TEST_REDIS_URL` with the database switched to 14."""
-    parts = urlsplit(redis_url())
-    return urlunsplit(parts._replace(path=f"/{COORDINATION_REDIS_DB}"))
+    """`PARLEY_TEST_REDIS_URL` as configured (server and database)."""
+    return redis_url()
 
 
 def with_prefix(url: str, prefix: str) -> str:
@@ -63,7 +59,7 @@ def unique_prefix() -> str:
 
 
 async def fresh_redis(stack: AsyncExitStack) -> str:
-    """Db 14 under a key prefix of this test's own; its keys are deleted afterwards.
+    """The configured db under a key prefix of this test's own; its keys are deleted after.
 
     Nothing is flushed: several runs of this suite (yours, a colleague's `make test`)
     may share the server at the same time, and a FLUSHDB of one would pull locks and
@@ -72,16 +68,7 @@ async def fresh_redis(stack: AsyncExitStack) -> str:
     await check_redis(url)
     prefix = unique_prefix()
 
-    async def delete_keys() -> None:
-        client = Redis.from_url(url)
-        try:
-            keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-            if keys:
-                await client.unlink(*keys)
-        finally:
-            await client.aclose()
-
-    stack.push_async_callback(delete_keys)
+    stack.push_async_callback(delete_prefixed, url, prefix)
     return with_prefix(url, prefix)
 
 
@@ -166,7 +153,7 @@ def _params(*names: str) -> list[Any]:
 def _backend_url(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     """The URL a backend needs. Called from sync fixtures only, so session resources (the
     PostgreSQL scratch database, the Redis Cluster) are made on demand, outside any loop,
-    and only when a test of that backend runs. None: plain Redis (db 14) or memory."""
+    and only when a test of that backend runs. None: plain Redis or memory."""
     if name == "sql-sqlite":
         return f"sqlite+aiosqlite:///{tmp_path}/leases.db"
     if name == "sql-postgres":

@@ -111,3 +111,24 @@ def test_prerelease_always_below_its_release(idents: list[str]) -> None:
     assert pre.precedence < SemVer.parse("3.1.4").precedence
     assert pre.precedence > SemVer.parse("3.1.3").precedence
     assert str(SemVer.parse(str(pre))) == str(pre)
+
+
+def test_a_non_semver_version_is_explained_not_shown_as_a_regex() -> None:
+    from app.errors import InvalidPack
+    from app.packs import parse_pack
+
+    doc = {
+        "id": "x",
+        "name": "x",
+        "version": "1.0",
+        "template_engine": {"version": "v1", "syntax": "{{variable}}"},
+        "prompts": {"a": {"id": "a", "name": "a", "version": "1.0.0", "system_template": "hi"}},
+    }
+    try:
+        parse_pack(doc)
+    except InvalidPack as exc:
+        assert exc.errors == [
+            {"loc": ["version"], "msg": "version must be SemVer (MAJOR.MINOR.PATCH), got '1.0'"}
+        ]
+    else:
+        raise AssertionError("1.0 was accepted")

@@ -1,0 +1,130 @@
+"""The one boundary check every route gets: text rules for every string a request carries
+(path, query, headers, JSON body), JSON depth/number rules, and `application/json` as the
+only body type of JSON endpoints (415 otherwise).
+
+Routers are built with `api_router()`, whose route class runs the check before FastAPI
+parses parameters, so a new endpoint is covered without doing anything
+(`tests/api/test_boundary.py` fails if a route is not a `GuardedRoute`).
+The body is parsed here once and handed to FastAPI through the request's JSON cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Callable, Coroutine
+from email.message import Message as MimeHeader
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, params
+from fastapi.routing import APIRoute
+
+from app.domain.limits import MAX_JSON_DEPTH, JsonTooDeepError, json_problems, text_problem
+from app.errors import InvalidRequest, JsonTooDeep, MalformedJSON, UnsupportedContentType
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Bodies larger than this are parsed and scanned in a worker thread, off the event loop.
+THREAD_BODY_BYTES = 64 * 1024
+
+
+def is_json_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    header = MimeHeader()
+    header["content-type"] = content_type
+    if header.get_content_maintype() != "application":
+        return False
+    subtype = header.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
+
+
+def parse_json_body(body: bytes) -> Any:
+    """Parse and check a JSON body; raises the ParleyError the client should get."""
+    try:
+        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise _too_deep() from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJSON(f"Request body is not valid JSON: {exc}") from None
+    try:
+        problems = json_problems(value, loc=("body",))
+    except JsonTooDeepError:
+        raise _too_deep() from None
+    if problems:
+        raise InvalidRequest(
+            "The request body contains values that are not allowed.", errors=problems
+        )
+    return value
+
+
+def _too_deep() -> JsonTooDeep:
+    return JsonTooDeep(f"JSON bodies may nest at most {MAX_JSON_DEPTH} objects/arrays deep.")
+
+
+def check_strings(request: Request) -> None:
+    """The text rule for path parameters, query parameters (names and values) and headers."""
+    problems: list[dict[str, Any]] = []
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and (msg := text_problem(value)):
+            problems.append({"loc": ["path", name], "msg": msg})
+    for name, value in request.query_params.multi_items():
+        if msg := text_problem(name) or text_problem(value):
+            problems.append({"loc": ["query", name], "msg": msg})
+    for name, value in request.headers.items():
+        if msg := text_problem(value):
+            problems.append({"loc": ["header", name], "msg": msg})
+    if problems:
+        raise InvalidRequest("The request contains values that are not allowed.", errors=problems)
+
+
+async def check_request(request: Request, *, takes_json: bool) -> None:
+    check_strings(request)
+    if not takes_json or request.method not in BODY_METHODS:
+        return
+    body = await request.body()
+    content_type = request.headers.get("content-type")
+    if not body and not content_type:
+        return  # no body at all: FastAPI reports a missing required body as usual
+    if not is_json_type(content_type):
+        raise UnsupportedContentType(
+            f"This endpoint takes application/json; got {content_type or 'no Content-Type'}.",
+            extra={"accept": ["application/json"]},
+        )
+    if not body:
+        return
+    if len(body) > THREAD_BODY_BYTES:
+        value = await asyncio.to_thread(parse_json_body, body)
+    else:
+        value = parse_json_body(body)
+    request._json = value  # Starlette's cache: FastAPI reads the parsed body from here
+
+
+class GuardedRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        takes_json = self.body_field is not None and not isinstance(
+            self.body_field.field_info, params.Form
+        )
+
+        async def guarded(request: Request) -> Response:
+            await check_request(request, takes_json=takes_json)
+            return await handler(request)
+
+        return guarded
+
+
+def api_router(**kwargs: Any) -> APIRouter:
+    """An `APIRouter` whose routes run the boundary check."""
+    return APIRouter(route_class=GuardedRoute, **kwargs)

@@ -1,0 +1,143 @@
+"""Input limits and the text rule every string the API takes must satisfy.
+
+One place defines what "acceptable input" means, so every backend sees the same thing:
+
+* Text: no NUL (`\\u0000`) and no lone UTF-16 surrogate (`\\ud83d` without its pair)
+  anywhere: body, path, query, headers. PostgreSQL `jsonb`/`text` cannot hold NUL and no
+  backend can encode a lone surrogate as UTF-8, so refusing both (422) is the one rule that
+  holds everywhere; nothing is stored.
+* JSON bodies: at most `MAX_JSON_DEPTH` nested containers, integers within +/-(2^53-1) (the
+  range every JSON client represents exactly), no NaN/Infinity.
+* `metadata` and `variables` maps: bounded key count, key length, nesting and serialized
+  size; a PATCH is checked on the merged result, so merging cannot grow past the caps.
+
+The README "Limits" section lists these numbers; keep them in sync.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+MAX_JSON_DEPTH = 32
+MAX_JSON_INT = 2**53 - 1
+MAX_TTL_S = 10 * 365 * 24 * 3600  # ten years
+MAX_SYSTEM_PROMPT_CHARS = 200_000
+MAX_CONTEXT_TOKENS = 10_000_000
+MAX_CONTEXT_MESSAGES = 1_000_000
+
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be accepted, or None."""
+    found = _BAD_TEXT.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "NUL characters (\\u0000) are not allowed"
+    return "lone UTF-16 surrogates are not allowed (send valid Unicode)"
+
+
+class JsonTooDeepError(ValueError):
+    pass
+
+
+def json_problems(
+    value: Any, *, loc: tuple[Any, ...] = (), max_problems: int = 20
+) -> list[dict[str, Any]]:
+    """Text and integer-range problems anywhere in a parsed JSON value (iterative, so depth
+    costs no recursion). Raises `JsonTooDeepError` past `MAX_JSON_DEPTH` containers."""
+    problems: list[dict[str, Any]] = []
+    stack: list[tuple[Any, tuple[Any, ...], int]] = [(value, loc, 0)]
+    while stack and len(problems) < max_problems:
+        item, where, depth = stack.pop()
+        if isinstance(item, str):
+            msg = text_problem(item)
+            if msg:
+                problems.append({"loc": list(where), "msg": msg})
+        elif isinstance(item, bool) or item is None or isinstance(item, float):
+            continue
+        elif isinstance(item, int):
+            if abs(item) > MAX_JSON_INT:
+                problems.append(
+                    {"loc": list(where), "msg": f"integers must be within +/-{MAX_JSON_INT}"}
+                )
+        elif isinstance(item, dict):
+            if depth >= MAX_JSON_DEPTH:
+                raise JsonTooDeepError(list(where))
+            for key, child in item.items():
+                msg = text_problem(key)
+                if msg:
+                    problems.append({"loc": [*where, key], "msg": f"key: {msg}"})
+                stack.append((child, (*where, key), depth + 1))
+        elif isinstance(item, list):
+            if depth >= MAX_JSON_DEPTH:
+                raise JsonTooDeepError(list(where))
+            stack.extend((child, (*where, i), depth + 1) for i, child in enumerate(item))
+    return problems
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of containers (a scalar is 0, `{}` is 1)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
+
+
+@dataclass(frozen=True)
+class MapLimits:
+    """Caps of a free-form JSON object such as `metadata`."""
+
+    name: str
+    max_keys: int
+    max_key_chars: int
+    max_bytes: int
+    max_depth: int
+
+    def problem(self, value: Mapping[str, Any]) -> str | None:
+        if len(value) > self.max_keys:
+            return f"{self.name} has {len(value)} keys; at most {self.max_keys} are allowed"
+        for key in value:
+            if not key or len(key) > self.max_key_chars:
+                return f"{self.name} keys must be 1-{self.max_key_chars} characters"
+        depth = json_depth(dict(value))
+        if depth > self.max_depth:
+            return f"{self.name} nests {depth} levels deep; at most {self.max_depth} are allowed"
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > self.max_bytes:
+            return f"{self.name} is {size} bytes as JSON; at most {self.max_bytes} are allowed"
+        return None
+
+    def check(self, value: dict[str, Any]) -> dict[str, Any]:
+        """A pydantic after-validator."""
+        msg = self.problem(value)
+        if msg:
+            raise ValueError(msg)
+        return value
+
+
+METADATA_LIMITS = MapLimits(
+    "metadata", max_keys=64, max_key_chars=128, max_bytes=16 * 1024, max_depth=8
+)
+VARIABLES_LIMITS = MapLimits(
+    "variables", max_keys=100, max_key_chars=128, max_bytes=64 * 1024, max_depth=8
+)
+
+Metadata = Annotated[dict[str, Any], AfterValidator(METADATA_LIMITS.check)]
+Variables = Annotated[dict[str, Any], AfterValidator(VARIABLES_LIMITS.check)]
