@@ -49,7 +49,7 @@ async def test_history_pages_oldest_first_within_page(client: httpx.AsyncClient)
     assert [m["content"] for m in page3["data"]] == ["m0", "echo: m0"]
     assert page3["next_cursor"] is None
     r = await client.get(url, params={"before": "01NOTAMESSAGE"})
-    assert_problem(r, 404, "message_not_found")
+    assert_problem(r, 400, "invalid_cursor")
 
 
 async def test_get_message_with_relatives(client: httpx.AsyncClient) -> None:
