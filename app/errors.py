@@ -235,6 +235,12 @@ class StoreUnavailable(ParleyError):
     status, code, title = 503, "store_unavailable", "State store unavailable"
 
 
+class NotReady(ParleyError):
+    """`/readyz`: the process runs but cannot serve conversations yet (no packs loaded)."""
+
+    status, code, title = 503, "not_ready", "Service not ready"
+
+
 class ProviderError(ParleyError):
     """The LLM provider failed. `retryable` says whether a retry could help."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypedDict
 
 import httpx
@@ -80,7 +80,10 @@ def redacted(url: str) -> str:
     return url.replace(f":{parsed.password}@", ":***@")
 
 
-def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None) -> object:
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[AppState]]
+
+
+def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
         # One serving process per SQLite file unless coordination is shared (refuses

@@ -31,6 +31,8 @@ def create_app(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Alembic reports every migration step at INFO; start-up says what matters in one line.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     if settings.auth == "none" and settings.host not in LOOPBACK:
         logging.getLogger("parley").warning(
             "PARLEY_AUTH=none while PARLEY_HOST=%s: anyone who can reach it can use it",
@@ -40,7 +42,7 @@ def create_app(
         title="Parley",
         version=API_VERSION,
         summary="Persistent, streaming LLM conversations from PromptPacks.",
-        lifespan=make_lifespan(settings, provider_client),  # type: ignore[arg-type]
+        lifespan=make_lifespan(settings, provider_client),
     )
     body_limit = 4 * settings.max_message_bytes + (1 << 20)
     app.add_middleware(

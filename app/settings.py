@@ -12,16 +12,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.domain.ids import ID_PATTERN
+from app.domain.limits import MAX_TTL_S
 
 
 class ApiKey(BaseModel):
     """One configured API key. `service` keys act for any user; `user` keys for one."""
 
-    key: str
+    key: str = Field(min_length=1)
     role: Literal["service", "user"] = "service"
-    user_id: str | None = None
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _user_keys_name_a_user(self) -> ApiKey:
+        if self.role == "user" and not self.user_id:
+            raise ValueError("a key with role 'user' needs a user_id")
+        return self
 
 
 class ModelPrice(BaseModel):
@@ -63,7 +72,7 @@ class Settings(BaseSettings):
     media_threshold_kb: int = Field(default=100, ge=0)
     media_policy: Literal["retain", "delete"] = "retain"
     media_max_mb: int = Field(default=20, gt=0)
-    default_ttl_s: int | None = Field(default=None, gt=0)
+    default_ttl_s: int | None = Field(default=None, gt=0, le=MAX_TTL_S)
     sweep_interval_s: float = Field(default=60.0, gt=0)
     max_message_bytes: int = Field(default=1024 * 1024, gt=0)
 

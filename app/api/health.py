@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from app.api.guard import api_router
 from app.api.schemas import problems
 from app.deps import ManagerDep, ServicePrincipalDep
+from app.manager.stats import PROMETHEUS_CONTENT_TYPE
 
 router = api_router(tags=["operations"])
 
@@ -18,7 +19,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses=problems(503))
+@router.get(
+    "/readyz",
+    responses=problems(503),
+    description="Ready when the state store and the coordination backend answer a round "
+    "trip and at least one PromptPack is loaded; else 503 `store_unavailable`/`not_ready`.",
+)
 async def readyz(manager: ManagerDep) -> dict[str, Any]:
     return {"status": "ready", **await manager.readiness()}
 
@@ -27,7 +33,7 @@ async def readyz(manager: ManagerDep) -> dict[str, Any]:
 async def metrics(manager: ManagerDep, _: ServicePrincipalDep) -> PlainTextResponse:
     return PlainTextResponse(
         manager.stats.prometheus(active_runs=manager.runs.active),
-        media_type="text/plain; version=0.0.4",
+        media_type=PROMETHEUS_CONTENT_TYPE,
     )
 
 

@@ -39,10 +39,22 @@ class SqlLeaseCoordinator(Coordinator):
     def __init__(self, engine: AsyncEngine, *, event_retention_s: float) -> None:
         from app.coordination.sql_locks import SqlLeaseLocks
 
+        self._engine = engine
         self._locks = SqlLeaseLocks(engine)
         super().__init__(
             self._locks, MemoryIdempotencyKeys(), MemoryRunLog(retention_s=event_retention_s)
         )
+
+    async def ping(self) -> None:
+        """A real round trip to the lease table (not just "the engine exists")."""
+        import sqlalchemy as sa
+
+        from app.stores.sql_engine import unavailable_on_connection_errors
+        from app.stores.sql_tables import turn_leases
+
+        with unavailable_on_connection_errors():
+            async with self._engine.connect() as conn:
+                await conn.execute(sa.select(turn_leases.c.conversation_id).limit(1))
 
     async def close(self) -> None:
         await self._locks.close()

@@ -11,6 +11,7 @@ from typing import Any
 
 from app.coordination.base import Coordinator
 from app.domain import utcnow
+from app.errors import NotReady
 from app.manager.context import ContextBuilder
 from app.manager.conversations import ConversationService
 from app.manager.limits import ExecutionLimiter
@@ -128,9 +129,17 @@ class ConversationManager:
             rounds += 1
 
     async def readiness(self) -> dict[str, Any]:
-        """Raises `StoreUnavailable` when the store does not answer."""
+        """What `/readyz` promises: the store and the coordination backend answer a real
+        round trip (`StoreUnavailable` otherwise) and at least one PromptPack is loaded
+        (`NotReady` otherwise: no conversation could be created)."""
         await self.store.ping()
         await self.coordinator.ping()
+        await self.packs.sync()
+        if not len(self.packs):
+            raise NotReady(
+                f"No PromptPack is loaded: add *.pack.json files to {self.settings.packs_dir} "
+                "or upload one with POST /packs."
+            )
         return {
             "store": "ok",
             "coordination": "ok",

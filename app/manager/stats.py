@@ -1,12 +1,26 @@
-"""Process counters behind `GET /stats` (JSON) and `GET /metrics` (Prometheus text)."""
+"""Process metrics: `GET /metrics` (Prometheus text, `prometheus-client`) and `GET /stats`
+(JSON summary).
+
+Each app builds its own `CollectorRegistry` (no module globals), so two apps in one process
+(tests, several lifespans) never share or double-register series. Counters only go up and
+histograms have fixed buckets, so `rate()` and `histogram_quantile()` work across scrapes;
+`/stats` adds p50/p99 of the last `RECENT_RUNS` turns for humans.
+"""
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
 from app.domain import Usage
+
+RECENT_RUNS = 2048
+TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+PROVIDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -16,28 +30,91 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-@dataclass
 class Stats:
-    runs_started: int = 0
-    runs_finished: Counter[str] = field(default_factory=Counter)
-    messages_committed: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    turn_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._runs_started = Counter("parley_runs_started", "Runs started.", registry=r)
+        self._runs_finished = Counter(
+            "parley_runs_finished", "Runs finished, by final status.", ["status"], registry=r
+        )
+        self._active = Gauge(
+            "parley_runs_active", "Runs executing or queued in this process.", registry=r
+        )
+        self._messages = Counter(
+            "parley_messages_committed", "Messages committed by runs.", registry=r
+        )
+        self._tokens = Counter(
+            "parley_tokens", "Provider tokens, by direction.", ["direction"], registry=r
+        )
+        self._cost = Counter("parley_cost_usd", "Provider cost in USD.", registry=r)
+        self._turn = Histogram(
+            "parley_turn_duration_seconds",
+            "Run duration from start to its terminal event, by final status.",
+            ["status"],
+            buckets=TURN_BUCKETS,
+            registry=r,
+        )
+        self._provider = Histogram(
+            "parley_provider_latency_seconds",
+            "Provider call latency: `first_event` (time to the first streamed event) and "
+            "`total` (whole completion), by provider.",
+            ["provider", "phase"],
+            buckets=PROVIDER_BUCKETS,
+            registry=r,
+        )
+        self._provider_errors = Counter(
+            "parley_provider_errors",
+            "Failed provider calls, by provider and code.",
+            ["provider", "code"],
+            registry=r,
+        )
+        self._store = Histogram(
+            "parley_store_latency_seconds",
+            "State store latency of the turn path, by operation.",
+            ["operation"],
+            buckets=STORE_BUCKETS,
+            registry=r,
+        )
+        # For /stats only (JSON for humans): exact totals and a recent window.
+        self.runs_started = 0
+        self.runs_finished: dict[str, int] = {}
+        self.messages_committed = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost_usd = 0.0
+        self.turn_seconds: deque[float] = deque(maxlen=RECENT_RUNS)
 
     def run_started(self) -> None:
         self.runs_started += 1
+        self._runs_started.inc()
 
     def run_finished(
         self, status: str, seconds: float, usage: Usage, cost: float, committed: int
     ) -> None:
-        self.runs_finished[status] += 1
+        self.runs_finished[status] = self.runs_finished.get(status, 0) + 1
         self.turn_seconds.append(seconds)
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
         self.cost_usd += cost
         self.messages_committed += committed
+        self._runs_finished.labels(status).inc()
+        self._turn.labels(status).observe(seconds)
+        self._tokens.labels("input").inc(usage.input_tokens)
+        self._tokens.labels("output").inc(usage.output_tokens)
+        self._cost.inc(cost)
+        self._messages.inc(committed)
+
+    def provider_call(self, provider: str, *, first_event_s: float | None, total_s: float) -> None:
+        if first_event_s is not None:
+            self._provider.labels(provider, "first_event").observe(first_event_s)
+        self._provider.labels(provider, "total").observe(total_s)
+
+    def provider_failed(self, provider: str, code: str) -> None:
+        self._provider_errors.labels(provider, code).inc()
+
+    def store_call(self, operation: str, seconds: float) -> None:
+        self._store.labels(operation).observe(seconds)
 
     def snapshot(self, *, active_runs: int) -> dict[str, Any]:
         durations = sorted(self.turn_seconds)
@@ -52,41 +129,12 @@ class Stats:
             "cost_usd": round(self.cost_usd, 8),
             "latency_s": {
                 "samples": len(durations),
+                "window": RECENT_RUNS,
                 "p50": _percentile(durations, 0.5),
                 "p99": _percentile(durations, 0.99),
             },
         }
 
-    def prometheus(self, *, active_runs: int) -> str:
-        lines = [
-            "# HELP parley_runs_started_total Runs started.",
-            "# TYPE parley_runs_started_total counter",
-            f"parley_runs_started_total {self.runs_started}",
-            "# HELP parley_runs_finished_total Runs finished, by final status.",
-            "# TYPE parley_runs_finished_total counter",
-        ]
-        for status, n in sorted(self.runs_finished.items()):
-            lines.append(f'parley_runs_finished_total{{status="{status}"}} {n}')
-        durations = sorted(self.turn_seconds)
-        lines += [
-            "# HELP parley_runs_active Runs executing or queued in this process.",
-            "# TYPE parley_runs_active gauge",
-            f"parley_runs_active {active_runs}",
-            "# HELP parley_messages_committed_total Messages committed by runs.",
-            "# TYPE parley_messages_committed_total counter",
-            f"parley_messages_committed_total {self.messages_committed}",
-            "# HELP parley_tokens_total Provider tokens, by direction.",
-            "# TYPE parley_tokens_total counter",
-            f'parley_tokens_total{{direction="input"}} {self.input_tokens}',
-            f'parley_tokens_total{{direction="output"}} {self.output_tokens}',
-            "# HELP parley_cost_usd_total Provider cost in USD.",
-            "# TYPE parley_cost_usd_total counter",
-            f"parley_cost_usd_total {self.cost_usd:.8f}",
-            "# HELP parley_turn_seconds Turn duration over the last 2048 runs.",
-            "# TYPE parley_turn_seconds summary",
-            f'parley_turn_seconds{{quantile="0.5"}} {_percentile(durations, 0.5):.6f}',
-            f'parley_turn_seconds{{quantile="0.99"}} {_percentile(durations, 0.99):.6f}',
-            f"parley_turn_seconds_count {len(durations)}",
-            f"parley_turn_seconds_sum {sum(durations):.6f}",
-        ]
-        return "\n".join(lines) + "\n"
+    def prometheus(self, *, active_runs: int) -> bytes:
+        self._active.set(active_runs)
+        return generate_latest(self.registry)

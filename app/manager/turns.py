@@ -47,6 +47,7 @@ from app.manager.message_cache import MessageCache
 from app.manager.packs import PackLibrary
 from app.manager.provider_stream import batches, estimated_usage
 from app.manager.stats import Stats
+from app.manager.tool_policy import ToolBudget, log_dropped, tool_budget
 from app.providers.base import (
     Finish,
     LLMProvider,
@@ -158,7 +159,9 @@ class TurnExecutor:
 
     async def _turn(self, plan: TurnPlan, lease: TurnLease) -> _Outcome:
         now = self._now()
+        t = time.perf_counter()
         conv = await self._store.get_conversation(plan.conversation_id, now=now)
+        self._stats.store_call("load_conversation", time.perf_counter() - t)
         if conv is None:
             raise ConversationNotFound(f"Conversation {plan.conversation_id!r} not found.")
         provider = self._providers.get(conv.provider)
@@ -166,6 +169,7 @@ class TurnExecutor:
             raise ProviderError(f"Provider {conv.provider!r} is not configured on this instance.")
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
         pending = await self._opening_messages(plan, conv)
+        t = time.perf_counter()
         window = await self._context.build(
             conv,
             pack,
@@ -173,8 +177,13 @@ class TurnExecutor:
             metadata=provider_hints(conv, plan.input.metadata),
             rule=provider.media_token_rule,
         )
+        self._stats.store_call("build_context", time.perf_counter() - t)
+        budget = await tool_budget(self._store, pack, conv.prompt_name, conv.lineage_id, pending)
+        if budget.exhausted and window.request.tools:
+            window.request.tool_choice = "none"
         request = await self._media.resolve(window.request)
-        reply = await self._call_provider(provider, request, plan, conv, pending[-1])
+        reply = await self._call_provider(provider, request, plan, conv, pending[-1], budget)
+        log_dropped(budget, plan.run.id)
         pending.append(reply)
         await self._publish(plan, "message.completed", {"message": dump(reply)})
         if lease.lost:
@@ -192,10 +201,12 @@ class TurnExecutor:
                 else ConversationStatus.idle,
             )
         )
+        t = time.perf_counter()
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
             await commit  # too late to cancel: the commit finishes and the run completes
+        self._stats.store_call("commit_turn", time.perf_counter() - t)
         self._cache.put(pending)
         await self._mark_media(pending, conv)
         return _Outcome(
@@ -290,6 +301,7 @@ class TurnExecutor:
         plan: TurnPlan,
         conv: Conversation,
         parent: Message,
+        budget: ToolBudget,
     ) -> Message:
         """Stream one completion, publishing deltas; return the finished assistant message.
 
@@ -301,29 +313,27 @@ class TurnExecutor:
         tool_calls: list[ToolCall] = []
         usage: Usage | None = None
         finish: FinishReason = "stop"
-        async with aclosing(batches(provider.stream(request))) as stream:
-            async for batch in stream:
-                pending_text: list[str] = []
-                for event in batch:
-                    if isinstance(event, TextDelta):
-                        pending_text.append(event.text)
-                        continue
-                    await self._publish_text(plan, message_id, pending_text, text)
-                    if isinstance(event, ToolCallComplete):
-                        tool_calls.append(event.tool_call)
-                        await self._publish(
-                            plan,
-                            "tool_call.created",
-                            {"message_id": message_id, "tool_call": dump(event.tool_call)},
-                        )
-                    elif isinstance(event, UsageReport):
-                        usage = event.usage
-                    elif isinstance(event, Finish):
-                        finish = event.reason
-                await self._publish_text(plan, message_id, pending_text, text)
+        started = time.perf_counter()
+        first_event: float | None = None
+        try:
+            async with aclosing(batches(provider.stream(request))) as stream:
+                async for batch in stream:
+                    if first_event is None:
+                        first_event = time.perf_counter() - started
+                    finish, usage = await self._consume(
+                        plan, message_id, batch, text, tool_calls, budget, finish, usage
+                    )
+        except ProviderError as exc:
+            self._stats.provider_failed(conv.provider, exc.code)
+            raise
+        self._stats.provider_call(
+            conv.provider, first_event_s=first_event, total_s=time.perf_counter() - started
+        )
         content = "".join(text)
         if usage is None:
             usage = estimated_usage(request, content)
+        if finish == "tool_calls" and not tool_calls:
+            finish = "stop"  # every call was over the tool budget
         return Message(
             id=message_id,
             parent_id=parent.id,
@@ -339,6 +349,40 @@ class TurnExecutor:
             finish_reason=finish,
             depth=parent.depth + 1,
         )
+
+    async def _consume(
+        self,
+        plan: TurnPlan,
+        message_id: str,
+        batch: list[Any],
+        text: list[str],
+        tool_calls: list[ToolCall],
+        budget: ToolBudget,
+        finish: FinishReason,
+        usage: Usage | None,
+    ) -> tuple[FinishReason, Usage | None]:
+        """Publish one batch of provider events; return the finish reason and usage so far."""
+        pending_text: list[str] = []
+        for event in batch:
+            if isinstance(event, TextDelta):
+                pending_text.append(event.text)
+                continue
+            await self._publish_text(plan, message_id, pending_text, text)
+            if isinstance(event, ToolCallComplete):
+                if not budget.admit(len(tool_calls)):
+                    continue  # over the prompt's tool_policy: never published or committed
+                tool_calls.append(event.tool_call)
+                await self._publish(
+                    plan,
+                    "tool_call.created",
+                    {"message_id": message_id, "tool_call": dump(event.tool_call)},
+                )
+            elif isinstance(event, UsageReport):
+                usage = event.usage
+            elif isinstance(event, Finish):
+                finish = event.reason
+        await self._publish_text(plan, message_id, pending_text, text)
+        return finish, usage
 
     async def _publish_text(
         self, plan: TurnPlan, message_id: str, pending: list[str], text: list[str]

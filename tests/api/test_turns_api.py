@@ -215,3 +215,21 @@ async def test_model_overrides_reach_the_provider(
     suffix = "Keep each finding to three sentences or fewer."
     assert overridden["messages"][0]["content"].endswith(suffix)
     assert suffix not in base["messages"][0]["content"]
+
+
+async def test_sliding_window_sends_the_last_max_messages(client: httpx.AsyncClient) -> None:
+    """`sliding_window` keeps the last `max_messages` messages (this turn's included);
+    `truncate_oldest` keeps everything that fits the token budget."""
+    sliding = await create_conv(
+        client, context_policy={"strategy": "sliding_window", "max_messages": 3}
+    )
+    growing = await create_conv(client)
+    inputs: dict[str, list[int]] = {"sliding": [], "growing": []}
+    for _ in range(5):
+        for name, conv in (("sliding", sliding), ("growing", growing)):
+            turn = await send(client, conv["id"], "the same words every time")
+            inputs[name].append(turn["usage"]["input_tokens"])
+    # from the second turn on the window is [user, assistant, user]: constant size
+    assert len(set(inputs["sliding"][1:])) == 1 and inputs["sliding"][1] > inputs["sliding"][0]
+    assert inputs["growing"] == sorted(inputs["growing"]) and len(set(inputs["growing"])) == 5
+    assert inputs["growing"][1] == inputs["sliding"][1]

@@ -41,3 +41,13 @@ def test_api_keys_and_pricing_parse_from_json(monkeypatch: pytest.MonkeyPatch) -
     assert s.api_keys[1].user_id == "alice"
     assert s.pricing["my-model"].output_per_mtok == 2
     assert s.default_ttl_s is None
+
+
+def test_user_keys_need_a_valid_user_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    for keys in (
+        '[{"key": "k", "role": "user"}]',
+        '[{"key": "k", "role": "user", "user_id": "a/b"}]',
+    ):
+        monkeypatch.setenv("PARLEY_API_KEYS", keys)
+        with pytest.raises(ValueError):
+            Settings()

@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 
 from app.providers.base import LLMProvider, ProviderEvent, ProviderRequest
+from tests.conftest import MOCK_RESPONSES
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "providers"
-SHARED_MOCK_RESPONSES = Path("/work/shared/fixtures/mock-responses")
+SHARED_MOCK_RESPONSES = MOCK_RESPONSES  # ../shared relative to the repository root
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
