@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 import hypothesis
+import hypothesis.errors
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given
@@ -38,6 +39,7 @@ POISONED_EXAMPLES = 35  # per operation
 STATEFUL_EXAMPLES = 40
 STATEFUL_STEPS = 12
 MIN_REQUESTS = 2000
+MIN_STATEFUL_REQUESTS = 150
 
 SERVICE_KEY = "fuzz-service-key"
 USER_KEY = "fuzz-user-key"
@@ -50,7 +52,15 @@ POISON_INTS = [2**63, -(2**63) - 1, 2**70, 300_000_000_000, 10**30]
 
 def usable_create(body: Any) -> Any:
     body = dict(body) if isinstance(body, dict) else {}
-    for name in ("pack_version", "provider", "variables", "user_id", "context_policy"):
+    # conversation_id too: a server-chosen id never collides with an earlier sequence's
+    for name in (
+        "pack_version",
+        "provider",
+        "variables",
+        "user_id",
+        "context_policy",
+        "conversation_id",
+    ):
         body.pop(name, None)
     return {**body, "pack_id": "general-assistant", "prompt_name": "chat"}
 
@@ -245,13 +255,21 @@ def test_fuzz_the_whole_api(server: str, tmp_path: Path) -> None:
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             return None  # our own check: no 5xx (recorded above)
 
-    Machine.run(
-        settings=hypothesis.settings(
-            base_settings,
-            max_examples=STATEFUL_EXAMPLES,
-            stateful_step_count=STATEFUL_STEPS,
+    # The server's state carries over between sequences (that is the point), so which
+    # rules are enabled can differ between hypothesis' runs of one choice sequence; when
+    # hypothesis notices, it stops the stateful phase with FlakyStrategyDefinition. That is
+    # a property of the generator, not a server failure: every response sent so far was
+    # checked, and a minimum of stateful requests is still required below.
+    try:
+        Machine.run(
+            settings=hypothesis.settings(
+                base_settings,
+                max_examples=STATEFUL_EXAMPLES,
+                stateful_step_count=STATEFUL_STEPS,
+            )
         )
-    )
+    except hypothesis.errors.FlakyStrategyDefinition:
+        print(f"\nstateful phase stopped by hypothesis after {tally.stateful} requests")
     session.close()
 
     after = sentinel_snapshot(server)
@@ -262,4 +280,5 @@ def test_fuzz_the_whole_api(server: str, tmp_path: Path) -> None:
     )
     assert tally.server_errors == []
     assert tally.requests >= MIN_REQUESTS
+    assert tally.stateful >= MIN_STATEFUL_REQUESTS
     assert after == before, "the sentinel conversation of another user changed"

@@ -20,7 +20,14 @@ def _make(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
     return subprocess.run(
         ["make", "--no-print-directory", *args],
         cwd=REPO,
-        env={**os.environ, **(env or {})},
+        # not the flags of a `make -s test` this may run under (silent mode hides
+        # "Nothing to be done")
+        env={
+            **{
+                k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+            },
+            **(env or {}),
+        },
         capture_output=True,
         text=True,
         timeout=120,
