@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from app.api.guard import api_router
 from app.api.multipart import boundary_of, read_form
 from app.api.schemas import problems
 from app.deps import ManagerDep, PrincipalDep
@@ -18,7 +19,7 @@ from app.manager.conversations import ConversationService
 from app.media.base import BlobTooLarge
 from app.media.sniff import ACTIVE_CONTENT, extension_of
 
-router = APIRouter(tags=["media"])
+router = api_router(tags=["media"])
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
