@@ -6,11 +6,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from app.api.schemas import ConversationList, Deleted, problems
+from app.api.operation import operation
+from app.api.schemas import ConversationList, Deleted
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.requests import CreateConversation, PatchConversation
-from app.errors import InvalidRequest
+from app.errors import (
+    ConversationExists,
+    ConversationNotFound,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    InvalidRequest,
+    InvalidVariables,
+    PackNotFound,
+    PreconditionFailed,
+    PromptNotFound,
+    StoreUnavailable,
+    UnresolvedPlaceholder,
+    VersionConflict,
+)
 from app.stores.base import ConversationFilter
 
 router = APIRouter(tags=["conversations"])
@@ -39,7 +53,16 @@ def _if_match(value: str | None) -> int | None:
     "/conversations",
     status_code=201,
     response_model=Conversation,
-    responses=problems(404, 409, 422),
+    **operation(
+        "createConversation",
+        PackNotFound,
+        ConversationExists,
+        PromptNotFound,
+        InvalidVariables,
+        UnresolvedPlaceholder,
+        IdempotencyKeyReused,
+        StoreUnavailable,
+    ),
 )
 async def create_conversation(
     body: CreateConversation,
@@ -56,7 +79,7 @@ async def create_conversation(
 @router.get(
     "/conversations",
     response_model=ConversationList,
-    responses=problems(400),
+    **operation("listConversations", InvalidCursor, StoreUnavailable),
     description="Filter with `user_id`, `prefix` (of the id), `pack_id` and any number of "
     "`metadata.KEY=VALUE` parameters; newest activity first.",
 )
@@ -81,7 +104,9 @@ async def list_conversations(
 
 
 @router.get(
-    "/conversations/{conversation_id}", response_model=Conversation, responses=problems(404)
+    "/conversations/{conversation_id}",
+    response_model=Conversation,
+    **operation("getConversation", ConversationNotFound, StoreUnavailable),
 )
 async def get_conversation(
     conversation_id: str, response: Response, manager: ManagerDep, principal: PrincipalDep
@@ -93,7 +118,15 @@ async def get_conversation(
 @router.patch(
     "/conversations/{conversation_id}",
     response_model=Conversation,
-    responses=problems(404, 412, 422),
+    **operation(
+        "updateConversation",
+        ConversationNotFound,
+        PreconditionFailed,
+        VersionConflict,
+        InvalidVariables,
+        UnresolvedPlaceholder,
+        StoreUnavailable,
+    ),
 )
 async def patch_conversation(
     conversation_id: str,
@@ -109,7 +142,11 @@ async def patch_conversation(
     return _etag(response, conv)
 
 
-@router.delete("/conversations/{conversation_id}", status_code=204, responses=problems(404))
+@router.delete(
+    "/conversations/{conversation_id}",
+    status_code=204,
+    **operation("deleteConversation", ConversationNotFound, StoreUnavailable),
+)
 async def delete_conversation(
     conversation_id: str, manager: ManagerDep, principal: PrincipalDep
 ) -> Response:
@@ -117,7 +154,11 @@ async def delete_conversation(
     return Response(status_code=204)
 
 
-@router.delete("/users/{user_id}/conversations", response_model=Deleted)
+@router.delete(
+    "/users/{user_id}/conversations",
+    response_model=Deleted,
+    **operation("deleteUserConversations", StoreUnavailable),
+)
 async def delete_user_conversations(
     user_id: str, manager: ManagerDep, principal: PrincipalDep
 ) -> Deleted:

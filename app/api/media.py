@@ -10,10 +10,17 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from app.api.multipart import boundary_of, read_form
-from app.api.schemas import problems
+from app.api.operation import operation
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.media import MediaRecord
-from app.errors import InvalidRequest, RangeNotSatisfiable
+from app.errors import (
+    InvalidRequest,
+    MediaNotFound,
+    MediaTooLarge,
+    RangeNotSatisfiable,
+    StoreUnavailable,
+    UnsupportedMedia,
+)
 from app.manager.conversations import ConversationService
 from app.media.base import BlobTooLarge
 from app.media.sniff import ACTIVE_CONTENT, extension_of
@@ -67,8 +74,13 @@ UPLOAD_BODY: dict[str, Any] = {
     "/media",
     status_code=201,
     response_model=MediaOut,
-    responses=problems(401, 413, 415, 422),
-    openapi_extra=UPLOAD_BODY,
+    **operation(
+        "uploadMedia",
+        MediaTooLarge,
+        UnsupportedMedia,
+        StoreUnavailable,
+        openapi_extra=UPLOAD_BODY,
+    ),
     summary="Upload media (streamed to disk); the media_id can then be sent in a part",
 )
 async def upload_media(
@@ -161,21 +173,19 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
     206: {"description": "Partial content (Range)"},
     304: {"description": "Not modified (If-None-Match)"},
-    **problems(401, 404, 416),
 }
+DOWNLOAD_ERRORS = (MediaNotFound, RangeNotSatisfiable, StoreUnavailable)
 
 
 @router.head(
     "/media/{media_id}",
-    operation_id="head_media",
-    responses=DOWNLOAD_RESPONSES,
+    **operation("headMedia", *DOWNLOAD_ERRORS, responses=DOWNLOAD_RESPONSES),
     response_class=Response,
     summary="Media headers (size, type, ETag) without the bytes",
 )
 @router.get(
     "/media/{media_id}",
-    operation_id="get_media",
-    responses=DOWNLOAD_RESPONSES,
+    **operation("getMedia", *DOWNLOAD_ERRORS, responses=DOWNLOAD_RESPONSES),
     response_class=Response,
     summary="Download media you own (Range, ETag; served with nosniff)",
 )

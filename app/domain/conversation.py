@@ -6,9 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from typing_extensions import TypeAliasType
 
 from app.domain.media import MediaPolicy
+from app.domain.model import DomainModel
 from app.domain.usage import ConversationUsage
 
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
@@ -20,19 +22,24 @@ class ConversationStatus(StrEnum):
     requires_action = "requires_action"
 
 
-class ContextPolicy(BaseModel):
+ContextStrategy = TypeAliasType(
+    "ContextStrategy", Literal["truncate_oldest", "sliding_window", "summarize", "fail"]
+)
+
+
+class ContextPolicy(DomainModel):
     max_input_tokens: int = Field(default=8000, gt=0)
     reserve_output_tokens: int = Field(default=1024, ge=0)
-    strategy: Literal["truncate_oldest", "sliding_window", "summarize", "fail"] = "truncate_oldest"
+    strategy: ContextStrategy = "truncate_oldest"
     max_messages: int | None = Field(default=None, gt=0)
 
 
-class ForkedFrom(BaseModel):
+class ForkedFrom(DomainModel):
     conversation_id: str
     message_id: str | None
 
 
-class Conversation(BaseModel):
+class Conversation(DomainModel):
     """Stored state of one conversation.
 
     `lineage_id` groups a conversation with its forks (the id of the root conversation);

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeAliasType
 
 from app.domain.conversation import CONVERSATION_ID_PATTERN, ContextPolicy
 from app.domain.media import MediaPolicy
@@ -54,8 +55,8 @@ class PatchConversation(_Input):
     context_policy: ContextPolicy | None = None
 
 
-IfBusy = Literal["enqueue", "reject", "interrupt"]
-OnDisconnect = Literal["continue", "cancel"]
+IfBusy = TypeAliasType("IfBusy", Literal["enqueue", "reject", "interrupt"])
+OnDisconnect = TypeAliasType("OnDisconnect", Literal["continue", "cancel"])
 
 
 class SendMessage(_Input):
