@@ -122,7 +122,7 @@ def test_request_defaults_are_optional_and_responses_always_complete() -> None:
     schemas = committed_document()["components"]["schemas"]
     assert "required" not in schemas["SendMessage"]
     assert set(schemas["CreateConversation"]["required"]) == {"pack_id", "prompt_name"}
-    assert "required" not in schemas["ContextPolicy-Input"]
+    assert "required" not in schemas["ContextPolicyInput"]
     message = schemas["Message"]
     assert set(message["required"]) == set(message["properties"])
 
