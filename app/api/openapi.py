@@ -251,9 +251,10 @@ def _defaults_to_descriptions(doc: dict[str, Any]) -> None:
     for name in _request_schemas(doc):
         for prop in schemas[name].get("properties", {}).values():
             if "default" in prop:
-                default = json.dumps(prop.pop("default"))
-                text = prop.get("description", "").rstrip()
-                prop["description"] = f"{text} Default: `{default}`.".strip()
+                default = prop.pop("default")
+                if default is not None:
+                    text = prop.get("description", "").rstrip()
+                    prop["description"] = f"{text} Default: `{json.dumps(default)}`.".strip()
 
 
 def _operations(doc: dict[str, Any]) -> Iterable[tuple[str, str, dict[str, Any]]]:
