@@ -63,8 +63,9 @@ UPLOAD_BODY: dict[str, Any] = {
                     "required": ["file"],
                 }
             },
+            # any other type is taken as raw bytes too (the type is sniffed from them);
+            # generators refuse wildcard media types, so only this one is listed
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -170,7 +171,14 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+    # the stored type, whatever it is; octet-stream too, for generators that need a
+    # concrete type to hand the bytes over
+    200: {
+        "content": {
+            "*/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }
+    },
     206: {"description": "Partial content (Range)"},
     304: {"description": "Not modified (If-None-Match)"},
 }
