@@ -18,7 +18,13 @@ export PARLEY_TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
 
 PYTEST_ARGS ?=
 
-.PHONY: run test lint openapi install install-dev clean bench bench-install bench-turns \
+# Generated-client checks (tests/clients): the Python generator in its own environment
+# (its pinned dependencies never touch the app's lock), the npm packages from their lock.
+CLIENT_PY := $(TOOLS)/python-client
+CLIENT_PY_LOCK := tests/clients/python/requirements.lock
+CLIENT_TS := tests/clients/ts
+
+.PHONY: run test lint openapi install install-dev clients clean bench bench-install bench-turns \
 	bench-streaming bench-frameworks bench-profile bench-plot bench-quick
 
 $(UV):
@@ -46,8 +52,21 @@ run: install
 	mkdir -p data
 	$(VENV)/bin/uvicorn app.main:create_app --factory --host $${PARLEY_HOST:-127.0.0.1} --port $${PARLEY_PORT:-8000}
 
-test: install-dev
+test: install-dev clients
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clients: $(CLIENT_PY)/.synced $(CLIENT_TS)/node_modules/.synced
+
+$(CLIENT_PY)/.synced: $(CLIENT_PY_LOCK) | $(UV)
+	$(UV) venv --quiet --allow-existing $(CLIENT_PY)
+	$(UV) pip sync --quiet --python $(CLIENT_PY)/bin/python $(CLIENT_PY_LOCK)
+	touch $@
+
+# Without npm the TypeScript and browser tests skip loudly (fail under CI=true).
+$(CLIENT_TS)/node_modules/.synced: $(CLIENT_TS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(CLIENT_TS) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the TypeScript client and browser checks will not run"; fi
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
@@ -98,4 +117,4 @@ bench-quick: bench-install
 	$(BENCH_PY) bench/plot.py bench/results/quick/turns.json bench/results/quick/frameworks.json
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache $(CLIENT_TS)/node_modules $(CLIENT_TS)/generated $(CLIENT_TS)/build

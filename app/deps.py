@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.domain.principal import SERVICE, Principal
 from app.errors import Forbidden, Unauthorized
@@ -23,18 +24,28 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+# The one security scheme of the document: every operation that depends on the principal
+# declares it (and gets its 401), none takes an `authorization` header parameter.
+bearer = HTTPBearer(
+    scheme_name="bearerAuth",
+    description="An API key from `PARLEY_API_KEYS`, as `Authorization: Bearer <key>`. "
+    "Required when the service runs with `PARLEY_AUTH=keys`; ignored with `none`.",
+    auto_error=False,
+)
+
+
 def get_principal(
     settings: Annotated[Settings, Depends(get_settings)],
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """`PARLEY_AUTH=none`: every caller is the service. `keys`: a Bearer key from
     `PARLEY_API_KEYS`, compared in constant time."""
     if settings.auth == "none":
         return SERVICE
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() == "bearer" and token:
+    token = credentials.credentials.strip() if credentials else ""
+    if token:
         for key in settings.api_keys:
-            if hmac.compare_digest(key.key.encode(), token.strip().encode()):
+            if hmac.compare_digest(key.key.encode(), token.encode()):
                 if key.role == "user":
                     return Principal(role="user", user_id=key.user_id)
                 return SERVICE

@@ -267,6 +267,25 @@ def _all_subclasses(cls: type[ParleyError]) -> list[type[ParleyError]]:
     return out
 
 
+# Codes of errors raised by the HTTP layer itself (routing, content negotiation) rather than
+# by a `ParleyError`; `http_error` covers any other status Starlette produces.
+HTTP_ERROR_CODES: dict[int, str] = {
+    404: "not_found",
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+}
+HTTP_ERROR_FALLBACK = "http_error"
+
+
+def documented_codes() -> list[str]:
+    """Every `code` a problem response can carry: the codes of the `ParleyError` classes
+    (defined anywhere in `app`, once imported) plus the HTTP-level codes. The OpenAPI
+    `Problem.code` enum and the README's error table are checked against this."""
+    classes: list[type[ParleyError]] = [ParleyError, *_all_subclasses(ParleyError)]
+    codes = {cls.code for cls in classes}
+    return sorted(codes | set(HTTP_ERROR_CODES.values()) | {HTTP_ERROR_FALLBACK})
+
+
 def error_for_code(code: str, detail: str) -> ParleyError:
     """Rebuild the error a run failed with from its stored code (the run may have executed
     on another instance), so a non-streaming client gets the right status."""
@@ -324,13 +343,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
         body = {
             "type": "about:blank",
             "title": str(exc.detail),
             "status": exc.status_code,
             "detail": str(exc.detail),
-            "code": codes.get(exc.status_code, "http_error"),
+            "code": HTTP_ERROR_CODES.get(exc.status_code, HTTP_ERROR_FALLBACK),
         }
         return JSONResponse(
             body,

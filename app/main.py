@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.api import conversations, health, media, messages, packs, runs
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.cors import install_cors
-from app.api.openapi_bodies import install_body_schemas
+from app.api.openapi import TAGS, install_openapi
 from app.domain.requests import SendMessage
 from app.errors import install_error_handlers
 from app.lifespan import make_lifespan
@@ -42,6 +42,7 @@ def create_app(
         title="Parley",
         version=API_VERSION,
         summary="Persistent, streaming LLM conversations from PromptPacks.",
+        openapi_tags=TAGS,
         lifespan=make_lifespan(settings, provider_client),
     )
     body_limit = 4 * settings.max_message_bytes + (1 << 20)
@@ -55,7 +56,7 @@ def create_app(
     for module in (packs, conversations, messages, runs, media, health):
         app.include_router(module.router)
     install_cors(app, settings)
-    install_body_schemas(app, [SendMessage])
+    install_openapi(app, request_models=[SendMessage])  # bodies parsed by the route
     return app
 
 

@@ -7,14 +7,29 @@ from typing import Annotated
 from fastapi import Header, Query, Request, Response
 
 from app.api.guard import api_router
-from app.api.params import PathId, QueryId, QueryIdPrefix
-from app.api.schemas import ConversationList, Deleted, problems
+from app.api.operation import operation
+from app.api.params import PathId
+from app.api.schemas import ConversationList, Deleted
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.filters import ConversationFilter
 from app.domain.limits import METADATA_LIMITS
 from app.domain.requests import CreateConversation, PatchConversation
-from app.errors import InvalidRequest
+from app.errors import (
+    ConversationExists,
+    ConversationNotFound,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    InvalidRequest,
+    InvalidVariables,
+    NotFound,
+    PackNotFound,
+    PreconditionFailed,
+    PromptNotFound,
+    StoreUnavailable,
+    UnresolvedPlaceholder,
+    VersionConflict,
+)
 
 router = api_router(tags=["conversations"])
 
@@ -65,7 +80,16 @@ def _if_match(value: str | None) -> int | None:
     "/conversations",
     status_code=201,
     response_model=Conversation,
-    responses=problems(404, 409, 422),
+    **operation(
+        "createConversation",
+        PackNotFound,
+        ConversationExists,
+        PromptNotFound,
+        InvalidVariables,
+        UnresolvedPlaceholder,
+        IdempotencyKeyReused,
+        StoreUnavailable,
+    ),
 )
 async def create_conversation(
     body: CreateConversation,
@@ -82,7 +106,7 @@ async def create_conversation(
 @router.get(
     "/conversations",
     response_model=ConversationList,
-    responses=problems(400),
+    **operation("listConversations", InvalidCursor, StoreUnavailable),
     description="Filter with `user_id`, `prefix` (of the id), `pack_id` and any number of "
     "`metadata.KEY=VALUE` parameters; newest activity first.",
 )
@@ -90,9 +114,9 @@ async def list_conversations(
     request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
-    user_id: QueryId = None,
-    prefix: QueryIdPrefix = None,
-    pack_id: QueryId = None,
+    user_id: PathId | None = None,
+    prefix: Annotated[str | None, Query(max_length=200)] = None,
+    pack_id: PathId | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> ConversationList:
@@ -103,7 +127,9 @@ async def list_conversations(
 
 
 @router.get(
-    "/conversations/{conversation_id}", response_model=Conversation, responses=problems(404)
+    "/conversations/{conversation_id}",
+    response_model=Conversation,
+    **operation("getConversation", ConversationNotFound, StoreUnavailable),
 )
 async def get_conversation(
     conversation_id: PathId, response: Response, manager: ManagerDep, principal: PrincipalDep
@@ -115,7 +141,15 @@ async def get_conversation(
 @router.patch(
     "/conversations/{conversation_id}",
     response_model=Conversation,
-    responses=problems(404, 412, 422),
+    **operation(
+        "updateConversation",
+        ConversationNotFound,
+        PreconditionFailed,
+        VersionConflict,
+        InvalidVariables,
+        UnresolvedPlaceholder,
+        StoreUnavailable,
+    ),
 )
 async def patch_conversation(
     conversation_id: PathId,
@@ -131,7 +165,11 @@ async def patch_conversation(
     return _etag(response, conv)
 
 
-@router.delete("/conversations/{conversation_id}", status_code=204, responses=problems(404))
+@router.delete(
+    "/conversations/{conversation_id}",
+    status_code=204,
+    **operation("deleteConversation", ConversationNotFound, StoreUnavailable),
+)
 async def delete_conversation(
     conversation_id: PathId, manager: ManagerDep, principal: PrincipalDep
 ) -> Response:
@@ -142,9 +180,9 @@ async def delete_conversation(
 @router.delete(
     "/users/{user_id}/conversations",
     response_model=Deleted,
-    responses=problems(404),
     description="Erase every conversation of the user. A user key may erase only its own "
-    "user (another user's id is a 404, like every cross-user call).",
+    "user (another user's id is a 404 `not_found`, like every cross-user call).",
+    **operation("deleteUserConversations", NotFound, StoreUnavailable),
 )
 async def delete_user_conversations(
     user_id: PathId, manager: ManagerDep, principal: PrincipalDep

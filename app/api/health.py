@@ -7,29 +7,32 @@ from typing import Any
 from fastapi.responses import PlainTextResponse
 
 from app.api.guard import api_router
-from app.api.schemas import problems
+from app.api.operation import operation
+from app.api.schemas import Health, Readiness, Stats
 from app.deps import ManagerDep, ServicePrincipalDep
+from app.errors import Forbidden, NotReady, StoreUnavailable
 from app.manager.stats import PROMETHEUS_CONTENT_TYPE
 
 router = api_router(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health, **operation("getHealth"))
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get(
     "/readyz",
-    responses=problems(503),
+    response_model=Readiness,
     description="Ready when the state store and the coordination backend answer a round "
     "trip and at least one PromptPack is loaded; else 503 `store_unavailable`/`not_ready`.",
+    **operation("getReadiness", StoreUnavailable, NotReady),
 )
 async def readyz(manager: ManagerDep) -> dict[str, Any]:
     return {"status": "ready", **await manager.readiness()}
 
 
-@router.get("/metrics", response_class=PlainTextResponse, responses=problems(401, 403))
+@router.get("/metrics", response_class=PlainTextResponse, **operation("getMetrics", Forbidden))
 async def metrics(manager: ManagerDep, _: ServicePrincipalDep) -> PlainTextResponse:
     return PlainTextResponse(
         manager.stats.prometheus(active_runs=manager.runs.active),
@@ -37,6 +40,6 @@ async def metrics(manager: ManagerDep, _: ServicePrincipalDep) -> PlainTextRespo
     )
 
 
-@router.get("/stats", responses=problems(401, 403))
+@router.get("/stats", response_model=Stats, **operation("getStats", Forbidden))
 async def stats(manager: ManagerDep, _: ServicePrincipalDep) -> dict[str, Any]:
     return manager.stats.snapshot(active_runs=manager.runs.active)

@@ -11,10 +11,17 @@ from pydantic import BaseModel
 
 from app.api.guard import api_router
 from app.api.multipart import boundary_of, read_form
-from app.api.schemas import problems
+from app.api.operation import operation
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.media import MediaRecord
-from app.errors import InvalidRequest, RangeNotSatisfiable
+from app.errors import (
+    InvalidRequest,
+    MediaNotFound,
+    MediaTooLarge,
+    RangeNotSatisfiable,
+    StoreUnavailable,
+    UnsupportedMedia,
+)
 from app.manager.conversations import ConversationService
 from app.media.base import BlobTooLarge
 from app.media.sniff import ACTIVE_CONTENT, extension_of
@@ -57,8 +64,9 @@ UPLOAD_BODY: dict[str, Any] = {
                     "required": ["file"],
                 }
             },
+            # any other type is taken as raw bytes too (the type is sniffed from them);
+            # generators refuse wildcard media types, so only this one is listed
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -68,8 +76,13 @@ UPLOAD_BODY: dict[str, Any] = {
     "/media",
     status_code=201,
     response_model=MediaOut,
-    responses=problems(401, 413, 415, 422),
-    openapi_extra=UPLOAD_BODY,
+    **operation(
+        "uploadMedia",
+        MediaTooLarge,
+        UnsupportedMedia,
+        StoreUnavailable,
+        openapi_extra=UPLOAD_BODY,
+    ),
     summary="Upload media (streamed to disk); the media_id can then be sent in a part",
 )
 async def upload_media(
@@ -159,24 +172,29 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+    # the stored type, whatever it is; octet-stream too, for generators that need a
+    # concrete type to hand the bytes over
+    200: {
+        "content": {
+            "*/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }
+    },
     206: {"description": "Partial content (Range)"},
     304: {"description": "Not modified (If-None-Match)"},
-    **problems(401, 404, 416),
 }
+DOWNLOAD_ERRORS = (MediaNotFound, RangeNotSatisfiable, StoreUnavailable)
 
 
 @router.head(
     "/media/{media_id}",
-    operation_id="head_media",
-    responses=DOWNLOAD_RESPONSES,
+    **operation("headMedia", *DOWNLOAD_ERRORS, responses=DOWNLOAD_RESPONSES),
     response_class=Response,
     summary="Media headers (size, type, ETag) without the bytes",
 )
 @router.get(
     "/media/{media_id}",
-    operation_id="get_media",
-    responses=DOWNLOAD_RESPONSES,
+    **operation("getMedia", *DOWNLOAD_ERRORS, responses=DOWNLOAD_RESPONSES),
     response_class=Response,
     summary="Download media you own (Range, ETag; served with nosniff)",
 )

@@ -8,21 +8,27 @@ from fastapi import Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.api.guard import api_router
+from app.api.operation import TURN_ERRORS, operation
 from app.api.params import PathId
-from app.api.schemas import MessageDetail, MessageList, TurnResponse, problems
+from app.api.schemas import MessageDetail, MessageList, TurnResponse
 from app.api.send_body import read_send_body
-from app.api.sse import SSE_RESPONSE, event_stream, wants_stream
+from app.api.sse import event_stream, wants_stream
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain.requests import SubmitToolResults
+from app.errors import (
+    ConversationNotFound,
+    InvalidCursor,
+    MediaNotFound,
+    MediaTooLarge,
+    MessageNotFound,
+    StoreUnavailable,
+    UnsupportedContentType,
+    UnsupportedMedia,
+)
 from app.manager.manager import ConversationManager
 from app.manager.runs import StartedRun
 
 router = api_router(tags=["messages"])
-
-TURN_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": TurnResponse, **SSE_RESPONSE},
-    **problems(404, 409, 413, 422, 429, 502, 504),
-}
 
 
 async def _respond(
@@ -70,8 +76,16 @@ SEND_BODY: dict[str, Any] = {
 @router.post(
     "/conversations/{conversation_id}/messages",
     response_model=TurnResponse,
-    responses={**TURN_RESPONSES, **problems(400, 415)},
-    openapi_extra=SEND_BODY,
+    **operation(
+        "sendMessage",
+        *TURN_ERRORS,
+        MediaNotFound,
+        MediaTooLarge,
+        UnsupportedMedia,
+        UnsupportedContentType,
+        stream="on_request",
+        openapi_extra=SEND_BODY,
+    ),
 )
 async def send_message(
     conversation_id: PathId,
@@ -79,7 +93,7 @@ async def send_message(
     manager: ManagerDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
-    accept: Annotated[str | None, Header()] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     """JSON (`SendMessage`) or multipart/form-data (fields `content`, `metadata`, files)."""
     body, form, staged = await read_send_body(request, manager)
@@ -98,7 +112,7 @@ async def send_message(
 @router.post(
     "/conversations/{conversation_id}/tool-results",
     response_model=TurnResponse,
-    responses=TURN_RESPONSES,
+    **operation("submitToolResults", *TURN_ERRORS, stream="on_request"),
 )
 async def submit_tool_results(
     conversation_id: PathId,
@@ -106,7 +120,7 @@ async def submit_tool_results(
     manager: ManagerDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
-    accept: Annotated[str | None, Header()] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     started = await manager.runs.submit_tool_results(
         principal, conversation_id, body, key=idempotency_key
@@ -119,7 +133,7 @@ async def submit_tool_results(
 @router.get(
     "/conversations/{conversation_id}/messages",
     response_model=MessageList,
-    responses=problems(400, 404),
+    **operation("listMessages", ConversationNotFound, InvalidCursor, StoreUnavailable),
 )
 async def list_messages(
     conversation_id: PathId,
@@ -128,9 +142,7 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[
         str | None,
-        Query(
-            max_length=200, description="A `next_cursor` (a message id); else 400 invalid_cursor."
-        ),
+        Query(max_length=200, description="A `next_cursor` (a message id), else 400."),
     ] = None,
 ) -> MessageList:
     page = await manager.messages.page(principal, conversation_id, limit=limit, before=before)
@@ -140,7 +152,7 @@ async def list_messages(
 @router.get(
     "/conversations/{conversation_id}/messages/{message_id}",
     response_model=MessageDetail,
-    responses=problems(404),
+    **operation("getMessage", ConversationNotFound, MessageNotFound, StoreUnavailable),
 )
 async def get_message(
     conversation_id: PathId, message_id: PathId, manager: ManagerDep, principal: PrincipalDep

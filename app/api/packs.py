@@ -5,18 +5,29 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Body, Query, Response
+from fastapi.responses import JSONResponse
 
 from app.api.guard import api_router
+from app.api.operation import operation
 from app.api.params import PathId
-from app.api.schemas import PackList, problems
+from app.api.schemas import PackList
 from app.deps import ManagerDep, PrincipalDep
-from app.errors import Forbidden
-from app.packs import PackSummary
+from app.errors import (
+    Forbidden,
+    InvalidCursor,
+    InvalidPack,
+    PackExists,
+    PackNotFound,
+    StoreUnavailable,
+)
+from app.packs import PackSummary, PromptPack
 
 router = api_router(tags=["packs"])
 
 
-@router.get("/packs", response_model=PackList, responses=problems(400))
+@router.get(
+    "/packs", response_model=PackList, **operation("listPacks", InvalidCursor, StoreUnavailable)
+)
 async def list_packs(
     manager: ManagerDep,
     _: PrincipalDep,
@@ -27,22 +38,37 @@ async def list_packs(
     return PackList(data=page.data, next_cursor=page.next_cursor)
 
 
-@router.get("/packs/{pack_id}", responses=problems(404))
+@router.get(
+    "/packs/{pack_id}",
+    **operation(
+        "getPack",
+        PackNotFound,
+        StoreUnavailable,
+        responses={200: {"model": PromptPack, "description": "The PromptPack document."}},
+    ),
+)
 async def get_pack(
     pack_id: PathId,
     manager: ManagerDep,
     _: PrincipalDep,
     version: Annotated[str | None, Query(max_length=100)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The pack document as it was loaded (latest version unless `version` is given)."""
-    return (await manager.packs.get(pack_id, version)).to_document()
+    return JSONResponse((await manager.packs.get(pack_id, version)).to_document())
 
 
 @router.post(
     "/packs",
     status_code=201,
     response_model=PackSummary,
-    responses={200: {"description": "Identical pack already loaded"}, **problems(403, 409, 422)},
+    **operation(
+        "uploadPack",
+        Forbidden,
+        InvalidPack,
+        PackExists,
+        StoreUnavailable,
+        responses={200: {"model": PackSummary, "description": "Identical pack already loaded"}},
+    ),
 )
 async def upload_pack(
     response: Response,
@@ -54,9 +80,7 @@ async def upload_pack(
     Uploaded packs are kept in the state store and survive restarts. Packs are global, so
     only a `service` key may upload (403 `forbidden` for a `user` key)."""
     if principal.role != "service":
-        raise Forbidden(
-            "Uploading a PromptPack needs a service key: packs are shared by all users."
-        )
+        raise Forbidden("Uploading a PromptPack needs a service key: packs are shared.")
     summary, created = await manager.packs.upload(document)
     if not created:
         response.status_code = 200

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header, Query
+from fastapi import Header, Query, Response
 
 from app.api.guard import api_router
+from app.api.operation import operation
 from app.api.params import PathId
-from app.api.schemas import RunOut, problems
-from app.api.sse import SSE_RESPONSE, event_stream, last_event_id
+from app.api.schemas import RunOut
+from app.api.sse import event_stream, last_event_id, non_empty
 from app.deps import ManagerDep, PrincipalDep
+from app.errors import ConversationNotFound, RunNotFound, StoreUnavailable
 
 router = api_router(tags=["runs"])
+
+RUN_ERRORS = (ConversationNotFound, RunNotFound, StoreUnavailable)
 
 
 @router.get(
     "/conversations/{conversation_id}/runs/{run_id}",
     response_model=RunOut,
-    responses=problems(404),
+    **operation("getRun", *RUN_ERRORS),
 )
 async def get_run(
     conversation_id: PathId, run_id: PathId, manager: ManagerDep, principal: PrincipalDep
@@ -29,7 +33,17 @@ async def get_run(
 
 @router.get(
     "/conversations/{conversation_id}/runs/{run_id}/events",
-    responses={200: SSE_RESPONSE, **problems(404)},
+    **operation(
+        "getRunEvents",
+        *RUN_ERRORS,
+        stream="always",
+        responses={
+            204: {
+                "description": "The run is finished and `Last-Event-ID` (or `after`) is at or "
+                "past its terminal event: nothing more will come (an `EventSource` stops)."
+            }
+        },
+    ),
 )
 async def run_events(
     conversation_id: PathId,
@@ -39,15 +53,20 @@ async def run_events(
     after: Annotated[int | None, Query(ge=0, description="Replay events after this seq.")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Any:
-    await manager.runs.get(principal, conversation_id, run_id)
+    record = await manager.runs.get(principal, conversation_id, run_id)
     events = manager.runs.events(run_id, after=last_event_id(last_event_id_header, after))
+    if record.run.status.terminal:
+        rest = await non_empty(events)
+        if rest is None:
+            return Response(status_code=204)  # nothing after what the reader has seen
+        events = rest
     return event_stream(events, ping_s=manager.settings.sse_ping_s, run_id=run_id)
 
 
 @router.post(
     "/conversations/{conversation_id}/runs/{run_id}/cancel",
     response_model=RunOut,
-    responses=problems(404),
+    **operation("cancelRun", *RUN_ERRORS),
 )
 async def cancel_run(
     conversation_id: PathId, run_id: PathId, manager: ManagerDep, principal: PrincipalDep

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from app.domain import Conversation, FinishReason, Message, Run, ToolCall, Usage
+from app.domain import (
+    Conversation,
+    FinishReason,
+    Message,
+    Run,
+    RunError,
+    RunStatus,
+    ToolCall,
+    Usage,
+)
+from app.domain.model import DomainModel
 from app.packs import PackSummary
 
 
-class ConversationList(BaseModel):
+class ConversationList(DomainModel):
     data: list[Conversation]
     next_cursor: str | None = None
 
 
-class MessageList(BaseModel):
+class MessageList(DomainModel):
     data: list[Message]
     next_cursor: str | None = Field(
         default=None, description="Pass as `before` to get the next older page."
@@ -28,16 +38,16 @@ class MessageDetail(Message):
     children_ids: list[str] = Field(default_factory=list)
 
 
-class PackList(BaseModel):
+class PackList(DomainModel):
     data: list[PackSummary]
     next_cursor: str | None = None
 
 
-class Deleted(BaseModel):
+class Deleted(DomainModel):
     deleted: int
 
 
-class TurnResponse(BaseModel):
+class TurnResponse(DomainModel):
     run_id: str
     conversation_id: str
     status: Literal["completed", "requires_action"]
@@ -49,49 +59,64 @@ class TurnResponse(BaseModel):
     pending_tool_calls: list[ToolCall] = Field(default_factory=list)
 
 
-class RunOut(BaseModel):
+class RunOut(DomainModel):
     id: str
     conversation_id: str
-    status: str
+    status: RunStatus
     created_at: datetime
     finished_at: datetime | None
     usage: Usage
     cost_usd: float
-    error: dict[str, Any] | None
+    error: RunError | None
 
     @classmethod
     def of(cls, run: Run) -> RunOut:
         return cls(
             id=run.id,
             conversation_id=run.conversation_id,
-            status=run.status.value,
+            status=run.status,
             created_at=run.created_at,
             finished_at=run.finished_at,
             usage=run.usage,
             cost_usd=run.cost_usd,
-            error=run.error.model_dump() if run.error else None,
+            error=run.error,
         )
 
 
-PROBLEM = {
-    "content": {
-        "application/problem+json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "code": {"type": "string"},
-                    "errors": {"type": "array", "items": {"type": "object"}},
-                },
-                "required": ["type", "title", "status", "detail", "code"],
-            }
-        }
-    }
-}
+class Health(DomainModel):
+    status: Literal["ok"]
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"description": "Problem", **PROBLEM} for status in statuses}
+class Readiness(DomainModel):
+    status: Literal["ready"]
+    store: Literal["ok"]
+    coordination: Literal["ok"]
+    packs: int = Field(description="PromptPack versions loaded.")
+    providers: list[str] = Field(description="Configured LLM providers.")
+
+
+class RunCounts(DomainModel):
+    started: int
+    active: int
+    by_status: dict[str, int] = Field(description="Finished runs by final status.")
+
+
+class TokenCounts(DomainModel):
+    input: int
+    output: int
+
+
+class Latency(DomainModel):
+    samples: int
+    p50: float = Field(description="Seconds (0 without samples).")
+    p99: float = Field(description="Seconds (0 without samples).")
+
+
+class Stats(DomainModel):
+    """Counters of this process since it started."""
+
+    runs: RunCounts
+    messages_committed: int
+    tokens: TokenCounts
+    cost_usd: float
+    latency_s: Latency

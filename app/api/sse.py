@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.domain.run import RunEvent
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-SSE_RESPONSE: dict[str, Any] = {
-    "description": "With `stream: true` or `Accept: text/event-stream`: the run's events "
-    "(`id: <seq>`, `event: <type>`, JSON `data`), ending with exactly one terminal event.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-}
+# Sent with the first event: how long an EventSource waits before reconnecting. A finished
+# run answers a reconnect past its end with 204, which makes an EventSource stop.
+SSE_RETRY_MS = 2000
 
 
 def wants_stream(accept: str | None, stream_flag: bool) -> bool:
@@ -24,12 +20,31 @@ def wants_stream(accept: str | None, stream_flag: bool) -> bool:
 
 
 async def _frames(events: AsyncIterator[RunEvent]) -> AsyncIterator[ServerSentEvent]:
+    retry: int | None = SSE_RETRY_MS
     async for event in events:
         yield ServerSentEvent(
             data=json.dumps(event.data, separators=(",", ":")),
             event=event.type,
             id=str(event.seq) if event.seq else None,
+            retry=retry,
         )
+        retry = None
+
+
+async def non_empty(events: AsyncIterator[RunEvent]) -> AsyncIterator[RunEvent] | None:
+    """`events` unchanged, or None (closed) if it ends without yielding anything. Only for
+    a finished run, whose first event (if any) is immediately available."""
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        return None
+
+    async def chained() -> AsyncIterator[RunEvent]:
+        yield first
+        async for event in events:
+            yield event
+
+    return chained()
 
 
 def event_stream(

@@ -99,7 +99,15 @@ class IdempotencyKeys(ABC):
 
 
 class EventsExpired(Exception):
-    """The log no longer holds the events asked for (the caller sends `run.snapshot`)."""
+    """The log no longer holds the events asked for (the caller sends `run.snapshot`).
+
+    `last_seq` is the last seq the log gave out for the run (0 if it knows none): the
+    snapshot stands for the events up to it, so it is the id the snapshot carries."""
+
+    def __init__(self, run_id: str, *, last_seq: int = 0) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+        self.last_seq = last_seq
 
 
 class RunLog(ABC):

@@ -209,15 +209,18 @@ class MemoryRunLog(RunLog):
 
     async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
         entry = self._runs.get(run_id)
-        if entry is None or (entry.finished_at is not None and not entry.events):
+        if entry is None:
             raise EventsExpired(run_id)
+        if entry.finished_at is not None and not entry.events:
+            raise EventsExpired(run_id, last_seq=entry.next_seq - 1)
         last = after
         while True:
             events = entry.events
             if events:
                 first = events[0].seq
                 if last + 1 < first:
-                    raise EventsExpired(run_id)  # trimmed before (or while) we read them
+                    # trimmed before (or while) we read them
+                    raise EventsExpired(run_id, last_seq=entry.next_seq - 1)
                 index = last + 1 - first
                 if index < len(events):
                     event = events[index]
@@ -227,7 +230,8 @@ class MemoryRunLog(RunLog):
                         return
                     continue
             elif entry.finished_at is not None:
-                raise EventsExpired(run_id)  # retention dropped them while we read
+                # retention dropped them while we read
+                raise EventsExpired(run_id, last_seq=entry.next_seq - 1)
             if entry.finished_at is not None:
                 return  # asked for events after the terminal one: nothing more will come
             async with entry.changed:

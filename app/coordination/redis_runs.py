@@ -206,9 +206,9 @@ class RedisRunLog(RunLog):
             snap = await self._snapshot(keys, last)
         while True:
             if snap.done and not snap.stream_exists:
-                raise EventsExpired(run_id)
+                raise EventsExpired(run_id, last_seq=snap.seq)
             if snap.seq > last and (not snap.events or snap.events[0].seq != last + 1):
-                raise EventsExpired(run_id)
+                raise EventsExpired(run_id, last_seq=snap.seq)
             for event in snap.events:
                 last = event.seq
                 yield event
@@ -220,7 +220,8 @@ class RedisRunLog(RunLog):
                 live = await self._retrying(self._block, keys, last)
                 if live:
                     if live[0].seq != last + 1:
-                        raise EventsExpired(run_id)  # overtaken by trimming while blocked
+                        # overtaken by trimming while blocked
+                        raise EventsExpired(run_id, last_seq=live[-1].seq)
                     snap = _Snapshot(live[-1].seq, 0, True, True, live)
                     continue
             snap = await self._retrying(self._snapshot, keys, last)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from typing_extensions import TypeAliasType
 
-CheckpointKind = Literal["manual", "snapshot", "auto"]
+from app.domain.model import DomainModel
+
+CheckpointKind = TypeAliasType("CheckpointKind", Literal["manual", "snapshot", "auto"])
 
 
-class Checkpoint(BaseModel):
+class Checkpoint(DomainModel):
     id: str
     conversation_id: str
     name: str | None = None

@@ -6,11 +6,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from typing_extensions import TypeAliasType
 
 from app.domain.ids import ID_PATTERN
 from app.domain.limits import MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TOKENS
 from app.domain.media import MediaPolicy
+from app.domain.model import DomainModel
 from app.domain.usage import ConversationUsage
 
 CONVERSATION_ID_PATTERN = ID_PATTERN
@@ -22,7 +24,12 @@ class ConversationStatus(StrEnum):
     requires_action = "requires_action"
 
 
-class ContextPolicy(BaseModel):
+ContextStrategy = TypeAliasType(
+    "ContextStrategy", Literal["truncate_oldest", "sliding_window", "summarize", "fail"]
+)
+
+
+class ContextPolicy(DomainModel):
     """How the context window is built (DESIGN §5 step 3).
 
     `truncate_oldest`: as much of the path as fits the token budget, newest first.
@@ -33,16 +40,16 @@ class ContextPolicy(BaseModel):
 
     max_input_tokens: int = Field(default=8000, gt=0, le=MAX_CONTEXT_TOKENS)
     reserve_output_tokens: int = Field(default=1024, ge=0, le=MAX_CONTEXT_TOKENS)
-    strategy: Literal["truncate_oldest", "sliding_window", "summarize", "fail"] = "truncate_oldest"
+    strategy: ContextStrategy = "truncate_oldest"
     max_messages: int | None = Field(default=None, gt=0, le=MAX_CONTEXT_MESSAGES)
 
 
-class ForkedFrom(BaseModel):
+class ForkedFrom(DomainModel):
     conversation_id: str
     message_id: str | None
 
 
-class Conversation(BaseModel):
+class Conversation(DomainModel):
     """Stored state of one conversation.
 
     `lineage_id` groups a conversation with its forks (the id of the root conversation);

@@ -6,8 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from typing_extensions import TypeAliasType
 
+from app.domain.model import DomainModel
 from app.domain.usage import Usage
 
 
@@ -18,12 +20,14 @@ class Role(StrEnum):
     tool = "tool"
 
 
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
-PartType = Literal["text", "image", "audio", "video", "document", "file"]
-MediaDetail = Literal["low", "high", "auto"]
+FinishReason = TypeAliasType(
+    "FinishReason", Literal["stop", "length", "tool_calls", "content_filter", "error"]
+)
+PartType = TypeAliasType("PartType", Literal["text", "image", "audio", "video", "document", "file"])
+MediaDetail = TypeAliasType("MediaDetail", Literal["low", "high", "auto"])
 
 
-class MediaRef(BaseModel):
+class MediaRef(DomainModel):
     """The PromptPack `MediaReference` of a media part, as sent and as stored.
 
     A client sends exactly one source: `base64` (the bytes), `url` (passed to the provider
@@ -48,19 +52,19 @@ class MediaRef(BaseModel):
     height: int | None = None
 
 
-class Part(BaseModel):
+class Part(DomainModel):
     type: PartType
     text: str | None = None
     media: MediaRef | None = None
 
 
-class ToolCall(BaseModel):
+class ToolCall(DomainModel):
     id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
-class Message(BaseModel):
+class Message(DomainModel):
     """One message. Never modified after it is committed, so it may be cached by id.
 
     `depth` is the message's position on its path (0 for a root); it is fixed because the

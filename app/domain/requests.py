@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeAliasType
 
 from app.domain.conversation import ContextPolicy
 from app.domain.ids import Id
@@ -70,8 +71,8 @@ class PatchConversation(_Input):
     context_policy: ContextPolicy | None = None
 
 
-IfBusy = Literal["enqueue", "reject", "interrupt"]
-OnDisconnect = Literal["continue", "cancel"]
+IfBusy = TypeAliasType("IfBusy", Literal["enqueue", "reject", "interrupt"])
+OnDisconnect = TypeAliasType("OnDisconnect", Literal["continue", "cancel"])
 
 
 class SendMessage(_Input):

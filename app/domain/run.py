@@ -7,8 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from app.domain.model import DomainModel
 from app.domain.usage import Usage
 
 
@@ -25,12 +26,12 @@ class RunStatus(StrEnum):
         return self not in (RunStatus.queued, RunStatus.running)
 
 
-class RunError(BaseModel):
+class RunError(DomainModel):
     code: str
     detail: str
 
 
-class Run(BaseModel):
+class Run(DomainModel):
     id: str
     conversation_id: str
     status: RunStatus = RunStatus.queued

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from app.domain.model import DomainModel
 
 
-class Usage(BaseModel):
+class Usage(DomainModel):
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0

@@ -345,7 +345,8 @@ class RunService:
         self, run_id: str, *, after: int, cancel_on_disconnect: bool = False
     ) -> AsyncIterator[RunEvent]:
         """Replay then follow a run's events; a `run.snapshot` stands in for events the log
-        no longer holds. With `cancel_on_disconnect`, a reader that goes away before the
+        no longer holds. Nothing at all when the run is finished and `after` is at or past
+        its terminal event. With `cancel_on_disconnect`, a reader that goes away before the
         terminal event cancels the run."""
         finished = False
         try:
@@ -354,14 +355,17 @@ class RunService:
                     finished = event.type in TERMINAL_EVENTS
                     yield event
                 return
-            except EventsExpired:
-                pass
+            except EventsExpired as expired:
+                last_seq = expired.last_seq
             record = await self._coord.runs.get(run_id)
             if record is None:
                 raise RunNotFound(f"Run {run_id!r} is no longer known.")
+            if record.run.status.terminal and 0 < last_seq <= after:
+                finished = True
+                return  # the reader has seen the end already
             messages = record.result.messages if record.result else []
-            yield RunEvent(
-                seq=0,  # synthesized: carries no id, so Last-Event-ID stays where it was
+            yield RunEvent(  # its id (the log's last seq) lets a reconnect resume after it
+                seq=last_seq,
                 type="run.snapshot",
                 data={"run": dump(record.run), "messages": [dump(m) for m in messages]},
             )
@@ -370,7 +374,7 @@ class RunService:
             finished = True
             pending = record.result.pending_tool_calls if record.result else []
             type_, data = terminal_event(record.run, pending)
-            yield RunEvent(seq=0, type=type_, data=data)
+            yield RunEvent(seq=last_seq, type=type_, data=data)
         finally:
             if cancel_on_disconnect and not finished:
                 task = self._tasks.get(run_id)

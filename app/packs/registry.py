@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
+from app.domain.model import DomainModel
 from app.errors import InvalidPack, PackExists, PackNotFound
 from app.packs.models import PromptPack
 from app.packs.semver import SemVer
@@ -27,7 +26,7 @@ log = logging.getLogger("parley.packs")
 PACK_FILE_GLOB = "*.pack.json"
 
 
-class PackSummary(BaseModel):
+class PackSummary(DomainModel):
     """One pack id in `GET /packs`: its latest version, plus every loaded version."""
 
     id: str

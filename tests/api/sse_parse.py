@@ -1,4 +1,7 @@
-"""Parse a complete `text/event-stream` body into events (for buffered test responses)."""
+"""Parse a complete `text/event-stream` body into events (for buffered test responses).
+
+Every event is validated against `RunStreamEvent` of the committed OpenAPI document, so any
+test that streams also checks that the events are what the document says."""
 
 from __future__ import annotations
 
@@ -12,6 +15,13 @@ class Event:
     id: str | None
     event: str
     data: dict[str, Any]
+
+
+def check_event(event: Event) -> None:
+    from tests.api.openapi_rules import schema_validator
+
+    frame = {"event": event.event, "id": int(event.id) if event.id else None, "data": event.data}
+    schema_validator("RunStreamEvent").validate(frame)
 
 
 def parse_sse(body: str) -> list[Event]:
@@ -29,7 +39,9 @@ def parse_sse(body: str) -> list[Event]:
             else:
                 fields[name] = value
         if "event" in fields or data:
-            events.append(
-                Event(fields.get("id"), fields.get("event", "message"), json.loads("\n".join(data)))
+            event = Event(
+                fields.get("id"), fields.get("event", "message"), json.loads("\n".join(data))
             )
+            check_event(event)
+            events.append(event)
     return events

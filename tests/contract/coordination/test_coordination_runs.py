@@ -99,8 +99,9 @@ async def test_several_followers_at_once(runs_env: RunsEnv) -> None:
 
 async def test_follow_of_an_unknown_run_reports_expired(runs_env: RunsEnv) -> None:
     runs = await runs_env.new()
-    with pytest.raises(EventsExpired):
+    with pytest.raises(EventsExpired) as expired:
         await collect(runs, "no-such-run")
+    assert expired.value.last_seq == 0
 
 
 async def test_trimmed_events_report_expired_before_anything(runs_env: RunsEnv) -> None:
@@ -109,10 +110,11 @@ async def test_trimmed_events_report_expired_before_anything(runs_env: RunsEnv) 
     for i in range(1, 301):  # Redis trims approximately (whole stream nodes)
         await runs.publish(run_id, "message.delta", {"i": i})
     seen: list[RunEvent] = []
-    with pytest.raises(EventsExpired):
+    with pytest.raises(EventsExpired) as expired:
         async for event in runs.follow(run_id, after=0):
             seen.append(event)
     assert seen == []
+    assert expired.value.last_seq == 300
     await runs.publish(run_id, "run.completed", {})
     assert [e.seq for e in await collect(runs, run_id, after=299)] == [300, 301]
 
@@ -126,8 +128,9 @@ async def test_events_expire_after_the_retention(runs_env: RunsEnv) -> None:
     await started(runs, "run-2")  # the memory log expires old runs as new ones come in
     with pytest.raises(EventsExpired):
         await collect(runs, run_id)
-    with pytest.raises(EventsExpired):
+    with pytest.raises(EventsExpired) as expired:
         await collect(runs, run_id, after=3)
+    assert expired.value.last_seq == 3
     record = await runs.get(run_id)  # the record outlives its events (run.snapshot)
     assert record is not None and record.run.id == run_id
 

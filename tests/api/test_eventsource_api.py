@@ -1,0 +1,73 @@
+"""What a browser `EventSource` needs from `GET .../runs/{id}/events`: ids on every event
+(the snapshot included), a `retry:` hint, and 204 once it has seen the end, so it stops
+reconnecting instead of replaying the run every few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+
+from app.api.sse import SSE_RETRY_MS
+from app.settings import Settings
+from tests.api.helpers import create_conv, send
+from tests.api.sse_parse import parse_sse
+from tests.conftest import running_app
+
+
+async def _finished_run(client: httpx.AsyncClient) -> tuple[str, list[str]]:
+    conv = await create_conv(client)
+    r = await client.post(
+        f"/conversations/{conv['id']}/messages", json={"content": "one two", "stream": True}
+    )
+    events = parse_sse(r.text)
+    url = f"/conversations/{conv['id']}/runs/{events[0].data['run']['id']}/events"
+    return url, [e.id or "" for e in events]
+
+
+async def test_reconnect_at_or_past_the_end_is_204(client: httpx.AsyncClient) -> None:
+    url, ids = await _finished_run(client)
+    last = int(ids[-1])
+    for header in (str(last), str(last + 5)):
+        r = await client.get(url, headers={"Last-Event-ID": header})
+        assert r.status_code == 204 and r.content == b"", header
+    assert (await client.get(url, params={"after": last})).status_code == 204
+    r = await client.get(url, headers={"Last-Event-ID": str(last - 1)})
+    assert r.status_code == 200
+    assert [(e.id, e.event) for e in parse_sse(r.text)] == [(str(last), "run.completed")]
+    # `?after=` wins over the header, as for a live stream
+    r = await client.get(url, params={"after": 0}, headers={"Last-Event-ID": str(last)})
+    assert [e.id for e in parse_sse(r.text)] == ids
+
+
+async def test_the_first_event_carries_a_retry_hint(client: httpx.AsyncClient) -> None:
+    conv = await create_conv(client)
+    r = await client.post(
+        f"/conversations/{conv['id']}/messages", json={"content": "hint", "stream": True}
+    )
+    body = r.text.replace("\r\n", "\n")
+    assert body.count("retry:") == 1
+    first_block = body.split("\n\n", 1)[0]
+    assert f"retry: {SSE_RETRY_MS}" in first_block and "event: run.created" in first_block
+
+
+async def test_snapshot_and_its_terminal_event_carry_ids(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with running_app(settings_factory(run_event_retention_s=0.05)) as client:
+        conv = await create_conv(client)
+        turn = await send(client, conv["id"], "remember me")
+        await asyncio.sleep(0.1)
+        await send(client, conv["id"], "a later run lets the log drop expired events")
+        url = f"/conversations/{conv['id']}/runs/{turn['run_id']}/events"
+        r = await client.get(url, headers={"Last-Event-ID": "1"})
+        events = parse_sse(r.text)
+        assert [e.event for e in events] == ["run.snapshot", "run.completed"]
+        assert events[0].id is not None and events[0].id == events[1].id
+        # an EventSource reconnects with that id: the run is over, so it stops
+        r = await client.get(url, headers={"Last-Event-ID": events[1].id})
+        assert r.status_code == 204
+        # one that never saw anything still gets the snapshot
+        r = await client.get(url)
+        assert [e.event for e in parse_sse(r.text)] == ["run.snapshot", "run.completed"]
