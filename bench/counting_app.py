@@ -7,7 +7,8 @@ The app is `app.main.create_app()` unchanged, plus, in this benchmark process on
 * every `StateStore` method of the concrete stores (`SqlStore`, `RedisStore`) wrapped to
   count its calls;
 * a class-level SQLAlchemy `before_cursor_execute` listener counting statements by their
-  first words (`SELECT messages`, `UPDATE conversations`, ...);
+  first words (`SELECT messages`, `UPDATE conversations`, ...), plus transaction begins and
+  commits and pool checkouts (each a pre-ping round trip with `pool_pre_ping`);
 * `redis.asyncio` `execute_command` and pipeline `execute` wrapped to count commands,
   pipelines and the commands inside them;
 * `GET /__bench/counts`, which returns the counters and resets them.
@@ -73,8 +74,16 @@ def instrument() -> None:
 
     _count_methods(SqlStore)
     _count_methods(RedisStore)
+    from sqlalchemy.pool import Pool
+
     if not event.contains(Engine, "before_cursor_execute", _on_sql):
         event.listen(Engine, "before_cursor_execute", _on_sql)
+        # Round trips that are not statements: a transaction's BEGIN and COMMIT (asyncpg;
+        # SQLite's BEGIN is a statement of its own here), and the pool's pre-ping on every
+        # checkout (PostgreSQL, `pool_pre_ping=True`).
+        event.listen(Engine, "begin", lambda _c: COUNTS["sql"].update(["(transaction begin)"]))
+        event.listen(Engine, "commit", lambda _c: COUNTS["sql"].update(["(transaction commit)"]))
+        event.listen(Pool, "checkout", lambda *_: COUNTS["sql"].update(["(pool checkout)"]))
     _count_redis()
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import resource
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from typing import Any
 
 from bench.common import RESULTS_DIR, run_fast
 from bench.frameworks_targets import TARGETS, Running, start_target
-from bench.loadgen import Connection, RequestRecord, split_url
+from bench.loadgen import Connection, HttpError, RequestRecord, split_url
 from bench.mock_upstream import PROFILES, Profile
 from bench.report import loadavg, machine_info, publish, write_results
 from bench.servers import Server, child_server, free_port
@@ -69,6 +70,7 @@ class Params:
     workers: int
     output: Path
     quick: bool = False
+    resume: bool = False  # keep the targets already in `output`, run the others
 
 
 class ResourceSampler:
@@ -183,14 +185,21 @@ async def bench_profile(
         "ideal_stream_ms": round(profile.ideal_stream_s() * 1000, 1),
         "targets": {},
     }
+    done = (results.get("profiles") or {}).get(profile.name, {}).get("targets", {})
+    if p.resume:
+        out["targets"].update(done)
     async with child_server(cmd, port, {}, log, "/health") as upstream:
         for name in p.targets:
+            if p.resume and name in done:
+                print(f"[{profile.name}] {name}: kept from the previous run", flush=True)
+                continue
             print(f"[{profile.name}] {name} ...", flush=True)
+            res: dict[str, Any] = {"status": "ok", "tiers": {}, "loadavg_start": loadavg()}
             try:
                 async with start_target(
                     name, upstream, profile.reply_text(), workdir, p.workers
                 ) as target:
-                    res: dict[str, Any] = {"status": "ok", "notes": target.notes, "tiers": {}}
+                    res["notes"] = target.notes
                     await run_tier(target, upstream, 10, 20)  # warm-up, not reported
                     for tier in p.tiers:
                         r = await run_tier(target, upstream, tier, tier * p.requests_per_worker)
@@ -208,6 +217,13 @@ async def bench_profile(
             except StoreSkipped as exc:
                 print(f"  skipped: {exc}", flush=True)
                 res = {"status": "skipped", "reason": str(exc)}
+            except (HttpError, RuntimeError) as exc:
+                # e.g. the conversations of the next tier could not be created: the tiers
+                # measured so far are kept, the failure is the result of the next one.
+                print(f"  stopped: {exc}", flush=True)
+                res["status"] = "failed"
+                res["reason"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+            res["loadavg_end"] = loadavg()
             out["targets"][name] = res
             results["profiles"][profile.name] = out
             write_results(p.output.stem, {**results, "partial": True}, p.output.parent)
@@ -216,7 +232,7 @@ async def bench_profile(
 
 def compare(profile_result: dict[str, Any], cpu_count: int) -> dict[str, Any]:
     """The acceptance figures of issue 15 from one profile's measurements."""
-    targets = {k: v for k, v in profile_result["targets"].items() if v.get("status") == "ok"}
+    targets = {k: v for k, v in profile_result["targets"].items() if v.get("tiers")}
     out: dict[str, Any] = {}
     lc = targets.get("langchain", {}).get("tiers", {})
     for name, res in targets.items():
@@ -233,8 +249,8 @@ def render(results: dict[str, Any]) -> str:
     for pname, pr in results["profiles"].items():
         rows = []
         for name, res in pr["targets"].items():
-            if res.get("status") != "ok":
-                rows.append([name, "skipped", *["-"] * 12])
+            if not res.get("tiers"):
+                rows.append([name, res.get("status", "?"), *["-"] * 12])
                 continue
             for tier, r in res["tiers"].items():
                 rows.append(
@@ -285,6 +301,9 @@ def render(results: dict[str, Any]) -> str:
                 title,
             )
         )
+        for name, res in pr["targets"].items():
+            if res.get("status") == "failed":
+                parts.append(f"[{pname}] {name} stopped: {res['reason'][:300]}")
         vs = pr.get("comparisons", {})
         lines = []
         for tier, row in vs.items():
@@ -316,6 +335,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
     ap.add_argument("--targets", default=",".join(TARGETS), help="comma list (default: all)")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers of each target")
     ap.add_argument("--output", type=Path, default=RESULTS_DIR / "frameworks.json")
+    ap.add_argument(
+        "--resume", action="store_true", help="keep the targets already in --output, run the rest"
+    )
     a = ap.parse_args(argv)
     profiles = (a.profiles or ("fast" if a.quick else "fast,realistic")).split(",")
     targets = [t.strip() for t in a.targets.split(",") if t.strip()]
@@ -331,6 +353,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
         workers=a.workers,
         output=a.output,
         quick=a.quick,
+        resume=a.resume,
     )
 
 
@@ -346,14 +369,19 @@ def raise_fd_limit() -> int:
 
 async def run(p: Params) -> dict[str, Any]:
     started = time.perf_counter()
+    previous: dict[str, Any] = {}
+    if p.resume and p.output.exists():
+        previous = json.loads(p.output.read_text())
     results: dict[str, Any] = {
         "benchmark": "frameworks",
         "machine": machine_info(),
         "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(p).items()},
         "fd_limit": raise_fd_limit(),
         "promptkit_published": PROMPTKIT_PUBLISHED,
-        "profiles": {},
+        "profiles": previous.get("profiles", {}),
     }
+    if previous:
+        results["resumed_from"] = previous.get("machine")
     cpus = results["machine"]["cpu_count"] or 1
     with tempfile.TemporaryDirectory(prefix="parley-frameworks-") as tmp:
         for name in p.profiles:

@@ -97,6 +97,8 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SQLAlchemy statement build + compile + cache key", ("(sqlalchemy/sql/",)),
     ("SQLAlchemy engine/result/pool", ("(sqlalchemy/engine/", "(sqlalchemy/pool/")),
     ("SQLAlchemy greenlet bridge (self)", ("self:greenlet_spawn", "self:await_only")),
+    ("SQLAlchemy pool pre-ping (PostgreSQL)", ("_async_ping", "do_ping")),
+    ("transaction begin/commit round trips (asyncpg)", ("_start_transaction", "_call_and_discard")),
     ("asyncpg", ("(asyncpg/",)),
     ("redis-py", ("(redis/",)),
     ("pydantic (validate + dump)", ("(pydantic/", "(pydantic_core/")),

@@ -108,6 +108,7 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
                 multi["per_s"], (floor.get("concurrent_workers") or {}).get("per_s")
             )
             row["workers_speedup"] = ratio(multi["per_s"], res["concurrent"]["per_s"])
+            row["workers_errors"] = multi.get("errors", 0)
         out["parley_vs_floor"][store] = row
     return out
 
@@ -250,7 +251,7 @@ def render(results: dict[str, Any]) -> str:
         if multi:
             w = multi["workers"]
             mrows = [["FastAPI echo (floor)", fmt(conc["per_s"], 0), fmt(multi["per_s"], 0)]]
-            mrows[0] += [fmt(ratio(multi["per_s"], conc["per_s"]), 2), "1.00"]
+            mrows[0] += [fmt(ratio(multi["per_s"], conc["per_s"]), 2), "1.00", "0"]
             for store, v in vs.items():
                 mrows.append(
                     [
@@ -259,11 +260,19 @@ def render(results: dict[str, Any]) -> str:
                         fmt(v.get("workers_turns_per_s"), 0),
                         fmt(v.get("workers_speedup"), 2),
                         fmt(v.get("workers_fraction_of_floor"), 2),
+                        fmt(v.get("workers_errors")),
                     ]
                 )
             parts.append(
                 format_table(
-                    ["", f"req/s x{n} 1 worker", f"req/s x{n} {w} workers", "speed-up", "of floor"],
+                    [
+                        "",
+                        f"req/s x{n} 1 worker",
+                        f"req/s x{n} {w} workers",
+                        "speed-up",
+                        "of floor",
+                        "errors",
+                    ],
                     mrows,
                     f"Scaling to the machine's cores: uvicorn --workers {w} (SQLite: one serving "
                     "process per file, not run)",
@@ -333,6 +342,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
     ap.add_argument("--workers", type=int, default=2, help="uvicorn workers of the scaling phase")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-path phase")
     ap.add_argument("--no-langgraph-http", action="store_true", help="LangGraph in-process only")
+    ap.add_argument("--logs", type=Path, help="keep the servers' logs in this (new) directory")
     ap.add_argument("--concurrent-turns", type=int, help="turns per client (default 20)")
     ap.add_argument("--no-langgraph", action="store_true")
     ap.add_argument("--no-floor", action="store_true")
@@ -382,6 +392,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
         workers=a.workers,
         cold=not a.no_cold,
         langgraph_http=not a.no_langgraph_http,
+        logs=a.logs,
     )
 
 
@@ -406,7 +417,8 @@ async def run(p: Params) -> dict[str, Any]:
         "parley": {},
     }
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
-        workdir = Path(tmp)
+        workdir = p.logs or Path(tmp)  # --logs keeps the servers' logs (and SQLite files)
+        workdir.mkdir(parents=True, exist_ok=True)
         for name in p.stores:
             print(f"Parley on {name} ...", flush=True)
             store_dir = workdir / name

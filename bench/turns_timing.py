@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.servers import Server
 from bench.stats import summarize_ms
 
@@ -35,6 +37,7 @@ class Params:
     workers: int = 2  # uvicorn workers of the multi-process phase (1: skip it)
     cold: bool = True  # the cold-path phase (first turn after a restart / on a 2nd instance)
     langgraph_http: bool = True  # LangGraph behind the floor's FastAPI, over HTTP
+    logs: Path | None = None  # keep the servers' logs here instead of a temporary directory
 
 
 def turns_per_conversation(size: int) -> int:
@@ -102,12 +105,17 @@ async def concurrent_throughput(
     request: Callable[[str], Awaitable[float]],
 ) -> dict[str, Any]:
     """`len(ids)` clients, each sending `turns_each` requests back to back (`request(id)`
-    returns a latency in ms). Throughput is requests / wall time of the whole phase."""
+    returns a latency in ms, or raises for a failed request, which is counted and
+    sampled, not fatal). Throughput is successful requests / wall time of the phase."""
     latencies: list[float] = []
+    errors: list[str] = []
 
     async def worker(item: str) -> None:
         for _ in range(turns_each):
-            latencies.append(await request(item))
+            try:
+                latencies.append(await request(item))
+            except (RuntimeError, httpx.HTTPError) as exc:
+                errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
 
     s0 = server.cpu_s()
     t0 = time.perf_counter()
@@ -117,9 +125,11 @@ async def concurrent_throughput(
     out: dict[str, Any] = {
         "clients": len(ids),
         "requests": len(latencies),
+        "errors": len(errors),
+        "error_samples": sorted(set(errors))[:5],
         "wall_s": round(wall, 3),
         "per_s": round(len(latencies) / wall, 2),
-        **summarize_ms(latencies),
+        **(summarize_ms(latencies) if latencies else {}),
     }
     if s0 is not None and s1 is not None:
         out["server_cpu_ms_per_request"] = round((s1 - s0) * 1000 / len(latencies), 3)

@@ -210,3 +210,22 @@ def test_figures_are_written_as_png(tmp_path: Path) -> None:
     path.write_text(json.dumps(_turns_results()))
     out = plot.plot_file(path)
     assert out == tmp_path / "turns.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_a_failed_request_of_the_concurrent_phase_is_counted_not_fatal() -> None:
+    from bench.servers import Server
+    from bench.turns_timing import concurrent_throughput
+
+    calls = 0
+
+    async def request(item: str) -> float:
+        nonlocal calls
+        calls += 1
+        if item == "bad" and calls % 2:
+            raise RuntimeError("turn failed: 500")
+        return 1.0
+
+    out = await concurrent_throughput(Server("http://x", os.getpid()), ["ok", "bad"], 3, request)
+    assert out["requests"] + out["errors"] == 6 and out["errors"] >= 1
+    assert out["error_samples"] == ["RuntimeError: turn failed: 500"]
+    assert out["p50_ms"] == 1.0

@@ -3,9 +3,12 @@ refuses to start with a message that says what to do instead."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -108,4 +111,26 @@ def test_a_second_instance_on_the_same_file_refuses_while_the_first_serves(
         second = _serve(db, free_port())
         out, _ = second.communicate(timeout=60)
         assert second.returncode != 0 and b"supports one serving process" in out
+        assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+@pytest.mark.e2e
+def test_a_killed_server_leaves_no_stale_claim(tmp_path: Path) -> None:
+    db = tmp_path / "parley.db"
+    port = free_port()
+    first = _serve(db, port)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the first server did not become ready")
+    finally:
+        first.send_signal(signal.SIGKILL)  # no shutdown: the kernel drops the flock
+        first.wait()
+    env = {"PARLEY_STATE_URL": f"sqlite+aiosqlite:///{db}"}
+    with uvicorn_server(env) as url:
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
