@@ -27,43 +27,24 @@ channel, so deployments sharing a server stay apart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, TypeAlias
-from urllib.parse import urlsplit
 
-from redis import exceptions as rex
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio import Redis
 
-from app.errors import StoreUnavailable
-from app.stores.redis_conn import RedisTarget, parse_redis_url
+from app.stores.redis_conn import (
+    ClientOptions,
+    RedisClient,
+    RedisTarget,
+    build_client,
+    is_redis_url,
+    parse_redis_url,
+)
+from app.stores.redis_conn import unavailable as _unavailable
 
 log = logging.getLogger("parley.coordination.redis")
 
-RedisClient: TypeAlias = "Redis | RedisCluster"
-
-REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+cluster", "rediss+cluster"})
-
-# "The server is not there (right now)": connection refused/reset, timeouts, a server
-# still loading its dataset after a restart, a replica during failover, a cluster
-# re-sharding. Everything else (a bug, a wrong type) is not hidden behind a 503.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    rex.ConnectionError,  # includes BusyLoadingError, MaxConnectionsError
-    rex.TimeoutError,
-    rex.ReadOnlyError,
-    rex.ClusterDownError,
-    rex.TryAgainError,
-    rex.SlotNotCoveredError,
-    OSError,  # includes the builtin TimeoutError
-)
-
-
-def is_redis_url(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in REDIS_SCHEMES
+__all__ = ["RedisClient", "RedisClients", "RedisOptions", "connect", "is_redis_url", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -112,42 +93,21 @@ def connect(url: str, options: RedisOptions | None = None) -> RedisClients:
 def _client(
     target: RedisTarget, options: RedisOptions, socket_timeout_s: float, *, blocking: bool
 ) -> RedisClient:
-    retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.2), retries=options.retries)
-    common: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_connect_timeout": options.connect_timeout_s,
-        "socket_timeout": socket_timeout_s,
-        "retry": retry,
-    }
-    size = options.max_blocking_reads + 4 if blocking else options.max_connections
-    if target.cluster:  # the URL names the first node; the others are extra seeds
-        seeds = [ClusterNode(host, port) for host, port in target.nodes[1:]]
-        return RedisCluster.from_url(
-            target.url, startup_nodes=seeds, max_connections=size, **common
-        )
-    common["health_check_interval"] = 15
-    pool: ConnectionPool
-    if blocking:  # bounded by RedisRunLog's semaphore: never waits on the pool
-        pool = ConnectionPool.from_url(target.url, max_connections=size, **common)
-    else:
-        pool = BlockingConnectionPool.from_url(
-            target.url, max_connections=size, timeout=options.socket_timeout_s, **common
-        )
-    return Redis(connection_pool=pool)
+    return build_client(
+        target,
+        ClientOptions(
+            connect_timeout_s=options.connect_timeout_s,
+            socket_timeout_s=socket_timeout_s,
+            retries=options.retries,
+            max_connections=options.max_blocking_reads + 4 if blocking else options.max_connections,
+            health_check_interval_s=15,
+            # the blocking pool is bounded by RedisRunLog's semaphore: it never waits
+            wait_for_connection=not blocking,
+            pool_timeout_s=options.socket_timeout_s,
+        ),
+    )
 
 
-@contextmanager
-def unavailable() -> Iterator[None]:
+def unavailable() -> AbstractContextManager[None]:
     """Turn "Redis is not there" into `StoreUnavailable` (503) on request paths."""
-    try:
-        yield
-    except UNAVAILABLE_ERRORS as exc:
-        log.warning("coordination backend unavailable: %r", exc)
-        raise StoreUnavailable(
-            f"The coordination backend (Redis) is unavailable: {type(exc).__name__}"
-        ) from exc
-    except rex.RedisClusterException as exc:  # no seed node answered the discovery
-        if "cannot be connected" not in str(exc).lower():
-            raise
-        log.warning("coordination backend unavailable: %r", exc)
-        raise StoreUnavailable("The coordination backend (Redis Cluster) is unavailable") from exc
+    return _unavailable("coordination backend")

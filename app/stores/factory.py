@@ -18,6 +18,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from app.stores.base import StateStore
+from app.stores.redis_conn import is_redis_url
 
 SUPPORTED_SCHEMES = (
     "memory://",
@@ -27,8 +28,6 @@ SUPPORTED_SCHEMES = (
     "rediss://host:6380/0",
     "redis+cluster://host1:7000,host2:7001",
 )
-
-_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 def create_store(url: str) -> StateStore:
@@ -45,7 +44,7 @@ def create_store(url: str) -> StateStore:
         from app.stores.sql import SqlStore
 
         return SqlStore(url)
-    if scheme in _REDIS_SCHEMES:
+    if is_redis_url(url):
         from app.stores.redis import RedisStore
 
         return RedisStore(url)

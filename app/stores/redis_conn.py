@@ -14,6 +14,14 @@ server; other query parameters go to redis-py unchanged.
 Timeouts are short (connect 2 s, commands 5 s) and retries few and fast, so a restarted
 server is reconnected transparently while a dead one turns into `StoreUnavailable`
 (503) within seconds instead of hanging a request.
+
+This is the one Redis plumbing layer: the state store and the coordinator
+(`app.coordination.redis_client`) both parse URLs, build clients and map "unavailable"
+errors here.
+
+A single-server client uses a `BlockingConnectionPool`: under a burst of concurrent
+requests a command waits up to `pool_timeout_s` for a free connection instead of failing
+with "Too many connections" while Redis itself is healthy.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as rex
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -46,6 +54,11 @@ SCHEMES: dict[str, tuple[bool, str]] = {
     "redis+cluster": (True, "redis"),
     "rediss+cluster": (True, "rediss"),
 }
+
+
+def is_redis_url(url: str) -> bool:
+    return urlsplit(url).scheme.lower() in SCHEMES
+
 
 # "The server is not there (right now)": refused/reset connections, timeouts, a server
 # still loading its dataset, a replica during failover, a cluster without a majority or
@@ -113,10 +126,17 @@ def _host_port(text: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class ClientOptions:
+    """How a client connects. `pool_timeout_s` is how long a command waits for a free pooled
+    connection (single server; `None` = the socket timeout); `wait_for_connection=False`
+    gives a pool that never waits, for callers that bound their own concurrency."""
+
     connect_timeout_s: float = 2.0
     socket_timeout_s: float = 5.0
     retries: int = 2
     max_connections: int = 100
+    health_check_interval_s: int = 30
+    wait_for_connection: bool = True
+    pool_timeout_s: float | None = None
 
 
 def build_client(target: RedisTarget, options: ClientOptions | None = None) -> RedisClient:
@@ -133,23 +153,30 @@ def build_client(target: RedisTarget, options: ClientOptions | None = None) -> R
         # The URL names the first node; the others are extra seeds.
         startup = [ClusterNode(host, port) for host, port in target.nodes[1:]]
         return RedisCluster.from_url(target.url, startup_nodes=startup, **common)
-    common["health_check_interval"] = 30
-    return Redis.from_url(target.url, **common)
+    common["health_check_interval"] = o.health_check_interval_s
+    pool: ConnectionPool
+    if o.wait_for_connection:
+        wait_s = o.socket_timeout_s if o.pool_timeout_s is None else o.pool_timeout_s
+        pool = BlockingConnectionPool.from_url(target.url, timeout=wait_s, **common)
+    else:
+        pool = ConnectionPool.from_url(target.url, **common)
+    return Redis(connection_pool=pool)
 
 
 @contextmanager
-def unavailable() -> Iterator[None]:
-    """Turn "Redis is not there" into `StoreUnavailable` (503)."""
+def unavailable(what: str = "state store") -> Iterator[None]:
+    """Turn "Redis is not there" into `StoreUnavailable` (503); `what` names the role of
+    this Redis in the message and the log ("state store", "coordination backend")."""
     try:
         yield
     except UNAVAILABLE_ERRORS as exc:
-        log.warning("state store unavailable: %s: %s", type(exc).__name__, exc)
-        raise StoreUnavailable(f"The state store (Redis) is unavailable: {exc}") from exc
-    except rex.RedisClusterException as exc:
+        log.warning("%s unavailable: %s: %s", what, type(exc).__name__, exc)
+        raise StoreUnavailable(f"The {what} (Redis) is unavailable: {type(exc).__name__}") from exc
+    except rex.RedisClusterException as exc:  # no seed node answered the discovery
         if "cannot be connected" not in str(exc).lower():
             raise
-        log.warning("state store unavailable: %s: %s", type(exc).__name__, exc)
-        raise StoreUnavailable(f"The state store (Redis Cluster) is unavailable: {exc}") from exc
+        log.warning("%s unavailable: %s: %s", what, type(exc).__name__, exc)
+        raise StoreUnavailable(f"The {what} (Redis Cluster) is unavailable") from exc
 
 
 P = ParamSpec("P")

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from app.coordination.redis_client import is_redis_url
+from app.stores.redis_conn import is_redis_url
 from app.stores.sql_engine import parse_url, sqlite_path
 
 log = logging.getLogger("parley.stores.sqlite")
