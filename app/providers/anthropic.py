@@ -24,6 +24,7 @@ import httpx
 from app.domain import FinishReason, Part, ToolCall, Usage
 from app.errors import ProviderError, ProviderRateLimited
 from app.providers.base import (
+    GENERATION_PARAMETERS,
     Finish,
     LLMProvider,
     ProviderEvent,
@@ -310,6 +311,7 @@ class AnthropicProvider(LLMProvider):
     """Messages API over an injected `httpx.AsyncClient` (never owned, never closed)."""
 
     name = "anthropic"
+    supported_parameters = GENERATION_PARAMETERS - {"frequency_penalty", "presence_penalty", "seed"}
     media_token_rule = "anthropic"
 
     def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
@@ -348,6 +350,7 @@ class AnthropicProvider(LLMProvider):
         return headers
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        self.ignored_parameters(request.parameters)
         parser = _EventParser()
         events = stream_sse(
             self._client,

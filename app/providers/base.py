@@ -18,10 +18,16 @@ Contract:
   anything is stored or sent. Parts reach `stream` resolved: `media.base64` holds the
   bytes (or `media.url` the URL the client gave). `media_token_rule` names the published
   rule the context budget counts images by (`app.domain.media_tokens`).
+* Generation parameters: `supported_parameters` names the pack `parameters` the
+  provider's API has. Packs are portable, so a parameter another provider lacks (say
+  `top_k` on OpenAI) does not fail the turn: the adapter leaves it out of the request and
+  `ignored_parameters()` reports it, logged once per provider and name (README,
+  "Generation parameters by provider").
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,6 +37,8 @@ from pydantic import BaseModel, Field
 
 from app.domain import FinishReason, Part, ToolCall, Usage
 from app.domain.media_tokens import TokenRule
+
+log = logging.getLogger("parley.providers")
 
 
 class ProviderMessage(BaseModel):
@@ -108,12 +116,35 @@ class ProviderResult:
     finish_reason: FinishReason = "stop"
 
 
+GENERATION_PARAMETERS = frozenset(
+    {"temperature", "max_tokens", "top_p", "top_k", "frequency_penalty", "presence_penalty"}
+    | {"stop", "seed"}
+)
+
+
 class LLMProvider(ABC):
     """One LLM API. `name` is what conversations store in `provider`."""
 
     name: str
     default_model: str
     media_token_rule: TokenRule = "openai"
+    supported_parameters: frozenset[str] = GENERATION_PARAMETERS
+
+    def ignored_parameters(self, parameters: dict[str, Any]) -> list[str]:
+        """The names in `parameters` this provider leaves out of its requests; each is
+        logged (WARNING) the first time this provider instance meets it."""
+        ignored = sorted(k for k in parameters if k not in self.supported_parameters)
+        # per instance, created on first use so subclasses need not call a base __init__
+        seen: set[str] = self.__dict__.setdefault("_ignored_logged", set())
+        for name in ignored:
+            if name not in seen:
+                seen.add(name)
+                log.warning(
+                    "provider %r has no %r parameter: it is left out of its requests",
+                    self.name,
+                    name,
+                )
+        return ignored
 
     def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
         """None if the provider takes a `kind` part of `mime_type` from `source` ("bytes"

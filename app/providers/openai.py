@@ -26,6 +26,7 @@ import httpx
 from app.domain import FinishReason, Part, ToolCall, Usage
 from app.errors import ProviderError
 from app.providers.base import (
+    GENERATION_PARAMETERS,
     Finish,
     LLMProvider,
     ProviderEvent,
@@ -308,6 +309,7 @@ class OpenAIProvider(LLMProvider):
     """Chat Completions over an injected `httpx.AsyncClient` (never owned, never closed)."""
 
     name = "openai"
+    supported_parameters = GENERATION_PARAMETERS - {"top_k"}
 
     def __init__(
         self,
@@ -339,6 +341,7 @@ class OpenAIProvider(LLMProvider):
         return headers
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        self.ignored_parameters(request.parameters)
         parser = _ChunkParser()
         events = stream_sse(
             self._client,
