@@ -275,10 +275,35 @@ def complete_document(
     _add_schemas(schemas, problem_schemas(documented_codes()))
     if streams and "RunStreamEvent" not in schemas:
         raise RuntimeError("streaming operations need one operation(..., stream='always')")
+    if "RunStreamEvent" in schemas:
+        _events_in_wire_form(schemas)
     doc = _name_split_models(doc)
     _add_request_models(doc["components"]["schemas"], request_models)
     _defaults_to_descriptions(doc)
     return doc
+
+
+def _events_in_wire_form(schemas: dict[str, Any]) -> None:
+    """Describe each SSE event as it is on the wire, the way OpenAPI tools read an event
+    stream: `id` is the text of the `id:` line and `data` the text of the `data:` line, a
+    JSON document (`contentMediaType`) whose schema is the payload component
+    (`contentSchema`). The Python models in `app/api/stream_events.py` are the decoded form."""
+    for ref in schemas["RunStreamEvent"]["discriminator"]["mapping"].values():
+        properties = schemas[ref.removeprefix(COMPONENTS)]["properties"]
+        payload = properties["data"]
+        if payload.get("type") == "string":
+            continue  # already done
+        properties["data"] = {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": payload,
+            "description": "The `data:` line: a JSON document of the payload schema.",
+        }
+        properties["id"] = {
+            "type": "string",
+            "pattern": "^[1-9][0-9]*$",
+            "description": "The `id:` line: the event's sequence number in the run (1, 2, …).",
+        }
 
 
 def install_openapi(app: FastAPI, request_models: Sequence[type[BaseModel]] = ()) -> None:

@@ -1,10 +1,14 @@
 """The SSE events of a run (DESIGN §7) as document models.
 
-OpenAPI 3.1 cannot describe SSE framing, so a `text/event-stream` response is described as
-a stream of `RunStreamEvent` frames: one per SSE event, `event` its `event:` line, `id` its
-`id:` line and `data` its JSON `data:` line. `RunStreamEvent` is a union discriminated on
-`event`, one component per event payload. The payloads are built by `app.manager`; the API
-tests validate every streamed event against these models' schema, so they cannot drift.
+OpenAPI 3.1 has no SSE framing, so a `text/event-stream` response's schema describes one
+event, as OpenAPI tools (schemathesis, OpenAPI 3.2's `itemSchema`) read a stream:
+`{"event", "id", "data"}` with the text of the `event:`, `id:` and `data:` lines.
+`RunStreamEvent` is a union discriminated on `event`. These models are the *decoded* form
+(`id` a number, `data` the parsed payload); the document carries the wire form, where `data`
+is a string of `contentMediaType: application/json` whose `contentSchema` is the payload
+component (`app.api.openapi._events_in_wire_form`). The payloads are built by
+`app.manager`; the API tests validate every streamed event against the committed document,
+so they cannot drift.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from app.domain.model import DomainModel
 
 SSE_DESCRIPTION = """\
 Server-Sent Events. Each event is `id: <seq>` (1, 2, … within the run), `event: <type>`,
-and one `data:` line of JSON; the schema describes one event as `{"event", "id", "data"}`
-(`RunStreamEvent`, discriminated on `event`). The first event is preceded by a `retry:`
-hint; `: ping` comment lines keep idle connections open. Exactly one terminal event
-(`run.completed`, `run.failed`, `run.cancelled` or `run.requires_action`) ends the stream.
-Reconnect with `Last-Event-ID` (or `?after=`) to resume after that event; when the log no
-longer holds the events asked for, the stream starts with `run.snapshot`.
+and one `data:` line of JSON; the schema describes one event as the text of those lines,
+`{"event", "id", "data"}` (`RunStreamEvent`, discriminated on `event`; `data` is a JSON
+document whose schema is the event's payload component, e.g. `MessageDeltaData`). The
+first event is preceded by a `retry:` hint; `: ping` comment lines keep idle connections
+open. Exactly one terminal event (`run.completed`, `run.failed`, `run.cancelled` or
+`run.requires_action`) ends the stream. Reconnect with `Last-Event-ID` (or `?after=`) to
+resume after that event; when the log no longer holds the events asked for, the stream
+starts with `run.snapshot`.
 """
 
 

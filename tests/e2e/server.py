@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,9 @@ def uvicorn_server(
     child_env.update(
         {"PARLEY_PACKS_DIR": str(REPO / "packs"), "PARLEY_LOG_LEVEL": "WARNING", **env}
     )
+    # The server's output goes to a file, never an undrained pipe: a server that logs more
+    # than a pipe buffer (64 KiB) would block on its next write and stop answering.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -54,23 +58,30 @@ def uvicorn_server(
         ],
         cwd=REPO,
         env=child_env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()[-8000:].decode(errors="replace")
+
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{out}")
+                raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{output()}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not become healthy in {START_TIMEOUT_S} s")
+                raise RuntimeError(
+                    f"the server did not become healthy in {START_TIMEOUT_S} s; "
+                    f"its output so far:\n{output()}"
+                )
             time.sleep(0.05)
         yield url
     finally:
@@ -80,3 +91,4 @@ def uvicorn_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()

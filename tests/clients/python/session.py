@@ -31,12 +31,15 @@ from parley_client.api.runs import get_run
 from parley_client.models import (
     Conversation,
     CreateConversation,
+    MessageDeltaData,
     MessageDeltaEvent,
     PatchConversation,
     PatchConversationMetadataType0,
     Problem,
     ProblemCode,
+    RunCompletedData,
     RunCompletedEvent,
+    RunCreatedData,
     RunCreatedEvent,
     RunStatus,
     SendMessage,
@@ -55,16 +58,13 @@ def expect_problem(result: object, status: int, code: ProblemCode) -> None:
 
 
 def sse_frames(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """One `{"event", "id", "data"}` per SSE event (the document's `RunStreamEvent`)."""
+    """One `{"event", "id", "data"}` per SSE event, the text of its lines (the document's
+    `RunStreamEvent`; `data` is a JSON document of the event's payload schema)."""
     fields: dict[str, str] = {}
     for line in lines:
         if line == "":
             if "event" in fields:
-                yield {
-                    "event": fields["event"],
-                    "id": int(fields["id"]),
-                    "data": json.loads(fields["data"]),
-                }
+                yield {"event": fields["event"], "id": fields["id"], "data": fields["data"]}
             fields = {}
         elif not line.startswith(":"):
             name, _, value = line.partition(":")
@@ -100,26 +100,28 @@ for text in ("hello", "second"):
 body = SendMessage(content="stream me please", stream=True).to_dict()
 deltas: list[str] = []
 ids: list[int] = []
-terminal: RunCompletedEvent | None = None
+terminal: RunCompletedData | None = None
 with client.get_httpx_client().stream(
     "POST", f"/conversations/{conversation_id}/messages", json=body
 ) as response:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     for frame in sse_frames(response.iter_lines()):
-        ids.append(frame["id"])
+        ids.append(int(frame["id"]))
         if frame["event"] == "run.created":
-            RunCreatedEvent.from_dict(frame)
+            RunCreatedData.from_dict(json.loads(RunCreatedEvent.from_dict(frame).data))
         if frame["event"] == "message.delta":
-            deltas.append(MessageDeltaEvent.from_dict(frame).data.delta)
+            event = MessageDeltaEvent.from_dict(frame)
+            deltas.append(MessageDeltaData.from_dict(json.loads(event.data)).delta)
         if frame["event"] == "run.completed":
-            terminal = RunCompletedEvent.from_dict(frame)
+            done = RunCompletedEvent.from_dict(frame)
+            terminal = RunCompletedData.from_dict(json.loads(done.data))
 assert terminal is not None, "the stream ends with run.completed"
 assert "".join(deltas) == "echo: stream me please"
 assert ids == list(range(1, len(ids) + 1))
 seen["deltas"] = len(deltas)
 
-run = get_run.sync(conversation_id, terminal.data.run.id, client=client)
+run = get_run.sync(conversation_id, terminal.run.id, client=client)
 assert not isinstance(run, Problem) and run is not None and run.status == RunStatus.COMPLETED
 
 history = list_messages.sync(conversation_id, client=client, limit=50)

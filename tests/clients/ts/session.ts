@@ -7,7 +7,10 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./generated/schema.js";
 
 type Problem = components["schemas"]["Problem"];
+// One SSE event as the document describes it: the text of its `event:`, `id:` and `data:`
+// lines; `data` is a JSON document of the payload schema the event names.
 type StreamEvent = components["schemas"]["RunStreamEvent"];
+type Schemas = components["schemas"];
 type Conversation = components["schemas"]["Conversation"];
 
 const baseUrl = process.env.PARLEY_URL ?? "";
@@ -46,7 +49,7 @@ async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<Stre
         fields[line.slice(0, at)] = line.slice(at + 1).replace(/^ /, "");
       }
       if (fields.event) {
-        yield { event: fields.event, id: Number(fields.id), data: JSON.parse(fields.data) } as StreamEvent;
+        yield { event: fields.event, id: fields.id, data: fields.data } as StreamEvent;
       }
     }
   }
@@ -90,16 +93,20 @@ assert.equal(streamed.response.status, 200);
 assert.match(streamed.response.headers.get("content-type") ?? "", /^text\/event-stream/);
 const deltas: string[] = [];
 const ids: number[] = [];
-let terminal: StreamEvent | undefined;
+let terminal: Schemas["RunCompletedData"] | undefined;
+let lastEvent = "";
 for await (const event of sseEvents(streamed.response.body!)) {
-  ids.push(event.id);
-  if (event.event === "message.delta") deltas.push(event.data.delta);
-  if (event.event === "run.completed" || event.event === "run.failed") terminal = event;
+  ids.push(Number(event.id));
+  lastEvent = event.event;
+  if (event.event === "message.delta") {
+    deltas.push((JSON.parse(event.data) as Schemas["MessageDeltaData"]).delta);
+  }
+  if (event.event === "run.completed") terminal = JSON.parse(event.data) as Schemas["RunCompletedData"];
 }
-assert.ok(terminal && terminal.event === "run.completed", "the stream ends with run.completed");
+assert.ok(terminal && lastEvent === "run.completed", "the stream ends with run.completed");
 assert.equal(deltas.join(""), "echo: stream me please");
 assert.deepEqual(ids, ids.map((_, i) => i + 1));
-const runId = terminal.data.run.id;
+const runId = terminal.run.id;
 seen.deltas = deltas.length;
 
 const run = await client.GET("/conversations/{conversation_id}/runs/{run_id}", {
