@@ -36,12 +36,15 @@ $(UV):
 STAMP := $(VENV)/.parley-synced
 STAMP_DEV := $(VENV)/.parley-synced-dev
 
-$(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --inexact
+# --compile-bytecode: the .pyc files are written once here, so every process starts from
+# them even where PYTHONDONTWRITEBYTECODE is set (without them each uvicorn or CLI process
+# compiles FastAPI, SQLAlchemy, pydantic, mcp... from source: ~10 s of CPU per start).
+$(STAMP): pyproject.toml uv.lock Makefile | $(UV)
+	$(UV) sync --frozen --inexact --compile-bytecode
 	touch $@
 
-$(STAMP_DEV): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --inexact --extra dev
+$(STAMP_DEV): pyproject.toml uv.lock Makefile | $(UV)
+	$(UV) sync --frozen --inexact --extra dev --compile-bytecode
 	touch $@ $(STAMP)
 
 install: $(STAMP)

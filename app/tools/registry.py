@@ -20,7 +20,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpcore
 from jsonschema import Draft7Validator
@@ -34,10 +34,14 @@ from app.tools.bindings import CheckedRuntimeConfig, ToolBinding
 from app.tools.client import ClientExecutor
 from app.tools.exec import ExecExecutor
 from app.tools.http import HttpExecutor, HttpToolClient
-from app.tools.mcp_servers import McpConnection, McpExecutor, McpTool
 from app.tools.mock import MockExecutor
 from app.tools.ssrf import AddressGuard, GuardedBackend, NetworkPolicy, Resolver, system_resolver
 from app.tools.toolset import CallLimits, ResolvedTool, ToolSet, schema_errors
+
+if TYPE_CHECKING:
+    # Imported where used: the `mcp` SDK costs ~2 s of CPU to import (its pydantic
+    # models), which every process start would pay with no MCP server configured.
+    from app.tools.mcp_servers import McpConnection, McpTool
 
 log = logging.getLogger("parley.tools")
 EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
@@ -83,10 +87,14 @@ class ToolRegistry:
         self.http = HttpToolClient(
             GuardedBackend(AddressGuard(self.policy, resolver), network_backend)
         )
-        self.mcp: dict[str, McpConnection] = {
-            s.name: McpConnection(s, ping_interval_s=mcp_ping_interval_s)
-            for s in config.mcp_servers
-        }
+        self.mcp: dict[str, McpConnection] = {}
+        if config.mcp_servers:
+            from app.tools.mcp_servers import McpConnection
+
+            self.mcp = {
+                s.name: McpConnection(s, ping_interval_s=mcp_ping_interval_s)
+                for s in config.mcp_servers
+            }
         self.executors: dict[str, ToolExecutor] = {
             name: self._executor(binding, environ) for name, binding in config.tools.items()
         }
@@ -174,6 +182,8 @@ class ToolRegistry:
         return ResolvedTool(bound, self._validator(spec.parameters), output)
 
     def _bind_mcp_tool(self, connection: McpConnection, tool: McpTool) -> ResolvedTool:
+        from app.tools.mcp_servers import McpExecutor
+
         spec = ToolSpec(
             name=tool.exposed, description=tool.description, parameters=tool.input_schema
         )
