@@ -184,6 +184,7 @@ def sentinel_snapshot(url: str) -> tuple[bytes, bytes]:
     return conv.content, msgs.content
 
 
+@pytest.mark.timeout(600)  # ~2,500 requests, each response checked against the document
 def test_fuzz_the_whole_api(server: str, tmp_path: Path) -> None:
     auth = {"Authorization": f"Bearer {SERVICE_KEY}"}
     r = httpx.post(
