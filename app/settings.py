@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(default=30.0, gt=0)
 
     run_event_retention_s: float = Field(default=3600.0, gt=0)
+    # A follower or waiter of a run re-reads its record after this long without an event,
+    # so it ends even when the terminal event never reached the log.
+    run_recheck_s: float = Field(default=5.0, gt=0, le=3600)
     sse_ping_s: float = Field(default=15.0, gt=0)
 
     openai_api_key: str | None = Field(

@@ -33,11 +33,16 @@ class TurnResult(BaseModel):
 
 class RunRecord(BaseModel):
     """A run plus what is needed to answer for it after the fact (idempotent retries,
-    reconnects after the event log expired)."""
+    reconnects after the event log expired).
+
+    `first_message_id` is the id the run's first committed message will have (chosen
+    before the run starts): finding that message in the store, carrying this run's id,
+    proves the commit landed even when the record or the event log never learned it."""
 
     run: Run
     lineage_id: str
     result: TurnResult | None = None
+    first_message_id: str | None = None
 
 
 class TurnLease(ABC):

@@ -19,6 +19,7 @@ from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
 from app.manager.messages import MessageService
 from app.manager.packs import PackLibrary
+from app.manager.run_truth import RunTruth
 from app.manager.runs import RunService
 from app.manager.stats import Stats
 from app.manager.turns import TurnExecutor
@@ -96,6 +97,7 @@ class ConversationManager:
             settings=settings,
             stats=self.stats,
             clock=clock,
+            truth=RunTruth(store, executor.ends),
         )
         self._sweeper: asyncio.Task[None] | None = None
 

@@ -34,10 +34,12 @@ from app.errors import (
     error_for_code,
 )
 from app.manager.conversations import IDEMPOTENCY_TTL_S, ConversationService, fingerprint
-from app.manager.events import dump, terminal_event
+from app.manager.events import dump
 from app.manager.limits import ExecutionLimiter
 from app.manager.media import MediaService, PartRules
 from app.manager.packs import PackLibrary
+from app.manager.run_follow import follow_checked, terminal_of
+from app.manager.run_truth import RunTruth
 from app.manager.stats import Stats
 from app.manager.turns import TurnExecutor, TurnInput, TurnPlan
 from app.media.base import StagedBlob
@@ -80,7 +82,9 @@ class RunService:
         settings: Settings,
         stats: Stats,
         clock: Callable[[], datetime],
+        truth: RunTruth,
     ) -> None:
+        self._truth = truth
         self._conversations = conversations
         self._media = media
         self._packs = packs
@@ -91,7 +95,7 @@ class RunService:
         self._settings = settings
         self._stats = stats
         self._now = clock
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Task[RunRecord]] = {}
         self._cancel_listener: asyncio.Task[None] | None = None
 
     @property
@@ -117,6 +121,7 @@ class RunService:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        await self._executor.ends.close()
 
     async def _listen_for_cancels(self) -> None:
         async for run_id in self._coord.runs.cancel_requests():
@@ -221,6 +226,7 @@ class RunService:
         request_identity: Any,
     ) -> StartedRun:
         run_id = new_id()
+        first_message_id = new_id()
         idempotency: tuple[str, str] | None = None
         if key is not None:
             scope = f"run:{conv.id}"
@@ -255,7 +261,9 @@ class RunService:
                 if holder is not None:
                     await self._request_cancel(holder)
             run = Run(id=run_id, conversation_id=conv.id, created_at=self._now())
-            await self._coord.runs.create(RunRecord(run=run, lineage_id=conv.lineage_id))
+            await self._coord.runs.create(
+                RunRecord(run=run, lineage_id=conv.lineage_id, first_message_id=first_message_id)
+            )
             await self._coord.runs.publish(run_id, "run.created", {"run": dump(run)})
         except BaseException:
             if lease is not None:
@@ -272,6 +280,7 @@ class RunService:
             input=turn,
             lease=lease,
             idempotency=idempotency,
+            first_message_id=first_message_id,
         )
         self._stats.run_started()
         task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")
@@ -288,9 +297,9 @@ class RunService:
             await asyncio.sleep(0.02)
         return True
 
-    async def _execute(self, plan: TurnPlan) -> None:
+    async def _execute(self, plan: TurnPlan) -> RunRecord:
         try:
-            await self._executor.execute(plan)
+            return await self._executor.execute(plan)
         finally:
             self._limiter.release(plan.conversation_id)
             self._tasks.pop(plan.run.id, None)
@@ -299,21 +308,41 @@ class RunService:
 
     async def get(self, principal: Principal, conversation_id: str, run_id: str) -> RunRecord:
         conv = await self._conversations.get(principal, conversation_id)
-        record = await self._coord.runs.get(run_id)
+        record = await self._settled(run_id)
         if record is None or record.run.conversation_id != conv.id:
             raise RunNotFound(f"Run {run_id!r} not found in this conversation.")
         return record
 
+    async def _settled(self, run_id: str) -> RunRecord | None:
+        """The run's record, its outcome derived when the record lags (`RunTruth`)."""
+        record = await self._coord.runs.get(run_id)
+        return None if record is None else await self._truth.settle(record)
+
+    def _follow(self, run_id: str, after: int) -> AsyncIterator[RunEvent]:
+        return follow_checked(
+            self._coord.runs,
+            run_id,
+            after=after,
+            recheck_s=self._settings.run_recheck_s,
+            settle=lambda: self._settled(run_id),
+        )
+
     async def wait(self, run_id: str) -> RunRecord:
-        """Block until the run is terminal; return its record."""
+        """Block until the run is terminal; return its record. A run executing here
+        answers with the record its executor returned (even while recording it is being
+        retried); any other is followed until its terminal event, or until its settled
+        record is terminal (every `PARLEY_RUN_RECHECK_S`)."""
         task = self._tasks.get(run_id)
         if task is not None:
-            await asyncio.shield(task)
-        else:
+            await asyncio.wait([task])  # cancelling the waiter never cancels the run
+            if not task.cancelled() and task.exception() is None:
+                return task.result()
+        record = await self._settled(run_id)
+        if record is not None and not record.run.status.terminal:
             with contextlib.suppress(EventsExpired):
-                async for _ in self._coord.runs.follow(run_id, after=0):
+                async for _ in self._follow(run_id, after=0):
                     pass
-        record = await self._coord.runs.get(run_id)
+            record = await self._settled(run_id)
         if record is None:
             raise RunNotFound(f"Run {run_id!r} is no longer known.")
         return record
@@ -351,13 +380,13 @@ class RunService:
         finished = False
         try:
             try:
-                async for event in self._coord.runs.follow(run_id, after=after):
+                async for event in self._follow(run_id, after):
                     finished = event.type in TERMINAL_EVENTS
                     yield event
                 return
             except EventsExpired as expired:
                 last_seq = expired.last_seq
-            record = await self._coord.runs.get(run_id)
+            record = await self._settled(run_id)
             if record is None:
                 raise RunNotFound(f"Run {run_id!r} is no longer known.")
             if record.run.status.terminal and 0 < last_seq <= after:
@@ -372,9 +401,7 @@ class RunService:
             if not record.run.status.terminal:
                 record = await self.wait(run_id)
             finished = True
-            pending = record.result.pending_tool_calls if record.result else []
-            type_, data = terminal_event(record.run, pending)
-            yield RunEvent(seq=last_seq, type=type_, data=data)
+            yield terminal_of(record, last_seq)
         finally:
             if cancel_on_disconnect and not finished:
                 task = self._tasks.get(run_id)

@@ -46,6 +46,7 @@ from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
 from app.manager.packs import PackLibrary
 from app.manager.provider_stream import batches, estimated_usage
+from app.manager.run_end import RunEndRecorder
 from app.manager.stats import Stats
 from app.manager.tool_policy import ToolBudget, log_dropped, tool_budget
 from app.providers.base import (
@@ -82,6 +83,7 @@ class TurnPlan:
     input: TurnInput
     lease: TurnLease | None = None
     idempotency: tuple[str, str] | None = None  # (scope, key) freed if the run fails
+    first_message_id: str = field(default_factory=new_id)  # see `RunRecord`
 
 
 @dataclass
@@ -128,9 +130,12 @@ class TurnExecutor:
         self._settings = settings
         self._stats = stats
         self._now = clock
+        self.ends = RunEndRecorder(coordinator)
 
-    async def execute(self, plan: TurnPlan) -> None:
-        """Run the turn to a terminal event. Never raises (cancellation included)."""
+    async def execute(self, plan: TurnPlan) -> RunRecord:
+        """Run the turn to a terminal event; return the finished record (also when
+        recording it is still being retried, see `RunEndRecorder`). Never raises
+        (cancellation included: the end is recorded, then the cancellation goes on)."""
         started = time.perf_counter()
         run = plan.run
         outcome: _Outcome | None = None
@@ -155,7 +160,7 @@ class TurnExecutor:
         except Exception:
             log.exception("run %s failed unexpectedly", run.id)
             error = RunError(code="internal_error", detail="The run failed unexpectedly.")
-        await asyncio.shield(self._finish(plan, status, outcome, error, started))
+        return await asyncio.shield(self._finish(plan, status, outcome, error, started))
 
     async def _turn(self, plan: TurnPlan, lease: TurnLease) -> _Outcome:
         now = self._now()
@@ -237,7 +242,7 @@ class TurnExecutor:
                     f"/conversations/{conv.id}/tool-results first."
                 )
             user = Message(
-                id=new_id(),
+                id=plan.first_message_id,
                 parent_id=conv.head_message_id,
                 conversation_id=conv.id,
                 role=Role.user,
@@ -271,7 +276,7 @@ class TurnExecutor:
             result = given[call.id]
             output = result.output if isinstance(result.output, str) else json.dumps(result.output)
             msg = Message(
-                id=new_id(),
+                id=new_id() if messages else plan.first_message_id,
                 parent_id=parent.id,
                 conversation_id=conv.id,
                 role=Role.tool,
@@ -400,7 +405,7 @@ class TurnExecutor:
         outcome: _Outcome | None,
         error: RunError | None,
         started: float,
-    ) -> None:
+    ) -> RunRecord:
         run = plan.run.model_copy(
             update={
                 "status": status,
@@ -417,16 +422,14 @@ class TurnExecutor:
                 finish_reason=outcome.finish_reason,
                 pending_tool_calls=outcome.pending_tool_calls,
             )
-        try:
-            await self._save(run, plan, result)
-            if status in (RunStatus.failed, RunStatus.cancelled) and plan.idempotency:
-                scope, key = plan.idempotency
-                await self._coord.idempotency.forget(scope, key, ref=run.id)
-            await self._publish(
-                plan, *terminal_event(run, outcome.pending_tool_calls if outcome else [])
-            )
-        except Exception:
-            log.exception("run %s: could not record its end", run.id)
+        plan.run = run
+        record = self._record(plan, result)
+        freed = status in (RunStatus.failed, RunStatus.cancelled)
+        await self.ends.record(
+            record,
+            terminal_event(run, outcome.pending_tool_calls if outcome else []),
+            forget=plan.idempotency if freed else None,
+        )
         self._stats.run_finished(
             status.value,
             time.perf_counter() - started,
@@ -441,10 +444,19 @@ class TurnExecutor:
             plan.conversation_id,
             f" error={error.code}" if error else "",
         )
+        return record
 
-    async def _save(self, run: Run, plan: TurnPlan, result: TurnResult | None = None) -> None:
+    def _record(self, plan: TurnPlan, result: TurnResult | None = None) -> RunRecord:
+        return RunRecord(
+            run=plan.run,
+            lineage_id=plan.lineage_id,
+            result=result,
+            first_message_id=plan.first_message_id,
+        )
+
+    async def _save(self, run: Run, plan: TurnPlan) -> None:
         plan.run = run
-        await self._coord.runs.save(RunRecord(run=run, lineage_id=plan.lineage_id, result=result))
+        await self._coord.runs.save(self._record(plan))
 
     async def _publish(self, plan: TurnPlan, type_: str, data: dict[str, Any]) -> None:
         await self._coord.runs.publish(plan.run.id, type_, data)

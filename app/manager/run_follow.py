@@ -1,0 +1,86 @@
+"""Following a run's events with a deadline (DESIGN §7).
+
+A follower must end even when the terminal event never reaches the log: recording the
+end of a run can fail after its commit (`app.manager.run_end`), and an instance can die
+mid-run. `follow_checked` reads `RunLog.follow` through a small queue fed by a task, so
+that after every `recheck_s` without an event it can re-read the run's record
+(`settle`, which derives the outcome from the store when the record lags behind) without
+disturbing the read in flight. When the settled record is terminal but the log still
+has no terminal event, the follow ends with the terminal event built from the record,
+numbered after the last event seen (the seq the real one gets once it is published).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord
+from app.manager.events import terminal_event
+
+log = logging.getLogger("parley.runs")
+
+QUEUE_SIZE = 64  # events read ahead of a slow consumer; then the reader waits
+
+Settle = Callable[[], Awaitable[RunRecord | None]]
+
+
+def terminal_of(record: RunRecord, seq: int) -> RunEvent:
+    pending = record.result.pending_tool_calls if record.result else []
+    type_, data = terminal_event(record.run, pending)
+    return RunEvent(seq=seq, type=type_, data=data)
+
+
+async def follow_checked(
+    runs: RunLog, run_id: str, *, after: int, recheck_s: float, settle: Settle
+) -> AsyncIterator[RunEvent]:
+    """`runs.follow(run_id, after=after)`, ended by the record when the log goes silent
+    for `recheck_s` and the record is terminal (see the module docstring). Errors of the
+    follow (`EventsExpired`, `StoreUnavailable`) are raised as they are."""
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=QUEUE_SIZE)
+
+    async def pump() -> None:
+        try:
+            async for event in runs.follow(run_id, after=after):
+                await queue.put(("event", event))
+            await queue.put(("end", None))
+        except Exception as exc:
+            await queue.put(("error", exc))
+
+    reader = asyncio.create_task(pump(), name=f"follow-{run_id}")
+    last = after
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(recheck_s):
+                    kind, item = await queue.get()
+            except TimeoutError:
+                record = await _quiet(settle, run_id)
+                if record is not None and record.run.status.terminal:
+                    yield terminal_of(record, last + 1)
+                    return
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            last = item.seq
+            yield item
+            if item.type in TERMINAL_EVENTS:
+                return
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _quiet(settle: Settle, run_id: str) -> RunRecord | None:
+    """A re-check that fails is not an answer: keep following, check again later."""
+    try:
+        return await settle()
+    except Exception as exc:
+        log.debug("run %s: re-checking the record failed: %r", run_id, exc)
+        return None
