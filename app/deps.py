@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.domain.principal import SERVICE, Principal
 from app.errors import Forbidden, Unauthorized
+from app.logs import PRINCIPAL_USER_KEY
 from app.manager.manager import ConversationManager
 from app.settings import Settings
 
@@ -35,11 +36,18 @@ bearer = HTTPBearer(
 
 
 def get_principal(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """`PARLEY_AUTH=none`: every caller is the service. `keys`: a Bearer key from
-    `PARLEY_API_KEYS`, compared in constant time."""
+    `PARLEY_API_KEYS`, compared in constant time. The caller is noted for the access line."""
+    principal = _principal(settings, credentials)
+    request.scope.setdefault("state", {})[PRINCIPAL_USER_KEY] = principal.user_id or principal.role
+    return principal
+
+
+def _principal(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     if settings.auth == "none":
         return SERVICE
     token = credentials.credentials.strip() if credentials else ""

@@ -10,10 +10,12 @@ from typing import TypedDict
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 
 from app.coordination.base import Coordinator
 from app.coordination.factory import build_coordinator
 from app.manager.manager import ConversationManager
+from app.manager.telemetry import RunTelemetry
 from app.media import FilesystemMediaStore
 from app.packs import PackRegistry
 from app.providers.factory import build_providers
@@ -83,7 +85,11 @@ def redacted(url: str) -> str:
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[AppState]]
 
 
-def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None) -> Lifespan:
+def make_lifespan(
+    settings: Settings,
+    provider_client: httpx.AsyncClient | None,
+    tracer_provider: TracerProvider | None = None,
+) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
         # One serving process per SQLite file unless coordination is shared (refuses
@@ -125,6 +131,9 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
                 prices=price_table(effective, tools_config),
                 coordinator=coordinator,
                 media=media,
+                telemetry=RunTelemetry(
+                    tracer_provider.get_tracer("parley") if tracer_provider else None
+                ),
             )
             await manager.start()
             log.info(
@@ -150,5 +159,7 @@ def make_lifespan(settings: Settings, provider_client: httpx.AsyncClient | None)
             claim.release()
             if provider_client is None:
                 await http.aclose()
+            if tracer_provider is not None:  # flush what the batch processor holds
+                await asyncio.to_thread(tracer_provider.shutdown)
 
     return lifespan

@@ -3,36 +3,42 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 
 from app.api import conversations, health, media, messages, packs, runs
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.cors import install_cors
 from app.api.openapi import TAGS, install_openapi
+from app.api.request_log import RequestLogMiddleware
 from app.domain.requests import SendMessage
 from app.errors import install_error_handlers
 from app.lifespan import make_lifespan
+from app.logs import configure_logging
 from app.settings import Settings
+from app.tracing import tracer_provider_from_env
 
 API_VERSION = "0.1.0"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 def create_app(
-    settings: Settings | None = None, *, provider_client: httpx.AsyncClient | None = None
+    settings: Settings | None = None,
+    *,
+    provider_client: httpx.AsyncClient | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """Build the app. `provider_client` replaces the HTTP client of the LLM providers
-    (tests inject one with `httpx.MockTransport`)."""
+    (tests inject one with `httpx.MockTransport`); `tracer_provider` replaces the one the
+    standard `OTEL_*` variables describe (`app.tracing`; tests inject an in-memory one)."""
     settings = settings or Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # Alembic reports every migration step at INFO; start-up says what matters in one line.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(settings.log_level, settings.log_format)
+    tracer_provider = tracer_provider or tracer_provider_from_env(os.environ)
+    tracer = tracer_provider.get_tracer("parley") if tracer_provider else None
     if settings.auth == "none" and settings.host not in LOOPBACK:
         logging.getLogger("parley").warning(
             "PARLEY_AUTH=none while PARLEY_HOST=%s: anyone who can reach it can use it",
@@ -43,7 +49,7 @@ def create_app(
         version=API_VERSION,
         summary="Persistent, streaming LLM conversations from PromptPacks.",
         openapi_tags=TAGS,
-        lifespan=make_lifespan(settings, provider_client),
+        lifespan=make_lifespan(settings, provider_client, tracer_provider),
     )
     body_limit = 4 * settings.max_message_bytes + (1 << 20)
     app.add_middleware(
@@ -56,6 +62,8 @@ def create_app(
     for module in (packs, conversations, messages, runs, media, health):
         app.include_router(module.router)
     install_cors(app, settings)
+    # outermost: the request id and span cover CORS, limits and errors too
+    app.add_middleware(RequestLogMiddleware, tracer=tracer)
     install_openapi(app, request_models=[SendMessage])  # bodies parsed by the route
     return app
 

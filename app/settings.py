@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     auth: Literal["none", "keys"] = "none"
     api_keys: list[ApiKey] = Field(default_factory=list)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.main import create_app
@@ -37,10 +38,12 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def running_app(
-    settings: Settings, provider_client: httpx.AsyncClient | None = None
+    settings: Settings,
+    provider_client: httpx.AsyncClient | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Start the app's lifespan and yield a client talking to it in-process."""
-    app = create_app(settings, provider_client=provider_client)
+    app = create_app(settings, provider_client=provider_client, tracer_provider=tracer_provider)
     async with app.router.lifespan_context(app) as state:
 
         async def with_state(scope: Scope, receive: Receive, send: Send) -> None:

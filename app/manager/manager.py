@@ -22,6 +22,7 @@ from app.manager.packs import PackLibrary
 from app.manager.run_truth import RunTruth
 from app.manager.runs import RunService
 from app.manager.stats import Stats
+from app.manager.telemetry import RunTelemetry
 from app.manager.turns import TurnExecutor
 from app.media.base import MediaStore
 from app.packs import PackRegistry
@@ -50,6 +51,7 @@ class ConversationManager:
         prices: PriceTable,
         coordinator: Coordinator,
         media: MediaStore,
+        telemetry: RunTelemetry | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -57,7 +59,7 @@ class ConversationManager:
         self.packs = PackLibrary(packs, store)
         self.providers = providers
         self.coordinator = coordinator
-        self.stats = Stats()
+        self.stats = Stats(telemetry)
         self.cache = MessageCache()
         self._now = clock
         self.media = MediaService(store=store, media=media, settings=settings, clock=clock)

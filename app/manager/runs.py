@@ -282,7 +282,7 @@ class RunService:
             idempotency=idempotency,
             first_message_id=first_message_id,
         )
-        self._stats.run_started()
+        self._stats.run_started(run_id, conv.id)
         task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")
         self._tasks[run_id] = task
         return StartedRun(run_id, conv.id, attached=False)

@@ -5,6 +5,9 @@ Each app builds its own `CollectorRegistry` (no module globals), so two apps in 
 (tests, several lifespans) never share or double-register series. Counters only go up and
 histograms have fixed buckets, so `rate()` and `histogram_quantile()` work across scrapes;
 `/stats` adds p50/p99 of the last `RECENT_RUNS` turns for humans.
+
+The same hooks feed `RunTelemetry` (traces and the per-run log line), so every place that
+reports a metric reports it once, here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from app.domain import Usage
+from app.manager.telemetry import RunTelemetry
 
 RECENT_RUNS = 2048
 TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -31,7 +35,8 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 class Stats:
-    def __init__(self) -> None:
+    def __init__(self, telemetry: RunTelemetry | None = None) -> None:
+        self.telemetry = telemetry or RunTelemetry(None)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._runs_started = Counter("parley_runs_started", "Runs started.", registry=r)
@@ -85,13 +90,22 @@ class Stats:
         self.cost_usd = 0.0
         self.turn_seconds: deque[float] = deque(maxlen=RECENT_RUNS)
 
-    def run_started(self) -> None:
+    def run_started(self, run_id: str, conversation_id: str) -> None:
         self.runs_started += 1
         self._runs_started.inc()
+        self.telemetry.run_started(run_id, conversation_id)
 
     def run_finished(
-        self, status: str, seconds: float, usage: Usage, cost: float, committed: int
+        self,
+        status: str,
+        seconds: float,
+        usage: Usage,
+        cost: float,
+        committed: int,
+        *,
+        error: str | None = None,
     ) -> None:
+        self.telemetry.run_finished(status, seconds, usage, cost, error)
         self.runs_finished[status] = self.runs_finished.get(status, 0) + 1
         self.turn_seconds.append(seconds)
         self.input_tokens += usage.input_tokens
@@ -105,16 +119,37 @@ class Stats:
         self._cost.inc(cost)
         self._messages.inc(committed)
 
-    def provider_call(self, provider: str, *, first_event_s: float | None, total_s: float) -> None:
+    def provider_call(
+        self,
+        provider: str,
+        *,
+        model: str,
+        first_event_s: float | None,
+        total_s: float,
+        usage: Usage,
+        finish_reason: str,
+    ) -> None:
         if first_event_s is not None:
             self._provider.labels(provider, "first_event").observe(first_event_s)
         self._provider.labels(provider, "total").observe(total_s)
+        self.telemetry.provider_call(
+            provider,
+            model=model,
+            first_event_s=first_event_s,
+            total_s=total_s,
+            usage=usage,
+            finish_reason=finish_reason,
+        )
 
-    def provider_failed(self, provider: str, code: str) -> None:
+    def provider_failed(self, provider: str, code: str, *, model: str, total_s: float) -> None:
         self._provider_errors.labels(provider, code).inc()
+        self.telemetry.provider_call(
+            provider, model=model, first_event_s=None, total_s=total_s, error=code
+        )
 
     def store_call(self, operation: str, seconds: float) -> None:
         self._store.labels(operation).observe(seconds)
+        self.telemetry.store_call(operation, seconds)
 
     def snapshot(self, *, active_runs: int) -> dict[str, Any]:
         durations = sorted(self.turn_seconds)

@@ -329,16 +329,23 @@ class TurnExecutor:
                         plan, message_id, batch, text, tool_calls, budget, finish, usage
                     )
         except ProviderError as exc:
-            self._stats.provider_failed(conv.provider, exc.code)
+            self._stats.provider_failed(
+                conv.provider, exc.code, model=request.model, total_s=time.perf_counter() - started
+            )
             raise
-        self._stats.provider_call(
-            conv.provider, first_event_s=first_event, total_s=time.perf_counter() - started
-        )
         content = "".join(text)
         if usage is None:
             usage = estimated_usage(request, content)
         if finish == "tool_calls" and not tool_calls:
             finish = "stop"  # every call was over the tool budget
+        self._stats.provider_call(
+            conv.provider,
+            model=request.model,
+            first_event_s=first_event,
+            total_s=time.perf_counter() - started,
+            usage=usage,
+            finish_reason=finish,
+        )
         return Message(
             id=message_id,
             parent_id=parent.id,
@@ -436,13 +443,7 @@ class TurnExecutor:
             run.usage,
             run.cost_usd,
             len(outcome.messages) if outcome else 0,
-        )
-        log.info(
-            "run %s %s conversation=%s%s",
-            run.id,
-            status.value,
-            plan.conversation_id,
-            f" error={error.code}" if error else "",
+            error=error.code if error else None,
         )
         return record
 
