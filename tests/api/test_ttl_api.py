@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -31,38 +32,54 @@ async def client(
         yield c
 
 
-async def _until(t0: float, at: float) -> None:
-    await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+def _at(expires_at: str) -> float:
+    """A server `expires_at` as a time.time() value (same machine, same clock)."""
+    return datetime.fromisoformat(expires_at.replace("Z", "+00:00")).timestamp()
 
 
-async def _listed(client: httpx.AsyncClient, conv_id: str) -> bool:
+async def _sleep_until(wall: float) -> None:
+    await asyncio.sleep(max(0.0, wall - time.time()))
+
+
+async def _listed(client: httpx.AsyncClient, conv_id: str) -> str | None:
+    """The conversation's `expires_at` as listing shows it, or None if it is not listed."""
     data = (await client.get("/conversations", params={"user_id": "ttl"})).json()["data"]
-    return conv_id in [c["id"] for c in data]
+    return next((c["expires_at"] for c in data if c["id"] == conv_id), None)
 
 
 async def test_sliding_ttl(client: httpx.AsyncClient) -> None:
-    t0 = time.monotonic()
+    """Each step reads the expiry the server reports instead of assuming when a request
+    ran, so a slow machine cannot make it flaky: only the final wait depends on time, and
+    it waits past the last expiry the server reported."""
     conv = await create_conv(client, user_id="ttl", ttl_seconds=TTL)
     cid = conv["id"]
     assert conv["ttl_seconds"] == TTL and conv["expires_at"] is not None
+    created = conv["expires_at"]
 
-    await _until(t0, 1.2)  # a read slides the expiry to ~3.2
-    got = (await client.get(f"/conversations/{cid}")).json()
-    assert got["expires_at"] > conv["expires_at"]
+    await asyncio.sleep(1.3)  # reads slide only by at least a second (see _slide_ttl)
+    read = (await client.get(f"/conversations/{cid}")).json()["expires_at"]
+    assert read > created  # a read slides the expiry
 
-    await _until(t0, 2.4)  # past the original expiry: still alive thanks to the read
-    assert await _listed(client, cid)
-    await send(client, cid, "a write slides it too")  # to ~4.4
+    await _sleep_until(_at(created) + 0.2)  # past the original expiry
+    listed = await _listed(client, cid)
+    assert listed is not None, "alive thanks to the read"
+    assert listed == read or time.time() > _at(read)  # (a very slow machine: the read expired)
 
-    await _until(t0, 3.6)  # reading messages slides (to ~5.6); listing did not
+    await send(client, cid, "a write slides it too")
+    after_write = await _listed(client, cid)
+    assert after_write is not None and after_write > read
+
+    await asyncio.sleep(1.3)
     assert (await client.get(f"/conversations/{cid}/messages")).status_code == 200
+    after_messages = await _listed(client, cid)
+    assert after_messages is not None and after_messages > after_write  # reading messages slides
 
-    await _until(t0, 5.0)  # listing only: no slide
-    assert await _listed(client, cid)
+    await asyncio.sleep(0.3)
+    assert await _listed(client, cid) == after_messages  # listing does not slide
 
-    await _until(t0, 6.3)  # expired: gone from get, list and messages at once
+    await _sleep_until(_at(after_messages) + 0.3)  # expired: gone everywhere at once
     assert_problem(await client.get(f"/conversations/{cid}"), 404, "conversation_not_found")
-    assert not await _listed(client, cid)
+    assert await _listed(client, cid) is None
     r = await client.get(f"/conversations/{cid}/messages")
     assert_problem(r, 404, "conversation_not_found")
     r = await client.post(f"/conversations/{cid}/messages", json={"content": "late"})
