@@ -25,7 +25,7 @@ CLIENT_PY_LOCK := tests/clients/python/requirements.lock
 CLIENT_TS := tests/clients/ts
 
 .PHONY: run test lint openapi install install-dev clients clean bench bench-install bench-turns \
-	bench-streaming bench-frameworks bench-profile bench-plot bench-quick
+	bench-streaming bench-frameworks bench-profile bench-plot bench-quick bench-media
 
 $(UV):
 	$(PY) -m venv $(TOOLS)
@@ -91,7 +91,7 @@ PROFILE_STORES ?= sqlite postgres redis
 bench-install: $(STAMP_DEV)
 	$(UV) sync --frozen --inexact --extra dev --extra bench
 
-bench: bench-turns bench-streaming bench-frameworks bench-profile bench-plot
+bench: bench-turns bench-streaming bench-frameworks bench-media bench-profile bench-plot
 
 bench-turns: bench-install
 	$(BENCH_PY) bench/turns.py --output $(BENCH_OUT)/turns.json $(BENCH_ARGS)
@@ -101,6 +101,9 @@ bench-streaming: bench-install
 
 bench-frameworks: bench-install
 	$(BENCH_PY) bench/frameworks.py --output $(BENCH_OUT)/frameworks.json $(BENCH_ARGS)
+
+bench-media: bench-install
+	$(BENCH_PY) bench/media.py --output $(BENCH_OUT)/media.json $(BENCH_ARGS)
 
 bench-profile: bench-install
 	mkdir -p $(BENCH_OUT)/profiles
@@ -113,7 +116,7 @@ bench-plot: bench-install
 	$(BENCH_PY) bench/plot.py $(wildcard $(BENCH_OUT)/*.json)
 
 bench-quick: bench-install
-	$(MAKE) --no-print-directory bench-turns bench-streaming bench-frameworks \
+	$(MAKE) --no-print-directory bench-turns bench-streaming bench-frameworks bench-media \
 		BENCH_OUT=bench/results/quick BENCH_ARGS=--quick
 	$(BENCH_PY) bench/profile_turns.py --store sqlite --turns 300 --count-turns 50 \
 		--py-spy bench/results/quick/sqlite.raw --json bench/results/quick/profile-sqlite.json

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     media_threshold_kb: int = Field(default=100, ge=0)
     media_policy: Literal["retain", "delete"] = "retain"
     media_max_mb: int = Field(default=20, gt=0)
+    # Stored media base64-encoded for provider requests, most recently used first, at most
+    # this many MB (app/manager/media_cache.py). 0: read and encode on every turn.
+    media_cache_mb: int = Field(default=16, ge=0)
     default_ttl_s: int | None = Field(default=None, gt=0, le=MAX_TTL_S)
     sweep_interval_s: float = Field(default=60.0, gt=0)
     max_message_bytes: int = Field(default=1024 * 1024, gt=0)

@@ -10,7 +10,8 @@ providers and letting it go.
   close (see `app.media.base`), so a crash leaves at most an orphan blob.
 * **Out.** `GET /media/{id}`: the owner (or a service key) only; another user's id is 404.
 * **To providers.** `resolve` returns a request whose media parts carry the bytes; the
-  bytes are read per call and never cached with the messages.
+  bytes are read per call (through the bounded `EncodedMediaCache`, `PARLEY_MEDIA_CACHE_MB`)
+  and never cached with the messages.
 * **Gone.** After a conversation is deleted, records its lineage referenced that lost
   their last reference and were attached under the `delete` policy are deleted, then
   their blobs if no record holds them any more. User erasure deletes the user's records
@@ -33,6 +34,7 @@ from app.domain.media import MediaPolicy, MediaRecord
 from app.domain.principal import Principal
 from app.errors import InvalidRequest, MediaNotFound, MediaTooLarge, UnsupportedMedia
 from app.manager import media_rules
+from app.manager.media_cache import EncodedMediaCache
 from app.manager.media_rules import MB, PartFacts
 from app.media.base import HEAD_BYTES, BlobInfo, MediaStore, StagedBlob
 from app.media.dimensions import image_dimensions
@@ -117,6 +119,7 @@ class MediaService:
         self._now = clock
         self._threshold = settings.media_threshold_kb * 1024
         self._max_bytes = settings.media_max_mb * MB
+        self.encoded_cache = EncodedMediaCache(settings.media_cache_mb * MB)
 
     # --- storing -------------------------------------------------------------------------
 
@@ -328,8 +331,11 @@ class MediaService:
         media = part.media
         if media is None or media.base64 or not media.media_id or not media.sha256:
             return part
-        data = await self.media.read_all(media.sha256)
-        b64 = await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))
+        b64 = self.encoded_cache.get(media.sha256)
+        if b64 is None:
+            data = await self.media.read_all(media.sha256)
+            b64 = await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))
+            self.encoded_cache.put(media.sha256, b64)
         return part.model_copy(update={"media": media.model_copy(update={"base64": b64})})
 
     # --- retention -----------------------------------------------------------------------
