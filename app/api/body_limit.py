@@ -6,7 +6,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import MessageTooLarge, problem_response
+from app.errors import MediaTooLarge, MessageTooLarge, ParleyError, problem_response
 
 # Requests that may carry media bytes (uploads, multipart or base64 parts).
 MEDIA_PATHS = re.compile(r"^/media$|^/conversations/[^/]+/messages(/[^/]+/edit)?$")
@@ -22,14 +22,19 @@ class BodyLimitMiddleware:
         self.default_max = max_bytes
         self.media_max = max(max_bytes, media_max_bytes or 0)
 
-    def _too_large(self, limit: int) -> MessageTooLarge:
+    @staticmethod
+    def _too_large(limit: int, path: str = "") -> ParleyError:
+        """`media_too_large` for an upload (its body is the media), else `message_too_large`."""
+        if path == "/media":
+            return MediaTooLarge(f"The upload exceeds {limit} bytes.")
         return MessageTooLarge(f"The request body exceeds {limit} bytes.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.media_max if MEDIA_PATHS.match(scope.get("path", "")) else self.default_max
+        path = scope.get("path", "")
+        limit = self.media_max if MEDIA_PATHS.match(path) else self.default_max
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -37,7 +42,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > limit:
-                    await problem_response(self._too_large(limit))(scope, receive, send)
+                    await problem_response(self._too_large(limit, path))(scope, receive, send)
                     return
         received = 0
 
@@ -47,7 +52,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise self._too_large(limit)
+                    raise self._too_large(limit, path)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -9,7 +9,7 @@ from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from app.api.guard import api_router
+from app.api.guard import api_router, is_json_type
 from app.api.multipart import boundary_of, read_form
 from app.api.operation import operation
 from app.deps import ManagerDep, PrincipalDep
@@ -20,6 +20,7 @@ from app.errors import (
     MediaTooLarge,
     RangeNotSatisfiable,
     StoreUnavailable,
+    UnsupportedContentType,
     UnsupportedMedia,
 )
 from app.manager.conversations import ConversationService
@@ -28,7 +29,9 @@ from app.media.sniff import ACTIVE_CONTENT, extension_of
 
 router = api_router(tags=["media"])
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes\s*=\s*(\d*)\s*-\s*(\d*)$")
+# Bodies that are not media bytes: refused (415) rather than stored as a document.
+NOT_RAW_UPLOADS = frozenset({"", "application/x-www-form-urlencoded"})
 
 
 class MediaOut(BaseModel):
@@ -79,6 +82,7 @@ UPLOAD_BODY: dict[str, Any] = {
     **operation(
         "uploadMedia",
         MediaTooLarge,
+        UnsupportedContentType,
         UnsupportedMedia,
         StoreUnavailable,
         openapi_extra=UPLOAD_BODY,
@@ -115,10 +119,15 @@ async def upload_media(
             raise
         await form.aclose(keep=True)
         return MediaOut.of(record)
-    if content_type.startswith(("application/json", "application/x-www-form-urlencoded")):
-        raise InvalidRequest(
-            "Upload the bytes as multipart/form-data (field 'file') or as the raw body.",
-            errors=[{"loc": ["body"], "msg": f"unexpected content type {content_type}"}],
+    base = content_type.split(";", 1)[0].strip().lower()
+    if base in NOT_RAW_UPLOADS or base.startswith("multipart/") or is_json_type(content_type):
+        raise UnsupportedContentType(
+            "Upload the bytes as multipart/form-data (one file, field 'file', with a boundary) "
+            f"or as the raw body with the media's type, not {base or 'no Content-Type'}.",
+            headers={
+                "Accept-Post": "multipart/form-data, application/octet-stream, image/*, "
+                "audio/*, video/*, application/pdf, text/plain"
+            },
         )
     async with media.stage() as staged:
         try:
@@ -145,7 +154,9 @@ def _headers(record: MediaRecord) -> dict[str, str]:
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
     """(start, end) inclusive for one satisfiable `bytes=` range; None for the whole
-    body (no header, several ranges, another unit); 416 if unsatisfiable."""
+    body (no header, another unit, several ranges, which RFC 9110 lets a server ignore,
+    or an invalid one such as `bytes=10-5`); 416 if unsatisfiable (`bytes=-0`, a start
+    at or past the end)."""
     if not header:
         return None
     m = _RANGE.match(header.strip())
@@ -162,8 +173,10 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
             )
         return max(0, size - n), size - 1
     start = int(first)
+    if last and int(last) < start:
+        return None
     end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
+    if start >= size:
         raise RangeNotSatisfiable(
             f"The range starts past the {size} bytes.",
             headers={"Content-Range": f"bytes */{size}"},

@@ -9,6 +9,7 @@ current file's `StagedBlob`, off the event loop (`StagedBlob.write`).
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -48,6 +49,26 @@ class _Part:
     data: list[bytes] = field(default_factory=list)
     file: FormFile | None = None
     counted: int = 0
+
+
+def safe_filename(raw: bytes) -> str | None:
+    """A client's file name as something safe to store and show: the last path component
+    (either slash), no control characters (NUL, CR/LF, escapes), undecodable bytes
+    dropped, at most 255 characters; None if nothing is left. It is only ever a label:
+    no file name becomes part of a storage location."""
+    text = raw.decode("utf-8", "ignore").replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+    text = text.strip()[:255].strip()
+    return text or None
+
+
+def _is_file(part: _Part) -> bool:
+    """A part is a file if it names a file name (even an empty one) or carries binary
+    content by its type; other parts are text fields."""
+    if part.filename is not None:
+        return True
+    ctype = part.headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    return ctype.startswith((b"application/octet", b"image/", b"audio/", b"video/"))
 
 
 def boundary_of(content_type: str) -> bytes | None:
@@ -98,7 +119,7 @@ async def read_form(
         _, options = parse_options_header(part.headers.get(b"content-disposition", b""))
         part.name = options.get(b"name", b"").decode("utf-8", "replace")
         raw_name = options.get(b"filename")
-        part.filename = raw_name.decode("utf-8", "replace")[:255] if raw_name else None
+        part.filename = None if raw_name is None else (safe_filename(raw_name) or "")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         current[-1].data.append(data[start:end])
@@ -121,9 +142,7 @@ async def read_form(
 
     async def drain(part: _Part) -> None:
         nonlocal field_bytes
-        if part.filename is None and not part.headers.get(b"content-type", b"").startswith(
-            b"application/octet"
-        ):
+        if not _is_file(part):
             size = sum(len(d) for d in part.data)
             field_bytes += size - part.counted
             part.counted = size
@@ -136,7 +155,7 @@ async def read_form(
             ctype = part.headers.get(b"content-type")
             part.file = FormFile(
                 field=part.name,
-                filename=part.filename,
+                filename=part.filename or None,
                 content_type=ctype.decode("latin-1") if ctype else None,
                 staged=new_blob(),
             )
