@@ -93,6 +93,14 @@ def _info_of(data: bytes) -> BlobInfo:
     )
 
 
+def _with_default_detail(part: Part, config: MediaConfig | None) -> Part:
+    """An image part without `detail` gets the prompt's `image.default_detail`."""
+    default = config.image.default_detail if config and config.image else None
+    if part.type != "image" or part.media is None or part.media.detail or default is None:
+        return part
+    return part.model_copy(update={"media": part.media.model_copy(update={"detail": default})})
+
+
 def _stored(s: Sniffed) -> dict[str, object]:
     """The reference fields every kept media part gets."""
     return {
@@ -194,6 +202,7 @@ class MediaService:
         externalized. Raises (422/413/404) before storing anything if any part fails;
         bytes of a part stored before a later part failed stay as unattached uploads."""
         images = sum(1 for p in parts if p.type == "image")
+        parts = [_with_default_detail(p, rules.config) for p in parts]
         staged = staged or {}
         checked: list[tuple[int, Part, bytes | None, Sniffed | None]] = []
         for index, part in enumerate(parts):

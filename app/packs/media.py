@@ -1,8 +1,13 @@
 """A prompt's `media` section (schema `MediaConfig` and friends), modelled strictly.
 
-Parley uses `enabled` / `supported_types` to decide which message parts a prompt accepts;
-the per-type limits are kept for clients. Custom media types (keys beyond the well-known
-ones) must match exactly one of the type configs, as the schema's `oneOf` demands.
+Parley enforces `enabled`, `supported_types`, per type `max_size_mb` and
+`allowed_formats`, for images `max_images_per_msg`, `require_caption` and `default_detail`
+(`app/manager/media_rules.py`, `app/manager/media.py`). The fields in `UNENFORCED` are
+accepted (refusing them would reject valid packs) but not applied; `unenforced_fields`
+finds them so loading a pack that uses one logs a warning (`pack_warnings`). Custom media
+types (keys beyond the well-known ones) must match exactly one of the type configs, as
+the schema's `oneOf` demands; message parts cannot have such a type, so their configs are
+never applied either.
 """
 
 from __future__ import annotations
@@ -125,6 +130,37 @@ class MediaConfig(OpenModel):
         return self
 
 
+# Fields of the per-type configs that Parley accepts but does not apply, and why.
+UNENFORCED: dict[str, dict[str, str]] = {
+    "audio": {
+        "max_duration_sec": "the duration of audio is not measured",
+        "require_metadata": "media metadata is not required of clients",
+    },
+    "video": {
+        "max_duration_sec": "the duration of video is not measured",
+        "require_metadata": "media metadata is not required of clients",
+    },
+    "document": {
+        "max_pages": "the pages of documents are not counted",
+        "require_metadata": "media metadata is not required of clients",
+        "extraction_mode": "documents are sent to the provider as they are",
+    },
+}
+
+
+def unenforced_fields(config: MediaConfig) -> list[tuple[list[str], str]]:
+    """(location inside `media`, reason) of every set field Parley does not apply."""
+    found: list[tuple[list[str], str]] = []
+    for kind, fields in UNENFORCED.items():
+        section = getattr(config, kind)
+        for name, why in fields.items():
+            if section is not None and getattr(section, name) is not None:
+                found.append(([kind, name], f"{kind}.{name} is not enforced: {why}"))
+    for key in config.model_extra or {}:
+        found.append(([key], f"custom media type {key!r} is not enforced: parts cannot have it"))
+    return found
+
+
 def _validates(model: type[StrictModel], value: Any) -> bool:
     try:
         model.model_validate(value)
@@ -134,6 +170,7 @@ def _validates(model: type[StrictModel], value: Any) -> bool:
 
 
 __all__ = [
+    "UNENFORCED",
     "AudioConfig",
     "ContentPart",
     "DocumentConfig",
@@ -143,4 +180,5 @@ __all__ = [
     "MediaReference",
     "MultimodalExample",
     "VideoConfig",
+    "unenforced_fields",
 ]

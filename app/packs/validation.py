@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.errors import InvalidPack
+from app.packs.media import unenforced_fields
 from app.packs.models import PromptPack, Variable
 from app.packs.semver import SEMVER_PATTERN
 from app.packs.templates import (
@@ -219,4 +220,7 @@ def pack_warnings(pack: PromptPack) -> list[ErrorItem]:
                         "the default is used when the client omits it",
                     )
                 )
+        if prompt.media is not None:
+            for loc, msg in unenforced_fields(prompt.media):
+                warnings.append(_err(["prompts", prompt_key, "media", *loc], msg))
     return warnings
