@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
-from app.api import conversations, health, media, messages, packs, runs
+from app.api import conversations, health, media, messages, packs, playground, runs
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.cors import install_cors
 from app.api.openapi import TAGS, install_openapi
@@ -61,11 +61,21 @@ def create_app(
     install_error_handlers(app)
     for module in (packs, conversations, messages, runs, media, health):
         app.include_router(module.router)
+    if playground_enabled(settings):
+        app.include_router(playground.router)
     install_cors(app, settings)
     # outermost: the request id and span cover CORS, limits and errors too
     app.add_middleware(RequestLogMiddleware, tracer=tracer)
     install_openapi(app, request_models=[SendMessage])  # bodies parsed by the route
     return app
+
+
+def playground_enabled(settings: Settings) -> bool:
+    """`PARLEY_PLAYGROUND` decides when set; unset, the page is served only where nobody but
+    this machine can reach an unauthenticated service."""
+    if settings.playground is not None:
+        return settings.playground
+    return settings.auth == "none" and settings.host in LOOPBACK
 
 
 def openapi_document() -> dict[str, Any]:

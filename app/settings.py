@@ -85,6 +85,9 @@ class Settings(BaseSettings):
 
     # Browser origins allowed to call the API (CORS). Empty: no CORS headers at all.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # GET /playground (the web page in app/playground). None: on when auth is none and the
+    # service listens on loopback only, off otherwise.
+    playground: bool | None = None
 
     # Tools (DESIGN §12): the RuntimeConfig binding pack tools to implementations, and the
     # limits every tool call runs under.

@@ -1,0 +1,152 @@
+"""GET /playground in a real browser: headless Chromium (Debian's `/usr/bin/chromium`,
+driven by `playwright-core`, tests/clients/ts/playground_check.ts) against a real uvicorn.
+It creates a conversation from the prompt form (after the server's 422 is shown next to the
+fields), streams replies (DOM updates counted while they stream), reloads in the middle of a
+stream and sees the reply finish, stops a run, attaches an image by file input and by drag
+and drop, and pages through a user's conversations. Screenshots of each step are left under
+test-output/playground/ (git-ignored) for a reviewer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.clients.tools import chromium, node_tools, run
+from tests.conftest import REPO
+from tests.e2e.server import uvicorn_server
+
+pytestmark = pytest.mark.e2e
+MOCK_DELAY_MS = 40
+SHOTS = REPO / "test-output" / "playground"
+EIGHT = "one two three four five six seven eight"
+LONG = " ".join(f"word{i}" for i in range(60))
+PAGER_CONVERSATIONS = 13  # the page lists 10 at a time
+
+
+def png(width: int, height: int) -> bytes:
+    """A real PNG (the server sniffs the bytes and reads the dimensions)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + bytes([200, 40, 40]) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("playground")
+    env = {
+        "PARLEY_STATE_URL": f"sqlite+aiosqlite:///{data}/parley.db",
+        "PARLEY_MEDIA_DIR": str(data / "media"),
+        "PARLEY_MOCK_DELAY_MS": str(MOCK_DELAY_MS),
+    }
+    with uvicorn_server(env) as url:
+        for _ in range(PAGER_CONVERSATIONS):
+            r = httpx.post(
+                f"{url}/conversations",
+                json={"pack_id": "general-assistant", "prompt_name": "chat", "user_id": "pg-pager"},
+            )
+            assert r.status_code == 201, r.text
+        yield url
+
+
+def _browse(url: str, tmp: Path) -> dict[str, Any]:
+    browser = chromium()
+    ts = node_tools()
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    image = tmp / "red.png"
+    image.write_bytes(png(24, 16))
+    out = run(
+        ["node", "run.mjs", "playground_check.ts"],
+        cwd=ts,
+        env={
+            "PARLEY_URL": url,
+            "CHROMIUM": str(browser),
+            "TMPDIR": str(tmp),
+            "SHOTS": str(SHOTS),
+            "IMAGE": str(image),
+            "LONG_TEXT": LONG,
+        },
+        timeout=180,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    (SHOTS / "result.json").write_text(json.dumps(result, indent=1))
+    assert "error" not in result, result.get("error")
+    return result
+
+
+def test_playground_in_a_browser(server: str, tmp_path: Path) -> None:
+    result = _browse(server, tmp_path)
+    # the browser logs the form's expected 422; nothing else may go wrong in the page
+    expected = "the server responded with a status of 422"
+    assert [m for m in result["console"] if expected not in m] == [], result["console"]
+    assert result["packs"] == 3
+
+    # the form is built from the prompt's declared variables
+    fields = {f["name"]: f for f in result["fields"]}
+    assert set(fields) == {"company_name", "tone", "product"}
+    assert fields["tone"]["tag"] == "SELECT"
+    assert fields["tone"]["options"] == ["", '"friendly"', '"formal"']  # optional: "not set"
+    assert fields["tone"]["value"] == '"friendly"'  # the declared default
+    assert fields["company_name"]["value"] == ""
+    assert result["formErrors"]["company_name"] == "required variable is missing"
+    assert "invalid_variables" in result["formErrors"]["form"]
+    assert result["conv"] and result["listed"] >= 1
+
+    stream = result["stream"]
+    assert stream["text"] == f"echo: {EIGHT}"
+    streaming = [u for u in stream["updates"] if u["status"] == "streaming" and u["text"]]
+    assert len(streaming) >= 3, stream["updates"]
+    done = [u for u in stream["updates"] if u["status"] == "completed"]
+    assert done and done[0]["at"] - streaming[0]["at"] >= 2 * MOCK_DELAY_MS, stream["updates"]
+    assert " in · " in stream["usage"] and "$" in stream["usage"], stream["usage"]
+
+    reload = result["reload"]
+    assert reload["live"]["run"] and reload["live"]["lastId"], reload["live"]
+    assert reload["reattached"] == "reattached to the live run", reload
+    assert reload["afterReloadText"].startswith(reload["before"]), reload
+    assert reload["text"] == f"echo: {LONG}", reload["text"]
+    assert " in · " in reload["usage"], reload
+    assert reload["liveAfter"] is None
+    assert reload["replies"] == 2  # no duplicated bubble
+
+    assert result["stop"] == {"status": "cancelled", "stopHidden": True}
+
+    assert result["preview"] == 24  # the preview image decoded (naturalWidth)
+    assert result["image"]["reply"].startswith("echo: what is this"), result["image"]
+    assert "[image image/png" in result["image"]["reply"], result["image"]
+    assert result["image"]["userText"] == "what is this"
+    assert result["image"]["attachmentsLeft"] == 0
+    assert result["dropped"].startswith("dropped.png")
+    # a parts-only message: the reply describes the one image it got, nothing else
+    assert result["droppedReply"].startswith("echo:  [image image/png"), result["droppedReply"]
+
+    # committed history: 4 turns (the cancelled one committed nothing), usage on each reply
+    roles = [m["role"] for m in result["history"]]
+    assert roles == ["user", "assistant"] * 4, roles
+    assert all(" in · " in m["usage"] for m in result["history"] if m["role"] == "assistant")
+    assert [m["images"] for m in result["history"] if m["role"] == "user"] == [0, 0, 1, 1]
+
+    paging = result["paging"]
+    assert paging["firstPage"] == 10
+    assert paging["all"] == PAGER_CONVERSATIONS and paging["moreHidden"]
+    assert len(set(paging["ids"])) == PAGER_CONVERSATIONS
+
+    shots = sorted(p.name for p in SHOTS.glob("*.png"))
+    assert len(shots) == len(result["steps"]) >= 10, shots
