@@ -235,6 +235,20 @@ class StoreUnavailable(ParleyError):
     status, code, title = 503, "store_unavailable", "State store unavailable"
 
 
+class TurnLockLost(ParleyError):
+    """The run's turn lock expired (its renewals failed) before the commit: another turn
+    may run, so nothing was committed; retrying is safe."""
+
+    status, code, title = 503, "turn_lock_lost", "Turn lock lost before commit"
+
+
+class ProviderNotConfigured(ParleyError):
+    """The conversation's provider is not configured on this instance (another instance
+    of a mixed deployment may have it)."""
+
+    status, code, title = 503, "provider_not_configured", "Provider not configured"
+
+
 class NotReady(ParleyError):
     """`/readyz`: the process runs but cannot serve conversations yet (no packs loaded)."""
 
@@ -286,13 +300,36 @@ def documented_codes() -> list[str]:
     return sorted(codes | set(HTTP_ERROR_CODES.values()) | {HTTP_ERROR_FALLBACK})
 
 
-def error_for_code(code: str, detail: str) -> ParleyError:
+def error_for_code(code: str, detail: str, **details: Any) -> ParleyError:
     """Rebuild the error a run failed with from its stored code (the run may have executed
-    on another instance), so a non-streaming client gets the right status."""
+    on another instance), so a non-streaming client gets the right status. `details`:
+    `errors`, `headers`, `extra` as `ParleyError` takes them."""
     for cls in _all_subclasses(ParleyError):
         if cls.code == code:
-            return cls(detail)
-    return ParleyError(detail)
+            return cls(detail, **details)
+    return ParleyError(detail, **details)
+
+
+def problem_of(err: ParleyError) -> dict[str, Any]:
+    """Everything needed to answer with `err` again later (JSON): `error_from_problem`."""
+    return {
+        "code": err.code,
+        "detail": err.detail,
+        "errors": err.errors,
+        "headers": err.headers,
+        "extra": err.extra,
+    }
+
+
+def error_from_problem(problem: Mapping[str, Any]) -> ParleyError:
+    """The error `problem_of` recorded: same status, code, headers and extra fields."""
+    return error_for_code(
+        str(problem.get("code", "internal_error")),
+        str(problem.get("detail", "")),
+        errors=problem.get("errors") or None,
+        headers=problem.get("headers") or None,
+        extra=problem.get("extra") or None,
+    )
 
 
 # --- handlers ----------------------------------------------------------------------------

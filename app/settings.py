@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # A follower or waiter of a run re-reads its record after this long without an event,
     # so it ends even when the terminal event never reached the log.
     run_recheck_s: float = Field(default=5.0, gt=0, le=3600)
+    # In-process coordination only (Redis expires by TTL): finished run records kept
+    # without an idempotency key, and idempotency keys kept (each with its run's record).
+    run_records_max: int = Field(default=10_000, ge=1)
+    idempotency_max_keys: int = Field(default=100_000, ge=1)
     sse_ping_s: float = Field(default=15.0, gt=0)
 
     openai_api_key: str | None = Field(

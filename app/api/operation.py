@@ -27,11 +27,13 @@ from app.errors import (
     MessageTooLarge,
     ParleyError,
     ProviderError,
+    ProviderNotConfigured,
     ProviderRateLimited,
     ProviderTimeout,
     RunCancelled,
     StoreUnavailable,
     TooManyExecutions,
+    TurnLockLost,
     Unauthorized,
 )
 
@@ -61,6 +63,8 @@ TURN_ERRORS: tuple[type[ParleyError], ...] = (
     ProviderError,
     ProviderTimeout,
     StoreUnavailable,
+    TurnLockLost,
+    ProviderNotConfigured,
 )
 
 Stream = Literal["never", "on_request", "always"]

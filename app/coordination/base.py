@@ -37,12 +37,18 @@ class RunRecord(BaseModel):
 
     `first_message_id` is the id the run's first committed message will have (chosen
     before the run starts): finding that message in the store, carrying this run's id,
-    proves the commit landed even when the record or the event log never learned it."""
+    proves the commit landed even when the record or the event log never learned it.
+    `problem` keeps a failed run's whole error (status, code, headers such as Retry-After,
+    extra fields such as the busy `run_id`) for the non-streaming answer. `idempotency`
+    names the key that answers with this record: in-process logs keep such records as long
+    as the key, not only as long as their bound on other records."""
 
     run: Run
     lineage_id: str
     result: TurnResult | None = None
     first_message_id: str | None = None
+    problem: dict[str, Any] | None = None  # a failed run's error (`app.errors.problem_of`)
+    idempotency: tuple[str, str] | None = None  # (scope, key) of the request that started it
 
 
 class TurnLease(ABC):

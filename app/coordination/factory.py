@@ -67,7 +67,7 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
         scheme = urlsplit(url).scheme.lower()
         if scheme == "memory":
             log.info("coordination: in-process (PARLEY_COORDINATION_URL=memory://)")
-            return memory_coordinator(event_retention_s=retention)
+            return _memory(settings)
         if not is_redis_url(url):
             raise ValueError(
                 f"Unsupported PARLEY_COORDINATION_URL scheme {scheme or url!r}; use redis://, "
@@ -83,7 +83,15 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
         )
         return SqlLeaseCoordinator(store.sql_engine(), event_retention_s=retention)
     log.info("coordination: in-process (single instance)")
-    return memory_coordinator(event_retention_s=retention)
+    return _memory(settings)
+
+
+def _memory(settings: Settings) -> Coordinator:
+    return memory_coordinator(
+        event_retention_s=settings.run_event_retention_s,
+        max_records=settings.run_records_max,
+        max_keys=settings.idempotency_max_keys,
+    )
 
 
 def _redis(url: str, retention: float) -> Coordinator:

@@ -152,8 +152,11 @@ class MemoryRunLog(RunLog):
 
     A finished run's events are kept for `retention_s`, then dropped (a reconnect gets a
     `run.snapshot`); its record is kept `record_retention_s`, and at most `max_records`
-    finished records are kept (the oldest go first). At most `max_events` events are kept
-    per run: the oldest half is dropped when a run exceeds it, which is what
+    finished records are kept (the oldest go first). Records of runs started with an
+    idempotency key (`RunRecord.idempotency`) answer that key's retries, so they are not
+    counted against `max_records` but against `max_keyed_records` (the bound of the
+    in-process idempotency keys, which then lose their key anyway). At most `max_events`
+    events are kept per run: the oldest half is dropped when a run exceeds it, which is what
     `EventsExpired` reports. Expiry pops due runs off queues kept in finishing order, so
     its cost does not grow with the number of runs retained.
     """
@@ -164,6 +167,7 @@ class MemoryRunLog(RunLog):
         retention_s: float = 3600.0,
         record_retention_s: float = 86400.0,
         max_records: int = 10_000,
+        max_keyed_records: int = 100_000,
         max_events: int = 10_000,
         clock: Any = time.monotonic,
     ) -> None:
@@ -171,10 +175,12 @@ class MemoryRunLog(RunLog):
         self._retention_s = retention_s
         self._record_retention_s = record_retention_s
         self._max_records = max_records
+        self._max_keyed_records = max_keyed_records
         self._max_events = max_events
         self._clock = clock
         self._events_due: deque[tuple[float, str]] = deque()  # (finished_at, run_id)
         self._records_due: deque[tuple[float, str]] = deque()
+        self._keyed_due: deque[tuple[float, str]] = deque()
         self._cancels: asyncio.Queue[str] = asyncio.Queue()
 
     async def create(self, record: RunRecord) -> None:
@@ -202,7 +208,8 @@ class MemoryRunLog(RunLog):
         if type_ in TERMINAL_EVENTS:
             entry.finished_at = now = self._clock()
             self._events_due.append((now, run_id))
-            self._records_due.append((now, run_id))
+            keyed = entry.record.idempotency is not None
+            (self._keyed_due if keyed else self._records_due).append((now, run_id))
         async with entry.changed:
             entry.changed.notify_all()
         return event
@@ -252,17 +259,22 @@ class MemoryRunLog(RunLog):
             entry = self._runs.get(run_id)
             if entry is not None:
                 entry.events.clear()
-        while self._records_due and (
-            now - self._records_due[0][0] > self._record_retention_s
-            or len(self._records_due) > self._max_records
+        for due, bound in (
+            (self._records_due, self._max_records),
+            (self._keyed_due, self._max_keyed_records),
         ):
-            _, run_id = self._records_due.popleft()
-            self._runs.pop(run_id, None)
+            while due and (now - due[0][0] > self._record_retention_s or len(due) > bound):
+                _, run_id = due.popleft()
+                self._runs.pop(run_id, None)
 
 
-def memory_coordinator(*, event_retention_s: float) -> Coordinator:
+def memory_coordinator(
+    *, event_retention_s: float, max_records: int = 10_000, max_keys: int = 100_000
+) -> Coordinator:
     return Coordinator(
         MemoryTurnLocks(),
-        MemoryIdempotencyKeys(),
-        MemoryRunLog(retention_s=event_retention_s),
+        MemoryIdempotencyKeys(max_records=max_keys),
+        MemoryRunLog(
+            retention_s=event_retention_s, max_records=max_records, max_keyed_records=max_keys
+        ),
     )

@@ -28,10 +28,11 @@ from app.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     MessageTooLarge,
-    ProviderError,
+    ProviderNotConfigured,
     RunCancelled,
     RunNotFound,
     error_for_code,
+    error_from_problem,
 )
 from app.manager.conversations import IDEMPOTENCY_TTL_S, ConversationService, fingerprint
 from app.manager.events import dump
@@ -97,6 +98,7 @@ class RunService:
         self._now = clock
         self._tasks: dict[str, asyncio.Task[RunRecord]] = {}
         self._cancel_listener: asyncio.Task[None] | None = None
+        self._cancel_requests: set[asyncio.Task[None]] = set()  # referenced until done
 
     @property
     def active(self) -> int:
@@ -157,7 +159,9 @@ class RunService:
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
         provider = self._providers.get(conv.provider)
         if provider is None:
-            raise ProviderError(f"Provider {conv.provider!r} is not configured on this instance.")
+            raise ProviderNotConfigured(
+                f"Provider {conv.provider!r} is not configured on this instance."
+            )
         prompt = pack.prompts[conv.prompt_name]
         return PartRules(config=prompt.media, provider=provider, max_mb=self._settings.media_max_mb)
 
@@ -231,6 +235,7 @@ class RunService:
         if key is not None:
             scope = f"run:{conv.id}"
             record = IdempotencyRecord(fingerprint=fingerprint(request_identity), ref=run_id)
+            idempotency = (scope, key)
             for _ in range(ATTACH_ATTEMPTS):
                 existing = await self._coord.idempotency.reserve(
                     scope, key, record, ttl_s=IDEMPOTENCY_TTL_S
@@ -248,7 +253,6 @@ class RunService:
                 raise ConversationBusy(
                     "A request with this Idempotency-Key is still being admitted; retry."
                 )
-            idempotency = (scope, key)
         lease = None
         admitted = False
         try:
@@ -262,7 +266,12 @@ class RunService:
                     await self._request_cancel(holder)
             run = Run(id=run_id, conversation_id=conv.id, created_at=self._now())
             await self._coord.runs.create(
-                RunRecord(run=run, lineage_id=conv.lineage_id, first_message_id=first_message_id)
+                RunRecord(
+                    run=run,
+                    lineage_id=conv.lineage_id,
+                    first_message_id=first_message_id,
+                    idempotency=idempotency,
+                )
             )
             await self._coord.runs.publish(run_id, "run.created", {"run": dump(run)})
         except BaseException:
@@ -352,6 +361,8 @@ class RunService:
         record = await self.wait(run_id)
         run = record.run
         if run.status == RunStatus.failed:
+            if record.problem is not None:
+                raise error_from_problem(record.problem)
             assert run.error is not None
             raise error_for_code(run.error.code, run.error.detail)
         if run.status == RunStatus.cancelled:
@@ -408,7 +419,23 @@ class RunService:
                 if task is not None:
                     task.cancel()
                 else:
-                    asyncio.get_running_loop().create_task(self._request_cancel(run_id))
+                    self._spawn_cancel(run_id)
+
+    def _spawn_cancel(self, run_id: str) -> None:
+        """Ask for a cancellation from a `finally` that cannot wait for it; the task is
+        kept until it is done and its failure is logged."""
+        task = asyncio.get_running_loop().create_task(
+            self._request_cancel(run_id), name=f"cancel-{run_id}"
+        )
+        self._cancel_requests.add(task)
+        task.add_done_callback(self._cancel_requested)
+
+    def _cancel_requested(self, task: asyncio.Task[None]) -> None:
+        self._cancel_requests.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "%s: asking for the cancellation failed: %r", task.get_name(), task.exception()
+            )
 
     async def cancel(self, principal: Principal, conversation_id: str, run_id: str) -> RunRecord:
         record = await self.get(principal, conversation_id, run_id)

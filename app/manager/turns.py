@@ -39,6 +39,9 @@ from app.errors import (
     InvalidState,
     ParleyError,
     ProviderError,
+    ProviderNotConfigured,
+    TurnLockLost,
+    problem_of,
 )
 from app.manager.context import ContextBuilder
 from app.manager.events import dump, terminal_event
@@ -141,6 +144,7 @@ class TurnExecutor:
         outcome: _Outcome | None = None
         status = RunStatus.failed
         error: RunError | None = None
+        problem: dict[str, Any] | None = None
         try:
             lease = plan.lease or await self._coord.locks.acquire(
                 plan.conversation_id, run.id, wait_s=self._settings.turn_lock_timeout_s
@@ -157,10 +161,11 @@ class TurnExecutor:
             status = RunStatus.cancelled
         except ParleyError as exc:
             error = RunError(code=exc.code, detail=exc.detail)
+            problem = problem_of(exc)
         except Exception:
             log.exception("run %s failed unexpectedly", run.id)
             error = RunError(code="internal_error", detail="The run failed unexpectedly.")
-        return await asyncio.shield(self._finish(plan, status, outcome, error, started))
+        return await asyncio.shield(self._finish(plan, status, outcome, error, started, problem))
 
     async def _turn(self, plan: TurnPlan, lease: TurnLease) -> _Outcome:
         now = self._now()
@@ -171,7 +176,9 @@ class TurnExecutor:
             raise ConversationNotFound(f"Conversation {plan.conversation_id!r} not found.")
         provider = self._providers.get(conv.provider)
         if provider is None:
-            raise ProviderError(f"Provider {conv.provider!r} is not configured on this instance.")
+            raise ProviderNotConfigured(
+                f"Provider {conv.provider!r} is not configured on this instance."
+            )
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
         pending = await self._opening_messages(plan, conv)
         t = time.perf_counter()
@@ -192,7 +199,7 @@ class TurnExecutor:
         pending.append(reply)
         await self._publish(plan, "message.completed", {"message": dump(reply)})
         if lease.lost:
-            raise ProviderError("The turn lock was lost before commit; nothing was committed.")
+            raise TurnLockLost("The turn lock was lost before commit; nothing was committed.")
         requires_action = bool(reply.tool_calls)
         commit = asyncio.ensure_future(
             self._store.append_messages(
@@ -412,6 +419,7 @@ class TurnExecutor:
         outcome: _Outcome | None,
         error: RunError | None,
         started: float,
+        problem: dict[str, Any] | None = None,
     ) -> RunRecord:
         run = plan.run.model_copy(
             update={
@@ -430,7 +438,7 @@ class TurnExecutor:
                 pending_tool_calls=outcome.pending_tool_calls,
             )
         plan.run = run
-        record = self._record(plan, result)
+        record = self._record(plan, result).model_copy(update={"problem": problem})
         freed = status in (RunStatus.failed, RunStatus.cancelled)
         await self.ends.record(
             record,
@@ -453,6 +461,7 @@ class TurnExecutor:
             lineage_id=plan.lineage_id,
             result=result,
             first_message_id=plan.first_message_id,
+            idempotency=plan.idempotency,
         )
 
     async def _save(self, run: Run, plan: TurnPlan) -> None:
