@@ -249,6 +249,13 @@ class ProviderNotConfigured(ParleyError):
     status, code, title = 503, "provider_not_configured", "Provider not configured"
 
 
+class InstanceLost(ParleyError):
+    """The instance executing the run died (its liveness lease expired) before the run
+    ended; nothing was committed and its idempotency key is free again: retry."""
+
+    status, code, title = 503, "instance_lost", "The instance running the turn was lost"
+
+
 class NotReady(ParleyError):
     """`/readyz`: the process runs but cannot serve conversations yet (no packs loaded)."""
 

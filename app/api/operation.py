@@ -21,6 +21,7 @@ from app.errors import (
     ConversationNotFound,
     HeadConflict,
     IdempotencyKeyReused,
+    InstanceLost,
     InvalidRequest,
     InvalidState,
     MalformedJSON,
@@ -65,6 +66,7 @@ TURN_ERRORS: tuple[type[ParleyError], ...] = (
     StoreUnavailable,
     TurnLockLost,
     ProviderNotConfigured,
+    InstanceLost,
 )
 
 Stream = Literal["never", "on_request", "always"]

@@ -49,6 +49,7 @@ class RunRecord(BaseModel):
     first_message_id: str | None = None
     problem: dict[str, Any] | None = None  # a failed run's error (`app.errors.problem_of`)
     idempotency: tuple[str, str] | None = None  # (scope, key) of the request that started it
+    executor: str | None = None  # id of the instance executing it (`InstanceLiveness`)
 
 
 class TurnLease(ABC):

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from app.coordination.base import Coordinator
-from app.domain import utcnow
+from app.coordination.liveness import InstanceLiveness
+from app.domain import new_id, utcnow
 from app.errors import NotReady
 from app.manager.context import ContextBuilder
 from app.manager.conversations import ConversationService
@@ -88,6 +89,8 @@ class ConversationManager:
             clock=clock,
             media=self.media,
         )
+        # this instance's liveness lease: its runs are declared lost once it expires
+        self.liveness = InstanceLiveness(coordinator.locks, new_id())
         self.runs = RunService(
             conversations=self.conversations,
             executor=executor,
@@ -99,12 +102,13 @@ class ConversationManager:
             settings=settings,
             stats=self.stats,
             clock=clock,
-            truth=RunTruth(store, executor.ends),
+            truth=RunTruth(store, executor.ends, coordinator, self.liveness, clock),
         )
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.packs.sync()
+        self.liveness.start()
         self.runs.start_background()
         # Also for native-TTL stores: their purge tidies what expiry left behind (indexes).
         self._sweeper = asyncio.create_task(self._sweep_expired(), name="ttl-sweeper")
@@ -115,6 +119,7 @@ class ConversationManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.runs.shutdown(SHUTDOWN_GRACE_S)
+        await self.liveness.close()
 
     async def _sweep_expired(self) -> None:
         """Reclaim expired conversations (they are already invisible; this frees space),

@@ -271,6 +271,7 @@ class RunService:
                     lineage_id=conv.lineage_id,
                     first_message_id=first_message_id,
                     idempotency=idempotency,
+                    executor=self._truth.instance_id,
                 )
             )
             await self._coord.runs.publish(run_id, "run.created", {"run": dump(run)})
@@ -290,6 +291,7 @@ class RunService:
             lease=lease,
             idempotency=idempotency,
             first_message_id=first_message_id,
+            executor=self._truth.instance_id,
         )
         self._stats.run_started(run_id, conv.id)
         task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")

@@ -87,6 +87,7 @@ class TurnPlan:
     lease: TurnLease | None = None
     idempotency: tuple[str, str] | None = None  # (scope, key) freed if the run fails
     first_message_id: str = field(default_factory=new_id)  # see `RunRecord`
+    executor: str | None = None  # this instance's id (`RunRecord.executor`)
 
 
 @dataclass
@@ -462,6 +463,7 @@ class TurnExecutor:
             result=result,
             first_message_id=plan.first_message_id,
             idempotency=plan.idempotency,
+            executor=plan.executor,
         )
 
     async def _save(self, run: Run, plan: TurnPlan) -> None:

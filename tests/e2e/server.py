@@ -26,11 +26,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def uvicorn_server(
-    env: dict[str, str], *, port: int | None = None, command: list[str] | None = None
+    env: dict[str, str],
+    *,
+    port: int | None = None,
+    command: list[str] | None = None,
+    procs: list[subprocess.Popen[bytes]] | None = None,
 ) -> Iterator[str]:
     """Run `uvicorn app.main:create_app --factory` (or `command`, which must listen on
     `port`) with `env` on top of a clean provider environment; yield its base URL once
-    /healthz answers; stop it afterwards."""
+    /healthz answers; stop it afterwards. `procs` receives the process (to kill it)."""
     port = port or free_port()
     child_env = {
         k: v
@@ -62,6 +66,8 @@ def uvicorn_server(
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    if procs is not None:
+        procs.append(proc)
 
     def output() -> str:
         log.seek(0)
