@@ -20,6 +20,7 @@ from app.coordination.base import TurnLease, TurnLocks
 log = logging.getLogger("parley.coordination.liveness")
 
 PREFIX = "#instance:"
+START_WAIT_S = 2.0
 
 
 def lease_name(instance_id: str) -> str:
@@ -34,18 +35,32 @@ class InstanceLiveness:
         self._lease: TurnLease | None = None
         self._keeper: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    @property
+    def held(self) -> bool:
+        """Whether this instance holds its lease now. A run commits only while it does:
+        otherwise another instance may be declaring the run lost."""
+        return self._lease is not None and not self._lease.lost
+
+    async def start(self) -> None:
+        """Take the lease (waiting up to `START_WAIT_S`: a backend that is down at start-up
+        does not stop the start; the lease is taken as soon as it answers), then keep it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(START_WAIT_S):
+                await self._take()
         self._keeper = asyncio.create_task(self._keep(), name="instance-liveness")
 
+    async def _take(self) -> None:
+        try:
+            name = lease_name(self.instance_id)
+            self._lease = await self._locks.acquire(name, self.instance_id, wait_s=0)
+        except Exception as exc:  # the backend is down, or our expired lease lingers
+            log.debug("taking the liveness lease failed: %r", exc)
+
     async def _keep(self) -> None:
-        name = lease_name(self.instance_id)
         while True:
-            if self._lease is None or self._lease.lost:
-                try:
-                    self._lease = await self._locks.acquire(name, self.instance_id, wait_s=0)
-                except Exception as exc:  # the backend is down or our old lease lingers
-                    log.debug("taking the liveness lease failed: %r", exc)
             await asyncio.sleep(self._check_every_s)
+            if not self.held:
+                await self._take()
 
     async def alive(self, instance_id: str) -> bool:
         """Whether `instance_id` holds its liveness lease (this instance: always)."""

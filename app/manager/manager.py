@@ -76,7 +76,10 @@ class ConversationManager:
         self.messages = MessageService(
             store=store, conversations=self.conversations, cache=self.cache
         )
+        # this instance's liveness lease: its runs are declared lost once it expires
+        self.liveness = InstanceLiveness(coordinator.locks, new_id())
         executor = TurnExecutor(
+            liveness=self.liveness,
             store=store,
             packs=self.packs,
             providers=providers,
@@ -89,8 +92,6 @@ class ConversationManager:
             clock=clock,
             media=self.media,
         )
-        # this instance's liveness lease: its runs are declared lost once it expires
-        self.liveness = InstanceLiveness(coordinator.locks, new_id())
         self.runs = RunService(
             conversations=self.conversations,
             executor=executor,
@@ -108,7 +109,7 @@ class ConversationManager:
 
     async def start(self) -> None:
         await self.packs.sync()
-        self.liveness.start()
+        await self.liveness.start()
         self.runs.start_background()
         # Also for native-TTL stores: their purge tidies what expiry left behind (indexes).
         self._sweeper = asyncio.create_task(self._sweep_expired(), name="ttl-sweeper")

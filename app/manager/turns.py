@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from app.coordination.base import Coordinator, RunRecord, TurnLease, TurnResult
+from app.coordination.liveness import InstanceLiveness
 from app.domain import (
     Conversation,
     ConversationStatus,
@@ -122,7 +123,9 @@ class TurnExecutor:
         stats: Stats,
         clock: Callable[[], datetime],
         media: MediaService,
+        liveness: InstanceLiveness,
     ) -> None:
+        self._liveness = liveness
         self._media = media
         self._store = store
         self._packs = packs
@@ -199,6 +202,10 @@ class TurnExecutor:
         log_dropped(budget, plan.run.id)
         pending.append(reply)
         await self._publish(plan, "message.completed", {"message": dump(reply)})
+        if not self._liveness.held:  # others may be declaring this run lost
+            raise TurnLockLost(
+                "This instance lost its liveness lease before the commit; nothing was committed."
+            )
         if lease.lost:
             raise TurnLockLost("The turn lock was lost before commit; nothing was committed.")
         requires_action = bool(reply.tool_calls)

@@ -113,3 +113,18 @@ async def test_a_live_instances_run_is_not_lost(
         await manager.coordinator.runs.save(alive)
         run = (await client.get(f"/conversations/{conv['id']}/runs/{run_id}")).json()
         assert run["status"] == "running"
+
+
+async def test_an_instance_without_its_lease_does_not_commit(
+    tmp_path: Path, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut off from the backend for longer than the lease, an instance may be declared
+    dead by the others while it still runs: it must not commit then."""
+    async with app_and_manager(settings_factory()) as (client, manager):
+        assert manager.liveness.held
+        conv = await create_conv(client)
+        monkeypatch.setattr(type(manager.liveness), "held", property(lambda _: False))
+        url = f"/conversations/{conv['id']}/messages"
+        r = await client.post(url, json={"content": "hi"})
+        assert r.status_code == 503 and r.json()["code"] == "turn_lock_lost", r.text
+        assert (await client.get(url)).json()["data"] == []
