@@ -128,3 +128,22 @@ async def test_an_instance_without_its_lease_does_not_commit(
         r = await client.post(url, json={"content": "hi"})
         assert r.status_code == 503 and r.json()["code"] == "turn_lock_lost", r.text
         assert (await client.get(url)).json()["data"] == []
+
+
+@pytest.mark.redis
+async def test_two_instances_noticing_at_once_write_one_end(
+    tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    async with state_url_for("redis", tmp_path) as url:
+        settings = settings_factory(state_url=url)
+        async with (
+            app_and_manager(settings) as (a, manager),
+            app_and_manager(settings) as (b, _),
+        ):
+            conv = await create_conv(a)
+            run_id = await _ghost_run(manager, conv, "race")
+            run_url = f"/conversations/{conv['id']}/runs/{run_id}"
+            seen = await asyncio.gather(*(c.get(run_url) for c in (a, b, a, b, a, b)))
+            assert {r.json()["error"]["code"] for r in seen} == {"instance_lost"}
+            logged = [e async for e in manager.coordinator.runs.follow(run_id, after=0)]
+            assert [e.type for e in logged] == ["run.created", "run.failed"]
