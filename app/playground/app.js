@@ -512,7 +512,7 @@ async function reattach() {
   if (!live.conv || !live.run) { saveLive(null); return; }
   try { await openConversation(live.conv); } catch { saveLive(null); return; }
   $("filter-user").value = state.conv.user_id;
-  listConversations(false);
+  await listConversations(false);
   const shown = new Set([...$("messages").children].map((n) => n.dataset.id));
   for (const { message, status } of Object.values(live.messages || {})) {
     if (!shown.has(message.id)) $("messages").append(renderMessage(message, status));
@@ -528,6 +528,7 @@ async function reattach() {
     return;
   }
   status("reattached to the live run");
+  $("chat").dataset.reattached = live.run;
   await follow(live, response);
 }
 

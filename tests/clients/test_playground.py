@@ -119,7 +119,7 @@ def test_playground_in_a_browser(server: str, tmp_path: Path) -> None:
 
     reload = result["reload"]
     assert reload["live"]["run"] and reload["live"]["lastId"], reload["live"]
-    assert reload["reattached"] == "reattached to the live run", reload
+    assert reload["reattached"] == reload["live"]["run"], reload
     assert reload["afterReloadText"].startswith(reload["before"]), reload
     assert reload["text"] == f"echo: {LONG}", reload["text"]
     assert " in · " in reload["usage"], reload
@@ -150,3 +150,53 @@ def test_playground_in_a_browser(server: str, tmp_path: Path) -> None:
 
     shots = sorted(p.name for p in SHOTS.glob("*.png"))
     assert len(shots) == len(result["steps"]) >= 10, shots
+
+
+USER_KEY = "playground-user-key"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("playground-keys")
+    keys = [{"key": USER_KEY, "role": "user", "user_id": "pg-keyed"}]
+    env = {
+        "PARLEY_STATE_URL": f"sqlite+aiosqlite:///{data}/parley.db",
+        "PARLEY_MEDIA_DIR": str(data / "media"),
+        "PARLEY_AUTH": "keys",
+        "PARLEY_API_KEYS": json.dumps(keys),
+        "PARLEY_PLAYGROUND": "true",
+    }
+    with uvicorn_server(env) as url:
+        yield url
+
+
+def test_playground_asks_for_a_key_and_keeps_it_in_the_tab(
+    keyed_server: str, tmp_path: Path
+) -> None:
+    browser = chromium()
+    ts = node_tools()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    out = run(
+        ["node", "run.mjs", "playground_keys.ts"],
+        cwd=ts,
+        env={
+            "PARLEY_URL": keyed_server,
+            "CHROMIUM": str(browser),
+            "TMPDIR": str(tmp_path),
+            "SHOTS": str(SHOTS),
+            "USER_KEY": USER_KEY,
+        },
+        timeout=120,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result.get("error")
+    assert result["asked"] == {"status": "this service needs an API key", "packs": 0}
+    assert result["wrong"] == {"packs": 0}
+    accepted = result["accepted"]
+    assert accepted["packs"] == 3 and accepted["formHidden"]
+    assert accepted["session"] == USER_KEY
+    assert accepted["local"] == 0 and accepted["cookies"] == 0
+    assert accepted["reply"] == "echo: keyed hello"
+    assert accepted["filter"] == "pg-keyed" and accepted["listed"] == 1
+    assert result["reloaded"] == {"packs": 3, "formHidden": True}
+    assert result["newTab"] == {"packs": 0, "session": None}

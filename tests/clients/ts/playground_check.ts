@@ -120,7 +120,7 @@ try {
   await page.reload();
   await page.waitForSelector('body[data-ready="true"]');
   await page.waitForFunction(() => document.getElementById("chat")?.dataset.run !== undefined);
-  const reattached = await page.textContent('[data-testid="status"]');
+  const reattached = await page.getAttribute("#chat", "data-reattached");
   const afterReloadText = await lastReply(page).locator(".text").textContent();
   await waitRun(page, "completed");
   result.reload = {
