@@ -198,5 +198,10 @@ def test_playground_asks_for_a_key_and_keeps_it_in_the_tab(
     assert accepted["local"] == 0 and accepted["cookies"] == 0
     assert accepted["reply"] == "echo: keyed hello"
     assert accepted["filter"] == "pg-keyed" and accepted["listed"] == 1
+    assert result["hostile"] == {
+        "elements": 0,
+        "reply": 'echo: <img src=x onerror="globalThis.__pwned=true"><b>bold</b>',
+        "pwned": False,
+    }
     assert result["reloaded"] == {"packs": 3, "formHidden": True}
     assert result["newTab"] == {"packs": 0, "session": None}

@@ -51,6 +51,17 @@ try {
     filter: await page.inputValue('[data-testid="filter-user"]'),
     listed: await page.locator('[data-testid="conversations"] li').count(),
   };
+  // hostile text is shown as text: no element is made from it, no script runs
+  await page.evaluate(() => { (globalThis as any).__pwned = false; });
+  await page.fill('[data-testid="text"]', '<img src=x onerror="globalThis.__pwned=true"><b>bold</b>');
+  await page.click('[data-testid="send"]');
+  await page.waitForFunction(() => document.getElementById("chat")?.dataset.run === "completed"
+    && (document.querySelectorAll('[data-testid="reply"]').length === 2));
+  result.hostile = {
+    elements: await page.locator("#messages .text *").count(),
+    reply: await page.locator('[data-testid="reply"] .text').last().textContent(),
+    pwned: await page.evaluate(() => (globalThis as any).__pwned),
+  };
   await page.screenshot({ path: join(shots, "keys-2-conversation.png"), fullPage: true });
   await page.reload();
   await page.waitForSelector('body[data-ready="true"]');
