@@ -39,6 +39,7 @@ TAGS = [
     {"name": "packs", "description": "PromptPacks: list, read, upload."},
     {"name": "conversations", "description": "Open, list, read, update and delete."},
     {"name": "messages", "description": "Send messages (runs a turn) and read the history."},
+    {"name": "context", "description": "The context window: what the next turn sends."},
     {"name": "runs", "description": "A turn's status, its event stream, cancellation."},
     {"name": "media", "description": "Upload media, download what you own."},
     {"name": "operations", "description": "Health, readiness, metrics, statistics."},

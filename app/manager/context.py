@@ -2,9 +2,11 @@
 
 The window is the rendered system prompt, then as much of the path (newest first) as the
 conversation's `context_policy` allows, then the messages of the turn in progress, which
-are always sent. The oldest kept message is always a `user` message, so an assistant
-tool call is never separated from its tool results and every provider sees a well-formed
-history.
+are always sent. A window cut by the token budget starts at a `user` message; a
+`sliding_window` cut by `max_messages` holds exactly the last `max_messages` messages
+(this turn's included) less any leading tool results whose assistant call fell out. Either
+way an assistant tool call is never separated from its tool results. With `fail`, a window
+that cannot hold the whole path is a 422 `context_overflow` naming the sizes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from app.domain.media_tokens import TokenRule
 from app.domain.tokens import estimate_tokens
 from app.errors import ContextOverflow
 from app.manager.message_cache import (
+    MESSAGE_OVERHEAD_TOKENS,
     CachedMessage,
     MessageCache,
     media_parts,
@@ -73,7 +76,11 @@ class ContextBuilder:
         policy = conversation.context_policy
         prompt = pack.prompts[conversation.prompt_name]
         tools = tool_specs(pack, conversation.prompt_name)
-        system_tokens = estimate_tokens(conversation.system_prompt)
+        system_tokens = (
+            MESSAGE_OVERHEAD_TOKENS + estimate_tokens(conversation.system_prompt)
+            if conversation.system_prompt
+            else 0
+        )
         tool_tokens = estimate_tokens(json.dumps([t.model_dump() for t in tools])) if tools else 0
         pending_media = sum(parts_media_tokens(media_parts(m), rule) for m in pending)
         pending_tokens = sum(message_tokens(m) for m in pending) + pending_media
@@ -97,13 +104,19 @@ class ContextBuilder:
             rule=rule,
         )
         if not reached_root:
-            history = _trim_to_turn_boundary(history)
+            if window is not None and len(history) >= max_history:
+                history = _trim_to_tool_group(history)  # the window is full: keep it exact
+            else:
+                history = _trim_to_turn_boundary(history)
         path_length = pending[0].depth if pending else conversation.message_count
         dropped = path_length - len(history)
         if dropped and policy.strategy == "fail":
+            needed = await self._path_tokens(conversation.lineage_id, start, path_length, rule)
             raise ContextOverflow(
-                f"{dropped} earlier messages do not fit the context window and the "
-                "conversation's context policy is 'fail'."
+                f"The history needs ~{needed} tokens ({path_length} messages) but "
+                f"{history_budget} of the {input_budget} input tokens are left for it after "
+                f"the system prompt, tools and this turn (~{fixed}); {dropped} messages do "
+                "not fit and the conversation's context policy is 'fail'."
             )
         history.reverse()
         request = ProviderRequest.model_construct(
@@ -134,6 +147,25 @@ class ContextBuilder:
                 "max_input": policy.max_input_tokens,
             },
         )
+
+    async def _path_tokens(
+        self, lineage_id: str, start: str | None, length: int, rule: TokenRule
+    ) -> int:
+        """Tokens of the whole path ending at `start` (only to name the size in an error)."""
+        path, _ = await self._cache.walk(
+            self._store, lineage_id, start, max_messages=length, token_budget=10**15, rule=rule
+        )
+        return sum(c.cost(rule) for c in path)
+
+
+def _trim_to_tool_group(history: list[CachedMessage]) -> list[CachedMessage]:
+    """Drop the oldest kept messages while they are tool results (`history` is newest
+    first): their assistant tool call fell out of the window, and a tool result is never
+    sent without it."""
+    end = len(history)
+    while end > 0 and history[end - 1].message.role == Role.tool:
+        end -= 1
+    return history[:end]
 
 
 def _trim_to_turn_boundary(history: list[CachedMessage]) -> list[CachedMessage]:

@@ -14,6 +14,7 @@ from app.coordination.liveness import InstanceLiveness
 from app.domain import new_id, utcnow
 from app.errors import NotReady
 from app.manager.context import ContextBuilder
+from app.manager.context_preview import ContextPreviewService
 from app.manager.conversations import ConversationService
 from app.manager.limits import ExecutionLimiter
 from app.manager.media import MediaService
@@ -78,13 +79,23 @@ class ConversationManager:
         )
         # this instance's liveness lease: its runs are declared lost once it expires
         self.liveness = InstanceLiveness(coordinator.locks, new_id())
+        builder = ContextBuilder(store, self.cache)
+        self.context = ContextPreviewService(
+            store=store,
+            conversations=self.conversations,
+            packs=self.packs,
+            providers=providers,
+            context=builder,
+            media=self.media,
+            clock=clock,
+        )
         executor = TurnExecutor(
             liveness=self.liveness,
             store=store,
             packs=self.packs,
             providers=providers,
             prices=prices,
-            context=ContextBuilder(store, self.cache),
+            context=builder,
             cache=self.cache,
             coordinator=coordinator,
             settings=settings,

@@ -349,6 +349,9 @@ class AnthropicProvider(LLMProvider):
             headers["x-api-key"] = self._api_key
         return headers
 
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]:
+        return build_body(request)
+
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         self.ignored_parameters(request.parameters)
         parser = _EventParser()

@@ -151,6 +151,12 @@ class LLMProvider(ABC):
         or "url"), else why not. The default takes no media."""
         return f"provider {self.name!r} does not accept {kind} parts"
 
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]:
+        """The JSON body `stream(request)` would send, built by the same pure function the
+        call uses (`GET /conversations/{id}/context` shows it). An adapter without a wire
+        format (the mock) returns the provider-neutral request itself."""
+        return request.model_dump(mode="json")
+
     @abstractmethod
     def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Stream one completion. See the module docstring for the event contract."""

@@ -91,6 +91,9 @@ class ConfiguredProvider(LLMProvider):
             return request
         return request.model_copy(update={"parameters": params})
 
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]:
+        return self.inner.request_body(self.prepare(request))
+
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         request = self.prepare(request)
         if self._bucket is not None:

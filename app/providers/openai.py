@@ -340,6 +340,9 @@ class OpenAIProvider(LLMProvider):
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
 
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]:
+        return build_body(request)
+
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         self.ignored_parameters(request.parameters)
         parser = _ChunkParser()

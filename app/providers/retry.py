@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from app.errors import ProviderError
 from app.providers.base import LLMProvider, ProviderEvent, ProviderRequest
@@ -54,6 +55,9 @@ class RetryingProvider(LLMProvider):
 
     def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
         return self.inner.media_support(kind, mime_type, source)
+
+    def request_body(self, request: ProviderRequest) -> dict[str, Any]:
+        return self.inner.request_body(request)
 
     def __repr__(self) -> str:
         return f"RetryingProvider({self.inner!r}, max_retries={self.max_retries})"

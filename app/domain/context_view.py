@@ -1,0 +1,50 @@
+"""What `GET /conversations/{id}/context` reports: the next provider call, dry run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from app.domain.model import DomainModel
+
+
+class ContextBudget(DomainModel):
+    """Input tokens by section, by the counter the context builder budgets with.
+    `input_budget` = `max_input_tokens` - `reserved_output`; `total` never exceeds it.
+    `context_items` and `summary` are 0 while the conversation has none."""
+
+    max_input_tokens: int
+    reserved_output: int
+    input_budget: int
+    system: int
+    context_items: int = 0
+    summary: int = 0
+    history: int
+    pending: int = Field(
+        description="The message(s) of the turn itself (the `content` asked about)."
+    )
+    tools: int
+    media: int = Field(
+        description="Media parts of history and pending, included in those sections."
+    )
+    total: int
+
+
+class ContextPreview(DomainModel):
+    conversation_id: str
+    provider: str
+    model: str
+    strategy: str
+    budget: ContextBudget
+    included_message_ids: list[str] = Field(
+        description="Committed messages the request carries, oldest first."
+    )
+    dropped: int = Field(description="Messages of the current path left out of the window.")
+    summary: dict[str, Any] | None = Field(
+        default=None, description="The summary in use (none until summaries exist)."
+    )
+    request_body: dict[str, Any] = Field(
+        description="The exact JSON body the provider adapter would send for the next turn "
+        "(the mock provider: its provider-neutral request)."
+    )
