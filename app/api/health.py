@@ -42,4 +42,6 @@ async def metrics(manager: ManagerDep, _: ServicePrincipalDep) -> PlainTextRespo
 
 @router.get("/stats", response_model=Stats, **operation("getStats", Forbidden))
 async def stats(manager: ManagerDep, _: ServicePrincipalDep) -> dict[str, Any]:
-    return manager.stats.snapshot(active_runs=manager.runs.active)
+    body = manager.stats.snapshot(active_runs=manager.runs.active)
+    body["context_estimate"] = manager.calibration.snapshot()
+    return body

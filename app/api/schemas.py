@@ -112,6 +112,18 @@ class Latency(DomainModel):
     p99: float = Field(description="Seconds (0 without samples).")
 
 
+class ContextEstimate(DomainModel):
+    """How far the context builder's token counter was from provider-reported input
+    tokens: error = (estimated - reported) / reported over every call that reported usage
+    (negative: the counter was low). `conversations_corrected`: conversations whose budget
+    is currently shrunk by the correction (`app.manager.token_count`)."""
+
+    samples: int
+    mean_error_pct: float
+    mean_abs_error_pct: float
+    conversations_corrected: int
+
+
 class Stats(DomainModel):
     """Counters of this process since it started."""
 
@@ -120,3 +132,4 @@ class Stats(DomainModel):
     tokens: TokenCounts
     cost_usd: float
     latency_s: Latency
+    context_estimate: ContextEstimate

@@ -10,12 +10,15 @@ from app.domain.model import DomainModel
 
 
 class ContextBudget(DomainModel):
-    """Input tokens by section, by the counter the context builder budgets with.
-    `input_budget` = `max_input_tokens` - `reserved_output`; `total` never exceeds it.
-    `context_items` and `summary` are 0 while the conversation has none."""
+    """Input tokens by section, by the counter the context builder budgets with
+    (`app.manager.token_count`). `input_budget` = (`max_input_tokens` - `reserved_output`)
+    / `correction`, where `correction` >= 1 is how much more the provider reported than
+    the counter for this conversation; `total` never exceeds it. `context_items` and
+    `summary` are 0 while the conversation has none."""
 
     max_input_tokens: int
     reserved_output: int
+    correction: float
     input_budget: int
     system: int
     context_items: int = 0

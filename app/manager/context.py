@@ -11,23 +11,26 @@ that cannot hold the whole path is a 422 `context_overflow` naming the sizes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import Conversation, Message, Role
 from app.domain.media_tokens import TokenRule
-from app.domain.tokens import estimate_tokens
 from app.errors import ContextOverflow
 from app.manager.message_cache import (
-    MESSAGE_OVERHEAD_TOKENS,
     CachedMessage,
     MessageCache,
     media_parts,
     message_tokens,
     parts_media_tokens,
     to_provider_message,
+)
+from app.manager.token_count import (
+    UsageCalibration,
+    request_tokens,
+    system_tokens,
+    tools_tokens,
 )
 from app.packs import PromptPack, effective_parameters, prompt_tools
 from app.providers.base import ProviderRequest, ToolSpec
@@ -42,6 +45,7 @@ class ContextWindow:
     included_ids: list[str]
     dropped: int
     budget: dict[str, int] = field(default_factory=dict)
+    correction: float = 1.0  # the budget was divided by it (`UsageCalibration`)
 
 
 def tool_specs(pack: PromptPack, prompt_name: str) -> list[ToolSpec]:
@@ -57,9 +61,22 @@ def tool_specs(pack: PromptPack, prompt_name: str) -> list[ToolSpec]:
 
 
 class ContextBuilder:
-    def __init__(self, store: StateStore, cache: MessageCache) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        cache: MessageCache,
+        calibration: UsageCalibration | None = None,
+    ) -> None:
         self._store = store
         self._cache = cache
+        self._calibration = calibration or UsageCalibration()
+
+    def observe_usage(
+        self, conversation_id: str, request: ProviderRequest, reported: int, rule: TokenRule
+    ) -> None:
+        """A provider reported `reported` input tokens for `request`: correct the
+        conversation's estimate (`app.manager.token_count`)."""
+        self._calibration.observe(conversation_id, request_tokens(request, rule), reported)
 
     async def build(
         self,
@@ -76,16 +93,13 @@ class ContextBuilder:
         policy = conversation.context_policy
         prompt = pack.prompts[conversation.prompt_name]
         tools = tool_specs(pack, conversation.prompt_name)
-        system_tokens = (
-            MESSAGE_OVERHEAD_TOKENS + estimate_tokens(conversation.system_prompt)
-            if conversation.system_prompt
-            else 0
-        )
-        tool_tokens = estimate_tokens(json.dumps([t.model_dump() for t in tools])) if tools else 0
+        system = system_tokens(conversation.system_prompt)
+        tool_tokens = tools_tokens(tools)
         pending_media = sum(parts_media_tokens(media_parts(m), rule) for m in pending)
         pending_tokens = sum(message_tokens(m) for m in pending) + pending_media
-        input_budget = policy.max_input_tokens - policy.reserve_output_tokens
-        fixed = system_tokens + tool_tokens + pending_tokens
+        correction = self._calibration.factor(conversation.id)
+        input_budget = int((policy.max_input_tokens - policy.reserve_output_tokens) / correction)
+        fixed = system + tool_tokens + pending_tokens
         if fixed > input_budget:
             raise ContextOverflow(
                 f"The system prompt, tools and this turn need ~{fixed} tokens but the context "
@@ -138,14 +152,16 @@ class ContextBuilder:
             included_ids=[c.message.id for c in history] + [m.id for m in pending],
             dropped=dropped,
             budget={
-                "system": system_tokens,
+                "system": system,
                 "tools": tool_tokens,
                 "history": sum(c.cost(rule) for c in history),
                 "pending": pending_tokens,
                 "media": pending_media + sum(parts_media_tokens(c.media, rule) for c in history),
                 "reserved_output": policy.reserve_output_tokens,
                 "max_input": policy.max_input_tokens,
+                "input_budget": input_budget,
             },
+            correction=correction,
         )
 
     async def _path_tokens(

@@ -94,7 +94,8 @@ class ContextPreviewService:
             budget=ContextBudget(
                 max_input_tokens=b["max_input"],
                 reserved_output=b["reserved_output"],
-                input_budget=b["max_input"] - b["reserved_output"],
+                input_budget=b["input_budget"],
+                correction=window.correction,
                 system=b["system"],
                 history=b["history"],
                 pending=b["pending"],

@@ -25,6 +25,7 @@ from app.manager.run_truth import RunTruth
 from app.manager.runs import RunService
 from app.manager.stats import Stats
 from app.manager.telemetry import RunTelemetry
+from app.manager.token_count import UsageCalibration
 from app.manager.turns import TurnExecutor
 from app.media.base import MediaStore
 from app.packs import PackRegistry
@@ -79,7 +80,8 @@ class ConversationManager:
         )
         # this instance's liveness lease: its runs are declared lost once it expires
         self.liveness = InstanceLiveness(coordinator.locks, new_id())
-        builder = ContextBuilder(store, self.cache)
+        self.calibration = UsageCalibration()
+        builder = ContextBuilder(store, self.cache, self.calibration)
         self.context = ContextPreviewService(
             store=store,
             conversations=self.conversations,

@@ -8,6 +8,7 @@ turn cost no longer depends on how much history the window holds.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def to_provider_message(m: Message) -> ProviderMessage:
 def message_tokens(m: Message) -> int:
     tokens = MESSAGE_OVERHEAD_TOKENS + estimate_tokens(m.content)
     for call in m.tool_calls:
-        tokens += estimate_tokens(call.name) + estimate_tokens(str(call.arguments))
+        tokens += estimate_tokens(call.name) + estimate_tokens(json.dumps(call.arguments))
     return tokens
 
 

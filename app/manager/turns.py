@@ -351,6 +351,10 @@ class TurnExecutor:
         content = "".join(text)
         if usage is None:
             usage = estimated_usage(request, content)
+        else:
+            self._context.observe_usage(
+                conv.id, request, usage.input_tokens, provider.media_token_rule
+            )
         if finish == "tool_calls" and not tool_calls:
             finish = "stop"  # every call was over the tool budget
         self._stats.provider_call(
