@@ -125,12 +125,13 @@ class ContextBuilder:
         path_length = pending[0].depth if pending else conversation.message_count
         dropped = path_length - len(history)
         if dropped and policy.strategy == "fail":
-            needed = await self._path_tokens(conversation.lineage_id, start, path_length, rule)
+            kept = sum(c.cost(rule) for c in history)
             raise ContextOverflow(
-                f"The history needs ~{needed} tokens ({path_length} messages) but "
-                f"{history_budget} of the {input_budget} input tokens are left for it after "
-                f"the system prompt, tools and this turn (~{fixed}); {dropped} messages do "
-                "not fit and the conversation's context policy is 'fail'."
+                f"The history has {path_length} messages; {history_budget} of the "
+                f"{input_budget} input tokens are left for it after the system prompt, tools "
+                f"and this turn (~{fixed}), which hold the newest {len(history)} (~{kept} "
+                f"tokens); {dropped} messages do not fit and the conversation's context "
+                "policy is 'fail'."
             )
         history.reverse()
         request = ProviderRequest.model_construct(
@@ -163,15 +164,6 @@ class ContextBuilder:
             },
             correction=correction,
         )
-
-    async def _path_tokens(
-        self, lineage_id: str, start: str | None, length: int, rule: TokenRule
-    ) -> int:
-        """Tokens of the whole path ending at `start` (only to name the size in an error)."""
-        path, _ = await self._cache.walk(
-            self._store, lineage_id, start, max_messages=length, token_budget=10**15, rule=rule
-        )
-        return sum(c.cost(rule) for c in path)
 
 
 def _trim_to_tool_group(history: list[CachedMessage]) -> list[CachedMessage]:
