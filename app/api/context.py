@@ -14,6 +14,7 @@ from app.domain.context_view import ContextPreview
 from app.errors import (
     ContextOverflow,
     ConversationNotFound,
+    InvalidRequest,
     InvalidState,
     ProviderError,
     StoreUnavailable,
@@ -29,6 +30,7 @@ router = api_router(tags=["context"])
         "getConversationContext",
         ConversationNotFound,
         ContextOverflow,
+        InvalidRequest,
         InvalidState,
         ProviderError,
         StoreUnavailable,

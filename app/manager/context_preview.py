@@ -12,7 +12,7 @@ from datetime import datetime
 from app.domain import ConversationStatus, Message, Part, Role
 from app.domain.context_view import ContextBudget, ContextPreview
 from app.domain.principal import Principal
-from app.errors import InvalidState, ProviderError
+from app.errors import InvalidRequest, InvalidState, ProviderError
 from app.manager.context import ContextBuilder
 from app.manager.conversations import ConversationService
 from app.manager.media import MediaService
@@ -57,6 +57,12 @@ class ContextPreviewService:
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
         pending: list[Message] = []
         if content is not None:
+            if not content.strip():
+                raise InvalidRequest(
+                    "The message is empty (only whitespace counts as empty too): a turn "
+                    "would refuse it.",
+                    errors=[{"loc": ["query", "content"], "msg": "non-blank text required"}],
+                )
             if conv.status == ConversationStatus.requires_action:
                 raise InvalidState(
                     "The conversation is waiting for tool results; its next turn sends them, "

@@ -90,6 +90,11 @@ async def test_preview_without_content_is_the_history_window(client: httpx.Async
     assert [m["content"] for m in p["request_body"]["messages"]] == ["echo: m1", "m2", "echo: m2"]
     missing = await client.get("/conversations/nope/context")
     assert_problem(missing, 404, "conversation_not_found")
+    for blank in ("", "   "):
+        r = await client.get(f"/conversations/{conv['id']}/context", params={"content": blank})
+        assert_problem(r, 422, "validation_error")  # as the turn would refuse it
+    r = await client.get(f"/conversations/{conv['id']}/context?content=%00x")
+    assert_problem(r, 422, "validation_error")
     too_long = await client.get(f"/conversations/{conv['id']}/context?content=" + "x" * 32_001)
     assert_problem(too_long, 422, "validation_error")
 
@@ -200,3 +205,25 @@ async def test_no_request_exceeds_the_input_budget(
         counted = sum(4 + estimate_tokens(m["content"]) for m in body["messages"])
         assert counted <= 400, counted
     assert json.dumps(rec.fake.requests[-1]).count("turn 24") == 1
+
+
+async def test_previews_racing_turns_never_fail_and_show_a_committed_state(
+    client: httpx.AsyncClient,
+) -> None:
+    import asyncio
+
+    conv = await create_conv(client)
+    cid = conv["id"]
+    turns = [
+        client.post(f"/conversations/{cid}/messages", json={"content": f"c{i}"}) for i in range(4)
+    ]
+    previews = [client.get(f"/conversations/{cid}/context") for _ in range(8)]
+    results = await asyncio.gather(*turns, *previews)
+    assert all(r.status_code == 200 for r in results), [
+        r.text for r in results if r.status_code != 200
+    ]
+    for r in results[4:]:
+        ids = r.json()["included_message_ids"]
+        assert len(ids) % 2 == 0, "a preview sees whole committed turns only"
+    final = (await client.get(f"/conversations/{cid}/context")).json()
+    assert len(final["included_message_ids"]) == 8 and final["dropped"] == 0
