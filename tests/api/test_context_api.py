@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -227,3 +228,27 @@ async def test_previews_racing_turns_never_fail_and_show_a_committed_state(
         assert len(ids) % 2 == 0, "a preview sees whole committed turns only"
     final = (await client.get(f"/conversations/{cid}/context")).json()
     assert len(final["included_message_ids"]) == 8 and final["dropped"] == 0
+
+
+async def test_preview_matches_a_runtime_config_provider_with_defaults(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A RuntimeConfig provider fills defaults and drops unsupported parameters before
+    the adapter builds its body; the preview goes through the same steps."""
+    from tests.api.test_runtime_config_api import GATEWAY
+
+    path = tmp_path / "runtime.yaml"
+    path.write_text(GATEWAY)
+    rec = Recorder()
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(rec.handler)) as http,
+        running_app(settings_factory(runtime_config=path), provider_client=http) as client,
+    ):
+        conv = await create_conv(client)
+        await send(client, conv["id"], "one")
+        r = await client.get(f"/conversations/{conv['id']}/context", params={"content": "two"})
+        await send(client, conv["id"], "two")
+    assert conv["provider"] == "gateway"
+    body = r.json()["request_body"]
+    assert body["top_p"] == 0.5 and "max_tokens" not in body
+    assert rec.raw[-1].content == wire(body)
