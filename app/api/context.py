@@ -16,7 +16,7 @@ from app.errors import (
     ConversationNotFound,
     InvalidRequest,
     InvalidState,
-    ProviderError,
+    ProviderNotConfigured,
     StoreUnavailable,
 )
 
@@ -32,7 +32,7 @@ router = api_router(tags=["context"])
         ContextOverflow,
         InvalidRequest,
         InvalidState,
-        ProviderError,
+        ProviderNotConfigured,
         StoreUnavailable,
     ),
     description="What the next turn would send, without calling the provider: the token "

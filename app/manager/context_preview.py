@@ -12,7 +12,7 @@ from datetime import datetime
 from app.domain import ConversationStatus, Message, Part, Role
 from app.domain.context_view import ContextBudget, ContextPreview
 from app.domain.principal import Principal
-from app.errors import InvalidRequest, InvalidState, ProviderError
+from app.errors import InvalidRequest, InvalidState, ProviderNotConfigured
 from app.manager.context import ContextBuilder
 from app.manager.conversations import ConversationService
 from app.manager.media import MediaService
@@ -53,7 +53,9 @@ class ContextPreviewService:
         conv = await self._conversations.get(principal, conversation_id)
         provider = self._providers.get(conv.provider)
         if provider is None:
-            raise ProviderError(f"Provider {conv.provider!r} is not configured on this instance.")
+            raise ProviderNotConfigured(
+                f"Provider {conv.provider!r} is not configured on this instance."
+            )
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
         pending: list[Message] = []
         if content is not None:
