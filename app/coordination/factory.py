@@ -4,13 +4,12 @@
    `rediss+cluster://` (or `memory://` to force in-process coordination);
 2. else `PARLEY_STATE_URL` when it is a Redis URL (state and coordination share the
    server, through separate clients);
-3. else, when the store is PostgreSQL (shared by instances: a store with
-   `capabilities.sql_coordination` whose engine is PostgreSQL), turn locks are lease
-   rows in that database (`SqlLeaseLocks`, on `store.sql_engine()`) while idempotency
-   records and run event logs stay in-process. That keeps several instances from running
-   two turns of one conversation at once, but an idempotent retry or an event stream
-   (`GET .../runs/{id}/events`, reconnects) only works on the instance that started the
-   run: route a conversation's requests to one instance, or configure Redis;
+3. else, when the store is SQL (`capabilities.sql_coordination`), its database holds
+   idempotency records (`SqlIdempotencyKeys`) and run records (`SqlRunLog`), so both
+   survive a restart. On PostgreSQL (shared by instances) turn locks are lease rows
+   (`SqlLeaseLocks`) and run events are rows followed with `LISTEN/NOTIFY`: several
+   instances behind a load balancer share everything. On SQLite (one serving process
+   per file, `app.stores.sqlite_owner`) turn locks and run events stay in-process;
 4. else everything is in-process (`memory_coordinator`): a single instance.
 
 Nothing connects here; the store must be opened first (its engine is used in case 3).
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.coordination.base import Coordinator
-from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, memory_coordinator
+from app.coordination.memory import MemoryTurnLocks, memory_coordinator
 from app.coordination.redis_client import is_redis_url
 from app.settings import Settings
 from app.stores.base import StateStore
@@ -32,18 +31,20 @@ from app.stores.base import StateStore
 log = logging.getLogger("parley.coordination")
 
 
-class SqlLeaseCoordinator(Coordinator):
-    """SQL lease locks + in-process idempotency and run logs; `close()` stops renewals
-    (the engine belongs to the store)."""
+class SqlCoordinator(Coordinator):
+    """Coordination in the SQL store's database (case 3 above); `close()` stops lease
+    renewals, the run heartbeat and the listener (the engine belongs to the store)."""
 
     def __init__(self, engine: AsyncEngine, *, event_retention_s: float) -> None:
+        from app.coordination.sql_idempotency import SqlIdempotencyKeys
         from app.coordination.sql_locks import SqlLeaseLocks
+        from app.coordination.sql_runs import SqlRunLog
 
         self._engine = engine
-        self._locks = SqlLeaseLocks(engine)
-        super().__init__(
-            self._locks, MemoryIdempotencyKeys(), MemoryRunLog(retention_s=event_retention_s)
-        )
+        shared = engine.dialect.name == "postgresql"
+        self._leases = SqlLeaseLocks(engine) if shared else None
+        self._runs = SqlRunLog(engine, retention_s=event_retention_s, sole_instance=not shared)
+        super().__init__(self._leases or MemoryTurnLocks(), SqlIdempotencyKeys(engine), self._runs)
 
     async def ping(self) -> None:
         """A real round trip to the lease table (not just "the engine exists")."""
@@ -57,7 +58,9 @@ class SqlLeaseCoordinator(Coordinator):
                 await conn.execute(sa.select(turn_leases.c.conversation_id).limit(1))
 
     async def close(self) -> None:
-        await self._locks.close()
+        if self._leases is not None:
+            await self._leases.close()
+        await self._runs.close()
 
 
 def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
@@ -76,12 +79,10 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
         return _redis(url, retention)
     if is_redis_url(settings.state_url):
         return _redis(settings.state_url, retention)
-    if store.capabilities.sql_coordination and store.sql_engine().dialect.name == "postgresql":
-        log.info(
-            "coordination: turn locks in PostgreSQL; idempotency keys and run events are "
-            "in-process (set PARLEY_COORDINATION_URL=redis://... to share them)"
-        )
-        return SqlLeaseCoordinator(store.sql_engine(), event_retention_s=retention)
+    if store.capabilities.sql_coordination:
+        engine = store.sql_engine()
+        log.info("coordination: in the %s database", engine.dialect.name)
+        return SqlCoordinator(engine, event_retention_s=retention)
     log.info("coordination: in-process (single instance)")
     return _memory(settings)
 

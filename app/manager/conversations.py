@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -41,6 +42,8 @@ from app.stores.base import StateStore
 log = logging.getLogger("parley.conversations")
 
 IDEMPOTENCY_TTL_S = 24 * 3600.0
+# How long a retry waits for the conversation its key's first request is creating.
+CREATE_WAIT_S = 5.0
 PATCH_RETRIES = 20
 
 
@@ -150,12 +153,22 @@ class ConversationService:
         existing = await self._coord.idempotency.reserve(
             scope, idempotency_key, record, ttl_s=IDEMPOTENCY_TTL_S
         )
-        if existing is not None:
+        deadline = asyncio.get_running_loop().time() + CREATE_WAIT_S
+        while existing is not None:
             if existing.fingerprint != record.fingerprint:
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was already used to create a different conversation."
                 )
-            return await self.get(principal, existing.ref, live_status=True)
+            try:
+                return await self.get(principal, existing.ref, live_status=True)
+            except ConversationNotFound:
+                # the first request is still creating it, or failed and freed the key
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.02)
+            existing = await self._coord.idempotency.reserve(
+                scope, idempotency_key, record, ttl_s=IDEMPOTENCY_TTL_S
+            )
         try:
             return await self._create(
                 user_id, req.model_copy(update={"conversation_id": record.ref})

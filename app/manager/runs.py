@@ -26,6 +26,7 @@ from app.domain.requests import IfBusy, SendMessage, SubmitToolResults
 from app.errors import (
     ConversationBusy,
     IdempotencyKeyReused,
+    InstanceLost,
     InvalidRequest,
     MessageTooLarge,
     ProviderNotConfigured,
@@ -66,6 +67,16 @@ def _empty_message(loc: list[str]) -> InvalidRequest:
     return InvalidRequest(
         "The message is empty (only whitespace counts as empty too).",
         errors=[{"loc": loc, "msg": "content or parts with non-blank text required"}],
+    )
+
+
+def _instance_lost(record: RunRecord) -> bool:
+    """The run's instance died before it finished: its key was freed for a retry."""
+    error = record.run.error
+    return (
+        record.run.status == RunStatus.failed
+        and error is not None
+        and (error.code == InstanceLost.code)
     )
 
 
@@ -246,9 +257,11 @@ class RunService:
                     raise IdempotencyKeyReused(
                         "This Idempotency-Key was already used for a different request."
                     )
-                if await self._await_record(existing.ref):
+                found = await self._await_record(existing.ref)
+                if found is not None and not _instance_lost(found):
                     return StartedRun(existing.ref, conv.id, attached=True)
-                # the first attempt failed before creating its run and freed the key
+                # the first attempt's instance died (which freed the key), or it failed
+                # before creating its run: reserve again
             else:
                 raise ConversationBusy(
                     "A request with this Idempotency-Key is still being admitted; retry."
@@ -298,15 +311,15 @@ class RunService:
         self._tasks[run_id] = task
         return StartedRun(run_id, conv.id, attached=False)
 
-    async def _await_record(self, run_id: str) -> bool:
-        """Whether run `run_id` exists, waiting briefly: a retry can learn the run id from
-        the idempotency record (possibly on another instance) before the run is created."""
+    async def _await_record(self, run_id: str) -> RunRecord | None:
+        """Run `run_id`'s record, waiting briefly: a retry can learn the run id from the
+        idempotency record (possibly on another instance) before the run is created."""
         deadline = asyncio.get_running_loop().time() + ATTACH_WAIT_S
-        while await self._coord.runs.get(run_id) is None:
+        while (record := await self._coord.runs.get(run_id)) is None:
             if asyncio.get_running_loop().time() > deadline:
-                return False
+                return None
             await asyncio.sleep(0.02)
-        return True
+        return record
 
     async def _execute(self, plan: TurnPlan) -> RunRecord:
         try:

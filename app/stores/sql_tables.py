@@ -153,6 +153,63 @@ turn_leases = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# Idempotency records of the SQL coordinator (`app.coordination.sql_idempotency`): one row
+# per (scope, key); an expired row is free and is taken over in place.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("ref", ID, nullable=False),
+    sa.Column("extra", JSON, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
+    sa.Index("ix_idempotency_keys_ref", "ref"),
+)
+
+# Heartbeats of the instances executing runs (`app.coordination.sql_runs`): a run whose
+# owner's row expired belongs to a dead instance.
+coordination_instances = sa.Table(
+    "coordination_instances",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Run records (`RunRecord` in `record`) and their event logs (`app.coordination.sql_runs`).
+# Events with seq < first_seq were dropped (trimmed or past retention).
+run_records = sa.Table(
+    "run_records",
+    metadata,
+    sa.Column("run_id", ID, primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("terminal", sa.Boolean, nullable=False),
+    sa.Column("record", JSON, nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("first_seq", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("events_expire_at", UTCDateTime, nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Index("ix_run_records_expires_at", "expires_at"),
+    sa.Index("ix_run_records_events_expire_at", "events_expire_at"),
+    sa.Index("ix_run_records_live", "terminal", "owner"),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column(
+        "run_id",
+        ID,
+        sa.ForeignKey("run_records.run_id", ondelete="CASCADE", name="fk_run_events_run"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("data", JSON, nullable=False),
+)
+
 # Media records (`MediaRecord`): a user's handle on bytes in the media store, at most one
 # per (user, sha256). `data` holds the model without the flag columns.
 media = sa.Table(

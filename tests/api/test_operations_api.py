@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.coordination.factory import SqlLeaseCoordinator
+from app.coordination.factory import SqlCoordinator
 from app.errors import StoreUnavailable
 from app.settings import Settings
 from tests.api.helpers import assert_problem, create_conv, send
@@ -36,7 +36,7 @@ async def test_sql_lease_coordination_ping_is_a_round_trip() -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x")
-    coordinator = SqlLeaseCoordinator(engine, event_retention_s=60)
+    coordinator = SqlCoordinator(engine, event_retention_s=60)
     try:
         with pytest.raises(StoreUnavailable):
             await coordinator.ping()

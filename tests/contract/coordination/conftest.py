@@ -1,11 +1,12 @@
 """Coordination backends of the contract suite: every test runs once per backend.
 
-`locks_env` runs on memory, Redis, a Redis Cluster, SQL leases on SQLite and SQL leases on
-PostgreSQL; `runs_env` and `idempotency_env` on memory, Redis and the Redis Cluster. Each
+Every env runs on memory, Redis, a Redis Cluster, SQLite and PostgreSQL (the SQL
+coordinator: lease rows, idempotency rows, run records, PostgreSQL event rows). Each
 env's `new()` builds another *instance* of the service, as a second process would: its
 own Redis client or its own SQL engine on the same database. The memory backend cannot be
 shared between processes, so there `new()` returns the one instance (tests of
-cross-instance behaviour then check the single-instance semantics).
+cross-instance behaviour then check the single-instance semantics); nor can the SQLite
+run log (one serving process per file: its events are in-process).
 
 Redis tests use the server and database named by `PARLEY_TEST_REDIS_URL`, each under a key
 prefix of its own whose keys are deleted afterwards (`fresh_redis`); nothing is flushed. The Redis
@@ -37,9 +38,17 @@ from app.coordination.redis_client import RedisClients, connect
 from app.coordination.redis_idempotency import RedisIdempotencyKeys
 from app.coordination.redis_locks import RedisTurnLocks
 from app.coordination.redis_runs import RedisRunLog
+from app.coordination.sql_idempotency import SqlIdempotencyKeys
 from app.coordination.sql_locks import SqlLeaseLocks
+from app.coordination.sql_runs import SqlRunLog
 from app.stores.sql import SqlStore
-from app.stores.sql_tables import turn_leases
+from app.stores.sql_tables import (
+    coordination_instances,
+    idempotency_keys,
+    run_events,
+    run_records,
+    turn_leases,
+)
 from tests.contract.cluster import delete_prefixed, redis_cluster
 from tests.services import check_redis, redis_url, scratch_postgres_database
 
@@ -176,9 +185,27 @@ def expiring_locks_backend(
     return request.param, _backend_url(request.param, request, tmp_path)
 
 
-@pytest.fixture(params=_params("memory", "redis", "redis-cluster"))
-def redis_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+@pytest.fixture(params=_params("memory", "redis", "redis-cluster", "sql-sqlite", "sql-postgres"))
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
     return request.param, _backend_url(request.param, request, tmp_path)
+
+
+async def sql_engine(stack: AsyncExitStack, url: str) -> Any:
+    """The engine of another opened `SqlStore` on `url` (a second process's)."""
+    store = SqlStore(url)
+    await store.open()
+    stack.push_async_callback(store.close)
+    return store.engine
+
+
+async def clear_sql_coordination(url: str) -> None:
+    """Empty the coordination tables of the (session-shared) database for this test."""
+    store = SqlStore(url)
+    await store.open()
+    async with store.engine.begin() as conn:
+        for table in (run_events, run_records, coordination_instances, idempotency_keys):
+            await conn.execute(sa.delete(table))
+    await store.close()
 
 
 @pytest_asyncio.fixture
@@ -236,8 +263,8 @@ async def _locks_env(name: str, url: str | None) -> AsyncIterator[LocksEnv]:
 
 
 @pytest_asyncio.fixture
-async def runs_env(redis_backend: tuple[str, str | None]) -> AsyncIterator[RunsEnv]:
-    name, url = redis_backend
+async def runs_env(shared_backend: tuple[str, str | None]) -> AsyncIterator[RunsEnv]:
+    name, url = shared_backend
     async with AsyncExitStack() as stack:
         if name == "memory":
 
@@ -245,6 +272,18 @@ async def runs_env(redis_backend: tuple[str, str | None]) -> AsyncIterator[RunsE
                 return MemoryRunLog(**kwargs)
 
             yield RunsEnv(name, False, stack, memory)
+            return
+        if name.startswith("sql"):
+            assert url is not None
+            sql_url = url
+            await clear_sql_coordination(sql_url)
+
+            async def sql(**kwargs: Any) -> RunLog:
+                runs = SqlRunLog(await sql_engine(stack, sql_url), wake_s=0.5, **kwargs)
+                stack.push_async_callback(runs.close)
+                return runs
+
+            yield RunsEnv(name, name == "sql-postgres", stack, sql)
             return
         redis_url = url or await fresh_redis(stack)
 
@@ -263,8 +302,10 @@ async def runs_env(redis_backend: tuple[str, str | None]) -> AsyncIterator[RunsE
 
 
 @pytest_asyncio.fixture
-async def idempotency_env(redis_backend: tuple[str, str | None]) -> AsyncIterator[IdempotencyEnv]:
-    name, url = redis_backend
+async def idempotency_env(
+    shared_backend: tuple[str, str | None],
+) -> AsyncIterator[IdempotencyEnv]:
+    name, url = shared_backend
     async with AsyncExitStack() as stack:
         if name == "memory":
 
@@ -272,6 +313,16 @@ async def idempotency_env(redis_backend: tuple[str, str | None]) -> AsyncIterato
                 return MemoryIdempotencyKeys()
 
             yield IdempotencyEnv(name, False, stack, memory)
+            return
+        if name.startswith("sql"):
+            assert url is not None
+            sql_url = url
+            await clear_sql_coordination(sql_url)
+
+            async def sql() -> IdempotencyKeys:
+                return SqlIdempotencyKeys(await sql_engine(stack, sql_url))
+
+            yield IdempotencyEnv(name, True, stack, sql)
             return
         redis_url = url or await fresh_redis(stack)
 

@@ -10,14 +10,16 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.coordination.factory import SqlLeaseCoordinator, build_coordinator
+from app.coordination.factory import SqlCoordinator, build_coordinator
 from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, MemoryTurnLocks
 from app.coordination.redis import RedisCoordinator
 from app.coordination.redis_client import connect, is_redis_url
 from app.coordination.redis_idempotency import RedisIdempotencyKeys
 from app.coordination.redis_locks import RedisTurnLocks
 from app.coordination.redis_runs import RedisRunLog
+from app.coordination.sql_idempotency import SqlIdempotencyKeys
 from app.coordination.sql_locks import SqlLeaseLocks
+from app.coordination.sql_runs import SqlRunLog
 from app.stores.base import StoreCapabilities
 from app.stores.memory import MemoryStore
 from tests.conftest import make_settings
@@ -71,14 +73,28 @@ async def test_redis_urls_give_the_redis_coordinator(
     await coord.close()  # nothing was connected; closing is still clean
 
 
-async def test_postgres_state_gives_sql_leases_and_in_process_logs(tmp_path: Path) -> None:
+async def test_postgres_state_gives_sql_coordination(tmp_path: Path) -> None:
     engine = create_async_engine("postgresql+asyncpg://u@127.0.0.1:1/db")  # never connects
     settings = make_settings(tmp_path, state_url="postgresql+asyncpg://u@127.0.0.1:1/db")
     coord = build_coordinator(settings, EngineStore(engine))
-    assert isinstance(coord, SqlLeaseCoordinator)
+    assert isinstance(coord, SqlCoordinator)
     assert isinstance(coord.locks, SqlLeaseLocks)
-    assert isinstance(coord.idempotency, MemoryIdempotencyKeys)
-    assert isinstance(coord.runs, MemoryRunLog)
+    assert isinstance(coord.idempotency, SqlIdempotencyKeys)
+    assert isinstance(coord.runs, SqlRunLog)
+    await coord.close()
+    await engine.dispose()
+
+
+async def test_sqlite_state_keeps_keys_and_records_in_the_file(tmp_path: Path) -> None:
+    """SQLite: one serving process, so turn locks stay in-process; idempotency keys and
+    run records are in the database (they survive a restart)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/x.db"
+    engine = create_async_engine(url)  # nothing connects before use
+    coord = build_coordinator(make_settings(tmp_path, state_url=url), EngineStore(engine))
+    assert isinstance(coord, SqlCoordinator)
+    assert isinstance(coord.locks, MemoryTurnLocks)
+    assert isinstance(coord.idempotency, SqlIdempotencyKeys)
+    assert isinstance(coord.runs, SqlRunLog)
     await coord.close()
     await engine.dispose()
 

@@ -1,0 +1,60 @@
+"""The current time for the SQL coordination tables, and their writer engine.
+
+On PostgreSQL "now" is the server's `clock_timestamp()`, so instances with skewed clocks
+agree on every expiry; SQLite is only shared by processes of one host, which share a clock,
+so the instance's own clock is used there. Writes go through the store's writer option
+(`BEGIN IMMEDIATE` on SQLite, see `app.stores.sql_engine`); single-statement writes skip
+the BEGIN/COMMIT round trips on PostgreSQL (`statement()`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.stores.sql_engine import WRITE_OPTION
+from app.stores.sql_tables import UTCDateTime
+
+
+class SqlClock:
+    def __init__(self, engine: AsyncEngine) -> None:
+        name = engine.dialect.name
+        if name not in ("postgresql", "sqlite"):
+            raise ValueError(f"SQL coordination needs PostgreSQL or SQLite, not {name!r}")
+        self.postgres = name == "postgresql"
+        self.reader = engine
+        self.writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one self-contained write statement. On PostgreSQL it runs in
+        autocommit (no BEGIN/COMMIT round trips: the statement is its own transaction);
+        on SQLite in a `BEGIN IMMEDIATE` transaction."""
+        if self.postgres:
+            async with self._autocommit.connect() as conn:
+                yield conn
+        else:
+            async with self.writer.begin() as conn:
+                yield conn
+
+    def now(self) -> sa.ColumnElement[Any]:
+        if self.postgres:
+            return sa.func.clock_timestamp()
+        return sa.literal(datetime.now(UTC), UTCDateTime())
+
+    def later(self, seconds: float) -> sa.ColumnElement[Any]:
+        delta = timedelta(seconds=seconds)
+        if self.postgres:
+            return sa.func.clock_timestamp() + sa.literal(delta, sa.Interval())
+        return sa.literal(datetime.now(UTC) + delta, UTCDateTime())
+
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT (with `on_conflict_do_update`)."""
+        return postgresql.insert(table) if self.postgres else sqlite.insert(table)

@@ -1,0 +1,447 @@
+"""Run records and event logs in the SQL store's database (migration 0005).
+
+* `run_records`: one row per run, the `RunRecord` as JSON plus what queries need: `owner`
+  (the instance executing it), `terminal`, the event counters `last_seq` / `first_seq`
+  (events below `first_seq` were dropped), `events_expire_at` (set by the terminal event:
+  events are kept `retention_s` after it) and `expires_at` (a finished record is kept
+  `record_retention_s`, default 24 h: at least as long as an idempotency key, so a retry
+  always finds the result its key points at). Records survive a restart.
+* `run_events` (PostgreSQL): `(run_id, seq) PK, type, data`. The executing instance
+  writes its runs' events behind (`app.coordination.sql_event_writer`: batched, terminal
+  events awaited); anyone else's `publish` bumps `last_seq`, inserts the event and
+  `pg_notify`s in one statement. Followers read the table and sleep on `LISTEN`
+  (`app.coordination.sql_listen`).
+  On SQLite (one serving process per file, `app.stores.sqlite_owner`) events stay in
+  process memory (`MemoryRunLog`): a write transaction per streamed delta would queue
+  behind every turn's commit for no reader. After a restart a reconnect gets a
+  `run.snapshot` built from the record.
+* `coordination_instances`: each instance's heartbeat (renewed every `heartbeat_s`, valid
+  `instance_ttl_s`). A run that is not terminal and whose owner's heartbeat expired is
+  marked `failed` with code `instance_lost` by whichever instance reads it (`get`,
+  followers on each wake), in a compare-and-set on `terminal`; its idempotency keys are
+  freed in the same transaction, so the client's retry runs the turn (once).
+  With `sole_instance` (SQLite: the lifespan holds the file's single-server claim) the
+  heartbeats found at start-up are dropped at once: their runs read `instance_lost` right
+  after a restart instead of `instance_ttl_s` later.
+* Clean-up is bounded: at most every `SWEEP_EVERY_S` per instance, one batch of expired
+  records (their events cascade), of expired event logs and of dead heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.coordination.base import TERMINAL_EVENTS, EventsExpired, RunEvent, RunLog, RunRecord
+from app.coordination.memory import MemoryRunLog
+from app.coordination.sql_clock import SqlClock
+from app.coordination.sql_event_writer import EventWriter
+from app.coordination.sql_listen import CANCELS_CHANNEL, EVENTS_CHANNEL, PgListener
+from app.domain import RunStatus
+from app.domain.run import RunError
+from app.stores.sql_engine import unavailable_on_connection_errors
+from app.stores.sql_tables import coordination_instances, idempotency_keys, run_events, run_records
+
+log = logging.getLogger("parley.coordination.sql")
+
+SWEEP_EVERY_S = 30.0
+SWEEP_BATCH = 200
+READ_BATCH = 500
+LOST_DETAIL = "The instance executing this run stopped before it finished; nothing was committed."
+
+
+class SqlRunLog(RunLog):
+    """See the module docstring. `close()` stops the heartbeat and removes this instance's
+    row (its runs are finished by then: the manager drains before the coordinator closes)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        retention_s: float = 3600.0,
+        record_retention_s: float = 86400.0,
+        max_events: int = 10_000,
+        instance_ttl_s: float = 10.0,
+        heartbeat_s: float = 2.0,
+        wake_s: float = 2.0,
+        sole_instance: bool = False,
+    ) -> None:
+        self._sql = SqlClock(engine)
+        self._retention_s = retention_s
+        self._record_retention_s = record_retention_s
+        self._max_events = max(2, max_events)
+        self._instance_ttl_s = instance_ttl_s
+        self._heartbeat_s = heartbeat_s
+        self.wake_s = wake_s
+        self._sole_instance = sole_instance
+        self.instance_id = uuid.uuid4().hex
+        self._listener = PgListener(engine) if self._sql.postgres else None
+        self._memory = (
+            None
+            if self._sql.postgres
+            else MemoryRunLog(retention_s=retention_s, max_events=max_events)
+        )
+        self._writer = (
+            EventWriter(self._sql, retention_s=retention_s, max_events=self._max_events)
+            if self._sql.postgres
+            else None
+        )
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._starting = asyncio.Lock()
+        self._next_sweep = 0.0
+
+    # --- records -----------------------------------------------------------------------
+
+    async def create(self, record: RunRecord) -> None:
+        await self._beat_once()
+        await self._maybe_sweep()
+        terminal = record.run.status.terminal
+        row = {
+            "run_id": record.run.id,
+            "owner": self.instance_id,
+            "terminal": terminal,
+            "record": record.model_dump(mode="json"),
+            "last_seq": 0,
+            "first_seq": 1,
+            "finished_at": None,
+        }
+        with unavailable_on_connection_errors():
+            async with self._sql.statement() as conn:
+                await conn.execute(
+                    sa.insert(run_records).values(
+                        **row,
+                        expires_at=self._sql.later(self._record_retention_s) if terminal else None,
+                    )
+                )
+        if self._memory is not None:
+            await self._memory.create(record)
+        if self._writer is not None:
+            self._writer.adopt(record.run.id)
+
+    async def save(self, record: RunRecord) -> None:
+        t = run_records
+        terminal = record.run.status.terminal
+        values: dict[str, Any] = {"record": record.model_dump(mode="json"), "terminal": terminal}
+        if terminal:
+            values["finished_at"] = self._sql.now()
+            values["expires_at"] = self._sql.later(self._record_retention_s)
+        with unavailable_on_connection_errors():
+            async with self._sql.statement() as conn:
+                result = await conn.execute(
+                    sa.update(t).where(t.c.run_id == record.run.id).values(**values)
+                )
+        if result.rowcount == 0:
+            await self.create(record)
+        elif self._memory is not None:
+            await self._memory.save(record)
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        await self._beat_once()  # (sole instance: the dead predecessor's runs are lost now)
+        row = await self._read(run_id)
+        if row is None:
+            return None
+        record = RunRecord.model_validate(row.record)
+        if not row.terminal and not row.owner_alive:
+            return await self._mark_lost(run_id) or await self.get(run_id)
+        return record
+
+    async def _read(self, run_id: str) -> Any:
+        t, i = run_records, coordination_instances
+        alive = sa.exists().where(i.c.id == t.c.owner, i.c.expires_at > self._sql.now())
+        query = sa.select(
+            t.c.record,
+            t.c.terminal,
+            t.c.last_seq,
+            t.c.first_seq,
+            (t.c.events_expire_at.is_not(None)).label("finished"),
+            sa.and_(
+                t.c.events_expire_at.is_not(None), t.c.events_expire_at <= self._sql.now()
+            ).label("events_expired"),
+            sa.or_(t.c.owner == self.instance_id, alive).label("owner_alive"),
+        ).where(t.c.run_id == run_id)
+        with unavailable_on_connection_errors():
+            async with self._sql.reader.connect() as conn:
+                return (await conn.execute(query)).first()
+
+    async def _mark_lost(self, run_id: str) -> RunRecord | None:
+        """Fail a run whose owner died (compare-and-set on `terminal`); free its keys and
+        publish its terminal event. None when somebody else finished it first."""
+        t = run_records
+        with unavailable_on_connection_errors():
+            async with self._sql.writer.begin() as conn:
+                raw = await conn.scalar(
+                    sa.select(t.c.record).where(t.c.run_id == run_id, t.c.terminal.is_(False))
+                )
+                if raw is None:
+                    return None
+                record = RunRecord.model_validate(raw)
+                run = record.run.model_copy(
+                    update={
+                        "status": RunStatus.failed,
+                        "finished_at": datetime.now(UTC),
+                        "error": RunError(code="instance_lost", detail=LOST_DETAIL),
+                    }
+                )
+                lost = record.model_copy(update={"run": run, "result": None})
+                changed = await conn.execute(
+                    sa.update(t)
+                    .where(t.c.run_id == run_id, t.c.terminal.is_(False))
+                    .values(
+                        record=lost.model_dump(mode="json"),
+                        terminal=True,
+                        finished_at=self._sql.now(),
+                        expires_at=self._sql.later(self._record_retention_s),
+                    )
+                )
+                if changed.rowcount != 1:
+                    return None
+                await conn.execute(
+                    sa.delete(idempotency_keys).where(idempotency_keys.c.ref == run_id)
+                )
+                if self._sql.postgres:
+                    data = {
+                        "run": run.model_dump(mode="json"),
+                        "error": run.error.model_dump(mode="json") if run.error else None,
+                    }
+                    await self._append(conn, run_id, "run.failed", data)
+        log.warning("run %s: its instance stopped; marked failed (instance_lost)", run_id)
+        return lost
+
+    # --- events ------------------------------------------------------------------------
+
+    async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
+        if self._memory is not None:
+            return await self._memory.publish(run_id, type_, data)
+        if self._writer is not None and self._writer.owns(run_id):
+            return await self._writer.publish(run_id, type_, data)
+        with unavailable_on_connection_errors():
+            async with self._sql.statement() as conn:  # one round trip (autocommit)
+                event, first = await self._append(conn, run_id, type_, data)
+            if event.seq - first + 1 > self._max_events:
+                async with self._sql.writer.begin() as conn:
+                    await self._trim(conn, run_id, event.seq)
+        return event
+
+    async def _append(
+        self, conn: AsyncConnection, run_id: str, type_: str, data: dict[str, Any]
+    ) -> tuple[RunEvent, int]:
+        """One statement: bump `last_seq`, insert the event under it, `pg_notify` (sent
+        when the statement's transaction commits). The event and the first kept seq."""
+        t, e = run_records, run_events
+        values: dict[str, Any] = {"last_seq": t.c.last_seq + 1}
+        if type_ in TERMINAL_EVENTS:
+            values["events_expire_at"] = self._sql.later(self._retention_s)
+        bumped = (
+            sa.update(t)
+            .where(t.c.run_id == run_id)
+            .values(**values)
+            .returning(t.c.last_seq, t.c.first_seq)
+            .cte("bumped")
+        )
+        inserted = (
+            sa.insert(e)
+            .from_select(
+                ["run_id", "seq", "type", "data"],
+                sa.select(
+                    sa.literal(run_id, e.c.run_id.type),
+                    bumped.c.last_seq,
+                    sa.literal(type_, e.c.type.type),
+                    sa.bindparam("event_data", data, type_=e.c.data.type),
+                ),
+            )
+            .cte("inserted")
+        )
+        query = sa.select(
+            bumped.c.last_seq, bumped.c.first_seq, sa.func.pg_notify(EVENTS_CHANNEL, run_id)
+        ).add_cte(inserted)
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise KeyError(run_id)
+        return RunEvent(seq=int(row.last_seq), type=type_, data=data), int(row.first_seq)
+
+    async def _trim(self, conn: AsyncConnection, run_id: str, seq: int) -> None:
+        """Keep the newest half of `max_events` (followers behind it get `EventsExpired`)."""
+        t, e = run_records, run_events
+        keep_from = seq - self._max_events // 2 + 1
+        await conn.execute(sa.delete(e).where(e.c.run_id == run_id, e.c.seq < keep_from))
+        await conn.execute(
+            sa.update(t)
+            .where(t.c.run_id == run_id, t.c.first_seq < keep_from)
+            .values(first_seq=keep_from)
+        )
+
+    async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+        if self._memory is not None:
+            if await self._memory.get(run_id) is None:
+                raise EventsExpired(run_id)  # before a restart, or its record expired
+            async for event in self._memory.follow(run_id, after=after):
+                yield event
+            return
+        assert self._listener is not None
+        await self._beat_once()
+        with self._listener.watch(run_id) as wake:
+            last = after
+            record_ended = False  # the record is terminal but its terminal event is not in
+            while True:
+                await self._listener.ensure()
+                wake.clear()
+                state = await self._read(run_id)
+                if state is None:
+                    raise EventsExpired(run_id, last_seq=last if last > after else 0)
+                if state.events_expired or (state.last_seq > last and last + 1 < state.first_seq):
+                    raise EventsExpired(run_id, last_seq=int(state.last_seq))
+                events = await self._events_after(run_id, last)
+                for event in events:
+                    if event.seq != last + 1:  # trimmed while we read
+                        raise EventsExpired(run_id, last_seq=int(state.last_seq))
+                    last = event.seq
+                    yield event
+                    if event.type in TERMINAL_EVENTS:
+                        return
+                if events:
+                    continue
+                if state.finished and last >= state.last_seq:
+                    return  # asked for events after the terminal one
+                if state.terminal and not state.finished:
+                    if record_ended:  # a whole wake later, still no terminal event
+                        raise EventsExpired(run_id, last_seq=int(state.last_seq))
+                    record_ended = True
+                if not state.terminal and not state.owner_alive:
+                    await self._mark_lost(run_id)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=self.wake_s)
+
+    async def _events_after(self, run_id: str, after: int) -> list[RunEvent]:
+        e = run_events
+        query = (
+            sa.select(e.c.seq, e.c.type, e.c.data)
+            .where(e.c.run_id == run_id, e.c.seq > after)
+            .order_by(e.c.seq)
+            .limit(READ_BATCH)
+        )
+        with unavailable_on_connection_errors():
+            async with self._sql.reader.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return [RunEvent(seq=int(r.seq), type=r.type, data=dict(r.data)) for r in rows]
+
+    # --- cancellation ------------------------------------------------------------------
+
+    async def request_cancel(self, run_id: str) -> None:
+        if self._memory is not None:
+            await self._memory.request_cancel(run_id)
+            return
+        with unavailable_on_connection_errors():
+            async with self._sql.statement() as conn:
+                await conn.execute(sa.select(sa.func.pg_notify(CANCELS_CHANNEL, run_id)))
+
+    async def cancel_requests(self) -> AsyncIterator[str]:
+        if self._memory is not None:
+            async for run_id in self._memory.cancel_requests():
+                yield run_id
+            return
+        assert self._listener is not None
+        with self._listener.cancels() as queue:
+            while True:
+                try:
+                    await self._listener.ensure()
+                except Exception as exc:  # the database is down: keep trying
+                    log.warning("cannot listen for cancellations: %r", exc)
+                with contextlib.suppress(TimeoutError):
+                    yield await asyncio.wait_for(queue.get(), timeout=self.wake_s)
+
+    # --- heartbeat and clean-up --------------------------------------------------------
+
+    async def _beat_once(self) -> None:
+        """Start the heartbeat (first call only; the row is written before it returns)."""
+        if self._heartbeat is not None:
+            return
+        async with self._starting:
+            if self._heartbeat is not None:
+                return
+            if self._sole_instance:  # whoever else has a heartbeat row is dead: its runs too
+                i = coordination_instances
+                with unavailable_on_connection_errors():
+                    async with self._sql.writer.begin() as conn:
+                        await conn.execute(sa.delete(i).where(i.c.id != self.instance_id))
+            await self._beat()
+            self._heartbeat = asyncio.create_task(self._beat_forever(), name="sql-run-heartbeat")
+
+    async def _beat(self) -> None:
+        i = coordination_instances
+        values = self._sql.insert(i).values(
+            id=self.instance_id, expires_at=self._sql.later(self._instance_ttl_s)
+        )
+        statement = values.on_conflict_do_update(
+            index_elements=[i.c.id], set_={"expires_at": values.excluded.expires_at}
+        )
+        with unavailable_on_connection_errors():
+            async with self._sql.statement() as conn:
+                await conn.execute(statement)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await self._beat()
+            except Exception as exc:
+                log.warning("run heartbeat failed (retrying): %r", exc)
+
+    async def _maybe_sweep(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY_S
+        try:
+            await self.sweep()
+        except Exception as exc:
+            log.warning("run record sweep failed: %r", exc)
+
+    async def sweep(self) -> None:
+        """One bounded batch of clean-up (see the module docstring)."""
+        t, e, i = run_records, run_events, coordination_instances
+        now = self._sql.now()
+        with unavailable_on_connection_errors():
+            async with self._sql.writer.begin() as conn:
+                old = sa.select(t.c.run_id).where(t.c.expires_at <= now).limit(SWEEP_BATCH)
+                ids = list((await conn.execute(old)).scalars())
+                if ids:
+                    await conn.execute(sa.delete(e).where(e.c.run_id.in_(ids)))
+                    await conn.execute(sa.delete(t).where(t.c.run_id.in_(ids)))
+                spent = (
+                    sa.select(t.c.run_id)
+                    .where(t.c.events_expire_at <= now, t.c.first_seq <= t.c.last_seq)
+                    .limit(SWEEP_BATCH)
+                )
+                ids = list((await conn.execute(spent)).scalars())
+                if ids:
+                    await conn.execute(sa.delete(e).where(e.c.run_id.in_(ids)))
+                    await conn.execute(
+                        sa.update(t).where(t.c.run_id.in_(ids)).values(first_seq=t.c.last_seq + 1)
+                    )
+                dead = sa.select(i.c.id).where(i.c.expires_at <= now).limit(SWEEP_BATCH)
+                await conn.execute(sa.delete(i).where(i.c.id.in_(dead.scalar_subquery())))
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+            i = coordination_instances
+            with contextlib.suppress(Exception):
+                async with self._sql.writer.begin() as conn:
+                    await conn.execute(sa.delete(i).where(i.c.id == self.instance_id))
+        if self._listener is not None:
+            await self._listener.close()
