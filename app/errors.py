@@ -262,6 +262,17 @@ class NotReady(ParleyError):
     status, code, title = 503, "not_ready", "Service not ready"
 
 
+class ShuttingDown(ParleyError):
+    """The instance is draining for a shutdown (SIGTERM): it takes no new turns. Retry
+    (another instance, or this one after its restart)."""
+
+    status, code, title = 503, "shutting_down", "The instance is shutting down"
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(detail, **kwargs)
+
+
 class ProviderError(ParleyError):
     """The LLM provider failed. `retryable` says whether a retry could help."""
 

@@ -21,6 +21,7 @@ from app.packs import PackRegistry
 from app.providers.factory import build_providers
 from app.providers.pricing import PriceTable
 from app.settings import Settings
+from app.signals import chain_shutdown_signals
 from app.stores.factory import create_store
 from app.stores.sqlite_owner import claim_sqlite_file
 from app.tools import (
@@ -108,6 +109,7 @@ def make_lifespan(
         )
         coordinator: Coordinator | None = None
         manager: ConversationManager | None = None
+        restore_signals: Callable[[], None] | None = None
         tools: ToolRegistry | None = None
         try:
             tools_config = await load_tools_config(settings)
@@ -136,6 +138,7 @@ def make_lifespan(
                 ),
             )
             await manager.start()
+            restore_signals = chain_shutdown_signals(manager.begin_shutdown)
             log.info(
                 "parley ready: store=%s media=%s provider=%s auth=%s packs=%d (%d skipped) %s",
                 redacted(effective.state_url),
@@ -149,6 +152,8 @@ def make_lifespan(
             )
             yield {"manager": manager, "settings": effective, "tools": tools}
         finally:
+            if restore_signals is not None:
+                restore_signals()
             if manager is not None:
                 await manager.close()
             if tools is not None:

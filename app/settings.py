@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # without an idempotency key, and idempotency keys kept (each with its run's record).
     run_records_max: int = Field(default=10_000, ge=1)
     idempotency_max_keys: int = Field(default=100_000, ge=1)
+    # SIGTERM/SIGINT: new turns get 503 `shutting_down`; running turns get this long to
+    # finish, then they are cancelled (`run.cancelled`, nothing committed).
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=3600)
     sse_ping_s: float = Field(default=15.0, gt=0)
 
     openai_api_key: str | None = Field(

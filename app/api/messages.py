@@ -39,7 +39,12 @@ async def _respond(
         events = manager.runs.events(
             started.run_id, after=0, cancel_on_disconnect=cancel_on_disconnect
         )
-        return event_stream(events, ping_s=manager.settings.sse_ping_s, run_id=started.run_id)
+        return event_stream(
+            events,
+            ping_s=manager.settings.sse_ping_s,
+            run_id=started.run_id,
+            shutdown_grace_s=manager.settings.shutdown_grace_s,
+        )
     return JSONResponse(await manager.runs.result(started.run_id), headers=headers)
 
 

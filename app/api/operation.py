@@ -32,6 +32,7 @@ from app.errors import (
     ProviderRateLimited,
     ProviderTimeout,
     RunCancelled,
+    ShuttingDown,
     StoreUnavailable,
     TooManyExecutions,
     TurnLockLost,
@@ -67,6 +68,7 @@ TURN_ERRORS: tuple[type[ParleyError], ...] = (
     TurnLockLost,
     ProviderNotConfigured,
     InstanceLost,
+    ShuttingDown,
 )
 
 Stream = Literal["never", "on_request", "always"]

@@ -47,14 +47,21 @@ async def non_empty(events: AsyncIterator[RunEvent]) -> AsyncIterator[RunEvent] 
     return chained()
 
 
+# On a shutdown signal sse-starlette would cut every stream at once. The manager drains
+# instead (`PARLEY_SHUTDOWN_GRACE_S`, then cancellation), which ends each stream with its
+# run's terminal event; the library cuts only what is still open this long after it.
+DRAIN_MARGIN_S = 10.0
+
+
 def event_stream(
-    events: AsyncIterator[RunEvent], *, ping_s: float, run_id: str
+    events: AsyncIterator[RunEvent], *, ping_s: float, run_id: str, shutdown_grace_s: float
 ) -> EventSourceResponse:
     return EventSourceResponse(
         _frames(events),
         ping=ping_s,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         headers={**SSE_HEADERS, "X-Run-Id": run_id},
+        shutdown_grace_period=shutdown_grace_s + DRAIN_MARGIN_S,
     )
 
 

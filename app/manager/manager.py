@@ -36,7 +36,6 @@ from app.stores.base import StateStore
 
 log = logging.getLogger("parley.manager")
 
-SHUTDOWN_GRACE_S = 10.0
 ORPHAN_SWEEP_EVERY = 60  # sweep rounds between looks for orphan blobs
 
 
@@ -132,8 +131,13 @@ class ConversationManager:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.runs.shutdown(SHUTDOWN_GRACE_S)
+        await self.runs.shutdown(self.settings.shutdown_grace_s)
         await self.liveness.close()
+
+    def begin_shutdown(self) -> None:
+        """A shutdown signal arrived: drain runs now, while the server still waits for the
+        open streams (they end when their runs do)."""
+        self.runs.begin_drain(self.settings.shutdown_grace_s)
 
     async def _sweep_expired(self) -> None:
         """Reclaim expired conversations (they are already invisible; this frees space),

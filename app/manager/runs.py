@@ -32,6 +32,7 @@ from app.errors import (
     ProviderNotConfigured,
     RunCancelled,
     RunNotFound,
+    ShuttingDown,
     error_for_code,
     error_from_problem,
 )
@@ -110,6 +111,7 @@ class RunService:
         self._tasks: dict[str, asyncio.Task[RunRecord]] = {}
         self._cancel_listener: asyncio.Task[None] | None = None
         self._cancel_requests: set[asyncio.Task[None]] = set()  # referenced until done
+        self._drain: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> int:
@@ -120,20 +122,42 @@ class RunService:
     def start_background(self) -> None:
         self._cancel_listener = asyncio.create_task(self._listen_for_cancels())
 
+    @property
+    def draining(self) -> bool:
+        return self._drain is not None
+
+    def begin_drain(self, grace_s: float) -> None:
+        """Stop taking turns (503 `shutting_down` from now on); running turns get `grace_s`
+        to finish, then are cancelled, which publishes their `run.cancelled` (so every
+        stream following them ends with a terminal event) and commits nothing. Idempotent:
+        the first call's grace counts."""
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._drain_runs(grace_s), name="drain-runs")
+
+    async def _drain_runs(self, grace_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        if self._tasks:
+            log.info("shutting down: waiting up to %.1fs for %d runs", grace_s, len(self._tasks))
+        # a loop: a send admitted just before the drain began may start its run after it
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._tasks.values()), timeout=left)
+        pending = list(self._tasks.values())
+        if pending:
+            log.info("shutting down: cancelling %d runs", len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=5)
+
     async def shutdown(self, grace_s: float) -> None:
-        """Let running turns finish for up to `grace_s`, then cancel the rest."""
+        """Drain (`begin_drain`, if a signal did not already), then stop listening."""
+        self.begin_drain(grace_s)
+        assert self._drain is not None
+        await self._drain
         if self._cancel_listener is not None:
             self._cancel_listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cancel_listener
-        tasks = list(self._tasks.values())
-        if tasks:
-            log.info("waiting up to %.0fs for %d runs", grace_s, len(tasks))
-            _, pending = await asyncio.wait(tasks, timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
         await self._executor.ends.close()
 
     async def _listen_for_cancels(self) -> None:
@@ -240,6 +264,8 @@ class RunService:
         key: str | None,
         request_identity: Any,
     ) -> StartedRun:
+        if self.draining:
+            raise ShuttingDown("This instance is shutting down and takes no new turns; retry.")
         run_id = new_id()
         first_message_id = new_id()
         idempotency: tuple[str, str] | None = None

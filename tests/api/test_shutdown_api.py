@@ -1,0 +1,138 @@
+"""Graceful shutdown (issue 8): once a shutdown signal reaches the manager, new turns get
+503 `shutting_down`; running turns finish within `PARLEY_SHUTDOWN_GRACE_S` or are
+cancelled (`run.cancelled`, nothing committed); every stream ends with a terminal event."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from app.main import create_app
+from app.manager.manager import ConversationManager
+from app.signals import chain_shutdown_signals
+from tests.api.helpers import assert_problem, create_conv
+from tests.api.sse_parse import parse_sse
+from tests.conftest import make_settings
+
+LONG = " ".join(f"w{i}" for i in range(200))  # the mock echoes it: 200 deltas
+
+
+@asynccontextmanager
+async def app_with_manager(
+    tmp_path: Path, **overrides: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, ConversationManager]]:
+    app = create_app(make_settings(tmp_path, **overrides))
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            scope["state"] = dict(state)
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=with_state)
+        async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
+            yield c, state["manager"]
+
+
+async def stream(client: httpx.AsyncClient, conv: str, content: str) -> list[str]:
+    r = await client.post(
+        f"/conversations/{conv}/messages", json={"content": content, "stream": True}
+    )
+    assert r.status_code == 200, r.text
+    return [e.event for e in parse_sse(r.text)]
+
+
+async def until_running(manager: ConversationManager, n: int) -> None:
+    for _ in range(500):
+        if manager.runs.active >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{manager.runs.active} runs active, expected {n}")
+
+
+async def test_drain_refuses_new_turns_finishes_short_ones_and_cancels_the_rest(
+    tmp_path: Path,
+) -> None:
+    async with app_with_manager(tmp_path, mock_delay_ms=20, shutdown_grace_s=1.0) as (
+        client,
+        manager,
+    ):
+        short, long = await create_conv(client), await create_conv(client)
+        short_stream = asyncio.create_task(stream(client, short["id"], "just a few words"))
+        long_stream = asyncio.create_task(stream(client, long["id"], LONG))
+        await until_running(manager, 2)
+        manager.begin_shutdown()
+        r = await client.post(f"/conversations/{short['id']}/messages", json={"content": "x"})
+        body = assert_problem(r, 503, "shutting_down")
+        assert r.headers["retry-after"] == "1" and "shutting down" in body["detail"]
+        short_events, long_events = await asyncio.wait_for(
+            asyncio.gather(short_stream, long_stream), timeout=20
+        )
+        assert short_events[-1] == "run.completed"
+        assert long_events[-1] == "run.cancelled"
+        assert long_events.count("run.cancelled") == 1
+        got = (await client.get(f"/conversations/{short['id']}")).json()
+        assert got["message_count"] == 2
+        got = (await client.get(f"/conversations/{long['id']}")).json()
+        assert got["message_count"] == 0 and got["head_message_id"] is None
+        manager.begin_shutdown()  # again: nothing changes
+        assert manager.runs.active == 0
+
+
+async def test_an_idempotent_retry_after_a_drain_cancel_runs_the_turn(tmp_path: Path) -> None:
+    """The cancelled run freed its key: the retry (after the restart) runs it, once."""
+    async with app_with_manager(tmp_path, mock_delay_ms=20, shutdown_grace_s=0.2) as (
+        client,
+        manager,
+    ):
+        conv = await create_conv(client)
+        headers = {"Idempotency-Key": "drained"}
+        path = f"/conversations/{conv['id']}/messages"
+        first = asyncio.create_task(client.post(path, json={"content": LONG}, headers=headers))
+        await until_running(manager, 1)
+        manager.begin_shutdown()
+        assert_problem(await first, 409, "run_cancelled")
+    async with app_with_manager(tmp_path, mock_delay_ms=0) as (client, _):
+        r = await client.post(path, json={"content": LONG}, headers=headers)
+        assert r.status_code == 200, r.text
+        again = await client.post(path, json={"content": LONG}, headers=headers)
+        assert again.json()["run_id"] == r.json()["run_id"]
+        got = (await client.get(f"/conversations/{conv['id']}")).json()
+        assert got["message_count"] == 2
+
+
+async def test_signal_handlers_are_chained_and_restored() -> None:
+    seen: list[str] = []
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def server_handler(signum: int, frame: object) -> None:
+        seen.append("server")
+
+    signal.signal(signal.SIGTERM, server_handler)
+    try:
+        restore = chain_shutdown_signals(lambda: seen.append("drain"))
+        signal.raise_signal(signal.SIGTERM)
+        await asyncio.sleep(0.01)  # the drain callback runs on the loop
+        assert seen == ["server", "drain"]
+        restore()
+        assert signal.getsignal(signal.SIGTERM) is server_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def test_without_a_server_handler_nothing_is_installed() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        restore = chain_shutdown_signals(lambda: None)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        restore()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
