@@ -1,0 +1,166 @@
+"""SQL coordination specifics: a run whose instance died (no heartbeat) reads `failed`
+with `instance_lost` and frees its idempotency key, whoever notices; run records and
+keys survive a new instance (a restart); expired keys are swept in bounded batches."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+
+from app.coordination.base import IdempotencyRecord, RunRecord
+from app.coordination.sql_clock import SqlClock
+from app.coordination.sql_idempotency import SqlIdempotencyKeys, sweep_expired_keys
+from app.coordination.sql_runs import SqlRunLog
+from app.domain import Run, RunStatus
+from app.stores.sql_tables import idempotency_keys
+from tests.contract.coordination.conftest import clear_sql_coordination, sql_engine
+
+
+def new_record(run_id: str) -> RunRecord:
+    run = Run(id=run_id, conversation_id="conv-1", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    return RunRecord(run=run, lineage_id="lin-1")
+
+
+@pytest.fixture(params=["sql-sqlite", pytest.param("sql-postgres", marks=pytest.mark.postgres)])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sql-sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/coord.db"
+    return str(request.getfixturevalue("postgres_scratch"))
+
+
+@pytest_asyncio.fixture
+async def engines(sql_url: str) -> AsyncIterator[Any]:
+    await clear_sql_coordination(sql_url)
+    async with AsyncExitStack() as stack:
+
+        async def new() -> Any:
+            return await sql_engine(stack, sql_url)
+
+        yield new
+
+
+async def died(runs: SqlRunLog) -> None:
+    """The instance stops renewing its heartbeat without a word (kill -9)."""
+    assert runs._heartbeat is not None
+    runs._heartbeat.cancel()
+    runs._heartbeat = None  # close() then leaves its row alone
+
+
+async def test_a_dead_instances_run_is_lost_and_its_key_freed(engines: Any) -> None:
+    engine_a, engine_b = await engines(), await engines()
+    a = SqlRunLog(engine_a, instance_ttl_s=1.5, heartbeat_s=0.1)
+    keys_a, keys_b = SqlIdempotencyKeys(engine_a), SqlIdempotencyKeys(engine_b)
+    b = SqlRunLog(engine_b, wake_s=0.2)
+    record = IdempotencyRecord(fingerprint="fp", ref="run-1")
+    assert await keys_a.reserve("s", "k", record, ttl_s=60) is None
+    await a.create(new_record("run-1"))
+    await a.save(new_record("run-1"))
+    assert (await b.get("run-1")) == new_record("run-1")  # alive: untouched
+    await died(a)
+    started = time.monotonic()
+    deadline = started + 10
+    while (got := await b.get("run-1")) is not None and not got.run.status.terminal:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert got is not None and got.run.status == RunStatus.failed
+    assert got.run.error is not None and got.run.error.code == "instance_lost"
+    assert time.monotonic() - started < 5  # the TTL (1.5 s) plus a read
+    again = IdempotencyRecord(fingerprint="fp", ref="run-2")
+    assert await keys_b.reserve("s", "k", again, ttl_s=60) is None  # the key is free
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.postgres
+async def test_a_follower_on_another_instance_ends_when_the_runner_dies(
+    postgres_scratch: str,
+) -> None:
+    await clear_sql_coordination(postgres_scratch)
+    async with AsyncExitStack() as stack:
+        a = SqlRunLog(
+            await sql_engine(stack, postgres_scratch), instance_ttl_s=0.6, heartbeat_s=0.1
+        )
+        b = SqlRunLog(await sql_engine(stack, postgres_scratch), wake_s=0.2)
+        await a.create(new_record("run-f"))
+        await a.publish("run-f", "run.created", {})
+        await a.publish("run-f", "message.delta", {"delta": "x"})
+        follower = asyncio.create_task(_collect(b, "run-f"))
+        await asyncio.sleep(0.3)
+        await died(a)
+        events = await asyncio.wait_for(follower, timeout=10)
+        assert [e.type for e in events] == ["run.created", "message.delta", "run.failed"]
+        assert events[-1].data["error"]["code"] == "instance_lost"
+        assert events[-1].seq == 3
+        await a.close()
+        await b.close()
+
+
+async def _collect(runs: SqlRunLog, run_id: str) -> list[Any]:
+    return [e async for e in runs.follow(run_id, after=0)]
+
+
+async def test_records_and_keys_survive_a_new_instance(engines: Any) -> None:
+    first = SqlRunLog(await engines())
+    keys = SqlIdempotencyKeys(await engines())
+    await keys.reserve("s", "k", IdempotencyRecord(fingerprint="fp", ref="run-r"), ttl_s=60)
+    done = new_record("run-r")
+    done = done.model_copy(
+        update={"run": done.run.model_copy(update={"status": RunStatus.completed})}
+    )
+    await first.create(new_record("run-r"))
+    await first.save(done)
+    await first.close()
+    restarted = SqlRunLog(await engines(), sole_instance=True)
+    assert await restarted.get("run-r") == done
+    later = SqlIdempotencyKeys(await engines())
+    existing = await later.reserve(
+        "s", "k", IdempotencyRecord(fingerprint="fp", ref="run-x"), ttl_s=60
+    )
+    assert existing is not None and existing.ref == "run-r"
+    await restarted.close()
+
+
+async def test_a_sole_instance_fails_its_predecessors_runs_at_once(engines: Any) -> None:
+    old = SqlRunLog(await engines(), instance_ttl_s=3600)
+    await old.create(new_record("run-old"))
+    await died(old)  # its heartbeat row would be valid for an hour
+    new = SqlRunLog(await engines(), sole_instance=True)
+    got = await new.get("run-old")
+    assert got is not None and got.run.status == RunStatus.failed
+    assert got.run.error is not None and got.run.error.code == "instance_lost"
+    await new.close()
+    await old.close()
+
+
+async def test_expired_keys_are_swept_in_bounded_batches(
+    engines: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = await engines()
+    past = datetime.now(UTC) - timedelta(seconds=5)
+    rows = [
+        {"scope": "s", "key": f"k{i}", "fingerprint": "f", "ref": f"r{i}", "extra": {}}
+        for i in range(7)
+    ]
+    rows = [{**r, "expires_at": past} for r in rows]
+    live = {**rows[0], "key": "live", "expires_at": past + timedelta(hours=1)}
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(idempotency_keys), [*rows, live])
+    monkeypatch.setattr("app.coordination.sql_idempotency.SWEEP_BATCH", 3)
+    sql = SqlClock(engine)
+    counts = []
+    for _ in range(4):
+        async with sql.writer.begin() as conn:
+            counts.append(await sweep_expired_keys(conn, sql))
+    assert counts == [3, 3, 1, 0]
+    async with engine.connect() as conn:
+        left = (await conn.execute(sa.select(idempotency_keys.c.key))).scalars().all()
+    assert left == ["live"]
