@@ -112,6 +112,8 @@ class RunService:
         self._cancel_listener: asyncio.Task[None] | None = None
         self._cancel_requests: set[asyncio.Task[None]] = set()  # referenced until done
         self._drain: asyncio.Task[None] | None = None
+        self._admitting = 0  # sends between the draining check and their run's task
+        self._cancel_new = False
 
     @property
     def active(self) -> int:
@@ -139,15 +141,28 @@ class RunService:
         deadline = loop.time() + grace_s
         if self._tasks:
             log.info("shutting down: waiting up to %.1fs for %d runs", grace_s, len(self._tasks))
-        # a loop: a send admitted just before the drain began may start its run after it
-        while self._tasks and (left := deadline - loop.time()) > 0:
-            await asyncio.wait(list(self._tasks.values()), timeout=left)
-        pending = list(self._tasks.values())
-        if pending:
-            log.info("shutting down: cancelling %d runs", len(pending))
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=5)
+        # Sends admitted before the drain began may still be creating their runs: wait for
+        # them too, or their runs would start against a closed store.
+        while (self._tasks or self._admitting) and loop.time() < deadline:
+            await self._settle(deadline - loop.time())
+        self._cancel_new = True  # a run admitted from now on is cancelled as it starts
+        if self._tasks:
+            log.info("shutting down: cancelling %d runs", len(self._tasks))
+        cancelled: set[str] = set()
+        end = loop.time() + CANCEL_WAIT_S
+        while (self._tasks or self._admitting) and loop.time() < end:
+            for run_id, task in list(self._tasks.items()):
+                if run_id not in cancelled:  # once: a second cancel would cut its cleanup
+                    cancelled.add(run_id)
+                    task.cancel()
+            await self._settle(end - loop.time())
+
+    async def _settle(self, left: float) -> None:
+        """Wait a little (at most `left`) for runs to end or admissions to finish."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=max(0.0, min(left, 0.1)))
+        else:
+            await asyncio.sleep(max(0.0, min(left, 0.02)))
 
     async def shutdown(self, grace_s: float) -> None:
         """Drain (`begin_drain`, if a signal did not already), then stop listening."""
@@ -266,6 +281,20 @@ class RunService:
     ) -> StartedRun:
         if self.draining:
             raise ShuttingDown("This instance is shutting down and takes no new turns; retry.")
+        self._admitting += 1
+        try:
+            return await self._admit(conv, turn, if_busy, key, request_identity)
+        finally:
+            self._admitting -= 1
+
+    async def _admit(
+        self,
+        conv: Conversation,
+        turn: TurnInput,
+        if_busy: IfBusy,
+        key: str | None,
+        request_identity: Any,
+    ) -> StartedRun:
         run_id = new_id()
         first_message_id = new_id()
         idempotency: tuple[str, str] | None = None
@@ -335,6 +364,9 @@ class RunService:
         self._stats.run_started(run_id, conv.id)
         task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")
         self._tasks[run_id] = task
+        if self._cancel_new:  # the drain's grace is over (it still waits for this one);
+            # cancelled once started, so that its own clean-up records `run.cancelled`
+            asyncio.get_running_loop().call_soon(task.cancel)
         return StartedRun(run_id, conv.id, attached=False)
 
     async def _await_record(self, run_id: str) -> RunRecord | None:

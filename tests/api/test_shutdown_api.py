@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from starlette.types import Receive, Scope, Send
 
 from app.main import create_app
@@ -136,3 +137,48 @@ async def test_without_a_server_handler_nothing_is_installed() -> None:
         restore()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+async def test_a_send_being_admitted_when_the_drain_begins_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its run starts after the drain began: the drain still waits for it (not closing
+    the store under it), and cancels it cleanly once the grace is over."""
+    async with app_with_manager(tmp_path, mock_delay_ms=20, shutdown_grace_s=5.0) as (
+        client,
+        manager,
+    ):
+        runs = manager.coordinator.runs
+        create = runs.create
+
+        async def slow_create(record: Any) -> None:
+            await asyncio.sleep(0.3)
+            await create(record)
+
+        monkeypatch.setattr(runs, "create", slow_create)
+        conv = await create_conv(client)
+        send = asyncio.create_task(
+            client.post(f"/conversations/{conv['id']}/messages", json={"content": "hello"})
+        )
+        await asyncio.sleep(0.1)
+        manager.begin_shutdown()
+        r = await send
+        assert r.status_code == 200, r.text
+        got = (await client.get(f"/conversations/{conv['id']}")).json()
+        assert got["message_count"] == 2
+    async with app_with_manager(tmp_path, mock_delay_ms=20, shutdown_grace_s=0.0) as (
+        client,
+        manager,
+    ):
+        runs = manager.coordinator.runs
+        create = runs.create
+        monkeypatch.setattr(runs, "create", slow_create)
+        conv = await create_conv(client)
+        send = asyncio.create_task(
+            client.post(f"/conversations/{conv['id']}/messages", json={"content": LONG})
+        )
+        await asyncio.sleep(0.1)
+        manager.begin_shutdown()
+        assert_problem(await send, 409, "run_cancelled")
+        got = (await client.get(f"/conversations/{conv['id']}")).json()
+        assert got["message_count"] == 0
