@@ -74,16 +74,27 @@ class EventWriter:
             self._firsts.pop(run_id, None)
         return RunEvent(seq=seq, type=type_, data=data)
 
+    async def flush(self) -> None:
+        """Wait until every event published so far is written (before a run's record says
+        it ended: a follower that sees the end must find its events)."""
+        if self._task is None or self._task.done():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        await waiter
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
+            while self._pending or self._waiters:
                 batch, waiters = self._pending, self._waiters
                 self._pending, self._waiters = [], []
                 error: BaseException | None = None
                 try:
-                    await self._write(batch)
+                    if batch:
+                        await self._write(batch)
                 except Exception as exc:
                     log.warning(
                         "dropped %d run events that could not be written: %r", len(batch), exc

@@ -130,6 +130,8 @@ class SqlRunLog(RunLog):
     async def save(self, record: RunRecord) -> None:
         t = run_records
         terminal = record.run.status.terminal
+        if terminal and self._writer is not None and self._writer.owns(record.run.id):
+            await self._writer.flush()  # its events are in before its record says it ended
         values: dict[str, Any] = {"record": record.model_dump(mode="json"), "terminal": terminal}
         if terminal:
             values["finished_at"] = self._sql.now()

@@ -58,6 +58,14 @@ async def until_running(manager: ConversationManager, n: int) -> None:
     raise AssertionError(f"{manager.runs.active} runs active, expected {n}")
 
 
+async def until_admitting(manager: ConversationManager) -> None:
+    for _ in range(1000):
+        if manager.runs._admitting:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the send was never being admitted")
+
+
 async def test_drain_refuses_new_turns_finishes_short_ones_and_cancels_the_rest(
     tmp_path: Path,
 ) -> None:
@@ -160,7 +168,7 @@ async def test_a_send_being_admitted_when_the_drain_begins_is_waited_for(
         send = asyncio.create_task(
             client.post(f"/conversations/{conv['id']}/messages", json={"content": "hello"})
         )
-        await asyncio.sleep(0.1)
+        await until_admitting(manager)
         manager.begin_shutdown()
         r = await send
         assert r.status_code == 200, r.text
@@ -177,7 +185,7 @@ async def test_a_send_being_admitted_when_the_drain_begins_is_waited_for(
         send = asyncio.create_task(
             client.post(f"/conversations/{conv['id']}/messages", json={"content": LONG})
         )
-        await asyncio.sleep(0.1)
+        await until_admitting(manager)
         manager.begin_shutdown()
         assert_problem(await send, 409, "run_cancelled")
         got = (await client.get(f"/conversations/{conv['id']}")).json()

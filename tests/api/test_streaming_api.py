@@ -176,13 +176,22 @@ async def test_concurrency_limit_is_429_with_retry_after(
         assert (await send(client, b["id"], "now there is room"))["status"] == "completed"
 
 
+async def until_busy(client: httpx.AsyncClient, conv_id: str) -> None:
+    """Until a turn holds the conversation (a fixed sleep is too short on a loaded box)."""
+    for _ in range(500):
+        if (await client.get(f"/conversations/{conv_id}")).json()["status"] == "running":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the turn never started")
+
+
 async def test_if_busy_reject_names_the_active_run(
     settings_factory: Callable[..., Settings],
 ) -> None:
     async with running_app(settings_factory(mock_delay_ms=40)) as client:
         conv = await create_conv(client)
         slow = asyncio.create_task(stream(client, conv["id"], {"content": "a b c d e f"}))
-        await asyncio.sleep(0.1)
+        await until_busy(client, conv["id"])
         r = await client.post(
             f"/conversations/{conv['id']}/messages", json={"content": "x", "if_busy": "reject"}
         )
@@ -199,7 +208,7 @@ async def test_if_busy_interrupt_cancels_the_active_run(
     async with running_app(settings_factory(mock_delay_ms=40)) as client:
         conv = await create_conv(client)
         slow = asyncio.create_task(stream(client, conv["id"], {"content": "a b c d e f g h"}))
-        await asyncio.sleep(0.12)
+        await until_busy(client, conv["id"])
         turn = await send(client, conv["id"], "urgent", if_busy="interrupt")
         _, events = await slow
         assert events[-1].event == "run.cancelled"
@@ -221,7 +230,7 @@ async def test_cancel_endpoint_stops_a_running_turn(
     async with running_app(settings_factory(mock_delay_ms=40)) as client:
         conv = await create_conv(client)
         task = asyncio.create_task(stream(client, conv["id"], {"content": "h i j k l m n o"}))
-        await asyncio.sleep(0.1)
+        await until_busy(client, conv["id"])
         assert (await client.get(f"/conversations/{conv['id']}")).json()["status"] == "running"
         busy = await client.post(
             f"/conversations/{conv['id']}/messages", json={"content": "x", "if_busy": "reject"}
