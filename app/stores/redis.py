@@ -68,32 +68,35 @@ tidies indexes and returns 0.
 Consistency model of the listing indexes
 ----------------------------------------
 Index keys live in other slots than conversations, so on a cluster they cannot change
-atomically with them. They are hints, written right after each conversation write
-(create, update, append; a pipeline) and removed after a deletion. `list_conversations`
-reads candidates from one index in (updated_at desc, id desc) order strictly after the
-cursor and verifies each against the conversation itself: it must exist, be live at
-`now`, match every filter, and have `updated_at` equal to the indexed score; anything
-else is skipped. Entries of vanished conversations are removed (only if not re-scored
-since), entries behind their conversation are moved forward (ZADD GT), and entries of
-conversations Redis expired are dropped in batches by `collect_expired` (on create and
-`purge_expired`). Consequences:
+atomically with them. They are hints: a create writes them in its script (one server) or
+just before it (cluster); update and append rewrite them right after their script (a
+pipeline; a lost write is repaired by listing, below); a deletion removes them after.
+`list_conversations` reads candidates from one index in (updated_at desc, id desc) order
+strictly after the cursor and verifies each against the conversation itself: it must
+exist, be live at `now`, match every filter, and have `updated_at` equal to the indexed
+score; anything else is skipped. Entries of vanished conversations are removed (only if
+not re-scored since, and not while the id has a fresh uncommitted claim: a cluster
+create in flight), entries behind their conversation are moved forward (ZADD GT), and
+entries of conversations Redis expired are dropped in batches by `collect_expired` (on
+create and `purge_expired`). Consequences:
 
 * pages never hold duplicates or leave gaps: the cursor is the (updated_at, id) of the last
   returned conversation, and a conversation is only returned at its verified position;
 * a call examines a bounded number of candidates (`redis_index.DEFAULT_BUDGET`); with a
   very selective filter it may return a short (even empty) page whose cursor continues
   the scan;
-* a conversation whose index write is in flight (or was lost by a crash between the two
-  writes) is missing from listings until its next write; it is never listed wrongly;
+* a conversation whose update/append index write is in flight (or was lost) is missing
+  from listings until a listing moves its entry forward or its next write; it is never
+  listed wrongly, and its entries still exist (erasure finds it);
 * `delete_user_conversations` deletes the conversations found in the user's index.
 
 Failures
 --------
-Connection errors, timeouts, a loading server, a cluster that is down or re-sharding
-raise `StoreUnavailable` (503) after short timeouts and a couple of fast retries (see
-`redis_conn`). Retried scripts are safe: a re-run append or create recognizes its own
-earlier success.
-"""
+The client's pool (one server) waits up to `pool_timeout_s` for a free connection, so a
+burst beyond `max_connections` queues instead of failing. Connection errors, timeouts, a
+loading server, a cluster that is down or re-sharding raise `StoreUnavailable` (503)
+after short timeouts and a couple of fast retries (see `redis_conn`). Retried scripts
+are safe: a re-run append or create recognizes its own earlier success."""
 
 from app.stores.redis_store import RedisStore
 

@@ -163,6 +163,15 @@ def build_client(target: RedisTarget, options: ClientOptions | None = None) -> R
     return Redis(connection_pool=pool)
 
 
+async def close_client(client: RedisClient) -> None:
+    """Close `client` and its connections (a pool passed to `Redis` is not closed by a
+    plain `aclose()`)."""
+    if isinstance(client, Redis):
+        await client.aclose(close_connection_pool=True)
+    else:
+        await client.aclose()
+
+
 @contextmanager
 def unavailable(what: str = "state store") -> Iterator[None]:
     """Turn "Redis is not there" into `StoreUnavailable` (503); `what` names the role of

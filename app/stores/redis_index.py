@@ -32,6 +32,8 @@ from app.stores.redis_keys import (
 )
 from app.stores.redis_scripts import Scripts
 
+# An uncommitted ref claim younger than this is a create in flight (see `redis_refs`).
+CLAIM_TIMEOUT_MS = 30_000
 LEX_MAX = 1000  # prefix matches read whole from idx:ids (then sorted here) at most
 MAX_BATCH = 512
 DEFAULT_BUDGET = 5000  # candidates examined per list call before returning a short page
@@ -134,6 +136,12 @@ class Indexes:
         self.budget = budget
 
     # --- writes ------------------------------------------------------------------------
+
+    def create_keys(self, c: Conversation) -> list[str]:
+        """The index keys the create script writes on one server (KEYS[8..12] of
+        `redis_scripts.CREATE`)."""
+        k = self._keys
+        return [k.idx_all, k.idx_user(c.user_id), k.idx_pack(c.pack_id), k.idx_ids, k.idx_exp]
 
     async def write(
         self,
@@ -309,11 +317,13 @@ class Indexes:
         return [p for p in items if after is None or p < after]
 
     async def _clean(self, cleanup: _Cleanup) -> None:
-        """Lazily drop entries of conversations that are gone (unless re-scored since)
-        and move entries that lag behind their conversation forward."""
+        """Lazily drop entries of conversations that are gone (unless re-scored since, or
+        a create of that id is in flight: on a cluster its entries are written before the
+        conversation) and move entries that lag behind their conversation forward."""
+        missing = await self._not_in_flight(cleanup.missing)
         calls: list[Awaitable[Any]] = [
             self._scripts.zrem_if_not_above(keys=[key], args=[cid, score])
-            for key, cid, score in cleanup.missing
+            for key, cid, score in missing
         ]
         if cleanup.behind:
             pipe: Any = self._client.pipeline(transaction=False)
@@ -322,3 +332,20 @@ class Indexes:
             calls.append(pipe.execute())
         if calls:
             await asyncio.gather(*calls)
+
+    async def _not_in_flight(
+        self, missing: list[tuple[str, str, int]]
+    ) -> list[tuple[str, str, int]]:
+        """The entries of `missing` whose id has no fresh uncommitted claim."""
+        if not missing:
+            return []
+        pipe: Any = self._client.pipeline(transaction=False)
+        for _, cid, _ in missing:
+            pipe.hmget(self._keys.ref(cid), ["s", "c"])
+        now_ms = int(time.time() * 1000)
+        claims = await pipe.execute()
+        return [
+            entry
+            for entry, (committed, claimed) in zip(missing, claims, strict=True)
+            if committed != "0" or now_ms - int(claimed or 0) >= CLAIM_TIMEOUT_MS
+        ]

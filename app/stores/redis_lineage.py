@@ -9,7 +9,7 @@ from app.domain import Conversation
 from app.errors import ConversationExists, ConversationNotFound, StoreUnavailable, VersionConflict
 from app.stores.redis_codec import conversation_fields
 from app.stores.redis_conn import RedisClient
-from app.stores.redis_keys import LineageKeys, RedisKeys, to_us, us_to_ms_ceil
+from app.stores.redis_keys import LineageKeys, RedisKeys, exp_member, to_us, us_to_ms_ceil
 from app.stores.redis_scripts import Scripts
 
 ReclaimMode = Literal["any", "expired", "stale"]
@@ -30,17 +30,22 @@ class LineageOps:
         self._keys = keys
         self._scripts = scripts
 
-    async def create(self, c: Conversation, tok: str) -> None:
-        """Write a conversation whose ref key the caller has claimed with `tok`.
+    async def create(self, c: Conversation, tok: str, index_keys: list[str]) -> None:
+        """Write a conversation whose ref key the caller has claimed with `tok`, and its
+        listing index entries when `index_keys` are given (`Indexes.create_keys`: one
+        server only, the script then touches other slots).
 
         Left-overs under the same id in this lineage are reclaimed first: a hash without a
         ref (`LEFTOVER`, after a crash) or the messages of an incarnation Redis expired
         while other conversations kept the lineage alive (`STALE`)."""
         lk = self._keys.lineage(c.lineage_id)
         fields, _ = conversation_fields(c)
-        args = [c.id, tok, _exp_ms(c), *_flat(fields)]
+        exp_us = "" if c.expires_at is None else str(to_us(c.expires_at))
+        member = exp_member(c.id, c.user_id, c.pack_id)
+        args = [c.id, tok, _exp_ms(c), str(to_us(c.updated_at)), exp_us, member, *_flat(fields)]
+        keys = [*lk.with_conversation(c.id), *index_keys]
         for _ in range(_ATTEMPTS):
-            reply = await self._scripts.create(keys=lk.with_conversation(c.id), args=args)
+            reply = await self._scripts.create(keys=keys, args=args)
             if reply[0] == "OK":
                 return
             if reply[0] == "LEFTOVER":

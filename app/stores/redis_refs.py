@@ -13,14 +13,14 @@ from app.domain import Conversation, utcnow
 from app.stores._common import Unreadable, decode_listed
 from app.stores.redis_codec import conversation_from_fields
 from app.stores.redis_conn import RedisClient
-from app.stores.redis_index import Indexes
+from app.stores.redis_index import CLAIM_TIMEOUT_MS, Indexes
 from app.stores.redis_keys import LineageKeys, RedisKeys, to_us, us_to_ms_ceil
 from app.stores.redis_lineage import LineageOps
 from app.stores.redis_scripts import Scripts
 
 T = TypeVar("T")
 
-CLAIM_TIMEOUT_MS = 30_000  # an uncommitted claim older than this was abandoned
+__all__ = ["CLAIM_TIMEOUT_MS", "Directory"]  # an older uncommitted claim was abandoned
 CACHE_MAX = 100_000
 _ATTEMPTS = 8
 

@@ -38,22 +38,35 @@ local function expire(key, ms)
 end
 """
 
-# ARGV: cid, tok, exp_ms|'', field, value, ...
+# ARGV: cid, tok, exp_ms|'', updated_us, expires_us|'', exp member, field, value, ...
+# KEYS[8..12], on one server only (`Indexes.create_keys`): idx:all, idx:user:<u>,
+# idx:pack:<p>, idx:ids, idx:exp, written in the same script, so a created conversation
+# is listable and erasable the moment it exists. On a cluster they are in other slots:
+# the caller writes them before this script (see "Consistency model" in `redis`).
 CREATE = (
     _LINEAGE_TTL
     + """
+local function index()
+  if #KEYS < 12 then return end
+  redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1])
+  redis.call('ZADD', KEYS[9], ARGV[4], ARGV[1])
+  redis.call('ZADD', KEYS[10], ARGV[4], ARGV[1])
+  redis.call('ZADD', KEYS[11], 0, ARGV[1])
+  if ARGV[5] ~= '' then redis.call('ZADD', KEYS[12], ARGV[5], ARGV[6]) end
+end
 local conv = KEYS[6]
 if redis.call('EXISTS', conv) == 1 then
   local tok = redis.call('HGET', conv, 'tok')
-  if tok == ARGV[2] then return {'OK'} end
+  if tok == ARGV[2] then index() return {'OK'} end
   return {'LEFTOVER', tok or ''}
 end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'STALE'} end
 redis.call('DEL', KEYS[7])
-redis.call('HSET', conv, 'tok', ARGV[2], 'ev', '0', unpack(ARGV, 4))
+redis.call('HSET', conv, 'tok', ARGV[2], 'ev', '0', unpack(ARGV, 7))
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if ARGV[3] ~= '' then redis.call('PEXPIREAT', conv, ARGV[3]) end
 lineage_ttl()
+index()
 return {'OK'}
 """
 )

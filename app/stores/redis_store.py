@@ -46,6 +46,7 @@ from app.stores.redis_conn import (
     ClientOptions,
     RedisClient,
     build_client,
+    close_client,
     guarded,
     parse_redis_url,
     unavailable,
@@ -123,7 +124,7 @@ class RedisStore(StateStore):
             with unavailable():
                 await client.ping()
         except BaseException:
-            await client.aclose()
+            await close_client(client)
             raise
         scripts = Scripts.register(client)
         indexes = Indexes(client, self.keys, scripts, grace_ms=self._grace_ms)
@@ -138,7 +139,7 @@ class RedisStore(StateStore):
     async def close(self) -> None:
         parts, self._parts = self._parts, None
         if parts is not None:
-            await parts.client.aclose()
+            await close_client(parts.client)
 
     @guarded
     async def ping(self) -> None:
@@ -171,7 +172,14 @@ class RedisStore(StateStore):
         if not await self._p.directory.claim(c, tok):
             raise ConversationExists(f"Conversation {c.id!r} already exists.")
         try:
-            await self._p.lineages.create(c, tok)
+            if self.cluster:
+                # Index entries live in other slots: written first, so an acknowledged
+                # create is listed and erased (a failed create leaves only entries that
+                # listing skips and drops). On one server they join the create script.
+                await self._p.indexes.write(c)
+                await self._p.lineages.create(c, tok, [])
+            else:
+                await self._p.lineages.create(c, tok, self._p.indexes.create_keys(c))
         except BaseException:
             # Free the id for a retry; if Redis is gone too, the claim expires by itself
             # (an uncommitted claim is abandoned after `redis_refs.CLAIM_TIMEOUT_MS`).
@@ -182,7 +190,6 @@ class RedisStore(StateStore):
         expires_us = to_us(c.expires_at) if c.expires_at is not None else None
         await self._after_commit(
             self._p.directory.mirror(c.id, tok, "0", expires_us),
-            self._p.indexes.write(c),
             self._p.indexes.collect_expired(),
         )
         return c.model_copy(deep=True)

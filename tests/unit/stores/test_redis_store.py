@@ -12,12 +12,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.domain import utcnow
 from app.errors import ConversationExists, StoreUnavailable
 from app.stores import redis_index
 from app.stores.base import ConversationFilter
 from app.stores.redis import RedisStore
+from app.stores.redis_conn import ClientOptions
 from app.stores.redis_keys import to_us
 from tests.contract.builders import append, chain, checkpoint, conversation, fork_of, grow, present
 from tests.contract.cluster import delete_prefixed, free_port, redis_server
@@ -177,6 +179,53 @@ async def test_moving_a_conversation_to_another_user_moves_its_entries(
     assert ann.data == [] and [x.id for x in ben.data] == [c.id]
     assert await store.client.zcard(store.keys.idx_user("ann")) == 0
     assert await store.client.zcard(store.keys.idx_exp) == 1
+
+
+async def test_a_create_is_indexed_by_its_own_script(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hint writes after the commit may be lost (a full pool, a blip): a create does not
+    depend on them, it is listed and erased anyway."""
+
+    async def lost(*_: object, **__: object) -> None:
+        raise RedisConnectionError("lost on purpose")
+
+    monkeypatch.setattr(store._p.indexes, "write", lost)
+    c = await store.create_conversation(conversation("indexed", user_id="ivy"))
+    page = await store.list_conversations(ConversationFilter(user_id="ivy"), now=utcnow(), limit=5)
+    assert [x.id for x in page.data] == [c.id]
+    assert await store.delete_user_conversations("ivy") == [c.id]
+    assert await store.get_conversation(c.id, now=utcnow()) is None
+
+
+async def test_entries_of_a_create_in_flight_are_kept_by_listing(store: RedisStore) -> None:
+    """On a cluster a create writes its entries before the conversation: listing meanwhile
+    must not drop them (a fresh uncommitted claim), but drops those of an abandoned one."""
+    c = conversation("pending", user_id="pam")
+    await store._p.indexes.write(c)
+    ref = store.keys.ref(c.id)
+    now_ms = int(time.time() * 1000)
+    await store.client.hset(ref, mapping={"l": c.lineage_id, "t": "x", "c": now_ms, "s": "0"})
+    flt = ConversationFilter(user_id="pam")
+    assert (await store.list_conversations(flt, now=utcnow(), limit=5)).data == []
+    assert await store.client.zscore(store.keys.idx_user("pam"), c.id) is not None
+    await store.client.hset(ref, "c", now_ms - 60_000)
+    assert (await store.list_conversations(flt, now=utcnow(), limit=5)).data == []
+    assert await store.client.zscore(store.keys.idx_user("pam"), c.id) is None
+
+
+async def test_a_full_pool_waits_instead_of_failing(prefix: str) -> None:
+    s = RedisStore(redis_url(), prefix=prefix, options=ClientOptions(max_connections=2))
+    await s.open()
+    try:
+        made = await asyncio.gather(
+            *(s.create_conversation(conversation(f"pool-{i}")) for i in range(40))
+        )
+        assert len(made) == 40
+        page = await s.list_conversations(ConversationFilter(), now=utcnow(), limit=50)
+        assert len(page.data) == 40
+    finally:
+        await s.close()
 
 
 async def test_a_scan_budget_returns_short_pages_that_still_walk_everything(
