@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     max_concurrent_executions: int = Field(default=10, ge=0)
     default_timeout_s: float = Field(default=30.0, gt=0)
     turn_lock_timeout_s: float = Field(default=30.0, gt=0)
+    # The most one call to the state store or the coordination backend may take (pool
+    # wait, connect and the command itself), so a partitioned store is a 503 in seconds.
+    store_timeout_s: float = Field(default=5.0, gt=0, le=300)
 
     # Media parts up to this size stay inline in the message; larger ones go to the media
     # store and the message keeps a reference. 0 externalizes everything.

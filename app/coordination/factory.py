@@ -76,9 +76,9 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
                 f"Unsupported PARLEY_COORDINATION_URL scheme {scheme or url!r}; use redis://, "
                 "rediss://, redis+cluster://, rediss+cluster:// or memory://"
             )
-        return _redis(url, retention)
+        return _redis(url, retention, settings.store_timeout_s)
     if is_redis_url(settings.state_url):
-        return _redis(settings.state_url, retention)
+        return _redis(settings.state_url, retention, settings.store_timeout_s)
     if store.capabilities.sql_coordination:
         engine = store.sql_engine()
         log.info("coordination: in the %s database", engine.dialect.name)
@@ -95,11 +95,13 @@ def _memory(settings: Settings) -> Coordinator:
     )
 
 
-def _redis(url: str, retention: float) -> Coordinator:
+def _redis(url: str, retention: float, timeout_s: float) -> Coordinator:
     from app.coordination.redis import redis_coordinator
+    from app.coordination.redis_client import RedisOptions
 
     log.info("coordination: redis at %s", _redacted(url))
-    return redis_coordinator(url, event_retention_s=retention)
+    options = RedisOptions.bounded(timeout_s)
+    return redis_coordinator(url, event_retention_s=retention, options=options)
 
 
 def _redacted(url: str) -> str:

@@ -13,9 +13,10 @@ Two clients per coordinator, so that long blocking reads never starve short comm
   pool (`max_blocking_reads`, default 256, i.e. 256 SSE clients following at the same
   instant per instance; more just wait their turn for a slot, they are not refused).
 
-Timeouts are short (connect 2 s, commands 3 s) and redis-py's own retries few and fast, so
-a dead server turns into `StoreUnavailable` (503) within a couple of seconds rather than
-hanging a request.
+Timeouts are short (`RedisOptions.bounded(PARLEY_STORE_TIMEOUT_S)`: by default connect
+1.5 s, commands 3 s) and redis-py retries only refused/reset connections, few and fast, so
+a dead or black-holed server turns into `StoreUnavailable` (503) within the store timeout
+rather than hanging a request.
 
 URLs are spelled as for the Redis state store (`app.stores.redis_conn.parse_redis_url`):
 `redis://`, `rediss://`, `redis+cluster://host:port[,host:port...]` (seeds of a Redis
@@ -56,7 +57,17 @@ class RedisOptions:
     max_connections: int = 128
     max_blocking_reads: int = 256
     block_s: float = 2.0
-    retries: int = 2
+    retries: int = 2  # on refused/reset connections only: a timeout is not retried
+
+    @classmethod
+    def bounded(cls, timeout_s: float) -> RedisOptions:
+        """Options under which a command (pool wait, connect, answer) fails with
+        `StoreUnavailable` within `timeout_s` (`PARLEY_STORE_TIMEOUT_S`): a connection
+        taken from the pool answers within the socket timeout or is given up; a new one
+        connects within the connect timeout and then answers within the rest."""
+        budget = timeout_s * 0.9
+        connect_s = min(2.0, budget / 3)
+        return cls(connect_timeout_s=connect_s, socket_timeout_s=budget - connect_s)
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ SUPPORTED_SCHEMES = (
 )
 
 
-def create_store(url: str) -> StateStore:
-    """A store for `url`, not yet opened (call `await store.open()`).
+def create_store(url: str, *, timeout_s: float = 5.0) -> StateStore:
+    """A store for `url`, not yet opened (call `await store.open()`). `timeout_s` bounds
+    every call to a networked store (`PARLEY_STORE_TIMEOUT_S`): past it, StoreUnavailable.
 
     Backends are imported lazily so that choosing one never imports another's driver.
     """
@@ -43,11 +44,12 @@ def create_store(url: str) -> StateStore:
     if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         from app.stores.sql import SqlStore
 
-        return SqlStore(url)
+        return SqlStore(url, timeout_s=timeout_s)
     if is_redis_url(url):
         from app.stores.redis import RedisStore
+        from app.stores.redis_conn import ClientOptions
 
-        return RedisStore(url)
+        return RedisStore(url, options=ClientOptions.bounded(timeout_s))
     raise ValueError(
         f"Unsupported state store URL scheme {scheme or url!r}; supported: "
         + ", ".join(SUPPORTED_SCHEMES)

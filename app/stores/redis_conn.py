@@ -11,9 +11,11 @@ URLs (see `app.stores.factory`):
 `prefix` (default `parley:`) starts every key, so deployments and tests can share a
 server; other query parameters go to redis-py unchanged.
 
-Timeouts are short (connect 2 s, commands 5 s) and retries few and fast, so a restarted
-server is reconnected transparently while a dead one turns into `StoreUnavailable`
-(503) within seconds instead of hanging a request.
+Timeouts are short and every store call is bounded as a whole (`ClientOptions.bounded`,
+`PARLEY_STORE_TIMEOUT_S`); refused connections are retried a couple of times, fast, and
+timeouts not at all, so a restarted server is reconnected transparently while a dead or
+black-holed one turns into `StoreUnavailable` (503) within the timeout instead of
+hanging a request.
 
 This is the one Redis plumbing layer: the state store and the coordinator
 (`app.coordination.redis_client`) both parse URLs, build clients and map "unavailable"
@@ -26,12 +28,13 @@ with "Too many connections" while Redis itself is healthy.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeAlias, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as rex
@@ -131,12 +134,27 @@ class ClientOptions:
     gives a pool that never waits, for callers that bound their own concurrency."""
 
     connect_timeout_s: float = 2.0
-    socket_timeout_s: float = 5.0
-    retries: int = 2
+    socket_timeout_s: float = 4.5
+    retries: int = 2  # on refused/reset connections only: a timeout is not retried
     max_connections: int = 100
     health_check_interval_s: int = 30
     wait_for_connection: bool = True
     pool_timeout_s: float | None = None
+    # The whole store call (every command it sends, pool waits, reconnects): `guarded`.
+    call_timeout_s: float | None = 4.5
+
+    @classmethod
+    def bounded(cls, timeout_s: float) -> ClientOptions:
+        """Options under which a store call answers (or fails with `StoreUnavailable`)
+        within `timeout_s` (`PARLEY_STORE_TIMEOUT_S`): the call is cut at 90 % of it,
+        the rest is left for the response. (The defaults are `bounded(5.0)`.)"""
+        call = timeout_s * 0.9
+        return cls(
+            connect_timeout_s=min(2.0, call / 2),
+            socket_timeout_s=call,
+            pool_timeout_s=call,
+            call_timeout_s=call,
+        )
 
 
 def build_client(target: RedisTarget, options: ClientOptions | None = None) -> RedisClient:
@@ -146,7 +164,11 @@ def build_client(target: RedisTarget, options: ClientOptions | None = None) -> R
         "decode_responses": True,
         "socket_connect_timeout": o.connect_timeout_s,
         "socket_timeout": o.socket_timeout_s,
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), retries=o.retries),
+        "retry": Retry(
+            ExponentialWithJitterBackoff(base=0.02, cap=0.25),
+            retries=o.retries,
+            supported_errors=(rex.ConnectionError,),  # a silent server is not retried
+        ),
         "max_connections": o.max_connections,
     }
     if target.cluster:
@@ -188,16 +210,28 @@ def unavailable(what: str = "state store") -> Iterator[None]:
         raise StoreUnavailable(f"The {what} (Redis Cluster) is unavailable") from exc
 
 
+class Bounded(Protocol):
+    @property
+    def call_timeout_s(self) -> float | None:
+        """The most one store call may take (None: unbounded)."""
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
+S = TypeVar("S", bound=Bounded)
 
 
-def guarded(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Decorator: run an async store method under `unavailable()`."""
+def guarded(
+    fn: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """Decorator: run an async store method under `unavailable()`, cut at the store's
+    `call_timeout_s` (a black-holed server then is a 503, not a hang: redis-py's own
+    timeouts apply per command, and pool waits and reconnects add up)."""
 
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+    async def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         with unavailable():
-            return await fn(*args, **kwargs)
+            async with asyncio.timeout(self.call_timeout_s):
+                return await fn(self, *args, **kwargs)
 
     return wrapper

@@ -97,8 +97,13 @@ class RedisStore(StateStore):
         self._target = parse_redis_url(url)
         self._grace_ms = ref_grace_ms
         self.keys = RedisKeys(self._target.prefix if prefix is None else prefix)
-        self._options = options
+        self._options = options or ClientOptions()
         self._parts: _Parts | None = None
+
+    @property
+    def call_timeout_s(self) -> float | None:
+        """Every store call is cut here (`redis_conn.guarded`)."""
+        return self._options.call_timeout_s
 
     @property
     def cluster(self) -> bool:
@@ -122,7 +127,8 @@ class RedisStore(StateStore):
         client = build_client(self._target, self._options)
         try:
             with unavailable():
-                await client.ping()
+                async with asyncio.timeout(self.call_timeout_s):
+                    await client.ping()
         except BaseException:
             await close_client(client)
             raise
@@ -257,10 +263,18 @@ class RedisStore(StateStore):
         await self._after_commit(self._p.directory.release(cid, tok))
         return True
 
-    @guarded
     async def delete_user_conversations(self, user_id: str) -> list[str]:
-        candidates = sorted(set(await self._p.indexes.user_members(user_id)))
-        return [cid for cid in candidates if await self._delete(cid, user_id=user_id)]
+        """Not bounded as a whole (a user may have many conversations): each step is."""
+        candidates = sorted(set(await self._user_members(user_id)))
+        return [cid for cid in candidates if await self._delete_of_user(cid, user_id)]
+
+    @guarded
+    async def _user_members(self, user_id: str) -> list[str]:
+        return await self._p.indexes.user_members(user_id)
+
+    @guarded
+    async def _delete_of_user(self, cid: str, user_id: str) -> bool:
+        return await self._delete(cid, user_id=user_id)
 
     @guarded
     async def list_conversations(

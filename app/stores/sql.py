@@ -80,13 +80,24 @@ _IN_CHUNK = 500  # ids per IN (...) list; far below SQLite's host-parameter limi
 
 _conv = conversations
 
+# SQLAlchemy closes an invalidated asyncpg connection "gracefully" for up to 2 s
+# (`close(timeout=2)` in its asyncpg adapter) before terminating it.
+GRACEFUL_CLOSE_S = 2.0
+
 
 class SqlStore(StateStore):
     capabilities = StoreCapabilities(native_ttl=False, shared=True, sql_coordination=True)
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+        """`timeout_s` (`PARLEY_STORE_TIMEOUT_S`) bounds every call on PostgreSQL (pool
+        wait, connect, statements: a black-holed server is a 503, not a hang). The call
+        is cut `GRACEFUL_CLOSE_S` before 90 % of it, because SQLAlchemy then gives the
+        abandoned connection that long to close; connecting alone gets half the cut.
+        SQLite (a local file, where cancelling a write midway is worse than waiting)
+        keeps its busy timeout."""
         self._url = parse_url(url)
-        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
+        self._call_timeout_s: float | None = None  # set by open() on PostgreSQL
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
         self._traits = DialectTraits(single_writer=False, advisory_locks=False, jsonb=False)
@@ -110,14 +121,16 @@ class SqlStore(StateStore):
         if path is not None:
             with unavailable_on_connection_errors():  # OSError: the path is unusable
                 await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        engine = create_engine(self._url, connect_timeout_s=self._connect_timeout_s)
+        call_s = max(self._timeout_s * 0.9 - GRACEFUL_CLOSE_S, self._timeout_s * 0.45)
+        engine = create_engine(self._url, connect_timeout_s=call_s / 2)
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._traits = DialectTraits.of(engine.dialect)
         self._write_lock = asyncio.Lock() if self._traits.single_writer else None
         try:
-            async with self._write() as conn:
+            async with self._write() as conn:  # migrations may take long: not bounded
                 await conn.run_sync(upgrade_schema)
+            self._call_timeout_s = None if self._traits.single_writer else call_s
         except BaseException:
             await self.close()
             raise
@@ -136,7 +149,7 @@ class SqlStore(StateStore):
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         with unavailable_on_connection_errors():
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(self._call_timeout_s), self.engine.connect() as conn:
                 yield conn
 
     @asynccontextmanager
@@ -145,7 +158,7 @@ class SqlStore(StateStore):
             raise RuntimeError("SqlStore.open() has not been called")
         lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
         with unavailable_on_connection_errors():
-            async with lock, self._writer.begin() as conn:
+            async with asyncio.timeout(self._call_timeout_s), lock, self._writer.begin() as conn:
                 yield conn
 
     async def _lock_lineages(

@@ -62,3 +62,30 @@ async def test_head_cas_rejects_the_stale_commit(
         assert msgs[1]["parent_id"] == msgs[0]["id"]
         state = (await client.get(f"/conversations/{conv['id']}")).json()
         assert state["message_count"] == 2 and state["head_message_id"] == msgs[1]["id"]
+
+
+class _Lost(_Granted):
+    @property
+    def lost(self) -> bool:
+        return True  # the coordination backend stopped answering the renewals
+
+
+class LosingLocks(BrokenLocks):
+    async def acquire(self, conversation_id: str, run_id: str, *, wait_s: float) -> TurnLease:
+        return _Lost(run_id)
+
+
+async def test_a_lost_lease_is_not_a_provider_error(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def losing(settings: Settings, store: StateStore) -> Coordinator:
+        return Coordinator(LosingLocks(), MemoryIdempotencyKeys(), MemoryRunLog())
+
+    monkeypatch.setattr(app.lifespan, "build_coordinator", losing)
+    async with running_app(settings_factory()) as client:
+        conv = await create_conv(client)
+        url = f"/conversations/{conv['id']}/messages"
+        r = await client.post(url, json={"content": "hello"})
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "turn_lock_lost"
+        assert (await client.get(url)).json()["data"] == []  # nothing committed

@@ -110,7 +110,7 @@ async def test_unopened_store_is_unavailable_for_ping() -> None:
 
 
 async def test_refused_postgres_connection_fails_fast() -> None:
-    store = SqlStore("postgresql+asyncpg://postgres@127.0.0.1:1/parley", connect_timeout_s=2)
+    store = SqlStore("postgresql+asyncpg://postgres@127.0.0.1:1/parley", timeout_s=4)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable):
         await store.open()
@@ -127,7 +127,7 @@ async def test_unanswered_postgres_connection_times_out() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    store = SqlStore(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", connect_timeout_s=0.5)
+    store = SqlStore(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x", timeout_s=1)
     started = time.monotonic()
     try:
         with pytest.raises(StoreUnavailable):
@@ -182,7 +182,7 @@ async def test_postgres_going_away_is_unavailable_then_recovers() -> None:
         proxy = _Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
         await proxy.start()
         proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-        store = SqlStore(proxied, connect_timeout_s=2)
+        store = SqlStore(proxied, timeout_s=4)
         await store.open()
         try:
             c = await store.create_conversation(conversation())
