@@ -137,9 +137,9 @@ class Indexes:
 
     # --- writes ------------------------------------------------------------------------
 
-    def create_keys(self, c: Conversation) -> list[str]:
-        """The index keys the create script writes on one server (KEYS[8..12] of
-        `redis_scripts.CREATE`)."""
+    def script_keys(self, c: Conversation) -> list[str]:
+        """The index keys the create and update scripts write on one server (KEYS[8..12]
+        of `redis_scripts.CREATE` / `UPDATE`)."""
         k = self._keys
         return [k.idx_all, k.idx_user(c.user_id), k.idx_pack(c.pack_id), k.idx_ids, k.idx_exp]
 

@@ -32,7 +32,7 @@ class LineageOps:
 
     async def create(self, c: Conversation, tok: str, index_keys: list[str]) -> None:
         """Write a conversation whose ref key the caller has claimed with `tok`, and its
-        listing index entries when `index_keys` are given (`Indexes.create_keys`: one
+        listing index entries when `index_keys` are given (`Indexes.script_keys`: one
         server only, the script then touches other slots).
 
         Left-overs under the same id in this lineage are reclaimed first: a hash without a
@@ -54,15 +54,21 @@ class LineageOps:
                 await self.reclaim(lk, c.id, mode="stale")
         raise ConversationExists(f"Conversation {c.id!r} already exists.")
 
-    async def update(self, new: Conversation, expected_version: int) -> list[str]:
+    async def update(
+        self, new: Conversation, expected_version: int, index_keys: list[str]
+    ) -> list[str]:
         """Replace the stored conversation by `new` (whose version is already
-        `expected_version + 1`) if the stored version is `expected_version`.
+        `expected_version + 1`) if the stored version is `expected_version`, writing its
+        index entries when `index_keys` are given (as for `create`).
         Returns [old user_id, old pack_id, expiry version, "1" if the expiry changed, tok]."""
         lk = self._keys.lineage(new.lineage_id)
         fields, absent = conversation_fields(new)
-        args = [new.id, str(expected_version), _exp_ms(new), str(len(absent)), *absent]
+        exp_us = "" if new.expires_at is None else str(to_us(new.expires_at))
+        member = exp_member(new.id, new.user_id, new.pack_id)
+        args = [new.id, str(expected_version), _exp_ms(new), str(to_us(new.updated_at))]
+        args += [exp_us, member, str(len(absent)), *absent]
         reply = await self._scripts.update(
-            keys=lk.with_conversation(new.id), args=[*args, *_flat(fields)]
+            keys=[*lk.with_conversation(new.id), *index_keys], args=[*args, *_flat(fields)]
         )
         if reply[0] == "NOTFOUND":
             raise ConversationNotFound(f"Conversation {new.id!r} not found.")

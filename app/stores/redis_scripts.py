@@ -39,7 +39,7 @@ end
 """
 
 # ARGV: cid, tok, exp_ms|'', updated_us, expires_us|'', exp member, field, value, ...
-# KEYS[8..12], on one server only (`Indexes.create_keys`): idx:all, idx:user:<u>,
+# KEYS[8..12], on one server only (`Indexes.script_keys`): idx:all, idx:user:<u>,
 # idx:pack:<p>, idx:ids, idx:exp, written in the same script, so a created conversation
 # is listable and erasable the moment it exists. On a cluster they are in other slots:
 # the caller writes them before this script (see "Consistency model" in `redis`).
@@ -71,7 +71,11 @@ return {'OK'}
 """
 )
 
-# ARGV: cid, expected_version, exp_ms|'', n_del, del_field..., field, value, ...
+# ARGV: cid, expected_version, exp_ms|'', updated_us, expires_us|'', exp member, n_del,
+#       del_field..., field, value, ...
+# KEYS[8..12] on one server only, as for CREATE: the entries of the new user and pack are
+# written here (an erasure of the new user finds it at once); the old ones are removed
+# after the script (a stale entry of the old user is skipped by listing and erasure).
 # Returns {'OK', old user, old pack, ev, exp_changed, tok} | {'NOTFOUND'} | {'CONFLICT', ver}
 UPDATE = (
     _LINEAGE_TTL
@@ -80,9 +84,15 @@ local conv = KEYS[6]
 local old = redis.call('HMGET', conv, 'tok', 'ver', 'user', 'pack', 'exp', 'ev')
 if not old[1] then return {'NOTFOUND'} end
 if old[2] ~= ARGV[2] then return {'CONFLICT', old[2]} end
-local ndel = tonumber(ARGV[4])
-if ndel > 0 then redis.call('HDEL', conv, unpack(ARGV, 5, 4 + ndel)) end
-redis.call('HSET', conv, unpack(ARGV, 5 + ndel))
+local ndel = tonumber(ARGV[7])
+if ndel > 0 then redis.call('HDEL', conv, unpack(ARGV, 8, 7 + ndel)) end
+redis.call('HSET', conv, unpack(ARGV, 8 + ndel))
+if #KEYS >= 12 then
+  for i = 8, 10 do redis.call('ZADD', KEYS[i], ARGV[4], ARGV[1]) end
+  redis.call('ZADD', KEYS[11], 0, ARGV[1])
+  if ARGV[5] ~= '' then redis.call('ZADD', KEYS[12], ARGV[5], ARGV[6])
+  else redis.call('ZREM', KEYS[12], ARGV[6]) end
+end
 local ev = old[6] or '0'
 local changed = '0'
 if redis.call('HGET', conv, 'exp') ~= old[5] then
@@ -269,7 +279,7 @@ for _, m in ipairs(members) do
 end
 if count ~= n_others then return {-1} end
 
-redis.call('DEL', conv, KEYS[7])
+redis.call('UNLINK', conv, KEYS[7])
 redis.call('HDEL', KEYS[1], ARGV[1])
 local alive = {}
 local any_alive = false
@@ -292,7 +302,9 @@ for i = 6, #ARGV do
   end
 end
 if not any_alive then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], mrefs)
+  -- UNLINK: the lineage's hashes are freed in the background, so this is O(1) here
+  -- however many messages the lineage holds.
+  redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], mrefs)
   return info
 end
 local writers = redis.call('HGETALL', KEYS[4])

@@ -67,6 +67,7 @@ log = logging.getLogger("parley.stores.redis")
 
 REF_GRACE_MS = 60_000  # a ref key outlives its conversation by this much (see module doc)
 _MGET_CHUNK = 2000
+_ERASE_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class RedisStore(StateStore):
                 await self._p.indexes.write(c)
                 await self._p.lineages.create(c, tok, [])
             else:
-                await self._p.lineages.create(c, tok, self._p.indexes.create_keys(c))
+                await self._p.lineages.create(c, tok, self._p.indexes.script_keys(c))
         except BaseException:
             # Free the id for a retry; if Redis is gone too, the claim expires by itself
             # (an uncommitted claim is abandoned after `redis_refs.CLAIM_TIMEOUT_MS`).
@@ -219,7 +220,8 @@ class RedisStore(StateStore):
         self, conversation: Conversation, *, expected_version: int
     ) -> Conversation:
         new = conversation.model_copy(deep=True, update={"version": expected_version + 1})
-        result = await self._p.lineages.update(new, expected_version)
+        index_keys = [] if self.cluster else self._p.indexes.script_keys(new)
+        result = await self._p.lineages.update(new, expected_version, index_keys)
         old_user, old_pack, ev, changed, tok = result
         self._p.directory.remember(new.id, new.lineage_id)
         expires_us = to_us(new.expires_at) if new.expires_at is not None else None
@@ -264,9 +266,17 @@ class RedisStore(StateStore):
         return True
 
     async def delete_user_conversations(self, user_id: str) -> list[str]:
-        """Not bounded as a whole (a user may have many conversations): each step is."""
+        """Not bounded as a whole (a user may have many conversations): each step is.
+        Deletions run `_ERASE_CONCURRENCY` at a time (forks of one lineage retry)."""
         candidates = sorted(set(await self._user_members(user_id)))
-        return [cid for cid in candidates if await self._delete_of_user(cid, user_id)]
+        gate = asyncio.Semaphore(_ERASE_CONCURRENCY)
+
+        async def one(cid: str) -> bool:
+            async with gate:
+                return await self._delete_of_user(cid, user_id)
+
+        done = await asyncio.gather(*(one(cid) for cid in candidates))
+        return [cid for cid, deleted in zip(candidates, done, strict=True) if deleted]
 
     @guarded
     async def _user_members(self, user_id: str) -> list[str]:

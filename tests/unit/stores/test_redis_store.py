@@ -198,6 +198,26 @@ async def test_a_create_is_indexed_by_its_own_script(
     assert await store.get_conversation(c.id, now=utcnow()) is None
 
 
+async def test_a_user_move_is_indexed_by_its_own_script(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index write after an update lost on purpose: the erasure of the new user still
+    finds the conversation, the old user's erasure leaves it alone."""
+    c = await store.create_conversation(conversation("mover", user_id="old"))
+
+    async def lost(*_: object, **__: object) -> None:
+        raise RedisConnectionError("lost on purpose")
+
+    monkeypatch.setattr(store._p.indexes, "write", lost)
+    moved = c.model_copy(update={"user_id": "new"})
+    await store.update_conversation(moved, expected_version=c.version)
+    old = await store.list_conversations(ConversationFilter(user_id="old"), now=utcnow(), limit=5)
+    assert old.data == []
+    assert await store.delete_user_conversations("old") == []
+    assert await store.delete_user_conversations("new") == [c.id]
+    assert await store.get_conversation(c.id, now=utcnow()) is None
+
+
 async def test_entries_of_a_create_in_flight_are_kept_by_listing(store: RedisStore) -> None:
     """On a cluster a create writes its entries before the conversation: listing meanwhile
     must not drop them (a fresh uncommitted claim), but drops those of an abandoned one."""
