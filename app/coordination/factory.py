@@ -92,6 +92,7 @@ def _memory(settings: Settings) -> Coordinator:
         event_retention_s=settings.run_event_retention_s,
         max_records=settings.run_records_max,
         max_keys=settings.idempotency_max_keys,
+        max_retained_events=settings.run_log_max_events,
     )
 
 

@@ -144,6 +144,7 @@ class _RunEntry:
     events: list[RunEvent] = field(default_factory=list)  # contiguous seqs, oldest first
     next_seq: int = 1
     finished_at: float | None = None
+    counted: int = 0  # of its events, how many `MemoryRunLog._retained` counts
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
 
@@ -151,14 +152,16 @@ class MemoryRunLog(RunLog):
     """Run records and event logs in process memory.
 
     A finished run's events are kept for `retention_s`, then dropped (a reconnect gets a
-    `run.snapshot`); its record is kept `record_retention_s`, and at most `max_records`
-    finished records are kept (the oldest go first). Records of runs started with an
-    idempotency key (`RunRecord.idempotency`) answer that key's retries, so they are not
-    counted against `max_records` but against `max_keyed_records` (the bound of the
-    in-process idempotency keys, which then lose their key anyway). At most `max_events`
-    events are kept per run: the oldest half is dropped when a run exceeds it, which is what
-    `EventsExpired` reports. Expiry pops due runs off queues kept in finishing order, so
-    its cost does not grow with the number of runs retained.
+    `run.snapshot`), and sooner when the finished runs' events add up to more than
+    `max_retained_events` (`PARLEY_RUN_LOG_MAX_EVENTS`; the oldest runs' go first); its
+    record is kept `record_retention_s`, and at most `max_records` finished records are
+    kept (the oldest go first). Records of runs started with an idempotency key
+    (`RunRecord.idempotency`) answer that key's retries, so they are not counted against
+    `max_records` but against `max_keyed_records` (the bound of the in-process idempotency
+    keys, which then lose their key anyway). At most `max_events` events are kept per run:
+    the oldest half is dropped when a run exceeds it, which is what `EventsExpired`
+    reports. Expiry pops due runs off queues kept in finishing order, so its cost does not
+    grow with the number of runs retained.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class MemoryRunLog(RunLog):
         max_records: int = 10_000,
         max_keyed_records: int = 100_000,
         max_events: int = 10_000,
+        max_retained_events: int = 100_000,
         clock: Any = time.monotonic,
     ) -> None:
         self._runs: dict[str, _RunEntry] = {}
@@ -177,6 +181,8 @@ class MemoryRunLog(RunLog):
         self._max_records = max_records
         self._max_keyed_records = max_keyed_records
         self._max_events = max_events
+        self._max_retained = max_retained_events
+        self._retained = 0  # events held by finished runs (the ones `_events_due` lists)
         self._clock = clock
         self._events_due: deque[tuple[float, str]] = deque()  # (finished_at, run_id)
         self._records_due: deque[tuple[float, str]] = deque()
@@ -210,6 +216,9 @@ class MemoryRunLog(RunLog):
             self._events_due.append((now, run_id))
             keyed = entry.record.idempotency is not None
             (self._keyed_due if keyed else self._records_due).append((now, run_id))
+            self._retained += len(entry.events) - entry.counted
+            entry.counted = len(entry.events)
+            self._expire()
         async with entry.changed:
             entry.changed.notify_all()
         return event
@@ -254,27 +263,43 @@ class MemoryRunLog(RunLog):
 
     def _expire(self) -> None:
         now = self._clock()
-        while self._events_due and now - self._events_due[0][0] > self._retention_s:
+        while self._events_due and (
+            now - self._events_due[0][0] > self._retention_s or self._retained > self._max_retained
+        ):
             _, run_id = self._events_due.popleft()
             entry = self._runs.get(run_id)
             if entry is not None:
-                entry.events.clear()
+                self._drop_events(entry)
         for due, bound in (
             (self._records_due, self._max_records),
             (self._keyed_due, self._max_keyed_records),
         ):
             while due and (now - due[0][0] > self._record_retention_s or len(due) > bound):
                 _, run_id = due.popleft()
-                self._runs.pop(run_id, None)
+                entry = self._runs.pop(run_id, None)
+                if entry is not None:
+                    self._drop_events(entry)
+
+    def _drop_events(self, entry: _RunEntry) -> None:
+        self._retained -= entry.counted
+        entry.counted = 0
+        entry.events.clear()
 
 
 def memory_coordinator(
-    *, event_retention_s: float, max_records: int = 10_000, max_keys: int = 100_000
+    *,
+    event_retention_s: float,
+    max_records: int = 10_000,
+    max_keys: int = 100_000,
+    max_retained_events: int = 100_000,
 ) -> Coordinator:
     return Coordinator(
         MemoryTurnLocks(),
         MemoryIdempotencyKeys(max_records=max_keys),
         MemoryRunLog(
-            retention_s=event_retention_s, max_records=max_records, max_keyed_records=max_keys
+            retention_s=event_retention_s,
+            max_records=max_records,
+            max_keyed_records=max_keys,
+            max_retained_events=max_retained_events,
         ),
     )

@@ -62,7 +62,7 @@ class ConversationManager:
         self.providers = providers
         self.coordinator = coordinator
         self.stats = Stats(telemetry)
-        self.cache = MessageCache()
+        self.cache = MessageCache(max_bytes=settings.message_cache_mb * 2**20)
         self._now = clock
         self.media = MediaService(store=store, media=media, settings=settings, clock=clock)
         self.conversations = ConversationService(

@@ -61,32 +61,60 @@ def message_tokens(m: Message) -> int:
     return tokens
 
 
-class MessageCache:
-    """LRU of `CachedMessage` by message id, at most `max_entries` entries."""
+# Memory of one entry beyond its text, measured with tracemalloc (the Message, its
+# provider form and the cache's bookkeeping: ~2.5 KB for a short message).
+ENTRY_OVERHEAD_BYTES = 3000
 
-    def __init__(self, max_entries: int = 200_000) -> None:
-        self._entries: OrderedDict[str, CachedMessage] = OrderedDict()
-        self._max = max_entries
+
+def entry_bytes(m: Message) -> int:
+    """What caching `m` costs, roughly: the overhead plus its text (held as the content
+    string and in the provider message) and tool call arguments."""
+    size = ENTRY_OVERHEAD_BYTES + 2 * len(m.content)
+    for call in m.tool_calls:
+        size += len(call.name) + len(str(call.arguments))
+    return size + 512 * len(m.parts)
+
+
+def cached_message(m: Message) -> CachedMessage:
+    return CachedMessage(m, message_tokens(m), to_provider_message(m), media_parts(m))
+
+
+class MessageCache:
+    """LRU of `CachedMessage` by message id, bounded by the estimated memory of its
+    entries (`entry_bytes`): at most `max_bytes` (`PARLEY_MESSAGE_CACHE_MB`; 0 keeps
+    nothing)."""
+
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self._entries: OrderedDict[str, tuple[CachedMessage, int]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def bytes(self) -> int:
+        """The estimated memory of the entries held now."""
+        return self._bytes
+
     def get(self, message_id: str) -> CachedMessage | None:
-        entry = self._entries.get(message_id)
-        if entry is not None:
-            self._entries.move_to_end(message_id)
-        return entry
+        found = self._entries.get(message_id)
+        if found is None:
+            return None
+        self._entries.move_to_end(message_id)
+        return found[0]
 
     def put(self, messages: Iterable[Message]) -> None:
         for m in messages:
             if m.id in self._entries:
                 self._entries.move_to_end(m.id)
                 continue
-            self._entries[m.id] = CachedMessage(
-                m, message_tokens(m), to_provider_message(m), media_parts(m)
-            )
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+            size = entry_bytes(m)
+            self._entries[m.id] = (cached_message(m), size)
+            self._bytes += size
+        while self._bytes > self._max_bytes and self._entries:
+            _, (_, size) = self._entries.popitem(last=False)
+            self._bytes -= size
 
     async def walk(
         self,
@@ -114,8 +142,8 @@ class MessageCache:
                 if not fetched:
                     return out, True  # dangling parent: treat as the root
                 self.put(fetched)
-                entry = self.get(cursor)
-                assert entry is not None
+                # fetched[0] is `cursor`'s message (the cache may be too small to keep it)
+                entry = self.get(cursor) or cached_message(fetched[0])
             cost = entry.cost(rule)
             if used + cost > token_budget:
                 return out, False

@@ -100,3 +100,16 @@ async def test_idempotency_records_expire_and_are_capped() -> None:
     await keys.reserve("s", "c", rec, ttl_s=100)
     await keys.reserve("s", "d", rec, ttl_s=100)  # over the cap: soonest deadline goes
     assert await keys.reserve("s", "a", rec, ttl_s=10) is None
+
+
+async def test_events_of_finished_runs_are_capped_in_total() -> None:
+    log = MemoryRunLog(max_retained_events=10, clock=Clock())
+    for i in range(6):
+        await finished(log, f"r{i}")  # 3 events each
+    for i in range(3):  # the oldest runs' events went first; their records stay
+        with pytest.raises(EventsExpired):
+            await collect(log, f"r{i}")
+        assert await log.get(f"r{i}") is not None
+    for i in range(3, 6):
+        assert await collect(log, f"r{i}") == [1, 2, 3]
+    assert log._retained == 9
