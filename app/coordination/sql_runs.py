@@ -303,8 +303,10 @@ class SqlRunLog(RunLog):
                     raise EventsExpired(run_id, last_seq=int(state.last_seq))
                 events = await self._events_after(run_id, last)
                 for event in events:
-                    if event.seq != last + 1:  # trimmed while we read
-                        raise EventsExpired(run_id, last_seq=int(state.last_seq))
+                    if event.seq != last + 1:  # trimmed while we read (state is older)
+                        fresh = await self._read(run_id)
+                        seq = int(fresh.last_seq) if fresh is not None else event.seq
+                        raise EventsExpired(run_id, last_seq=max(seq, event.seq))
                     last = event.seq
                     yield event
                     if event.type in TERMINAL_EVENTS:
