@@ -145,6 +145,12 @@ class ConversationBusy(Conflict):
     code, title = "conversation_busy", "Conversation is running another turn"
 
 
+class ApprovalConflict(Conflict):
+    """Another decision (possibly on another instance) already answered the call."""
+
+    code, title = "approval_conflict", "No approval pending for this tool call"
+
+
 class HeadConflict(Conflict):
     """The head moved between read and commit (compare-and-set failed)."""
 

@@ -136,6 +136,7 @@ def make_lifespan(
                 telemetry=RunTelemetry(
                     tracer_provider.get_tracer("parley") if tracer_provider else None
                 ),
+                tools=tools,
             )
             await manager.start()
             restore_signals = chain_shutdown_signals(manager.begin_shutdown)

@@ -14,8 +14,9 @@ from app.api.schemas import MessageDetail, MessageList, TurnResponse
 from app.api.send_body import read_send_body
 from app.api.sse import event_stream, wants_stream
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
-from app.domain.requests import SubmitToolResults
+from app.domain.requests import SubmitToolApprovals, SubmitToolResults
 from app.errors import (
+    ApprovalConflict,
     ConversationNotFound,
     InvalidCursor,
     MediaNotFound,
@@ -128,6 +129,31 @@ async def submit_tool_results(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     started = await manager.runs.submit_tool_results(
+        principal, conversation_id, body, key=idempotency_key
+    )
+    return await _respond(
+        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/tool-approvals",
+    response_model=TurnResponse,
+    **operation("submitToolApprovals", *TURN_ERRORS, ApprovalConflict, stream="on_request"),
+)
+async def submit_tool_approvals(
+    conversation_id: PathId,
+    body: SubmitToolApprovals,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Any:
+    """Decide the calls listed in `pending_approvals`: approved ones run (with `arguments`
+    instead of the model's when given), rejected ones answer the model `rejected: <reason>`.
+    Calls not named stay pending. A call another decision already answered is 409
+    `approval_conflict`: when two approvers race exactly one wins."""
+    started = await manager.runs.submit_tool_approvals(
         principal, conversation_id, body, key=idempotency_key
     )
     return await _respond(

@@ -18,6 +18,7 @@ from app.domain import (
     Usage,
 )
 from app.domain.model import DomainModel
+from app.domain.run import PendingApproval
 from app.packs import PackSummary
 
 
@@ -56,7 +57,14 @@ class TurnResponse(DomainModel):
     usage: Usage
     cost_usd: float
     finish_reason: FinishReason | None
-    pending_tool_calls: list[ToolCall] = Field(default_factory=list)
+    pending_tool_calls: list[ToolCall] = Field(
+        default_factory=list,
+        description="Calls of client tools: answer them with `POST .../tool-results`.",
+    )
+    pending_approvals: list[PendingApproval] = Field(
+        default_factory=list,
+        description="Server-side calls waiting for a human: `POST .../tool-approvals`.",
+    )
 
 
 class RunOut(DomainModel):

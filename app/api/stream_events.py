@@ -20,6 +20,7 @@ from typing_extensions import TypeAliasType
 
 from app.domain import Message, Run, RunError, ToolCall, Usage
 from app.domain.model import DomainModel
+from app.domain.run import PendingApproval
 
 SSE_DESCRIPTION = """\
 Server-Sent Events. Each event is `id: <seq>` (1, 2, … within the run), `event: <type>`,
@@ -58,6 +59,9 @@ class ToolCallCompletedData(DomainModel):
     tool_call_id: str
     output: Any
     is_error: bool
+    latency_ms: float | None = Field(
+        default=None, description="Server-side calls; null for a client's result."
+    )
 
 
 class MessageCompletedData(DomainModel):
@@ -69,6 +73,7 @@ class MessageCompletedData(DomainModel):
 class RunRequiresActionData(DomainModel):
     run: Run
     pending_tool_calls: list[ToolCall]
+    pending_approvals: list[PendingApproval]
 
 
 class RunCompletedData(DomainModel):

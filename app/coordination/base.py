@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.domain import Message, Run, ToolCall
+from app.domain.run import PendingApproval
 from app.domain.run import RunEvent as RunEvent  # defined in the domain for the API
 
 TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.cancelled", "run.requires_action"})
@@ -29,6 +30,7 @@ class TurnResult(BaseModel):
     messages: list[Message] = Field(default_factory=list)
     finish_reason: str | None = None
     pending_tool_calls: list[ToolCall] = Field(default_factory=list)
+    pending_approvals: list[PendingApproval] = Field(default_factory=list)
 
 
 class RunRecord(BaseModel):

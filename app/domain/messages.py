@@ -21,7 +21,8 @@ class Role(StrEnum):
 
 
 FinishReason = TypeAliasType(
-    "FinishReason", Literal["stop", "length", "tool_calls", "content_filter", "error"]
+    "FinishReason",
+    Literal["stop", "length", "tool_calls", "content_filter", "error", "tool_limit"],
 )
 PartType = TypeAliasType("PartType", Literal["text", "image", "audio", "video", "document", "file"])
 MediaDetail = TypeAliasType("MediaDetail", Literal["low", "high", "auto"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypeAliasType
 
 from app.domain.conversation import ContextPolicy
@@ -92,6 +92,34 @@ class ToolResult(_Input):
 
 class SubmitToolResults(_Input):
     results: list[ToolResult] = Field(min_length=1, max_length=128)
+    stream: bool = False
+    if_busy: IfBusy = "enqueue"
+    on_disconnect: OnDisconnect = "continue"
+
+
+class ToolDecision(_Input):
+    tool_call_id: str = Field(min_length=1, max_length=200)
+    approve: bool
+    arguments: dict[str, Any] | None = Field(
+        default=None,
+        description="Run the call with these arguments instead of the model's (recorded as "
+        "edited); only with `approve: true`.",
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=10_000,
+        description="Shown to the model as `rejected: <reason>` when `approve` is false.",
+    )
+
+    @model_validator(mode="after")
+    def _arguments_only_when_approved(self) -> ToolDecision:
+        if self.arguments is not None and not self.approve:
+            raise ValueError("arguments are only accepted with approve: true")
+        return self
+
+
+class SubmitToolApprovals(_Input):
+    decisions: list[ToolDecision] = Field(min_length=1, max_length=128)
     stream: bool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"

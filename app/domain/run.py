@@ -42,6 +42,16 @@ class Run(DomainModel):
     error: RunError | None = None
 
 
+class PendingApproval(DomainModel):
+    """A server-side tool call waiting for a human's decision (`POST .../tool-approvals`)."""
+
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    message: str = Field(description="The consent message of the tool's binding.")
+    categories: list[str] = Field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class RunEvent:
     """One SSE event of a run: `seq` is 1, 2, ... within the run."""

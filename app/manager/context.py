@@ -86,13 +86,16 @@ class ContextBuilder:
         *,
         metadata: dict[str, Any] | None = None,
         rule: TokenRule = "openai",
+        tools: list[ToolSpec] | None = None,
     ) -> ContextWindow:
         """The provider request for the next call of a turn whose uncommitted messages are
         `pending` (the user message, then any assistant/tool messages of earlier rounds).
-        Media parts count by the provider's `rule` (`app.domain.media_tokens`)."""
+        Media parts count by the provider's `rule` (`app.domain.media_tokens`). `tools` are
+        the prompt's tools as bound by the tool registry (default: the pack's own)."""
         policy = conversation.context_policy
         prompt = pack.prompts[conversation.prompt_name]
-        tools = tool_specs(pack, conversation.prompt_name)
+        if tools is None:
+            tools = tool_specs(pack, conversation.prompt_name)
         system = system_tokens(conversation.system_prompt)
         tool_tokens = tools_tokens(tools)
         pending_media = sum(parts_media_tokens(media_parts(m), rule) for m in pending)

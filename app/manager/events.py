@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from app.domain import Run, RunError, RunStatus, ToolCall
+from app.domain.run import PendingApproval
 
 
 def dump(model: Any) -> dict[str, Any]:
     return model.model_dump(mode="json")  # type: ignore[no-any-return]
 
 
-def terminal_event(run: Run, pending_tool_calls: list[ToolCall]) -> tuple[str, dict[str, Any]]:
+def terminal_event(
+    run: Run,
+    pending_tool_calls: list[ToolCall],
+    pending_approvals: Sequence[PendingApproval] = (),
+) -> tuple[str, dict[str, Any]]:
     """The terminal SSE event of a finished run (exactly one per run, DESIGN §7)."""
     if run.status == RunStatus.completed:
         return "run.completed", {
@@ -23,6 +29,7 @@ def terminal_event(run: Run, pending_tool_calls: list[ToolCall]) -> tuple[str, d
         return "run.requires_action", {
             "run": dump(run),
             "pending_tool_calls": [dump(c) for c in pending_tool_calls],
+            "pending_approvals": [dump(a) for a in pending_approvals],
         }
     if run.status == RunStatus.cancelled:
         return "run.cancelled", {"run": dump(run)}

@@ -33,6 +33,7 @@ from app.providers.base import LLMProvider
 from app.providers.pricing import PriceTable
 from app.settings import Settings
 from app.stores.base import StateStore
+from app.tools import EMPTY, ToolRegistry, build_registry
 
 log = logging.getLogger("parley.manager")
 
@@ -54,6 +55,7 @@ class ConversationManager:
         coordinator: Coordinator,
         media: MediaStore,
         telemetry: RunTelemetry | None = None,
+        tools: ToolRegistry | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -61,6 +63,8 @@ class ConversationManager:
         self.packs = PackLibrary(packs, store)
         self.providers = providers
         self.coordinator = coordinator
+        # no RuntimeConfig: every pack tool is a client tool (building one does no I/O)
+        self.tools = tools if tools is not None else build_registry(EMPTY, settings)
         self.stats = Stats(telemetry)
         self.cache = MessageCache(max_bytes=settings.message_cache_mb * 2**20)
         self._now = clock
@@ -103,6 +107,7 @@ class ConversationManager:
             stats=self.stats,
             clock=clock,
             media=self.media,
+            tools=self.tools,
         )
         self.runs = RunService(
             conversations=self.conversations,

@@ -30,7 +30,8 @@ Settle = Callable[[], Awaitable[RunRecord | None]]
 
 def terminal_of(record: RunRecord, seq: int) -> RunEvent:
     pending = record.result.pending_tool_calls if record.result else []
-    type_, data = terminal_event(record.run, pending)
+    approvals = record.result.pending_approvals if record.result else []
+    type_, data = terminal_event(record.run, pending, approvals)
     return RunEvent(seq=seq, type=type_, data=data)
 
 

@@ -107,10 +107,11 @@ class RunTruth:
         if taken is not None:
             return  # another instance writes it
         pending = ended.result.pending_tool_calls if ended.result else []
+        approvals = ended.result.pending_approvals if ended.result else []
         freed = ended.run.status == RunStatus.failed
         await self._ends.record(
             ended,
-            terminal_event(ended.run, pending),
+            terminal_event(ended.run, pending, approvals),
             forget=seen.idempotency if freed else None,
         )
 

@@ -20,9 +20,9 @@ from app.coordination.base import (
     RunEvent,
     RunRecord,
 )
-from app.domain import Conversation, Part, Run, RunStatus, new_id
+from app.domain import Conversation, Part, Role, Run, RunStatus, new_id
 from app.domain.principal import Principal
-from app.domain.requests import IfBusy, SendMessage, SubmitToolResults
+from app.domain.requests import IfBusy, SendMessage, SubmitToolApprovals, SubmitToolResults
 from app.errors import (
     ConversationBusy,
     IdempotencyKeyReused,
@@ -229,6 +229,21 @@ class RunService:
         turn = TurnInput(kind="tool_results", tool_results=req.results)
         body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
         return await self._start(conv, turn, req.if_busy, key, ("tool_results", body))
+
+    async def submit_tool_approvals(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: SubmitToolApprovals,
+        *,
+        key: str | None,
+    ) -> StartedRun:
+        conv = await self._conversations.get(principal, conversation_id)
+        size = len(json.dumps([d.model_dump(mode="json") for d in req.decisions]).encode())
+        self._check_size(size)
+        turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
+        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+        return await self._start(conv, turn, req.if_busy, key, ("tool_approvals", body))
 
     def _user_content(
         self, req: SendMessage, staged: Mapping[int, StagedBlob]
@@ -442,16 +457,20 @@ class RunService:
             raise RunCancelled(f"Run {run.id} was cancelled; nothing was committed.")
         assert record.result is not None
         messages = record.result.messages
+        # the final assistant message (a run that only answered some pending calls and
+        # paused again has none: then its last tool message)
+        reply = next((m for m in reversed(messages) if m.role == Role.assistant), messages[-1])
         return {
             "run_id": run.id,
             "conversation_id": run.conversation_id,
             "status": run.status.value,
             "messages": [dump(m) for m in messages],
-            "reply": dump(messages[-1]),
+            "reply": dump(reply),
             "usage": dump(run.usage),
             "cost_usd": run.cost_usd,
             "finish_reason": record.result.finish_reason,
             "pending_tool_calls": [dump(c) for c in record.result.pending_tool_calls],
+            "pending_approvals": [dump(a) for a in record.result.pending_approvals],
         }
 
     async def events(

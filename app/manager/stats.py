@@ -81,6 +81,20 @@ class Stats:
             buckets=STORE_BUCKETS,
             registry=r,
         )
+        self._tool_calls = Counter(
+            "parley_tool_calls",
+            "Tool calls answered, by tool and outcome (ok, error, rejected, stopped); "
+            "`unknown` stands for every tool the prompt does not offer.",
+            ["tool", "outcome"],
+            registry=r,
+        )
+        self._tool_latency = Histogram(
+            "parley_tool_latency_seconds",
+            "Latency of server-side tool calls, by tool.",
+            ["tool"],
+            buckets=PROVIDER_BUCKETS,
+            registry=r,
+        )
         # For /stats only (JSON for humans): exact totals and a recent window.
         self.runs_started = 0
         self.runs_finished: dict[str, int] = {}
@@ -146,6 +160,11 @@ class Stats:
         self.telemetry.provider_call(
             provider, model=model, first_event_s=None, total_s=total_s, error=code
         )
+
+    def tool_call(self, tool: str, outcome: str, seconds: float | None) -> None:
+        self._tool_calls.labels(tool, outcome).inc()
+        if seconds is not None:
+            self._tool_latency.labels(tool).observe(seconds)
 
     def store_call(self, operation: str, seconds: float) -> None:
         self._store.labels(operation).observe(seconds)

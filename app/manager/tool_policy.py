@@ -12,7 +12,14 @@ path: the assistant messages since the last user message.
 * `max_tool_calls_per_turn`: tool calls over the whole turn. Calls beyond it are dropped
   before they are published or committed (logged), and once the budget is spent the next
   round runs with `tool_choice: "none"`.
-* `blocklist` is applied where tools are selected (`app.packs.tools.prompt_tools`).
+* `tool_choice`: `none` admits no call at all; `required` applies to the first round of a
+  turn only (later rounds are `auto`, so the model can answer with the results).
+* `blocklist` is applied where tools are selected (`ToolRegistry.toolset`).
+* A call repeated with the same arguments three times in a row is not run
+  (`app.manager.tool_loop`), and no further call is admitted in that turn.
+
+A reply whose every tool call was refused by these limits ends the turn with
+`finish_reason: "tool_limit"` and says which limit in `metadata.tool_limit`.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from app.domain import Message, Role
+from app.domain import Role
 from app.packs import PromptPack, ToolPolicy
 from app.stores.base import StateStore
 
@@ -34,11 +41,24 @@ class ToolBudget:
     rounds_used: int = 0  # earlier rounds of this turn (provider calls already answered)
     calls_used: int = 0  # tool calls those rounds made
     dropped: int = 0
+    stop_reason: str | None = None  # set when every further call is refused (see limit)
 
     @property
     def exhausted(self) -> bool:
         """No tool call may be made in this round."""
-        return self.rounds_used >= self.max_rounds or self.calls_used >= self.max_calls
+        return self.limit is not None
+
+    @property
+    def limit(self) -> str | None:
+        """Which limit refuses further calls: `repeated_call`, `tool_choice`, `max_rounds`,
+        `max_tool_calls_per_turn`; None while calls are admitted."""
+        if self.stop_reason is not None:
+            return self.stop_reason
+        if self.rounds_used >= self.max_rounds:
+            return "max_rounds"
+        if self.calls_used >= self.max_calls:
+            return "max_tool_calls_per_turn"
+        return None
 
     def admit(self, calls_so_far: int) -> bool:
         """Whether one more tool call (after `calls_so_far` of this round) is allowed."""
@@ -49,18 +69,20 @@ class ToolBudget:
 
 
 async def tool_budget(
-    store: StateStore, pack: PromptPack, prompt_name: str, lineage_id: str, pending: list[Message]
+    store: StateStore, pack: PromptPack, prompt_name: str, lineage_id: str, head: str | None
 ) -> ToolBudget:
-    """The budget of the round about to run; `pending` are the turn's uncommitted messages
-    (a user message, or tool results answering the head)."""
+    """The budget of the turn's next round; `head` is the committed message a continued
+    turn (tool results, approvals) starts from, None for a turn started by a user message."""
     policy = pack.prompts[prompt_name].tool_policy or ToolPolicy()
     budget = ToolBudget(policy.max_rounds, policy.max_tool_calls_per_turn)
-    if not pending or pending[0].role == Role.user or pending[0].parent_id is None:
+    if policy.tool_choice == "none":
+        budget.stop_reason = "tool_choice"
+    if head is None:
         return budget
     # Bounded walk: a turn within the budget has at most max_rounds assistant messages,
     # each followed by at most max_calls tool messages.
     limit = policy.max_rounds * (policy.max_tool_calls_per_turn + 1) + 2
-    path = await store.get_path(lineage_id, pending[0].parent_id, limit=limit)
+    path = await store.get_path(lineage_id, head, limit=limit)
     reached_user = False
     for message in path:  # newest first
         if message.role == Role.user:

@@ -1,4 +1,5 @@
-"""Executing one run (DESIGN §5 steps 2-6): lock, build context, call the provider, commit.
+"""Executing one run (DESIGN §5 steps 2-6): lock, build context, call the provider, run
+the server-side tools and call it again until it answers (`app.manager.tool_loop`), commit.
 
 A run executes in its own task, detached from the HTTP request that started it, so a client
 that disconnects does not stop it. It reports only through its event log; it never raises.
@@ -9,7 +10,6 @@ tool messages are appended in one compare-and-set on the head.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -34,7 +34,8 @@ from app.domain import (
     Usage,
     new_id,
 )
-from app.domain.requests import ToolResult
+from app.domain.requests import ToolDecision, ToolResult
+from app.domain.run import PendingApproval
 from app.errors import (
     ConversationNotFound,
     InvalidState,
@@ -52,7 +53,9 @@ from app.manager.packs import PackLibrary
 from app.manager.provider_stream import batches, estimated_usage
 from app.manager.run_end import RunEndRecorder
 from app.manager.stats import Stats
+from app.manager.tool_loop import RoundResult, ToolLoop
 from app.manager.tool_policy import ToolBudget, log_dropped, tool_budget
+from app.manager.tool_resume import answer_decisions, answer_results, open_calls
 from app.providers.base import (
     Finish,
     LLMProvider,
@@ -64,19 +67,22 @@ from app.providers.base import (
 from app.providers.pricing import PriceTable
 from app.settings import Settings
 from app.stores.base import StateStore
+from app.tools import ToolRegistry
 
 log = logging.getLogger("parley.turns")
 
 
 @dataclass
 class TurnInput:
-    """What the client sent: a user message, or results for pending client-side tools."""
+    """What the client sent: a user message, results for pending client-side tools, or
+    decisions on pending approvals."""
 
-    kind: Literal["message", "tool_results"]
+    kind: Literal["message", "tool_results", "tool_approvals"]
     content: str = ""
     parts: list[Part] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     tool_results: list[ToolResult] = field(default_factory=list)
+    decisions: list[ToolDecision] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +104,7 @@ class _Outcome:
     cost_usd: float
     finish_reason: FinishReason | None
     pending_tool_calls: list[ToolCall]
+    pending_approvals: list[PendingApproval] = field(default_factory=list)
 
 
 def provider_hints(conv: Conversation, message_metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,9 +131,11 @@ class TurnExecutor:
         clock: Callable[[], datetime],
         media: MediaService,
         liveness: InstanceLiveness,
+        tools: ToolRegistry,
     ) -> None:
         self._liveness = liveness
         self._media = media
+        self._tools = tools
         self._store = store
         self._packs = packs
         self._providers = providers
@@ -156,9 +165,8 @@ class TurnExecutor:
             try:
                 await self._save(run.model_copy(update={"status": RunStatus.running}), plan)
                 outcome = await self._turn(plan, lease)
-                status = (
-                    RunStatus.requires_action if outcome.pending_tool_calls else RunStatus.completed
-                )
+                paused = outcome.pending_tool_calls or outcome.pending_approvals
+                status = RunStatus.requires_action if paused else RunStatus.completed
             finally:
                 await lease.release()
         except asyncio.CancelledError:
@@ -184,40 +192,66 @@ class TurnExecutor:
                 f"Provider {conv.provider!r} is not configured on this instance."
             )
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
-        pending = await self._opening_messages(plan, conv)
-        t = time.perf_counter()
-        window = await self._context.build(
-            conv,
+        continuing = plan.input.kind != "message"
+        budget = await tool_budget(
+            self._store,
             pack,
-            pending,
-            metadata=provider_hints(conv, plan.input.metadata),
-            rule=provider.media_token_rule,
+            conv.prompt_name,
+            conv.lineage_id,
+            conv.head_message_id if continuing else None,
         )
-        self._stats.store_call("build_context", time.perf_counter() - t)
-        budget = await tool_budget(self._store, pack, conv.prompt_name, conv.lineage_id, pending)
-        if budget.exhausted and window.request.tools:
-            window.request.tool_choice = "none"
-        request = await self._media.resolve(window.request)
-        reply = await self._call_provider(provider, request, plan, conv, pending[-1], budget)
+        loop = ToolLoop(
+            toolset=self._tools.toolset(pack, conv.prompt_name),
+            budget=budget,
+            conversation=conv,
+            run_id=plan.run.id,
+            publish=lambda type_, data: self._publish(plan, type_, data),
+            stats=self._stats,
+            clock=self._now,
+            first_message_id=plan.first_message_id if continuing else None,
+        )
+        pending, left = await self._opening_messages(plan, conv, loop)
+        replies: list[Message] = []
+        while not left.paused:
+            t = time.perf_counter()
+            window = await self._context.build(
+                conv,
+                pack,
+                pending,
+                metadata=provider_hints(conv, plan.input.metadata),
+                rule=provider.media_token_rule,
+                tools=loop.toolset.specs,
+            )
+            self._stats.store_call("build_context", time.perf_counter() - t)
+            window.request.tool_choice = loop.tool_choice(window.request.tool_choice)
+            request = await self._media.resolve(window.request)
+            reply = await self._call_provider(provider, request, plan, conv, pending[-1], budget)
+            reply = loop.annotate(reply)
+            pending.append(reply)
+            replies.append(reply)
+            await self._publish(plan, "message.completed", {"message": dump(reply)})
+            if not reply.tool_calls:
+                break
+            left = await loop.run_round(reply)
+            pending.extend(left.messages)
         log_dropped(budget, plan.run.id)
-        pending.append(reply)
-        await self._publish(plan, "message.completed", {"message": dump(reply)})
         if not self._liveness.held:  # others may be declaring this run lost
             raise TurnLockLost(
                 "This instance lost its liveness lease before the commit; nothing was committed."
             )
         if lease.lost:
             raise TurnLockLost("The turn lock was lost before commit; nothing was committed.")
-        requires_action = bool(reply.tool_calls)
+        usage = sum((r.usage for r in replies), Usage())
+        cost = sum(r.cost_usd for r in replies)
         commit = asyncio.ensure_future(
             self._store.append_messages(
                 conv,
                 pending,
-                usage=reply.usage,
-                cost_usd=reply.cost_usd,
+                usage=usage,
+                cost_usd=cost,
                 now=self._now(),
                 status=ConversationStatus.requires_action
-                if requires_action
+                if left.paused
                 else ConversationStatus.idle,
             )
         )
@@ -231,10 +265,11 @@ class TurnExecutor:
         await self._mark_media(pending, conv)
         return _Outcome(
             messages=pending,
-            usage=reply.usage,
-            cost_usd=reply.cost_usd,
-            finish_reason=reply.finish_reason,
-            pending_tool_calls=list(reply.tool_calls),
+            usage=usage,
+            cost_usd=cost,
+            finish_reason=replies[-1].finish_reason if replies else None,
+            pending_tool_calls=left.pending_calls,
+            pending_approvals=left.pending_approvals,
         )
 
     async def _mark_media(self, messages: list[Message], conv: Conversation) -> None:
@@ -245,16 +280,20 @@ class TurnExecutor:
         except Exception as exc:
             log.warning("marking media attached failed: %r", exc)
 
-    async def _opening_messages(self, plan: TurnPlan, conv: Conversation) -> list[Message]:
-        """The uncommitted messages the turn starts from: the user message, or the tool
-        messages answering the head's pending tool calls."""
+    async def _opening_messages(
+        self, plan: TurnPlan, conv: Conversation, loop: ToolLoop
+    ) -> tuple[list[Message], RoundResult]:
+        """The uncommitted messages the turn starts from (the user message, or the tool
+        messages answering the head's pending calls) and what is still pending after them
+        (then the run pauses again without calling the model)."""
         now = self._now()
         run_id = plan.run.id
         if plan.input.kind == "message":
             if conv.status == ConversationStatus.requires_action:
                 raise InvalidState(
-                    "The conversation is waiting for tool results; POST them to "
-                    f"/conversations/{conv.id}/tool-results first."
+                    "The conversation is waiting on tools; POST results to "
+                    f"/conversations/{conv.id}/tool-results or decisions to "
+                    f"/conversations/{conv.id}/tool-approvals first."
                 )
             user = Message(
                 id=plan.first_message_id,
@@ -269,50 +308,11 @@ class TurnExecutor:
                 depth=conv.message_count,
             )
             await self._publish(plan, "message.created", {"message": dump(user)})
-            return [user]
-        return await self._tool_messages(plan, conv)
-
-    async def _tool_messages(self, plan: TurnPlan, conv: Conversation) -> list[Message]:
-        if conv.status != ConversationStatus.requires_action or conv.head_message_id is None:
-            raise InvalidState("The conversation has no pending tool calls.")
-        head = (await self._store.get_messages(conv.lineage_id, [conv.head_message_id]))[0]
-        wanted = {c.id: c for c in head.tool_calls}
-        given = {r.tool_call_id: r for r in plan.input.tool_results}
-        if set(given) != set(wanted):
-            raise InvalidState(
-                "Results must answer exactly the pending tool calls.",
-                errors=[
-                    {"loc": ["body", "results"], "msg": f"pending: {sorted(wanted)}"},
-                ],
-            )
-        messages: list[Message] = []
-        parent = head
-        for call in head.tool_calls:
-            result = given[call.id]
-            output = result.output if isinstance(result.output, str) else json.dumps(result.output)
-            msg = Message(
-                id=new_id() if messages else plan.first_message_id,
-                parent_id=parent.id,
-                conversation_id=conv.id,
-                role=Role.tool,
-                content=output,
-                parts=[Part(type="text", text=output)],
-                tool_call_id=call.id,
-                name=call.name,
-                created_at=self._now(),
-                run_id=plan.run.id,
-                metadata={"is_error": True} if result.is_error else {},
-                depth=parent.depth + 1,
-            )
-            await self._publish(
-                plan,
-                "tool_call.completed",
-                {"tool_call_id": call.id, "output": result.output, "is_error": result.is_error},
-            )
-            await self._publish(plan, "message.created", {"message": dump(msg)})
-            messages.append(msg)
-            parent = msg
-        return messages
+            return [user], RoundResult()
+        calls = await open_calls(self._store, conv, loop.budget.max_calls)
+        if plan.input.kind == "tool_approvals":
+            return await answer_decisions(loop, calls, plan.input.decisions)
+        return await answer_results(loop, self._tools, calls, plan.input.tool_results, conv.id)
 
     async def _call_provider(
         self,
@@ -356,7 +356,7 @@ class TurnExecutor:
                 conv.id, request, usage.input_tokens, provider.media_token_rule
             )
         if finish == "tool_calls" and not tool_calls:
-            finish = "stop"  # every call was over the tool budget
+            finish = "tool_limit"  # every call was over the tool budget
         self._stats.provider_call(
             conv.provider,
             model=request.model,
@@ -448,13 +448,18 @@ class TurnExecutor:
                 messages=outcome.messages,
                 finish_reason=outcome.finish_reason,
                 pending_tool_calls=outcome.pending_tool_calls,
+                pending_approvals=outcome.pending_approvals,
             )
         plan.run = run
         record = self._record(plan, result).model_copy(update={"problem": problem})
         freed = status in (RunStatus.failed, RunStatus.cancelled)
         await self.ends.record(
             record,
-            terminal_event(run, outcome.pending_tool_calls if outcome else []),
+            terminal_event(
+                run,
+                outcome.pending_tool_calls if outcome else [],
+                outcome.pending_approvals if outcome else [],
+            ),
             forget=plan.idempotency if freed else None,
         )
         self._stats.run_finished(

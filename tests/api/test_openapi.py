@@ -99,7 +99,7 @@ def test_every_operation_has_a_short_stable_id() -> None:
         "listPacks", "getPack", "uploadPack",
         "createConversation", "listConversations", "getConversation", "updateConversation",
         "deleteConversation", "deleteUserConversations",
-        "sendMessage", "submitToolResults", "listMessages", "getMessage",
+        "sendMessage", "submitToolResults", "submitToolApprovals", "listMessages", "getMessage",
         "getRun", "getRunEvents", "cancelRun",
         "getHealth", "getReadiness", "getMetrics", "getStats",
     } <= ids  # fmt: skip
@@ -108,7 +108,7 @@ def test_every_operation_has_a_short_stable_id() -> None:
 def test_enums_are_named_components() -> None:
     schemas = committed_document()["components"]["schemas"]
     for name, values in {
-        "FinishReason": {"stop", "length", "tool_calls", "content_filter", "error"},
+        "FinishReason": {"stop", "length", "tool_calls", "content_filter", "error", "tool_limit"},
         "RunStatus": {"queued", "running", "completed", "failed", "cancelled", "requires_action"},
         "IfBusy": {"enqueue", "reject", "interrupt"},
         "ContextStrategy": {"truncate_oldest", "sliding_window", "summarize", "fail"},

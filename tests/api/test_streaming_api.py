@@ -4,6 +4,7 @@ non-streaming turns, replay, failures, limits, busy policies, tool calls."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 from app.settings import Settings
 from tests.api.helpers import assert_problem, create_conv, send
 from tests.api.sse_parse import Event, parse_sse
-from tests.conftest import MOCK_RESPONSES, running_app
+from tests.conftest import MOCK_RESPONSES, REPO, running_app
 from tests.fakes.openai_fake import FakeOpenAI, Reply
 
 TERMINAL = {"run.completed", "run.failed", "run.cancelled", "run.requires_action"}
@@ -246,12 +247,31 @@ async def test_cancel_endpoint_stops_a_running_turn(
         assert (await send(client, conv["id"], "after cancel"))["status"] == "completed"
 
 
+def client_tool_pack() -> dict[str, Any]:
+    """general-assistant offering the a2a-demo's tool, unbound: a client tool."""
+    doc: dict[str, Any] = json.loads((REPO / "packs" / "general-assistant.pack.json").read_text())
+    doc["id"] = "a2a-client-tools"
+    name = "a2a__research_agent__search_papers"
+    doc["tools"] = {
+        name: {
+            "name": name,
+            "description": "Search papers",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+        }
+    }
+    doc["prompts"]["chat"]["tools"] = [name]
+    return doc
+
+
 async def test_scripted_tool_calls_and_tool_results(
     settings_factory: Callable[..., Settings],
 ) -> None:
     scenarios = MOCK_RESPONSES / "server__a2a__examples__a2a-demo__arena__mock-responses.yaml"
     async with running_app(settings_factory(mock_scenarios=scenarios)) as client:
-        conv = await create_conv(client, metadata={"mock_scenario": "delegated-research"})
+        assert (await client.post("/packs", json=client_tool_pack())).status_code == 201
+        conv = await create_conv(
+            client, pack_id="a2a-client-tools", metadata={"mock_scenario": "delegated-research"}
+        )
         first = await send(client, conv["id"], "find quantum papers")
         assert first["status"] == "requires_action" and first["finish_reason"] == "tool_calls"
         (call,) = first["pending_tool_calls"]

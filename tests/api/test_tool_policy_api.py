@@ -75,7 +75,8 @@ async def test_max_tool_calls_and_max_rounds(
         # past max_rounds: tools are off for the provider and its tool call is dropped
         assert third["status"] == "completed" and third["pending_tool_calls"] == []
         assert third["reply"]["content"] == "final answer"
-        assert third["reply"]["tool_calls"] == [] and third["finish_reason"] == "stop"
+        assert third["reply"]["tool_calls"] == [] and third["finish_reason"] == "tool_limit"
+        assert third["reply"]["metadata"]["tool_limit"] == "max_rounds"
         ctx_messages = (await client.get(f"/conversations/{conv['id']}/messages")).json()
         assert [m["role"] for m in ctx_messages["data"]][-1] == "assistant"
 
