@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from app.settings import Settings
 from tests.api.helpers import assert_problem
 from tests.api.sse_parse import parse_sse
 from tests.api.tool_loop_helpers import exec_tool, roles, tool_app, turn, weather_conv
+from tests.conftest import REPO, running_app
 
 CONSENT = "Refund this order?"
 REFUND = {
@@ -161,3 +163,54 @@ async def test_parley_approval_required_and_bad_decisions(
     assert bad_args.status_code == 200, bad_args.text
     tool_msg = bad_args.json()["messages"][0]
     assert tool_msg["metadata"]["is_error"] is True and "invalid arguments" in tool_msg["content"]
+
+
+SUPPORT_SCENARIO = """
+scenarios:
+  support:
+    turns:
+      1:
+        tool_calls: [{name: lookup_order, arguments: {order_id: A-10293}}]
+      2:
+        tool_calls:
+          - name: create_ticket
+            arguments: {subject: Late parcel, description: Still not delivered, priority: high,
+                        order_id: A-10293}
+      3: "I opened a ticket for you."
+"""
+
+
+async def test_the_readme_runtime_config_runs_a_support_turn(
+    settings_factory: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tickets = tmp_path / "tickets.log"
+    monkeypatch.setenv("TICKETS_LOG", str(tickets))
+    scenarios = tmp_path / "mock-responses.yaml"
+    scenarios.write_text(SUPPORT_SCENARIO)
+    settings = settings_factory(
+        runtime_config=REPO / "examples" / "runtime.yaml",
+        mock_scenarios=scenarios,
+        default_provider="mock",
+    )
+    async with running_app(settings) as client:
+        r = await client.post(
+            "/conversations",
+            json={"pack_id": "customer-support", "prompt_name": "support", "user_id": "alice",
+                  "variables": {"company_name": "Acme"}, "provider": "mock",
+                  "metadata": {"mock_scenario": "support"}},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        conv_id = r.json()["id"]
+        first = await turn(client, conv_id, "where is my order A-10293?")
+        assert not tickets.exists()  # the ticket waits for a human
+        [pending] = first["pending_approvals"]
+        r = await decide(client, conv_id, {"tool_call_id": pending["tool_call_id"],
+                                            "approve": True})  # fmt: skip
+        assert r.status_code == 200, r.text
+        second = r.json()
+    assert roles(first) == ["user", "assistant", "tool", "assistant"]
+    assert json.loads(first["messages"][2]["content"])["carrier"] == "Colissimo"
+    assert pending["message"] == "Open a support ticket for this customer?"
+    assert json.loads(second["messages"][0]["content"])["ticket"].startswith("T-")
+    assert second["reply"]["content"] == "I opened a ticket for you."
+    assert json.loads(tickets.read_text())["priority"] == "high"
