@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,17 @@ import pytest
 from app.settings import Settings
 from tests.api.helpers import assert_problem
 from tests.api.sse_parse import parse_sse
-from tests.api.tool_loop_helpers import exec_tool, roles, tool_app, turn, weather_conv
+from tests.api.tool_loop_helpers import (
+    exec_tool,
+    load_fixture_packs,
+    roles,
+    tool_app,
+    tool_settings,
+    turn,
+    weather_conv,
+)
 from tests.conftest import REPO, running_app
+from tests.contract.coordination.conftest import fresh_redis
 
 CONSENT = "Refund this order?"
 REFUND = {
@@ -214,3 +224,30 @@ async def test_the_readme_runtime_config_runs_a_support_turn(
     assert json.loads(second["messages"][0]["content"])["ticket"].startswith("T-")
     assert second["reply"]["content"] == "I opened a ticket for you."
     assert json.loads(tickets.read_text())["priority"] == "high"
+
+
+async def test_racing_decisions_on_two_instances_and_a_pause_that_survives_restart(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    async with AsyncExitStack() as stack:
+        # two instances on one SQLite file share Redis coordination (the turn lock)
+        url = await fresh_redis(stack)
+        settings = tool_settings(
+            settings_factory, tmp_path, REFUND, coordination_url=url, mock_delay_ms=20
+        )
+        async with running_app(settings) as a:
+            await load_fixture_packs(a)
+            conv_id, _ = await refund_conv(a)
+            paused_id, _ = await refund_conv(a)
+        async with running_app(settings) as a, running_app(settings) as b:
+            approve = {"tool_call_id": "call_1", "approve": True}
+            reject = {"tool_call_id": "call_1", "approve": False, "reason": "no"}
+            one, two = await asyncio.gather(decide(a, conv_id, approve), decide(b, conv_id, reject))
+            stored = (await b.get(f"/conversations/{conv_id}/messages")).json()["data"]
+            # paused on the first instance's run, decided on a restarted one
+            resumed = await decide(b, paused_id, approve)
+    assert sorted([one.status_code, two.status_code]) == [200, 409], (one.text, two.text)
+    assert_problem(one if one.status_code == 409 else two, 409, "approval_conflict")
+    assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"]
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["reply"]["content"] == "Your refund is done."

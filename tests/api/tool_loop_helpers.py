@@ -138,16 +138,14 @@ def mcp_stdio() -> dict[str, Any]:
     return {"name": "weather", "command": PYTHON, "args": [MCP_SERVER, "stdio"]}
 
 
-@asynccontextmanager
-async def tool_app(
+def tool_settings(
     settings_factory: Callable[..., Settings],
     tmp_path: Path,
     tools: dict[str, Any],
     *,
     mcp_servers: list[dict[str, Any]] | None = None,
-    provider_client: httpx.AsyncClient | None = None,
     **settings: Any,
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> Settings:
     config = tmp_path / "runtime.yaml"
     config.write_text(runtime_config(tools, mcp_servers))
     scenarios = tmp_path / "mock-responses.yaml"
@@ -158,11 +156,29 @@ async def tool_app(
         "tool_allowed_networks": ["127.0.0.0/8"],
         **settings,
     }
-    async with running_app(settings_factory(**values), provider_client=provider_client) as c:
-        for pack in (TOOLS_PACK, HITL_PACK):
-            r = await c.post("/packs", json=json.loads(pack.read_text()))
-            assert r.status_code in (200, 201), r.text
-        yield c
+    return settings_factory(**values)
+
+
+async def load_fixture_packs(client: httpx.AsyncClient) -> None:
+    for pack in (TOOLS_PACK, HITL_PACK):
+        r = await client.post("/packs", json=json.loads(pack.read_text()))
+        assert r.status_code in (200, 201), r.text
+
+
+@asynccontextmanager
+async def tool_app(
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+    tools: dict[str, Any],
+    *,
+    mcp_servers: list[dict[str, Any]] | None = None,
+    provider_client: httpx.AsyncClient | None = None,
+    **settings: Any,
+) -> AsyncIterator[httpx.AsyncClient]:
+    values = tool_settings(settings_factory, tmp_path, tools, mcp_servers=mcp_servers, **settings)
+    async with running_app(values, provider_client=provider_client) as client:
+        await load_fixture_packs(client)
+        yield client
 
 
 async def weather_conv(
