@@ -35,6 +35,7 @@ from app.manager.events import dump
 from app.manager.stats import Stats
 from app.manager.tool_policy import ToolBudget
 from app.tools import ToolOutcome, ToolSet
+from app.tools.limits import storable
 
 REPEAT_LIMIT = 3  # the same call this many times in a row is not run
 APPROVALS_KEY = "approval_required"
@@ -138,24 +139,23 @@ class ToolLoop:
         """Run the server-side calls of `reply`; leave client calls and approvals pending."""
         result = RoundResult()
         approvals: dict[str, str] = reply.metadata.get(APPROVALS_KEY, {})
-        to_run: list[ToolCall] = []
-        stopped: list[_Answer] = []
-        for call in reply.tool_calls:
+        to_run: list[int] = []  # positions: a provider may repeat a call id
+        answers: dict[int, _Answer] = {}
+        for i, call in enumerate(reply.tool_calls):
             bound = self.toolset.get(call.name)
             if call.id in approvals:
                 result.pending_approvals.append(self.pending_approval(call, approvals[call.id]))
             elif bound is not None and not bound.runs_on_server:
                 result.pending_calls.append(call)
             elif self._repeated(call):
-                stopped.append(self._stopped(call))
+                answers[i] = self._stopped(call)
             else:
-                to_run.append(call)
+                to_run.append(i)
         self.budget.rounds_used += 1
         self.budget.calls_used += len(reply.tool_calls)
-        answers = {a.call.id: a for a in await self._execute(to_run)}
-        answers.update({a.call.id: a for a in stopped})
-        ordered = [answers[c.id] for c in reply.tool_calls if c.id in answers]
-        result.messages = await self.record(ordered, reply)
+        ran = await self._execute([reply.tool_calls[i] for i in to_run])
+        answers.update(zip(to_run, ran, strict=True))
+        result.messages = await self.record([answers[i] for i in sorted(answers)], reply)
         return result
 
     async def decide(
@@ -231,7 +231,8 @@ class ToolLoop:
         """Tool messages for `answers` chained under `parent`, their events and metrics."""
         messages = []
         for answer in answers:
-            call, outcome = answer.call, answer.outcome
+            call, output = answer.call, storable(answer.outcome.output)
+            outcome = ToolOutcome(output, answer.outcome.is_error, answer.outcome.latency_ms)
             bound = self.toolset.get(call.name)
             self._stats.tool_call(
                 bound.name if bound else "unknown",

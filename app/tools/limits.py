@@ -9,7 +9,25 @@ only part of the result.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with NUL and lone surrogates replaced by U+FFFD in every string (keys too).
+    What a tool returns is not checked at the API boundary, yet no store can hold those
+    characters and UTF-8 cannot encode a lone surrogate: left in, they would fail the turn."""
+    if isinstance(value, TruncatedText):
+        return TruncatedText(UNSTORABLE.sub("\ufffd", value))
+    if isinstance(value, str):
+        return UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
 
 
 class TruncatedText(str):

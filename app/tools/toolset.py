@@ -14,7 +14,7 @@ from jsonschema import Draft7Validator
 
 from app.providers.base import ToolSpec
 from app.tools.base import BoundTool, ToolFailure, ToolOutcome
-from app.tools.limits import cap_output
+from app.tools.limits import cap_output, storable
 
 log = logging.getLogger("parley.tools")
 MAX_REPORTED_ERRORS = 5
@@ -132,5 +132,5 @@ class ToolSet:
                     "the tool's result does not match its output_schema: " + "; ".join(problems),
                     elapsed_ms(),
                 )
-        output, _ = cap_output(output, self._limits.max_result_bytes)
+        output, _ = cap_output(storable(output), self._limits.max_result_bytes)
         return ToolOutcome(output=output, is_error=False, latency_ms=elapsed_ms())

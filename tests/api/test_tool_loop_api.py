@@ -18,6 +18,7 @@ from app.settings import Settings
 from tests.api.sse_parse import parse_sse
 from tests.api.tool_loop_helpers import (
     PARIS,
+    TOOLS_PACK,
     exec_tool,
     live_weather,
     mcp_stdio,
@@ -335,9 +336,7 @@ async def test_tool_policy_tool_choice_none_runs_no_tool(
     settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
     async with tool_app(settings_factory, tmp_path, {"get_weather": exec_tool("weather")}) as c:
-        pack = json.loads((Path(__file__).parents[2].parent / "shared" / "fixtures" /
-                           "promptpacks" / "packs" / "sdk__examples__tools__tools.pack.json")
-                          .read_text())  # fmt: skip
+        pack = json.loads(TOOLS_PACK.read_text())
         pack["id"] = "tools-none"
         pack["prompts"]["assistant"]["tool_policy"] = {"tool_choice": "none"}
         assert (await c.post("/packs", json=pack)).status_code == 201
@@ -406,3 +405,48 @@ async def _active_run(client: httpx.AsyncClient, conv_id: str) -> str:
     )
     assert r.status_code == 409
     return str(r.json()["run_id"])
+
+
+async def test_tool_choice_required_applies_to_the_first_round_only(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    fake = FakeOpenAI(
+        replies=[
+            Reply(text="", tool_calls=[{"id": "c1", "name": "get_weather", "arguments": PARIS}]),
+            Reply(text="Done."),
+        ]
+    )
+    pack = json.loads(TOOLS_PACK.read_text())
+    pack["id"] = "tools-required"
+    pack["prompts"]["assistant"]["tool_policy"] = {"tool_choice": "required"}
+    async with (
+        fake.client() as http,
+        tool_app(
+            settings_factory,
+            tmp_path,
+            {"get_weather": exec_tool("weather")},
+            provider_client=http,
+            openai_api_key="sk-test",
+            default_provider="openai",
+            default_model="gpt-4o-mini",
+        ) as client,
+    ):
+        assert (await client.post("/packs", json=pack)).status_code == 201
+        conv_id = await weather_conv(client, "weather", pack="tools-required")
+        body = await turn(client, conv_id, "weather?")
+    assert body["reply"]["content"] == "Done."
+    assert [r["tool_choice"] for r in fake.requests] == ["required", "auto"]
+
+
+async def test_unstorable_text_in_a_tool_result_is_replaced_not_a_failed_commit(
+    settings_factory: Callable[..., Settings], tmp_path: Path, peer: HttpPeer
+) -> None:
+    peer.handler = lambda r: (200, {}, b'{"current": {"temp_c": 1, "summary": "a\\u0000b\\ud800"}}')
+    async with tool_app(
+        settings_factory, tmp_path, {"get_weather": live_weather(peer.url)}
+    ) as client:
+        conv_id = await weather_conv(client, "weather")
+        body = await turn(client, conv_id, "weather?")
+        stored = (await client.get(f"/conversations/{conv_id}/messages")).json()["data"]
+    assert body["status"] == "completed"
+    assert json.loads(stored[2]["content"]) == {"temp": 1, "summary": "a\ufffdb\ufffd"}

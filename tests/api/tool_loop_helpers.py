@@ -184,7 +184,7 @@ async def tool_app(
 async def weather_conv(
     client: httpx.AsyncClient, scenario: str, *, pack: str = "tools-example"
 ) -> str:
-    prompt = "assistant" if pack == "tools-example" else "refund_agent"
+    prompt = "refund_agent" if pack == "hitl-example" else "assistant"
     r = await client.post(
         "/conversations",
         json={
