@@ -251,3 +251,28 @@ async def test_racing_decisions_on_two_instances_and_a_pause_that_survives_resta
     assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"]
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["reply"]["content"] == "Your refund is done."
+
+
+async def test_the_pause_streams_its_pending_approvals_and_a_retried_decision_attaches(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    async with tool_app(settings_factory, tmp_path, REFUND) as client:
+        conv_id = await weather_conv(client, "refund", pack="hitl-example")
+        r = await client.post(
+            f"/conversations/{conv_id}/messages", json={"content": "refund", "stream": True}
+        )
+        paused = parse_sse(r.text)[-1]
+        headers = {"Idempotency-Key": "decision-1"}
+        body = {"decisions": [{"tool_call_id": "call_1", "approve": True}]}
+        first, retry = await asyncio.gather(
+            client.post(f"/conversations/{conv_id}/tool-approvals", json=body, headers=headers),
+            client.post(f"/conversations/{conv_id}/tool-approvals", json=body, headers=headers),
+        )
+        stored = (await client.get(f"/conversations/{conv_id}/messages")).json()["data"]
+    assert paused.event == "run.requires_action"
+    assert paused.data["pending_tool_calls"] == []
+    assert [a["tool_call_id"] for a in paused.data["pending_approvals"]] == ["call_1"]
+    assert paused.data["pending_approvals"][0]["message"] == CONSENT
+    assert first.status_code == retry.status_code == 200, (first.text, retry.text)
+    assert first.json()["run_id"] == retry.json()["run_id"]  # the tool ran once
+    assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"]
