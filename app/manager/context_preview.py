@@ -89,7 +89,8 @@ class ContextPreviewService:
             metadata=provider_hints(conv, {}),
             rule=provider.media_token_rule,
         )
-        budget = await tool_budget(self._store, pack, conv.prompt_name, conv.lineage_id, pending)
+        # a preview is of a turn started by a user message: a fresh budget
+        budget = await tool_budget(self._store, pack, conv.prompt_name, conv.lineage_id, None)
         if budget.exhausted and window.request.tools:
             window.request.tool_choice = "none"
         request = await self._media.resolve(window.request)
