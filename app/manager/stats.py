@@ -165,6 +165,7 @@ class Stats:
         self._tool_calls.labels(tool, outcome).inc()
         if seconds is not None:
             self._tool_latency.labels(tool).observe(seconds)
+            self.telemetry.tool_call(tool, outcome, seconds)
 
     def store_call(self, operation: str, seconds: float) -> None:
         self._store.labels(operation).observe(seconds)
