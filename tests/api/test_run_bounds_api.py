@@ -24,7 +24,9 @@ from tests.conftest import running_app
 async def test_a_key_keeps_its_result_past_the_record_bound(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    async with running_app(settings_factory(run_records_max=3)) as client:
+    # memory://: the in-process run log, which PARLEY_RUN_RECORDS_MAX bounds (SQL stores
+    # keep run records in their database)
+    async with running_app(settings_factory(state_url="memory://", run_records_max=3)) as client:
         conv = await create_conv(client)
         url = f"/conversations/{conv['id']}/messages"
         keyed = await client.post(url, json={"content": "keyed"}, headers={"Idempotency-Key": "k"})
