@@ -192,5 +192,7 @@ async def get_message(
     return MessageDetail(
         **found.message.model_dump(),
         sibling_ids=found.sibling_ids,
+        sibling_index=found.sibling_index,
+        sibling_count=found.sibling_count,
         children_ids=found.children_ids,
     )

@@ -40,6 +40,10 @@ TAGS = [
     {"name": "conversations", "description": "Open, list, read, update and delete."},
     {"name": "messages", "description": "Send messages (runs a turn) and read the history."},
     {"name": "context", "description": "The context window: what the next turn sends."},
+    {
+        "name": "tree",
+        "description": "The message tree: checkpoints, rollback, branches, the head, forks.",
+    },
     {"name": "runs", "description": "A turn's status, its event stream, cancellation."},
     {"name": "media", "description": "Upload media, download what you own."},
     {"name": "operations", "description": "Health, readiness, metrics, statistics."},

@@ -8,9 +8,11 @@ from typing import Literal
 from pydantic import Field
 
 from app.domain import (
+    Checkpoint,
     Conversation,
     FinishReason,
     Message,
+    Role,
     Run,
     RunError,
     RunStatus,
@@ -35,7 +37,15 @@ class MessageList(DomainModel):
 
 
 class MessageDetail(Message):
-    sibling_ids: list[str] = Field(default_factory=list)
+    sibling_ids: list[str] = Field(
+        default_factory=list, description="The other children of its parent, oldest first."
+    )
+    sibling_index: int = Field(
+        default=0,
+        description="Its position among all children of its parent (itself included), "
+        "oldest first, from 0: a UI shows `sibling_index + 1 / sibling_count`.",
+    )
+    sibling_count: int = Field(default=1, description="Children of its parent, itself included.")
     children_ids: list[str] = Field(default_factory=list)
 
 
@@ -141,3 +151,33 @@ class Stats(DomainModel):
     cost_usd: float
     latency_s: Latency
     context_estimate: ContextEstimate
+
+
+class CheckpointList(DomainModel):
+    data: list[Checkpoint]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for older ones.")
+
+
+class HeadMoved(Conversation):
+    abandoned_head_id: str | None = Field(
+        description="The head before the move: `PUT .../head` with it restores that history."
+    )
+
+
+class BranchOut(DomainModel):
+    head_message_id: str = Field(description="The branch's leaf (what `PUT .../head` takes).")
+    is_head: bool = Field(description="The conversation's current head.")
+    fork_point_id: str | None = Field(
+        description="The message of the current path it branches off (null for the head, or "
+        "a branch from the root)."
+    )
+    depth: int
+    message_count: int = Field(description="Path length with this leaf as the head.")
+    role: Role
+    preview: str = Field(description="The first 200 characters of the leaf's content.")
+    created_at: datetime
+
+
+class BranchList(DomainModel):
+    data: list[BranchOut]
+    next_cursor: str | None = None

@@ -120,6 +120,73 @@ class ToolDecision(_Input):
 
 class SubmitToolApprovals(_Input):
     decisions: list[ToolDecision] = Field(min_length=1, max_length=128)
+
+
+# --- the message tree: checkpoints, rollback, head, fork, edit, regenerate -------------
+
+
+class CreateCheckpoint(_Input):
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    message_id: Id | None = Field(
+        default=None,
+        description="A message on the conversation's current path; default the head.",
+    )
+    kind: Literal["manual", "snapshot"] = Field(
+        default="manual",
+        description="`snapshot` is a light save (typically one per turn); `auto` "
+        "checkpoints come only from the conversation's checkpoint_policy.",
+    )
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class Rollback(_Input):
+    checkpoint_id: Id | None = Field(default=None, description="Exactly one of the two.")
+    message_id: Id | None = Field(
+        default=None, description="A message on the current path (an ancestor of the head)."
+    )
+
+
+class SetHead(_Input):
+    message_id: Id = Field(
+        description="A message of this conversation's tree: on its current path, on its "
+        "fork origin's path, or one it wrote (an abandoned branch, say)."
+    )
+
+
+class ForkConversation(_Input):
+    checkpoint_id: Id | None = Field(
+        default=None, description="Fork at this checkpoint's message (at most one of the two)."
+    )
+    message_id: Id | None = Field(
+        default=None, description="Fork at this message of the current path; default the head."
+    )
+    conversation_id: Id | None = None
+    user_id: Id | None = Field(
+        default=None,
+        description="Owner of the fork (a service key may give it to another user); "
+        "default the source's owner.",
+    )
+    metadata: Metadata | None = Field(default=None, description="Default: the source's.")
+    ttl_seconds: TtlSeconds = None
+
+
+class EditMessage(_Input):
+    content: str | None = None
+    parts: list[Part] | None = Field(default=None, max_length=100)
+    metadata: Metadata = Field(default_factory=dict)
+    stream: bool = False
+    if_busy: IfBusy = "enqueue"
+    on_disconnect: OnDisconnect = "continue"
+
+
+class Regenerate(_Input):
+    message_id: Id | None = Field(
+        default=None,
+        description="The assistant reply to regenerate; default the head (which must be an "
+        "assistant reply).",
+    )
+    metadata: Metadata = Field(default_factory=dict)
     stream: bool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"

@@ -26,6 +26,7 @@ from app.manager.runs import RunService
 from app.manager.stats import Stats
 from app.manager.telemetry import RunTelemetry
 from app.manager.token_count import UsageCalibration
+from app.manager.tree import TreeService
 from app.manager.turns import TurnExecutor
 from app.media.base import MediaStore
 from app.packs import PackRegistry
@@ -93,6 +94,9 @@ class ConversationManager:
             context=builder,
             media=self.media,
             clock=clock,
+        )
+        self.tree = TreeService(
+            store=store, conversations=self.conversations, coordinator=coordinator, clock=clock
         )
         executor = TurnExecutor(
             liveness=self.liveness,

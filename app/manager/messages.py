@@ -16,6 +16,8 @@ from app.stores.base import StateStore
 class MessageWithRelatives:
     message: Message
     sibling_ids: list[str]
+    sibling_index: int
+    sibling_count: int
     children_ids: list[str]
 
 
@@ -65,5 +67,7 @@ class MessageService:
         return MessageWithRelatives(
             message=message,
             sibling_ids=[m.id for m in siblings if m.id != message.id],
+            sibling_index=next((i for i, m in enumerate(siblings) if m.id == message.id), 0),
+            sibling_count=max(len(siblings), 1),
             children_ids=[m.id for m in children],
         )

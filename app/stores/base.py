@@ -196,6 +196,19 @@ class StateStore(ABC):
         """Messages whose parent is `parent_id` (roots of the lineage for None), oldest
         first."""
 
+    async def children_of(
+        self, lineage_id: str, parent_ids: Sequence[str]
+    ) -> dict[str, list[Message]]:
+        """`list_children` of each of these parents (oldest first), keyed by parent id;
+        parents without children may be left out. Backends may answer in one round trip;
+        this default asks once per parent."""
+        out: dict[str, list[Message]] = {}
+        for parent_id in dict.fromkeys(parent_ids):
+            kids = await self.list_children(lineage_id, parent_id)
+            if kids:
+                out[parent_id] = kids
+        return out
+
     # --- checkpoints -------------------------------------------------------------------
 
     @abstractmethod

@@ -384,6 +384,26 @@ class SqlStore(StateStore):
         async with self._read() as conn:
             return [message_from_data(r.data) for r in await conn.execute(stmt)]
 
+    async def children_of(
+        self, lineage_id: str, parent_ids: Sequence[str]
+    ) -> dict[str, list[Message]]:
+        """One query per 500 parents (the base class asks once per parent)."""
+        out: dict[str, list[Message]] = {}
+        ids = list(dict.fromkeys(parent_ids))
+        m = messages
+        async with self._read() as conn:
+            for i in range(0, len(ids), 500):
+                stmt = (
+                    sa.select(m.c.data)
+                    .where(m.c.lineage_id == lineage_id, m.c.parent_id.in_(ids[i : i + 500]))
+                    .order_by(m.c.created_at, m.c.id)
+                )
+                for r in await conn.execute(stmt):
+                    child = message_from_data(r.data)
+                    assert child.parent_id is not None
+                    out.setdefault(child.parent_id, []).append(child)
+        return out
+
     # --- checkpoints -------------------------------------------------------------------
 
     async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:

@@ -245,3 +245,18 @@ async def test_fork_shares_ancestry(store: StateStore) -> None:
     assert [m.id for m in path] == [f_msgs[1].id, f_msgs[0].id, msgs[1].id, msgs[0].id]
     assert f_after.message_count == 4
     assert {m.conversation_id for m in path} == {a.id, f.id}
+
+
+async def test_children_of_many_parents(store: StateStore) -> None:
+    c = await store.create_conversation(conversation())
+    after, msgs = await grow(store, c, 3)  # m0 <- m1 <- m2
+    a = message(c, msgs[0], role=Role.assistant)
+    after = await append(store, after, [a])  # a second child of m0, newer than m1
+    b = message(c, msgs[0], role=Role.assistant)
+    await append(store, after, [b])
+    kids = await store.children_of(c.lineage_id, [msgs[0].id, msgs[2].id, msgs[1].id, "nope"])
+    assert [m.id for m in kids[msgs[0].id]] == [msgs[1].id, a.id, b.id]  # oldest first
+    assert [m.id for m in kids[msgs[1].id]] == [msgs[2].id]
+    assert kids.get(msgs[2].id, []) == [] and kids.get("nope", []) == []
+    assert await store.children_of("other-lineage", [msgs[0].id]) == {}
+    assert await store.children_of(c.lineage_id, []) == {}
