@@ -120,9 +120,12 @@ class ToolDecision(_Input):
 
 class SubmitToolApprovals(_Input):
     decisions: list[ToolDecision] = Field(min_length=1, max_length=128)
+    stream: bool = False
+    if_busy: IfBusy = "enqueue"
+    on_disconnect: OnDisconnect = "continue"
 
 
-# --- the message tree: checkpoints, rollback, head, fork, edit, regenerate -------------
+# --- the message tree: checkpoints, rollback, head, fork ---------------------------------
 
 
 class CreateCheckpoint(_Input):
@@ -169,24 +172,3 @@ class ForkConversation(_Input):
     )
     metadata: Metadata | None = Field(default=None, description="Default: the source's.")
     ttl_seconds: TtlSeconds = None
-
-
-class EditMessage(_Input):
-    content: str | None = None
-    parts: list[Part] | None = Field(default=None, max_length=100)
-    metadata: Metadata = Field(default_factory=dict)
-    stream: bool = False
-    if_busy: IfBusy = "enqueue"
-    on_disconnect: OnDisconnect = "continue"
-
-
-class Regenerate(_Input):
-    message_id: Id | None = Field(
-        default=None,
-        description="The assistant reply to regenerate; default the head (which must be an "
-        "assistant reply).",
-    )
-    metadata: Metadata = Field(default_factory=dict)
-    stream: bool = False
-    if_busy: IfBusy = "enqueue"
-    on_disconnect: OnDisconnect = "continue"
