@@ -10,7 +10,18 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
-from app.api import context, conversations, health, media, messages, packs, playground, runs, tree
+from app.api import (
+    context,
+    conversations,
+    export,
+    health,
+    media,
+    messages,
+    packs,
+    playground,
+    runs,
+    tree,
+)
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.cors import install_cors
 from app.api.openapi import TAGS, install_openapi
@@ -59,7 +70,7 @@ def create_app(
         media_max_bytes=body_limit + (settings.media_max_mb << 20) * 4 // 3 + 4096,
     )
     install_error_handlers(app)
-    for module in (packs, conversations, messages, context, tree, runs, media, health):
+    for module in (packs, conversations, messages, context, tree, export, runs, media, health):
         app.include_router(module.router)
     if playground_enabled(settings):
         app.include_router(playground.router)

@@ -44,6 +44,10 @@ TAGS = [
         "name": "tree",
         "description": "The message tree: checkpoints, rollback, branches, the head, forks.",
     },
+    {
+        "name": "export",
+        "description": "Export a conversation or a user's conversations; import a document.",
+    },
     {"name": "runs", "description": "A turn's status, its event stream, cancellation."},
     {"name": "media", "description": "Upload media, download what you own."},
     {"name": "operations", "description": "Health, readiness, metrics, statistics."},

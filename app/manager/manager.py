@@ -16,6 +16,7 @@ from app.errors import NotReady
 from app.manager.context import ContextBuilder
 from app.manager.context_preview import ContextPreviewService
 from app.manager.conversations import ConversationService
+from app.manager.export import ExportService
 from app.manager.limits import ExecutionLimiter
 from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
@@ -98,6 +99,7 @@ class ConversationManager:
         self.tree = TreeService(
             store=store, conversations=self.conversations, coordinator=coordinator, clock=clock
         )
+        self.export = ExportService(store=store, conversations=self.conversations, clock=clock)
         executor = TurnExecutor(
             liveness=self.liveness,
             store=store,

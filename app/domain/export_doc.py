@@ -1,0 +1,97 @@
+"""The portable conversation document (DESIGN §6, export/import) and its checksum.
+
+A document is one JSON object::
+
+    {"format": "parley.conversation/v1", "conversation": Conversation,
+     "head_message_id": str | null, "checkpoints": [Checkpoint...],
+     "messages": [Message...], "checksum": "sha256:<hex>"}
+
+`messages` holds every message reachable from the conversation (its current path, the
+paths of its checkpoints and of its fork point, and every branch it wrote), in no
+particular order: the export streams them as it reads them and the import orders them by
+their parents.
+
+The checksum is defined on values, not on the bytes a writer happened to produce, so any
+JSON re-encoding of a document keeps it valid: with `canonical(v)` = the UTF-8 bytes of
+`json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`, it is the
+SHA-256 of::
+
+    canonical(format) "\\n" canonical(conversation) "\\n" canonical(head_message_id) "\\n"
+    canonical(len(checkpoints)) "\\n" canonical(checkpoint) "\\n" ...  (each, in order)
+    canonical(message) "\\n" ...                                          (each, in order)
+
+(the count makes the boundary between checkpoints and messages unambiguous). It is hashed
+as the document is written, so an export never holds the whole tree to compute it. It
+guards against truncation and corruption, not tampering (anyone can recompute it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import Field
+
+from app.domain.checkpoint import Checkpoint
+from app.domain.conversation import Conversation
+from app.domain.messages import Message
+from app.domain.model import DomainModel
+
+DOCUMENT_FORMAT = "parley.conversation/v1"
+CHECKSUM_PREFIX = "sha256:"
+
+
+def canonical(value: Any) -> bytes:
+    """The canonical JSON bytes of a JSON value (what the checksum hashes)."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+class DocumentHasher:
+    """Feeds a document's parts in document order; `checksum()` once everything is in."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+
+    def add(self, value: Any) -> bytes:
+        """Hash one part and return its canonical bytes (which a writer may emit)."""
+        data = canonical(value)
+        self._sha.update(data)
+        self._sha.update(b"\n")
+        return data
+
+    def checksum(self) -> str:
+        return CHECKSUM_PREFIX + self._sha.hexdigest()
+
+
+def document_checksum(
+    fmt: Any, conversation: Any, head: Any, checkpoints: list[Any], messages: list[Any]
+) -> str:
+    """The checksum of a document's parts given as parsed JSON values."""
+    hasher = DocumentHasher()
+    for part in (fmt, conversation, head, len(checkpoints), *checkpoints, *messages):
+        hasher.add(part)
+    return hasher.checksum()
+
+
+class ConversationDocument(DomainModel):
+    """`GET /conversations/{id}/export` (one line of `GET /users/{id}/export`), and what
+    `POST /conversations/import` takes back."""
+
+    format: Literal["parley.conversation/v1"] = Field(
+        description="The document format and version."
+    )
+    conversation: Conversation
+    head_message_id: str | None = Field(description="The conversation's head when exported.")
+    checkpoints: list[Checkpoint]
+    messages: list[Message] = Field(
+        description="Every message reachable from the conversation (path, checkpoints, fork "
+        "point, branches it wrote), in no particular order; media parts keep their "
+        "references as stored."
+    )
+    checksum: str = Field(
+        description="`sha256:<hex>` over the canonical JSON of the other members, in "
+        "document order (README, Export and import)."
+    )
