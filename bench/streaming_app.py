@@ -6,7 +6,7 @@ The app is `app.main.create_app()` unchanged, plus, in this benchmark process on
   delta leaves the provider, keyed by the text of the request's last user message (the
   benchmark makes it unique per stream). It costs about a microsecond per token.
 * stamps along the turn, keyed the same way (`STAGES`): the request reaching the run
-  service (`RunService.send_message`), the executor starting (`TurnExecutor.execute`),
+  service (`TurnRequests.send_message`), the executor starting (`TurnExecutor.execute`),
   each event's publication to the run's event log (start and end of
   `TurnExecutor._publish`, by event type), the executor finishing (`_finish`, right after
   the commit), and each SSE frame leaving the event log for sse-starlette
@@ -69,12 +69,12 @@ def _stage(key: str) -> dict[str, Any]:
 def instrument_turn_path() -> None:
     """Wrap (once) the points of a turn's path listed in the module docstring."""
     from app.api import sse
-    from app.manager.runs import RunService
+    from app.manager.turn_requests import TurnRequests
     from app.manager.turns import TurnExecutor
 
     if getattr(TurnExecutor, "bench_instrumented", False):
         return
-    send_message: Any = RunService.send_message
+    send_message: Any = TurnRequests.send_message
     execute: Any = TurnExecutor.execute
     publish: Any = TurnExecutor._publish
     finish: Any = TurnExecutor._finish
@@ -112,7 +112,7 @@ def instrument_turn_path() -> None:
         if run_id is not None:
             _RUN_KEYS.pop(run_id, None)
 
-    RunService.send_message = timed_send  # type: ignore[method-assign]
+    TurnRequests.send_message = timed_send  # type: ignore[method-assign]
     TurnExecutor.execute = timed_execute  # type: ignore[method-assign]
     TurnExecutor._publish = timed_publish  # type: ignore[method-assign]
     TurnExecutor._finish = timed_finish  # type: ignore[method-assign]

@@ -104,7 +104,7 @@ async def send_message(
     """JSON (`SendMessage`) or multipart/form-data (fields `content`, `metadata`, files)."""
     body, form, staged = await read_send_body(request, manager)
     try:
-        started = await manager.runs.send_message(
+        started = await manager.turns.send_message(
             principal, conversation_id, body, key=idempotency_key, staged=staged
         )
     finally:
@@ -128,7 +128,7 @@ async def submit_tool_results(
     idempotency_key: IdempotencyKey = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
-    started = await manager.runs.submit_tool_results(
+    started = await manager.turns.submit_tool_results(
         principal, conversation_id, body, key=idempotency_key
     )
     return await _respond(
@@ -153,7 +153,7 @@ async def submit_tool_approvals(
     instead of the model's when given), rejected ones answer the model `rejected: <reason>`.
     Calls not named stay pending. A call another decision already answered is 409
     `approval_conflict`: when two approvers race exactly one wins."""
-    started = await manager.runs.submit_tool_approvals(
+    started = await manager.turns.submit_tool_approvals(
         principal, conversation_id, body, key=idempotency_key
     )
     return await _respond(

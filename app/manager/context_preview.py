@@ -18,7 +18,7 @@ from app.manager.conversations import ConversationService
 from app.manager.media import MediaService
 from app.manager.packs import PackLibrary
 from app.manager.tool_policy import tool_budget
-from app.manager.turns import provider_hints
+from app.manager.turn_plan import provider_hints
 from app.providers.base import LLMProvider
 from app.stores.base import StateStore
 

@@ -28,6 +28,7 @@ from app.manager.stats import Stats
 from app.manager.telemetry import RunTelemetry
 from app.manager.token_count import UsageCalibration
 from app.manager.tree import TreeService
+from app.manager.turn_requests import TurnRequests
 from app.manager.turns import TurnExecutor
 from app.media.base import MediaStore
 from app.packs import PackRegistry
@@ -120,13 +121,18 @@ class ConversationManager:
             executor=executor,
             coordinator=coordinator,
             limiter=ExecutionLimiter(settings.max_concurrent_executions),
-            media=self.media,
-            packs=self.packs,
-            providers=providers,
             settings=settings,
             stats=self.stats,
             clock=clock,
             truth=RunTruth(store, executor.ends, coordinator, self.liveness, clock),
+        )
+        self.turns = TurnRequests(
+            runs=self.runs,
+            conversations=self.conversations,
+            media=self.media,
+            packs=self.packs,
+            providers=providers,
+            settings=settings,
         )
         self._sweeper: asyncio.Task[None] | None = None
 

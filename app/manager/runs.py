@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,33 +19,25 @@ from app.coordination.base import (
     RunEvent,
     RunRecord,
 )
-from app.domain import Conversation, Part, Role, Run, RunStatus, new_id
+from app.domain import Conversation, Run, RunStatus, new_id
 from app.domain.principal import Principal
-from app.domain.requests import IfBusy, SendMessage, SubmitToolApprovals, SubmitToolResults
+from app.domain.requests import IfBusy
 from app.errors import (
     ConversationBusy,
     IdempotencyKeyReused,
     InstanceLost,
-    InvalidRequest,
-    MessageTooLarge,
-    ProviderNotConfigured,
-    RunCancelled,
     RunNotFound,
     ShuttingDown,
-    error_for_code,
-    error_from_problem,
 )
 from app.manager.conversations import IDEMPOTENCY_TTL_S, ConversationService, fingerprint
 from app.manager.events import dump
 from app.manager.limits import ExecutionLimiter
-from app.manager.media import MediaService, PartRules
-from app.manager.packs import PackLibrary
 from app.manager.run_follow import follow_checked, terminal_of
+from app.manager.run_response import turn_response
 from app.manager.run_truth import RunTruth
 from app.manager.stats import Stats
-from app.manager.turns import TurnExecutor, TurnInput, TurnPlan
-from app.media.base import StagedBlob
-from app.providers.base import LLMProvider
+from app.manager.turn_plan import TurnInput, TurnPlan
+from app.manager.turns import TurnExecutor
 from app.settings import Settings
 
 log = logging.getLogger("parley.runs")
@@ -61,14 +52,6 @@ class StartedRun:
     run_id: str
     conversation_id: str
     attached: bool  # an idempotent retry re-attached to an earlier run
-
-
-def _empty_message(loc: list[str]) -> InvalidRequest:
-    """Empty and whitespace-only messages are refused alike: neither says anything."""
-    return InvalidRequest(
-        "The message is empty (only whitespace counts as empty too).",
-        errors=[{"loc": loc, "msg": "content or parts with non-blank text required"}],
-    )
 
 
 def _instance_lost(record: RunRecord) -> bool:
@@ -89,9 +72,6 @@ class RunService:
         executor: TurnExecutor,
         coordinator: Coordinator,
         limiter: ExecutionLimiter,
-        media: MediaService,
-        packs: PackLibrary,
-        providers: Mapping[str, LLMProvider],
         settings: Settings,
         stats: Stats,
         clock: Callable[[], datetime],
@@ -99,9 +79,6 @@ class RunService:
     ) -> None:
         self._truth = truth
         self._conversations = conversations
-        self._media = media
-        self._packs = packs
-        self._providers = providers
         self._executor = executor
         self._coord = coordinator
         self._limiter = limiter
@@ -183,110 +160,7 @@ class RunService:
 
     # --- starting ----------------------------------------------------------------------
 
-    async def send_message(
-        self,
-        principal: Principal,
-        conversation_id: str,
-        req: SendMessage,
-        *,
-        key: str | None,
-        staged: Mapping[int, StagedBlob] | None = None,
-    ) -> StartedRun:
-        """Start a turn. `staged` holds the bytes of parts uploaded as multipart files
-        (by part index; those parts carry no source); the caller closes them."""
-        conv = await self._conversations.get(principal, conversation_id)
-        content, parts = self._user_content(req, staged or {})
-        if any(p.type != "text" for p in parts):
-            parts = await self._media.prepare_parts(
-                parts, user_id=conv.user_id, rules=await self._media_rules(conv), staged=staged
-            )
-        turn = TurnInput(kind="message", content=content, parts=parts, metadata=req.metadata)
-        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect", "parts"})
-        body["parts"] = [p.model_dump(mode="json", exclude_none=True) for p in parts]
-        return await self._start(conv, turn, req.if_busy, key, ("message", body))
-
-    async def _media_rules(self, conv: Conversation) -> PartRules:
-        pack = await self._packs.get(conv.pack_id, conv.pack_version)
-        provider = self._providers.get(conv.provider)
-        if provider is None:
-            raise ProviderNotConfigured(
-                f"Provider {conv.provider!r} is not configured on this instance."
-            )
-        prompt = pack.prompts[conv.prompt_name]
-        return PartRules(config=prompt.media, provider=provider, max_mb=self._settings.media_max_mb)
-
-    async def submit_tool_results(
-        self,
-        principal: Principal,
-        conversation_id: str,
-        req: SubmitToolResults,
-        *,
-        key: str | None,
-    ) -> StartedRun:
-        conv = await self._conversations.get(principal, conversation_id)
-        size = len(json.dumps([r.model_dump(mode="json") for r in req.results]).encode())
-        self._check_size(size)
-        turn = TurnInput(kind="tool_results", tool_results=req.results)
-        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-        return await self._start(conv, turn, req.if_busy, key, ("tool_results", body))
-
-    async def submit_tool_approvals(
-        self,
-        principal: Principal,
-        conversation_id: str,
-        req: SubmitToolApprovals,
-        *,
-        key: str | None,
-    ) -> StartedRun:
-        conv = await self._conversations.get(principal, conversation_id)
-        size = len(json.dumps([d.model_dump(mode="json") for d in req.decisions]).encode())
-        self._check_size(size)
-        turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
-        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-        return await self._start(conv, turn, req.if_busy, key, ("tool_approvals", body))
-
-    def _user_content(
-        self, req: SendMessage, staged: Mapping[int, StagedBlob]
-    ) -> tuple[str, list[Part]]:
-        if req.parts:
-            if req.content is not None:
-                raise InvalidRequest(
-                    "Send either content or parts, not both.",
-                    errors=[{"loc": ["body"], "msg": "content and parts are exclusive"}],
-                )
-            parts = req.parts
-            content = "".join(p.text or "" for p in parts if p.type == "text")
-            for i, p in enumerate(parts):
-                if p.type == "text" and p.text is None:
-                    raise InvalidRequest(
-                        "A text part needs text.",
-                        errors=[{"loc": ["body", "parts", i, "text"], "msg": "required"}],
-                    )
-                if p.type != "text" and p.media is None and i not in staged:
-                    raise InvalidRequest(
-                        "A media part needs media (base64, url or media_id).",
-                        errors=[{"loc": ["body", "parts", i, "media"], "msg": "required"}],
-                    )
-            if not content.strip() and all(p.type == "text" for p in parts):
-                raise _empty_message(["body", "parts"])
-        else:
-            if req.content is None or not req.content.strip():
-                raise _empty_message(["body", "content"])
-            content = req.content
-            parts = [Part(type="text", text=content)]
-        # Media bytes have their own limits (PARLEY_MEDIA_MAX_MB, the prompt's media config).
-        size = len(content.encode()) + len(json.dumps(req.metadata).encode())
-        size += sum(len((p.media.url or "").encode()) for p in parts if p.media)
-        size += sum(len((p.media.caption or "").encode()) for p in parts if p.media)
-        self._check_size(size)
-        return content, parts
-
-    def _check_size(self, size: int) -> None:
-        limit = self._settings.max_message_bytes
-        if size > limit:
-            raise MessageTooLarge(f"The message is {size} bytes; the limit is {limit} bytes.")
-
-    async def _start(
+    async def start(
         self,
         conv: Conversation,
         turn: TurnInput,
@@ -294,6 +168,9 @@ class RunService:
         key: str | None,
         request_identity: Any,
     ) -> StartedRun:
+        """Admit `turn` as a run of `conv` and start executing it (`app.manager.turns`).
+        `request_identity` is what an `Idempotency-Key` retry must repeat exactly (the
+        request's kind and body); a retry re-attaches to the first run."""
         if self.draining:
             raise ShuttingDown("This instance is shutting down and takes no new turns; retry.")
         self._admitting += 1
@@ -446,32 +323,7 @@ class RunService:
 
     async def result(self, run_id: str) -> dict[str, Any]:
         """The non-streaming response of a run (DESIGN §6), or its error raised."""
-        record = await self.wait(run_id)
-        run = record.run
-        if run.status == RunStatus.failed:
-            if record.problem is not None:
-                raise error_from_problem(record.problem)
-            assert run.error is not None
-            raise error_for_code(run.error.code, run.error.detail)
-        if run.status == RunStatus.cancelled:
-            raise RunCancelled(f"Run {run.id} was cancelled; nothing was committed.")
-        assert record.result is not None
-        messages = record.result.messages
-        # the final assistant message (a run that only answered some pending calls and
-        # paused again has none: then its last tool message)
-        reply = next((m for m in reversed(messages) if m.role == Role.assistant), messages[-1])
-        return {
-            "run_id": run.id,
-            "conversation_id": run.conversation_id,
-            "status": run.status.value,
-            "messages": [dump(m) for m in messages],
-            "reply": dump(reply),
-            "usage": dump(run.usage),
-            "cost_usd": run.cost_usd,
-            "finish_reason": record.result.finish_reason,
-            "pending_tool_calls": [dump(c) for c in record.result.pending_tool_calls],
-            "pending_approvals": [dump(a) for a in record.result.pending_approvals],
-        }
+        return turn_response(await self.wait(run_id))
 
     async def events(
         self, run_id: str, *, after: int, cancel_on_disconnect: bool = False

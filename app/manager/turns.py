@@ -13,34 +13,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from contextlib import aclosing
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from app.coordination.base import Coordinator, RunRecord, TurnLease, TurnResult
 from app.coordination.liveness import InstanceLiveness
 from app.domain import (
     Conversation,
     ConversationStatus,
-    FinishReason,
     Message,
-    Part,
     Role,
     Run,
     RunError,
     RunStatus,
-    ToolCall,
     Usage,
-    new_id,
 )
-from app.domain.requests import ToolDecision, ToolResult
-from app.domain.run import PendingApproval
 from app.errors import (
     ConversationNotFound,
     InvalidState,
     ParleyError,
-    ProviderError,
     ProviderNotConfigured,
     TurnLockLost,
     problem_of,
@@ -50,69 +41,20 @@ from app.manager.events import dump, terminal_event
 from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
 from app.manager.packs import PackLibrary
-from app.manager.provider_stream import batches, estimated_usage
+from app.manager.provider_call import ProviderCaller
 from app.manager.run_end import RunEndRecorder
 from app.manager.stats import Stats
 from app.manager.tool_loop import RoundResult, ToolLoop
-from app.manager.tool_policy import ToolBudget, log_dropped, tool_budget
+from app.manager.tool_policy import log_dropped, tool_budget
 from app.manager.tool_resume import answer_decisions, answer_results, open_calls
-from app.providers.base import (
-    Finish,
-    LLMProvider,
-    ProviderRequest,
-    TextDelta,
-    ToolCallComplete,
-    UsageReport,
-)
+from app.manager.turn_plan import TurnOutcome, TurnPlan, provider_hints
+from app.providers.base import LLMProvider
 from app.providers.pricing import PriceTable
 from app.settings import Settings
 from app.stores.base import StateStore
 from app.tools import ToolRegistry
 
 log = logging.getLogger("parley.turns")
-
-
-@dataclass
-class TurnInput:
-    """What the client sent: a user message, results for pending client-side tools, or
-    decisions on pending approvals."""
-
-    kind: Literal["message", "tool_results", "tool_approvals"]
-    content: str = ""
-    parts: list[Part] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    tool_results: list[ToolResult] = field(default_factory=list)
-    decisions: list[ToolDecision] = field(default_factory=list)
-
-
-@dataclass
-class TurnPlan:
-    run: Run
-    conversation_id: str
-    lineage_id: str
-    input: TurnInput
-    lease: TurnLease | None = None
-    idempotency: tuple[str, str] | None = None  # (scope, key) freed if the run fails
-    first_message_id: str = field(default_factory=new_id)  # see `RunRecord`
-    executor: str | None = None  # this instance's id (`RunRecord.executor`)
-
-
-@dataclass
-class _Outcome:
-    messages: list[Message]
-    usage: Usage
-    cost_usd: float
-    finish_reason: FinishReason | None
-    pending_tool_calls: list[ToolCall]
-    pending_approvals: list[PendingApproval] = field(default_factory=list)
-
-
-def provider_hints(conv: Conversation, message_metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Provider hints from metadata: `mock_*` keys (scripted scenarios, failure modes of
-    the mock provider), the message's overriding the conversation's."""
-    hints = {k: v for k, v in conv.metadata.items() if k.startswith("mock_")}
-    hints.update({k: v for k, v in message_metadata.items() if k.startswith("mock_")})
-    return hints
 
 
 class TurnExecutor:
@@ -147,6 +89,13 @@ class TurnExecutor:
         self._stats = stats
         self._now = clock
         self.ends = RunEndRecorder(coordinator)
+        self._provider_call = ProviderCaller(
+            context=context,
+            prices=prices,
+            stats=stats,
+            clock=clock,
+            publish=lambda plan, type_, data: self._publish(plan, type_, data),
+        )
 
     async def execute(self, plan: TurnPlan) -> RunRecord:
         """Run the turn to a terminal event; return the finished record (also when
@@ -154,7 +103,7 @@ class TurnExecutor:
         (cancellation included: the end is recorded, then the cancellation goes on)."""
         started = time.perf_counter()
         run = plan.run
-        outcome: _Outcome | None = None
+        outcome: TurnOutcome | None = None
         status = RunStatus.failed
         error: RunError | None = None
         problem: dict[str, Any] | None = None
@@ -179,7 +128,7 @@ class TurnExecutor:
             error = RunError(code="internal_error", detail="The run failed unexpectedly.")
         return await asyncio.shield(self._finish(plan, status, outcome, error, started, problem))
 
-    async def _turn(self, plan: TurnPlan, lease: TurnLease) -> _Outcome:
+    async def _turn(self, plan: TurnPlan, lease: TurnLease) -> TurnOutcome:
         now = self._now()
         t = time.perf_counter()
         conv = await self._store.get_conversation(plan.conversation_id, now=now)
@@ -225,7 +174,9 @@ class TurnExecutor:
             self._stats.store_call("build_context", time.perf_counter() - t)
             window.request.tool_choice = loop.tool_choice(window.request.tool_choice)
             request = await self._media.resolve(window.request)
-            reply = await self._call_provider(provider, request, plan, conv, pending[-1], budget)
+            reply = await self._provider_call.call(
+                provider, request, plan, conv, pending[-1], budget
+            )
             reply = loop.annotate(reply)
             pending.append(reply)
             replies.append(reply)
@@ -263,7 +214,7 @@ class TurnExecutor:
         self._stats.store_call("commit_turn", time.perf_counter() - t)
         self._cache.put(pending)
         await self._mark_media(pending, conv)
-        return _Outcome(
+        return TurnOutcome(
             messages=pending,
             usage=usage,
             cost_usd=cost,
@@ -314,121 +265,11 @@ class TurnExecutor:
             return await answer_decisions(loop, calls, plan.input.decisions)
         return await answer_results(loop, self._tools, calls, plan.input.tool_results, conv.id)
 
-    async def _call_provider(
-        self,
-        provider: LLMProvider,
-        request: ProviderRequest,
-        plan: TurnPlan,
-        conv: Conversation,
-        parent: Message,
-        budget: ToolBudget,
-    ) -> Message:
-        """Stream one completion, publishing deltas; return the finished assistant message.
-
-        Text that arrives while the previous delta is being published goes out as one
-        `message.delta`: a provider slower than the event log gets one event per token,
-        a faster one does not cost one event-log round trip per token."""
-        message_id = new_id()
-        text: list[str] = []
-        tool_calls: list[ToolCall] = []
-        usage: Usage | None = None
-        finish: FinishReason = "stop"
-        started = time.perf_counter()
-        first_event: float | None = None
-        try:
-            async with aclosing(batches(provider.stream(request))) as stream:
-                async for batch in stream:
-                    if first_event is None:
-                        first_event = time.perf_counter() - started
-                    finish, usage = await self._consume(
-                        plan, message_id, batch, text, tool_calls, budget, finish, usage
-                    )
-        except ProviderError as exc:
-            self._stats.provider_failed(
-                conv.provider, exc.code, model=request.model, total_s=time.perf_counter() - started
-            )
-            raise
-        content = "".join(text)
-        if usage is None:
-            usage = estimated_usage(request, content)
-        else:
-            self._context.observe_usage(
-                conv.id, request, usage.input_tokens, provider.media_token_rule
-            )
-        if finish == "tool_calls" and not tool_calls:
-            finish = "tool_limit"  # every call was over the tool budget
-        self._stats.provider_call(
-            conv.provider,
-            model=request.model,
-            first_event_s=first_event,
-            total_s=time.perf_counter() - started,
-            usage=usage,
-            finish_reason=finish,
-        )
-        return Message(
-            id=message_id,
-            parent_id=parent.id,
-            conversation_id=conv.id,
-            role=Role.assistant,
-            content=content,
-            parts=[Part(type="text", text=content)] if content else [],
-            tool_calls=tool_calls,
-            created_at=self._now(),
-            run_id=plan.run.id,
-            usage=usage,
-            cost_usd=self._prices.cost_usd(request.model, usage),
-            finish_reason=finish,
-            depth=parent.depth + 1,
-        )
-
-    async def _consume(
-        self,
-        plan: TurnPlan,
-        message_id: str,
-        batch: list[Any],
-        text: list[str],
-        tool_calls: list[ToolCall],
-        budget: ToolBudget,
-        finish: FinishReason,
-        usage: Usage | None,
-    ) -> tuple[FinishReason, Usage | None]:
-        """Publish one batch of provider events; return the finish reason and usage so far."""
-        pending_text: list[str] = []
-        for event in batch:
-            if isinstance(event, TextDelta):
-                pending_text.append(event.text)
-                continue
-            await self._publish_text(plan, message_id, pending_text, text)
-            if isinstance(event, ToolCallComplete):
-                if not budget.admit(len(tool_calls)):
-                    continue  # over the prompt's tool_policy: never published or committed
-                tool_calls.append(event.tool_call)
-                await self._publish(
-                    plan,
-                    "tool_call.created",
-                    {"message_id": message_id, "tool_call": dump(event.tool_call)},
-                )
-            elif isinstance(event, UsageReport):
-                usage = event.usage
-            elif isinstance(event, Finish):
-                finish = event.reason
-        await self._publish_text(plan, message_id, pending_text, text)
-        return finish, usage
-
-    async def _publish_text(
-        self, plan: TurnPlan, message_id: str, pending: list[str], text: list[str]
-    ) -> None:
-        delta = "".join(pending)
-        pending.clear()
-        if delta:
-            text.append(delta)
-            await self._publish(plan, "message.delta", {"message_id": message_id, "delta": delta})
-
     async def _finish(
         self,
         plan: TurnPlan,
         status: RunStatus,
-        outcome: _Outcome | None,
+        outcome: TurnOutcome | None,
         error: RunError | None,
         started: float,
         problem: dict[str, Any] | None = None,

@@ -1,0 +1,159 @@
+"""One provider call of a turn: stream the completion, publish its deltas and tool calls
+as run events, and return the finished assistant message (usage, cost, finish reason).
+
+Text that arrives while the previous delta is being published goes out as one
+`message.delta`: a provider slower than the event log gets one event per token, a faster
+one does not cost one event-log round trip per token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from datetime import datetime
+from typing import Any
+
+from app.domain import Conversation, FinishReason, Message, Part, Role, ToolCall, Usage, new_id
+from app.errors import ProviderError
+from app.manager.context import ContextBuilder
+from app.manager.events import dump
+from app.manager.provider_stream import batches, estimated_usage
+from app.manager.stats import Stats
+from app.manager.tool_policy import ToolBudget
+from app.manager.turn_plan import TurnPlan
+from app.providers.base import (
+    Finish,
+    LLMProvider,
+    ProviderRequest,
+    TextDelta,
+    ToolCallComplete,
+    UsageReport,
+)
+from app.providers.pricing import PriceTable
+
+Publish = Callable[[TurnPlan, str, dict[str, Any]], Awaitable[None]]
+
+
+class ProviderCaller:
+    def __init__(
+        self,
+        *,
+        context: ContextBuilder,
+        prices: PriceTable,
+        stats: Stats,
+        clock: Callable[[], datetime],
+        publish: Publish,
+    ) -> None:
+        self._context = context
+        self._prices = prices
+        self._stats = stats
+        self._now = clock
+        self._publish = publish
+
+    async def call(
+        self,
+        provider: LLMProvider,
+        request: ProviderRequest,
+        plan: TurnPlan,
+        conv: Conversation,
+        parent: Message,
+        budget: ToolBudget,
+    ) -> Message:
+        """Stream one completion, publishing deltas; return the finished assistant message,
+        a child of `parent`."""
+        message_id = new_id()
+        text: list[str] = []
+        tool_calls: list[ToolCall] = []
+        usage: Usage | None = None
+        finish: FinishReason = "stop"
+        started = time.perf_counter()
+        first_event: float | None = None
+        try:
+            async with aclosing(batches(provider.stream(request))) as stream:
+                async for batch in stream:
+                    if first_event is None:
+                        first_event = time.perf_counter() - started
+                    finish, usage = await self._consume(
+                        plan, message_id, batch, text, tool_calls, budget, finish, usage
+                    )
+        except ProviderError as exc:
+            self._stats.provider_failed(
+                conv.provider, exc.code, model=request.model, total_s=time.perf_counter() - started
+            )
+            raise
+        content = "".join(text)
+        if usage is None:
+            usage = estimated_usage(request, content)
+        else:
+            self._context.observe_usage(
+                conv.id, request, usage.input_tokens, provider.media_token_rule
+            )
+        if finish == "tool_calls" and not tool_calls:
+            finish = "tool_limit"  # every call was over the tool budget
+        self._stats.provider_call(
+            conv.provider,
+            model=request.model,
+            first_event_s=first_event,
+            total_s=time.perf_counter() - started,
+            usage=usage,
+            finish_reason=finish,
+        )
+        return Message(
+            id=message_id,
+            parent_id=parent.id,
+            conversation_id=conv.id,
+            role=Role.assistant,
+            content=content,
+            parts=[Part(type="text", text=content)] if content else [],
+            tool_calls=tool_calls,
+            created_at=self._now(),
+            run_id=plan.run.id,
+            usage=usage,
+            cost_usd=self._prices.cost_usd(request.model, usage),
+            finish_reason=finish,
+            depth=parent.depth + 1,
+        )
+
+    async def _consume(
+        self,
+        plan: TurnPlan,
+        message_id: str,
+        batch: list[Any],
+        text: list[str],
+        tool_calls: list[ToolCall],
+        budget: ToolBudget,
+        finish: FinishReason,
+        usage: Usage | None,
+    ) -> tuple[FinishReason, Usage | None]:
+        """Publish one batch of provider events; return the finish reason and usage so far."""
+        pending_text: list[str] = []
+        for event in batch:
+            if isinstance(event, TextDelta):
+                pending_text.append(event.text)
+                continue
+            await self._publish_text(plan, message_id, pending_text, text)
+            if isinstance(event, ToolCallComplete):
+                if not budget.admit(len(tool_calls)):
+                    continue  # over the prompt's tool_policy: never published or committed
+                tool_calls.append(event.tool_call)
+                await self._publish(
+                    plan,
+                    "tool_call.created",
+                    {"message_id": message_id, "tool_call": dump(event.tool_call)},
+                )
+            elif isinstance(event, UsageReport):
+                usage = event.usage
+            elif isinstance(event, Finish):
+                finish = event.reason
+        await self._publish_text(plan, message_id, pending_text, text)
+        return finish, usage
+
+    async def _publish_text(
+        self, plan: TurnPlan, message_id: str, pending: list[str], text: list[str]
+    ) -> None:
+        delta = "".join(pending)
+        pending.clear()
+        if delta:
+            text.append(delta)
+            await self._publish(plan, "message.delta", {"message_id": message_id, "delta": delta})

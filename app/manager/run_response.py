@@ -1,0 +1,40 @@
+"""The non-streaming response of a finished run (DESIGN §6 `POST .../messages` 200)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.coordination.base import RunRecord
+from app.domain import Role, RunStatus
+from app.errors import RunCancelled, error_for_code, error_from_problem
+from app.manager.events import dump
+
+
+def turn_response(record: RunRecord) -> dict[str, Any]:
+    """The response body of a terminal run, or the run's error raised (a failed run's
+    problem as recorded, a cancelled one `run_cancelled`)."""
+    run = record.run
+    if run.status == RunStatus.failed:
+        if record.problem is not None:
+            raise error_from_problem(record.problem)
+        assert run.error is not None
+        raise error_for_code(run.error.code, run.error.detail)
+    if run.status == RunStatus.cancelled:
+        raise RunCancelled(f"Run {run.id} was cancelled; nothing was committed.")
+    assert record.result is not None
+    messages = record.result.messages
+    # the final assistant message (a run that only answered some pending calls and
+    # paused again has none: then its last tool message)
+    reply = next((m for m in reversed(messages) if m.role == Role.assistant), messages[-1])
+    return {
+        "run_id": run.id,
+        "conversation_id": run.conversation_id,
+        "status": run.status.value,
+        "messages": [dump(m) for m in messages],
+        "reply": dump(reply),
+        "usage": dump(run.usage),
+        "cost_usd": run.cost_usd,
+        "finish_reason": record.result.finish_reason,
+        "pending_tool_calls": [dump(c) for c in record.result.pending_tool_calls],
+        "pending_approvals": [dump(a) for a in record.result.pending_approvals],
+    }

@@ -1,0 +1,152 @@
+"""Turning client requests into runs: a new user message (JSON or multipart, media
+prepared), results for pending client-side tools, decisions on pending approvals. Each
+is validated here, then started as an ordinary run by `RunService.start`, whose request
+identity (for `Idempotency-Key`) is the request's kind and body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from app.domain import Conversation, Part
+from app.domain.principal import Principal
+from app.domain.requests import SendMessage, SubmitToolApprovals, SubmitToolResults
+from app.errors import InvalidRequest, MessageTooLarge, ProviderNotConfigured
+from app.manager.conversations import ConversationService
+from app.manager.media import MediaService, PartRules
+from app.manager.packs import PackLibrary
+from app.manager.runs import RunService, StartedRun
+from app.manager.turn_plan import TurnInput
+from app.media.base import StagedBlob
+from app.providers.base import LLMProvider
+from app.settings import Settings
+
+
+def _empty_message(loc: list[str]) -> InvalidRequest:
+    """Empty and whitespace-only messages are refused alike: neither says anything."""
+    return InvalidRequest(
+        "The message is empty (only whitespace counts as empty too).",
+        errors=[{"loc": loc, "msg": "content or parts with non-blank text required"}],
+    )
+
+
+class TurnRequests:
+    def __init__(
+        self,
+        *,
+        runs: RunService,
+        conversations: ConversationService,
+        media: MediaService,
+        packs: PackLibrary,
+        providers: Mapping[str, LLMProvider],
+        settings: Settings,
+    ) -> None:
+        self._runs = runs
+        self._conversations = conversations
+        self._media = media
+        self._packs = packs
+        self._providers = providers
+        self._settings = settings
+
+    async def send_message(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: SendMessage,
+        *,
+        key: str | None,
+        staged: Mapping[int, StagedBlob] | None = None,
+    ) -> StartedRun:
+        """Start a turn. `staged` holds the bytes of parts uploaded as multipart files
+        (by part index; those parts carry no source); the caller closes them."""
+        conv = await self._conversations.get(principal, conversation_id)
+        content, parts = self._user_content(req, staged or {})
+        if any(p.type != "text" for p in parts):
+            parts = await self._media.prepare_parts(
+                parts, user_id=conv.user_id, rules=await self._media_rules(conv), staged=staged
+            )
+        turn = TurnInput(kind="message", content=content, parts=parts, metadata=req.metadata)
+        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect", "parts"})
+        body["parts"] = [p.model_dump(mode="json", exclude_none=True) for p in parts]
+        return await self._runs.start(conv, turn, req.if_busy, key, ("message", body))
+
+    async def _media_rules(self, conv: Conversation) -> PartRules:
+        pack = await self._packs.get(conv.pack_id, conv.pack_version)
+        provider = self._providers.get(conv.provider)
+        if provider is None:
+            raise ProviderNotConfigured(
+                f"Provider {conv.provider!r} is not configured on this instance."
+            )
+        prompt = pack.prompts[conv.prompt_name]
+        return PartRules(config=prompt.media, provider=provider, max_mb=self._settings.media_max_mb)
+
+    async def submit_tool_results(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: SubmitToolResults,
+        *,
+        key: str | None,
+    ) -> StartedRun:
+        conv = await self._conversations.get(principal, conversation_id)
+        size = len(json.dumps([r.model_dump(mode="json") for r in req.results]).encode())
+        self._check_size(size)
+        turn = TurnInput(kind="tool_results", tool_results=req.results)
+        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+        return await self._runs.start(conv, turn, req.if_busy, key, ("tool_results", body))
+
+    async def submit_tool_approvals(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: SubmitToolApprovals,
+        *,
+        key: str | None,
+    ) -> StartedRun:
+        conv = await self._conversations.get(principal, conversation_id)
+        size = len(json.dumps([d.model_dump(mode="json") for d in req.decisions]).encode())
+        self._check_size(size)
+        turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
+        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+        return await self._runs.start(conv, turn, req.if_busy, key, ("tool_approvals", body))
+
+    def _user_content(
+        self, req: SendMessage, staged: Mapping[int, StagedBlob]
+    ) -> tuple[str, list[Part]]:
+        if req.parts:
+            if req.content is not None:
+                raise InvalidRequest(
+                    "Send either content or parts, not both.",
+                    errors=[{"loc": ["body"], "msg": "content and parts are exclusive"}],
+                )
+            parts = req.parts
+            content = "".join(p.text or "" for p in parts if p.type == "text")
+            for i, p in enumerate(parts):
+                if p.type == "text" and p.text is None:
+                    raise InvalidRequest(
+                        "A text part needs text.",
+                        errors=[{"loc": ["body", "parts", i, "text"], "msg": "required"}],
+                    )
+                if p.type != "text" and p.media is None and i not in staged:
+                    raise InvalidRequest(
+                        "A media part needs media (base64, url or media_id).",
+                        errors=[{"loc": ["body", "parts", i, "media"], "msg": "required"}],
+                    )
+            if not content.strip() and all(p.type == "text" for p in parts):
+                raise _empty_message(["body", "parts"])
+        else:
+            if req.content is None or not req.content.strip():
+                raise _empty_message(["body", "content"])
+            content = req.content
+            parts = [Part(type="text", text=content)]
+        # Media bytes have their own limits (PARLEY_MEDIA_MAX_MB, the prompt's media config).
+        size = len(content.encode()) + len(json.dumps(req.metadata).encode())
+        size += sum(len((p.media.url or "").encode()) for p in parts if p.media)
+        size += sum(len((p.media.caption or "").encode()) for p in parts if p.media)
+        self._check_size(size)
+        return content, parts
+
+    def _check_size(self, size: int) -> None:
+        limit = self._settings.max_message_bytes
+        if size > limit:
+            raise MessageTooLarge(f"The message is {size} bytes; the limit is {limit} bytes.")
