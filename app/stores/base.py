@@ -24,6 +24,11 @@ Contract, shared by every backend and enforced by `tests/contract/`:
   referenced by a stored message is never deleted, so a message never points at missing
   media; `media_in_use(sha256)` is true while any record holds the bytes, which is what
   protects a blob (see `app.media.base`).
+* Summaries (`Summary`, context strategy `summarize`) belong to a lineage and point at the
+  message they cover. `save_summary` refuses (`MessageNotFound`, storing nothing) when
+  that message is not stored in the lineage. A summary goes when its covered message is
+  deleted (by the deletion rule above, or with the whole lineage), so nothing of a
+  deleted history is left behind in a summary.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from app.domain.filters import metadata_text as metadata_text
 from app.domain.media import MediaRecord
 from app.domain.pagination import decode_cursor as decode_cursor
 from app.domain.pagination import encode_cursor as encode_cursor
+from app.domain.summary import Summary
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -227,6 +233,22 @@ class StateStore(ABC):
 
     @abstractmethod
     async def delete_checkpoint(self, conversation_id: str, checkpoint_id: str) -> bool:
+        """True if it existed."""
+
+    # --- summaries ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def save_summary(self, summary: Summary) -> Summary:
+        """Store a new summary of `summary.lineage_id`. Raises `MessageNotFound` if its
+        `covers_message_id` is not a stored message of that lineage, `Conflict` if the
+        id is taken."""
+
+    @abstractmethod
+    async def list_summaries(self, lineage_id: str) -> list[Summary]:
+        """Every summary of the lineage, oldest (`created_at`, then id) first."""
+
+    @abstractmethod
+    async def delete_summary(self, lineage_id: str, summary_id: str) -> bool:
         """True if it existed."""
 
     # --- uploaded packs ----------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,12 +22,14 @@ from app.domain import (
     utcnow,
 )
 from app.domain.media import MediaRecord
+from app.domain.summary import Summary
 from app.errors import (
     Conflict,
     ConversationExists,
     ConversationNotFound,
     HeadConflict,
     MediaNotFound,
+    MessageNotFound,
     VersionConflict,
 )
 from app.stores._common import listing_cursor, parse_listing_cursor
@@ -38,25 +39,7 @@ from app.stores.base import (
     StoreCapabilities,
     media_references,
 )
-
-
-@dataclass
-class _Lineage:
-    """The messages of one lineage, with a parent -> children index."""
-
-    messages: dict[str, Message] = field(default_factory=dict)
-    children: dict[str | None, list[str]] = field(default_factory=dict)
-
-    def add(self, message: Message) -> None:
-        self.messages[message.id] = message
-        self.children.setdefault(message.parent_id, []).append(message.id)
-
-    def remove(self, message_id: str) -> None:
-        message = self.messages.pop(message_id)
-        siblings = self.children.get(message.parent_id, [])
-        siblings.remove(message_id)
-        if not siblings:
-            self.children.pop(message.parent_id, None)
+from app.stores.memory_lineage import Lineage, reachable
 
 
 def _live(conversation: Conversation, now: datetime) -> bool:
@@ -68,7 +51,7 @@ class MemoryStore(StateStore):
 
     def __init__(self) -> None:
         self._conversations: dict[str, Conversation] = {}
-        self._lineages: dict[str, _Lineage] = {}
+        self._lineages: dict[str, Lineage] = {}
         self._checkpoints: dict[str, dict[str, Checkpoint]] = {}
         self._packs: dict[tuple[str, str], dict[str, Any]] = {}
         self._media: dict[str, MediaRecord] = {}
@@ -165,7 +148,7 @@ class MemoryStore(StateStore):
             raise HeadConflict(
                 f"Conversation {conversation.id!r} head moved to {stored.head_message_id!r}."
             )
-        lineage = self._lineages.setdefault(stored.lineage_id, _Lineage())
+        lineage = self._lineages.setdefault(stored.lineage_id, Lineage())
         ids = [m.id for m in messages]
         if len(set(ids)) != len(ids) or any(i in lineage.messages for i in ids):
             raise Conflict("A message with this id already exists in the lineage.")
@@ -249,7 +232,28 @@ class MemoryStore(StateStore):
     async def delete_checkpoint(self, conversation_id: str, checkpoint_id: str) -> bool:
         return self._checkpoints.get(conversation_id, {}).pop(checkpoint_id, None) is not None
 
-    # --- expiry ------------------------------------------------------------------------
+    # --- summaries ----------------------------------------------------------------------
+
+    async def save_summary(self, summary: Summary) -> Summary:
+        lineage = self._lineages.get(summary.lineage_id)
+        if lineage is None or summary.covers_message_id not in lineage.messages:
+            raise MessageNotFound(f"Message {summary.covers_message_id!r} not found.")
+        if summary.id in lineage.summaries:
+            raise Conflict(f"Summary {summary.id!r} already exists.")
+        lineage.summaries[summary.id] = summary.model_copy(deep=True)
+        return summary.model_copy(deep=True)
+
+    async def list_summaries(self, lineage_id: str) -> list[Summary]:
+        lineage = self._lineages.get(lineage_id)
+        found = list(lineage.summaries.values()) if lineage is not None else []
+        found.sort(key=lambda s: (s.created_at, s.id))
+        return [s.model_copy(deep=True) for s in found]
+
+    async def delete_summary(self, lineage_id: str, summary_id: str) -> bool:
+        lineage = self._lineages.get(lineage_id)
+        return lineage is not None and lineage.summaries.pop(summary_id, None) is not None
+
+    # --- uploaded packs ----------------------------------------------------------------
 
     async def save_pack(
         self, pack_id: str, version: str, document: dict[str, Any]
@@ -262,6 +266,8 @@ class MemoryStore(StateStore):
 
     async def list_packs(self) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for d in self._packs.values()]
+
+    # --- expiry ------------------------------------------------------------------------
 
     async def purge_expired(self, *, now: datetime) -> int:
         expired = [cid for cid, c in self._conversations.items() if not _live(c, now)]
@@ -353,7 +359,7 @@ class MemoryStore(StateStore):
         candidates = [m.id for m in lineage.messages.values() if m.conversation_id not in writers]
         if not candidates:
             return True
-        keep = _reachable(lineage, self._keep_points(others))
+        keep = reachable(lineage, self._keep_points(others))
         gone = [lineage.messages[i] for i in candidates if i not in keep]
         self._drop_media_refs(c.lineage_id, gone)
         for message in gone:
@@ -381,17 +387,3 @@ class MemoryStore(StateStore):
                 if cp.message_id is not None
             )
         return points
-
-
-def _reachable(lineage: _Lineage, starts: Iterable[str]) -> set[str]:
-    """Ids on the paths from each start toward the root; shared ancestry is walked once."""
-    seen: set[str] = set()
-    for start in starts:
-        current: str | None = start
-        while current is not None and current not in seen:
-            m = lineage.messages.get(current)
-            if m is None:
-                break
-            seen.add(current)
-            current = m.parent_id
-    return seen

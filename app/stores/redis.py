@@ -19,6 +19,8 @@ messages + children index; deletion; checkpoints) is one Lua script on one Clust
     P{L}:kids        zset  "<parent>\\0<child>", score 0        (children, by lex range)
     P{L}:c:<id>      hash  the conversation (fields in `redis_codec`)
     P{L}:cp:<id>     hash  checkpoint id -> Checkpoint JSON
+    P{L}:mrefs       zset  "<media id>\\0<message id>", score 0 (media references)
+    P{L}:sums        hash  summary id -> Summary JSON (follows the lineage's expiry)
 
 Outside lineages, each in its own slot:
 

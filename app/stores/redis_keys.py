@@ -53,6 +53,12 @@ class LineageKeys:
         return f"{self.tag}mrefs"
 
     @property
+    def sums(self) -> str:
+        """Hash: summary id -> Summary JSON (`redis_summaries`); follows the lineage's
+        expiry, dropped with the messages the summaries cover."""
+        return f"{self.tag}sums"
+
+    @property
     def fixed(self) -> list[str]:
         """KEYS[1..5] of every lineage script, in this order."""
         return [self.convs, self.msg, self.par, self.wr, self.kids]

@@ -33,6 +33,11 @@ local function lineage_ttl()
     else redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', best)) end
   end
 end
+-- A lineage key outside KEYS[1..5] (the summaries hash) takes the lineage's expiry.
+local function follow_lineage_ttl(key)
+  local ms = redis.call('PTTL', KEYS[1])
+  if ms == -1 then redis.call('PERSIST', key) elseif ms > 0 then redis.call('PEXPIRE', key, ms) end
+end
 local function expire(key, ms)
   if ms == '' then redis.call('PERSIST', key) else redis.call('PEXPIREAT', key, ms) end
 end
@@ -107,6 +112,7 @@ return {'OK', old[3], old[4], ev, changed, old[1]}
 """
 )
 
+# KEYS: 1-7 as usual, 8 the lineage's summaries hash.
 # ARGV: cid, exp_us, exp_ms. Returns {ev, user, pack, tok}, or {} if the conversation is gone.
 TOUCH = (
     _LINEAGE_TTL
@@ -120,6 +126,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PEXPIREAT', KEYS[7], ARGV[3])
 redis.call('PEXPIREAT', conv, ARGV[3])
 lineage_ttl()
+if KEYS[8] then follow_lineage_ttl(KEYS[8]) end
 return {tostring(ev), f[2], f[3], f[1]}
 """
 )
@@ -129,6 +136,7 @@ return {tostring(ev), f[2], f[3], f[1]}
 # ARGV: cid, now_us, expected_head|'', n, count, d_in, d_out, d_tot, d_cost, status|'',
 #       then per message: id, parent|'', writer, json; then the media references of the
 #       messages as "<media id>\\0<message id>" members of KEYS[8] (the lineage's `mrefs`).
+# KEYS[9]: the lineage's summaries hash (takes the lineage's expiry).
 # Returns {'OK', HGETALL of the conversation} | {'NOTFOUND'} | {'HEAD'} | {'DUP'}
 APPEND = (
     _LINEAGE_TTL
@@ -177,6 +185,7 @@ if st[4] then
   redis.call('PEXPIREAT', KEYS[7], exp_ms)
 end
 lineage_ttl()
+if KEYS[9] then follow_lineage_ttl(KEYS[9]) end
 return {'OK', redis.call('HGETALL', conv)}
 """
 )
@@ -228,7 +237,8 @@ return 'OK'
 # Deletes one conversation and every message nothing else in the lineage can reach.
 # KEYS: 1-5 fixed, 6 conv, 7 cps, then (conv, cps) of every other conversation of the
 # lineage, as the client read them from `convs` (checked here: {-1} asks for a retry),
-# and last the lineage's `mrefs` (media references, dropped with their messages).
+# then the lineage's `mrefs` (media references, dropped with their messages) and last its
+# `sums` (summaries, dropped with the message they cover).
 # ARGV: cid, mode ('any' | 'expired' | 'stale'), now_us, tok|'', user|'', other ids...
 # 'expired' deletes only if expired at now_us; 'stale' reclaims the messages of an
 # incarnation Redis already expired (its `convs` entry is left, its hash is gone).
@@ -237,7 +247,24 @@ DELETE = (
     _LINEAGE_TTL
     + """
 local conv = KEYS[6]
-local mrefs = KEYS[#KEYS]
+local mrefs = KEYS[#KEYS - 1]
+local sums = KEYS[#KEYS]
+-- covered message id -> ids of the summaries covering it (read on first need)
+local covering = nil
+local function drop_summaries(id)
+  if covering == nil then
+    covering = {}
+    local all = redis.call('HGETALL', sums)
+    for i = 1, #all, 2 do
+      local mid = cjson.decode(all[i + 1])['covers_message_id']
+      if type(mid) == 'string' then
+        covering[mid] = covering[mid] or {}
+        table.insert(covering[mid], all[i])
+      end
+    end
+  end
+  for _, sid in ipairs(covering[id] or {}) do redis.call('HDEL', sums, sid) end
+end
 -- A deleted message takes its media references (`mrefs` members) with it.
 local function drop_media_refs(id)
   local js = redis.call('HGET', KEYS[2], id)
@@ -304,7 +331,7 @@ end
 if not any_alive then
   -- UNLINK: the lineage's hashes are freed in the background, so this is O(1) here
   -- however many messages the lineage holds.
-  redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], mrefs)
+  redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], mrefs, sums)
   return info
 end
 local writers = redis.call('HGETALL', KEYS[4])
@@ -327,6 +354,7 @@ if #candidates > 0 then
     if not keep[id] then
       local parent = redis.call('HGET', KEYS[3], id) or ''
       drop_media_refs(id)
+      drop_summaries(id)
       redis.call('HDEL', KEYS[2], id)
       redis.call('HDEL', KEYS[3], id)
       redis.call('HDEL', KEYS[4], id)
@@ -335,6 +363,7 @@ if #candidates > 0 then
   end
 end
 lineage_ttl()
+follow_lineage_ttl(sums)
 return info
 """
 )

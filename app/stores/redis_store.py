@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage
 from app.domain.media import MediaRecord
+from app.domain.summary import Summary
 from app.errors import (
     Conflict,
     ConversationExists,
@@ -62,6 +63,7 @@ from app.stores.redis_lineage import LineageOps
 from app.stores.redis_media import MediaOps
 from app.stores.redis_refs import Directory
 from app.stores.redis_scripts import Scripts
+from app.stores.redis_summaries import SummaryOps
 
 log = logging.getLogger("parley.stores.redis")
 
@@ -80,6 +82,7 @@ class _Parts:
     lineages: LineageOps
     directory: Directory
     media: MediaOps
+    summaries: SummaryOps
 
 
 class RedisStore(StateStore):
@@ -140,7 +143,13 @@ class RedisStore(StateStore):
             client, self.keys, scripts, lineages, indexes, grace_ms=self._grace_ms
         )
         self._parts = _Parts(
-            client, scripts, indexes, lineages, directory, MediaOps(client, self.keys)
+            client,
+            scripts,
+            indexes,
+            lineages,
+            directory,
+            MediaOps(client, self.keys),
+            SummaryOps(client, self.keys),
         )
 
     async def close(self) -> None:
@@ -347,7 +356,7 @@ class RedisStore(StateStore):
             args += [f"{media_id}\x00{message_id}" for message_id, media_id in refs]
         lk = self.keys.lineage(c.lineage_id)
         reply = await self._p.scripts.append(
-            keys=[*lk.with_conversation(c.id), lk.mrefs], args=args
+            keys=[*lk.with_conversation(c.id), lk.mrefs, lk.sums], args=args
         )
         outcome = reply[0]
         if outcome == "NOTFOUND":
@@ -396,6 +405,21 @@ class RedisStore(StateStore):
         children = messages_from_json(values)
         children.sort(key=lambda m: (m.created_at, m.id))
         return children
+
+    # --- summaries ----------------------------------------------------------------------
+
+    @guarded
+    async def save_summary(self, summary: Summary) -> Summary:
+        await self._p.summaries.save(summary)
+        return summary.model_copy(deep=True)
+
+    @guarded
+    async def list_summaries(self, lineage_id: str) -> list[Summary]:
+        return await self._p.summaries.of_lineage(lineage_id)
+
+    @guarded
+    async def delete_summary(self, lineage_id: str, summary_id: str) -> bool:
+        return await self._p.summaries.delete(lineage_id, summary_id)
 
     # --- checkpoints -------------------------------------------------------------------
 

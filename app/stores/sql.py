@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage, utcnow
 from app.domain.media import MediaRecord
+from app.domain.summary import Summary
 from app.errors import (
     Conflict,
     ConversationExists,
@@ -39,7 +40,7 @@ from app.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from app.stores import sql_media, sql_packs
+from app.stores import sql_media, sql_packs, sql_summaries
 from app.stores._common import (
     Unreadable,
     decode_listed,
@@ -454,6 +455,23 @@ class SqlStore(StateStore):
                 .returning(cp.c.id)
             )
             return result.first() is not None
+
+    # --- summaries ----------------------------------------------------------------------
+
+    async def save_summary(self, summary: Summary) -> Summary:
+        async with self._write() as conn:
+            # no reclaim of the lineage between the check of the covered message and commit
+            await self._lock_lineages(conn, [summary.lineage_id], shared=True)
+            await sql_summaries.insert(conn, summary)
+        return summary.model_copy(deep=True)
+
+    async def list_summaries(self, lineage_id: str) -> list[Summary]:
+        async with self._read() as conn:
+            return await sql_summaries.of_lineage(conn, lineage_id)
+
+    async def delete_summary(self, lineage_id: str, summary_id: str) -> bool:
+        async with self._write() as conn:
+            return await sql_summaries.delete(conn, lineage_id, summary_id)
 
     # --- uploaded packs ----------------------------------------------------------------
 

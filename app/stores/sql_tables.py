@@ -16,6 +16,8 @@ Layout (DESIGN §3/§4):
 * `checkpoints`: a pointer to a message, keyed (conversation_id, id), cascading with the
   conversation.
 * `media` / `media_refs`: media records and the message references to them (DESIGN §13).
+* `summaries`: context summaries (`Summary`), keyed (lineage_id, id), cascading with the
+  message they cover (so with the lineage too).
 """
 
 from __future__ import annotations
@@ -248,6 +250,24 @@ media_refs = sa.Table(
         name="fk_media_refs_message",
     ),
     sa.Index("ix_media_refs_media", "media_id"),
+)
+
+summaries = sa.Table(
+    "summaries",
+    metadata,
+    sa.Column("lineage_id", ID, primary_key=True),
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("covers_message_id", ID, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["lineage_id", "covers_message_id"],
+        ["messages.lineage_id", "messages.id"],
+        ondelete="CASCADE",
+        name="fk_summaries_message",
+    ),
+    sa.Index("ix_summaries_lineage_created", "lineage_id", "created_at"),
+    sa.Index("ix_summaries_message", "lineage_id", "covers_message_id"),
 )
 
 # Conversation fields held in columns; everything else goes to `data`.

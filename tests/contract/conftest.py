@@ -29,7 +29,15 @@ from app.stores.base import StateStore
 from app.stores.memory import MemoryStore
 from app.stores.redis import RedisStore
 from app.stores.sql import SqlStore
-from app.stores.sql_tables import checkpoints, conversations, media, media_refs, messages, packs
+from app.stores.sql_tables import (
+    checkpoints,
+    conversations,
+    media,
+    media_refs,
+    messages,
+    packs,
+    summaries,
+)
 from tests.contract.cluster import delete_prefixed, redis_cluster
 from tests.services import check_redis, redis_url, scratch_postgres_database
 
@@ -67,7 +75,7 @@ async def _sql_store(url: str) -> StateStore:
     store = SqlStore(url)
     await store.open()
     async with store.engine.begin() as conn:
-        for table in (media_refs, checkpoints, messages, conversations, packs, media):
+        for table in (summaries, media_refs, checkpoints, messages, conversations, packs, media):
             await conn.execute(sa.delete(table))
     return store
 
