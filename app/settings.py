@@ -15,6 +15,13 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.domain.checkpoint import (
+    MAX_AGE_DAYS,
+    MAX_AUTO_CHECKPOINTS,
+    MAX_EVERY_N_TURNS,
+    MAX_KEEP_ALL_HOURS,
+    CheckpointPolicy,
+)
 from app.domain.ids import ID_PATTERN
 from app.domain.limits import MAX_TTL_S
 
@@ -86,6 +93,14 @@ class Settings(BaseSettings):
     default_max_input_tokens: int = Field(default=8000, gt=0)
     default_reserve_output_tokens: int = Field(default=1024, ge=0)
 
+    # Auto checkpoints (CheckpointPolicy): the policy of conversations created without one.
+    checkpoint_enabled: bool = True
+    checkpoint_every_n_turns: int = Field(default=10, ge=1, le=MAX_EVERY_N_TURNS)
+    checkpoint_keep_all_hours: float = Field(default=24.0, ge=0, le=MAX_KEEP_ALL_HOURS)
+    checkpoint_keep_every_nth: int = Field(default=5, ge=1, le=MAX_EVERY_N_TURNS)
+    checkpoint_max_age_days: float | None = Field(default=30.0, gt=0, le=MAX_AGE_DAYS)
+    checkpoint_max_auto: int = Field(default=50, ge=1, le=MAX_AUTO_CHECKPOINTS)
+
     # Browser origins allowed to call the API (CORS). Empty: no CORS headers at all.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # GET /playground (the web page in app/playground). None: on when auth is none and the
@@ -139,6 +154,7 @@ class Settings(BaseSettings):
         "default_provider",
         "default_model",
         "runtime_config",
+        "checkpoint_max_age_days",
         mode="before",
     )
     @classmethod
@@ -194,6 +210,22 @@ class Settings(BaseSettings):
                 except ValueError as exc:
                     raise ValueError(f"{cidr!r} is not a CIDR network: {exc}") from None
         return v
+
+    @model_validator(mode="after")
+    def _checkpoint_policy_is_valid(self) -> Settings:
+        self.checkpoint_policy()  # keep_all_hours within max_age_days, or a startup error
+        return self
+
+    def checkpoint_policy(self) -> CheckpointPolicy:
+        """The `checkpoint_policy` of conversations created (or stored) without one."""
+        return CheckpointPolicy(
+            enabled=self.checkpoint_enabled,
+            every_n_turns=self.checkpoint_every_n_turns,
+            keep_all_hours=self.checkpoint_keep_all_hours,
+            keep_every_nth=self.checkpoint_keep_every_nth,
+            max_age_days=self.checkpoint_max_age_days,
+            max_auto=self.checkpoint_max_auto,
+        )
 
     def resolved_provider(self) -> str:
         """The provider used when a conversation names none: explicit, else by key, else mock."""

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 from typing_extensions import TypeAliasType
 
+from app.domain.checkpoint import CheckpointPolicy
 from app.domain.ids import ID_PATTERN
 from app.domain.limits import MAX_CONTEXT_MESSAGES, MAX_CONTEXT_TOKENS
 from app.domain.media import MediaPolicy
@@ -79,6 +80,12 @@ class Conversation(DomainModel):
     expires_at: datetime | None = None
     ttl_seconds: int | None = None
     lineage_id: str
+    checkpoint_policy: CheckpointPolicy | None = Field(
+        default=None,
+        description="When auto checkpoints are made and kept; set at creation from the "
+        "PARLEY_CHECKPOINT_* settings unless given (null only on conversations stored "
+        "before it existed: the settings apply).",
+    )
     media_policy: MediaPolicy | None = Field(
         default=None,
         description="What happens to media only this conversation's messages reference when "

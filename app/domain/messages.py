@@ -71,6 +71,7 @@ class Message(DomainModel):
     `depth` is the message's position on its path (0 for a root); it is fixed because the
     parent never changes, and it gives `message_count` of a head in O(1).
     `conversation_id` is the conversation that first wrote the message; forks share it.
+    `turn` is fixed for the same reason as `depth` (`app.manager.turn_numbers`).
     """
 
     id: str
@@ -89,3 +90,9 @@ class Message(DomainModel):
     finish_reason: FinishReason | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     depth: int = 0
+    turn: int | None = Field(
+        default=None,
+        description="The turn of its path it belongs to: the number of user messages from "
+        "the root to it (1 for the first turn); set when committed (null on messages "
+        "stored before turn numbers existed, or imported without one).",
+    )

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypeAliasType
 
+from app.domain.checkpoint import CheckpointPolicy
 from app.domain.conversation import ContextPolicy
 from app.domain.ids import Id
 from app.domain.limits import MAX_SYSTEM_PROMPT_CHARS, MAX_TTL_S, Metadata, Variables
@@ -47,6 +48,10 @@ class CreateConversation(_Input):
     )
     metadata: Metadata = Field(default_factory=dict)
     context_policy: ContextPolicy | None = None
+    checkpoint_policy: CheckpointPolicy | None = Field(
+        default=None,
+        description="Auto checkpoints and their retention; default from PARLEY_CHECKPOINT_*.",
+    )
     ttl_seconds: TtlSeconds = None
     media_policy: MediaPolicy | None = Field(
         default=None,
@@ -69,6 +74,10 @@ class PatchConversation(_Input):
     )
     ttl_seconds: TtlSeconds = None
     context_policy: ContextPolicy | None = None
+    checkpoint_policy: CheckpointPolicy | None = Field(
+        default=None,
+        description="Replaces the auto checkpoint policy (applies from the next turn).",
+    )
 
 
 IfBusy = TypeAliasType("IfBusy", Literal["enqueue", "reject", "interrupt"])

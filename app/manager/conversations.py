@@ -213,6 +213,7 @@ class ConversationService:
             custom_system_prompt=req.system_prompt is not None,
             metadata=req.metadata,
             context_policy=policy,
+            checkpoint_policy=req.checkpoint_policy or self._settings.checkpoint_policy(),
             created_at=now,
             updated_at=now,
             ttl_seconds=ttl,
@@ -309,6 +310,8 @@ class ConversationService:
                 update["system_prompt"] = text
         if req.context_policy is not None:
             update["context_policy"] = req.context_policy
+        if req.checkpoint_policy is not None:
+            update["checkpoint_policy"] = req.checkpoint_policy
         ttl = req.ttl_seconds or conv.ttl_seconds
         if req.ttl_seconds is not None:
             update["ttl_seconds"] = req.ttl_seconds

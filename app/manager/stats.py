@@ -95,6 +95,13 @@ class Stats:
             buckets=PROVIDER_BUCKETS,
             registry=r,
         )
+        self._auto_checkpoints = Counter(
+            "parley_auto_checkpoints",
+            "Auto checkpoints by outcome: created, pruned (by retention), failed (the turn "
+            "stood; see the log).",
+            ["outcome"],
+            registry=r,
+        )
         # For /stats only (JSON for humans): exact totals and a recent window.
         self.runs_started = 0
         self.runs_finished: dict[str, int] = {}
@@ -166,6 +173,9 @@ class Stats:
         if seconds is not None:
             self._tool_latency.labels(tool).observe(seconds)
             self.telemetry.tool_call(tool, outcome, seconds)
+
+    def auto_checkpoint(self, outcome: str) -> None:
+        self._auto_checkpoints.labels(outcome).inc()
 
     def store_call(self, operation: str, seconds: float) -> None:
         self._store.labels(operation).observe(seconds)

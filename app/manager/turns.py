@@ -36,6 +36,7 @@ from app.errors import (
     TurnLockLost,
     problem_of,
 )
+from app.manager.auto_checkpoints import AutoCheckpoints
 from app.manager.context import ContextBuilder
 from app.manager.events import dump, terminal_event
 from app.manager.media import MediaService
@@ -47,6 +48,7 @@ from app.manager.stats import Stats
 from app.manager.tool_loop import RoundResult, ToolLoop
 from app.manager.tool_policy import log_dropped, tool_budget
 from app.manager.tool_resume import answer_decisions, answer_results, open_calls
+from app.manager.turn_numbers import TurnNumbers
 from app.manager.turn_plan import TurnOutcome, TurnPlan, provider_hints
 from app.providers.base import LLMProvider
 from app.providers.pricing import PriceTable
@@ -89,6 +91,10 @@ class TurnExecutor:
         self._stats = stats
         self._now = clock
         self.ends = RunEndRecorder(coordinator)
+        self._turn_numbers = TurnNumbers(store, cache)
+        self._checkpoints = AutoCheckpoints(
+            store=store, settings=settings, stats=stats, clock=clock
+        )
         self._provider_call = ProviderCaller(
             context=context,
             prices=prices,
@@ -194,6 +200,7 @@ class TurnExecutor:
             raise TurnLockLost("The turn lock was lost before commit; nothing was committed.")
         usage = sum((r.usage for r in replies), Usage())
         cost = sum(r.cost_usd for r in replies)
+        pending = await self._turn_numbers.assign(conv.lineage_id, pending)
         commit = asyncio.ensure_future(
             self._store.append_messages(
                 conv,
@@ -208,12 +215,13 @@ class TurnExecutor:
         )
         t = time.perf_counter()
         try:
-            await asyncio.shield(commit)
+            committed = await asyncio.shield(commit)
         except asyncio.CancelledError:
-            await commit  # too late to cancel: the commit finishes and the run completes
+            committed = await commit  # too late to cancel: the commit finishes, the run completes
         self._stats.store_call("commit_turn", time.perf_counter() - t)
         self._cache.put(pending)
         await self._mark_media(pending, conv)
+        await self._checkpoints.after_commit(committed, pending, paused=left.paused)
         return TurnOutcome(
             messages=pending,
             usage=usage,

@@ -1,0 +1,59 @@
+"""Turn numbers of committed messages (`Message.turn`): how many user messages the path
+from the root to a message holds. Like `depth` it is fixed by the parent, so it is
+computed once, when the turn commits, from the parent's number; auto checkpoints
+(`app.manager.auto_checkpoints`) are made and pruned by it.
+
+A parent stored before turn numbers existed has none: the path is then walked back, in
+batches, to the nearest numbered message (or the root) and the user messages on the way
+counted. That happens once per such conversation; every message committed after carries
+its number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.domain import Message, Role
+from app.manager.message_cache import MessageCache
+from app.stores.base import StateStore
+
+WALK_BATCH = 500
+
+
+def _step(turn: int, message: Message) -> int:
+    return turn + 1 if message.role == Role.user else turn
+
+
+class TurnNumbers:
+    def __init__(self, store: StateStore, cache: MessageCache) -> None:
+        self._store = store
+        self._cache = cache
+
+    async def assign(self, lineage_id: str, messages: Sequence[Message]) -> list[Message]:
+        """`messages` (a chain, in order, about to be committed) with `turn` set."""
+        if not messages:
+            return []
+        turn = await self.turn_of(lineage_id, messages[0].parent_id)
+        out: list[Message] = []
+        for m in messages:
+            turn = _step(turn, m)
+            out.append(m.model_copy(update={"turn": turn}))
+        return out
+
+    async def turn_of(self, lineage_id: str, message_id: str | None) -> int:
+        """The turn number of a stored message (0 for no message: before the root)."""
+        counted = 0
+        cursor = message_id
+        while cursor is not None:
+            cached = self._cache.get(cursor)
+            if cached is not None and cached.message.turn is not None:
+                return counted + cached.message.turn
+            path = await self._store.get_path(lineage_id, cursor, limit=WALK_BATCH)
+            if not path:
+                return counted  # dangling parent: taken as the root, as the context does
+            for m in path:  # newest first
+                if m.turn is not None:
+                    return counted + m.turn
+                counted = _step(counted, m)
+            cursor = path[-1].parent_id
+        return counted
