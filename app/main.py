@@ -26,6 +26,8 @@ from app.api.body_limit import BodyLimitMiddleware
 from app.api.cors import install_cors
 from app.api.openapi import TAGS, install_openapi
 from app.api.request_log import RequestLogMiddleware
+from app.domain.export_doc import ConversationDocument
+from app.domain.promptkit_state import PromptKitState
 from app.domain.requests import SendMessage
 from app.errors import install_error_handlers
 from app.lifespan import make_lifespan
@@ -68,6 +70,7 @@ def create_app(
         max_bytes=body_limit,
         # one part of the largest media, base64-encoded, on top of an ordinary body
         media_max_bytes=body_limit + (settings.media_max_mb << 20) * 4 // 3 + 4096,
+        import_max_bytes=settings.import_max_mb << 20,
     )
     install_error_handlers(app)
     for module in (packs, conversations, messages, context, tree, export, runs, media, health):
@@ -77,7 +80,9 @@ def create_app(
     install_cors(app, settings)
     # outermost: the request id and span cover CORS, limits and errors too
     app.add_middleware(RequestLogMiddleware, tracer=tracer)
-    install_openapi(app, request_models=[SendMessage])  # bodies parsed by the route
+    install_openapi(
+        app, request_models=[SendMessage, ConversationDocument, PromptKitState]
+    )  # bodies parsed by the route
     return app
 
 

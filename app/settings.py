@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     default_ttl_s: int | None = Field(default=None, gt=0, le=MAX_TTL_S)
     sweep_interval_s: float = Field(default=60.0, gt=0)
     max_message_bytes: int = Field(default=1024 * 1024, gt=0)
+    # The largest body POST /conversations/import takes (a whole conversation document).
+    import_max_mb: int = Field(default=64, gt=0)
 
     default_max_input_tokens: int = Field(default=8000, gt=0)
     default_reserve_output_tokens: int = Field(default=1024, ge=0)

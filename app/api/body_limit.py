@@ -10,17 +10,26 @@ from app.errors import MediaTooLarge, MessageTooLarge, ParleyError, problem_resp
 
 # Requests that may carry media bytes (uploads, multipart or base64 parts).
 MEDIA_PATHS = re.compile(r"^/media$|^/conversations/[^/]+/messages(/[^/]+/edit)?$")
+# A whole conversation document.
+IMPORT_PATH = "/conversations/import"
 
 
 class BodyLimitMiddleware:
     """Checks `Content-Length` up front and counts streamed bytes for chunked bodies.
     Routes matching `MEDIA_PATHS` get `media_max_bytes` instead (their media parts are
-    then limited one by one by `PARLEY_MEDIA_MAX_MB`)."""
+    then limited one by one by `PARLEY_MEDIA_MAX_MB`), the import `import_max_bytes`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, media_max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        media_max_bytes: int | None = None,
+        import_max_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.default_max = max_bytes
         self.media_max = max(max_bytes, media_max_bytes or 0)
+        self.import_max = max(max_bytes, import_max_bytes or 0)
 
     @staticmethod
     def _too_large(limit: int, path: str = "") -> ParleyError:
@@ -34,7 +43,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        limit = self.media_max if MEDIA_PATHS.match(path) else self.default_max
+        if path == IMPORT_PATH:
+            limit = self.import_max
+        else:
+            limit = self.media_max if MEDIA_PATHS.match(path) else self.default_max
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

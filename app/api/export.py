@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.guard import api_router
+from app.api.guard import api_router, is_json_type, parse_json_body_async
 from app.api.operation import operation
-from app.api.params import PathId
+from app.api.params import PathId, QueryId
 from app.deps import ManagerDep, PrincipalDep
+from app.domain import Conversation
 from app.domain.export_doc import ConversationDocument
-from app.errors import ConversationNotFound, NotFound, StoreUnavailable
+from app.errors import (
+    ConversationExists,
+    ConversationNotFound,
+    InvalidRequest,
+    InvalidVariables,
+    NotFound,
+    PackNotFound,
+    PromptNotFound,
+    StoreUnavailable,
+    Unauthorized,
+    UnsupportedContentType,
+)
 
 router = api_router(tags=["export"])
 
@@ -90,3 +102,84 @@ async def export_user(
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="{user_id}.ndjson"'},
     )
+
+
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/ConversationDocument"},
+                        {"$ref": "#/components/schemas/PromptKitState"},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/conversations/import",
+    status_code=201,
+    response_model=Conversation,
+    description="A new conversation from a `parley.conversation/v1` document (every message "
+    "id, parent, checkpoint and the head kept; a new lineage, so the exported conversation "
+    "may still exist) or from a PromptKit statestore state (a linear history; `pack_id` and "
+    "`prompt_name` required). A document with problems is a 422 listing every one of them, "
+    "and nothing is stored. A user key imports only for its own user.",
+    **operation(
+        "importConversation",
+        ConversationExists,
+        Unauthorized,
+        PackNotFound,
+        PromptNotFound,
+        InvalidVariables,
+        UnsupportedContentType,
+        StoreUnavailable,
+        openapi_extra=IMPORT_BODY,
+    ),
+)
+async def import_conversation(
+    request: Request,
+    response: Response,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    conversation_id: Annotated[
+        QueryId, Query(description="The new conversation's id (default: the document's).")
+    ] = None,
+    user_id: Annotated[
+        QueryId, Query(description="Its user (a service key; default: the document's).")
+    ] = None,
+    pack_id: Annotated[QueryId, Query(description="PromptKit states only.")] = None,
+    pack_version: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="PromptKit states only.")
+    ] = None,
+    prompt_name: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="PromptKit states only.")
+    ] = None,
+) -> Conversation:
+    raw = await request.body()
+    if not is_json_type(request.headers.get("content-type")):
+        raise UnsupportedContentType(
+            "This endpoint takes application/json.", extra={"accept": ["application/json"]}
+        )
+    if not raw.strip():
+        raise InvalidRequest(
+            "The request body is missing.", errors=[{"loc": ["body"], "msg": "Field required"}]
+        )
+    document = await parse_json_body_async(raw)
+    conv = await manager.imports.import_document(
+        principal,
+        document,
+        conversation_id=conversation_id,
+        user_id=user_id,
+        pack_id=pack_id,
+        pack_version=pack_version,
+        prompt_name=prompt_name,
+    )
+    response.headers["Location"] = f"/conversations/{conv.id}"
+    response.headers["ETag"] = f'"{conv.version}"'
+    return conv

@@ -69,6 +69,13 @@ def parse_json_body(body: bytes) -> Any:
     return value
 
 
+async def parse_json_body_async(body: bytes) -> Any:
+    """`parse_json_body`, in a worker thread for a body over `THREAD_BODY_BYTES`."""
+    if len(body) > THREAD_BODY_BYTES:
+        return await asyncio.to_thread(parse_json_body, body)
+    return parse_json_body(body)
+
+
 def _too_deep() -> JsonTooDeep:
     return JsonTooDeep(f"JSON bodies may nest at most {MAX_JSON_DEPTH} objects/arrays deep.")
 
@@ -104,11 +111,9 @@ async def check_request(request: Request, *, takes_json: bool) -> None:
         )
     if not body:
         return
-    if len(body) > THREAD_BODY_BYTES:
-        value = await asyncio.to_thread(parse_json_body, body)
-    else:
-        value = parse_json_body(body)
-    request._json = value  # Starlette's cache: FastAPI reads the parsed body from here
+    request._json = await parse_json_body_async(
+        body
+    )  # Starlette's cache: FastAPI reads the parsed body from here
 
 
 class GuardedRoute(APIRoute):

@@ -17,6 +17,7 @@ from app.manager.context import ContextBuilder
 from app.manager.context_preview import ContextPreviewService
 from app.manager.conversations import ConversationService
 from app.manager.export import ExportService
+from app.manager.importer import ImportService
 from app.manager.limits import ExecutionLimiter
 from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
@@ -101,6 +102,13 @@ class ConversationManager:
             store=store, conversations=self.conversations, coordinator=coordinator, clock=clock
         )
         self.export = ExportService(store=store, conversations=self.conversations, clock=clock)
+        self.imports = ImportService(
+            store=store,
+            conversations=self.conversations,
+            packs=self.packs,
+            media=self.media,
+            clock=clock,
+        )
         executor = TurnExecutor(
             liveness=self.liveness,
             store=store,

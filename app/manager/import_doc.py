@@ -1,0 +1,222 @@
+"""Reading an import body into an `ImportPlan`, or every problem it has (DESIGN §6).
+
+Pure and synchronous: the import service runs it in a worker thread, since a large
+document costs real CPU to validate. Two formats are read: Parley's own
+`parley.conversation/v1` (`app.domain.export_doc`) and PromptKit's statestore state
+(`app.manager.import_promptkit`). Nothing here touches a store; a document with any
+problem is refused whole (`InvalidRequest` listing each problem with its `loc`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from app.domain import Checkpoint, Conversation, Message
+from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_checksum
+from app.manager.import_plan import LOC, ImportPlan, Problem, refused, schema_problems
+from app.manager.import_promptkit import is_promptkit_state, promptkit_plan
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_import(raw: Any) -> ImportPlan:
+    """The plan of an import body, or `InvalidRequest` with every problem."""
+    if isinstance(raw, Mapping) and "format" in raw:
+        if raw["format"] != DOCUMENT_FORMAT:
+            raise refused(
+                [{"loc": [*LOC, "format"], "msg": f"unknown format; expected {DOCUMENT_FORMAT!r}"}]
+            )
+        plan, problems = _parley_plan(raw)
+    elif isinstance(raw, Mapping) and is_promptkit_state(raw):
+        plan, problems = promptkit_plan(raw)
+    else:
+        problems = [
+            {
+                "loc": LOC,
+                "msg": f"unknown document: expected a {DOCUMENT_FORMAT!r} document or a "
+                "PromptKit statestore state (ID/Messages or conversation_id/messages)",
+            }
+        ]
+        plan = None
+    if problems or plan is None:
+        raise refused(problems)
+    return plan
+
+
+def _validated(
+    model: type[M], value: Any, loc: list[str | int], problems: list[Problem]
+) -> M | None:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problems.extend(schema_problems(exc, loc))
+        return None
+
+
+def _list(raw: Mapping[str, Any], key: str, problems: list[Problem]) -> list[Any]:
+    value = raw.get(key)
+    if not isinstance(value, list):
+        problems.append({"loc": [*LOC, key], "msg": "required: a list"})
+        return []
+    return value
+
+
+def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Problem]]:
+    problems: list[Problem] = []
+    for key in sorted(set(raw) - {"format", "conversation", "head_message_id", "checkpoints",
+                                  "messages", "checksum"}):  # fmt: skip
+        problems.append({"loc": [*LOC, key], "msg": "unknown member"})
+    conv = _validated(Conversation, raw.get("conversation"), [*LOC, "conversation"], problems)
+    raw_checkpoints = _list(raw, "checkpoints", problems)
+    raw_messages = _list(raw, "messages", problems)
+    checkpoints = [
+        cp
+        for i, item in enumerate(raw_checkpoints)
+        if (cp := _validated(Checkpoint, item, [*LOC, "checkpoints", i], problems)) is not None
+    ]
+    messages: list[tuple[int, Message]] = [
+        (i, m)
+        for i, item in enumerate(raw_messages)
+        if (m := _validated(Message, item, [*LOC, "messages", i], problems)) is not None
+    ]
+    head = raw.get("head_message_id")
+    if head is not None and not isinstance(head, str):
+        problems.append({"loc": [*LOC, "head_message_id"], "msg": "a message id or null"})
+        head = None
+    _check_checksum(raw, raw_checkpoints, raw_messages, problems)
+    ordered = order_tree(messages, raw_messages, problems)
+    by_id = {m.id: m for m in ordered}
+    if head is not None and head not in by_id and not _invalid_id(head, raw_messages):
+        problems.append({"loc": [*LOC, "head_message_id"], "msg": "not among the messages"})
+    if conv is not None and conv.head_message_id != head:
+        problems.append(
+            {
+                "loc": [*LOC, "conversation", "head_message_id"],
+                "msg": "differs from head_message_id",
+            }
+        )
+    seen_cp: set[str] = set()
+    for i, cp in enumerate(checkpoints):
+        if cp.id in seen_cp:
+            problems.append({"loc": [*LOC, "checkpoints", i, "id"], "msg": "duplicate id"})
+        seen_cp.add(cp.id)
+        if cp.message_id is not None and cp.message_id not in by_id:
+            problems.append(
+                {"loc": [*LOC, "checkpoints", i, "message_id"], "msg": "not among the messages"}
+            )
+    if problems or conv is None:
+        return None, problems
+    return (
+        ImportPlan(
+            source="parley",
+            conversation=conv,
+            messages=ordered,
+            head_message_id=head,
+            checkpoints=checkpoints,
+            conversation_id=conv.id,
+            user_id=conv.user_id,
+            metadata=conv.metadata,
+            usage=conv.usage,
+        ),
+        [],
+    )
+
+
+def _invalid_id(message_id: str, raw_messages: list[Any]) -> bool:
+    """Whether the head names a message that is present but invalid (already reported)."""
+    return any(isinstance(m, Mapping) and m.get("id") == message_id for m in raw_messages)
+
+
+def _check_checksum(
+    raw: Mapping[str, Any], checkpoints: list[Any], messages: list[Any], problems: list[Problem]
+) -> None:
+    given = raw.get("checksum")
+    if not isinstance(given, str) or not given.startswith(CHECKSUM_PREFIX):
+        problems.append({"loc": [*LOC, "checksum"], "msg": f"required: {CHECKSUM_PREFIX}<hex>"})
+        return
+    try:
+        expected = document_checksum(
+            raw.get("format"), raw.get("conversation"), raw.get("head_message_id"), checkpoints,
+            messages,
+        )  # fmt: skip
+    except (TypeError, ValueError):
+        expected = ""
+    if given != expected:
+        problems.append(
+            {"loc": [*LOC, "checksum"], "msg": "does not match the document (altered or cut)"}
+        )
+
+
+def order_tree(
+    messages: Sequence[tuple[int, Message]], raw: list[Any], problems: list[Problem]
+) -> list[Message]:
+    """The messages parents first (depth order), after checking that they form a tree:
+    unique ids, every parent present, no cycle, each given `depth` its parent's + 1.
+    Messages that failed their schema are not here; a parent among them is not reported
+    again, and messages under a broken link are left out."""
+    by_id: dict[str, Message] = {}
+    index: dict[str, int] = {}
+    for i, m in messages:
+        if m.id in by_id:
+            problems.append({"loc": [*LOC, "messages", i, "id"], "msg": "duplicate id"})
+            continue
+        by_id[m.id] = m
+        index[m.id] = i
+    present = {item.get("id") for item in raw if isinstance(item, Mapping)}
+    depth: dict[str, int] = {}
+    bad: set[str] = set()
+    for start in by_id:
+        trail: list[str] = []
+        on_trail: set[str] = set()
+        current = start
+        broken = False
+        while current not in depth:
+            if current in bad:
+                broken = True
+                break
+            if current in on_trail:
+                problems.append(
+                    {
+                        "loc": [*LOC, "messages", index[current], "parent_id"],
+                        "msg": "parent links form a cycle",
+                    }
+                )
+                broken = True
+                break
+            trail.append(current)
+            on_trail.add(current)
+            parent = by_id[current].parent_id
+            if parent is None:
+                depth[current] = 0
+                trail.pop()
+                break
+            if parent not in by_id:
+                if parent not in present:
+                    problems.append(
+                        {
+                            "loc": [*LOC, "messages", index[current], "parent_id"],
+                            "msg": "parent not in the document",
+                        }
+                    )
+                broken = True
+                break
+            current = parent
+        if broken:
+            bad.update(trail)
+            continue
+        for mid in reversed(trail):
+            parent_id = by_id[mid].parent_id
+            assert parent_id is not None
+            depth[mid] = depth[parent_id] + 1
+    for mid, d in depth.items():
+        item = raw[index[mid]]
+        if "depth" in item and item["depth"] != d:
+            problems.append(
+                {"loc": [*LOC, "messages", index[mid], "depth"], "msg": f"should be {d}"}
+            )
+    ordered = [by_id[mid] for mid in depth]
+    ordered.sort(key=lambda m: (depth[m.id], index[m.id]))
+    return [m.model_copy(update={"depth": depth[m.id]}) for m in ordered]

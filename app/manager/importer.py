@@ -1,0 +1,270 @@
+"""Import: a `parley.conversation/v1` document or a PromptKit state into a new conversation
+(DESIGN §6; reading and checking the body: `app.manager.import_doc`).
+
+Everything is checked before anything is stored: the document (in a worker thread), then
+what needs the store (the pack, the media records its parts reference, the id). A
+document with any problem is a 422 listing all of them, and nothing is written.
+
+Ids: an imported conversation starts a new lineage of its own, so its message ids never
+meet another lineage's and every message id, parent, checkpoint id and the head are kept
+as they are, even while the exported conversation still exists (importing the same
+document twice, each time as a new `conversation_id`, gives two independent
+conversations with the same message ids). Only a conversation id already in use is a 409
+`conversation_exists`. The new lineage has one writer, so every message's
+`conversation_id` becomes the imported conversation's and `forked_from` is dropped (the
+source lineage is not here); `usage` and `updated_at` are the document's, `expires_at`
+restarts from the import when the conversation has a TTL.
+
+The messages are stored through `StateStore.append_messages`, one root-to-leaf chain (up
+to `CHUNK` messages) at a time, then the conversation record gets its head and totals.
+If the store fails midway, the partial conversation is deleted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.domain import Conversation, ConversationStatus, Message, Usage, new_id
+from app.domain.ids import ID_PATTERN
+from app.domain.principal import Principal
+from app.domain.requests import CreateConversation
+from app.domain.usage import ConversationUsage
+from app.errors import ConversationExists, NotFound
+from app.manager.conversations import ConversationService
+from app.manager.import_doc import read_import
+from app.manager.import_plan import ImportPlan, Problem, refused, schema_problems
+from app.manager.media import MediaService
+from app.manager.packs import PackLibrary
+from app.manager.tree import status_at
+from app.stores.base import StateStore
+
+log = logging.getLogger("parley.import")
+
+CHUNK = 500  # messages per append
+
+
+class ImportService:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        conversations: ConversationService,
+        packs: PackLibrary,
+        media: MediaService,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._conversations = conversations
+        self._packs = packs
+        self._media = media
+        self._now = clock
+
+    async def import_document(
+        self,
+        principal: Principal,
+        raw: Any,
+        *,
+        conversation_id: str | None = None,
+        user_id: str | None = None,
+        pack_id: str | None = None,
+        pack_version: str | None = None,
+        prompt_name: str | None = None,
+    ) -> Conversation:
+        plan = await asyncio.to_thread(read_import, raw)
+        problems: list[Problem] = []
+        if plan.source == "parley":
+            for name, value in (
+                ("pack_id", pack_id), ("pack_version", pack_version), ("prompt_name", prompt_name)
+            ):  # fmt: skip
+                if value is not None:
+                    problems.append(
+                        {
+                            "loc": ["query", name],
+                            "msg": "only for PromptKit states (a Parley document names its pack)",
+                        }
+                    )
+        else:
+            for name, value in (("pack_id", pack_id), ("prompt_name", prompt_name)):
+                if value is None:
+                    problems.append(
+                        {"loc": ["query", name], "msg": "required to import a PromptKit state"}
+                    )
+        if problems:
+            raise refused(problems)
+        # a user key imports for itself; a service key for user_id, else the document's user
+        wanted = user_id if user_id is not None or principal.role == "user" else plan.user_id
+        owner = self._conversations.resolve_user(principal, wanted, loc="query")
+        target = conversation_id or plan.conversation_id or new_id()
+        if conversation_id is None and not re.match(ID_PATTERN, target):
+            problems.append(
+                {"loc": ["body", "conversation_id"], "msg": "not a valid id; give conversation_id"}
+            )
+        problems.extend(await self._media_problems(plan.messages, owner))
+        if plan.conversation is not None:
+            conv = plan.conversation
+            try:
+                await self._packs.get(conv.pack_id, conv.pack_version)
+            except NotFound:
+                problems.append(
+                    {
+                        "loc": ["body", "conversation", "pack_id"],
+                        "msg": f"pack {conv.pack_id}@{conv.pack_version} is not loaded here",
+                    }
+                )
+        if problems:
+            raise refused(problems)
+        if plan.conversation is not None:
+            created = await self._store_document(plan, plan.conversation, target, owner)
+        else:
+            assert pack_id is not None and prompt_name is not None
+            created = await self._store_promptkit(
+                principal, plan, target, owner, pack_id, pack_version, prompt_name
+            )
+        await self._media.attached(plan.messages, self._media.policy_of(created.media_policy))
+        log.info(
+            "conversation imported id=%s user=%s source=%s messages=%d",
+            created.id, owner, plan.source, len(plan.messages),
+        )  # fmt: skip
+        return created
+
+    async def _media_problems(self, messages: Sequence[Message], owner: str) -> list[Problem]:
+        """Parts naming a media record must name one of the importing user's."""
+        problems: list[Problem] = []
+        checked: dict[str, bool] = {}
+        for m in messages:
+            for i, part in enumerate(m.parts):
+                media_id = part.media.media_id if part.media else None
+                if not media_id:
+                    continue
+                if media_id not in checked:
+                    record = await self._store.get_media(media_id)
+                    checked[media_id] = record is not None and record.user_id == owner
+                if not checked[media_id]:
+                    problems.append(
+                        {
+                            "loc": ["body", "messages", m.id, "parts", i, "media", "media_id"],
+                            "msg": "no such media record of this user here (upload it first)",
+                        }
+                    )
+        return problems
+
+    async def _store_document(
+        self, plan: ImportPlan, src: Conversation, target: str, owner: str
+    ) -> Conversation:
+        now = self._now()
+        ttl = src.ttl_seconds
+        conv = src.model_copy(
+            update={
+                "id": target,
+                "user_id": owner,
+                "lineage_id": new_id(),
+                "head_message_id": None,
+                "message_count": 0,
+                "usage": ConversationUsage(),
+                "forked_from": None,
+                "status": ConversationStatus.idle,
+                "version": 1,
+                "expires_at": now + timedelta(seconds=ttl) if ttl else None,
+            }
+        )
+        created = await self._create(conv)
+        try:
+            current = await self._append_tree(created, plan.messages)
+            head = _message(plan.messages, plan.head_message_id)
+            final = current.model_copy(
+                update={
+                    "head_message_id": plan.head_message_id,
+                    "message_count": head.depth + 1 if head else 0,
+                    "usage": src.usage,
+                    "status": status_at(head),
+                    "updated_at": src.updated_at,
+                    "expires_at": conv.expires_at,
+                }
+            )
+            stored = await self._store.update_conversation(final, expected_version=current.version)
+            for cp in plan.checkpoints:
+                await self._store.create_checkpoint(
+                    cp.model_copy(update={"conversation_id": target})
+                )
+        except BaseException:
+            await self._undo(target)
+            raise
+        return stored
+
+    async def _store_promptkit(
+        self,
+        principal: Principal,
+        plan: ImportPlan,
+        target: str,
+        owner: str,
+        pack_id: str,
+        pack_version: str | None,
+        prompt_name: str,
+    ) -> Conversation:
+        try:
+            req = CreateConversation(
+                pack_id=pack_id,
+                pack_version=pack_version,
+                prompt_name=prompt_name,
+                user_id=owner,
+                conversation_id=target,
+                system_prompt=plan.system_prompt,
+                metadata=plan.metadata,
+            )
+        except ValidationError as exc:
+            raise refused(schema_problems(exc, ["body"])) from None
+        created = await self._conversations.create(principal, req, idempotency_key=None)
+        try:
+            current = await self._append_tree(created, plan.messages)
+            head = plan.messages[-1] if plan.messages else None
+            final = current.model_copy(update={"usage": plan.usage, "status": status_at(head)})
+            return await self._store.update_conversation(final, expected_version=current.version)
+        except BaseException:
+            await self._undo(target)
+            raise
+
+    async def _create(self, conv: Conversation) -> Conversation:
+        try:
+            return await self._store.create_conversation(conv)
+        except ConversationExists:
+            raise ConversationExists(f"Conversation {conv.id!r} already exists.") from None
+
+    async def _append_tree(self, conv: Conversation, messages: Sequence[Message]) -> Conversation:
+        """Store the messages (parents first) one root-to-leaf chain at a time: each
+        append starts under a stored message, so each is an ordinary append."""
+        children: dict[str | None, list[Message]] = {}
+        for m in messages:
+            children.setdefault(m.parent_id, []).append(m)
+        stack = list(reversed(children.get(None, [])))
+        current = conv
+        while stack:
+            chain = [stack.pop()]
+            while kids := children.get(chain[-1].id):
+                stack.extend(reversed(kids[1:]))
+                chain.append(kids[0])
+            for i in range(0, len(chain), CHUNK):
+                batch = [
+                    m.model_copy(update={"conversation_id": conv.id}) for m in chain[i : i + CHUNK]
+                ]
+                current = await self._store.append_messages(
+                    current, batch, usage=Usage(), cost_usd=0.0, now=self._now()
+                )
+        return current
+
+    async def _undo(self, conversation_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._store.delete_conversation(conversation_id)
+
+
+def _message(messages: Sequence[Message], message_id: str | None) -> Message | None:
+    if message_id is None:
+        return None
+    return next((m for m in messages if m.id == message_id), None)
