@@ -2,11 +2,14 @@
 
     parley serve [--host H] [--port P] [--reload]
     parley chat CONVERSATION_ID [--url URL] [--api-key KEY] [--create ...]
+    parley export ID | --user U [--url URL] [--api-key KEY]
+    parley import FILE|- [--conversation-id ID] [--user U] [--pack P --prompt N]
     parley pack validate FILE...
     parley config check FILE
 
 Importing this module does no I/O and imports nothing heavy: each command imports what it
-needs when it runs (`app.cli_chat` holds the chat client).
+needs when it runs (`app.cli_chat` holds the chat client, `app.cli_transfer` export and
+import, which talk to a running service over HTTP).
 """
 
 from __future__ import annotations
@@ -78,6 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
         "with a user-bound API key, give that key's user)",
     )
 
+    export = commands.add_parser(
+        "export",
+        help="write a conversation's document (or a user's NDJSON) to stdout",
+        description="GET /conversations/ID/export, or GET /users/U/export with --user, from "
+        "a running service, streamed to stdout. Exits with 1 on an error.",
+    )
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument("conversation_id", metavar="ID", nargs="?")
+    target.add_argument("--user", default=None, help="export every conversation of this user")
+    _service_arguments(export)
+
+    imp = commands.add_parser(
+        "import",
+        help="import conversation documents (JSON or NDJSON) into a running service",
+        description="POST /conversations/import for the file's document, or for each line "
+        "of an NDJSON file (- reads stdin). Prints the created ids; a refused document's "
+        "problems go to stderr. Exits with 1 if any document was not imported.",
+    )
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--conversation-id", default=None, help="the new id (one document only)")
+    imp.add_argument("--user", default=None, help="import for this user (a service key)")
+    imp.add_argument("--pack", default=None, help="pack of a PromptKit state's conversation")
+    imp.add_argument("--pack-version", default=None, help="its version (default: latest)")
+    imp.add_argument("--prompt", default=None, help="prompt of a PromptKit state's conversation")
+    _service_arguments(imp)
+
     pack = commands.add_parser("pack", help="PromptPack tools", description="PromptPack tools.")
     pack_commands = pack.add_subparsers(dest="pack_command", metavar="PACK_COMMAND", required=True)
     validate = pack_commands.add_parser(
@@ -105,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _service_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=None, help=f"service URL (default: $PARLEY_URL or {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="sent as 'Authorization: Bearer KEY' (default: $PARLEY_API_KEY)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `parley` console script; returns the process exit status."""
     parser = build_parser()
@@ -114,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(host=args.host, port=args.port, reload=args.reload)
         if args.command == "chat":
             return _chat(args)
+        if args.command in ("export", "import"):
+            return _transfer(args)
         if args.command == "pack" and args.pack_command == "validate":
             return validate_packs(args.files, out=sys.stdout)
         if args.command == "config" and args.config_command == "check":
@@ -166,6 +208,51 @@ def _chat(args: argparse.Namespace) -> int:
     )
     url = args.url or os.environ.get("PARLEY_URL") or DEFAULT_URL
     return asyncio.run(run_chat(options, url=url))
+
+
+# --- export / import ---------------------------------------------------------------------
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.cli_transfer import (
+        TransferOptions,
+        default_client_factory,
+        export_documents,
+        import_documents,
+        read_input,
+    )
+
+    url = args.url or os.environ.get("PARLEY_URL") or DEFAULT_URL
+    factory = default_client_factory(url)
+    api_key = args.api_key if args.api_key is not None else os.environ.get("PARLEY_API_KEY")
+    if args.command == "export":
+        options = TransferOptions(api_key=api_key)
+        return asyncio.run(
+            export_documents(
+                factory,
+                options,
+                conversation_id=args.conversation_id,
+                user_id=args.user,
+                out=sys.stdout.buffer,
+                err=sys.stderr,
+            )
+        )
+    options = TransferOptions(
+        api_key=api_key,
+        conversation_id=args.conversation_id,
+        user_id=args.user,
+        pack_id=args.pack,
+        pack_version=args.pack_version,
+        prompt_name=args.prompt,
+    )
+    try:
+        data = read_input(args.file)
+    except OSError as exc:
+        print(f"import: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(import_documents(factory, options, data, out=sys.stdout, err=sys.stderr))
 
 
 # --- pack validate -----------------------------------------------------------------------
