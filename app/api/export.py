@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.api.guard import api_router, is_json_type, parse_json_body_async
@@ -76,16 +76,21 @@ async def export_conversation(
     "/users/{user_id}/export",
     response_class=StreamingResponse,
     description="Every live conversation of the user as NDJSON: one `ConversationDocument` "
-    "per line, streamed. A user key may export only its own user (another user's id is a "
-    "404 `not_found`).",
+    "per line, streamed. `Accept: application/json` (without `application/x-ndjson`) gets "
+    "the same documents as one JSON array. A user key may export only its own user "
+    "(another user's id is a 404 `not_found`).",
     **operation(
         "exportUser",
         NotFound,
         StoreUnavailable,
         responses={
             200: {
-                "description": "`application/x-ndjson`: one `ConversationDocument` per line.",
-                "content": {"application/x-ndjson": {"schema": DOCUMENT_REF}},
+                "description": "`application/x-ndjson`: one `ConversationDocument` per line "
+                "(the default); `application/json` when asked for: an array of them.",
+                "content": {
+                    "application/x-ndjson": {"schema": DOCUMENT_REF},
+                    "application/json": {"schema": {"type": "array", "items": DOCUMENT_REF}},
+                },
             }
         },
     ),
@@ -95,11 +100,16 @@ async def export_user(
     manager: ManagerDep,
     principal: PrincipalDep,
     include_media: IncludeMedia = False,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
-    body = await manager.export.user(principal, user_id, include_media=include_media)
+    wanted = (accept or "").lower()
+    as_array = "application/json" in wanted and "application/x-ndjson" not in wanted
+    body = await manager.export.user(
+        principal, user_id, include_media=include_media, as_array=as_array
+    )
     return StreamingResponse(
         body,
-        media_type="application/x-ndjson",
+        media_type="application/json" if as_array else "application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="{user_id}.ndjson"'},
     )
 

@@ -92,11 +92,27 @@ class PromptKitMessage(_Strict):
     validations: list[Any] | None = None
 
 
-class PromptKitState(BaseModel):
-    """A PromptKit statestore state (either spelling; see the module docstring). Imported
-    as a linear history: every message a child of the one before."""
+SNAKE_CASE_FIELDS = (
+    "conversation_id", "user_id", "messages", "system_prompt", "token_count", "total_cost",
+    "metadata", "created_at", "updated_at",
+)  # fmt: skip
 
-    model_config = ConfigDict(extra="forbid")
+
+def _go_names_only(schema: dict[str, Any]) -> None:
+    """The OpenAPI schema lists PromptKit's Go spelling only: with both, generated clients
+    would get two properties of the same name (`Messages`/`messages`)."""
+    for name in SNAKE_CASE_FIELDS:
+        schema["properties"].pop(name, None)
+    schema["additionalProperties"] = True
+
+
+class PromptKitState(BaseModel):
+    """A PromptKit statestore state as `encoding/json` writes it (Go field names). Also
+    accepted: the snake_case spelling `conversation_id, user_id, messages, system_prompt,
+    token_count, total_cost, metadata, created_at, updated_at` (not both in one document).
+    Imported as a linear history: every message a child of the one before."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_go_names_only)
 
     ID: str | None = None
     UserID: str | None = None

@@ -59,11 +59,17 @@ class ExportService:
         return self._document(conv, checkpoints)
 
     async def user(
-        self, principal: Principal, user_id: str, *, include_media: bool = False
+        self,
+        principal: Principal,
+        user_id: str,
+        *,
+        include_media: bool = False,
+        as_array: bool = False,
     ) -> AsyncIterator[bytes]:
-        """One document per line for every live conversation of the user. The ids are
-        listed first (ids only), so a conversation updated during the export (which moves
-        it in the listing's order) is neither missed nor written twice."""
+        """One document per line (NDJSON) for every live conversation of the user, or
+        with `as_array` the same documents as one JSON array. The ids are listed first
+        (ids only), so a conversation updated during the export (which moves it in the
+        listing's order) is neither missed nor written twice."""
         refuse_embedded_media(include_media)
         if not principal.can_access(user_id):
             raise NotFound(f"User {user_id!r} not found.")  # like any cross-user call
@@ -76,17 +82,26 @@ class ExportService:
             cursor = page.next_cursor
             if cursor is None:
                 break
-        return self._lines(ids)
+        return self._documents(ids, as_array=as_array)
 
-    async def _lines(self, ids: Sequence[str]) -> AsyncIterator[bytes]:
+    async def _documents(self, ids: Sequence[str], *, as_array: bool) -> AsyncIterator[bytes]:
+        if as_array:
+            yield b"["
+        written = 0
         for conversation_id in ids:
             conv = await self._store.get_conversation(conversation_id, now=self._now())
             if conv is None:
                 continue  # deleted or expired since it was listed
             checkpoints = await self._store.list_checkpoints(conv.id)
+            if as_array and written:
+                yield b","
             async for chunk in self._document(conv, checkpoints):
                 yield chunk
-            yield b"\n"
+            if not as_array:
+                yield b"\n"
+            written += 1
+        if as_array:
+            yield b"]"
 
     async def _document(
         self, conv: Conversation, checkpoints: list[Checkpoint]

@@ -126,6 +126,12 @@ async def test_user_export_is_ndjson_one_document_per_conversation(
         assert len(d["messages"]) == 2 and d["checksum"] == recomputed_checksum(d)
     empty = await client.get("/users/nobody/export")
     assert empty.status_code == 200 and empty.content == b""
+    # asked for JSON: the same documents as one array
+    r = await client.get("/users/ursula/export", headers={"Accept": "application/json"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert sorted(d["conversation"]["id"] for d in r.json()) == sorted(ids)
+    r = await client.get("/users/nobody/export", headers={"Accept": "application/json"})
+    assert r.json() == []
 
 
 async def test_user_key_exports_only_its_own(settings_factory: Callable[..., Settings]) -> None:
