@@ -325,3 +325,19 @@ async def test_user_key_imports_only_for_itself(settings_factory: Callable[..., 
         r = await client.post("/conversations/import", content=b"x", headers={**svc,
                               "content-type": "text/plain"})  # fmt: skip
         assert_problem(r, 415, "unsupported_media_type")
+
+
+async def test_import_body_has_its_own_size_limit(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(max_message_bytes=1000, import_max_mb=2)
+    async with running_app(settings) as client:
+        big = {"hello": "x" * (3 << 19)}  # 1.5 MiB: over the general limit, under the import's
+        r = await client.post("/conversations/import", json=big)
+        assert_problem(r, 422, "validation_error")  # read and refused as a document
+        r = await client.post("/conversations", json=big)
+        assert_problem(r, 413, "message_too_large")
+        huge = {"hello": "x" * (5 << 19)}  # 2.5 MiB
+        assert_problem(
+            await client.post("/conversations/import", json=huge), 413, "message_too_large"
+        )
