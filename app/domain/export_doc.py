@@ -4,12 +4,13 @@ A document is one JSON object::
 
     {"format": "parley.conversation/v1", "conversation": Conversation,
      "head_message_id": str | null, "checkpoints": [Checkpoint...],
-     "messages": [Message...], "checksum": "sha256:<hex>"}
+     "messages": [Message...], "summaries": [Summary...], "checksum": "sha256:<hex>"}
 
 `messages` holds every message reachable from the conversation (its current path, the
 paths of its checkpoints and of its fork point, and every branch it wrote), in no
 particular order: the export streams them as it reads them and the import orders them by
-their parents.
+their parents. `summaries` are the lineage's summaries that cover one of those messages
+(they come after the messages because only then is that set known).
 
 The checksum is defined on values, not on the bytes a writer happened to produce, so any
 JSON re-encoding of a document keeps it valid: with `canonical(v)` = the UTF-8 bytes of
@@ -19,8 +20,10 @@ SHA-256 of::
     canonical(format) "\\n" canonical(conversation) "\\n" canonical(head_message_id) "\\n"
     canonical(len(checkpoints)) "\\n" canonical(checkpoint) "\\n" ...  (each, in order)
     canonical(message) "\\n" ...                                          (each, in order)
+    canonical(len(summaries)) "\\n" canonical(summary) "\\n" ...        (each, in order)
 
-(the count makes the boundary between checkpoints and messages unambiguous). It is hashed
+(the counts make every boundary unambiguous: messages are objects, a count is a number).
+It is hashed
 as the document is written, so an export never holds the whole tree to compute it. It
 guards against truncation and corruption, not tampering (anyone can recompute it).
 """
@@ -37,6 +40,7 @@ from app.domain.checkpoint import Checkpoint
 from app.domain.conversation import Conversation
 from app.domain.messages import Message
 from app.domain.model import DomainModel
+from app.domain.summary import Summary
 
 DOCUMENT_FORMAT = "parley.conversation/v1"
 CHECKSUM_PREFIX = "sha256:"
@@ -67,11 +71,20 @@ class DocumentHasher:
 
 
 def document_checksum(
-    fmt: Any, conversation: Any, head: Any, checkpoints: list[Any], messages: list[Any]
+    fmt: Any,
+    conversation: Any,
+    head: Any,
+    checkpoints: list[Any],
+    messages: list[Any],
+    summaries: list[Any],
 ) -> str:
     """The checksum of a document's parts given as parsed JSON values."""
     hasher = DocumentHasher()
-    for part in (fmt, conversation, head, len(checkpoints), *checkpoints, *messages):
+    parts = (
+        fmt, conversation, head, len(checkpoints), *checkpoints, *messages, len(summaries),
+        *summaries,
+    )  # fmt: skip
+    for part in parts:
         hasher.add(part)
     return hasher.checksum()
 
@@ -90,6 +103,10 @@ class ConversationDocument(DomainModel):
         description="Every message reachable from the conversation (path, checkpoints, fork "
         "point, branches it wrote), in no particular order; media parts keep their "
         "references as stored."
+    )
+    summaries: list[Summary] = Field(
+        description="The lineage's summaries covering one of `messages` (context strategy "
+        "`summarize`)."
     )
     checksum: str = Field(
         description="`sha256:<hex>` over the canonical JSON of the other members, in "

@@ -117,7 +117,8 @@ class ExportService:
             yield (b"," if i else b"") + h.add(cp.model_dump(mode="json"))
         yield b'],"messages":['
         first = True
-        async for batch in self._messages(conv, checkpoints):
+        seen: set[str] = set()
+        async for batch in self._messages(conv, checkpoints, seen):
             out = bytearray()
             for m in batch:
                 if not first:
@@ -125,16 +126,25 @@ class ExportService:
                 first = False
                 out += h.add(m.model_dump(mode="json"))
             yield bytes(out)
+        summaries = [
+            s
+            for s in await self._store.list_summaries(conv.lineage_id)
+            if s.covers_message_id in seen
+        ]
+        h.add(len(summaries))
+        yield b'],"summaries":['
+        for i, summary in enumerate(summaries):
+            yield (b"," if i else b"") + h.add(summary.model_dump(mode="json"))
         yield b'],"checksum":"' + h.checksum().encode() + b'"}'
 
     async def _messages(
-        self, conv: Conversation, checkpoints: list[Checkpoint]
+        self, conv: Conversation, checkpoints: list[Checkpoint], seen: set[str]
     ) -> AsyncIterator[list[Message]]:
         """Every message reachable from the conversation, in batches: first the paths
         of its head, its checkpoints and its fork point (newest first, shared ancestry
-        once), then, level by level, every branch it wrote off them (or as a root)."""
+        once), then, level by level, every branch it wrote off them (or as a root).
+        `seen` collects the ids written."""
         lineage = conv.lineage_id
-        seen: set[str] = set()
         anchors: list[str] = []
         starts = [conv.head_message_id, *(cp.message_id for cp in checkpoints)]
         if conv.forked_from is not None:

@@ -16,10 +16,15 @@ from pydantic import BaseModel, ValidationError
 
 from app.domain import Checkpoint, Conversation, Message
 from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_checksum
+from app.domain.summary import Summary
 from app.manager.import_plan import LOC, ImportPlan, Problem, refused, schema_problems
 from app.manager.import_promptkit import is_promptkit_state, promptkit_plan
 
 M = TypeVar("M", bound=BaseModel)
+MEMBERS = {
+    "format", "conversation", "head_message_id", "checkpoints", "messages", "summaries",
+    "checksum",
+}  # fmt: skip
 
 
 def read_import(raw: Any) -> ImportPlan:
@@ -66,12 +71,12 @@ def _list(raw: Mapping[str, Any], key: str, problems: list[Problem]) -> list[Any
 
 def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Problem]]:
     problems: list[Problem] = []
-    for key in sorted(set(raw) - {"format", "conversation", "head_message_id", "checkpoints",
-                                  "messages", "checksum"}):  # fmt: skip
+    for key in sorted(set(raw) - MEMBERS):
         problems.append({"loc": [*LOC, key], "msg": "unknown member"})
     conv = _validated(Conversation, raw.get("conversation"), [*LOC, "conversation"], problems)
     raw_checkpoints = _list(raw, "checkpoints", problems)
     raw_messages = _list(raw, "messages", problems)
+    raw_summaries = _list(raw, "summaries", problems)
     checkpoints = [
         cp
         for i, item in enumerate(raw_checkpoints)
@@ -82,11 +87,16 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
         for i, item in enumerate(raw_messages)
         if (m := _validated(Message, item, [*LOC, "messages", i], problems)) is not None
     ]
+    summaries = [
+        sm
+        for i, item in enumerate(raw_summaries)
+        if (sm := _validated(Summary, item, [*LOC, "summaries", i], problems)) is not None
+    ]
     head = raw.get("head_message_id")
     if head is not None and not isinstance(head, str):
         problems.append({"loc": [*LOC, "head_message_id"], "msg": "a message id or null"})
         head = None
-    _check_checksum(raw, raw_checkpoints, raw_messages, problems)
+    _check_checksum(raw, raw_checkpoints, raw_messages, raw_summaries, problems)
     ordered = order_tree(messages, raw_messages, problems)
     by_id = {m.id: m for m in ordered}
     if head is not None and head not in by_id and not _invalid_id(head, raw_messages):
@@ -98,15 +108,8 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
                 "msg": "differs from head_message_id",
             }
         )
-    seen_cp: set[str] = set()
-    for i, cp in enumerate(checkpoints):
-        if cp.id in seen_cp:
-            problems.append({"loc": [*LOC, "checkpoints", i, "id"], "msg": "duplicate id"})
-        seen_cp.add(cp.id)
-        if cp.message_id is not None and cp.message_id not in by_id:
-            problems.append(
-                {"loc": [*LOC, "checkpoints", i, "message_id"], "msg": "not among the messages"}
-            )
+    _check_checkpoints(checkpoints, by_id, problems)
+    _check_summaries(summaries, by_id, problems)
     if problems or conv is None:
         return None, problems
     return (
@@ -116,6 +119,7 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
             messages=ordered,
             head_message_id=head,
             checkpoints=checkpoints,
+            summaries=summaries,
             conversation_id=conv.id,
             user_id=conv.user_id,
             metadata=conv.metadata,
@@ -125,13 +129,51 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
     )
 
 
+def _check_checkpoints(
+    checkpoints: list[Checkpoint], by_id: Mapping[str, Message], problems: list[Problem]
+) -> None:
+    seen: set[str] = set()
+    for i, cp in enumerate(checkpoints):
+        if cp.id in seen:
+            problems.append({"loc": [*LOC, "checkpoints", i, "id"], "msg": "duplicate id"})
+        seen.add(cp.id)
+        if cp.message_id is not None and cp.message_id not in by_id:
+            problems.append(
+                {"loc": [*LOC, "checkpoints", i, "message_id"], "msg": "not among the messages"}
+            )
+
+
+def _check_summaries(
+    summaries: list[Summary], by_id: Mapping[str, Message], problems: list[Problem]
+) -> None:
+    """Each covers a message of the document at its depth; each extends one of them."""
+    ids = {s.id for s in summaries}
+    seen: set[str] = set()
+    for i, summary in enumerate(summaries):
+        loc = [*LOC, "summaries", i]
+        if summary.id in seen:
+            problems.append({"loc": [*loc, "id"], "msg": "duplicate id"})
+        seen.add(summary.id)
+        covered = by_id.get(summary.covers_message_id)
+        if covered is None:
+            problems.append({"loc": [*loc, "covers_message_id"], "msg": "not among the messages"})
+        elif covered.depth != summary.covers_depth:
+            problems.append({"loc": [*loc, "covers_depth"], "msg": f"should be {covered.depth}"})
+        if summary.previous_id is not None and summary.previous_id not in ids:
+            problems.append({"loc": [*loc, "previous_id"], "msg": "not among the summaries"})
+
+
 def _invalid_id(message_id: str, raw_messages: list[Any]) -> bool:
     """Whether the head names a message that is present but invalid (already reported)."""
     return any(isinstance(m, Mapping) and m.get("id") == message_id for m in raw_messages)
 
 
 def _check_checksum(
-    raw: Mapping[str, Any], checkpoints: list[Any], messages: list[Any], problems: list[Problem]
+    raw: Mapping[str, Any],
+    checkpoints: list[Any],
+    messages: list[Any],
+    summaries: list[Any],
+    problems: list[Problem],
 ) -> None:
     given = raw.get("checksum")
     if not isinstance(given, str) or not given.startswith(CHECKSUM_PREFIX):
@@ -140,7 +182,7 @@ def _check_checksum(
     try:
         expected = document_checksum(
             raw.get("format"), raw.get("conversation"), raw.get("head_message_id"), checkpoints,
-            messages,
+            messages, summaries,
         )  # fmt: skip
     except (TypeError, ValueError):
         expected = ""

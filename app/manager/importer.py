@@ -194,6 +194,12 @@ class ImportService:
                 await self._store.create_checkpoint(
                     cp.model_copy(update={"conversation_id": target})
                 )
+            for summary in plan.summaries:  # oldest first: what each extends is stored
+                await self._store.save_summary(
+                    summary.model_copy(
+                        update={"lineage_id": conv.lineage_id, "conversation_id": target}
+                    )
+                )
         except BaseException:
             await self._undo(target)
             raise

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from app.domain.summary import Summary
+from app.domain.usage import Usage
 from app.settings import ApiKey, Settings
-from tests.api.export_helpers import ALL_BACKENDS, any_state_url, export_doc, recomputed_checksum
+from app.stores.base import StateStore
+from tests.api.export_helpers import (
+    ALL_BACKENDS,
+    any_state_url,
+    app_with_store,
+    export_doc,
+    recomputed_checksum,
+)
 from tests.api.helpers import assert_problem, create_conv, send
 from tests.conftest import running_app
 
@@ -341,3 +351,68 @@ async def test_import_body_has_its_own_size_limit(
         assert_problem(
             await client.post("/conversations/import", json=huge), 413, "message_too_large"
         )
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+async def client_and_store(
+    request: pytest.FixtureRequest, tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> AsyncIterator[tuple[httpx.AsyncClient, StateStore]]:
+    async with (
+        any_state_url(request.param, tmp_path) as url,
+        app_with_store(settings_factory(state_url=url)) as pair,
+    ):
+        yield pair
+
+
+async def test_summaries_covering_exported_messages_round_trip(
+    client_and_store: tuple[httpx.AsyncClient, StateStore],
+) -> None:
+    client, store = client_and_store
+    conv = await create_conv(client)
+    cid = conv["id"]
+    t1 = await send(client, cid, "one")
+    t2 = await send(client, cid, "two")
+    fork = (await client.post(f"/conversations/{cid}/fork", json={})).json()
+    f1 = await send(client, fork["id"], "fork only")
+
+    def summary(sid: str, covers: dict[str, Any], previous: str | None, by: str) -> Summary:
+        return Summary(
+            id=sid, lineage_id=conv["lineage_id"], conversation_id=by,
+            covers_message_id=covers["id"], covers_depth=covers["depth"], previous_id=previous,
+            text=f"summary {sid}", tokens=5,
+            provider="mock", model="mock-1", usage=Usage.of(10, 5),
+            created_at=datetime.fromisoformat(covers["created_at"]),
+        )  # fmt: skip
+
+    await store.save_summary(summary("s1", t1["reply"], None, cid))
+    await store.save_summary(summary("s2", t2["reply"], "s1", cid))
+    await store.save_summary(summary("s3", f1["reply"], "s2", fork["id"]))  # the fork's branch
+    doc = await export_doc(client, cid)
+    assert [s["id"] for s in doc["summaries"]] == ["s1", "s2"]  # not the fork's
+    assert doc["checksum"] == recomputed_checksum(doc)
+    fork_doc = await export_doc(client, fork["id"])
+    assert [s["id"] for s in fork_doc["summaries"]] == ["s1", "s2", "s3"]
+
+    r = await _import(client, doc, conversation_id="with-summaries")
+    assert r.status_code == 201, r.text
+    stored = await store.list_summaries(r.json()["lineage_id"])
+    assert [(s.id, s.previous_id, s.conversation_id) for s in stored] == [
+        ("s1", None, "with-summaries"), ("s2", "s1", "with-summaries")
+    ]  # fmt: skip
+    again = await export_doc(client, "with-summaries")
+    assert [
+        {k: v for k, v in s.items() if k not in ("lineage_id", "conversation_id")}
+        for s in again["summaries"]
+    ] == [
+        {k: v for k, v in s.items() if k not in ("lineage_id", "conversation_id")}
+        for s in doc["summaries"]
+    ]
+    # a summary covering a message not in the document, or extending a missing one
+    bad = copy.deepcopy(doc)
+    bad["summaries"][0]["covers_message_id"] = "elsewhere"
+    bad["summaries"][1]["previous_id"] = "s0"
+    body = assert_problem(await _import(client, bad, conversation_id="x"), 422, "validation_error")
+    locs = [e["loc"] for e in body["errors"]]
+    assert ["body", "summaries", 0, "covers_message_id"] in locs
+    assert ["body", "summaries", 1, "previous_id"] in locs
+    assert ["body", "checksum"] in locs
