@@ -120,8 +120,8 @@ class Settings(BaseSettings):
     run_event_retention_s: float = Field(default=3600.0, gt=0)
     # In-process memory bounds (README "Memory"): the committed-message cache of the
     # context builder, and the events the in-process run log keeps of finished runs.
-    message_cache_mb: int = Field(default=64, ge=0)
-    run_log_max_events: int = Field(default=100_000, ge=100)
+    message_cache_mb: int = Field(default=16, ge=0)
+    run_log_max_events: int = Field(default=10_000, ge=100)
     # A follower or waiter of a run re-reads its record after this long without an event,
     # so it ends even when the terminal event never reached the log.
     run_recheck_s: float = Field(default=5.0, gt=0, le=3600)

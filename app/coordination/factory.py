@@ -35,7 +35,14 @@ class SqlCoordinator(Coordinator):
     """Coordination in the SQL store's database (case 3 above); `close()` stops lease
     renewals, the run heartbeat and the listener (the engine belongs to the store)."""
 
-    def __init__(self, engine: AsyncEngine, *, event_retention_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        event_retention_s: float,
+        max_retained_events: int = 10_000,
+        max_records: int = 10_000,
+    ) -> None:
         from app.coordination.sql_idempotency import SqlIdempotencyKeys
         from app.coordination.sql_locks import SqlLeaseLocks
         from app.coordination.sql_runs import SqlRunLog
@@ -43,7 +50,13 @@ class SqlCoordinator(Coordinator):
         self._engine = engine
         shared = engine.dialect.name == "postgresql"
         self._leases = SqlLeaseLocks(engine) if shared else None
-        self._runs = SqlRunLog(engine, retention_s=event_retention_s, sole_instance=not shared)
+        self._runs = SqlRunLog(
+            engine,
+            retention_s=event_retention_s,
+            max_retained_events=max_retained_events,
+            max_records=max_records,
+            sole_instance=not shared,
+        )
         super().__init__(self._leases or MemoryTurnLocks(), SqlIdempotencyKeys(engine), self._runs)
 
     async def ping(self) -> None:
@@ -82,7 +95,12 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
     if store.capabilities.sql_coordination:
         engine = store.sql_engine()
         log.info("coordination: in the %s database", engine.dialect.name)
-        return SqlCoordinator(engine, event_retention_s=retention)
+        return SqlCoordinator(
+            engine,
+            event_retention_s=retention,
+            max_retained_events=settings.run_log_max_events,
+            max_records=settings.run_records_max,
+        )
     log.info("coordination: in-process (single instance)")
     return _memory(settings)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,7 +145,9 @@ class _RunEntry:
     next_seq: int = 1
     finished_at: float | None = None
     counted: int = 0  # of its events, how many `MemoryRunLog._retained` counts
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # Made by the first follower that waits: most runs are never followed, and a
+    # Condition (with its lock and waiter deque) is ~0.7 KB per retained run.
+    changed: asyncio.Condition | None = None
 
 
 class MemoryRunLog(RunLog):
@@ -162,6 +164,11 @@ class MemoryRunLog(RunLog):
     the oldest half is dropped when a run exceeds it, which is what `EventsExpired`
     reports. Expiry pops due runs off queues kept in finishing order, so its cost does not
     grow with the number of runs retained.
+
+    With `events_only` the records are kept elsewhere (`SqlRunLog` on SQLite keeps them in
+    its database) and this log only serves the events: a finished run's entry goes with
+    its events, leaving only its last seq (for `EventsExpired.last_seq`) for the newest
+    `max_records` such runs; `max_keyed_records` does not apply.
     """
 
     def __init__(
@@ -172,10 +179,14 @@ class MemoryRunLog(RunLog):
         max_records: int = 10_000,
         max_keyed_records: int = 100_000,
         max_events: int = 10_000,
-        max_retained_events: int = 100_000,
+        max_retained_events: int = 10_000,
+        events_only: bool = False,
         clock: Any = time.monotonic,
     ) -> None:
         self._runs: dict[str, _RunEntry] = {}
+        self._events_only = events_only
+        # events_only: run id -> last seq of finished runs whose entry went, newest last
+        self._ended: OrderedDict[str, int] = OrderedDict()
         self._retention_s = retention_s
         self._record_retention_s = record_retention_s
         self._max_records = max_records
@@ -191,12 +202,16 @@ class MemoryRunLog(RunLog):
 
     async def create(self, record: RunRecord) -> None:
         self._expire()
-        self._runs[record.run.id] = _RunEntry(record=record)
+        entry = _RunEntry(record=record)
+        self._runs[record.run.id] = entry
+        if record.run.status.terminal:  # (a record saved after its entry was dropped)
+            self._finished(record.run.id, entry)
 
     async def save(self, record: RunRecord) -> None:
         entry = self._runs.get(record.run.id)
         if entry is None:
-            await self.create(record)
+            if not (self._events_only and record.run.status.terminal):
+                await self.create(record)  # (events_only: a finished run has no events left)
             return
         entry.record = record
 
@@ -211,22 +226,28 @@ class MemoryRunLog(RunLog):
         entry.events.append(event)
         if len(entry.events) > self._max_events:
             del entry.events[: len(entry.events) // 2]
-        if type_ in TERMINAL_EVENTS:
-            entry.finished_at = now = self._clock()
-            self._events_due.append((now, run_id))
+        if type_ in TERMINAL_EVENTS and entry.finished_at is None:
+            self._finished(run_id, entry)
+            self._expire()
+        if entry.changed is not None:
+            async with entry.changed:
+                entry.changed.notify_all()
+        return event
+
+    def _finished(self, run_id: str, entry: _RunEntry) -> None:
+        """Queue a run that just ended for expiry (once)."""
+        entry.finished_at = now = self._clock()
+        self._events_due.append((now, run_id))
+        if not self._events_only:
             keyed = entry.record.idempotency is not None
             (self._keyed_due if keyed else self._records_due).append((now, run_id))
-            self._retained += len(entry.events) - entry.counted
-            entry.counted = len(entry.events)
-            self._expire()
-        async with entry.changed:
-            entry.changed.notify_all()
-        return event
+        self._retained += len(entry.events) - entry.counted
+        entry.counted = len(entry.events)
 
     async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
         entry = self._runs.get(run_id)
         if entry is None:
-            raise EventsExpired(run_id)
+            raise EventsExpired(run_id, last_seq=self._ended.get(run_id, 0))
         if entry.finished_at is not None and not entry.events:
             raise EventsExpired(run_id, last_seq=entry.next_seq - 1)
         last = after
@@ -250,6 +271,8 @@ class MemoryRunLog(RunLog):
                 raise EventsExpired(run_id, last_seq=entry.next_seq - 1)
             if entry.finished_at is not None:
                 return  # asked for events after the terminal one: nothing more will come
+            if entry.changed is None:
+                entry.changed = asyncio.Condition()
             async with entry.changed:
                 if entry.next_seq - 1 <= last:
                     await entry.changed.wait()
@@ -270,6 +293,11 @@ class MemoryRunLog(RunLog):
             entry = self._runs.get(run_id)
             if entry is not None:
                 self._drop_events(entry)
+                if self._events_only:
+                    del self._runs[run_id]
+                    self._ended[run_id] = entry.next_seq - 1
+                    if len(self._ended) > self._max_records:
+                        self._ended.popitem(last=False)
         for due, bound in (
             (self._records_due, self._max_records),
             (self._keyed_due, self._max_keyed_records),
@@ -291,7 +319,7 @@ def memory_coordinator(
     event_retention_s: float,
     max_records: int = 10_000,
     max_keys: int = 100_000,
-    max_retained_events: int = 100_000,
+    max_retained_events: int = 10_000,
 ) -> Coordinator:
     return Coordinator(
         MemoryTurnLocks(),

@@ -12,9 +12,12 @@
   `pg_notify`s in one statement. Followers read the table and sleep on `LISTEN`
   (`app.coordination.sql_listen`).
   On SQLite (one serving process per file, `app.stores.sqlite_owner`) events stay in
-  process memory (`MemoryRunLog`): a write transaction per streamed delta would queue
-  behind every turn's commit for no reader. After a restart a reconnect gets a
-  `run.snapshot` built from the record.
+  process memory (`MemoryRunLog(events_only=True)`, bounded by `max_retained_events`,
+  `PARLEY_RUN_LOG_MAX_EVENTS`): a write transaction per streamed delta would queue
+  behind every turn's commit for no reader. Records are not kept there twice: a finished
+  run's in-memory entry goes with its events (its last seq is kept for the newest
+  `max_records`, `PARLEY_RUN_RECORDS_MAX`). After a restart, or once its events are gone,
+  a reconnect gets a `run.snapshot` built from the record.
 * `coordination_instances`: each instance's heartbeat (renewed every `heartbeat_s`, valid
   `instance_ttl_s`). A run that is not terminal and whose owner's heartbeat expired is
   marked `failed` with code `instance_lost` by whichever instance reads it (`get`,
@@ -70,6 +73,8 @@ class SqlRunLog(RunLog):
         retention_s: float = 3600.0,
         record_retention_s: float = 86400.0,
         max_events: int = 10_000,
+        max_retained_events: int = 10_000,
+        max_records: int = 10_000,
         instance_ttl_s: float = 10.0,
         heartbeat_s: float = 2.0,
         wake_s: float = 2.0,
@@ -88,7 +93,13 @@ class SqlRunLog(RunLog):
         self._memory = (
             None
             if self._sql.postgres
-            else MemoryRunLog(retention_s=retention_s, max_events=max_events)
+            else MemoryRunLog(
+                retention_s=retention_s,
+                max_events=max_events,
+                max_retained_events=max_retained_events,
+                max_records=max_records,
+                events_only=True,
+            )
         )
         self._writer = (
             EventWriter(self._sql, retention_s=retention_s, max_events=self._max_events)
@@ -282,9 +293,7 @@ class SqlRunLog(RunLog):
         )
 
     async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
-        if self._memory is not None:
-            if await self._memory.get(run_id) is None:
-                raise EventsExpired(run_id)  # before a restart, or its record expired
+        if self._memory is not None:  # (EventsExpired for a run of before a restart)
             async for event in self._memory.follow(run_id, after=after):
                 yield event
             return

@@ -66,7 +66,7 @@ def request_tokens(request: ProviderRequest, rule: TokenRule) -> int:
 class UsageCalibration:
     """reported / estimated input tokens per conversation, and the estimate's error."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 10_000) -> None:
         self._ratios: OrderedDict[str, float] = OrderedDict()
         self._max = max_entries
         self.samples = 0

@@ -21,7 +21,7 @@ from app.stores.redis_scripts import Scripts
 T = TypeVar("T")
 
 __all__ = ["CLAIM_TIMEOUT_MS", "Directory"]  # an older uncommitted claim was abandoned
-CACHE_MAX = 100_000
+CACHE_MAX = 10_000
 _ATTEMPTS = 8
 
 
@@ -39,6 +39,7 @@ class Directory:
         indexes: Indexes,
         *,
         grace_ms: int,
+        cache_max: int = CACHE_MAX,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -48,12 +49,14 @@ class Directory:
         self._grace_ms = grace_ms
         # conversation id -> lineage id. A conversation never changes lineage while it
         # exists; a cached lineage that finds nothing re-reads the ref (`on_lineage`).
+        # At most `cache_max` ids (oldest remembered go first): a miss is one HGET.
         self._cache: dict[str, str] = {}
+        self._cache_max = cache_max
 
     # --- lookup ------------------------------------------------------------------------
 
     def remember(self, cid: str, lineage_id: str) -> None:
-        if cid not in self._cache and len(self._cache) >= CACHE_MAX:
+        if cid not in self._cache and len(self._cache) >= self._cache_max:
             self._cache.pop(next(iter(self._cache)))
         self._cache[cid] = lineage_id
 

@@ -125,3 +125,32 @@ def test_url_schemes() -> None:
     assert not is_redis_url("sqlite+aiosqlite:///x.db") and not is_redis_url("memory://")
     with pytest.raises(ValueError, match="Unsupported"):
         connect("http://h/")
+
+
+async def test_sqlite_run_log_keeps_events_within_the_configured_bounds(tmp_path: Path) -> None:
+    """PARLEY_RUN_LOG_MAX_EVENTS / PARLEY_RUN_RECORDS_MAX reach the in-process event log
+    of SQLite coordination (they did not: 100,000 events and 10,000 records in RAM)."""
+    from app.coordination.base import RunRecord
+    from app.domain import Run, utcnow
+    from app.stores.factory import create_store
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/x.db"
+    store = create_store(url)
+    await store.open()
+    settings = make_settings(tmp_path, state_url=url, run_log_max_events=100, run_records_max=5)
+    coord = build_coordinator(settings, store)
+    try:
+        for i in range(60):
+            run = Run(id=f"r{i}", conversation_id="c", created_at=utcnow())
+            await coord.runs.create(RunRecord(run=run, lineage_id="c"))
+            for _ in range(4):
+                await coord.runs.publish(run.id, "message.delta", {"delta": "x"})
+            await coord.runs.publish(run.id, "run.completed", {})
+        memory = coord.runs._memory  # type: ignore[attr-defined]
+        assert memory._retained <= 100
+        assert len(memory._runs) <= 20  # 5 events a run
+        assert len(memory._ended) <= 5
+        assert await coord.runs.get("r0") is not None  # the record is in the database
+    finally:
+        await coord.close()
+        await store.close()

@@ -10,7 +10,7 @@ import pytest
 
 from app.coordination.base import EventsExpired, IdempotencyRecord, RunRecord
 from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog
-from app.domain import Run, utcnow
+from app.domain import Run, RunStatus, utcnow
 
 
 class Clock:
@@ -120,3 +120,52 @@ async def test_events_of_finished_runs_are_capped_in_total() -> None:
     for i in range(3, 6):
         assert await collect(log, f"r{i}") == [1, 2, 3]
     assert log._retained == 9
+
+
+async def test_events_only_log_drops_a_finished_run_with_its_events() -> None:
+    # SqlRunLog on SQLite: records are in the database, the log holds events only, so a
+    # finished run's entry must not outlive its events (it did: 10,000 records in RAM).
+    log = MemoryRunLog(max_retained_events=10, events_only=True, clock=Clock())
+    for i in range(50):
+        await finished(log, f"r{i}")  # 3 events each
+    assert log._retained <= 10
+    assert len(log._runs) <= 4  # the runs whose events are still kept, nothing more
+    assert await collect(log, "r49") == [1, 2, 3]
+    assert await log.get("r0") is None
+
+
+async def test_events_only_log_ignores_a_finished_record_saved_after_its_events_went() -> None:
+    log = MemoryRunLog(max_retained_events=3, events_only=True, clock=Clock())
+    await finished(log, "a")
+    await finished(log, "b")  # a's events (and entry) went
+    done = record("a")
+    done.run.status = RunStatus.completed
+    await log.save(done)
+    assert await log.get("a") is None
+
+
+async def test_a_finished_record_created_without_events_is_still_capped() -> None:
+    log = MemoryRunLog(max_records=2, clock=Clock())
+    for i in range(5):
+        done = record(f"r{i}")
+        done.run.status = RunStatus.completed
+        await log.save(done)  # (no entry: saved after its entry had expired)
+    await log.create(record("next"))
+    assert sum([await log.get(f"r{i}") is not None for i in range(5)]) == 2
+
+
+async def test_runs_nobody_follows_keep_no_condition() -> None:
+    log = MemoryRunLog(clock=Clock())
+    await finished(log, "a")
+    assert log._runs["a"].changed is None
+    assert await collect(log, "a") == [1, 2, 3]  # a finished run: read without waiting
+
+
+async def test_events_only_log_keeps_a_bounded_last_seq_of_runs_it_dropped() -> None:
+    log = MemoryRunLog(max_retained_events=3, max_records=2, events_only=True, clock=Clock())
+    for i in range(5):
+        await finished(log, f"r{i}")
+    with pytest.raises(EventsExpired) as expired:
+        await collect(log, "r3", after=3)
+    assert expired.value.last_seq == 3  # a reconnect learns where the log ended
+    assert len(log._ended) <= 2
