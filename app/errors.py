@@ -226,6 +226,16 @@ class UnsupportedMedia(Unprocessable):
     code, title = "unsupported_media", "Unsupported media"
 
 
+class NotAUserMessage(Unprocessable):
+    """Only a user message is edited; an assistant reply is regenerated instead."""
+
+    code, title = "not_a_user_message", "Only user messages can be edited"
+
+
+class NotAnAssistantMessage(Unprocessable):
+    code, title = "not_an_assistant_message", "Only assistant replies can be regenerated"
+
+
 class InvalidState(Unprocessable):
     code, title = "invalid_state", "Operation not allowed in the conversation's state"
 

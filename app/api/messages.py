@@ -1,4 +1,5 @@
-"""Turns (send a message, submit tool results) and reading messages."""
+"""Turns (send a message, submit tool results or approvals, edit a message, regenerate a
+reply) and reading messages."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from app.api.schemas import MessageDetail, MessageList, TurnResponse
 from app.api.send_body import read_send_body
 from app.api.sse import event_stream, wants_stream
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
-from app.domain.requests import SubmitToolApprovals, SubmitToolResults
+from app.domain.requests import EditMessage, Regenerate, SubmitToolApprovals, SubmitToolResults
 from app.errors import (
     ApprovalConflict,
     ConversationNotFound,
@@ -22,6 +23,8 @@ from app.errors import (
     MediaNotFound,
     MediaTooLarge,
     MessageNotFound,
+    NotAnAssistantMessage,
+    NotAUserMessage,
     StoreUnavailable,
     UnsupportedContentType,
     UnsupportedMedia,
@@ -32,9 +35,10 @@ from app.manager.runs import StartedRun
 router = api_router(tags=["messages"])
 
 
-async def _respond(
+async def respond_to_run(
     manager: ConversationManager, started: StartedRun, stream: bool, cancel_on_disconnect: bool
 ) -> Any:
+    """The answer of every endpoint that starts a run: its SSE events, or its result."""
     headers = {"X-Run-Id": started.run_id}
     if stream:
         events = manager.runs.events(
@@ -110,7 +114,7 @@ async def send_message(
     finally:
         if form is not None:
             await form.aclose(keep=True)
-    return await _respond(
+    return await respond_to_run(
         manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
     )
 
@@ -131,7 +135,7 @@ async def submit_tool_results(
     started = await manager.turns.submit_tool_results(
         principal, conversation_id, body, key=idempotency_key
     )
-    return await _respond(
+    return await respond_to_run(
         manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
     )
 
@@ -156,7 +160,73 @@ async def submit_tool_approvals(
     started = await manager.turns.submit_tool_approvals(
         principal, conversation_id, body, key=idempotency_key
     )
-    return await _respond(
+    return await respond_to_run(
+        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages/{message_id}/edit",
+    response_model=TurnResponse,
+    **operation(
+        "editMessage",
+        *TURN_ERRORS,
+        MessageNotFound,
+        NotAUserMessage,
+        MediaNotFound,
+        MediaTooLarge,
+        UnsupportedMedia,
+        stream="on_request",
+    ),
+)
+async def edit_message(
+    conversation_id: PathId,
+    message_id: PathId,
+    body: EditMessage,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Any:
+    """A turn like `sendMessage` whose user message is a new sibling of user message
+    `message_id` (same parent): the provider gets the path up to that parent plus the new
+    message, and the head moves to the new branch. The old branch stays intact
+    (`PUT .../head` selects it again; `sibling_index`/`sibling_count` count the versions).
+    Any message of this conversation's tree may be edited, including one its fork origin
+    wrote; the new branch belongs to this conversation only. A non-user message is 422
+    `not_a_user_message`."""
+    started = await manager.turns.edit_message(
+        principal, conversation_id, message_id, body, key=idempotency_key
+    )
+    return await respond_to_run(
+        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/regenerate",
+    response_model=TurnResponse,
+    **operation(
+        "regenerateReply", *TURN_ERRORS, MessageNotFound, NotAnAssistantMessage, stream="on_request"
+    ),
+)
+async def regenerate(
+    conversation_id: PathId,
+    body: Regenerate,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Any:
+    """A run that generates a new sibling of an assistant reply (`message_id`, default the
+    newest assistant message of the current path) from the same context: the path up to
+    the reply's parent. When that parent is a tool result, only the reply is generated
+    again (the tools are not re-run); regenerating the assistant message that called the
+    tools generates the rest of the turn again, tool calls included. `messages` in the
+    response holds the new reply (and any tool messages of its rounds), no user message.
+    A non-assistant message is 422 `not_an_assistant_message`."""
+    started = await manager.turns.regenerate(principal, conversation_id, body, key=idempotency_key)
+    return await respond_to_run(
         manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
     )
 

@@ -38,7 +38,11 @@ FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 TAGS = [
     {"name": "packs", "description": "PromptPacks: list, read, upload."},
     {"name": "conversations", "description": "Open, list, read, update and delete."},
-    {"name": "messages", "description": "Send messages (runs a turn) and read the history."},
+    {
+        "name": "messages",
+        "description": "Send messages (runs a turn), edit them, regenerate replies, read "
+        "the history.",
+    },
     {"name": "context", "description": "The context window: what the next turn sends."},
     {
         "name": "tree",

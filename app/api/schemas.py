@@ -20,7 +20,7 @@ from app.domain import (
     Usage,
 )
 from app.domain.model import DomainModel
-from app.domain.run import PendingApproval
+from app.domain.run import PendingApproval, RunKind
 from app.packs import PackSummary
 
 
@@ -80,6 +80,7 @@ class TurnResponse(DomainModel):
 class RunOut(DomainModel):
     id: str
     conversation_id: str
+    kind: RunKind = Field(description="What started the run (`Run.kind`).")
     status: RunStatus
     created_at: datetime
     finished_at: datetime | None
@@ -92,6 +93,7 @@ class RunOut(DomainModel):
         return cls(
             id=run.id,
             conversation_id=run.conversation_id,
+            kind=run.kind,
             status=run.status,
             created_at=run.created_at,
             finished_at=run.finished_at,

@@ -93,6 +93,23 @@ class SendMessage(_Input):
     on_disconnect: OnDisconnect = "continue"
 
 
+class EditMessage(SendMessage):
+    """A new version of a user message (the same fields and rules as `SendMessage`): the
+    run's user message becomes a sibling of the edited one (same parent), the reply
+    follows it, and the head moves to that branch."""
+
+
+class Regenerate(_Input):
+    message_id: Id | None = Field(
+        default=None,
+        description="The assistant reply to generate again: one of this conversation's "
+        "tree. Default: the newest assistant message of the current path.",
+    )
+    stream: bool = False
+    if_busy: IfBusy = "enqueue"
+    on_disconnect: OnDisconnect = "continue"
+
+
 class ToolResult(_Input):
     tool_call_id: str = Field(min_length=1, max_length=200)
     output: Any = None

@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from app.domain.model import DomainModel
 from app.domain.usage import Usage
+
+RunKind = Literal["message", "tool_results", "tool_approvals", "edit", "regenerate"]
+"""What started a run: a new user message, results for pending client-side tools,
+decisions on pending approvals, an edited user message (a sibling of it), a regenerated
+reply (a sibling of it)."""
 
 
 class RunStatus(StrEnum):
@@ -34,6 +39,11 @@ class RunError(DomainModel):
 class Run(DomainModel):
     id: str
     conversation_id: str
+    kind: RunKind = Field(
+        default="message",
+        description="`edit` and `regenerate` runs write a new branch: their first message is "
+        "a sibling of the edited user message or of the regenerated reply.",
+    )
     status: RunStatus = RunStatus.queued
     created_at: datetime
     finished_at: datetime | None = None

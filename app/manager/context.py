@@ -32,6 +32,7 @@ from app.manager.token_count import (
     system_tokens,
     tools_tokens,
 )
+from app.manager.turn_plan import BranchPoint
 from app.packs import PromptPack, effective_parameters, prompt_tools
 from app.providers.base import ProviderRequest, ToolSpec
 from app.stores.base import StateStore
@@ -87,11 +88,15 @@ class ContextBuilder:
         metadata: dict[str, Any] | None = None,
         rule: TokenRule = "openai",
         tools: list[ToolSpec] | None = None,
+        branch: BranchPoint | None = None,
     ) -> ContextWindow:
         """The provider request for the next call of a turn whose uncommitted messages are
         `pending` (the user message, then any assistant/tool messages of earlier rounds).
         Media parts count by the provider's `rule` (`app.domain.media_tokens`). `tools` are
-        the prompt's tools as bound by the tool registry (default: the pack's own)."""
+        the prompt's tools as bound by the tool registry (default: the pack's own). The
+        history ends under `pending[0]`; with nothing pending, at `branch` (a
+        regeneration's first call: the path to the regenerated reply's parent), else at
+        the head."""
         policy = conversation.context_policy
         prompt = pack.prompts[conversation.prompt_name]
         if tools is None:
@@ -111,7 +116,12 @@ class ContextBuilder:
         history_budget = input_budget - fixed
         window = policy.max_messages if policy.strategy == "sliding_window" else None
         max_history = (window or NO_LIMIT) - len(pending)
-        start = pending[0].parent_id if pending else conversation.head_message_id
+        if pending:
+            start, path_length = pending[0].parent_id, pending[0].depth
+        elif branch is not None:
+            start, path_length = branch.parent_id, branch.depth
+        else:
+            start, path_length = conversation.head_message_id, conversation.message_count
         history, reached_root = await self._cache.walk(
             self._store,
             conversation.lineage_id,
@@ -125,7 +135,6 @@ class ContextBuilder:
                 history = _trim_to_tool_group(history)  # the window is full: keep it exact
             else:
                 history = _trim_to_turn_boundary(history)
-        path_length = pending[0].depth if pending else conversation.message_count
         dropped = path_length - len(history)
         if dropped and policy.strategy == "fail":
             kept = sum(c.cost(rule) for c in history)

@@ -13,6 +13,7 @@ from app.coordination.base import Coordinator
 from app.coordination.liveness import InstanceLiveness
 from app.domain import new_id, utcnow
 from app.errors import NotReady
+from app.manager.branch_points import BranchPoints
 from app.manager.context import ContextBuilder
 from app.manager.context_preview import ContextPreviewService
 from app.manager.conversations import ConversationService
@@ -137,6 +138,7 @@ class ConversationManager:
         self.turns = TurnRequests(
             runs=self.runs,
             conversations=self.conversations,
+            branch_points=BranchPoints(store=store, tree=self.tree),
             media=self.media,
             packs=self.packs,
             providers=providers,

@@ -21,7 +21,7 @@ from app.manager.events import dump
 from app.manager.provider_stream import batches, estimated_usage
 from app.manager.stats import Stats
 from app.manager.tool_policy import ToolBudget
-from app.manager.turn_plan import TurnPlan
+from app.manager.turn_plan import BranchPoint, TurnPlan
 from app.providers.base import (
     Finish,
     LLMProvider,
@@ -57,12 +57,19 @@ class ProviderCaller:
         request: ProviderRequest,
         plan: TurnPlan,
         conv: Conversation,
-        parent: Message,
         budget: ToolBudget,
+        *,
+        after: Message | None = None,
+        at: BranchPoint | None = None,
+        message_id: str | None = None,
     ) -> Message:
-        """Stream one completion, publishing deltas; return the finished assistant message,
-        a child of `parent`."""
-        message_id = new_id()
+        """Stream one completion, publishing deltas; return the finished assistant message:
+        a child of `after`, or (a regeneration's first reply) placed at `at`, with the id
+        `message_id` when given."""
+        if after is not None:
+            at = BranchPoint(after.id, after.depth + 1)
+        assert at is not None, "a reply needs a place: after a message or at a branch point"
+        message_id = message_id or new_id()
         text: list[str] = []
         tool_calls: list[ToolCall] = []
         usage: Usage | None = None
@@ -101,7 +108,7 @@ class ProviderCaller:
         )
         return Message(
             id=message_id,
-            parent_id=parent.id,
+            parent_id=at.parent_id,
             conversation_id=conv.id,
             role=Role.assistant,
             content=content,
@@ -112,7 +119,7 @@ class ProviderCaller:
             usage=usage,
             cost_usd=self._prices.cost_usd(request.model, usage),
             finish_reason=finish,
-            depth=parent.depth + 1,
+            depth=at.depth,
         )
 
     async def _consume(

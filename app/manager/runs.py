@@ -224,7 +224,7 @@ class RunService:
                 holder = await self._coord.locks.holder(conv.id)
                 if holder is not None:
                     await self._request_cancel(holder)
-            run = Run(id=run_id, conversation_id=conv.id, created_at=self._now())
+            run = Run(id=run_id, conversation_id=conv.id, kind=turn.kind, created_at=self._now())
             await self._coord.runs.create(
                 RunRecord(
                     run=run,

@@ -6,25 +6,44 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from app.coordination.base import TurnLease
 from app.domain import Conversation, FinishReason, Message, Part, Run, ToolCall, Usage, new_id
 from app.domain.requests import ToolDecision, ToolResult
-from app.domain.run import PendingApproval
+from app.domain.run import PendingApproval, RunKind
+
+
+@dataclass(frozen=True)
+class BranchPoint:
+    """Where a turn's new messages hang when it does not continue the head: under
+    `parent_id` (None: a new root), the first of them at `depth`. An edit hangs its user
+    message under the edited message's parent; a regeneration hangs its reply under the
+    regenerated reply's parent. Its context is the path to `parent_id`, nothing after it."""
+
+    parent_id: str | None
+    depth: int
 
 
 @dataclass
 class TurnInput:
-    """What the client sent: a user message, results for pending client-side tools, or
-    decisions on pending approvals."""
+    """What the client sent: a user message (`message`, or `edit` at `branch_from`),
+    results for pending client-side tools, decisions on pending approvals, or nothing but
+    the place of a reply to generate again (`regenerate` at `branch_from`)."""
 
-    kind: Literal["message", "tool_results", "tool_approvals"]
+    kind: RunKind
     content: str = ""
     parts: list[Part] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     tool_results: list[ToolResult] = field(default_factory=list)
     decisions: list[ToolDecision] = field(default_factory=list)
+    branch_from: BranchPoint | None = None  # None: after the head
+
+    @property
+    def continues_turn(self) -> bool:
+        """Whether the run goes on with a turn already started (its budget of tool rounds
+        counts what that turn used before), rather than opening one with a user message."""
+        return self.kind in ("tool_results", "tool_approvals", "regenerate")
 
 
 @dataclass

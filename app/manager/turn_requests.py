@@ -1,5 +1,7 @@
 """Turning client requests into runs: a new user message (JSON or multipart, media
-prepared), results for pending client-side tools, decisions on pending approvals. Each
+prepared), results for pending client-side tools, decisions on pending approvals, an
+edited user message, a regenerated reply (both branch off the tree at a `BranchPoint`
+and otherwise run exactly like a new message: one execution path). Each
 is validated here, then started as an ordinary run by `RunService.start`, whose request
 identity (for `Idempotency-Key`) is the request's kind and body."""
 
@@ -7,16 +9,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any, Literal
 
 from app.domain import Conversation, Part
 from app.domain.principal import Principal
-from app.domain.requests import SendMessage, SubmitToolApprovals, SubmitToolResults
+from app.domain.requests import (
+    EditMessage,
+    Regenerate,
+    SendMessage,
+    SubmitToolApprovals,
+    SubmitToolResults,
+)
 from app.errors import InvalidRequest, MessageTooLarge, ProviderNotConfigured
+from app.manager.branch_points import BranchPoints
 from app.manager.conversations import ConversationService
 from app.manager.media import MediaService, PartRules
 from app.manager.packs import PackLibrary
 from app.manager.runs import RunService, StartedRun
-from app.manager.turn_plan import TurnInput
+from app.manager.turn_plan import BranchPoint, TurnInput
 from app.media.base import StagedBlob
 from app.providers.base import LLMProvider
 from app.settings import Settings
@@ -36,6 +46,7 @@ class TurnRequests:
         *,
         runs: RunService,
         conversations: ConversationService,
+        branch_points: BranchPoints,
         media: MediaService,
         packs: PackLibrary,
         providers: Mapping[str, LLMProvider],
@@ -43,6 +54,7 @@ class TurnRequests:
     ) -> None:
         self._runs = runs
         self._conversations = conversations
+        self._branch_points = branch_points
         self._media = media
         self._packs = packs
         self._providers = providers
@@ -60,15 +72,63 @@ class TurnRequests:
         """Start a turn. `staged` holds the bytes of parts uploaded as multipart files
         (by part index; those parts carry no source); the caller closes them."""
         conv = await self._conversations.get(principal, conversation_id)
-        content, parts = self._user_content(req, staged or {})
+        turn, body = await self._user_turn(conv, req, staged or {})
+        return await self._runs.start(conv, turn, req.if_busy, key, ("message", body))
+
+    async def edit_message(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        message_id: str,
+        req: EditMessage,
+        *,
+        key: str | None,
+    ) -> StartedRun:
+        """Start a turn whose user message is a new sibling of user message `message_id`
+        (`app.manager.branch_points`)."""
+        conv = await self._conversations.get(principal, conversation_id)
+        branch = await self._branch_points.for_edit(conv, message_id)
+        turn, body = await self._user_turn(conv, req, {}, kind="edit", branch_from=branch)
+        body["message_id"] = message_id
+        return await self._runs.start(conv, turn, req.if_busy, key, ("edit", body))
+
+    async def regenerate(
+        self, principal: Principal, conversation_id: str, req: Regenerate, *, key: str | None
+    ) -> StartedRun:
+        """Start a run that generates a new sibling of an assistant reply from the same
+        context (`app.manager.branch_points`)."""
+        conv = await self._conversations.get(principal, conversation_id)
+        branch = await self._branch_points.for_regenerate(conv, req.message_id)
+        turn = TurnInput(kind="regenerate", branch_from=branch)
+        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+        return await self._runs.start(conv, turn, req.if_busy, key, ("regenerate", body))
+
+    async def _user_turn(
+        self,
+        conv: Conversation,
+        req: SendMessage,
+        staged: Mapping[int, StagedBlob],
+        *,
+        kind: Literal["message", "edit"] = "message",
+        branch_from: BranchPoint | None = None,
+    ) -> tuple[TurnInput, dict[str, Any]]:
+        """The user message of `req` as a turn input (media prepared), and its identity for
+        `Idempotency-Key` retries."""
+        content, parts = self._user_content(req, staged)
         if any(p.type != "text" for p in parts):
             parts = await self._media.prepare_parts(
                 parts, user_id=conv.user_id, rules=await self._media_rules(conv), staged=staged
             )
-        turn = TurnInput(kind="message", content=content, parts=parts, metadata=req.metadata)
+        turn = TurnInput(
+            kind=kind,
+            content=content,
+            parts=parts,
+            metadata=req.metadata,
+            branch_from=branch_from,
+        )
         body = req.model_dump(mode="json", exclude={"stream", "on_disconnect", "parts"})
         body["parts"] = [p.model_dump(mode="json", exclude_none=True) for p in parts]
-        return await self._runs.start(conv, turn, req.if_busy, key, ("message", body))
+        return turn, body
 
     async def _media_rules(self, conv: Conversation) -> PartRules:
         pack = await self._packs.get(conv.pack_id, conv.pack_version)

@@ -49,7 +49,7 @@ from app.manager.tool_loop import RoundResult, ToolLoop
 from app.manager.tool_policy import log_dropped, tool_budget
 from app.manager.tool_resume import answer_decisions, answer_results, open_calls
 from app.manager.turn_numbers import TurnNumbers
-from app.manager.turn_plan import TurnOutcome, TurnPlan, provider_hints
+from app.manager.turn_plan import BranchPoint, TurnOutcome, TurnPlan, provider_hints
 from app.providers.base import LLMProvider
 from app.providers.pricing import PriceTable
 from app.settings import Settings
@@ -147,13 +147,14 @@ class TurnExecutor:
                 f"Provider {conv.provider!r} is not configured on this instance."
             )
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
-        continuing = plan.input.kind != "message"
+        turn = plan.input
+        branch = turn.branch_from or BranchPoint(conv.head_message_id, conv.message_count)
         budget = await tool_budget(
             self._store,
             pack,
             conv.prompt_name,
             conv.lineage_id,
-            conv.head_message_id if continuing else None,
+            branch.parent_id if turn.continues_turn else None,
         )
         loop = ToolLoop(
             toolset=self._tools.toolset(pack, conv.prompt_name),
@@ -163,9 +164,12 @@ class TurnExecutor:
             publish=lambda type_, data: self._publish(plan, type_, data),
             stats=self._stats,
             clock=self._now,
-            first_message_id=plan.first_message_id if continuing else None,
+            # the run's first message is a tool message when it answers pending calls
+            first_message_id=plan.first_message_id
+            if turn.kind in ("tool_results", "tool_approvals")
+            else None,
         )
-        pending, left = await self._opening_messages(plan, conv, loop)
+        pending, left = await self._opening_messages(plan, conv, branch, loop)
         replies: list[Message] = []
         while not left.paused:
             t = time.perf_counter()
@@ -173,16 +177,28 @@ class TurnExecutor:
                 conv,
                 pack,
                 pending,
-                metadata=provider_hints(conv, plan.input.metadata),
+                metadata=provider_hints(conv, turn.metadata),
                 rule=provider.media_token_rule,
                 tools=loop.toolset.specs,
+                branch=branch,
             )
             self._stats.store_call("build_context", time.perf_counter() - t)
             window.request.tool_choice = loop.tool_choice(window.request.tool_choice)
             request = await self._media.resolve(window.request)
-            reply = await self._provider_call.call(
-                provider, request, plan, conv, pending[-1], budget
-            )
+            if pending:
+                reply = await self._provider_call.call(
+                    provider, request, plan, conv, budget, after=pending[-1]
+                )
+            else:  # a regeneration's first reply (the run's first message), at the branch point
+                reply = await self._provider_call.call(
+                    provider,
+                    request,
+                    plan,
+                    conv,
+                    budget,
+                    at=branch,
+                    message_id=plan.first_message_id,
+                )
             reply = loop.annotate(reply)
             pending.append(reply)
             replies.append(reply)
@@ -240,15 +256,19 @@ class TurnExecutor:
             log.warning("marking media attached failed: %r", exc)
 
     async def _opening_messages(
-        self, plan: TurnPlan, conv: Conversation, loop: ToolLoop
+        self, plan: TurnPlan, conv: Conversation, branch: BranchPoint, loop: ToolLoop
     ) -> tuple[list[Message], RoundResult]:
-        """The uncommitted messages the turn starts from (the user message, or the tool
-        messages answering the head's pending calls) and what is still pending after them
-        (then the run pauses again without calling the model)."""
+        """The uncommitted messages the turn starts from (the user message at the branch
+        point, the tool messages answering the head's pending calls, or none for a
+        regeneration) and what is still pending after them (then the run pauses again
+        without calling the model). An edit may leave a branch that waits on tools: that
+        branch keeps waiting (`PUT .../head` selects it again)."""
         now = self._now()
         run_id = plan.run.id
-        if plan.input.kind == "message":
-            if conv.status == ConversationStatus.requires_action:
+        if plan.input.kind == "regenerate":
+            return [], RoundResult()
+        if plan.input.kind in ("message", "edit"):
+            if plan.input.kind == "message" and conv.status == ConversationStatus.requires_action:
                 raise InvalidState(
                     "The conversation is waiting on tools; POST results to "
                     f"/conversations/{conv.id}/tool-results or decisions to "
@@ -256,7 +276,7 @@ class TurnExecutor:
                 )
             user = Message(
                 id=plan.first_message_id,
-                parent_id=conv.head_message_id,
+                parent_id=branch.parent_id,
                 conversation_id=conv.id,
                 role=Role.user,
                 content=plan.input.content,
@@ -264,7 +284,7 @@ class TurnExecutor:
                 created_at=now,
                 run_id=run_id,
                 metadata=plan.input.metadata,
-                depth=conv.message_count,
+                depth=branch.depth,
             )
             await self._publish(plan, "message.created", {"message": dump(user)})
             return [user], RoundResult()

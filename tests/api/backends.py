@@ -15,11 +15,14 @@ from tests.contract.cluster import delete_prefixed
 from tests.services import check_redis, redis_url, scratch_postgres_database
 
 BACKENDS = ["sqlite", "postgres", "redis"]
+ALL_BACKENDS = ["memory", *BACKENDS]  # "memory" too: the embedded default
 
 
 @asynccontextmanager
 async def state_url_for(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
+    if backend == "memory":
+        yield "memory://"
+    elif backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/parley.db"
     elif backend == "postgres":
         async with scratch_postgres_database() as url:
