@@ -1,5 +1,5 @@
-"""GET /playground: the web page in `app/playground` (hand-written HTML, CSS and vanilla
-JavaScript, no build step, nothing fetched from elsewhere at run time).
+"""GET /playground: the web page in `app/playground` (hand-written HTML, CSS and plain
+JavaScript ES modules, no build step, nothing fetched from elsewhere at run time).
 
 Only the files listed in `ASSETS` are served, so nothing else of the package can be read
 through this router. The Content-Security-Policy makes "nothing from elsewhere" a rule the
@@ -19,10 +19,24 @@ from app.api.guard import api_router
 from app.errors import NotFound
 
 PLAYGROUND_DIR = Path(__file__).resolve().parent.parent / "playground"
+MODULES = (
+    "app.js",
+    "attachments.js",
+    "context.js",
+    "dom.js",
+    "http.js",
+    "messages.js",
+    "packs.js",
+    "state.js",
+    "stream.js",
+    "tools.js",
+    "tree.js",
+)
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    # ES modules: a browser refuses to run a module served with any other type
+    **dict.fromkeys(MODULES, "text/javascript; charset=utf-8"),
 }
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "

@@ -81,3 +81,18 @@ def test_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_not_in_the_api_document(settings_factory: Callable[..., Settings]) -> None:
     document = create_app(settings_factory()).openapi()
     assert not [path for path in document["paths"] if path.startswith("/playground")]
+
+
+def test_every_module_of_the_page_is_served_as_javascript() -> None:
+    modules = {p.name for p in PLAYGROUND_DIR.glob("*.js")}
+    assert len(modules) > 1  # split into modules, app.js imports the others
+    assert {name for name, kind in ASSETS.items() if kind.startswith("text/javascript")} == modules
+    for name in modules:
+        text = (PLAYGROUND_DIR / name).read_text()
+        imported = {
+            line.split('"./')[1].split('"')[0]
+            for line in text.splitlines()
+            if '"./' in line and line.startswith("import")
+        }
+        assert imported <= modules, (name, imported - modules)
+        assert len(text.splitlines()) <= 400, name
