@@ -83,8 +83,11 @@ class ConversationManager:
             clock=clock,
             media=self.media,
         )
+        self.tree = TreeService(
+            store=store, conversations=self.conversations, coordinator=coordinator, clock=clock
+        )
         self.messages = MessageService(
-            store=store, conversations=self.conversations, cache=self.cache
+            store=store, conversations=self.conversations, cache=self.cache, tree=self.tree
         )
         # this instance's liveness lease: its runs are declared lost once it expires
         self.liveness = InstanceLiveness(coordinator.locks, new_id())
@@ -98,9 +101,6 @@ class ConversationManager:
             context=builder,
             media=self.media,
             clock=clock,
-        )
-        self.tree = TreeService(
-            store=store, conversations=self.conversations, coordinator=coordinator, clock=clock
         )
         self.export = ExportService(store=store, conversations=self.conversations, clock=clock)
         self.imports = ImportService(

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from app.domain import Message, Page
 from app.domain.principal import Principal
-from app.errors import InvalidCursor, MessageNotFound
+from app.errors import InvalidCursor
 from app.manager.conversations import ConversationService
 from app.manager.message_cache import MessageCache
+from app.manager.tree import TreeService
+from app.manager.visible_relatives import visible_relatives
 from app.stores.base import StateStore
 
 
@@ -23,8 +25,14 @@ class MessageWithRelatives:
 
 class MessageService:
     def __init__(
-        self, *, store: StateStore, conversations: ConversationService, cache: MessageCache
+        self,
+        *,
+        store: StateStore,
+        conversations: ConversationService,
+        cache: MessageCache,
+        tree: TreeService,
     ) -> None:
+        self._tree = tree
         self._store = store
         self._conversations = conversations
         self._cache = cache
@@ -57,13 +65,17 @@ class MessageService:
     async def get(
         self, principal: Principal, conversation_id: str, message_id: str
     ) -> MessageWithRelatives:
+        """A message this conversation may see (`TreeService.visible_message`: never one
+        only another fork reaches) with its visible relatives (`visible_relatives`)."""
         conv = await self._conversations.get(principal, conversation_id)
-        found = await self._store.get_messages(conv.lineage_id, [message_id])
-        if not found:
-            raise MessageNotFound(f"Message {message_id!r} not found in this conversation.")
-        message = found[0]
-        siblings = await self._store.list_children(conv.lineage_id, message.parent_id)
-        children = await self._store.list_children(conv.lineage_id, message.id)
+        message = await self._tree.visible_message(conv, message_id)
+        siblings, children = await visible_relatives(
+            self._store,
+            conv,
+            message,
+            await self._store.list_children(conv.lineage_id, message.parent_id),
+            await self._store.list_children(conv.lineage_id, message.id),
+        )
         return MessageWithRelatives(
             message=message,
             sibling_ids=[m.id for m in siblings if m.id != message.id],

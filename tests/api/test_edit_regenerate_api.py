@@ -288,10 +288,24 @@ async def test_an_edit_in_a_fork_never_shows_in_the_source(
         assert [m["content"] for m in await _history(client, fork)] == ["ONE", "ok"]
         assert await _history(client, src) == before
         assert (await client.get(f"/conversations/{src}/branches")).json()["data"] == src_branches
-        # the source cannot move onto the fork's branch
+        # the source cannot move onto the fork's branch, read it, or count it as a sibling
         r = await client.put(f"/conversations/{src}/head", json={"message_id": new_user["id"]})
         assert_problem(r, 404, "message_not_found")
+        r = await client.get(f"/conversations/{src}/messages/{new_user['id']}")
+        assert_problem(r, 404, "message_not_found")
         assert await _history(client, src) == before
+        one = t1["messages"][0]["id"]
+        in_src, in_fork = await _detail(client, src, one), await _detail(client, fork, one)
+        assert (in_src["sibling_count"], in_src["sibling_ids"]) == (1, [])
+        assert (in_fork["sibling_count"], in_fork["sibling_ids"]) == (2, [new_user["id"]])
+        assert (in_fork["sibling_index"], in_src["sibling_index"]) == (0, 0)
+        # a turn in the fork under the shared head is not the source head's child either
+        await client.put(f"/conversations/{fork}/head", json={"message_id": before[-1]["id"]})
+        turn = await send(client, fork, "three")
+        assert turn["messages"][0]["parent_id"] == before[-1]["id"]
+        assert (await _detail(client, src, before[-1]["id"]))["children_ids"] == []
+        fork_view = await _detail(client, fork, before[-1]["id"])
+        assert fork_view["children_ids"] == [turn["messages"][0]["id"]]
 
 
 async def test_if_busy_reject_and_enqueue_apply_to_edit_and_regenerate(
