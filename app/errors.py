@@ -120,6 +120,10 @@ class CheckpointNotFound(NotFound):
     code, title = "checkpoint_not_found", "Checkpoint not found"
 
 
+class SummaryNotFound(NotFound):
+    code, title = "summary_not_found", "Summary not found"
+
+
 class MediaNotFound(NotFound):
     """Unknown media id, or another user's (no existence leak)."""
 

@@ -20,6 +20,7 @@ from app.api import (
     packs,
     playground,
     runs,
+    summaries,
     tree,
 )
 from app.api.body_limit import BodyLimitMiddleware
@@ -73,7 +74,18 @@ def create_app(
         import_max_bytes=settings.import_max_mb << 20,
     )
     install_error_handlers(app)
-    for module in (packs, conversations, messages, context, tree, export, runs, media, health):
+    for module in (
+        packs,
+        conversations,
+        messages,
+        context,
+        summaries,
+        tree,
+        export,
+        runs,
+        media,
+        health,
+    ):
         app.include_router(module.router)
     if playground_enabled(settings):
         app.include_router(playground.router)

@@ -20,7 +20,8 @@ from app.domain import (
     Usage,
 )
 from app.domain.model import DomainModel
-from app.domain.run import PendingApproval, RunKind
+from app.domain.run import PendingApproval, RunContext, RunKind
+from app.domain.summary import Summary
 from app.packs import PackSummary
 
 
@@ -87,6 +88,9 @@ class RunOut(DomainModel):
     usage: Usage
     cost_usd: float
     error: RunError | None
+    context: RunContext | None = Field(
+        default=None, description="Context building of strategy `summarize` (else null)."
+    )
 
     @classmethod
     def of(cls, run: Run) -> RunOut:
@@ -100,6 +104,7 @@ class RunOut(DomainModel):
             usage=run.usage,
             cost_usd=run.cost_usd,
             error=run.error,
+            context=run.context,
         )
 
 
@@ -158,6 +163,13 @@ class Stats(DomainModel):
 class CheckpointList(DomainModel):
     data: list[Checkpoint]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for older ones.")
+
+
+class SummaryList(DomainModel):
+    data: list[Summary] = Field(
+        description="Summaries whose covered message is on the current path, oldest first; "
+        "the next turn uses the deepest (if the history does not fit without it)."
+    )
 
 
 class HeadMoved(Conversation):

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from app.domain.model import DomainModel
+from app.domain.summary import Summary
 
 
 class ContextBudget(DomainModel):
@@ -44,8 +45,17 @@ class ContextPreview(DomainModel):
         description="Committed messages the request carries, oldest first."
     )
     dropped: int = Field(description="Messages of the current path left out of the window.")
-    summary: dict[str, Any] | None = Field(
-        default=None, description="The summary in use (none until summaries exist)."
+    summary: Summary | None = Field(
+        default=None,
+        description="The summary the request carries (strategy `summarize`), else null.",
+    )
+    summary_pending: bool = Field(
+        default=False,
+        description="strategy `summarize`: the history no longer fits and a new summary "
+        "would be written first. A dry run never calls a provider, so `request_body` is "
+        "then the fallback the turn would send if summarizing failed (truncate_oldest); "
+        "the real next request carries the new summary instead. When false, "
+        "`request_body` is byte for byte the next request.",
     )
     request_body: dict[str, Any] = Field(
         description="The exact JSON body the provider adapter would send for the next turn "

@@ -30,19 +30,45 @@ ContextStrategy = TypeAliasType(
 )
 
 
+MAX_SUMMARY_PROMPT_CHARS = 8000
+
+
+class Summarizer(DomainModel):
+    """Who writes a conversation's summaries: a configured provider, and a model of it
+    (default: the provider's default model)."""
+
+    provider: str = Field(min_length=1, max_length=100)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 class ContextPolicy(DomainModel):
     """How the context window is built (DESIGN §5 step 3).
 
     `truncate_oldest`: as much of the path as fits the token budget, newest first.
     `sliding_window`: at most the last `max_messages` messages (this turn's included), then
     the token budget; `max_messages` is required and applies only to this strategy.
-    `fail`: everything or a 422 `context_overflow`. `summarize` is refused until it exists.
+    `fail`: everything or a 422 `context_overflow`.
+    `summarize`: when the path no longer fits, the oldest span is replaced by a summary
+    (`app.manager.context_summary`); `summarizer` and `summary_prompt` apply only to it.
     """
 
     max_input_tokens: int = Field(default=8000, gt=0, le=MAX_CONTEXT_TOKENS)
     reserve_output_tokens: int = Field(default=1024, ge=0, le=MAX_CONTEXT_TOKENS)
     strategy: ContextStrategy = "truncate_oldest"
     max_messages: int | None = Field(default=None, gt=0, le=MAX_CONTEXT_MESSAGES)
+    summarizer: Summarizer | None = Field(
+        default=None,
+        description="strategy `summarize`: the configured provider (and model) that writes "
+        "the summaries; default the conversation's own.",
+    )
+    summary_prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SUMMARY_PROMPT_CHARS,
+        description="strategy `summarize`: the summarization instructions (system prompt "
+        "of the summarization call); default the pack's `fragments.summarize`, else "
+        "Parley's built-in prompt.",
+    )
 
 
 class ForkedFrom(DomainModel):

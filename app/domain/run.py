@@ -36,6 +36,22 @@ class RunError(DomainModel):
     detail: str
 
 
+class RunContext(DomainModel):
+    """What context building did in a run with strategy `summarize` (DESIGN §6)."""
+
+    summary_id: str | None = Field(
+        default=None, description="The summary the run's last provider call carried."
+    )
+    summaries_created: list[str] = Field(
+        default_factory=list, description="Summaries this run wrote (extensions, in order)."
+    )
+    summary_error: str | None = Field(
+        default=None,
+        description="Why summarizing failed: the run fell back to truncate_oldest for that "
+        "call instead of failing.",
+    )
+
+
 class Run(DomainModel):
     id: str
     conversation_id: str
@@ -50,6 +66,9 @@ class Run(DomainModel):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     error: RunError | None = None
+    context: RunContext | None = Field(
+        default=None, description="Context building of strategy `summarize` (else null)."
+    )
 
 
 class PendingApproval(DomainModel):

@@ -6,7 +6,9 @@ are always sent. A window cut by the token budget starts at a `user` message; a
 `sliding_window` cut by `max_messages` holds exactly the last `max_messages` messages
 (this turn's included) less any leading tool results whose assistant call fell out. Either
 way an assistant tool call is never separated from its tool results. With `fail`, a window
-that cannot hold the whole path is a 422 `context_overflow` naming the sizes.
+that cannot hold the whole path is a 422 `context_overflow` naming the sizes. With
+`summarize`, a stored summary stands for the oldest span, sent as a system message after
+the system prompt (`app.manager.context_summary`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.domain import Conversation, Message, Role
+from app.domain import Conversation, Message, Role, Run
 from app.domain.media_tokens import TokenRule
+from app.domain.run import RunContext
+from app.domain.summary import Summary
 from app.errors import ContextOverflow
+from app.manager.context_summary import SummaryOutcome, SummaryWindows
 from app.manager.message_cache import (
     CachedMessage,
     MessageCache,
@@ -26,6 +31,7 @@ from app.manager.message_cache import (
     parts_media_tokens,
     to_provider_message,
 )
+from app.manager.summarizer import summary_message
 from app.manager.token_count import (
     UsageCalibration,
     request_tokens,
@@ -47,6 +53,10 @@ class ContextWindow:
     dropped: int
     budget: dict[str, int] = field(default_factory=dict)
     correction: float = 1.0  # the budget was divided by it (`UsageCalibration`)
+    summary: Summary | None = None  # the summary the request carries
+    summary_pending: bool = False  # a new summary was needed and not written (dry run)
+    summary_error: str | None = None  # why summarizing failed (truncate_oldest instead)
+    summaries_created: list[Summary] = field(default_factory=list)
 
 
 def tool_specs(pack: PromptPack, prompt_name: str) -> list[ToolSpec]:
@@ -67,10 +77,12 @@ class ContextBuilder:
         store: StateStore,
         cache: MessageCache,
         calibration: UsageCalibration | None = None,
+        summaries: SummaryWindows | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
         self._calibration = calibration or UsageCalibration()
+        self._summaries = summaries
 
     def observe_usage(
         self, conversation_id: str, request: ProviderRequest, reported: int, rule: TokenRule
@@ -78,6 +90,18 @@ class ContextBuilder:
         """A provider reported `reported` input tokens for `request`: correct the
         conversation's estimate (`app.manager.token_count`)."""
         self._calibration.observe(conversation_id, request_tokens(request, rule), reported)
+
+    def input_budget(self, conversation: Conversation) -> int:
+        """`max_input_tokens - reserve_output_tokens`, shrunk by the usage correction."""
+        policy = conversation.context_policy
+        correction = self._calibration.factor(conversation.id)
+        return int((policy.max_input_tokens - policy.reserve_output_tokens) / correction)
+
+    def history_budget(self, conversation: Conversation, pack: PromptPack) -> int:
+        """What a turn without messages of its own leaves for the history."""
+        tools = tool_specs(pack, conversation.prompt_name)
+        fixed = system_tokens(conversation.system_prompt) + tools_tokens(tools)
+        return self.input_budget(conversation) - fixed
 
     async def build(
         self,
@@ -89,6 +113,7 @@ class ContextBuilder:
         rule: TokenRule = "openai",
         tools: list[ToolSpec] | None = None,
         branch: BranchPoint | None = None,
+        write_summaries: bool = True,
     ) -> ContextWindow:
         """The provider request for the next call of a turn whose uncommitted messages are
         `pending` (the user message, then any assistant/tool messages of earlier rounds).
@@ -96,7 +121,8 @@ class ContextBuilder:
         the prompt's tools as bound by the tool registry (default: the pack's own). The
         history ends under `pending[0]`; with nothing pending, at `branch` (a
         regeneration's first call: the path to the regenerated reply's parent), else at
-        the head."""
+        the head.
+        `write_summaries=False` (the dry run) never calls a provider to summarize."""
         policy = conversation.context_policy
         prompt = pack.prompts[conversation.prompt_name]
         if tools is None:
@@ -106,7 +132,7 @@ class ContextBuilder:
         pending_media = sum(parts_media_tokens(media_parts(m), rule) for m in pending)
         pending_tokens = sum(message_tokens(m) for m in pending) + pending_media
         correction = self._calibration.factor(conversation.id)
-        input_budget = int((policy.max_input_tokens - policy.reserve_output_tokens) / correction)
+        input_budget = self.input_budget(conversation)
         fixed = system + tool_tokens + pending_tokens
         if fixed > input_budget:
             raise ContextOverflow(
@@ -122,19 +148,37 @@ class ContextBuilder:
             start, path_length = branch.parent_id, branch.depth
         else:
             start, path_length = conversation.head_message_id, conversation.message_count
-        history, reached_root = await self._cache.walk(
-            self._store,
-            conversation.lineage_id,
-            start,
-            max_messages=max(max_history, 0),
-            token_budget=history_budget,
-            rule=rule,
-        )
-        if not reached_root:
-            if window is not None and len(history) >= max_history:
-                history = _trim_to_tool_group(history)  # the window is full: keep it exact
-            else:
-                history = _trim_to_turn_boundary(history)
+        outcome = SummaryOutcome(history=None)
+        if policy.strategy == "summarize" and self._summaries is not None:
+            outcome = await self._summaries.window(
+                conversation,
+                pack,
+                start,
+                pending,
+                history_budget=history_budget,
+                input_budget=input_budget,
+                rule=rule,
+                hints=metadata or {},
+                write=write_summaries,
+            )
+        if outcome.history is not None:
+            history = outcome.history
+        else:
+            history, reached_root = await self._cache.walk(
+                self._store,
+                conversation.lineage_id,
+                start,
+                max_messages=max(max_history, 0),
+                token_budget=history_budget,
+                rule=rule,
+            )
+            if not reached_root:
+                if window is not None and len(history) >= max_history:
+                    history = _trim_to_tool_group(history)  # the window is full: keep it exact
+                else:
+                    history = _trim_to_turn_boundary(history)
+        summary = outcome.summary
+        summary_messages = [summary_message(summary)] if summary else []
         dropped = path_length - len(history)
         if dropped and policy.strategy == "fail":
             kept = sum(c.cost(rule) for c in history)
@@ -149,7 +193,8 @@ class ContextBuilder:
         request = ProviderRequest.model_construct(
             model=conversation.model,
             system=conversation.system_prompt or None,
-            messages=[c.provider_message for c in history]
+            messages=summary_messages
+            + [c.provider_message for c in history]
             + [to_provider_message(m) for m in pending],
             tools=tools,
             tool_choice=prompt.tool_policy.tool_choice if prompt.tool_policy and tools else None,
@@ -168,6 +213,7 @@ class ContextBuilder:
                 "system": system,
                 "tools": tool_tokens,
                 "history": sum(c.cost(rule) for c in history),
+                "summary": summary.tokens if summary else 0,
                 "pending": pending_tokens,
                 "media": pending_media + sum(parts_media_tokens(c.media, rule) for c in history),
                 "reserved_output": policy.reserve_output_tokens,
@@ -175,7 +221,30 @@ class ContextBuilder:
                 "input_budget": input_budget,
             },
             correction=correction,
+            summary=summary,
+            summary_pending=outcome.pending,
+            summary_error=outcome.error,
+            summaries_created=outcome.created,
         )
+
+
+def record_context(run: Run, conversation: Conversation, window: ContextWindow) -> Run:
+    """`run` with what building `window` did for strategy `summarize` (`Run.context`):
+    across the calls of a turn, the last summary used, every summary written, the last
+    error."""
+    if conversation.context_policy.strategy != "summarize":
+        return run
+    before = run.context or RunContext()
+    return run.model_copy(
+        update={
+            "context": RunContext(
+                summary_id=window.summary.id if window.summary else None,
+                summaries_created=before.summaries_created
+                + [s.id for s in window.summaries_created],
+                summary_error=window.summary_error or before.summary_error,
+            )
+        }
+    )
 
 
 def _trim_to_tool_group(history: list[CachedMessage]) -> list[CachedMessage]:

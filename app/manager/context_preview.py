@@ -88,6 +88,7 @@ class ContextPreviewService:
             pending,
             metadata=provider_hints(conv, {}),
             rule=provider.media_token_rule,
+            write_summaries=False,
         )
         # a preview is of a turn started by a user message: a fresh budget
         budget = await tool_budget(self._store, pack, conv.prompt_name, conv.lineage_id, None)
@@ -106,13 +107,16 @@ class ContextPreviewService:
                 input_budget=b["input_budget"],
                 correction=window.correction,
                 system=b["system"],
+                summary=b["summary"],
                 history=b["history"],
                 pending=b["pending"],
                 tools=b["tools"],
                 media=b["media"],
-                total=b["system"] + b["history"] + b["pending"] + b["tools"],
+                total=b["system"] + b["summary"] + b["history"] + b["pending"] + b["tools"],
             ),
             included_message_ids=[i for i in window.included_ids if i != PREVIEW_MESSAGE_ID],
             dropped=window.dropped,
+            summary=window.summary,
+            summary_pending=window.summary_pending,
             request_body=provider.request_body(request),
         )

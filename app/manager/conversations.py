@@ -197,7 +197,7 @@ class ConversationService:
             max_input_tokens=self._settings.default_max_input_tokens,
             reserve_output_tokens=self._settings.default_reserve_output_tokens,
         )
-        _check_policy(policy)
+        _check_policy(policy, self._providers)
         ttl = req.ttl_seconds or self._settings.default_ttl_s
         conv_id = req.conversation_id or new_id()
         conv = Conversation(
@@ -274,7 +274,7 @@ class ConversationService:
         """Apply a PATCH with optimistic concurrency. Without If-Match a concurrent change
         (for example a turn committing) is absorbed by re-reading and re-applying."""
         if req.context_policy is not None:
-            _check_policy(req.context_policy)
+            _check_policy(req.context_policy, self._providers)
         for _ in range(PATCH_RETRIES):
             conv = await self.get(principal, conversation_id)
             if if_match is not None and conv.version != if_match:
@@ -355,12 +355,24 @@ def _within(limits: MapLimits, merged: dict[str, Any], field: str) -> dict[str, 
     return merged
 
 
-def _check_policy(policy: ContextPolicy) -> None:
+def _check_policy(policy: ContextPolicy, providers: Mapping[str, LLMProvider]) -> None:
     loc = ["body", "context_policy"]
-    if policy.strategy == "summarize":
+    summarize_only = {"summarizer": policy.summarizer, "summary_prompt": policy.summary_prompt}
+    for name, value in summarize_only.items():
+        if value is not None and policy.strategy != "summarize":
+            raise InvalidRequest(
+                f"{name} applies only to strategy 'summarize', not {policy.strategy!r}.",
+                errors=[{"loc": [*loc, name], "msg": "only with summarize"}],
+            )
+    if policy.summarizer is not None and policy.summarizer.provider not in providers:
         raise InvalidRequest(
-            "Context strategy 'summarize' is not available in this version.",
-            errors=[{"loc": [*loc, "strategy"], "msg": "not available"}],
+            f"Summarizer provider {policy.summarizer.provider!r} is not configured.",
+            errors=[
+                {
+                    "loc": [*loc, "summarizer", "provider"],
+                    "msg": f"configured: {sorted(providers)}",
+                }
+            ],
         )
     if policy.strategy == "sliding_window" and policy.max_messages is None:
         raise InvalidRequest(

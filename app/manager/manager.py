@@ -16,6 +16,7 @@ from app.errors import NotReady
 from app.manager.branch_points import BranchPoints
 from app.manager.context import ContextBuilder
 from app.manager.context_preview import ContextPreviewService
+from app.manager.context_summary import SummaryWindows
 from app.manager.conversations import ConversationService
 from app.manager.export import ExportService
 from app.manager.importer import ImportService
@@ -27,6 +28,8 @@ from app.manager.packs import PackLibrary
 from app.manager.run_truth import RunTruth
 from app.manager.runs import RunService
 from app.manager.stats import Stats
+from app.manager.summaries import SummaryService
+from app.manager.summarizer import Summarizer
 from app.manager.telemetry import RunTelemetry
 from app.manager.token_count import UsageCalibration
 from app.manager.tree import TreeService
@@ -92,7 +95,9 @@ class ConversationManager:
         # this instance's liveness lease: its runs are declared lost once it expires
         self.liveness = InstanceLiveness(coordinator.locks, new_id())
         self.calibration = UsageCalibration()
-        builder = ContextBuilder(store, self.cache, self.calibration)
+        self.summarizer = Summarizer(store, providers, clock)
+        summary_windows = SummaryWindows(store, self.cache, self.summarizer)
+        builder = ContextBuilder(store, self.cache, self.calibration, summary_windows)
         self.context = ContextPreviewService(
             store=store,
             conversations=self.conversations,
@@ -100,6 +105,15 @@ class ConversationManager:
             providers=providers,
             context=builder,
             media=self.media,
+            clock=clock,
+        )
+        self.summaries = SummaryService(
+            store=store,
+            cache=self.cache,
+            conversations=self.conversations,
+            packs=self.packs,
+            context=builder,
+            summarizer=self.summarizer,
             clock=clock,
         )
         self.export = ExportService(store=store, conversations=self.conversations, clock=clock)

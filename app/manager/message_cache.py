@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from app.domain import Message, Part
@@ -127,14 +127,15 @@ class MessageCache:
         token_budget: int,
         batch: int = 64,
         rule: TokenRule = "openai",
+        stop_at: Container[str] = (),
     ) -> tuple[list[CachedMessage], bool]:
         """Messages of the path ending at `start_id`, newest first, while they fit
-        `token_budget` and `max_messages` (media counted by `rule`). Returns (messages,
-        reached_root)."""
+        `token_budget` and `max_messages` (media counted by `rule`), stopping before any
+        message whose id is in `stop_at`. Returns (messages, reached_root)."""
         out: list[CachedMessage] = []
         used = 0
         cursor = start_id
-        while cursor is not None and len(out) < max_messages:
+        while cursor is not None and len(out) < max_messages and cursor not in stop_at:
             entry = self.get(cursor)
             if entry is None:
                 fetched = await store.get_path(

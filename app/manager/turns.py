@@ -37,7 +37,7 @@ from app.errors import (
     problem_of,
 )
 from app.manager.auto_checkpoints import AutoCheckpoints
-from app.manager.context import ContextBuilder
+from app.manager.context import ContextBuilder, record_context
 from app.manager.events import dump, terminal_event
 from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
@@ -183,6 +183,7 @@ class TurnExecutor:
                 branch=branch,
             )
             self._stats.store_call("build_context", time.perf_counter() - t)
+            plan.run = record_context(plan.run, conv, window)
             window.request.tool_choice = loop.tool_choice(window.request.tool_choice)
             request = await self._media.resolve(window.request)
             if pending:

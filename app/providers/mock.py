@@ -30,6 +30,16 @@ raises `ProviderError(retryable=False)`; `"rate_limit"` raises
 `ProviderTimeout(retryable=True)`.
 
 `delay_ms` sleeps between consecutive streamed deltas (0 means no sleep at all).
+
+Summaries and recall, for tests of context strategy `summarize`: a summarization request
+(`metadata["task"] == "summarize"`, sent by `app.manager.summarizer`) is answered with a
+deterministic compression of its input: every line mentioning a fact (containing "fact",
+any case), once each, in order; "(no facts)" if none. Its failure mode is
+`metadata["mock_summary_fail"]` (the same modes), not `mock_fail`. With
+`metadata["mock_recall"]` true, a user message containing "?" is answered from what the
+request carries: `recall: <line>`, the line of the system prompt or an earlier message
+sharing the most words (3+ letters) with the question (the newest on ties), or
+`recall: nothing`.
 """
 
 from __future__ import annotations
@@ -131,6 +141,11 @@ class MockProvider(LLMProvider):
         return ScriptedTurn(response=fallback) if fallback is not None else None
 
     def reply_for(self, request: ProviderRequest) -> ScriptedTurn:
+        if request.metadata.get("task") == "summarize":
+            return ScriptedTurn(response=compress(request))
+        last_user = next((m for m in reversed(request.messages) if m.role == "user"), None)
+        if request.metadata.get("mock_recall") and last_user and "?" in message_text(last_user):
+            return ScriptedTurn(response=recall(request, last_user))
         turn = self.scripted_turn(request)
         if turn is not None:
             return turn
@@ -140,7 +155,8 @@ class MockProvider(LLMProvider):
         return ScriptedTurn(response=f"echo: {message_text(last_user)}{describe_media(last_user)}")
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
-        fail = request.metadata.get("mock_fail")
+        summarizing = request.metadata.get("task") == "summarize"
+        fail = request.metadata.get("mock_summary_fail" if summarizing else "mock_fail")
         if fail is not None:
             _fail_early(fail)
         has_media = any(p.media is not None for m in request.messages for p in m.parts)
@@ -178,6 +194,34 @@ class MockProvider(LLMProvider):
         )
         yield UsageReport(Usage.of(sum(estimate_tokens(t) for t in input_text), output_tokens))
         yield Finish("tool_calls" if calls else "stop")
+
+
+_WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def compress(request: ProviderRequest) -> str:
+    """The mock's summary: the fact lines of the summarization input, once each."""
+    lines: dict[str, None] = {}
+    for m in request.messages:
+        for line in message_text(m).splitlines():
+            if "fact" in line.lower():
+                lines[line.strip()] = None
+    return "\n".join(lines) if lines else "(no facts)"
+
+
+def recall(request: ProviderRequest, question: ProviderMessage) -> str:
+    """The line of the request's context that shares the most words with `question`."""
+    wanted = set(_WORD.findall(message_text(question).lower()))
+    texts = [request.system or ""] + [
+        message_text(m) for m in request.messages if m is not question
+    ]
+    best, score = "nothing", 0
+    for text in texts:
+        for line in text.splitlines():
+            n = len(wanted & set(_WORD.findall(line.lower())))
+            if n and n >= score:
+                best, score = line.strip(), n
+    return f"recall: {best}"
 
 
 def _fail_early(mode: object) -> None:
