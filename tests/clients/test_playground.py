@@ -19,16 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.clients.playground_server import MOCK_DELAY_MS, PAGER_CONVERSATIONS, PlaygroundServer
 from tests.clients.tools import chromium, node_tools, run
 from tests.conftest import REPO
 from tests.e2e.server import uvicorn_server
 
 pytestmark = pytest.mark.e2e
-MOCK_DELAY_MS = 40
 SHOTS = REPO / "test-output" / "playground"
 EIGHT = "one two three four five six seven eight"
 LONG = " ".join(f"word{i}" for i in range(60))
-PAGER_CONVERSATIONS = 13  # the page lists 10 at a time
 
 
 def png(width: int, height: int) -> bytes:
@@ -46,24 +45,6 @@ def png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("playground")
-    env = {
-        "PARLEY_STATE_URL": f"sqlite+aiosqlite:///{data}/parley.db",
-        "PARLEY_MEDIA_DIR": str(data / "media"),
-        "PARLEY_MOCK_DELAY_MS": str(MOCK_DELAY_MS),
-    }
-    with uvicorn_server(env) as url:
-        for _ in range(PAGER_CONVERSATIONS):
-            r = httpx.post(
-                f"{url}/conversations",
-                json={"pack_id": "general-assistant", "prompt_name": "chat", "user_id": "pg-pager"},
-            )
-            assert r.status_code == 201, r.text
-        yield url
 
 
 def _browse(url: str, tmp: Path) -> dict[str, Any]:
@@ -91,12 +72,13 @@ def _browse(url: str, tmp: Path) -> dict[str, Any]:
     return result
 
 
-def test_playground_in_a_browser(server: str, tmp_path: Path) -> None:
+def test_playground_in_a_browser(playground_server: PlaygroundServer, tmp_path: Path) -> None:
+    server = playground_server.url
     result = _browse(server, tmp_path)
     # the browser logs the form's expected 422; nothing else may go wrong in the page
     expected = "the server responded with a status of 422"
     assert [m for m in result["console"] if expected not in m] == [], result["console"]
-    assert result["packs"] == 3
+    assert result["packs"] == len(httpx.get(f"{server}/packs").json()["data"]) == 5
 
     # the form is built from the prompt's declared variables
     fields = {f["name"]: f for f in result["fields"]}

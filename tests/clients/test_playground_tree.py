@@ -1,72 +1,30 @@
 """GET /playground in a real browser, the parts after the chat (tests/clients/ts/
 playground_tree.ts): the message tree (two siblings, the arrows switch the page between
-their branches, a checkpoint, a fork), a tool call approved with edited arguments (the
-card goes from pending to done, also across a reload), a client tool answered from the
-form, and the context bar checked against GET .../context. Screenshots of each step are
-left under test-output/playground/ (git-ignored)."""
+their branches, a regenerated reply, a checkpoint, a fork), a tool call approved with
+edited arguments (the card goes from pending to done, also across a reload), a client tool
+answered from the form, and the context bar checked against GET .../context. Screenshots
+of each step are left under test-output/playground/ (git-ignored)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.api.tool_loop_helpers import HITL_PACK, SCENARIOS, TOOLS_PACK, exec_tool, runtime_config
+from tests.clients.playground_server import PlaygroundServer
 from tests.clients.test_playground import SHOTS
 from tests.clients.tools import chromium, node_tools, run
-from tests.e2e.server import uvicorn_server
 
 pytestmark = pytest.mark.e2e
-CONSENT = "Refund this order?"
-CLOCK = {"turns": {1: {"tool_calls": [{"name": "get_time", "arguments": {"timezone": "UTC"}}]},
-                   2: {"response": "It is 14:00 now."}}}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tool_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A server whose runtime config binds the hitl pack's process_refund to an exec tool
-    behind consent; get_time of the tools pack stays unbound, so the client answers it."""
-    data = tmp_path_factory.mktemp("playground-tree")
-    tools = {"process_refund": {**exec_tool("weather"), "client": {"consent": {
-        "required": True, "message": CONSENT}}}}  # fmt: skip
-    (data / "runtime.yaml").write_text(runtime_config(tools))
-    scenarios = {"scenarios": {**SCENARIOS["scenarios"], "clock": CLOCK}}
-    (data / "mock-responses.yaml").write_text(yaml.safe_dump(scenarios))
-    env = {
-        "PARLEY_STATE_URL": f"sqlite+aiosqlite:///{data}/parley.db",
-        "PARLEY_MEDIA_DIR": str(data / "media"),
-        "PARLEY_RUNTIME_CONFIG": str(data / "runtime.yaml"),
-        "PARLEY_MOCK_SCENARIOS": str(data / "mock-responses.yaml"),
-    }
-    with uvicorn_server(env) as url:
-        for pack in (TOOLS_PACK, HITL_PACK):
-            r = httpx.post(f"{url}/packs", json=json.loads(pack.read_text()))
-            assert r.status_code in (200, 201), r.text
-        convs = {}
-        for name, pack, prompt, scenario in [
-            ("tree", "general-assistant", "chat", None),
-            ("refund", "hitl-example", "refund_agent", "refund"),
-            ("clock", "tools-example", "assistant", "clock"),
-        ]:
-            user = f"pg-{name}"
-            body = {"pack_id": pack, "prompt_name": prompt, "user_id": user}
-            if scenario:
-                body["metadata"] = {"mock_scenario": scenario}
-            r = httpx.post(f"{url}/conversations", json=body)
-            assert r.status_code == 201, r.text
-            convs[name] = {"id": r.json()["id"], "user": user}
-        yield url, convs
 
 
 def test_tree_tools_and_context_in_a_browser(
-    tool_server: tuple[str, dict[str, Any]], tmp_path: Path
+    playground_server: PlaygroundServer, tmp_path: Path
 ) -> None:
-    url, convs = tool_server
+    url, convs = playground_server.url, playground_server.conversations
     out = run(
         ["node", "run.mjs", "playground_tree.ts"],
         cwd=node_tools(),
@@ -100,6 +58,10 @@ def test_tree_tools_and_context_in_a_browser(
     assert result["previous"]["prevDisabled"] and not result["previous"]["nextDisabled"]
     assert result["back"] == result["edited"]
     assert (result["branches"], result["headBranches"]) == (2, 1)
+    regenerated = "regenerateReply" in operations
+    assert ("regenerated" in result) is regenerated
+    if regenerated:  # a sibling reply: "2 / 2" on it, a third branch
+        assert result["regenerated"] == {**result["edited"], "branches": 3}
     head = httpx.get(f"{url}/conversations/{convs['tree']['id']}/messages").json()["data"]
     assert [m["content"] for m in head] == [
         "first question", "echo: first question", "second, edited", "echo: second, edited"
@@ -141,4 +103,5 @@ def test_tree_tools_and_context_in_a_browser(
     assert context["dropped"] == preview["dropped"] == 0
     assert context["summary"] == "no summary in use"
 
-    assert len(result["steps"]) == 9 + result["editShown"]  # the edit form is one more
+    # the edit form and the regenerated reply are one more each
+    assert len(result["steps"]) == 9 + result["editShown"] + regenerated

@@ -1,6 +1,7 @@
 // Headless Chromium on GET /playground, the parts after the chat: the message tree (an edit
 // or, without the edit API, a rollback and a new message make two siblings; the "2 / 2"
-// arrows switch the page between the two branches), a checkpoint and a fork, a tool call
+// arrows switch the page between the two branches), a regenerated reply (when the service
+// has regenerate), a checkpoint and a fork, a tool call
 // needing approval (approved with edited arguments; its card goes from pending to done and
 // the reply appears, also after a reload), a client tool answered from the form, and the
 // context bar. A screenshot of each step goes to SHOTS. Prints one JSON line;
@@ -106,6 +107,18 @@ try {
   result.back = { users: await texts(page, "msg-user"), replies: await texts(page, "reply") };
   result.branches = await page.locator('[data-testid="branch"]').count();
   result.headBranches = await page.locator('[data-testid="branch"].selected').count();
+  if (await page.locator('[data-testid="regenerate"]').count() > 0) {
+    await lastReply(page).locator('[data-testid="regenerate"]').click();
+    await waitRun(page, "completed");
+    await page.waitForFunction(() => {
+      const replies = document.querySelectorAll('[data-testid="reply"]');
+      return replies[replies.length - 1]?.querySelector('[data-testid="sibling-pos"]')?.textContent?.trim() === "2 / 2";
+    });
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="branch"]').length === 3);
+    result.regenerated = { users: await texts(page, "msg-user"), replies: await texts(page, "reply"),
+      branches: await page.locator('[data-testid="branch"]').count() };
+    await shot(page, "regenerated-reply-2-of-2");
+  }
 
   // 2. a checkpoint of the head, then a fork at the first reply (opens the new conversation)
   await page.fill('[data-testid="checkpoint-name"]', "before fork");
