@@ -60,6 +60,11 @@ DEFAULT_PRICES: Mapping[str, ModelPrice] = MappingProxyType(
 )
 
 
+# Unknown model names logged once each, at most this many (a client names the model of
+# its conversation, so the set would otherwise grow with whatever clients send).
+UNKNOWN_LOGGED_MAX = 1000
+
+
 class PriceTable:
     """Default prices overlaid with `overrides` (e.g. `Settings.pricing`)."""
 
@@ -89,7 +94,7 @@ class PriceTable:
         """USD cost of `usage` on `model`; 0.0 for an unknown model (logged once)."""
         price = self.price(model)
         if price is None:
-            if model not in self._unknown_logged:
+            if model not in self._unknown_logged and len(self._unknown_logged) < UNKNOWN_LOGGED_MAX:
                 self._unknown_logged.add(model)
                 log.debug("no price for model %r; cost counted as 0", model)
             return 0.0

@@ -65,3 +65,12 @@ def test_unknown_model_costs_nothing_and_logs_once(caplog: pytest.LogCaptureFixt
         assert table.cost_usd("mystery-model", MTOK) == 0.0
         assert table.cost_usd("mystery-model", MTOK) == 0.0
     assert sum("mystery-model" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_unknown_model_names_remembered_for_logging_stay_bounded() -> None:
+    from app.providers.pricing import UNKNOWN_LOGGED_MAX
+
+    table = PriceTable()
+    for i in range(UNKNOWN_LOGGED_MAX + 500):
+        assert table.cost_usd(f"client-chosen-{i}", MTOK) == 0.0
+    assert len(table._unknown_logged) == UNKNOWN_LOGGED_MAX
