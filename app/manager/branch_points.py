@@ -57,7 +57,12 @@ class BranchPoints:
         return _beside(await self._last_reply(conv))
 
     async def _last_reply(self, conv: Conversation) -> Message:
+        """The newest assistant message of the path: normally the head itself (one read);
+        a bounded walk only when the head is not one."""
         if conv.head_message_id is not None:
+            head = await self._store.get_messages(conv.lineage_id, [conv.head_message_id])
+            if head and head[0].role == Role.assistant:
+                return head[0]
             path = await self._store.get_path(
                 conv.lineage_id, conv.head_message_id, limit=REPLY_LOOKBACK
             )

@@ -188,6 +188,17 @@ async def test_regenerate_makes_a_sibling_reply_from_the_same_context(
         record = (await client.get(f"/conversations/{cid}/runs/{body['run_id']}")).json()
         assert record["kind"] == "regenerate" and record["usage"] == body["usage"]
 
+        # a head that is no reply (rolled back to a user message): the newest reply above it
+        t3 = await send(client, cid, "q3")
+        r = await client.post(
+            f"/conversations/{cid}/rollback", json={"message_id": t3["messages"][0]["id"]}
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post(f"/conversations/{cid}/regenerate", json={})
+        assert r.status_code == 200, r.text
+        assert r.json()["reply"]["parent_id"] == t1["messages"][0]["id"]
+        assert _sent(fake) == ["q1"]
+
 
 async def test_wrong_messages_are_refused_and_nothing_is_committed(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
@@ -199,6 +210,10 @@ async def test_wrong_messages_are_refused_and_nothing_is_committed(
         assert_problem(await client.post(empty, json={}), 422, "not_an_assistant_message")
         t = await send(client, cid, "hello")
         user_id, reply_id = t["messages"][0]["id"], t["reply"]["id"]
+        # rolled back to the first user message: no reply on the path to regenerate
+        await client.post(f"/conversations/{cid}/rollback", json={"message_id": user_id})
+        assert_problem(await client.post(empty, json={}), 422, "not_an_assistant_message")
+        await client.put(f"/conversations/{cid}/head", json={"message_id": reply_id})
         edit = f"/conversations/{cid}/messages"
         r = await client.post(f"{edit}/{reply_id}/edit", json={"content": "x"})
         assert "regenerate" in assert_problem(r, 422, "not_a_user_message")["detail"]
