@@ -44,7 +44,10 @@ class ContextPreview(DomainModel):
     included_message_ids: list[str] = Field(
         description="Committed messages the request carries, oldest first."
     )
-    dropped: int = Field(description="Messages of the current path left out of the window.")
+    dropped: int = Field(
+        description="Messages of the current path left out of the window (those the "
+        "summary in use stands for included)."
+    )
     summary: Summary | None = Field(
         default=None,
         description="The summary the request carries (strategy `summarize`), else null.",

@@ -134,6 +134,7 @@ async def test_acceptance_2000_turns_within_4000_tokens_recall_turn_1_from_the_s
     # the last turn carried a summary and far fewer than 4,000 messages
     last_turn = rec.requests[-1]
     assert last_turn.messages[0].role == "system" and "4417" in last_turn.messages[0].content
+    assert not any("4417" in m.content for m in last_turn.messages[1:]), "only in the summary"
     assert len(last_turn.messages) < 200
     assert 10 < len(rec.summarizations()) < 200
 

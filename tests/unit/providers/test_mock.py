@@ -277,3 +277,42 @@ def test_empty_file_is_no_scenarios(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
     assert load_scenarios(path).scenarios == {}
+
+
+# --- summaries and recall -------------------------------------------------------------
+
+
+async def test_a_summarization_request_keeps_each_fact_line_once() -> None:
+    content = (
+        "Previous summary:\nuser: Fact: A is 1.\n\n"
+        "Conversation:\nuser: hi\nuser: Fact: A is 1.\nassistant: FACT B"
+    )
+    result = await collect(MockProvider().stream(req(user(content), task="summarize")))
+    assert result.text == "user: Fact: A is 1.\nassistant: FACT B"
+    nothing = await collect(MockProvider().stream(req(user("user: hi"), task="summarize")))
+    assert nothing.text == "(no facts)"
+
+
+async def test_summary_failure_mode_is_its_own() -> None:
+    with pytest.raises(ProviderError):
+        await collect(
+            MockProvider().stream(req(user("x"), task="summarize", mock_summary_fail="error"))
+        )
+    plain = await collect(MockProvider().stream(req(user("x"), mock_summary_fail="error")))
+    assert plain.text == "echo: x"
+
+
+async def test_recall_answers_a_question_from_the_context_only() -> None:
+    r = req(
+        user("Fact: my locker code is 4417."),
+        assistant("echo: noted"),
+        user("the weather is mild"),
+        user("What is my locker code?"),
+        system="You are helpful.",
+        mock_recall="1",
+    )
+    assert (await collect(MockProvider().stream(r))).text == "recall: Fact: my locker code is 4417."
+    unknown = req(user("weather"), user("Where is the boat?"), mock_recall="1")
+    assert (await collect(MockProvider().stream(unknown))).text == "recall: nothing"
+    statement = req(user("Fact: x"), user("no question here"), mock_recall="1")
+    assert (await collect(MockProvider().stream(statement))).text == "echo: no question here"
