@@ -2,7 +2,7 @@
 suite stays short): SQLite state, mock delay on, a runtime config binding the hitl pack's
 process_refund to an exec tool behind consent (the tools pack's get_time stays unbound, so
 the page answers it as a client tool), scripted mock scenarios, the two fixture packs, and
-the conversations the tests open."""
+the conversations the tests open (one with context strategy summarize)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tests.e2e.server import uvicorn_server
 MOCK_DELAY_MS = 40
 PAGER_CONVERSATIONS = 13  # the page lists 10 at a time
 CONSENT = "Refund this order?"
+SUMMARIZE = {"strategy": "summarize", "max_input_tokens": 1700}
 CLOCK = {"turns": {1: {"tool_calls": [{"name": "get_time", "arguments": {"timezone": "UTC"}}]},
                    2: {"response": "It is 14:00 now."}}}  # fmt: skip
 
@@ -32,7 +33,9 @@ class PlaygroundServer:
 
 def _create(url: str, pack: str, prompt: str, user: str, scenario: str | None = None) -> str:
     body: dict[str, object] = {"pack_id": pack, "prompt_name": prompt, "user_id": user}
-    if scenario:
+    if scenario == "summarize":
+        body["context_policy"] = SUMMARIZE
+    elif scenario:
         body["metadata"] = {"mock_scenario": scenario}
     r = httpx.post(f"{url}/conversations", json=body)
     assert r.status_code == 201, r.text
@@ -65,6 +68,7 @@ def playground_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play
             ("tree", "general-assistant", "chat", None),
             ("refund", "hitl-example", "refund_agent", "refund"),
             ("clock", "tools-example", "assistant", "clock"),
+            ("summary", "general-assistant", "chat", "summarize"),
         ]:
             user = f"pg-{name}"
             server.conversations[name] = {

@@ -2,8 +2,9 @@
 playground_tree.ts): the message tree (two siblings, the arrows switch the page between
 their branches, a regenerated reply, a checkpoint, a fork), a tool call approved with
 edited arguments (the card goes from pending to done, also across a reload), a client tool
-answered from the form, and the context bar checked against GET .../context. Screenshots
-of each step are left under test-output/playground/ (git-ignored)."""
+answered from the form, and the context bar (after Compact wrote a summary) checked
+against GET .../context. Screenshots of each step are left under test-output/playground/
+(git-ignored)."""
 
 from __future__ import annotations
 
@@ -93,15 +94,20 @@ def test_tree_tools_and_context_in_a_browser(
         **{f"ctx-{s}": budget[s] for s in sections},
         "ctx-total": budget["total"],
     }
-    assert budget["history"] > 0 and budget["system"] > 0
+    assert budget["summary"] > 0 and budget["system"] > 0  # compacted: the summary stands in
     drawn = {s["section"]: s["width"] for s in context["segments"]}
     assert set(drawn) == {s for s in sections if budget[s] > 0}
     scale = max(budget["input_budget"], budget["total"])
     for section, width in drawn.items():
         assert width == pytest.approx(context["barWidth"] * budget[section] / scale, abs=1.5)
-    assert context["included"] == len(preview["included_message_ids"]) == 4
-    assert context["dropped"] == preview["dropped"] == 0
-    assert context["summary"] == "no summary in use"
+    assert context["included"] == len(preview["included_message_ids"])
+    assert context["dropped"] == preview["dropped"] == 4  # the two turns, summarized
+    summary = preview["summary"]
+    assert context["summary"] == (
+        f"summary in use ({summary['tokens']} tokens, up to message "
+        f"{summary['covers_message_id']}): {summary['text']}"
+    )
+    assert "user: fact: the grass is blue" in summary["text"]  # the mock keeps fact lines
 
     # the edit form and the regenerated reply are one more each
     assert len(result["steps"]) == 9 + result["editShown"] + regenerated

@@ -4,7 +4,7 @@
 // has regenerate), a checkpoint and a fork, a tool call
 // needing approval (approved with edited arguments; its card goes from pending to done and
 // the reply appears, also after a reload), a client tool answered from the form, and the
-// context bar. A screenshot of each step goes to SHOTS. Prints one JSON line;
+// context bar (with the summary Compact wrote). A screenshot of each step goes to SHOTS. Prints one JSON line;
 // tests/clients/test_playground.py judges it.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -179,12 +179,15 @@ try {
   };
   await shot(page, "client-tool-answered");
 
-  // 5. the context bar of that conversation, read once nothing else will change it
-  const renders = Number(await page.getAttribute("#context-panel", "data-renders") ?? 0);
-  await page.click('[data-testid="context-refresh"]');
-  await page.waitForFunction((n) => Number(document.getElementById("context-panel")?.dataset.renders) > n, renders);
+  // 5. the context bar of a conversation with strategy summarize, after Compact wrote a summary
+  await open(page, "summary");
+  await send(page, "fact: the sky is green");
+  await send(page, "fact: the grass is blue");
+  await page.click('[data-testid="compact"]');
+  await page.waitForFunction(() =>
+    document.querySelector('[data-testid="context-summary"]')?.textContent?.startsWith("summary in use"));
   result.context = {
-    conv: conv.clock.id,
+    conv: conv.summary.id,
     sections: Object.fromEntries(await page.locator('[data-testid="context-numbers"] li').evaluateAll((ns) =>
       ns.map((n) => [(n as HTMLElement).dataset.testid, Number((n as HTMLElement).dataset.tokens)]))),
     segments: await page.locator("#context-bar .seg").evaluateAll((ns) =>
