@@ -94,5 +94,5 @@ class Message(DomainModel):
         default=None,
         description="The turn of its path it belongs to: the number of user messages from "
         "the root to it (1 for the first turn); set when committed (null on messages "
-        "stored before turn numbers existed, or imported without one).",
+        "stored before turn numbers existed).",
     )

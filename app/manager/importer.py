@@ -42,6 +42,7 @@ from app.manager.conversations import ConversationService
 from app.manager.import_doc import read_import
 from app.manager.import_plan import ImportPlan, Problem, refused, schema_problems
 from app.manager.media import MediaService
+from app.manager.turn_numbers import number_turns
 from app.manager.packs import PackLibrary
 from app.manager.tree import status_at
 from app.stores.base import StateStore
@@ -245,9 +246,12 @@ class ImportService:
 
     async def _append_tree(self, conv: Conversation, messages: Sequence[Message]) -> Conversation:
         """Store the messages (parents first) one root-to-leaf chain at a time: each
-        append starts under a stored message, so each is an ordinary append."""
+        append starts under a stored message, so each is an ordinary append. Each is
+        stored with its turn number, counted here from the root: the document holds every
+        ancestor, and a message stored without one would make every later turn or branch
+        under it walk the whole path back (`app.manager.turn_numbers`)."""
         children: dict[str | None, list[Message]] = {}
-        for m in messages:
+        for m in number_turns(messages):
             children.setdefault(m.parent_id, []).append(m)
         stack = list(reversed(children.get(None, [])))
         current = conv

@@ -5,8 +5,9 @@ computed once, when the turn commits, from the parent's number; auto checkpoints
 
 A parent stored before turn numbers existed has none: the path is then walked back, in
 batches, to the nearest numbered message (or the root) and the user messages on the way
-counted. That happens once per such conversation; every message committed after carries
-its number.
+counted. That happens once per branch point among such old messages (the first turn after
+them, an edit or regeneration under one); every message committed after carries its
+number. Imports number every message (`number_turns`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ WALK_BATCH = 500
 
 def _step(turn: int, message: Message) -> int:
     return turn + 1 if message.role == Role.user else turn
+
+
+def number_turns(messages: Sequence[Message]) -> list[Message]:
+    """`messages` (a whole tree from its roots, parents first) with `turn` set from their
+    path; a number a message already carries is replaced, since it follows from the path."""
+    turns: dict[str, int] = {}
+    out: list[Message] = []
+    for m in messages:
+        turn = _step(turns[m.parent_id] if m.parent_id is not None else 0, m)
+        turns[m.id] = turn
+        out.append(m.model_copy(update={"turn": turn}))
+    return out
 
 
 class TurnNumbers:

@@ -249,6 +249,7 @@ async def test_promptkit_state_imports_as_its_linear_history(client: httpx.Async
     assert conv["usage"]["cost_usd"] == pytest.approx(0.00115)
     path = await _path(client, "pk-session-1")
     assert [m["role"] for m in path] == ["user", "assistant", "tool", "assistant"]
+    assert [m["turn"] for m in path] == [1, 1, 1, 1]  # numbered: no walk back on later turns
     assert all(m["parent_id"] == (path[i - 1]["id"] if i else None) for i, m in enumerate(path))
     call = path[1]
     assert call["tool_calls"] == [
@@ -265,6 +266,7 @@ async def test_promptkit_state_imports_as_its_linear_history(client: httpx.Async
     # the conversation continues like any other
     turn = await send(client, "pk-session-1", "thanks")
     assert turn["messages"][0]["parent_id"] == path[3]["id"]
+    assert [m["turn"] for m in turn["messages"]] == [2, 2]
 
 
 async def test_promptkit_snake_case_state_and_refusals(client: httpx.AsyncClient) -> None:
