@@ -42,9 +42,9 @@ from app.manager.conversations import ConversationService
 from app.manager.import_doc import read_import
 from app.manager.import_plan import ImportPlan, Problem, refused, schema_problems
 from app.manager.media import MediaService
-from app.manager.turn_numbers import number_turns
 from app.manager.packs import PackLibrary
 from app.manager.tree import status_at
+from app.manager.turn_numbers import number_turns
 from app.stores.base import StateStore
 
 log = logging.getLogger("parley.import")
