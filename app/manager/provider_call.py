@@ -59,13 +59,14 @@ class ProviderCaller:
         conv: Conversation,
         budget: ToolBudget,
         *,
+        turn: int | None,
         after: Message | None = None,
         at: BranchPoint | None = None,
         message_id: str | None = None,
     ) -> Message:
         """Stream one completion, publishing deltas; return the finished assistant message:
         a child of `after`, or (a regeneration's first reply) placed at `at`, with the id
-        `message_id` when given."""
+        `message_id` when given, in turn number `turn`."""
         if after is not None:
             at = BranchPoint(after.id, after.depth + 1)
         assert at is not None, "a reply needs a place: after a message or at a branch point"
@@ -120,6 +121,7 @@ class ProviderCaller:
             cost_usd=self._prices.cost_usd(request.model, usage),
             finish_reason=finish,
             depth=at.depth,
+            turn=turn,
         )
 
     async def _consume(

@@ -86,8 +86,10 @@ class ToolLoop:
         stats: Stats,
         clock: Callable[[], datetime],
         first_message_id: str | None = None,
+        turn: int | None = None,
     ) -> None:
         self._first_id = first_message_id  # the run's first message (see `RunRecord`)
+        self._turn = turn  # the turn number of the run's messages (`Message.turn`)
         self.toolset = toolset
         self.budget = budget
         self._conv = conversation
@@ -264,6 +266,7 @@ class ToolLoop:
                 run_id=self._run_id,
                 metadata=metadata,
                 depth=parent.depth + 1,
+                turn=self._turn,
             )
             await self._publish("tool_call.completed", completed)
             await self._publish("message.created", {"message": dump(message)})

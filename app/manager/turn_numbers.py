@@ -1,6 +1,8 @@
 """Turn numbers of committed messages (`Message.turn`): how many user messages the path
-from the root to a message holds. Like `depth` it is fixed by the parent, so it is
-computed once, when the turn commits, from the parent's number; auto checkpoints
+from the root to a message holds. Like `depth` it is fixed by the parent: a run reads the
+number of the message it continues once (`turn_of`) and every message it creates gets the
+same number (its user message's; one more than the parent's when it opens with a user
+message), set at creation so that the events show what is committed. Auto checkpoints
 (`app.manager.auto_checkpoints`) are made and pruned by it.
 
 A parent stored before turn numbers existed has none: the path is then walked back, in
@@ -11,8 +13,6 @@ number. Imports number every message (`number_turns`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from app.domain import Message, Role
 from app.manager.message_cache import MessageCache
@@ -41,17 +41,6 @@ class TurnNumbers:
     def __init__(self, store: StateStore, cache: MessageCache) -> None:
         self._store = store
         self._cache = cache
-
-    async def assign(self, lineage_id: str, messages: Sequence[Message]) -> list[Message]:
-        """`messages` (a chain, in order, about to be committed) with `turn` set."""
-        if not messages:
-            return []
-        turn = await self.turn_of(lineage_id, messages[0].parent_id)
-        out: list[Message] = []
-        for m in messages:
-            turn = _step(turn, m)
-            out.append(m.model_copy(update={"turn": turn}))
-        return out
 
     async def turn_of(self, lineage_id: str, message_id: str | None) -> int:
         """The turn number of a stored message (0 for no message: before the root)."""

@@ -156,6 +156,11 @@ class TurnExecutor:
             conv.lineage_id,
             branch.parent_id if turn.continues_turn else None,
         )
+        # every message of a run has its turn's number (`app.manager.turn_numbers`), set
+        # as it is created so that what the events show is what is committed
+        number = await self._turn_numbers.turn_of(conv.lineage_id, branch.parent_id)
+        if turn.kind in ("message", "edit"):
+            number += 1
         loop = ToolLoop(
             toolset=self._tools.toolset(pack, conv.prompt_name),
             budget=budget,
@@ -164,12 +169,13 @@ class TurnExecutor:
             publish=lambda type_, data: self._publish(plan, type_, data),
             stats=self._stats,
             clock=self._now,
+            turn=number,
             # the run's first message is a tool message when it answers pending calls
             first_message_id=plan.first_message_id
             if turn.kind in ("tool_results", "tool_approvals")
             else None,
         )
-        pending, left = await self._opening_messages(plan, conv, branch, loop)
+        pending, left = await self._opening_messages(plan, conv, branch, loop, number)
         replies: list[Message] = []
         while not left.paused:
             t = time.perf_counter()
@@ -188,7 +194,7 @@ class TurnExecutor:
             request = await self._media.resolve(window.request)
             if pending:
                 reply = await self._provider_call.call(
-                    provider, request, plan, conv, budget, after=pending[-1]
+                    provider, request, plan, conv, budget, turn=number, after=pending[-1]
                 )
             else:  # a regeneration's first reply (the run's first message), at the branch point
                 reply = await self._provider_call.call(
@@ -197,6 +203,7 @@ class TurnExecutor:
                     plan,
                     conv,
                     budget,
+                    turn=number,
                     at=branch,
                     message_id=plan.first_message_id,
                 )
@@ -217,7 +224,6 @@ class TurnExecutor:
             raise TurnLockLost("The turn lock was lost before commit; nothing was committed.")
         usage = sum((r.usage for r in replies), Usage())
         cost = sum(r.cost_usd for r in replies)
-        pending = await self._turn_numbers.assign(conv.lineage_id, pending)
         commit = asyncio.ensure_future(
             self._store.append_messages(
                 conv,
@@ -257,7 +263,12 @@ class TurnExecutor:
             log.warning("marking media attached failed: %r", exc)
 
     async def _opening_messages(
-        self, plan: TurnPlan, conv: Conversation, branch: BranchPoint, loop: ToolLoop
+        self,
+        plan: TurnPlan,
+        conv: Conversation,
+        branch: BranchPoint,
+        loop: ToolLoop,
+        number: int,
     ) -> tuple[list[Message], RoundResult]:
         """The uncommitted messages the turn starts from (the user message at the branch
         point, the tool messages answering the head's pending calls, or none for a
@@ -286,6 +297,7 @@ class TurnExecutor:
                 run_id=run_id,
                 metadata=plan.input.metadata,
                 depth=branch.depth,
+                turn=number,
             )
             await self._publish(plan, "message.created", {"message": dump(user)})
             return [user], RoundResult()

@@ -112,6 +112,12 @@ async def test_edit_streams_like_a_turn_and_puts_the_new_message_beside_the_old(
             reply["id"],
         ]
         new, old = await _detail(client, cid, user["id"]), await _detail(client, cid, edited["id"])
+        # the events show exactly what was committed, turn number included
+        assert user["turn"] == edited["turn"] == 2 and reply["turn"] == 2
+        relatives = ("sibling_ids", "sibling_index", "sibling_count", "children_ids")
+        assert {k: v for k, v in new.items() if k not in relatives} == user
+        committed_reply = await _detail(client, cid, reply["id"])
+        assert {k: v for k, v in committed_reply.items() if k not in relatives} == reply
         assert (new["sibling_index"], new["sibling_count"]) == (1, 2)
         assert (old["sibling_index"], old["sibling_count"]) == (0, 2)
         assert new["sibling_ids"] == [edited["id"]]
@@ -168,6 +174,7 @@ async def test_regenerate_makes_a_sibling_reply_from_the_same_context(
         assert again["content"] == "A2 again" and again["role"] == "assistant"
         assert again["parent_id"] == t2["messages"][0]["id"] and again["depth"] == 3
         assert _sent(fake) == ["q1", "A1", "q2"]  # the old reply is not in the context
+        assert again["turn"] == t2["reply"]["turn"] == 2
         detail = await _detail(client, cid, again["id"])
         assert (detail["sibling_index"], detail["sibling_count"]) == (1, 2)
         assert detail["sibling_ids"] == [t2["reply"]["id"]]
