@@ -106,6 +106,22 @@ class MemoryStore(StateStore):
         ids = sorted(c.id for c in self._conversations.values() if c.user_id == user_id)
         return [cid for cid in ids if self._reclaim(cid)]
 
+    async def footprint(self, lineage_id: str, conversation_ids: Sequence[str]) -> dict[str, int]:
+        lineage = self._lineages.get(lineage_id)
+        ids = set(conversation_ids) | {
+            c.id for c in self._conversations.values() if c.lineage_id == lineage_id
+        }
+        return {
+            "conversations": sum(1 for cid in ids if cid in self._conversations),
+            "checkpoints": sum(len(self._checkpoints.get(cid, {})) for cid in ids),
+            "messages": len(lineage.messages) if lineage is not None else 0,
+            "summaries": len(lineage.summaries) if lineage is not None else 0,
+            "media_refs": sum(
+                1 for held in self._media_refs.values() for lid, _ in held if lid == lineage_id
+            ),
+            "lineages": int(lineage is not None),
+        }
+
     async def list_conversations(
         self,
         flt: ConversationFilter,

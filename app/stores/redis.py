@@ -21,6 +21,8 @@ messages + children index; deletion; checkpoints) is one Lua script on one Clust
     P{L}:cp:<id>     hash  checkpoint id -> Checkpoint JSON
     P{L}:mrefs       zset  "<media id>\\0<message id>", score 0 (media references)
     P{L}:sums        hash  summary id -> Summary JSON (follows the lineage's expiry)
+    P{L}:gc          hash  `cur`: scan cursor of a chunked reclaim in progress
+    P{L}:gct         list  message ids the reclaim looks at again
 
 Outside lineages, each in its own slot:
 
@@ -48,11 +50,15 @@ Operations
   expired one is reclaimed and the ref released; a ref whose conversation is gone is
   released if it was committed (or its claim is older than 30 s, a crashed creator); an
   uncommitted fresh claim is a concurrent create -> ConversationExists.
-* delete: one script reads the other conversations of the lineage (their keys passed in
-  KEYS, as read from `convs` just before; it asks for a retry if that set changed), walks
-  from their heads, checkpoints and fork points, and deletes the unreachable messages whose
-  writer is gone, or every lineage key if no conversation remains (rule of `sql_reclaim`).
-  Then the index entries go, then the ref (so a re-created id is never un-indexed).
+* delete: the lineage is marked in `P gc:pending` (zset, own slot); one script reads the
+  other conversations of the lineage (their keys passed in KEYS, as read from `convs`
+  just before; it asks for a retry if that set changed) and drops the conversation, or
+  every lineage key if no conversation remains (O(conversations), never O(messages)).
+  The unreachable messages whose writer is gone (rule of `sql_reclaim`) are then removed
+  in chunks of 500 per script call (`redis_reclaim`), at most 20 chunks per deletion; a
+  reclaim cut short (a crash, a failure, a huge lineage) is continued by the sweep
+  (`purge_expired`), the next deletion in the lineage, or a create in it. Then the index
+  entries go, then the ref (so a re-created id is never un-indexed).
 
 Expiry (native)
 ---------------
@@ -90,7 +96,10 @@ create and `purge_expired`). Consequences:
 * a conversation whose update/append index write is in flight (or was lost) is missing
   from listings until a listing moves its entry forward or its next write; it is never
   listed wrongly, and its entries still exist (erasure finds it);
-* `delete_user_conversations` deletes the conversations found in the user's index.
+* `delete_user_conversations` deletes the conversations found in the user's index and
+  every conversation hash whose `user` is the user, found by a SCAN of the conversation
+  hashes (`redis_scan`; O(keys), every primary of a cluster): complete even when an
+  index entry was lost.
 
 Failures
 --------

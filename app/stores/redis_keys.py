@@ -59,6 +59,18 @@ class LineageKeys:
         return f"{self.tag}sums"
 
     @property
+    def gc(self) -> str:
+        """Hash, present while a deletion's unreachable messages are being reclaimed in
+        chunks (`redis_reclaim`): `cur` is the scan cursor over `wr` ("done" once the
+        pass ended)."""
+        return f"{self.tag}gc"
+
+    @property
+    def gct(self) -> str:
+        """List: message ids to look at again (parents of reclaimed messages)."""
+        return f"{self.tag}gct"
+
+    @property
     def fixed(self) -> list[str]:
         """KEYS[1..5] of every lineage script, in this order."""
         return [self.convs, self.msg, self.par, self.wr, self.kids]
@@ -98,6 +110,12 @@ class RedisKeys:
         """Hash: conversation id -> lineage (`l`), incarnation token (`t`), claim time in ms
         (`c`), committed flag (`s`) and expiry version (`ev`). Its own slot."""
         return f"{self.prefix}ref:{{{conversation_id}}}"
+
+    @property
+    def reclaim_pending(self) -> str:
+        """Zset: lineage ids with a chunked reclaim in progress, scored by when it started
+        (ms), so the sweep finishes one whose deleting process died (`redis_reclaim`)."""
+        return f"{self.prefix}gc:pending"
 
     # --- listing indexes (hints; see the consistency model) -----------------------------
 

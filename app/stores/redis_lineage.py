@@ -3,17 +3,28 @@ loops. Each script runs atomically on the lineage's slot."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal, cast
+
+from redis.exceptions import RedisError
 
 from app.domain import Conversation
 from app.errors import ConversationExists, ConversationNotFound, StoreUnavailable, VersionConflict
 from app.stores.redis_codec import conversation_fields
-from app.stores.redis_conn import RedisClient
+from app.stores.redis_conn import UNAVAILABLE_ERRORS, RedisClient
 from app.stores.redis_keys import LineageKeys, RedisKeys, exp_member, to_us, us_to_ms_ceil
+from app.stores.redis_reclaim import Reclaimer
 from app.stores.redis_scripts import Scripts
+
+log = logging.getLogger("parley.stores.redis")
+_INTERRUPTIONS: tuple[type[BaseException], ...] = (RedisError, OSError, *UNAVAILABLE_ERRORS)
 
 ReclaimMode = Literal["any", "expired", "stale"]
 _ATTEMPTS = 8
+# Chunks of `Reclaimer.chunk` messages one deletion reclaims before returning; what is
+# left (a very large lineage) is finished by the sweep, `SWEEP_LINEAGES` at a time.
+RECLAIM_STEPS_PER_CALL = 20
+SWEEP_LINEAGES = 8
 
 
 def _flat(fields: dict[str, str]) -> list[str]:
@@ -25,10 +36,13 @@ def _exp_ms(c: Conversation) -> str:
 
 
 class LineageOps:
-    def __init__(self, client: RedisClient, keys: RedisKeys, scripts: Scripts) -> None:
+    def __init__(
+        self, client: RedisClient, keys: RedisKeys, scripts: Scripts, reclaimer: Reclaimer
+    ) -> None:
         self._client = client
         self._keys = keys
         self._scripts = scripts
+        self.reclaimer = reclaimer
 
     async def create(self, c: Conversation, tok: str, index_keys: list[str]) -> None:
         """Write a conversation whose ref key the caller has claimed with `tok`, and its
@@ -45,6 +59,10 @@ class LineageOps:
         args = [c.id, tok, _exp_ms(c), str(to_us(c.updated_at)), exp_us, member, *_flat(fields)]
         keys = [*lk.with_conversation(c.id), *index_keys]
         for _ in range(_ATTEMPTS):
+            # Messages an earlier incarnation of this id left to a reclaim in progress
+            # would count as the new one's (same writer id): finish that reclaim first.
+            while not await self.collect(lk, max_steps=RECLAIM_STEPS_PER_CALL):
+                pass
             reply = await self._scripts.create(keys=keys, args=args)
             if reply[0] == "OK":
                 return
@@ -99,14 +117,48 @@ class LineageOps:
         """Run the deletion script (see `redis_scripts.DELETE`); its reply when it did
         something, else None. The script needs the keys of every other conversation of the
         lineage; they are read first and checked by the script, which asks for a retry if
-        the lineage changed in between."""
+        the lineage changed in between. Then the messages left unreachable are reclaimed
+        in chunks (`redis_reclaim`), up to `RECLAIM_STEPS_PER_CALL` of them; the lineage
+        is marked pending first, so whatever is left is finished by the sweep."""
+        mark = await self.reclaimer.mark(lk.lineage_id)
+        reply = await self._delete(lk, cid, mode=mode, tok=tok, user=user, now_us=now_us)
+        try:
+            done = await self.collect(lk, max_steps=RECLAIM_STEPS_PER_CALL)
+        except _INTERRUPTIONS as exc:
+            # the deletion itself stands; the mark makes the sweep finish the reclaim
+            log.warning("reclaim of lineage %s interrupted: %r", lk.lineage_id, exc)
+            return reply
+        if done:
+            await self.reclaimer.unmark(lk.lineage_id, mark)
+        return reply
+
+    async def collect(self, lk: LineageKeys, *, max_steps: int) -> bool:
+        """Up to `max_steps` reclaim chunks; True when the lineage has nothing left."""
+        for _ in range(max_steps):
+            if await self.reclaimer.step(lk):
+                return True
+        return False
+
+    async def finish_pending(self) -> int:
+        """The sweep's part: continue the reclaims of up to `SWEEP_LINEAGES` marked
+        lineages (a deleting process may have died); returns how many finished."""
+        finished = 0
+        for lineage_id, mark in await self.reclaimer.pending(SWEEP_LINEAGES):
+            if await self.collect(self._keys.lineage(lineage_id), max_steps=RECLAIM_STEPS_PER_CALL):
+                await self.reclaimer.unmark(lineage_id, mark)
+                finished += 1
+        return finished
+
+    async def _delete(
+        self, lk: LineageKeys, cid: str, *, mode: ReclaimMode, tok: str, user: str, now_us: int
+    ) -> list[Any] | None:
         for _ in range(_ATTEMPTS):
             members = cast(list[str], await self._client.hkeys(lk.convs))
             others = [m for m in members if m != cid]
             keys = lk.with_conversation(cid)
             for other in others:
                 keys += [lk.conv(other), lk.cps(other)]
-            keys += [lk.mrefs, lk.sums]
+            keys += [lk.mrefs, lk.sums, lk.gc, lk.gct]
             reply: list[Any] = await self._scripts.delete(
                 keys=keys, args=[cid, mode, now_us, tok, user, *others]
             )

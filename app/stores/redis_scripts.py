@@ -234,50 +234,21 @@ end
 return 'OK'
 """
 
-# Deletes one conversation and every message nothing else in the lineage can reach.
+# Deletes one conversation; hands the messages it may leave unreachable to the chunked
+# reclaim (`redis_reclaim.STEP`), or drops the whole lineage when nothing else is alive.
 # KEYS: 1-5 fixed, 6 conv, 7 cps, then (conv, cps) of every other conversation of the
 # lineage, as the client read them from `convs` (checked here: {-1} asks for a retry),
-# then the lineage's `mrefs` (media references, dropped with their messages) and last its
-# `sums` (summaries, dropped with the message they cover).
+# then the lineage's `mrefs`, `sums`, `gc` and `gct` (the last four).
 # ARGV: cid, mode ('any' | 'expired' | 'stale'), now_us, tok|'', user|'', other ids...
 # 'expired' deletes only if expired at now_us; 'stale' reclaims the messages of an
 # incarnation Redis already expired (its `convs` entry is left, its hash is gone).
 # Returns {0} (nothing done), {-1}, or {1, user, pack, tok} / {2} (stale reclaimed).
+# O(conversations of the lineage + their checkpoints), never O(messages).
 DELETE = (
     _LINEAGE_TTL
     + """
 local conv = KEYS[6]
-local mrefs = KEYS[#KEYS - 1]
-local sums = KEYS[#KEYS]
--- covered message id -> ids of the summaries covering it (read on first need)
-local covering = nil
-local function drop_summaries(id)
-  if covering == nil then
-    covering = {}
-    local all = redis.call('HGETALL', sums)
-    for i = 1, #all, 2 do
-      local mid = cjson.decode(all[i + 1])['covers_message_id']
-      if type(mid) == 'string' then
-        covering[mid] = covering[mid] or {}
-        table.insert(covering[mid], all[i])
-      end
-    end
-  end
-  for _, sid in ipairs(covering[id] or {}) do redis.call('HDEL', sums, sid) end
-end
--- A deleted message takes its media references (`mrefs` members) with it.
-local function drop_media_refs(id)
-  local js = redis.call('HGET', KEYS[2], id)
-  if not js or not string.find(js, '"media_id":"', 1, true) then return end
-  local ok, doc = pcall(cjson.decode, js)
-  if not ok or type(doc['parts']) ~= 'table' then return end
-  for _, p in ipairs(doc['parts']) do
-    local m = type(p) == 'table' and p['media'] or nil
-    if type(m) == 'table' and type(m['media_id']) == 'string' then
-      redis.call('ZREM', mrefs, m['media_id'] .. '\\0' .. id)
-    end
-  end
-end
+local mrefs, sums, gc, gct = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local info = nil
 if redis.call('EXISTS', conv) == 1 then
   local f = redis.call('HMGET', conv, 'tok', 'exp', 'user', 'pack')
@@ -308,21 +279,11 @@ if count ~= n_others then return {-1} end
 
 redis.call('UNLINK', conv, KEYS[7])
 redis.call('HDEL', KEYS[1], ARGV[1])
-local alive = {}
 local any_alive = false
-local points = {}
 for i = 6, #ARGV do
   local ck, cpk = KEYS[8 + (i - 6) * 2], KEYS[9 + (i - 6) * 2]
   if redis.call('EXISTS', ck) == 1 then
-    alive[ARGV[i]] = true
     any_alive = true
-    local f = redis.call('HMGET', ck, 'head', 'fork')
-    if f[1] then points[#points + 1] = f[1] end
-    if f[2] then points[#points + 1] = f[2] end
-    for _, v in ipairs(redis.call('HVALS', cpk)) do
-      local mid = cjson.decode(v)['message_id']
-      if type(mid) == 'string' then points[#points + 1] = mid end
-    end
   else
     redis.call('HDEL', KEYS[1], ARGV[i])
     redis.call('DEL', cpk)
@@ -331,39 +292,15 @@ end
 if not any_alive then
   -- UNLINK: the lineage's hashes are freed in the background, so this is O(1) here
   -- however many messages the lineage holds.
-  redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], mrefs, sums)
+  redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], mrefs, sums, gc, gct)
   return info
 end
-local writers = redis.call('HGETALL', KEYS[4])
-local candidates = {}
-for i = 1, #writers, 2 do
-  if not alive[writers[i + 1]] then candidates[#candidates + 1] = writers[i] end
-end
-if #candidates > 0 then
-  local keep = {}
-  for _, start in ipairs(points) do
-    local id = start
-    while id and id ~= '' and not keep[id] do
-      local parent = redis.call('HGET', KEYS[3], id)
-      if not parent then break end
-      keep[id] = true
-      id = parent
-    end
-  end
-  for _, id in ipairs(candidates) do
-    if not keep[id] then
-      local parent = redis.call('HGET', KEYS[3], id) or ''
-      drop_media_refs(id)
-      drop_summaries(id)
-      redis.call('HDEL', KEYS[2], id)
-      redis.call('HDEL', KEYS[3], id)
-      redis.call('HDEL', KEYS[4], id)
-      redis.call('ZREM', KEYS[5], parent .. '\\0' .. id)
-    end
-  end
-end
+-- a new pass over the lineage's messages: this deletion's are candidates from now on
+redis.call('HSET', gc, 'cur', '0')
 lineage_ttl()
 follow_lineage_ttl(sums)
+follow_lineage_ttl(gc)
+follow_lineage_ttl(gct)
 return info
 """
 )

@@ -61,7 +61,10 @@ from app.stores.redis_keys import (
 )
 from app.stores.redis_lineage import LineageOps
 from app.stores.redis_media import MediaOps
+from app.stores.redis_reclaim import RECLAIM_CHUNK, Reclaimer
 from app.stores.redis_refs import Directory
+from app.stores.redis_scan import conversations_of_user
+from app.stores.redis_scan import footprint as redis_footprint
 from app.stores.redis_scripts import Scripts
 from app.stores.redis_summaries import SummaryOps
 
@@ -95,11 +98,13 @@ class RedisStore(StateStore):
         prefix: str | None = None,
         options: ClientOptions | None = None,
         ref_grace_ms: int = REF_GRACE_MS,
+        reclaim_chunk: int = RECLAIM_CHUNK,
     ) -> None:
         """`prefix` overrides the URL's `?prefix=`; `ref_grace_ms` is how long a ref key
         outlives its conversation (and index entries wait before being collected)."""
         self._target = parse_redis_url(url)
         self._grace_ms = ref_grace_ms
+        self._reclaim_chunk = reclaim_chunk
         self.keys = RedisKeys(self._target.prefix if prefix is None else prefix)
         self._options = options or ClientOptions()
         self._parts: _Parts | None = None
@@ -138,7 +143,9 @@ class RedisStore(StateStore):
             raise
         scripts = Scripts.register(client)
         indexes = Indexes(client, self.keys, scripts, grace_ms=self._grace_ms)
-        lineages = LineageOps(client, self.keys, scripts)
+        lineages = LineageOps(
+            client, self.keys, scripts, Reclaimer(client, self.keys, chunk=self._reclaim_chunk)
+        )
         directory = Directory(
             client, self.keys, scripts, lineages, indexes, grace_ms=self._grace_ms
         )
@@ -276,8 +283,14 @@ class RedisStore(StateStore):
 
     async def delete_user_conversations(self, user_id: str) -> list[str]:
         """Not bounded as a whole (a user may have many conversations): each step is.
-        Deletions run `_ERASE_CONCURRENCY` at a time (forks of one lineage retry)."""
-        candidates = sorted(set(await self._user_members(user_id)))
+        Deletions run `_ERASE_CONCURRENCY` at a time (forks of one lineage retry).
+
+        Complete even when an index entry was lost: the candidates are the user index's
+        members plus every conversation hash whose `user` is this user, found by a SCAN
+        of the conversation hashes (`redis_scan.conversations_of_user`, O(keys))."""
+        indexed = await self._user_members(user_id)
+        scanned = await self._scanned_members(user_id)
+        candidates = sorted(set(indexed) | set(scanned))
         gate = asyncio.Semaphore(_ERASE_CONCURRENCY)
 
         async def one(cid: str) -> bool:
@@ -290,6 +303,18 @@ class RedisStore(StateStore):
     @guarded
     async def _user_members(self, user_id: str) -> list[str]:
         return await self._p.indexes.user_members(user_id)
+
+    async def _scanned_members(self, user_id: str) -> list[str]:
+        """Not cut at the call timeout as a whole (a SCAN of every key); each command is
+        bounded by the client's socket timeout."""
+        with unavailable():
+            return await conversations_of_user(self._p.client, self.keys, user_id)
+
+    @guarded
+    async def footprint(self, lineage_id: str, conversation_ids: Sequence[str]) -> dict[str, int]:
+        return await redis_footprint(
+            self._p.client, self.keys, self.keys.lineage(lineage_id), conversation_ids
+        )
 
     @guarded
     async def _delete_of_user(self, cid: str, user_id: str) -> bool:
@@ -540,6 +565,8 @@ class RedisStore(StateStore):
     @guarded
     async def purge_expired(self, *, now: datetime) -> int:
         """Redis expires conversations itself (`capabilities.native_ttl`): nothing to
-        reclaim. Only drops index entries the expiry left behind; returns 0."""
+        reclaim. Only drops index entries the expiry left behind and finishes chunked
+        reclaims a dying process left (`redis_reclaim`); returns 0."""
         await self._p.indexes.collect_expired()
+        await self._p.lineages.finish_pending()
         return 0

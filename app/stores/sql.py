@@ -63,7 +63,13 @@ from app.stores.sql_engine import (
     unavailable_on_connection_errors,
     upgrade_schema,
 )
-from app.stores.sql_queries import append_statement, listing_statement, live, path_statement
+from app.stores.sql_queries import (
+    append_statement,
+    footprint_statements,
+    listing_statement,
+    live,
+    path_statement,
+)
 from app.stores.sql_reclaim import reclaim_conversation
 from app.stores.sql_tables import (
     checkpoint_from_data,
@@ -246,6 +252,13 @@ class SqlStore(StateStore):
     async def delete_conversation(self, conversation_id: str) -> bool:
         async with self._write() as conn:
             return await self._delete(conn, conversation_id, expired_at=None)
+
+    async def footprint(self, lineage_id: str, conversation_ids: Sequence[str]) -> dict[str, int]:
+        async with self._read() as conn:
+            return {
+                name: int(await conn.scalar(stmt) or 0)
+                for name, stmt in footprint_statements(lineage_id, conversation_ids).items()
+            }
 
     async def delete_user_conversations(self, user_id: str) -> list[str]:
         async with self._read() as conn:

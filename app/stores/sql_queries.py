@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 from app.domain import Conversation, ConversationStatus, Message, Usage
 from app.stores._common import prefix_upper_bound
 from app.stores.base import ConversationFilter
-from app.stores.sql_tables import conversations, messages
+from app.stores.sql_tables import checkpoints, conversations, media_refs, messages, summaries
 
 _conv = conversations
 
@@ -137,3 +138,33 @@ def metadata_equals(key: str, value: str, *, jsonb: bool) -> sa.ColumnElement[bo
         else_=sa.cast(je.c.value, sa.Text),
     )
     return sa.exists().where(je.c.key == key, as_text == value)
+
+
+def footprint_statements(
+    lineage_id: str, conversation_ids: Sequence[str]
+) -> dict[str, sa.Select[Any]]:
+    """COUNT(*) per table of what the store holds for a lineage and these conversations
+    (`StateStore.footprint`)."""
+    ids = sa.or_(_conv.c.lineage_id == lineage_id, _conv.c.id.in_(list(conversation_ids)))
+    of_convs = sa.select(_conv.c.id).where(ids).scalar_subquery()
+    count = sa.func.count()
+    return {
+        "conversations": sa.select(count).select_from(_conv).where(ids),
+        "checkpoints": sa.select(count)
+        .select_from(checkpoints)
+        .where(
+            sa.or_(
+                checkpoints.c.conversation_id.in_(list(conversation_ids)),
+                checkpoints.c.conversation_id.in_(of_convs),
+            )
+        ),
+        "messages": sa.select(count)
+        .select_from(messages)
+        .where(messages.c.lineage_id == lineage_id),
+        "media_refs": sa.select(count)
+        .select_from(media_refs)
+        .where(media_refs.c.lineage_id == lineage_id),
+        "summaries": sa.select(count)
+        .select_from(summaries)
+        .where(summaries.c.lineage_id == lineage_id),
+    }
