@@ -14,6 +14,8 @@ number. Imports number every message (`number_turns`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from app.domain import Message, Role
 from app.manager.message_cache import MessageCache
 from app.stores.base import StateStore
