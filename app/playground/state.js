@@ -6,6 +6,8 @@ export const state = {
 
 export const hooks = {
   openConversation: async (_id) => {},
-  reloadChat: async () => {},
+  listConversations: async (_more) => {},
+  startRun: async (_path, _body, _options) => false,
+  decorateMessage: async (_node, _message) => {},
   afterRun: async () => {},
 };

@@ -67,6 +67,7 @@ def playground_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Play
         for name, pack, prompt, scenario in [
             ("tree", "general-assistant", "chat", None),
             ("refund", "hitl-example", "refund_agent", "refund"),
+            ("reject", "hitl-example", "refund_agent", "refund"),
             ("clock", "tools-example", "assistant", "clock"),
             ("summary", "general-assistant", "chat", "summarize"),
         ]:

@@ -1,10 +1,10 @@
 """GET /playground in a real browser, the parts after the chat (tests/clients/ts/
 playground_tree.ts): the message tree (two siblings, the arrows switch the page between
-their branches, a regenerated reply, a checkpoint, a fork), a tool call approved with
-edited arguments (the card goes from pending to done, also across a reload), a client tool
-answered from the form, and the context bar (after Compact wrote a summary) checked
-against GET .../context. Screenshots of each step are left under test-output/playground/
-(git-ignored)."""
+their branches, a regenerated reply, rollbacks to a message and to a checkpoint, a fork),
+a tool call approved with edited arguments (the card goes from pending to done, also
+across a reload) and one rejected with a reason, a client tool answered from the form,
+and the context bar (after Compact wrote a summary) checked against GET .../context.
+Screenshots of each step are left under test-output/playground/ (git-ignored)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ def test_tree_tools_and_context_in_a_browser(
         "first question", "echo: first question", "second, edited", "echo: second, edited"
     ]  # fmt: skip
     assert len(result["checkpoints"]) == 1 and result["checkpoints"][0].startswith("before fork")
+    assert result["rolledBack"] == ["first question", "echo: first question"]
+    assert result["restored"] == result["edited"]  # the checkpoint's head, arrows and all
 
     fork = result["fork"]
     assert fork["conv"] != convs["tree"]["id"]
@@ -80,6 +82,12 @@ def test_tree_tools_and_context_in_a_browser(
     assert approved["state"] == "done" and approved["buttons"] == 0
     assert approved["reply"] == "Your refund is done."
     assert '"amount": 80' in approved["tool"] or '"amount":80' in approved["tool"], approved
+
+    assert result["rejected"] == {
+        "state": "error",
+        "tool": "rejected: over the limit",
+        "reply": "Your refund is done.",  # the scripted turn 2 answers whatever the result
+    }
 
     client = result["client"]
     assert client["state"] == "done"
@@ -110,4 +118,4 @@ def test_tree_tools_and_context_in_a_browser(
     assert "user: fact: the grass is blue" in summary["text"]  # the mock keeps fact lines
 
     # the edit form and the regenerated reply are one more each
-    assert len(result["steps"]) == 9 + result["editShown"] + regenerated
+    assert len(result["steps"]) == 10 + result["editShown"] + regenerated

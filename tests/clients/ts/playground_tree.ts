@@ -1,9 +1,9 @@
 // Headless Chromium on GET /playground, the parts after the chat: the message tree (an edit
 // or, without the edit API, a rollback and a new message make two siblings; the "2 / 2"
 // arrows switch the page between the two branches), a regenerated reply (when the service
-// has regenerate), a checkpoint and a fork, a tool call
+// has regenerate), rollbacks to a message and to a checkpoint, a fork, a tool call
 // needing approval (approved with edited arguments; its card goes from pending to done and
-// the reply appears, also after a reload), a client tool answered from the form, and the
+// the reply appears, also after a reload) and one rejected with a reason, a client tool answered from the form, and the
 // context bar (with the summary Compact wrote). A screenshot of each step goes to SHOTS. Prints one JSON line;
 // tests/clients/test_playground.py judges it.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -126,6 +126,13 @@ try {
   await page.waitForSelector('[data-testid="checkpoint"]');
   result.checkpoints = await page.locator('[data-testid="checkpoint"]').allTextContents();
   await shot(page, "branches-and-checkpoint");
+  // roll back to the first reply, then back to the checkpoint
+  await page.locator('[data-testid="reply"]').first().locator('[data-testid="rollback-here"]').click();
+  await page.waitForFunction(() => document.querySelectorAll("#messages > li").length === 2);
+  result.rolledBack = await page.locator("#messages > li > .text").allTextContents();
+  await page.locator('[data-testid="checkpoint"]').first().locator('[data-testid="rollback"]').click();
+  await page.waitForFunction(() => document.querySelectorAll("#messages > li").length === 4);
+  result.restored = { users: await texts(page, "msg-user"), replies: await texts(page, "reply") };
   await page.locator('[data-testid="reply"]').first().locator('[data-testid="fork-here"]').click();
   await page.waitForFunction((id) => {
     const c = document.querySelector('[data-testid="chat-title"]')?.getAttribute("data-conv");
@@ -163,6 +170,19 @@ try {
     reply: await lastReply(page).locator(".text").textContent(),
   };
   await shot(page, "approved-and-replied");
+
+  // a rejection with a reason: the model gets "rejected: <reason>" as the call's (error) result
+  await open(page, "reject");
+  await send(page, "refund order A-1 please", "requires_action");
+  await page.fill('[data-testid="reject-reason"]', "over the limit");
+  await page.click('[data-testid="reject"]');
+  await waitRun(page, "completed");
+  result.rejected = {
+    state: await page.locator('[data-testid="tool-card"]').last().getAttribute("data-state"),
+    tool: await page.locator('[data-testid="msg-tool"] .text').last().textContent(),
+    reply: await lastReply(page).locator(".text").textContent(),
+  };
+  await shot(page, "rejected");
 
   // 4. a client tool: the page asks for its output and sends it back
   await open(page, "clock");
