@@ -210,9 +210,14 @@ async def run_store(
         uvicorn_server("app.main:create_app", env, log) as server,
         httpx.AsyncClient(base_url=server.base_url, timeout=120) as client,
     ):
-        sizes = {n: await measure_size(client, n, rounds, ops) for n in SIZES}
-        big = sizes[SIZES[-1]]["conversation_id"]
-        footprint = await forks_footprint(client, store, url, big)
+        try:
+            sizes = {n: await measure_size(client, n, rounds, ops) for n in SIZES}
+            big = sizes[SIZES[-1]]["conversation_id"]
+            footprint = await forks_footprint(client, store, url, big)
+        except (RuntimeError, httpx.HTTPError):
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-400:])
+            print(f"[tree_ops] {store} failed; server log:\n{tail}", file=sys.stderr)
+            raise
     ratios = {
         op: sizes[SIZES[-1]]["ops"][op]["p50_ms"] / sizes[SIZES[0]]["ops"][op]["p50_ms"]
         for op in ops

@@ -93,6 +93,15 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database) if url.drivername.startswith("sqlite") and url.database else None
 
 
+# asyncpg prepares every statement, and after five executions PostgreSQL may switch a
+# prepared statement to its generic plan, costed with the table statistics of that moment.
+# On a new deployment that is a near-empty `messages` table, where a sequential scan looks
+# cheapest: the path walk (`sql_queries.path_statement`, one lookup per step) then scans the
+# table at every step, and a 500-message page of a 10,000-message history took over 5 s
+# instead of ~2 ms. Custom plans are made with the parameters and current statistics.
+PG_SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
 def create_engine(
     url: URL, *, connect_timeout_s: float = 5.0, busy_timeout_ms: int = 10_000
 ) -> AsyncEngine:
@@ -106,7 +115,7 @@ def create_engine(
         pool_size=10,
         max_overflow=20,
         pool_timeout=connect_timeout_s * 2,
-        connect_args={"timeout": connect_timeout_s},
+        connect_args={"timeout": connect_timeout_s, "server_settings": PG_SERVER_SETTINGS},
     )
 
 

@@ -84,3 +84,30 @@ async def test_sqlite_walks_the_primary_key(tmp_path: Path) -> None:
         "SEARCH messages USING INDEX sqlite_autoindex_messages_1 (lineage_id=? AND id=?)",
         "SEARCH parent USING INDEX sqlite_autoindex_messages_1 (lineage_id=? AND id=?)",
     ], plan
+
+
+@pytest.mark.postgres
+async def test_a_plan_made_while_the_table_was_small_does_not_outlive_its_growth() -> None:
+    """asyncpg prepares statements; after five runs PostgreSQL may keep a generic plan
+    costed on the statistics of that moment. Reads made on a near-empty table (a new
+    deployment) then made every later path step scan the table: a 500-message page of a
+    10,000-message path took over 5 s (the store's call timeout) instead of ~20 ms.
+    `plan_cache_mode=force_custom_plan` (app.stores.sql_engine) plans each run afresh."""
+    async with scratch_postgres_database() as url:
+        store = SqlStore(url)
+        await store.open()
+        try:
+            async with store.engine.connect() as conn:
+                mode = (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar_one()
+            assert mode == "force_custom_plan"
+            short = await _filled(store, 10)
+            for _ in range(8):  # past the five custom plans of a prepared statement
+                await store.get_path(short.lineage_id, short.head_message_id or "", limit=500)
+            long = await _filled(store, 10_000)
+            started = time.perf_counter()
+            page = await store.get_path(long.lineage_id, long.head_message_id or "", limit=500)
+            elapsed = time.perf_counter() - started
+        finally:
+            await store.close()
+    assert len(page) == 500
+    assert elapsed < 1.0, f"a 500-message page took {elapsed:.2f} s"
