@@ -8,7 +8,8 @@ The app is `app.main.create_app()` unchanged, plus, in this benchmark process on
   count its calls;
 * a class-level SQLAlchemy `before_cursor_execute` listener counting statements by their
   first words (`SELECT messages`, `UPDATE conversations`, ...), plus transaction begins and
-  commits and pool checkouts (each a pre-ping round trip with `pool_pre_ping`);
+  commits, pool checkouts and connection pings (PostgreSQL pings only a connection idle
+  for `IDLE_PING_S`, `app.stores.sql_engine`);
 * `redis.asyncio` `execute_command` and pipeline `execute` wrapped to count commands,
   pipelines and the commands inside them;
 * `GET /__bench/counts`, which returns the counters and resets them.
@@ -84,7 +85,20 @@ def instrument() -> None:
         event.listen(Engine, "begin", lambda _c: COUNTS["sql"].update(["(transaction begin)"]))
         event.listen(Engine, "commit", lambda _c: COUNTS["sql"].update(["(transaction commit)"]))
         event.listen(Pool, "checkout", lambda *_: COUNTS["sql"].update(["(pool checkout)"]))
+        _count_pings()
     _count_redis()
+
+
+def _count_pings() -> None:
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    do_ping = PGDialect_asyncpg.do_ping
+
+    def counted_ping(self: Any, dbapi_connection: Any) -> Any:
+        COUNTS["sql"]["(ping)"] += 1
+        return do_ping(self, dbapi_connection)
+
+    PGDialect_asyncpg.do_ping = counted_ping  # type: ignore[method-assign]
 
 
 def _on_sql(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

@@ -54,6 +54,7 @@ from app.stores.base import (
     media_references,
 )
 from app.stores.sql_engine import (
+    IDLE_PING_S,
     PG_LOCK_NAMESPACE,
     WRITE_OPTION,
     DialectTraits,
@@ -95,15 +96,19 @@ GRACEFUL_CLOSE_S = 2.0
 class SqlStore(StateStore):
     capabilities = StoreCapabilities(native_ttl=False, shared=True, sql_coordination=True)
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, timeout_s: float = 5.0, idle_ping_s: float = IDLE_PING_S
+    ) -> None:
         """`timeout_s` (`PARLEY_STORE_TIMEOUT_S`) bounds every call on PostgreSQL (pool
         wait, connect, statements: a black-holed server is a 503, not a hang). The call
         is cut `GRACEFUL_CLOSE_S` before 90 % of it, because SQLAlchemy then gives the
         abandoned connection that long to close; connecting alone gets half the cut.
         SQLite (a local file, where cancelling a write midway is worse than waiting)
-        keeps its busy timeout."""
+        keeps its busy timeout. `idle_ping_s`: PostgreSQL connections idle longer than
+        this are pinged before use (`app.stores.sql_engine._ping_idle_connections`)."""
         self._url = parse_url(url)
         self._timeout_s = timeout_s
+        self._idle_ping_s = idle_ping_s
         self._call_timeout_s: float | None = None  # set by open() on PostgreSQL
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
@@ -129,7 +134,9 @@ class SqlStore(StateStore):
             with unavailable_on_connection_errors():  # OSError: the path is unusable
                 await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         call_s = max(self._timeout_s * 0.9 - GRACEFUL_CLOSE_S, self._timeout_s * 0.45)
-        engine = create_engine(self._url, connect_timeout_s=call_s / 2)
+        engine = create_engine(
+            self._url, connect_timeout_s=call_s / 2, idle_ping_s=self._idle_ping_s
+        )
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._traits = DialectTraits.of(engine.dialect)

@@ -15,6 +15,7 @@ SQLite specifics live here so `sql.py` reads the same for both databases:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,11 @@ WRITE_OPTION = "parley_write"
 # any other application sharing the database.
 PG_LOCK_NAMESPACE = 0x5041524C  # "PARL"
 PG_MIGRATION_LOCK = 0
+
+# A pooled PostgreSQL connection unused for longer than this is pinged before it is handed
+# out (see `_ping_idle_connections`).
+IDLE_PING_S = 10.0
+_LAST_USED = "parley_last_used"
 
 
 @dataclass(frozen=True)
@@ -103,20 +109,56 @@ PG_SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
 def create_engine(
-    url: URL, *, connect_timeout_s: float = 5.0, busy_timeout_ms: int = 10_000
+    url: URL,
+    *,
+    connect_timeout_s: float = 5.0,
+    busy_timeout_ms: int = 10_000,
+    idle_ping_s: float = IDLE_PING_S,
 ) -> AsyncEngine:
     if url.drivername.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
         _install_sqlite_hooks(engine, busy_timeout_ms)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
         pool_timeout=connect_timeout_s * 2,
         connect_args={"timeout": connect_timeout_s, "server_settings": PG_SERVER_SETTINGS},
     )
+    _ping_idle_connections(engine, idle_ping_s)
+    return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine, idle_s: float) -> None:
+    """Ping a pooled connection only when it sat unused for more than `idle_s`.
+
+    `pool_pre_ping=True` pinged on every checkout: a round trip per transaction, ~5 per
+    turn and a quarter of a PostgreSQL turn's CPU (bench/README.md, profile findings).
+    A connection in steady use is known alive; the ones that die unnoticed are those left
+    idle through a server restart, an idle timeout or a network change, and those are
+    still pinged (a failed ping raises `DisconnectionError`, on which the pool replaces
+    the connection and retries the checkout). A connection killed while in steady use
+    fails its next statement instead: SQLAlchemy invalidates it (and every connection
+    pooled before it) and `unavailable_on_connection_errors` answers that one call 503
+    `store_unavailable`; the next checkout connects afresh."""
+    sync_engine = engine.sync_engine
+    dialect = sync_engine.dialect
+
+    @event.listens_for(sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last_used = record.info.get(_LAST_USED)
+        if last_used is None or time.monotonic() - last_used <= idle_s:
+            return  # new, or used moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            log.info("an idle pooled connection was dead, replacing it: %r", exc)
+            raise sa_exc.DisconnectionError(str(exc)) from exc
 
 
 def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -201,6 +201,69 @@ async def test_postgres_going_away_is_unavailable_then_recovers() -> None:
             await proxy.stop()
 
 
+async def _terminate_connections(url: str) -> int:
+    """Kill every server connection to `url`'s database (a scratch database of this test:
+    only our own connections) from an admin connection; the number killed."""
+    import asyncpg
+
+    parts = urlsplit(url)
+    admin = await asyncpg.connect(urlunsplit(parts._replace(scheme="postgresql")), timeout=5)
+    try:
+        killed = await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    return len(killed)
+
+
+@pytest.mark.postgres
+async def test_idle_postgres_connection_killed_by_the_server_is_replaced_unnoticed() -> None:
+    # Without pool_pre_ping a connection left idle (here: any, idle_ping_s=0) is pinged
+    # before use; a dead one is replaced and the call succeeds.
+    async with scratch_postgres_database() as url:
+        store = SqlStore(url, timeout_s=4, idle_ping_s=0.0)
+        await store.open()
+        try:
+            c = await store.create_conversation(conversation())
+            assert await _terminate_connections(url) >= 1
+            await asyncio.sleep(0.2)  # the backends exit
+            assert await store.get_conversation(c.id, now=utcnow()) == c
+            await grow(store, c, 1)
+        finally:
+            await store.close()
+
+
+@pytest.mark.postgres
+async def test_busy_postgres_connection_killed_by_the_server_fails_one_call_then_recovers() -> None:
+    # A connection used moments ago is not pinged: if the server killed it, that one call
+    # is a 503 store_unavailable, never another error, and the pool reconnects for the next.
+    async with scratch_postgres_database() as url:
+        store = SqlStore(url, timeout_s=4, idle_ping_s=3600.0)
+        await store.open()
+        try:
+            c = await store.create_conversation(conversation())
+            assert await _terminate_connections(url) >= 1
+            await asyncio.sleep(0.2)
+            failures = 0
+            for _ in range(3):
+                try:
+                    got = await store.get_conversation(c.id, now=utcnow())
+                except StoreUnavailable:
+                    failures += 1
+                    continue
+                assert got == c
+                break
+            else:
+                pytest.fail("the store never recovered from its connections being killed")
+            assert failures <= 1
+            await grow(store, c, 1)
+            assert (await store.get_conversation(c.id, now=utcnow())) is not None
+        finally:
+            await store.close()
+
+
 def _head_revision() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
