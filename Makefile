@@ -91,7 +91,7 @@ PROFILE_STORES ?= sqlite postgres redis
 bench-install: $(STAMP_DEV)
 	$(UV) sync --frozen --inexact --extra dev --extra bench
 
-bench: bench-turns bench-streaming bench-frameworks bench-media bench-profile bench-plot
+bench: bench-turns bench-streaming bench-frameworks bench-media bench-tree bench-profile bench-plot
 
 bench-turns: bench-install
 	$(BENCH_PY) bench/turns.py --output $(BENCH_OUT)/turns.json $(BENCH_ARGS)
@@ -104,6 +104,9 @@ bench-frameworks: bench-install
 
 bench-media: bench-install
 	$(BENCH_PY) bench/media.py --output $(BENCH_OUT)/media.json $(BENCH_ARGS)
+
+bench-tree: bench-install
+	$(BENCH_PY) bench/tree_ops.py --json $(BENCH_OUT)/tree_ops.json $(BENCH_ARGS)
 
 bench-profile: bench-install
 	mkdir -p $(BENCH_OUT)/profiles

@@ -4,7 +4,8 @@ uvicorn server; and the stored message rows/keys before and after 100 forks of t
 
 A conversation is seeded by `POST /conversations/import` of a PromptKit state (a linear
 history of alternating user/assistant messages), so seeding costs one request, not 5,000
-turns. Each operation is timed `--rounds` times on the same conversation:
+turns. Each operation is timed `--rounds` times on the same conversation (export a tenth
+as often), the two sizes interleaved round by round after two untimed rounds:
 
 * `checkpoint` — `POST .../checkpoints` at the head;
 * `fork` — `POST .../fork` at the head (a new conversation each round);
@@ -72,25 +73,17 @@ async def expect(response: Awaitable[httpx.Response], status: int) -> dict[str, 
     return body
 
 
-async def timed(
-    rounds: int, op: Callable[[int], Awaitable[None]], after: Callable[[], Awaitable[None]]
-) -> list[float]:
-    out = []
-    for i in range(WARMUP + rounds):
-        t0 = time.perf_counter()
-        await op(i)
-        out.append((time.perf_counter() - t0) * 1000)
-        await after()
-    return out[WARMUP:]
+Step = Callable[[int], Awaitable[None]]
+Undo = Callable[[], Awaitable[None]]
 
 
 async def _nothing() -> None:
     return None
 
 
-async def measure_size(
-    client: httpx.AsyncClient, n: int, rounds: int, ops: tuple[str, ...]
-) -> dict[str, Any]:
+async def prepare(client: httpx.AsyncClient, n: int) -> tuple[str, dict[str, tuple[Step, Undo]]]:
+    """Seed an `n`-message conversation; its id and, per operation, one timed step and
+    the untimed undo that puts the conversation back where the step found it."""
     conv = await expect(
         client.post(
             "/conversations/import",
@@ -142,26 +135,46 @@ async def measure_size(
         if r.status_code != 200:
             raise RuntimeError(f"export: {r.status_code} {r.text}")
 
-    export_rounds = max(3, rounds // 10) if n > 1000 else rounds
-    plans: dict[str, tuple[int, Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]]]]
-    plans = {
-        "checkpoint": (rounds, checkpoint, _nothing),
-        "fork": (rounds, fork, _nothing),
-        "rollback": (rounds, rollback, restore),
-        "edit": (rounds, edit, _nothing),
-        "export": (export_rounds, export, _nothing),
+    return cid, {
+        "checkpoint": (checkpoint, _nothing),
+        "fork": (fork, _nothing),
+        "rollback": (rollback, restore),
+        "edit": (edit, _nothing),
+        "export": (export, _nothing),
     }
-    samples = {op: await timed(*plans[op]) for op in ops}
+
+
+async def measure(
+    client: httpx.AsyncClient, rounds: int, ops: tuple[str, ...]
+) -> dict[int, dict[str, Any]]:
+    """Each operation on every size, interleaved round by round (small, big, small, ...),
+    so a change in the machine's load during the run weighs on both sides of the ratio."""
+    prepared = {n: await prepare(client, n) for n in SIZES}
+    samples: dict[int, dict[str, list[float]]] = {n: {} for n in SIZES}
+    for op in ops:
+        op_rounds = max(3, rounds // 10) if op == "export" else rounds
+        for i in range(WARMUP + op_rounds):
+            for n in SIZES:
+                step, undo = prepared[n][1][op]
+                t0 = time.perf_counter()
+                await step(i)
+                elapsed = (time.perf_counter() - t0) * 1000
+                await undo()
+                if i >= WARMUP:
+                    samples[n].setdefault(op, []).append(elapsed)
     return {
-        "conversation_id": cid,
-        "ops": {
-            op: {
-                "rounds": len(s),
-                "p50_ms": statistics.median(s),
-                "p90_ms": sorted(s)[int(0.9 * (len(s) - 1))],
-            }
-            for op, s in samples.items()
-        },
+        n: {
+            "conversation_id": prepared[n][0],
+            "ops": {
+                op: {
+                    "rounds": len(s),
+                    "p50_ms": statistics.median(s),
+                    "p90_ms": sorted(s)[int(0.9 * (len(s) - 1))],
+                }
+                for op, s in samples[n].items()
+            },
+        }
+        for n in SIZES
     }
 
 
@@ -211,7 +224,7 @@ async def run_store(
         httpx.AsyncClient(base_url=server.base_url, timeout=120) as client,
     ):
         try:
-            sizes = {n: await measure_size(client, n, rounds, ops) for n in SIZES}
+            sizes = await measure(client, rounds, ops)
             big = sizes[SIZES[-1]]["conversation_id"]
             footprint = await forks_footprint(client, store, url, big)
         except (RuntimeError, httpx.HTTPError):
