@@ -29,6 +29,10 @@ Contract, shared by every backend and enforced by `tests/contract/`:
   that message is not stored in the lineage. A summary goes when its covered message is
   deleted (by the deletion rule above, or with the whole lineage), so nothing of a
   deleted history is left behind in a summary.
+* Context items (`ContextItem`) belong to one conversation: `save_context_item` refuses
+  (`ConversationNotFound`, storing nothing) when it is not stored, and they go with it
+  (deletion, expiry: on Redis they follow the lineage's expiry, which outlives the
+  conversation's, and a read finds none once the conversation is gone).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from app.domain import (
     Page,
     Usage,
 )
+from app.domain.context_item import ContextItem
 from app.domain.filters import ConversationFilter as ConversationFilter
 from app.domain.filters import metadata_text as metadata_text
 from app.domain.media import MediaRecord
@@ -260,6 +265,21 @@ class StateStore(ABC):
     @abstractmethod
     async def delete_summary(self, lineage_id: str, summary_id: str) -> bool:
         """True if it existed."""
+
+    # --- context items ------------------------------------------------------------------
+
+    @abstractmethod
+    async def save_context_item(self, item: ContextItem) -> ContextItem:
+        """Store a new item of `item.conversation_id`. Raises `ConversationNotFound` if the
+        conversation is not stored, `Conflict` if the id is taken; nothing stored then."""
+
+    @abstractmethod
+    async def list_context_items(self, conversation_id: str) -> list[ContextItem]:
+        """Every item of the conversation, oldest (`created_at`, then id) first."""
+
+    @abstractmethod
+    async def delete_context_item(self, conversation_id: str, item_id: str) -> bool:
+        """True if the item existed."""
 
     # --- uploaded packs ----------------------------------------------------------------
 

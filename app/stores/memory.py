@@ -21,6 +21,7 @@ from app.domain import (
     Usage,
     utcnow,
 )
+from app.domain.context_item import ContextItem
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
@@ -53,6 +54,7 @@ class MemoryStore(StateStore):
         self._conversations: dict[str, Conversation] = {}
         self._lineages: dict[str, Lineage] = {}
         self._checkpoints: dict[str, dict[str, Checkpoint]] = {}
+        self._context_items: dict[str, dict[str, ContextItem]] = {}
         self._packs: dict[tuple[str, str], dict[str, Any]] = {}
         self._media: dict[str, MediaRecord] = {}
         self._media_by_owner: dict[tuple[str, str], str] = {}  # (user, sha256) -> id
@@ -269,6 +271,25 @@ class MemoryStore(StateStore):
         lineage = self._lineages.get(lineage_id)
         return lineage is not None and lineage.summaries.pop(summary_id, None) is not None
 
+    # --- context items ------------------------------------------------------------------
+
+    async def save_context_item(self, item: ContextItem) -> ContextItem:
+        if item.conversation_id not in self._conversations:
+            raise ConversationNotFound(f"Conversation {item.conversation_id!r} not found.")
+        per_conversation = self._context_items.setdefault(item.conversation_id, {})
+        if item.id in per_conversation:
+            raise Conflict(f"Context item {item.id!r} already exists.")
+        per_conversation[item.id] = item.model_copy(deep=True)
+        return item.model_copy(deep=True)
+
+    async def list_context_items(self, conversation_id: str) -> list[ContextItem]:
+        found = list(self._context_items.get(conversation_id, {}).values())
+        found.sort(key=lambda i: (i.created_at, i.id))
+        return [i.model_copy(deep=True) for i in found]
+
+    async def delete_context_item(self, conversation_id: str, item_id: str) -> bool:
+        return self._context_items.get(conversation_id, {}).pop(item_id, None) is not None
+
     # --- uploaded packs ----------------------------------------------------------------
 
     async def save_pack(
@@ -363,6 +384,7 @@ class MemoryStore(StateStore):
         if c is None:
             return False
         self._checkpoints.pop(conversation_id, None)
+        self._context_items.pop(conversation_id, None)
         lineage = self._lineages.get(c.lineage_id)
         if lineage is None:
             return True

@@ -23,6 +23,8 @@ messages + children index; deletion; checkpoints) is one Lua script on one Clust
     P{L}:sums        hash  summary id -> Summary JSON (follows the lineage's expiry)
     P{L}:gc          hash  `cur`: scan cursor of a chunked reclaim in progress
     P{L}:gct         list  message ids the reclaim looks at again
+    P{L}:ctx         hash  "<conversation id>\\0<item id>" -> ContextItem JSON (follows the
+                           lineage's expiry; a conversation's fields go with it)
 
 Outside lineages, each in its own slot:
 

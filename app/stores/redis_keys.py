@@ -59,6 +59,13 @@ class LineageKeys:
         return f"{self.tag}sums"
 
     @property
+    def ctx(self) -> str:
+        """Hash: "<conversation id>\0<item id>" -> ContextItem JSON
+        (`redis_context_items`); follows the lineage's expiry, an item dropped with its
+        conversation."""
+        return f"{self.tag}ctx"
+
+    @property
     def gc(self) -> str:
         """Hash, present while a deletion's unreachable messages are being reclaimed in
         chunks (`redis_reclaim`): `cur` is the scan cursor over `wr` ("done" once the

@@ -99,7 +99,7 @@ class LineageOps:
     async def touch(self, lk: LineageKeys, cid: str, expires_us: int) -> list[str]:
         """Move the expiry; [expiry version, user_id, pack_id, tok], or [] if absent."""
         reply = await self._scripts.touch(
-            keys=[*lk.with_conversation(cid), lk.sums],
+            keys=[*lk.with_conversation(cid), lk.sums, lk.ctx],
             args=[cid, expires_us, us_to_ms_ceil(expires_us)],
         )
         return [str(v) for v in reply]
@@ -158,7 +158,7 @@ class LineageOps:
             keys = lk.with_conversation(cid)
             for other in others:
                 keys += [lk.conv(other), lk.cps(other)]
-            keys += [lk.mrefs, lk.sums, lk.gc, lk.gct]
+            keys += [lk.ctx, lk.mrefs, lk.sums, lk.gc, lk.gct]
             reply: list[Any] = await self._scripts.delete(
                 keys=keys, args=[cid, mode, now_us, tok, user, *others]
             )

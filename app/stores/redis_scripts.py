@@ -33,7 +33,8 @@ local function lineage_ttl()
     else redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', best)) end
   end
 end
--- A lineage key outside KEYS[1..5] (the summaries hash) takes the lineage's expiry.
+-- A lineage key outside KEYS[1..5] (the summaries and context items hashes) takes the
+-- lineage's expiry.
 local function follow_lineage_ttl(key)
   local ms = redis.call('PTTL', KEYS[1])
   if ms == -1 then redis.call('PERSIST', key) elseif ms > 0 then redis.call('PEXPIRE', key, ms) end
@@ -112,7 +113,7 @@ return {'OK', old[3], old[4], ev, changed, old[1]}
 """
 )
 
-# KEYS: 1-7 as usual, 8 the lineage's summaries hash.
+# KEYS: 1-7 as usual, then the lineage's summaries and context items hashes.
 # ARGV: cid, exp_us, exp_ms. Returns {ev, user, pack, tok}, or {} if the conversation is gone.
 TOUCH = (
     _LINEAGE_TTL
@@ -126,7 +127,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('PEXPIREAT', KEYS[7], ARGV[3])
 redis.call('PEXPIREAT', conv, ARGV[3])
 lineage_ttl()
-if KEYS[8] then follow_lineage_ttl(KEYS[8]) end
+for i = 8, #KEYS do follow_lineage_ttl(KEYS[i]) end
 return {tostring(ev), f[2], f[3], f[1]}
 """
 )
@@ -136,7 +137,7 @@ return {tostring(ev), f[2], f[3], f[1]}
 # ARGV: cid, now_us, expected_head|'', n, count, d_in, d_out, d_tot, d_cost, status|'',
 #       then per message: id, parent|'', writer, json; then the media references of the
 #       messages as "<media id>\\0<message id>" members of KEYS[8] (the lineage's `mrefs`).
-# KEYS[9]: the lineage's summaries hash (takes the lineage's expiry).
+# KEYS[9..]: the lineage's summaries and context items hashes (take the lineage's expiry).
 # Returns {'OK', HGETALL of the conversation} | {'NOTFOUND'} | {'HEAD'} | {'DUP'}
 APPEND = (
     _LINEAGE_TTL
@@ -185,7 +186,7 @@ if st[4] then
   redis.call('PEXPIREAT', KEYS[7], exp_ms)
 end
 lineage_ttl()
-if KEYS[9] then follow_lineage_ttl(KEYS[9]) end
+for i = 9, #KEYS do follow_lineage_ttl(KEYS[i]) end
 return {'OK', redis.call('HGETALL', conv)}
 """
 )
@@ -238,7 +239,8 @@ return 'OK'
 # reclaim (`redis_reclaim.STEP`), or drops the whole lineage when nothing else is alive.
 # KEYS: 1-5 fixed, 6 conv, 7 cps, then (conv, cps) of every other conversation of the
 # lineage, as the client read them from `convs` (checked here: {-1} asks for a retry),
-# then the lineage's `mrefs`, `sums`, `gc` and `gct` (the last four).
+# then the lineage's `ctx`, `mrefs`, `sums`, `gc` and `gct` (the last five; `ctx`: the
+# context items, dropped with their conversation).
 # ARGV: cid, mode ('any' | 'expired' | 'stale'), now_us, tok|'', user|'', other ids...
 # 'expired' deletes only if expired at now_us; 'stale' reclaims the messages of an
 # incarnation Redis already expired (its `convs` entry is left, its hash is gone).
@@ -248,6 +250,7 @@ DELETE = (
     _LINEAGE_TTL
     + """
 local conv = KEYS[6]
+local ctx = KEYS[#KEYS - 4]
 local mrefs, sums, gc, gct = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local info = nil
 if redis.call('EXISTS', conv) == 1 then
@@ -280,10 +283,12 @@ if count ~= n_others then return {-1} end
 redis.call('UNLINK', conv, KEYS[7])
 redis.call('HDEL', KEYS[1], ARGV[1])
 local any_alive = false
+local alive = {}
 for i = 6, #ARGV do
   local ck, cpk = KEYS[8 + (i - 6) * 2], KEYS[9 + (i - 6) * 2]
   if redis.call('EXISTS', ck) == 1 then
     any_alive = true
+    alive[ARGV[i]] = true
   else
     redis.call('HDEL', KEYS[1], ARGV[i])
     redis.call('DEL', cpk)
@@ -292,13 +297,19 @@ end
 if not any_alive then
   -- UNLINK: the lineage's hashes are freed in the background, so this is O(1) here
   -- however many messages the lineage holds.
-  redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], mrefs, sums, gc, gct)
+  redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ctx, mrefs, sums, gc, gct)
   return info
+end
+-- the context items of every conversation that is not alive go (O(items of the lineage))
+for _, field in ipairs(redis.call('HKEYS', ctx)) do
+  local sep = string.find(field, '\0', 1, true)
+  if not sep or not alive[string.sub(field, 1, sep - 1)] then redis.call('HDEL', ctx, field) end
 end
 -- a new pass over the lineage's messages: this deletion's are candidates from now on
 redis.call('HSET', gc, 'cur', '0')
 lineage_ttl()
 follow_lineage_ttl(sums)
+follow_lineage_ttl(ctx)
 follow_lineage_ttl(gc)
 follow_lineage_ttl(gct)
 return info

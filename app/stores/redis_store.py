@@ -18,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage
+from app.domain.context_item import ContextItem
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
@@ -52,6 +53,7 @@ from app.stores.redis_conn import (
     parse_redis_url,
     unavailable,
 )
+from app.stores.redis_context_items import ContextItemOps
 from app.stores.redis_index import Indexes
 from app.stores.redis_keys import (
     LineageKeys,
@@ -86,6 +88,7 @@ class _Parts:
     directory: Directory
     media: MediaOps
     summaries: SummaryOps
+    context_items: ContextItemOps
 
 
 class RedisStore(StateStore):
@@ -157,6 +160,7 @@ class RedisStore(StateStore):
             directory,
             MediaOps(client, self.keys),
             SummaryOps(client, self.keys),
+            ContextItemOps(client),
         )
 
     async def close(self) -> None:
@@ -381,7 +385,7 @@ class RedisStore(StateStore):
             args += [f"{media_id}\x00{message_id}" for message_id, media_id in refs]
         lk = self.keys.lineage(c.lineage_id)
         reply = await self._p.scripts.append(
-            keys=[*lk.with_conversation(c.id), lk.mrefs, lk.sums], args=args
+            keys=[*lk.with_conversation(c.id), lk.mrefs, lk.sums, lk.ctx], args=args
         )
         outcome = reply[0]
         if outcome == "NOTFOUND":
@@ -494,6 +498,36 @@ class RedisStore(StateStore):
         async def delete(lk: LineageKeys) -> bool | None:
             removed: int = await self.client.hdel(lk.cps(conversation_id), checkpoint_id)
             return removed > 0 or None
+
+        return bool(await self._p.directory.on_lineage(conversation_id, delete))
+
+    # --- context items ------------------------------------------------------------------
+
+    @guarded
+    async def save_context_item(self, item: ContextItem) -> ContextItem:
+        cid = item.conversation_id
+
+        async def save(lk: LineageKeys) -> str | None:
+            return await self._p.context_items.save(lk, item)
+
+        outcome = await self._p.directory.on_lineage(cid, save)
+        if outcome is None:
+            raise ConversationNotFound(f"Conversation {cid!r} not found.")
+        if outcome == "CONFLICT":
+            raise Conflict(f"Context item {item.id!r} already exists.")
+        return item.model_copy(deep=True)
+
+    @guarded
+    async def list_context_items(self, conversation_id: str) -> list[ContextItem]:
+        async def load(lk: LineageKeys) -> list[ContextItem] | None:
+            return await self._p.context_items.of_conversation(lk, conversation_id) or None
+
+        return await self._p.directory.on_lineage(conversation_id, load) or []
+
+    @guarded
+    async def delete_context_item(self, conversation_id: str, item_id: str) -> bool:
+        async def delete(lk: LineageKeys) -> bool | None:
+            return await self._p.context_items.delete(lk, conversation_id, item_id) or None
 
         return bool(await self._p.directory.on_lineage(conversation_id, delete))
 

@@ -29,6 +29,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage, utcnow
+from app.domain.context_item import ContextItem
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
@@ -40,7 +41,7 @@ from app.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from app.stores import sql_media, sql_packs, sql_summaries
+from app.stores import sql_context_items, sql_media, sql_packs, sql_summaries
 from app.stores._common import (
     Unreadable,
     decode_listed,
@@ -492,6 +493,21 @@ class SqlStore(StateStore):
     async def delete_summary(self, lineage_id: str, summary_id: str) -> bool:
         async with self._write() as conn:
             return await sql_summaries.delete(conn, lineage_id, summary_id)
+
+    # --- context items ------------------------------------------------------------------
+
+    async def save_context_item(self, item: ContextItem) -> ContextItem:
+        async with self._write() as conn:
+            await sql_context_items.insert(conn, item)
+        return item.model_copy(deep=True)
+
+    async def list_context_items(self, conversation_id: str) -> list[ContextItem]:
+        async with self._read() as conn:
+            return await sql_context_items.of_conversation(conn, conversation_id)
+
+    async def delete_context_item(self, conversation_id: str, item_id: str) -> bool:
+        async with self._write() as conn:
+            return await sql_context_items.delete(conn, conversation_id, item_id)
 
     # --- uploaded packs ----------------------------------------------------------------
 

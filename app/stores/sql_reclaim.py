@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.stores.sql_tables import checkpoints, conversations, messages
+from app.stores.sql_tables import checkpoints, context_items, conversations, messages
 
 
 async def reclaim_conversation(
@@ -60,6 +60,8 @@ async def reclaim_conversation(
             reach = _reachable(lineage_id, conversation_id, _fork_points(others))
             await conn.execute(sa.delete(m).where(orphaned, m.c.id.not_in(sa.select(reach.c.id))))
     await conn.execute(sa.delete(cp).where(cp.c.conversation_id == conversation_id))
+    ci = context_items
+    await conn.execute(sa.delete(ci).where(ci.c.conversation_id == conversation_id))
     await conn.execute(sa.delete(c).where(c.c.id == conversation_id))
     return True
 

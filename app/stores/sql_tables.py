@@ -18,6 +18,8 @@ Layout (DESIGN §3/§4):
 * `media` / `media_refs`: media records and the message references to them (DESIGN §13).
 * `summaries`: context summaries (`Summary`), keyed (lineage_id, id), cascading with the
   message they cover (so with the lineage too).
+* `context_items`: a conversation's context items (`ContextItem`), keyed
+  (conversation_id, id), cascading with the conversation.
 """
 
 from __future__ import annotations
@@ -268,6 +270,22 @@ summaries = sa.Table(
     ),
     sa.Index("ix_summaries_lineage_created", "lineage_id", "created_at"),
     sa.Index("ix_summaries_message", "lineage_id", "covers_message_id"),
+)
+
+context_items = sa.Table(
+    "context_items",
+    metadata,
+    sa.Column("conversation_id", ORDERED_ID, primary_key=True),
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["conversation_id"],
+        ["conversations.id"],
+        ondelete="CASCADE",
+        name="fk_context_items_conversation",
+    ),
+    sa.Index("ix_context_items_conversation_created", "conversation_id", "created_at"),
 )
 
 # Conversation fields held in columns; everything else goes to `data`.

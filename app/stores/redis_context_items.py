@@ -1,0 +1,69 @@
+"""Context items in the Redis store.
+
+Layout: one hash per lineage, `<prefix>{<lineage_id>}:ctx`, field
+"<conversation id>\\0<item id>" -> `ContextItem` JSON, under the lineage's hash tag. Like
+the summaries hash it follows the lineage's expiry (the append and touch scripts copy the
+lineage's TTL onto it, and so does the save script here), which is never earlier than any
+of its conversations'; the deletion script drops a conversation's fields with it, and the
+whole hash with the lineage. Reads check the conversation's hash first, so an expired
+conversation has no items whatever is left of the hash.
+"""
+
+from __future__ import annotations
+
+from redis.commands.core import AsyncScript
+
+from app.domain.context_item import ContextItem
+from app.stores.redis_conn import RedisClient
+from app.stores.redis_keys import KID_SEP, LineageKeys
+
+# KEYS: convs, conversation hash, ctx. ARGV: field, JSON.
+SAVE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 'NOTFOUND' end
+if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then return 'CONFLICT' end
+local ms = redis.call('PTTL', KEYS[1])
+if ms == -1 then redis.call('PERSIST', KEYS[3])
+elseif ms > 0 then redis.call('PEXPIRE', KEYS[3], ms) end
+return 'OK'
+"""
+
+# KEYS: conversation hash, ctx. ARGV: the conversation's field prefix.
+LIST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local out = {}
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, #ARGV[1]) == ARGV[1] then out[#out + 1] = all[i + 1] end
+end
+return out
+"""
+
+
+def _field(conversation_id: str, item_id: str) -> str:
+    return f"{conversation_id}{KID_SEP}{item_id}"
+
+
+class ContextItemOps:
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+        self._save: AsyncScript = client.register_script(SAVE)
+        self._list: AsyncScript = client.register_script(LIST)
+
+    async def save(self, lk: LineageKeys, item: ContextItem) -> str | None:
+        """None if the conversation is not in this lineage (the caller re-reads its ref)."""
+        outcome: str = await self._save(
+            keys=[lk.convs, lk.conv(item.conversation_id), lk.ctx],
+            args=[_field(item.conversation_id, item.id), item.model_dump_json()],
+        )
+        return None if outcome == "NOTFOUND" else outcome
+
+    async def of_conversation(self, lk: LineageKeys, conversation_id: str) -> list[ContextItem]:
+        values = await self._list(
+            keys=[lk.conv(conversation_id), lk.ctx], args=[_field(conversation_id, "")]
+        )
+        found = [ContextItem.model_validate_json(v) for v in values]
+        found.sort(key=lambda i: (i.created_at, i.id))
+        return found
+
+    async def delete(self, lk: LineageKeys, conversation_id: str, item_id: str) -> bool:
+        return bool(await self._client.hdel(lk.ctx, _field(conversation_id, item_id)))
