@@ -124,6 +124,10 @@ class SummaryNotFound(NotFound):
     code, title = "summary_not_found", "Summary not found"
 
 
+class ContextItemNotFound(NotFound):
+    code, title = "context_item_not_found", "Context item not found"
+
+
 class MediaNotFound(NotFound):
     """Unknown media id, or another user's (no existence leak)."""
 
@@ -186,6 +190,12 @@ class MediaTooLarge(ParleyError):
     """A media part over the prompt's `max_size_mb` or the service's `PARLEY_MEDIA_MAX_MB`."""
 
     status, code, title = 413, "media_too_large", "Media too large"
+
+
+class ContextItemTooLarge(ParleyError):
+    """A context item's text over `PARLEY_CONTEXT_ITEM_MAX_KB`."""
+
+    status, code, title = 413, "context_item_too_large", "Context item too large"
 
 
 class RangeNotSatisfiable(ParleyError):

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from app.api import (
     context,
+    context_items,
     conversations,
     export,
     health,
@@ -79,6 +80,7 @@ def create_app(
         conversations,
         messages,
         context,
+        context_items,
         summaries,
         tree,
         export,

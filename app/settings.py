@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # The largest body POST /conversations/import takes (a whole conversation document).
     import_max_mb: int = Field(default=64, gt=0)
 
+    # The largest text of one context item (POST /conversations/{id}/context), in KB of
+    # UTF-8; and how many items one conversation holds.
+    context_item_max_kb: int = Field(default=64, gt=0)
+    context_items_max: int = Field(default=50, gt=0)
     default_max_input_tokens: int = Field(default=8000, gt=0)
     default_reserve_output_tokens: int = Field(default=1024, ge=0)
 

@@ -19,6 +19,7 @@ from app.domain import (
     ToolCall,
     Usage,
 )
+from app.domain.context_item import ContextItem
 from app.domain.model import DomainModel
 from app.domain.run import PendingApproval, RunContext, RunKind
 from app.domain.summary import Summary
@@ -163,6 +164,11 @@ class Stats(DomainModel):
 class CheckpointList(DomainModel):
     data: list[Checkpoint]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for older ones.")
+
+
+class ContextItemList(DomainModel):
+    data: list[ContextItem] = Field(description="Oldest first.")
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for newer ones.")
 
 
 class SummaryList(DomainModel):

@@ -23,6 +23,11 @@ class ContextBudget(DomainModel):
     input_budget: int
     system: int
     context_items: int = 0
+    context_items_share: int = Field(
+        default=0,
+        description="The items' budget share: `context_policy.max_context_tokens`, default "
+        "input_budget / 4 (pinned items may exceed it, except with strategy `fail`).",
+    )
     summary: int = 0
     history: int
     pending: int = Field(
@@ -47,6 +52,16 @@ class ContextPreview(DomainModel):
     dropped: int = Field(
         description="Messages of the current path left out of the window (those the "
         "summary in use stands for included)."
+    )
+    context_item_ids: list[str] = Field(
+        default_factory=list,
+        description="Context items the request carries (after the system prompt), oldest "
+        "first: every pinned one, then unpinned ones newest first while their share lasts.",
+    )
+    dropped_context_item_ids: list[str] = Field(
+        default_factory=list,
+        description="Unpinned context items left out: the share "
+        "(`budget.context_items_share`) was used.",
     )
     summary: Summary | None = Field(
         default=None,

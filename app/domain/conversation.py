@@ -56,6 +56,15 @@ class ContextPolicy(DomainModel):
     reserve_output_tokens: int = Field(default=1024, ge=0, le=MAX_CONTEXT_TOKENS)
     strategy: ContextStrategy = "truncate_oldest"
     max_messages: int | None = Field(default=None, gt=0, le=MAX_CONTEXT_MESSAGES)
+    max_context_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_CONTEXT_TOKENS,
+        description="The context items' budget share (input tokens, every strategy): "
+        "pinned items always go, unpinned ones newest first while the share lasts; the "
+        "history gets what is left. Smaller than max_input_tokens - reserve_output_tokens. "
+        "Default: a quarter of that input budget.",
+    )
     summarizer: Summarizer | None = Field(
         default=None,
         description="strategy `summarize`: the configured provider (and model) that writes "

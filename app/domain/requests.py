@@ -198,3 +198,38 @@ class ForkConversation(_Input):
     )
     metadata: Metadata | None = Field(default=None, description="Default: the source's.")
     ttl_seconds: TtlSeconds = None
+
+
+class AddContextItem(_Input):
+    """Exactly one of `content` and `media_id`."""
+
+    content: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Text or Markdown, sent as is (at most PARLEY_CONTEXT_ITEM_MAX_KB).",
+    )
+    media_id: Id | None = Field(
+        default=None,
+        description="Your uploaded media (POST /media) of type text/plain or text/markdown: "
+        "its UTF-8 text becomes the item's content. Other types are refused with 422 "
+        "`unsupported_media` (PDF text extraction is not supported yet).",
+    )
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Where it comes from (file name, URL); sent to the model before the text. "
+        "Default: the media's file name, if any.",
+    )
+    pinned: bool = Field(
+        default=False,
+        description="Always sent; unpinned items are sent newest first while the items' "
+        "budget share (context_policy.max_context_tokens) lasts.",
+    )
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _content_or_media(self) -> AddContextItem:
+        if (self.content is None) == (self.media_id is None):
+            raise ValueError("give exactly one of content and media_id")
+        return self

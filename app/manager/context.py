@@ -1,14 +1,16 @@
 """Context building: what one provider call sends (DESIGN §5 step 3).
 
-The window is the rendered system prompt, then as much of the path (newest first) as the
-conversation's `context_policy` allows, then the messages of the turn in progress, which
-are always sent. A window cut by the token budget starts at a `user` message; a
+The window is the rendered system prompt, then the conversation's context items within
+their budget share (`app.manager.context_item_window`), then as much of the path (newest
+first) as the conversation's `context_policy` allows, then the messages of the turn in
+progress, which are always sent. A window cut by the token budget starts at a `user` message; a
 `sliding_window` cut by `max_messages` holds exactly the last `max_messages` messages
 (this turn's included) less any leading tool results whose assistant call fell out. Either
 way an assistant tool call is never separated from its tool results. With `fail`, a window
 that cannot hold the whole path is a 422 `context_overflow` naming the sizes. With
 `summarize`, a stored summary stands for the oldest span, sent as a system message after
-the system prompt (`app.manager.context_summary`).
+the system prompt and the items (`app.manager.context_summary`). History budget = input
+budget - system - tools - items - this turn's messages (the summary comes out of it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from app.domain.media_tokens import TokenRule
 from app.domain.run import RunContext
 from app.domain.summary import Summary
 from app.errors import ContextOverflow
+from app.manager.context_item_window import select_items
 from app.manager.context_summary import SummaryOutcome, SummaryWindows
 from app.manager.message_cache import (
     CachedMessage,
@@ -57,6 +60,8 @@ class ContextWindow:
     summary_pending: bool = False  # a new summary was needed and not written (dry run)
     summary_error: str | None = None  # why summarizing failed (truncate_oldest instead)
     summaries_created: list[Summary] = field(default_factory=list)
+    context_item_ids: list[str] = field(default_factory=list)  # sent, oldest first
+    dropped_context_item_ids: list[str] = field(default_factory=list)
 
 
 def tool_specs(pack: PromptPack, prompt_name: str) -> list[ToolSpec]:
@@ -133,11 +138,15 @@ class ContextBuilder:
         pending_tokens = sum(message_tokens(m) for m in pending) + pending_media
         correction = self._calibration.factor(conversation.id)
         input_budget = self.input_budget(conversation)
-        fixed = system + tool_tokens + pending_tokens
+        items = select_items(
+            conversation, await self._store.list_context_items(conversation.id), input_budget
+        )
+        fixed = system + tool_tokens + items.tokens + pending_tokens
         if fixed > input_budget:
             raise ContextOverflow(
-                f"The system prompt, tools and this turn need ~{fixed} tokens but the context "
-                f"policy allows {input_budget} input tokens.",
+                f"The system prompt, tools, context items (~{items.tokens}) and this turn "
+                f"need ~{fixed} tokens but the context policy allows {input_budget} input "
+                "tokens.",
             )
         history_budget = input_budget - fixed
         window = policy.max_messages if policy.strategy == "sliding_window" else None
@@ -184,16 +193,17 @@ class ContextBuilder:
             kept = sum(c.cost(rule) for c in history)
             raise ContextOverflow(
                 f"The history has {path_length} messages; {history_budget} of the "
-                f"{input_budget} input tokens are left for it after the system prompt, tools "
-                f"and this turn (~{fixed}), which hold the newest {len(history)} (~{kept} "
-                f"tokens); {dropped} messages do not fit and the conversation's context "
-                "policy is 'fail'."
+                f"{input_budget} input tokens are left for it after the system prompt, tools, "
+                f"context items and this turn (~{fixed}), which hold the newest "
+                f"{len(history)} (~{kept} tokens); {dropped} messages do not fit and the "
+                "conversation's context policy is 'fail'."
             )
         history.reverse()
         request = ProviderRequest.model_construct(
             model=conversation.model,
             system=conversation.system_prompt or None,
-            messages=summary_messages
+            messages=items.messages
+            + summary_messages
             + [c.provider_message for c in history]
             + [to_provider_message(m) for m in pending],
             tools=tools,
@@ -212,6 +222,8 @@ class ContextBuilder:
             budget={
                 "system": system,
                 "tools": tool_tokens,
+                "context_items": items.tokens,
+                "context_items_share": items.share,
                 "history": sum(c.cost(rule) for c in history),
                 "summary": summary.tokens if summary else 0,
                 "pending": pending_tokens,
@@ -225,6 +237,8 @@ class ContextBuilder:
             summary_pending=outcome.pending,
             summary_error=outcome.error,
             summaries_created=outcome.created,
+            context_item_ids=items.included_ids,
+            dropped_context_item_ids=items.dropped_ids,
         )
 
 

@@ -107,15 +107,24 @@ class ContextPreviewService:
                 input_budget=b["input_budget"],
                 correction=window.correction,
                 system=b["system"],
+                context_items=b["context_items"],
+                context_items_share=b["context_items_share"],
                 summary=b["summary"],
                 history=b["history"],
                 pending=b["pending"],
                 tools=b["tools"],
                 media=b["media"],
-                total=b["system"] + b["summary"] + b["history"] + b["pending"] + b["tools"],
+                total=b["system"]
+                + b["context_items"]
+                + b["summary"]
+                + b["history"]
+                + b["pending"]
+                + b["tools"],
             ),
             included_message_ids=[i for i in window.included_ids if i != PREVIEW_MESSAGE_ID],
             dropped=window.dropped,
+            context_item_ids=window.context_item_ids,
+            dropped_context_item_ids=window.dropped_context_item_ids,
             summary=window.summary,
             summary_pending=window.summary_pending,
             request_body=provider.request_body(request),

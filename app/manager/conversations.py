@@ -389,3 +389,10 @@ def _check_policy(policy: ContextPolicy, providers: Mapping[str, LLMProvider]) -
             "reserve_output_tokens must be smaller than max_input_tokens.",
             errors=[{"loc": ["body", "context_policy"], "msg": "reserve >= max_input_tokens"}],
         )
+    room = policy.max_input_tokens - policy.reserve_output_tokens
+    if policy.max_context_tokens is not None and policy.max_context_tokens >= room:
+        raise InvalidRequest(
+            f"max_context_tokens ({policy.max_context_tokens}) must be smaller than "
+            f"max_input_tokens - reserve_output_tokens ({room}): the history needs room too.",
+            errors=[{"loc": [*loc, "max_context_tokens"], "msg": "not below the input budget"}],
+        )

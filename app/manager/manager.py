@@ -15,6 +15,7 @@ from app.domain import new_id, utcnow
 from app.errors import NotReady
 from app.manager.branch_points import BranchPoints
 from app.manager.context import ContextBuilder
+from app.manager.context_items import ContextItemService
 from app.manager.context_preview import ContextPreviewService
 from app.manager.context_summary import SummaryWindows
 from app.manager.conversations import ConversationService
@@ -114,6 +115,13 @@ class ConversationManager:
             packs=self.packs,
             context=builder,
             summarizer=self.summarizer,
+            clock=clock,
+        )
+        self.context_items = ContextItemService(
+            store=store,
+            conversations=self.conversations,
+            media=self.media,
+            settings=settings,
             clock=clock,
         )
         self.export = ExportService(store=store, conversations=self.conversations, clock=clock)

@@ -37,6 +37,7 @@ from app.errors import (
     MessageNotFound,
     VersionConflict,
 )
+from app.manager.context_items import copy_context_items
 from app.manager.conversations import ConversationService
 from app.stores.base import StateStore
 
@@ -341,7 +342,8 @@ class TreeService:
         self, principal: Principal, conversation_id: str, req: ForkConversation
     ) -> Conversation:
         """A new conversation of the same lineage whose head is the chosen message: no
-        message is copied, so a fork costs the same at any history length."""
+        message is copied, so a fork costs the same at any history length. The source's
+        context items are copied (they are the conversation's own state, and few)."""
         if req.checkpoint_id is not None and req.message_id is not None:
             raise InvalidRequest(
                 "Give at most one of checkpoint_id and message_id.",
@@ -388,5 +390,10 @@ class TreeService:
             # the source was deleted while forking and took the fork point with it
             await self._store.delete_conversation(fork_id)
             raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
+        try:
+            await copy_context_items(self._store, src.id, fork_id)
+        except Exception:
+            await self._store.delete_conversation(fork_id)  # no fork with half its items
+            raise
         log.info("conversation forked id=%s from=%s at=%s", fork_id, src.id, fork.head_message_id)
         return created

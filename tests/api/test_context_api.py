@@ -60,6 +60,12 @@ async def test_preview_equals_the_next_real_request_byte_for_byte(
         cid = conv["id"]
         for i in range(3):
             await send(client, cid, f"question {i} ü ✓")
+        r = await client.post(
+            f"/conversations/{cid}/context",
+            json={"content": "# Reference ✓\nThe answer is 42.", "source": "ref.md"},
+        )
+        assert r.status_code == 201, r.text
+        item = r.json()
         r = await client.get(f"/conversations/{cid}/context", params={"content": "next one ✓"})
         assert r.status_code == 200, r.text
         preview = r.json()
@@ -70,10 +76,16 @@ async def test_preview_equals_the_next_real_request_byte_for_byte(
     assert preview["provider"] == "openai" and preview["model"] == "gpt-4o-mini"
     assert preview["dropped"] == 0 and len(preview["included_message_ids"]) == 6
     b = preview["budget"]
-    assert b["total"] == b["system"] + b["history"] + b["pending"] + b["tools"]
+    assert b["total"] == b["system"] + b["context_items"] + b["history"] + b["pending"] + b["tools"]
     assert b["tools"] > 0 and b["system"] > 0 and b["pending"] > 0
     assert b["input_budget"] == b["max_input_tokens"] - b["reserved_output"] >= b["total"]
-    assert preview["summary"] is None and b["summary"] == 0 and b["context_items"] == 0
+    assert preview["summary"] is None and b["summary"] == 0
+    assert b["context_items"] == item["tokens"] > 0 and preview["context_item_ids"] == [item["id"]]
+    sent = json.loads(rec.raw[-1].content)["messages"]
+    assert sent[1] == {
+        "role": "system",
+        "content": "[Context item: ref.md]\n# Reference ✓\nThe answer is 42.",
+    }
 
 
 async def test_preview_without_content_is_the_history_window(client: httpx.AsyncClient) -> None:

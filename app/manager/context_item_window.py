@@ -1,0 +1,84 @@
+"""Which context items a provider call carries, and how (DESIGN §6).
+
+Items are sent after the system prompt (before the summary and the history), one system
+message each, oldest first. Their budget share is `context_policy.max_context_tokens`
+(default `DEFAULT_SHARE_DIVISOR`: a quarter of the input budget). Pinned items always go:
+with strategy `fail`, pinned items over the share are a 422 `context_overflow`; with the
+other strategies they go anyway and take the history's room (pinned means always), and
+only a window that cannot hold them at all is a `context_overflow`. Unpinned items are
+taken newest first, each one that still fits the share's remainder, so one large item
+does not shut out the smaller older ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from app.domain import Conversation
+from app.domain.context_item import ContextItem
+from app.errors import ContextOverflow
+from app.manager.token_count import provider_message_tokens
+from app.providers.base import ProviderMessage
+
+DEFAULT_SHARE_DIVISOR = 4
+
+
+def item_message(content: str, source: str | None) -> ProviderMessage:
+    """An item as the window carries it: a system message, its source first."""
+    header = f"[Context item: {source}]\n" if source else "[Context item]\n"
+    return ProviderMessage(role="system", content=header + content)
+
+
+def item_tokens(content: str, source: str | None) -> int:
+    """Input tokens of the item as sent (text only, so the same by every media rule)."""
+    return provider_message_tokens(item_message(content, source), "openai")
+
+
+def items_share(conversation: Conversation, input_budget: int) -> int:
+    policy = conversation.context_policy
+    if policy.max_context_tokens is not None:
+        return min(policy.max_context_tokens, input_budget)
+    return input_budget // DEFAULT_SHARE_DIVISOR
+
+
+@dataclass
+class ItemsWindow:
+    messages: list[ProviderMessage] = field(default_factory=list)
+    included_ids: list[str] = field(default_factory=list)  # oldest first
+    dropped_ids: list[str] = field(default_factory=list)
+    tokens: int = 0
+    share: int = 0
+
+
+def select_items(
+    conversation: Conversation, items: Sequence[ContextItem], input_budget: int
+) -> ItemsWindow:
+    """The items of the next call (`items` oldest first, as the store lists them)."""
+    share = items_share(conversation, input_budget)
+    if not items:
+        return ItemsWindow(share=share)
+    pinned = [i for i in items if i.pinned]
+    pinned_tokens = sum(i.tokens for i in pinned)
+    strict = conversation.context_policy.strategy == "fail"
+    if pinned_tokens > (share if strict else input_budget):
+        limit = "their share (max_context_tokens)" if strict else "the input budget"
+        raise ContextOverflow(
+            f"The {len(pinned)} pinned context items need ~{pinned_tokens} tokens but "
+            f"{limit} is {share if strict else input_budget} tokens (input budget "
+            f"{input_budget}); unpin or delete some."
+        )
+    chosen = {i.id for i in pinned}
+    left = share - pinned_tokens
+    for item in reversed(items):
+        if not item.pinned and item.tokens <= left:
+            chosen.add(item.id)
+            left -= item.tokens
+    kept = [i for i in items if i.id in chosen]
+    return ItemsWindow(
+        messages=[item_message(i.content, i.source) for i in kept],
+        included_ids=[i.id for i in kept],
+        dropped_ids=[i.id for i in items if i.id not in chosen],
+        tokens=sum(i.tokens for i in kept),
+        share=share,
+    )

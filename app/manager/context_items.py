@@ -1,0 +1,164 @@
+"""`/conversations/{id}/context` items: reference documents and notes a conversation
+carries (`app.domain.context_item`); the context builder sends them
+(`app.manager.context_item_window`).
+
+An item's text is fixed when it is added: `content`, or the UTF-8 text of the user's own
+uploaded text/plain or text/markdown media (read once, decoded in a thread). Other media
+types are refused (PDF text extraction is not supported yet), as is text over
+`PARLEY_CONTEXT_ITEM_MAX_KB` (413) and an item beyond `PARLEY_CONTEXT_ITEMS_MAX`.
+A fork gets a copy of its source's items at fork time (`copy_context_items`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+from app.domain import Page, new_id
+from app.domain.context_item import ContextItem
+from app.domain.pagination import decode_cursor, encode_cursor
+from app.domain.principal import Principal
+from app.domain.requests import AddContextItem
+from app.errors import (
+    ContextItemNotFound,
+    ContextItemTooLarge,
+    InvalidCursor,
+    InvalidRequest,
+    UnsupportedMedia,
+)
+from app.manager.context_item_window import item_tokens
+from app.manager.conversations import ConversationService
+from app.manager.media import MediaService
+from app.settings import Settings
+from app.stores.base import StateStore
+
+TEXT_TYPES = frozenset({"text/plain", "text/markdown"})
+
+
+class ContextItemService:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        conversations: ConversationService,
+        media: MediaService,
+        settings: Settings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._conversations = conversations
+        self._media = media
+        self._max_bytes = settings.context_item_max_kb * 1024
+        self._max_items = settings.context_items_max
+        self._now = clock
+
+    async def add(
+        self, principal: Principal, conversation_id: str, body: AddContextItem
+    ) -> ContextItem:
+        conv = await self._conversations.get(principal, conversation_id)
+        source = body.source
+        if body.media_id is not None:
+            content, filename = await self._media_text(principal, body.media_id)
+            source = source or filename
+        else:
+            assert body.content is not None  # the model's validator
+            content = body.content
+            if len(content.encode()) > self._max_bytes:
+                raise self._too_large()
+        if not content.strip():
+            raise InvalidRequest(
+                "The context item has no text (only whitespace counts as empty too).",
+                errors=[{"loc": ["body", "content"], "msg": "non-blank text required"}],
+            )
+        if len(await self._store.list_context_items(conv.id)) >= self._max_items:
+            raise InvalidRequest(
+                f"The conversation already has {self._max_items} context items "
+                "(PARLEY_CONTEXT_ITEMS_MAX); delete one first.",
+                errors=[{"loc": ["body"], "msg": "too many context items"}],
+            )
+        item = ContextItem(
+            id=new_id(),
+            conversation_id=conv.id,
+            content=content,
+            media_id=body.media_id,
+            source=source,
+            pinned=body.pinned,
+            metadata=body.metadata,
+            tokens=item_tokens(content, source),
+            created_at=self._now(),
+        )
+        return await self._store.save_context_item(item)
+
+    async def list(
+        self, principal: Principal, conversation_id: str, *, limit: int, cursor: str | None
+    ) -> Page[ContextItem]:
+        """Oldest first. The cursor is the (created_at, id) of the last one returned, so an
+        item deleted between pages does not break paging."""
+        conv = await self._conversations.get(principal, conversation_id)
+        items = await self._store.list_context_items(conv.id)
+        if cursor is not None:
+            when, last_id = decode_cursor(cursor, 2)
+            try:
+                after = (datetime.fromisoformat(when), last_id)
+            except ValueError:
+                raise InvalidCursor("The cursor is not one this service issued.") from None
+            items = [i for i in items if (i.created_at, i.id) > after]
+        page = items[:limit]
+        next_cursor = None
+        if len(items) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
+        return Page(data=page, next_cursor=next_cursor)
+
+    async def get(self, principal: Principal, conversation_id: str, item_id: str) -> ContextItem:
+        conv = await self._conversations.get(principal, conversation_id)
+        for item in await self._store.list_context_items(conv.id):
+            if item.id == item_id:
+                return item
+        raise ContextItemNotFound(f"Context item {item_id!r} not found in this conversation.")
+
+    async def delete(self, principal: Principal, conversation_id: str, item_id: str) -> None:
+        conv = await self._conversations.get(principal, conversation_id)
+        if not await self._store.delete_context_item(conv.id, item_id):
+            raise ContextItemNotFound(f"Context item {item_id!r} not found in this conversation.")
+
+    async def _media_text(self, principal: Principal, media_id: str) -> tuple[str, str | None]:
+        record = await self._media.get(principal, media_id)
+        mime = record.mime_type.split(";")[0].strip().lower()
+        if mime == "application/pdf":
+            raise UnsupportedMedia(
+                f"Media {media_id!r} is a PDF: reading PDF text into a context item is not "
+                "supported yet; upload its text as text/plain or text/markdown."
+            )
+        if mime not in TEXT_TYPES:
+            raise UnsupportedMedia(
+                f"Media {media_id!r} is {record.mime_type}; a context item reads text/plain "
+                "or text/markdown only."
+            )
+        if record.size_bytes > self._max_bytes:
+            raise self._too_large()
+        last = max(record.size_bytes - 1, 0)
+        data = b"".join([chunk async for chunk in self._media.read(record, 0, last)])
+        try:
+            text = await asyncio.to_thread(data.decode, "utf-8")
+        except UnicodeDecodeError:
+            raise UnsupportedMedia(f"Media {media_id!r} is not UTF-8 text.") from None
+        return text, record.filename
+
+    def _too_large(self) -> ContextItemTooLarge:
+        return ContextItemTooLarge(
+            f"A context item holds at most {self._max_bytes // 1024} KB of text "
+            "(PARLEY_CONTEXT_ITEM_MAX_KB)."
+        )
+
+
+async def copy_context_items(store: StateStore, source_id: str, target_id: str) -> None:
+    """Give `target_id` (a new fork) a copy of every item of `source_id`: new ids, the
+    same order, times and pins. Items are small and a fork gets few of them; the copy is
+    not atomic with the fork's creation (a failure here deletes the fork, see
+    `TreeService.fork`)."""
+    for item in await store.list_context_items(source_id):
+        await store.save_context_item(
+            item.model_copy(update={"id": new_id(), "conversation_id": target_id})
+        )
