@@ -171,7 +171,8 @@ class StateStore(ABC):
     async def footprint(self, lineage_id: str, conversation_ids: Sequence[str]) -> dict[str, int]:
         """For tests and ops: how many rows (SQL), entries (memory) or keys and index
         entries (Redis) the store holds for this lineage and these conversations of it,
-        by kind (conversations, messages, checkpoints, media_refs, summaries, plus what a
+        by kind (conversations, messages, checkpoints, media_refs, summaries, context_items,
+        plus what a
         backend keeps besides: Redis counts every key under the lineage's hash tag, the
         ref keys and the listing index entries of the ids). Every count is zero once
         every conversation of the lineage is deleted. Costs O(what it counts); not for

@@ -116,6 +116,7 @@ class MemoryStore(StateStore):
         return {
             "conversations": sum(1 for cid in ids if cid in self._conversations),
             "checkpoints": sum(len(self._checkpoints.get(cid, {})) for cid in ids),
+            "context_items": sum(len(self._context_items.get(cid, {})) for cid in ids),
             "messages": len(lineage.messages) if lineage is not None else 0,
             "summaries": len(lineage.summaries) if lineage is not None else 0,
             "media_refs": sum(

@@ -62,6 +62,7 @@ async def footprint(
     pipe.hlen(lk.msg)
     pipe.zcard(lk.mrefs)
     pipe.hlen(lk.sums)
+    pipe.hlen(lk.ctx)
     pipe.zscore(keys.reclaim_pending, lk.lineage_id)
     for key in cp_keys:
         pipe.hlen(key)
@@ -70,8 +71,8 @@ async def footprint(
         for index in index_keys:
             pipe.zscore(index, cid)
     replies = await pipe.execute()
-    msgs, mrefs, sums, pending = replies[:4]
-    rest = replies[4:]
+    msgs, mrefs, sums, ctx, pending = replies[:5]
+    rest = replies[5:]
     checkpoints = sum(int(n) for n in rest[: len(cp_keys)])
     per_id = rest[len(cp_keys) :]
     width = 1 + len(index_keys)
@@ -89,6 +90,7 @@ async def footprint(
         "messages": int(msgs),
         "media_refs": int(mrefs),
         "summaries": int(sums),
+        "context_items": int(ctx),
         "lineage_keys": len(lineage_keys),
         "refs": refs,
         "index_entries": entries + expiry_entries,

@@ -12,7 +12,14 @@ from sqlalchemy.dialects import postgresql
 from app.domain import Conversation, ConversationStatus, Message, Usage
 from app.stores._common import prefix_upper_bound
 from app.stores.base import ConversationFilter
-from app.stores.sql_tables import checkpoints, conversations, media_refs, messages, summaries
+from app.stores.sql_tables import (
+    checkpoints,
+    context_items,
+    conversations,
+    media_refs,
+    messages,
+    summaries,
+)
 
 _conv = conversations
 
@@ -167,4 +174,12 @@ def footprint_statements(
         "summaries": sa.select(count)
         .select_from(summaries)
         .where(summaries.c.lineage_id == lineage_id),
+        "context_items": sa.select(count)
+        .select_from(context_items)
+        .where(
+            sa.or_(
+                context_items.c.conversation_id.in_(list(conversation_ids)),
+                context_items.c.conversation_id.in_(of_convs),
+            )
+        ),
     }

@@ -9,11 +9,13 @@ import pytest
 from app.domain import Conversation, Message
 from app.stores.base import StateStore
 from tests.contract.builders import checkpoint, conversation, fork_of, grow, present
+from tests.contract.test_context_items import item_of
 
 
 class Lineage:
     """A root with an abandoned branch and a checkpoint, a fork of it with its own
-    checkpoint, a fork of that fork, and a fork with no message of its own."""
+    checkpoint, a fork of that fork, and a fork with no message of its own; a context
+    item on each of the first three."""
 
     def __init__(self) -> None:
         self.convs: dict[str, Conversation] = {}
@@ -35,6 +37,8 @@ class Lineage:
         c = await store.create_conversation(fork_of(b, b1[1].id, user_id="cat", message_count=5))
         c, c1 = await grow(store, c, 2)
         d = await store.create_conversation(fork_of(a, a2[-1].id, message_count=5))
+        for holder in (a, b, c):
+            await store.save_context_item(item_of(holder))
         self.convs = {"a": a, "b": b, "c": c, "d": d}
         self.msgs = {"a": a1 + a2, "b": b1, "c": c1, "d": []}
 
@@ -62,6 +66,7 @@ async def test_footprint_counts_what_a_lineage_stores(store: StateStore) -> None
     assert fp["conversations"] == 4
     assert fp["messages"] == 4 + 3 + 3 + 2
     assert fp["checkpoints"] == 2
+    assert fp["context_items"] == 3
     assert all(v >= 0 for v in fp.values())
 
 
