@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.domain import Checkpoint, Conversation, Message
 from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_checksum
+from app.domain.requests import TtlSeconds
 from app.domain.summary import Summary
 from app.manager.import_plan import LOC, ImportPlan, Problem, refused, schema_problems
 from app.manager.import_promptkit import is_promptkit_state, promptkit_plan
@@ -25,6 +26,9 @@ MEMBERS = {
     "format", "conversation", "head_message_id", "checkpoints", "messages", "summaries",
     "checksum",
 }  # fmt: skip
+# The stored Conversation model does not bound ttl_seconds (its value came through a
+# request); a document's must get the request's bounds, or it is stored already expired.
+TTL_SECONDS: TypeAdapter[int | None] = TypeAdapter(TtlSeconds)
 
 
 def read_import(raw: Any) -> ImportPlan:
@@ -74,6 +78,11 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
     for key in sorted(set(raw) - MEMBERS):
         problems.append({"loc": [*LOC, key], "msg": "unknown member"})
     conv = _validated(Conversation, raw.get("conversation"), [*LOC, "conversation"], problems)
+    if conv is not None:
+        try:
+            TTL_SECONDS.validate_python(conv.ttl_seconds)
+        except ValidationError as exc:
+            problems.extend(schema_problems(exc, [*LOC, "conversation", "ttl_seconds"]))
     raw_checkpoints = _list(raw, "checkpoints", problems)
     raw_messages = _list(raw, "messages", problems)
     raw_summaries = _list(raw, "summaries", problems)

@@ -193,6 +193,25 @@ async def test_bad_documents_list_every_problem_and_store_nothing(
     assert (await _import(client, good)).status_code == 201
 
 
+async def test_a_ttl_out_of_range_is_refused_and_stores_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    """A document's `ttl_seconds` gets the bounds `POST /conversations` applies: a
+    negative one was stored already expired, so the import answered 404 and undid itself."""
+    conv = await create_conv(client, user_id="erin")
+    await send(client, conv["id"], "one")
+    good = await export_doc(client, conv["id"])
+    for ttl in (-1, 0, 10**12):
+        bad = copy.deepcopy(good)
+        bad["conversation"]["ttl_seconds"] = ttl
+        bad["checksum"] = recomputed_checksum(bad)
+        r = await _import(client, bad, conversation_id=f"ttl-{abs(ttl) % 1000}")
+        body = assert_problem(r, 422, "validation_error")
+        assert [e["loc"] for e in body["errors"]] == [["body", "conversation", "ttl_seconds"]]
+    listed = (await client.get("/conversations", params={"user_id": "erin"})).json()["data"]
+    assert [c["id"] for c in listed] == [conv["id"]]
+
+
 def _promptkit_go_state() -> dict[str, Any]:
     """A state the way PromptKit's statestore writes it with encoding/json: the Go field
     names of statestore.ConversationState (runtime/statestore/types.go, no json tags) and
