@@ -90,6 +90,10 @@ def instrument() -> None:
 
 
 def _count_pings() -> None:
+    """PostgreSQL round trips that are not statements: pings, and the BEGIN / COMMIT /
+    ROLLBACK asyncpg actually sends (SQLAlchemy's begin event also fires for AUTOCOMMIT
+    connections, which send none)."""
+    from asyncpg.transaction import Transaction
     from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
     do_ping = PGDialect_asyncpg.do_ping
@@ -99,6 +103,17 @@ def _count_pings() -> None:
         return do_ping(self, dbapi_connection)
 
     PGDialect_asyncpg.do_ping = counted_ping  # type: ignore[method-assign]
+    for name in ("start", "commit", "rollback"):
+        original = getattr(Transaction, name)
+
+        def make(original: Any, label: str) -> Any:
+            async def counted(self: Any) -> Any:
+                COUNTS["sql"][label] += 1
+                return await original(self)
+
+            return counted
+
+        setattr(Transaction, name, make(original, f"(asyncpg {name.upper()} sent)"))
 
 
 def _on_sql(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

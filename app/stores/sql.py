@@ -61,6 +61,7 @@ from app.stores.sql_engine import (
     DialectTraits,
     create_engine,
     parse_url,
+    single_statement_reads,
     sqlite_path,
     unavailable_on_connection_errors,
     upgrade_schema,
@@ -113,6 +114,7 @@ class SqlStore(StateStore):
         self._call_timeout_s: float | None = None  # set by open() on PostgreSQL
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
+        self._single_reader: AsyncEngine | None = None
         self._traits = DialectTraits(single_writer=False, advisory_locks=False, jsonb=False)
         self._write_lock: asyncio.Lock | None = None
 
@@ -140,6 +142,7 @@ class SqlStore(StateStore):
         )
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._single_reader = single_statement_reads(engine)
         self._traits = DialectTraits.of(engine.dialect)
         self._write_lock = asyncio.Lock() if self._traits.single_writer else None
         try:
@@ -152,6 +155,7 @@ class SqlStore(StateStore):
 
     async def close(self) -> None:
         engine, self._engine, self._writer = self._engine, None, None
+        self._single_reader = None
         if engine is not None:
             await engine.dispose()
 
@@ -166,6 +170,15 @@ class SqlStore(StateStore):
         with unavailable_on_connection_errors():
             async with asyncio.timeout(self._call_timeout_s), self.engine.connect() as conn:
                 yield conn
+
+    @asynccontextmanager
+    async def _read_one(self) -> AsyncIterator[AsyncConnection]:
+        """For a read of exactly one statement (`single_statement_reads`)."""
+        if self._single_reader is None:
+            raise RuntimeError("SqlStore.open() has not been called")
+        with unavailable_on_connection_errors():
+            async with asyncio.timeout(self._call_timeout_s), self._single_reader.connect() as c:
+                yield c
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -219,7 +232,7 @@ class SqlStore(StateStore):
         return conversation.model_copy(deep=True)
 
     async def get_conversation(self, conversation_id: str, *, now: datetime) -> Conversation | None:
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             row = (
                 await conn.execute(sa.select(_conv).where(_conv.c.id == conversation_id, live(now)))
             ).first()

@@ -39,6 +39,9 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Execution option that marks a connection as a writer (see module docstring).
 WRITE_OPTION = "parley_write"
+# Execution option of a connection that runs one statement, outside any transaction
+# (`single_statement_reads`).
+SINGLE_STATEMENT_OPTION = "parley_single_statement"
 
 # pg_advisory_xact_lock keys: (namespace, key) pairs; the namespace keeps ours apart from
 # any other application sharing the database.
@@ -178,8 +181,22 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(SINGLE_STATEMENT_OPTION, False):
+            return  # isolation_level None: the statement is its own transaction
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN")
+
+
+def single_statement_reads(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` for reads of exactly one statement, run without a transaction around
+    them: a single SELECT sees one consistent snapshot on its own. That spares SQLite its
+    `BEGIN` (one more hop to aiosqlite's thread) and PostgreSQL its `BEGIN` and
+    `ROLLBACK` round trips (AUTOCOMMIT). Never use it for several statements that must
+    agree with each other. (SQLite keeps its driver-level `isolation_level = None`:
+    SQLAlchemy's AUTOCOMMIT would reset it on check-in, so the `begin` hook skips instead.)"""
+    if DialectTraits.of(engine.dialect).single_writer:
+        return engine.execution_options(**{SINGLE_STATEMENT_OPTION: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
