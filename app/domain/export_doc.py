@@ -4,13 +4,16 @@ A document is one JSON object::
 
     {"format": "parley.conversation/v1", "conversation": Conversation,
      "head_message_id": str | null, "checkpoints": [Checkpoint...],
-     "messages": [Message...], "summaries": [Summary...], "checksum": "sha256:<hex>"}
+     "messages": [Message...], "summaries": [Summary...],
+     "context_items": [ContextItem...], "checksum": "sha256:<hex>"}
 
 `messages` holds every message reachable from the conversation (its current path, the
 paths of its checkpoints and of its fork point, and every branch it wrote), in no
 particular order: the export streams them as it reads them and the import orders them by
 their parents. `summaries` are the lineage's summaries that cover one of those messages
-(they come after the messages because only then is that set known).
+(they come after the messages because only then is that set known). `context_items` are
+the conversation's context items, oldest first; documents written before they existed lack
+the member, which then reads as none.
 
 The checksum is defined on values, not on the bytes a writer happened to produce, so any
 JSON re-encoding of a document keeps it valid: with `canonical(v)` = the UTF-8 bytes of
@@ -21,6 +24,7 @@ SHA-256 of::
     canonical(len(checkpoints)) "\\n" canonical(checkpoint) "\\n" ...  (each, in order)
     canonical(message) "\\n" ...                                          (each, in order)
     canonical(len(summaries)) "\\n" canonical(summary) "\\n" ...        (each, in order)
+    canonical(len(context_items)) "\\n" canonical(item) "\\n" ...   (when the member is there)
 
 (the counts make every boundary unambiguous: messages are objects, a count is a number).
 It is hashed
@@ -37,6 +41,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from app.domain.checkpoint import Checkpoint
+from app.domain.context_item import ContextItem
 from app.domain.conversation import Conversation
 from app.domain.messages import Message
 from app.domain.model import DomainModel
@@ -77,13 +82,17 @@ def document_checksum(
     checkpoints: list[Any],
     messages: list[Any],
     summaries: list[Any],
+    context_items: list[Any] | None = None,
 ) -> str:
-    """The checksum of a document's parts given as parsed JSON values."""
+    """The checksum of a document's parts given as parsed JSON values (`context_items`
+    None: a document without the member, which adds nothing to the hash)."""
     hasher = DocumentHasher()
     parts = (
         fmt, conversation, head, len(checkpoints), *checkpoints, *messages, len(summaries),
         *summaries,
     )  # fmt: skip
+    if context_items is not None:
+        parts = (*parts, len(context_items), *context_items)
     for part in parts:
         hasher.add(part)
     return hasher.checksum()
@@ -107,6 +116,11 @@ class ConversationDocument(DomainModel):
     summaries: list[Summary] = Field(
         description="The lineage's summaries covering one of `messages` (context strategy "
         "`summarize`)."
+    )
+    context_items: list[ContextItem] = Field(
+        default_factory=list,
+        description="The conversation's context items, oldest first (absent in documents "
+        "written before context items existed: none).",
     )
     checksum: str = Field(
         description="`sha256:<hex>` over the canonical JSON of the other members, in "

@@ -135,6 +135,11 @@ class ExportService:
         yield b'],"summaries":['
         for i, summary in enumerate(summaries):
             yield (b"," if i else b"") + h.add(summary.model_dump(mode="json"))
+        items = await self._store.list_context_items(conv.id)
+        h.add(len(items))
+        yield b'],"context_items":['
+        for i, item in enumerate(items):
+            yield (b"," if i else b"") + h.add(item.model_dump(mode="json"))
         yield b'],"checksum":"' + h.checksum().encode() + b'"}'
 
     async def _messages(

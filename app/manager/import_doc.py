@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.domain import Checkpoint, Conversation, Message
+from app.domain.context_item import ContextItem
 from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_checksum
 from app.domain.requests import TtlSeconds
 from app.domain.summary import Summary
@@ -24,7 +25,7 @@ from app.manager.import_promptkit import is_promptkit_state, promptkit_plan
 M = TypeVar("M", bound=BaseModel)
 MEMBERS = {
     "format", "conversation", "head_message_id", "checkpoints", "messages", "summaries",
-    "checksum",
+    "context_items", "checksum",
 }  # fmt: skip
 # The stored Conversation model does not bound ttl_seconds (its value came through a
 # request); a document's must get the request's bounds, or it is stored already expired.
@@ -86,6 +87,8 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
     raw_checkpoints = _list(raw, "checkpoints", problems)
     raw_messages = _list(raw, "messages", problems)
     raw_summaries = _list(raw, "summaries", problems)
+    # optional: documents written before context items existed have none
+    raw_items = _list(raw, "context_items", problems) if "context_items" in raw else None
     checkpoints = [
         cp
         for i, item in enumerate(raw_checkpoints)
@@ -101,11 +104,18 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
         for i, item in enumerate(raw_summaries)
         if (sm := _validated(Summary, item, [*LOC, "summaries", i], problems)) is not None
     ]
+    items = [
+        it
+        for i, item in enumerate(raw_items or [])
+        if (it := _validated(ContextItem, item, [*LOC, "context_items", i], problems)) is not None
+    ]
+    if len({it.id for it in items}) != len(items):
+        problems.append({"loc": [*LOC, "context_items"], "msg": "duplicate item ids"})
     head = raw.get("head_message_id")
     if head is not None and not isinstance(head, str):
         problems.append({"loc": [*LOC, "head_message_id"], "msg": "a message id or null"})
         head = None
-    _check_checksum(raw, raw_checkpoints, raw_messages, raw_summaries, problems)
+    _check_checksum(raw, raw_checkpoints, raw_messages, raw_summaries, raw_items, problems)
     ordered = order_tree(messages, raw_messages, problems)
     by_id = {m.id: m for m in ordered}
     if head is not None and head not in by_id and not _invalid_id(head, raw_messages):
@@ -129,6 +139,7 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
             head_message_id=head,
             checkpoints=checkpoints,
             summaries=summaries,
+            context_items=items,
             conversation_id=conv.id,
             user_id=conv.user_id,
             metadata=conv.metadata,
@@ -182,6 +193,7 @@ def _check_checksum(
     checkpoints: list[Any],
     messages: list[Any],
     summaries: list[Any],
+    context_items: list[Any] | None,
     problems: list[Problem],
 ) -> None:
     given = raw.get("checksum")
@@ -191,7 +203,7 @@ def _check_checksum(
     try:
         expected = document_checksum(
             raw.get("format"), raw.get("conversation"), raw.get("head_message_id"), checkpoints,
-            messages, summaries,
+            messages, summaries, context_items,
         )  # fmt: skip
     except (TypeError, ValueError):
         expected = ""

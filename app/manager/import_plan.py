@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.domain import Checkpoint, Conversation, Message
+from app.domain.context_item import ContextItem
 from app.domain.summary import Summary
 from app.domain.usage import ConversationUsage
 from app.errors import InvalidRequest
@@ -29,6 +30,7 @@ class ImportPlan:
     conversation: Conversation | None = None
     checkpoints: list[Checkpoint] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)
+    context_items: list[ContextItem] = field(default_factory=list)
     conversation_id: str | None = None  # the document's id
     user_id: str | None = None
     system_prompt: str | None = None

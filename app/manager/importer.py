@@ -17,7 +17,9 @@ restarts from the import when the conversation has a TTL.
 
 The messages are stored through `StateStore.append_messages`, one root-to-leaf chain (up
 to `CHUNK` messages) at a time, then the conversation record gets its head and totals.
-If the store fails midway, the partial conversation is deleted again.
+If the store fails midway, the partial conversation is deleted again. Context items keep
+their ids and text, take the imported conversation's id, and are counted again by this
+service's counter; they are held to the limits of items added over HTTP.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.domain import Conversation, ConversationStatus, Message, Usage, new_id
+from app.domain.context_item import ContextItem
 from app.domain.ids import ID_PATTERN
 from app.domain.principal import Principal
 from app.domain.requests import CreateConversation
 from app.domain.usage import ConversationUsage
 from app.errors import ConversationExists, NotFound
+from app.manager.context_item_window import item_tokens
 from app.manager.conversations import ConversationService
 from app.manager.import_doc import read_import
 from app.manager.import_plan import ImportPlan, Problem, refused, schema_problems
@@ -45,6 +49,7 @@ from app.manager.media import MediaService
 from app.manager.packs import PackLibrary
 from app.manager.tree import status_at
 from app.manager.turn_numbers import number_turns
+from app.settings import Settings
 from app.stores.base import StateStore
 
 log = logging.getLogger("parley.import")
@@ -60,12 +65,15 @@ class ImportService:
         conversations: ConversationService,
         packs: PackLibrary,
         media: MediaService,
+        settings: Settings,
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._conversations = conversations
         self._packs = packs
         self._media = media
+        self._item_max_bytes = settings.context_item_max_kb * 1024
+        self._items_max = settings.context_items_max
         self._now = clock
 
     async def import_document(
@@ -109,6 +117,7 @@ class ImportService:
                 {"loc": ["body", "conversation_id"], "msg": "not a valid id; give conversation_id"}
             )
         problems.extend(await self._media_problems(plan.messages, owner))
+        problems.extend(self._item_problems(plan.context_items))
         if plan.conversation is not None:
             conv = plan.conversation
             try:
@@ -135,6 +144,26 @@ class ImportService:
             created.id, owner, plan.source, len(plan.messages),
         )  # fmt: skip
         return created
+
+    def _item_problems(self, items: Sequence[ContextItem]) -> list[Problem]:
+        """The limits an item added over HTTP has (PARLEY_CONTEXT_ITEM_MAX_KB, _ITEMS_MAX)."""
+        problems: list[Problem] = []
+        if len(items) > self._items_max:
+            problems.append(
+                {
+                    "loc": ["body", "context_items"],
+                    "msg": f"more than {self._items_max} items (PARLEY_CONTEXT_ITEMS_MAX)",
+                }
+            )
+        for i, item in enumerate(items):
+            if len(item.content.encode()) > self._item_max_bytes or not item.content.strip():
+                problems.append(
+                    {
+                        "loc": ["body", "context_items", i, "content"],
+                        "msg": "empty or over PARLEY_CONTEXT_ITEM_MAX_KB",
+                    }
+                )
+        return problems
 
     async def _media_problems(self, messages: Sequence[Message], owner: str) -> list[Problem]:
         """Parts naming a media record must name one of the importing user's."""
@@ -194,6 +223,15 @@ class ImportService:
             for cp in plan.checkpoints:
                 await self._store.create_checkpoint(
                     cp.model_copy(update={"conversation_id": target})
+                )
+            for item in plan.context_items:  # tokens by this service's counter
+                await self._store.save_context_item(
+                    item.model_copy(
+                        update={
+                            "conversation_id": target,
+                            "tokens": item_tokens(item.content, item.source),
+                        }
+                    )
                 )
             for summary in plan.summaries:  # oldest first: what each extends is stored
                 await self._store.save_summary(

@@ -130,6 +130,7 @@ class ConversationManager:
             conversations=self.conversations,
             packs=self.packs,
             media=self.media,
+            settings=settings,
             clock=clock,
         )
         executor = TurnExecutor(

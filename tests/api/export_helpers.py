@@ -40,7 +40,7 @@ async def export_doc(client: httpx.AsyncClient, cid: str) -> dict[str, Any]:
 def recomputed_checksum(doc: dict[str, Any]) -> str:
     return document_checksum(
         doc["format"], doc["conversation"], doc["head_message_id"], doc["checkpoints"],
-        doc["messages"], doc["summaries"],
+        doc["messages"], doc["summaries"], doc.get("context_items"),
     )  # fmt: skip
 
 

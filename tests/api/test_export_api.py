@@ -52,7 +52,7 @@ async def test_export_has_every_branch_checkpoint_and_a_valid_checksum(
     assert doc["format"] == "parley.conversation/v1"
     assert list(doc) == [
         "format", "conversation", "head_message_id", "checkpoints", "messages", "summaries",
-        "checksum",
+        "context_items", "checksum",
     ]  # fmt: skip
     assert doc["conversation"]["id"] == cid and doc["conversation"]["metadata"] == {"k": "v"}
     assert doc["head_message_id"] == t3["reply"]["id"]

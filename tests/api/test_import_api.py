@@ -437,3 +437,55 @@ async def test_summaries_covering_exported_messages_round_trip(
     assert ["body", "summaries", 0, "covers_message_id"] in locs
     assert ["body", "summaries", 1, "previous_id"] in locs
     assert ["body", "checksum"] in locs
+
+
+async def test_context_items_round_trip_and_old_documents_without_them_import(
+    client: httpx.AsyncClient,
+) -> None:
+    conv = await create_conv(client)
+    cid = conv["id"]
+    await send(client, cid, "one")
+    added = []
+    for body in (
+        {"content": "# Notes\nThe code is 7.", "source": "notes.md", "pinned": True},
+        {"content": "plain note", "metadata": {"k": 1}},
+    ):
+        r = await client.post(f"/conversations/{cid}/context", json=body)
+        assert r.status_code == 201, r.text
+        added.append(r.json())
+    doc = await export_doc(client, cid)
+    assert doc["context_items"] == added
+    assert doc["checksum"] == recomputed_checksum(doc)
+
+    r = await _import(client, doc, conversation_id="with-items")
+    assert r.status_code == 201, r.text
+    items = (await client.get("/conversations/with-items/context/items")).json()["data"]
+    assert [{**i, "conversation_id": cid} for i in items] == added
+    preview = (await client.get("/conversations/with-items/context")).json()
+    assert preview["context_item_ids"] == [i["id"] for i in added]
+
+    # a document written before context items existed: no member, no part of the checksum
+    old = copy.deepcopy(doc)
+    del old["context_items"]
+    old["checksum"] = recomputed_checksum(old)
+    r = await _import(client, old, conversation_id="old-doc")
+    assert r.status_code == 201, r.text
+    assert (await client.get("/conversations/old-doc/context/items")).json()["data"] == []
+
+    # the checksum covers the items; bad items are listed and nothing is stored
+    altered = copy.deepcopy(doc)
+    altered["context_items"][0]["content"] = "changed"
+    body = assert_problem(
+        await _import(client, altered, conversation_id="x1"), 422, "validation_error"
+    )
+    assert [e["loc"] for e in body["errors"]] == [["body", "checksum"]]
+    bad = copy.deepcopy(doc)
+    bad["context_items"][1]["pinned"] = "sometimes"
+    bad["context_items"].append(bad["context_items"][0])
+    bad["checksum"] = recomputed_checksum(bad)
+    body = assert_problem(await _import(client, bad, conversation_id="x2"), 422, "validation_error")
+    locs = [e["loc"] for e in body["errors"]]
+    assert ["body", "context_items", 1, "pinned"] in locs
+    assert ["body", "context_items"] in locs
+    for cid_left in ("x1", "x2"):
+        assert (await client.get(f"/conversations/{cid_left}")).status_code == 404

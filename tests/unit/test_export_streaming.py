@@ -105,4 +105,5 @@ async def test_first_messages_are_written_after_one_page_of_reads() -> None:
         doc["checkpoints"],
         doc["messages"],
         doc["summaries"],
+        doc["context_items"],
     )
