@@ -86,7 +86,8 @@ class LineageOps:
         args = [new.id, str(expected_version), _exp_ms(new), str(to_us(new.updated_at))]
         args += [exp_us, member, str(len(absent)), *absent]
         reply = await self._scripts.update(
-            keys=[*lk.with_conversation(new.id), *index_keys], args=[*args, *_flat(fields)]
+            keys=[*lk.with_conversation(new.id), *index_keys, lk.sums, lk.ctx],
+            args=[*args, *_flat(fields)],
         )
         if reply[0] == "NOTFOUND":
             raise ConversationNotFound(f"Conversation {new.id!r} not found.")

@@ -82,6 +82,8 @@ return {'OK'}
 # KEYS[8..12] on one server only, as for CREATE: the entries of the new user and pack are
 # written here (an erasure of the new user finds it at once); the old ones are removed
 # after the script (a stale entry of the old user is skipped by listing and erasure).
+# The last two KEYS (after the index keys, if any): the lineage's summaries and context
+# items hashes, which take the lineage's new expiry.
 # Returns {'OK', old user, old pack, ev, exp_changed, tok} | {'NOTFOUND'} | {'CONFLICT', ver}
 UPDATE = (
     _LINEAGE_TTL
@@ -109,6 +111,8 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 expire(KEYS[7], ARGV[3])
 expire(conv, ARGV[3])
 lineage_ttl()
+follow_lineage_ttl(KEYS[#KEYS - 1])
+follow_lineage_ttl(KEYS[#KEYS])
 return {'OK', old[3], old[4], ev, changed, old[1]}
 """
 )

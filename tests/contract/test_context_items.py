@@ -105,3 +105,19 @@ async def test_context_items_expire_with_their_conversation(store: StateStore) -
         assert await store.purge_expired(now=now + timedelta(seconds=2)) == 1
     assert await store.list_context_items(c.id) == []
     assert await store.list_context_items(keeper.id) == [kept]
+
+
+async def test_context_items_live_as_long_as_a_ttl_extended_by_update(store: StateStore) -> None:
+    now = utcnow()
+    c = await store.create_conversation(conversation(expires_at=now + timedelta(seconds=1)))
+    item = item_of(c)
+    await store.save_context_item(item)
+    c = await store.update_conversation(
+        c.model_copy(update={"expires_at": now + timedelta(seconds=60)}),
+        expected_version=c.version,
+    )
+    if store.capabilities.native_ttl:
+        await asyncio.sleep(1.3)  # past the first expiry, on the real clock
+    else:
+        assert await store.purge_expired(now=now + timedelta(seconds=2)) == 0
+    assert await store.list_context_items(c.id) == [item]
