@@ -20,6 +20,8 @@ to `CHUNK` messages) at a time, then the conversation record gets its head and t
 If the store fails midway, the partial conversation is deleted again. Context items keep
 their ids and text, take the imported conversation's id, and are counted again by this
 service's counter; they are held to the limits of items added over HTTP.
+If the process dies midway, the conversation expires (`UNFINISHED_IMPORT_TTL`) unless
+the import finished.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ from app.stores.base import StateStore
 log = logging.getLogger("parley.import")
 
 CHUNK = 500  # messages per append
+# How long a conversation being imported lives unless the import finishes: a process
+# killed midway cannot undo, and the shell it leaves (no head) would otherwise hold its
+# id forever (a retry: 409). Expired, it is reclaimed by the sweep or a create of the id.
+UNFINISHED_IMPORT_TTL = timedelta(minutes=15)
 
 
 class ImportService:
@@ -191,6 +197,7 @@ class ImportService:
     ) -> Conversation:
         now = self._now()
         ttl = src.ttl_seconds
+        expires_at = now + timedelta(seconds=ttl) if ttl else None
         conv = src.model_copy(
             update={
                 "id": target,
@@ -202,7 +209,7 @@ class ImportService:
                 "forked_from": None,
                 "status": ConversationStatus.idle,
                 "version": 1,
-                "expires_at": now + timedelta(seconds=ttl) if ttl else None,
+                "expires_at": expires_at or now + UNFINISHED_IMPORT_TTL,
             }
         )
         created = await self._create(conv)
@@ -216,7 +223,7 @@ class ImportService:
                     "usage": src.usage,
                     "status": status_at(head),
                     "updated_at": src.updated_at,
-                    "expires_at": conv.expires_at,
+                    "expires_at": expires_at,
                 }
             )
             stored = await self._store.update_conversation(final, expected_version=current.version)
@@ -268,9 +275,17 @@ class ImportService:
             raise refused(schema_problems(exc, ["body"])) from None
         created = await self._conversations.create(principal, req, idempotency_key=None)
         try:
+            if created.expires_at is None:  # see UNFINISHED_IMPORT_TTL
+                await self._store.touch_conversation(target, self._now() + UNFINISHED_IMPORT_TTL)
             current = await self._append_tree(created, plan.messages)
             head = plan.messages[-1] if plan.messages else None
-            final = current.model_copy(update={"usage": plan.usage, "status": status_at(head)})
+            final = current.model_copy(
+                update={
+                    "usage": plan.usage,
+                    "status": status_at(head),
+                    "expires_at": created.expires_at,
+                }
+            )
             return await self._store.update_conversation(final, expected_version=current.version)
         except BaseException:
             await self._undo(target)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 
 from app.domain.summary import Summary
 from app.domain.usage import Usage
+from app.manager.importer import UNFINISHED_IMPORT_TTL
 from app.settings import ApiKey, Settings
 from app.stores.base import StateStore
 from tests.api.export_helpers import (
@@ -489,3 +490,39 @@ async def test_context_items_round_trip_and_old_documents_without_them_import(
     assert ["body", "context_items"] in locs
     for cid_left in ("x1", "x2"):
         assert (await client.get(f"/conversations/{cid_left}")).status_code == 404
+
+
+async def test_an_import_in_flight_expires_unless_it_finishes(
+    client_and_store: tuple[httpx.AsyncClient, StateStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed mid-import cannot undo: the conversation it created stays. It is
+    created expiring (`UNFINISHED_IMPORT_TTL`), so such a shell is reclaimed and its id
+    freed instead of answering 409 `conversation_exists` forever; the finished import
+    gets the document's expiry (none here)."""
+    client, store = client_and_store
+    conv = await create_conv(client)
+    await send(client, conv["id"], "one")
+    doc = await export_doc(client, conv["id"])
+    seen: list[datetime | None] = []
+    append = store.append_messages
+
+    async def watching(conversation: Any, *args: Any, **kwargs: Any) -> Any:
+        stored = await store.get_conversation(conversation.id, now=datetime.now(UTC))
+        seen.append(stored.expires_at if stored else None)
+        return await append(conversation, *args, **kwargs)
+
+    monkeypatch.setattr(store, "append_messages", watching)
+    before = datetime.now(UTC)
+    r = await _import(client, doc, conversation_id="in-flight")
+    assert r.status_code == 201, r.text
+    assert r.json()["expires_at"] is None
+    assert (await client.get("/conversations/in-flight")).json()["expires_at"] is None
+    r = await _import(
+        client, _promptkit_go_state(), pack_id="general-assistant", prompt_name="chat"
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["expires_at"] is None
+    assert (await client.get(f"/conversations/{r.json()['id']}")).json()["expires_at"] is None
+    assert len(seen) == 2 and all(exp is not None for exp in seen)  # one chain each
+    grace = UNFINISHED_IMPORT_TTL
+    assert all(before < exp <= datetime.now(UTC) + grace for exp in seen if exp)
