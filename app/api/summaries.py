@@ -11,6 +11,7 @@ from app.api.schemas import SummaryList
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.summary import Summary
 from app.errors import (
+    ContextOverflow,
     ConversationNotFound,
     InvalidState,
     MessageNotFound,
@@ -38,6 +39,7 @@ router = api_router(tags=["context"])
     **operation(
         "compactConversation",
         ConversationNotFound,
+        ContextOverflow,
         InvalidState,
         MessageNotFound,
         ProviderError,

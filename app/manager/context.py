@@ -102,11 +102,16 @@ class ContextBuilder:
         correction = self._calibration.factor(conversation.id)
         return int((policy.max_input_tokens - policy.reserve_output_tokens) / correction)
 
-    def history_budget(self, conversation: Conversation, pack: PromptPack) -> int:
-        """What a turn without messages of its own leaves for the history."""
+    async def history_budget(self, conversation: Conversation, pack: PromptPack) -> int:
+        """What a turn without messages of its own leaves for the history (after the
+        system prompt, tools and the context items it would send)."""
         tools = tool_specs(pack, conversation.prompt_name)
-        fixed = system_tokens(conversation.system_prompt) + tools_tokens(tools)
-        return self.input_budget(conversation) - fixed
+        input_budget = self.input_budget(conversation)
+        items = select_items(
+            conversation, await self._store.list_context_items(conversation.id), input_budget
+        )
+        fixed = system_tokens(conversation.system_prompt) + tools_tokens(tools) + items.tokens
+        return input_budget - fixed
 
     async def build(
         self,

@@ -81,7 +81,7 @@ class SummaryService:
                 "Nothing to compact: the conversation has no messages after its latest summary."
             )
         pack = await self._packs.get(conv.pack_id, conv.pack_version)
-        history_budget = self._context.history_budget(conv, pack)
+        history_budget = await self._context.history_budget(conv, pack)
         deepest = max(found, key=lambda s: (s.covers_depth, s.created_at), default=None)
         created = await self._summarizer.extend(
             conv,

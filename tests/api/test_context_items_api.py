@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from app.manager.summarizer import SUMMARY_HEADER
 from app.manager.token_count import request_tokens
 from tests.api.backends import ALL_BACKENDS, state_url_for
 from tests.api.helpers import assert_problem, create_conv, send
-from tests.api.test_summarize_api import recorded_app
+from tests.api.test_summarize_api import chat, policy, recorded_app
 from tests.conftest import make_settings
 
 NOTES = "# Launch notes\nThe launch code is 7-4-1."
@@ -213,3 +214,26 @@ async def test_pinned_items_always_go_and_overflow_only_where_the_policy_says(
             json={"context_policy": {**base, "max_context_tokens": 550}},
         )
         assert_problem(r, 422, "validation_error")
+
+
+async def test_with_summarize_items_come_before_the_summary_and_compact_leaves_them_room(
+    tmp_path: Path,
+) -> None:
+    async with recorded_app(make_settings(tmp_path)) as (client, _, rec):
+        cid = (await create_conv(client, context_policy=policy(900, max_context_tokens=120)))["id"]
+        item = await add(client, cid, content="Reference: " + "r" * 300, pinned=True)
+        await chat(client, cid, range(30))
+        turns = [r for r in rec.requests if r.metadata.get("task") != "summarize"]
+        assert rec.summarizations(), "the history outgrew the window"
+        for request in turns:
+            assert request_tokens(request, "openai") <= 900 - 100
+        first, second = turns[-1].messages[:2]
+        assert first.content == f"[Context item]\n{item['content']}"
+        assert second.role == "system" and second.content.startswith(SUMMARY_HEADER)
+
+        r = await client.post(f"/conversations/{cid}/compact")
+        assert r.status_code == 201, r.text
+        await send(client, cid, "after compact")
+        last = rec.requests[-1]
+        assert last.messages[0].content == first.content
+        assert request_tokens(last, "openai") <= 900 - 100
