@@ -59,11 +59,24 @@ def read_import(raw: Any) -> ImportPlan:
 def _validated(
     model: type[M], value: Any, loc: list[str | int], problems: list[Problem]
 ) -> M | None:
+    """`value` as a `model`, or None with its problems. Members the model does not have
+    are refused (the models ignore extras, which would drop a typo'd field silently)."""
+    unknown: list[Problem] = []
+    if isinstance(value, Mapping):
+        known = {*model.model_fields, *model.model_computed_fields}
+        known |= {f.alias for f in model.model_fields.values() if f.alias}
+        unknown = [
+            {"loc": [*loc, key], "msg": "unknown member"}
+            for key in sorted(map(str, value))
+            if key not in known
+        ]
+    problems.extend(unknown)
     try:
-        return model.model_validate(value)
+        validated = model.model_validate(value)
     except ValidationError as exc:
         problems.extend(schema_problems(exc, loc))
         return None
+    return None if unknown else validated
 
 
 def _list(raw: Mapping[str, Any], key: str, problems: list[Problem]) -> list[Any]:

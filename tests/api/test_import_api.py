@@ -213,6 +213,34 @@ async def test_a_ttl_out_of_range_is_refused_and_stores_nothing(
     assert [c["id"] for c in listed] == [conv["id"]]
 
 
+async def test_unknown_fields_of_a_record_are_refused_not_dropped(
+    client: httpx.AsyncClient,
+) -> None:
+    """An unknown member of the document was refused but one of its conversation, a
+    message or a checkpoint was dropped silently (a typo'd `tool_call_id` lost)."""
+    conv = await create_conv(client, user_id="frank")
+    await send(client, conv["id"], "one")
+    await client.post(f"/conversations/{conv['id']}/checkpoints", json={})
+    good = await export_doc(client, conv["id"])
+    bad = copy.deepcopy(good)
+    bad["conversation"]["colour"] = "red"
+    bad["messages"][1]["tool_callid"] = "call_1"
+    bad["checkpoints"][0]["label"] = "x"
+    bad["checksum"] = recomputed_checksum(bad)
+    body = assert_problem(
+        await _import(client, bad, conversation_id="extra"), 422, "validation_error"
+    )
+    assert sorted(e["loc"] for e in body["errors"]) == [
+        ["body", "checkpoints", 0, "label"],
+        ["body", "conversation", "colour"],
+        ["body", "messages", 1, "tool_callid"],
+    ]
+    assert {e["msg"] for e in body["errors"]} == {"unknown member"}
+    assert (await client.get("/conversations/extra")).status_code == 404
+    r = await _import(client, good, conversation_id="extra")
+    assert r.status_code == 201, r.text
+
+
 def _promptkit_go_state() -> dict[str, Any]:
     """A state the way PromptKit's statestore writes it with encoding/json: the Go field
     names of statestore.ConversationState (runtime/statestore/types.go, no json tags) and
