@@ -115,6 +115,12 @@ class Conversation(DomainModel):
     expires_at: datetime | None = None
     ttl_seconds: int | None = None
     lineage_id: str
+    has_context_items: bool = Field(
+        default=False,
+        description="Set when the conversation gets its first context item (added, forked or "
+        "imported with it); only then does a turn read its items. Stays true after the "
+        "last item is deleted.",
+    )
     checkpoint_policy: CheckpointPolicy | None = Field(
         default=None,
         description="When auto checkpoints are made and kept; set at creation from the "

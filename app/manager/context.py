@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.domain import Conversation, Message, Role, Run
+from app.domain.context_item import ContextItem
 from app.domain.media_tokens import TokenRule
 from app.domain.run import RunContext
 from app.domain.summary import Summary
@@ -107,11 +108,15 @@ class ContextBuilder:
         system prompt, tools and the context items it would send)."""
         tools = tool_specs(pack, conversation.prompt_name)
         input_budget = self.input_budget(conversation)
-        items = select_items(
-            conversation, await self._store.list_context_items(conversation.id), input_budget
-        )
+        items = select_items(conversation, await self._items(conversation), input_budget)
         fixed = system_tokens(conversation.system_prompt) + tools_tokens(tools) + items.tokens
         return input_budget - fixed
+
+    async def _items(self, conversation: Conversation) -> list[ContextItem]:
+        """The conversation's items; no store read for one that never had any."""
+        if not conversation.has_context_items:
+            return []
+        return await self._store.list_context_items(conversation.id)
 
     async def build(
         self,
@@ -143,9 +148,7 @@ class ContextBuilder:
         pending_tokens = sum(message_tokens(m) for m in pending) + pending_media
         correction = self._calibration.factor(conversation.id)
         input_budget = self.input_budget(conversation)
-        items = select_items(
-            conversation, await self._store.list_context_items(conversation.id), input_budget
-        )
+        items = select_items(conversation, await self._items(conversation), input_budget)
         fixed = system + tool_tokens + items.tokens + pending_tokens
         if fixed > input_budget:
             raise ContextOverflow(

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
-from app.domain import Page, new_id
+from app.domain import Conversation, Page, new_id
 from app.domain.context_item import ContextItem
 from app.domain.pagination import decode_cursor, encode_cursor
 from app.domain.principal import Principal
@@ -23,9 +23,11 @@ from app.domain.requests import AddContextItem
 from app.errors import (
     ContextItemNotFound,
     ContextItemTooLarge,
+    ConversationNotFound,
     InvalidCursor,
     InvalidRequest,
     UnsupportedMedia,
+    VersionConflict,
 )
 from app.manager.context_item_window import item_tokens
 from app.manager.conversations import ConversationService
@@ -34,6 +36,7 @@ from app.settings import Settings
 from app.stores.base import StateStore
 
 TEXT_TYPES = frozenset({"text/plain", "text/markdown"})
+FLAG_RETRIES = 5
 
 
 class ContextItemService:
@@ -77,6 +80,7 @@ class ContextItemService:
                 "(PARLEY_CONTEXT_ITEMS_MAX); delete one first.",
                 errors=[{"loc": ["body"], "msg": "too many context items"}],
             )
+        await self._flag(conv)
         item = ContextItem(
             id=new_id(),
             conversation_id=conv.id,
@@ -89,6 +93,25 @@ class ContextItemService:
             created_at=self._now(),
         )
         return await self._store.save_context_item(item)
+
+    async def _flag(self, conv: Conversation) -> None:
+        """Mark the conversation as having items before the first one is stored (a flag
+        left set by a failed save only costs its turns one read)."""
+        for _ in range(FLAG_RETRIES):
+            if conv.has_context_items:
+                return
+            try:
+                await self._store.update_conversation(
+                    conv.model_copy(update={"has_context_items": True}),
+                    expected_version=conv.version,
+                )
+                return
+            except VersionConflict:  # a turn committed meanwhile: re-read, try again
+                fresh = await self._store.get_conversation(conv.id, now=self._now())
+                if fresh is None:
+                    raise ConversationNotFound(f"Conversation {conv.id!r} not found.") from None
+                conv = fresh
+        raise VersionConflict("The conversation kept changing; try again.")
 
     async def list(
         self, principal: Principal, conversation_id: str, *, limit: int, cursor: str | None

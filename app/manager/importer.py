@@ -210,6 +210,7 @@ class ImportService:
                 "status": ConversationStatus.idle,
                 "version": 1,
                 "expires_at": expires_at or now + UNFINISHED_IMPORT_TTL,
+                "has_context_items": bool(plan.context_items),
             }
         )
         created = await self._create(conv)

@@ -391,7 +391,8 @@ class TreeService:
             await self._store.delete_conversation(fork_id)
             raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
         try:
-            await copy_context_items(self._store, src.id, fork_id)
+            if src.has_context_items:  # the fork inherits the flag with the record
+                await copy_context_items(self._store, src.id, fork_id)
         except Exception:
             await self._store.delete_conversation(fork_id)  # no fork with half its items
             raise

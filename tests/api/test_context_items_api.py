@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.domain.context_item import ContextItem
 from app.manager.summarizer import SUMMARY_HEADER
 from app.manager.token_count import request_tokens
 from tests.api.backends import ALL_BACKENDS, state_url_for
@@ -237,3 +238,32 @@ async def test_with_summarize_items_come_before_the_summary_and_compact_leaves_t
         last = rec.requests[-1]
         assert last.messages[0].content == first.content
         assert request_tokens(last, "openai") <= 900 - 100
+
+
+async def test_turns_of_a_conversation_that_never_had_items_do_not_read_them(
+    tmp_path: Path,
+) -> None:
+    async with recorded_app(make_settings(tmp_path)) as (client, manager, rec):
+        store = manager.store
+        reads: list[str] = []
+        original = store.list_context_items
+
+        async def counted(conversation_id: str) -> list[ContextItem]:
+            reads.append(conversation_id)
+            return await original(conversation_id)
+
+        store.list_context_items = counted  # type: ignore[method-assign]
+        cid = (await create_conv(client))["id"]
+        await send(client, cid, "one")
+        await send(client, cid, "two")
+        assert reads == []
+        assert (await client.get(f"/conversations/{cid}")).json()["has_context_items"] is False
+
+        await add(client, cid, content="a note")
+        conv = (await client.get(f"/conversations/{cid}")).json()
+        assert conv["has_context_items"] is True
+        reads.clear()
+        await send(client, cid, "three")
+        assert reads == [cid] and rec.requests[-1].messages[0].content == "[Context item]\na note"
+        fork = (await client.post(f"/conversations/{cid}/fork", json={})).json()
+        assert fork["has_context_items"] is True
