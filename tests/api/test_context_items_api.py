@@ -105,6 +105,8 @@ async def test_items_are_added_listed_sent_forked_and_deleted_on_every_backend(
         assert len(await manager.store.list_context_items(fork_id)) == 2
         assert (await client.delete(f"/conversations/{fork_id}")).status_code == 204
         assert await manager.store.list_context_items(fork_id) == []
+        footprint = await manager.store.footprint(conv["lineage_id"], [cid, fork_id])
+        assert footprint["context_items"] == 0
 
 
 async def test_bad_items_are_refused_with_their_codes_and_nothing_is_stored(
@@ -155,10 +157,13 @@ async def test_bad_items_are_refused_with_their_codes_and_nothing_is_stored(
 
 
 async def test_unpinned_items_fill_their_share_newest_first_and_the_window_never_exceeds(
-    tmp_path: Path,
+    backend: str, tmp_path: Path
 ) -> None:
     policy = {"max_input_tokens": 400, "reserve_output_tokens": 50, "max_context_tokens": 100}
-    async with recorded_app(make_settings(tmp_path)) as (client, _, rec):
+    async with (
+        state_url_for(backend, tmp_path) as url,
+        recorded_app(make_settings(tmp_path, state_url=url)) as (client, _, rec),
+    ):
         cid = (await create_conv(client, context_policy=policy))["id"]
         old = await add(client, cid, content="old " + "a" * 120)  # ~40 tokens
         mid = await add(client, cid, content="mid " + "b" * 120)
