@@ -77,3 +77,10 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     # uvicorn's own access log would duplicate ours (`parley.access`) without the fields.
     logging.getLogger("uvicorn.access").disabled = True
+    if fmt == "json":
+        # uvicorn's dictConfig gives "uvicorn" a plain-text handler of its own (start-up,
+        # shutdown, "Exception in ASGI application"); json promises one object per line,
+        # so its lines go through ours instead.
+        server = logging.getLogger("uvicorn")
+        server.handlers.clear()
+        server.propagate = True
