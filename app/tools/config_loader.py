@@ -35,7 +35,7 @@ from app.tools.config_models import (
     ObjectMeta,
 )
 from app.tools.config_parse import parse_model
-from app.tools.config_providers import check_provider, default_env
+from app.tools.config_providers import DEFAULT_KEY_ENV, check_provider, default_env
 from app.tools.config_tools import check_tool
 
 TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "$schema")
@@ -182,8 +182,23 @@ def _check_spec(
         problems.extend(errors)
         if provider is not None:
             providers.append(provider)
+            warnings.extend(_keyless_warning(provider, i))
     _check_prices(providers, problems)
     return tools, servers, providers, unapplied
+
+
+def _keyless_warning(provider: ProviderSpec, index: int) -> list[str]:
+    """An `openai`/`claude` entry for the vendor's own API with no credential at all is
+    valid (PromptKit loads it) but every call it makes is refused, so say so at start-up
+    rather than on the first turn (the shipped example's first provider is one when
+    OPENAI_API_KEY is unset, and the first provider is the default)."""
+    if provider.type not in DEFAULT_KEY_ENV or provider.api_key or provider.base_url:
+        return []
+    names = " or ".join(DEFAULT_KEY_ENV[provider.type])
+    return [
+        f"spec.providers.{index} ({provider.id!r}): no credential and {names} is not set;"
+        " its calls will fail (set one, or PARLEY_DEFAULT_PROVIDER=mock to try without)"
+    ]
 
 
 def _check_prices(providers: list[ProviderSpec], problems: list[Problem]) -> None:

@@ -338,3 +338,26 @@ def test_stream_retry_follows_promptkit_defaults() -> None:
     assert on.retry.budget == (2.0, 4)
     assert off.retry is not None and off.retry.max_retries == 0  # enabled defaults to false
     assert unset.retry is None  # Parley's default retries
+
+
+def test_a_keyless_vendor_provider_is_named_in_a_warning() -> None:
+    """`examples/runtime.yaml` without OPENAI_API_KEY: its first provider (the default)
+    can only fail, and start-up and `parley config check` say so."""
+    spec = {
+        "providers": [
+            {"id": "openai-main", "type": "openai", "model": "gpt-4o-mini"},
+            {"id": "claude-main", "type": "claude", "model": "m"},
+            {"id": "keyed", "type": "openai", "model": "m", "credential": {"api_key": "sk"}},
+            {"id": "proxy", "type": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+            {"id": "local", "type": "ollama", "model": "llama3"},
+        ]
+    }
+    warned = [w for w in checked(spec).warnings if "no credential" in w]
+    assert len(warned) == 2
+    assert "'openai-main'" in warned[0] and "OPENAI_API_KEY" in warned[0]
+    assert "'claude-main'" in warned[1] and "ANTHROPIC_API_KEY" in warned[1]
+    assert not [
+        w
+        for w in checked(spec, env={"OPENAI_API_KEY": "sk", "ANTHROPIC_API_KEY": "k"}).warnings
+        if "no credential" in w
+    ]
