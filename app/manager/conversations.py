@@ -8,7 +8,9 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from app.coordination.base import Coordinator, IdempotencyRecord
 from app.domain import (
@@ -193,10 +195,11 @@ class ConversationService:
         system_prompt, variables = self._render(pack, req.prompt_name, req.variables, model, now)
         if req.system_prompt is not None:
             system_prompt = req.system_prompt
-        policy = req.context_policy or ContextPolicy(
+        default_policy = ContextPolicy(
             max_input_tokens=self._settings.default_max_input_tokens,
             reserve_output_tokens=self._settings.default_reserve_output_tokens,
         )
+        policy = _over(default_policy, req.context_policy, "context_policy")
         _check_policy(policy, self._providers)
         ttl = req.ttl_seconds or self._settings.default_ttl_s
         conv_id = req.conversation_id or new_id()
@@ -213,7 +216,7 @@ class ConversationService:
             custom_system_prompt=req.system_prompt is not None,
             metadata=req.metadata,
             context_policy=policy,
-            checkpoint_policy=req.checkpoint_policy or self._settings.checkpoint_policy(),
+            checkpoint_policy=_over(self._settings.checkpoint_policy(), req.checkpoint_policy),
             created_at=now,
             updated_at=now,
             ttl_seconds=ttl,
@@ -309,9 +312,12 @@ class ConversationService:
             if not conv.custom_system_prompt:
                 update["system_prompt"] = text
         if req.context_policy is not None:
-            update["context_policy"] = req.context_policy
+            update["context_policy"] = _over(
+                conv.context_policy, req.context_policy, "context_policy"
+            )
         if req.checkpoint_policy is not None:
-            update["checkpoint_policy"] = req.checkpoint_policy
+            base = conv.checkpoint_policy or self._settings.checkpoint_policy()
+            update["checkpoint_policy"] = _over(base, req.checkpoint_policy)
         ttl = req.ttl_seconds or conv.ttl_seconds
         if req.ttl_seconds is not None:
             update["ttl_seconds"] = req.ttl_seconds
@@ -396,3 +402,21 @@ def _check_policy(policy: ContextPolicy, providers: Mapping[str, LLMProvider]) -
             f"max_input_tokens - reserve_output_tokens ({room}): the history needs room too.",
             errors=[{"loc": [*loc, "max_context_tokens"], "msg": "not below the input budget"}],
         )
+
+
+PolicyT = TypeVar("PolicyT", bound=BaseModel)
+
+
+def _over(base: PolicyT, given: PolicyT | None, name: str = "checkpoint_policy") -> PolicyT:
+    """`given` over `base`: the fields a request sent replace `base`'s, the ones it left
+    out keep `base`'s (the settings' at create, the conversation's at PATCH), not the
+    model's own defaults. Checked again as a whole (e.g. keep_all_hours within
+    max_age_days), a 422 when the merge is not valid."""
+    if given is None:
+        return base
+    merged = {**base.model_dump(), **given.model_dump(include=given.model_fields_set)}
+    try:
+        return type(base).model_validate(merged)
+    except ValidationError as exc:
+        errors = [{"loc": ["body", name, *e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+        raise InvalidRequest(f"The merged {name} is not valid.", errors=errors) from None

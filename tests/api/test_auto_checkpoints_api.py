@@ -124,3 +124,41 @@ async def test_bad_checkpoint_policies_are_422(
     conv = await create_conv(client)
     r = await client.patch(f"/conversations/{conv['id']}", json={"checkpoint_policy": policy})
     assert_problem(r, 422, "validation_error")
+
+
+async def test_a_partial_policy_keeps_the_fields_it_leaves_out(client: httpx.AsyncClient) -> None:
+    """Omitted fields come from the settings at create and from the conversation's policy
+    at PATCH; they came from the model's own defaults (max_auto 50 although
+    PARLEY_CHECKPOINT_MAX_AUTO is 7 here), and a PATCH of one field reset the others."""
+    conv = await create_conv(client, checkpoint_policy={"every_n_turns": 4})
+    assert conv["checkpoint_policy"]["every_n_turns"] == 4
+    assert conv["checkpoint_policy"]["max_auto"] == 7  # the setting, not the model's 50
+    cid = conv["id"]
+    r = await client.patch(f"/conversations/{cid}", json={"checkpoint_policy": POLICY})
+    assert r.status_code == 200, r.text
+    r = await client.patch(f"/conversations/{cid}", json={"checkpoint_policy": {"max_auto": 9}})
+    assert r.status_code == 200, r.text
+    assert r.json()["checkpoint_policy"] == {**POLICY, "max_auto": 9, "keep_all_hours": 0.0}
+    # checked on the merged policy: keep_all_hours 30 days > max_age_days 1
+    r = await client.patch(
+        f"/conversations/{cid}",
+        json={"checkpoint_policy": {"keep_all_hours": 720, "max_age_days": None}},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.patch(f"/conversations/{cid}", json={"checkpoint_policy": {"max_age_days": 1}})
+    body = assert_problem(r, 422, "validation_error")
+    assert body["errors"][0]["loc"][:2] == ["body", "checkpoint_policy"]
+    got = (await client.get(f"/conversations/{cid}")).json()["checkpoint_policy"]
+    assert got["keep_all_hours"] == 720 and got["max_age_days"] is None
+
+
+async def test_a_partial_context_policy_patch_keeps_the_other_fields(
+    client: httpx.AsyncClient,
+) -> None:
+    conv = await create_conv(client, context_policy={"max_input_tokens": 3000})
+    assert conv["context_policy"]["reserve_output_tokens"] == 1024  # the setting's
+    cid = conv["id"]
+    r = await client.patch(f"/conversations/{cid}", json={"context_policy": {"strategy": "fail"}})
+    assert r.status_code == 200, r.text
+    assert r.json()["context_policy"]["max_input_tokens"] == 3000  # was reset to 8000
+    assert r.json()["context_policy"]["strategy"] == "fail"
