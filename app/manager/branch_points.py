@@ -39,7 +39,7 @@ class BranchPoints:
         message = await self._tree.visible_message(conv, message_id)
         if message.role != Role.user:
             raise NotAUserMessage(
-                f"Message {message_id!r} is a {message.role.value} message; only user "
+                f"Message {message_id!r} has role {message.role.value!r}; only user "
                 f"messages are edited (regenerate a reply with POST "
                 f"/conversations/{conv.id}/regenerate)."
             )
@@ -50,7 +50,7 @@ class BranchPoints:
             message = await self._tree.visible_message(conv, message_id)
             if message.role != Role.assistant:
                 raise NotAnAssistantMessage(
-                    f"Message {message_id!r} is a {message.role.value} message; only "
+                    f"Message {message_id!r} has role {message.role.value!r}; only "
                     "assistant replies are regenerated (edit a user message instead)."
                 )
             return _beside(message)

@@ -58,7 +58,7 @@ log = logging.getLogger("parley.import")
 
 CHUNK = 500  # messages per append
 # How long a conversation being imported lives unless the import finishes: a process
-# killed midway cannot undo, and the shell it leaves (no head) would otherwise hold its
+# killed midway cannot undo, and the partial conversation it leaves would otherwise hold its
 # id forever (a retry: 409). Expired, it is reclaimed by the sweep or a create of the id.
 UNFINISHED_IMPORT_TTL = timedelta(minutes=15)
 
