@@ -91,6 +91,9 @@ class RunService:
         self._drain: asyncio.Task[None] | None = None
         self._admitting = 0  # sends between the draining check and their run's task
         self._cancel_new = False
+        # runs the drain cancelled: their waiting requests answer 503 `shutting_down`
+        # (retry elsewhere), not 409 `run_cancelled` (a client's own cancel)
+        self._drain_cancelled: set[str] = set()
 
     @property
     def active(self) -> int:
@@ -131,6 +134,7 @@ class RunService:
             for run_id, task in list(self._tasks.items()):
                 if run_id not in cancelled:  # once: a second cancel would cut its cleanup
                     cancelled.add(run_id)
+                    self._drain_cancelled.add(run_id)
                     task.cancel()
             await self._settle(end - loop.time())
 
@@ -258,6 +262,7 @@ class RunService:
         self._tasks[run_id] = task
         if self._cancel_new:  # the drain's grace is over (it still waits for this one);
             # cancelled once started, so that its own clean-up records `run.cancelled`
+            self._drain_cancelled.add(run_id)
             asyncio.get_running_loop().call_soon(task.cancel)
         return StartedRun(run_id, conv.id, attached=False)
 
@@ -323,7 +328,13 @@ class RunService:
 
     async def result(self, run_id: str) -> dict[str, Any]:
         """The non-streaming response of a run (DESIGN §6), or its error raised."""
-        return turn_response(await self.wait(run_id))
+        record = await self.wait(run_id)
+        if record.run.status == RunStatus.cancelled and run_id in self._drain_cancelled:
+            raise ShuttingDown(
+                f"Run {run_id} was cancelled by this instance's shutdown; nothing was"
+                " committed and its Idempotency-Key is free: retry."
+            )
+        return turn_response(record)
 
     async def events(
         self, run_id: str, *, after: int, cancel_on_disconnect: bool = False

@@ -95,8 +95,11 @@ async def test_drain_refuses_new_turns_finishes_short_ones_and_cancels_the_rest(
         assert manager.runs.active == 0
 
 
-async def test_an_idempotent_retry_after_a_drain_cancel_runs_the_turn(tmp_path: Path) -> None:
-    """The cancelled run freed its key: the retry (after the restart) runs it, once."""
+async def test_a_drain_cancelled_send_answers_shutting_down_and_its_retry_runs_once(
+    tmp_path: Path,
+) -> None:
+    """The non-streaming send cut by the drain is told to retry (503), and the cancelled
+    run freed its key: the retry (after the restart) runs it, once."""
     async with app_with_manager(tmp_path, mock_delay_ms=20, shutdown_grace_s=0.2) as (
         client,
         manager,
@@ -107,7 +110,9 @@ async def test_an_idempotent_retry_after_a_drain_cancel_runs_the_turn(tmp_path: 
         first = asyncio.create_task(client.post(path, json={"content": LONG}, headers=headers))
         await until_running(manager, 1)
         manager.begin_shutdown()
-        assert_problem(await first, 409, "run_cancelled")
+        # 503 shutting_down (retry), not 409 run_cancelled (what a client's own cancel gets)
+        body = assert_problem(await first, 503, "shutting_down")
+        assert "retry" in body["detail"]
     async with app_with_manager(tmp_path, mock_delay_ms=0) as (client, _):
         r = await client.post(path, json={"content": LONG}, headers=headers)
         assert r.status_code == 200, r.text
@@ -187,6 +192,6 @@ async def test_a_send_being_admitted_when_the_drain_begins_is_waited_for(
         )
         await until_admitting(manager)
         manager.begin_shutdown()
-        assert_problem(await send, 409, "run_cancelled")
+        assert_problem(await send, 503, "shutting_down")
         got = (await client.get(f"/conversations/{conv['id']}")).json()
         assert got["message_count"] == 0
