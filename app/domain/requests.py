@@ -159,7 +159,8 @@ class CreateCheckpoint(_Input):
     description: str | None = Field(default=None, max_length=2000)
     message_id: Id | None = Field(
         default=None,
-        description="A message on the conversation's current path; default the head.",
+        description="A message of this conversation's tree (its current path, its fork "
+        "origin's path, or one it wrote: an abandoned branch, say); default the head.",
     )
     kind: Literal["manual", "snapshot"] = Field(
         default="manual",
@@ -172,7 +173,9 @@ class CreateCheckpoint(_Input):
 class Rollback(_Input):
     checkpoint_id: Id | None = Field(default=None, description="Exactly one of the two.")
     message_id: Id | None = Field(
-        default=None, description="A message on the current path (an ancestor of the head)."
+        default=None,
+        description="A message on the current path (an ancestor of the head); found by a "
+        "walk back from the head, so its cost grows with the distance (a checkpoint is O(1)).",
     )
 
 
@@ -188,7 +191,9 @@ class ForkConversation(_Input):
         default=None, description="Fork at this checkpoint's message (at most one of the two)."
     )
     message_id: Id | None = Field(
-        default=None, description="Fork at this message of the current path; default the head."
+        default=None,
+        description="Fork at this message of the conversation's tree (its current path, its "
+        "fork origin's path, or one it wrote); default the head.",
     )
     conversation_id: Id | None = None
     user_id: Id | None = Field(

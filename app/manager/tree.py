@@ -138,7 +138,7 @@ class TreeService:
         if req.message_id is None or req.message_id == conv.head_message_id:
             message_id, count = conv.head_message_id, conv.message_count
         else:
-            message = await self.path_message(conv, req.message_id)
+            message = await self.visible_message(conv, req.message_id)
             message_id, count = message.id, message.depth + 1
         checkpoint = Checkpoint(
             id=new_id(),
@@ -356,7 +356,7 @@ class TreeService:
             if checkpoint.message_id is not None:
                 target = await self.message(src, checkpoint.message_id)
         elif req.message_id is not None:
-            target = await self.path_message(src, req.message_id)
+            target = await self.visible_message(src, req.message_id)
         elif src.head_message_id is not None:
             target = await self.message(src, src.head_message_id)
         user_id = self._conversations.resolve_user(principal, req.user_id or src.user_id)

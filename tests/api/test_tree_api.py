@@ -260,3 +260,37 @@ async def test_fork_for_another_user(
         # alice cannot see bob's fork
         assert_problem(await client.get(f"/conversations/{bobs}", headers=alice), 404,
                        "conversation_not_found")  # fmt: skip
+
+
+async def test_checkpoint_and_fork_at_a_message_of_an_abandoned_branch(
+    client: httpx.AsyncClient,
+) -> None:
+    """A checkpoint or fork may name any message of the conversation's own tree (found by
+    one read, not a walk from the head); rollback by message_id stays ancestors-only."""
+    conv = await create_conv(client)
+    cid = conv["id"]
+    await send(client, cid, "one")
+    old = await send(client, cid, "two")
+    first = (await client.get(f"/conversations/{cid}/messages")).json()["data"][0]
+    r = await client.post(f"/conversations/{cid}/rollback", json={"message_id": first["id"]})
+    assert r.status_code == 200, r.text
+    await send(client, cid, "other way")
+    abandoned = old["reply"]["id"]  # no longer on the current path
+    r = await client.post(f"/conversations/{cid}/checkpoints", json={"message_id": abandoned})
+    assert r.status_code == 201, r.text
+    assert r.json()["message_id"] == abandoned and r.json()["message_count"] == 4
+    r = await client.post(f"/conversations/{cid}/fork", json={"message_id": abandoned})
+    assert r.status_code == 201, r.text
+    fork = r.json()
+    assert fork["head_message_id"] == abandoned and fork["message_count"] == 4
+    path = (await client.get(f"/conversations/{fork['id']}/messages")).json()["data"]
+    assert [m["content"] for m in path][-2:] == ["two", old["reply"]["content"]]
+    r = await client.post(f"/conversations/{cid}/rollback", json={"message_id": abandoned})
+    assert_problem(r, 404, "message_not_found")
+    # another conversation's message is still not one of this tree
+    other = await create_conv(client)
+    elsewhere = (await send(client, other["id"], "elsewhere"))["reply"]["id"]
+    r = await client.post(f"/conversations/{cid}/fork", json={"message_id": elsewhere})
+    assert_problem(r, 404, "message_not_found")
+    r = await client.post(f"/conversations/{cid}/checkpoints", json={"message_id": elsewhere})
+    assert_problem(r, 404, "message_not_found")
