@@ -73,10 +73,15 @@ class PatchConversation(_Input):
         description="Merged into the variables (null removes); the system prompt is re-rendered.",
     )
     ttl_seconds: TtlSeconds = None
-    context_policy: ContextPolicy | None = None
+    context_policy: ContextPolicy | None = Field(
+        default=None,
+        description="Merged into the context policy; null resets it to the settings' "
+        "defaults (PARLEY_DEFAULT_MAX_INPUT_TOKENS / _RESERVE_OUTPUT_TOKENS).",
+    )
     checkpoint_policy: CheckpointPolicy | None = Field(
         default=None,
-        description="Replaces the auto checkpoint policy (applies from the next turn).",
+        description="Merged into the auto checkpoint policy (applies from the next turn); "
+        "null resets it to the PARLEY_CHECKPOINT_* defaults.",
     )
 
 

@@ -195,11 +195,7 @@ class ConversationService:
         system_prompt, variables = self._render(pack, req.prompt_name, req.variables, model, now)
         if req.system_prompt is not None:
             system_prompt = req.system_prompt
-        default_policy = ContextPolicy(
-            max_input_tokens=self._settings.default_max_input_tokens,
-            reserve_output_tokens=self._settings.default_reserve_output_tokens,
-        )
-        policy = _over(default_policy, req.context_policy, "context_policy")
+        policy = _over(self._default_context_policy(), req.context_policy, "context_policy")
         _check_policy(policy, self._providers)
         ttl = req.ttl_seconds or self._settings.default_ttl_s
         conv_id = req.conversation_id or new_id()
@@ -311,19 +307,32 @@ class ConversationService:
             update["variables"] = variables
             if not conv.custom_system_prompt:
                 update["system_prompt"] = text
+        sent = req.model_fields_set
         if req.context_policy is not None:
             update["context_policy"] = _over(
                 conv.context_policy, req.context_policy, "context_policy"
             )
+        elif "context_policy" in sent:  # an explicit null resets to the settings' defaults
+            update["context_policy"] = self._default_context_policy()
         if req.checkpoint_policy is not None:
             base = conv.checkpoint_policy or self._settings.checkpoint_policy()
             update["checkpoint_policy"] = _over(base, req.checkpoint_policy)
+        elif "checkpoint_policy" in sent:
+            update["checkpoint_policy"] = self._settings.checkpoint_policy()
         ttl = req.ttl_seconds or conv.ttl_seconds
         if req.ttl_seconds is not None:
             update["ttl_seconds"] = req.ttl_seconds
         if ttl:
             update["expires_at"] = now + timedelta(seconds=ttl)
         return conv.model_copy(update=update)
+
+    def _default_context_policy(self) -> ContextPolicy:
+        """The `context_policy` of a conversation created without one (and of one PATCHed
+        with `"context_policy": null`)."""
+        return ContextPolicy(
+            max_input_tokens=self._settings.default_max_input_tokens,
+            reserve_output_tokens=self._settings.default_reserve_output_tokens,
+        )
 
     async def delete(self, principal: Principal, conversation_id: str) -> None:
         conv = await self.get(principal, conversation_id)

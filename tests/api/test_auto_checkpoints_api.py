@@ -162,3 +162,25 @@ async def test_a_partial_context_policy_patch_keeps_the_other_fields(
     assert r.status_code == 200, r.text
     assert r.json()["context_policy"]["max_input_tokens"] == 3000  # was reset to 8000
     assert r.json()["context_policy"]["strategy"] == "fail"
+
+
+async def test_patching_a_policy_to_null_resets_it_to_the_settings_defaults(
+    client: httpx.AsyncClient,
+) -> None:
+    defaults = await create_conv(client)
+    conv = await create_conv(
+        client,
+        checkpoint_policy=POLICY,
+        context_policy={"max_input_tokens": 3000, "strategy": "fail"},
+    )
+    cid = conv["id"]
+    r = await client.patch(f"/conversations/{cid}", json={"checkpoint_policy": None})
+    assert r.status_code == 200, r.text
+    assert r.json()["checkpoint_policy"] == defaults["checkpoint_policy"]
+    assert r.json()["context_policy"]["max_input_tokens"] == 3000  # not sent: unchanged
+    r = await client.patch(f"/conversations/{cid}", json={"context_policy": None})
+    assert r.status_code == 200, r.text
+    assert r.json()["context_policy"] == defaults["context_policy"]
+    got = (await client.get(f"/conversations/{cid}")).json()
+    assert got["checkpoint_policy"] == defaults["checkpoint_policy"]
+    assert got["context_policy"] == defaults["context_policy"]
