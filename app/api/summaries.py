@@ -9,6 +9,7 @@ from app.api.operation import operation
 from app.api.params import PathId
 from app.api.schemas import SummaryList
 from app.deps import ManagerDep, PrincipalDep
+from app.domain.requests import Compact
 from app.domain.summary import Summary
 from app.errors import (
     ContextOverflow,
@@ -49,7 +50,12 @@ router = api_router(tags=["context"])
         StoreUnavailable,
     ),
 )
-async def compact(conversation_id: PathId, manager: ManagerDep, principal: PrincipalDep) -> Summary:
+async def compact(
+    conversation_id: PathId,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    body: Compact | None = None,  # no fields: only refuses unknown ones
+) -> Summary:
     return await manager.summaries.compact(principal, conversation_id)
 
 

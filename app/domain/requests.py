@@ -159,6 +159,11 @@ class SubmitToolApprovals(_Input):
 # --- the message tree: checkpoints, rollback, head, fork ---------------------------------
 
 
+class Compact(_Input):
+    """`POST .../compact` takes no fields: its body may be absent or `{}`. Declared so an
+    unknown field is refused with 422 like on every other endpoint, not silently ignored."""
+
+
 class CreateCheckpoint(_Input):
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)

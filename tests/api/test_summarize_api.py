@@ -312,3 +312,19 @@ async def test_compact_and_policy_refusals(tmp_path: Path) -> None:
         await send(client, other["id"], "hello")
         made = (await client.post(f"/conversations/{other['id']}/compact")).json()
     assert made["provider"] == "mock" and made["model"] == "mock-small"
+
+
+async def test_compact_refuses_an_unknown_body_field_and_takes_an_empty_one(
+    tmp_path: Path,
+) -> None:
+    async with recorded_app(make_settings(tmp_path)) as (client, _, recorder):
+        conv = await create_conv(client, context_policy=policy(2000))
+        cid = conv["id"]
+        await send(client, cid, "hello")
+        r = await client.post(f"/conversations/{cid}/compact", json={"force": True})
+        body = assert_problem(r, 422, "validation_error")
+        assert body["errors"][0]["loc"][-1] == "force"
+        assert recorder.summarizations() == []
+        assert (await client.get(f"/conversations/{cid}/summaries")).json()["data"] == []
+        r = await client.post(f"/conversations/{cid}/compact", json={})
+        assert r.status_code == 201, r.text
