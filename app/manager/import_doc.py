@@ -21,6 +21,7 @@ from app.domain.requests import TtlSeconds
 from app.domain.summary import Summary
 from app.manager.import_plan import LOC, ImportPlan, Problem, refused, schema_problems
 from app.manager.import_promptkit import is_promptkit_state, promptkit_plan
+from app.manager.import_tool_rule import unanswering_tool_messages
 
 M = TypeVar("M", bound=BaseModel)
 MEMBERS = {
@@ -130,6 +131,13 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
         head = None
     _check_checksum(raw, raw_checkpoints, raw_messages, raw_summaries, raw_items, problems)
     ordered = order_tree(messages, raw_messages, problems)
+    index: dict[str, int] = {}
+    for i, m in messages:
+        index.setdefault(m.id, i)  # the first of duplicate ids is the one kept
+    for at, why in unanswering_tool_messages(ordered):
+        problems.append(
+            {"loc": [*LOC, "messages", index[ordered[at].id], "tool_call_id"], "msg": why}
+        )
     by_id = {m.id: m for m in ordered}
     if head is not None and head not in by_id and not _invalid_id(head, raw_messages):
         problems.append({"loc": [*LOC, "head_message_id"], "msg": "not among the messages"})

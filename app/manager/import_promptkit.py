@@ -27,6 +27,7 @@ from app.domain.messages import FinishReason
 from app.domain.promptkit_state import PromptKitMessage, PromptKitPart, PromptKitState
 from app.domain.usage import ConversationUsage, Usage
 from app.manager.import_plan import LOC, ImportPlan, Problem, schema_problems
+from app.manager.import_tool_rule import unanswering_tool_messages
 
 GO_FIELDS = {"ID", "UserID", "Messages"}
 SNAKE_FIELDS = {"conversation_id", "messages"}
@@ -73,6 +74,7 @@ def promptkit_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Prob
     )
     key = "Messages" if go else "messages"
     messages: list[Message] = []
+    positions: list[int] = []  # each message's index in the state
     usage = ConversationUsage()
     parent: str | None = None
     for i, pk in enumerate(pk_messages):
@@ -80,8 +82,11 @@ def promptkit_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Prob
         if message is None:
             continue
         messages.append(message)
+        positions.append(i)
         usage = usage.plus(message.usage, message.cost_usd)
         parent = message.id
+    for at, why in unanswering_tool_messages(messages):
+        problems.append({"loc": [*LOC, key, positions[at], "tool_result", "id"], "msg": why})
     if state.total_cost is not None:
         usage = usage.model_copy(update={"cost_usd": state.total_cost})
     if problems:

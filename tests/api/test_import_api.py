@@ -554,3 +554,38 @@ async def test_an_import_in_flight_expires_unless_it_finishes(
     assert len(seen) == 2 and all(exp is not None for exp in seen)  # one chain each
     grace = UNFINISHED_IMPORT_TTL
     assert all(before < exp <= datetime.now(UTC) + grace for exp in seen if exp)
+
+
+async def test_a_tool_message_that_answers_no_tool_call_is_refused_and_nothing_stored(
+    client: httpx.AsyncClient,
+) -> None:
+    conv = await create_conv(client, user_id="frank")
+    turn = await send(client, conv["id"], "one")
+    good = await export_doc(client, conv["id"])
+    await client.delete(f"/conversations/{conv['id']}")
+    reply = _by_id(good)[turn["reply"]["id"]]
+    bad = copy.deepcopy(good)
+    root_tool = {**copy.deepcopy(reply), "id": "tool-root", "role": "tool", "parent_id": None}
+    root_tool["depth"] = 0
+    stray = {**copy.deepcopy(reply), "id": "tool-stray", "role": "tool", "tool_call_id": "c9"}
+    stray["parent_id"], stray["depth"] = reply["id"], reply["depth"] + 1
+    bad["messages"] += [root_tool, stray]
+    bad["checksum"] = recomputed_checksum(bad)
+    body = assert_problem(await _import(client, bad), 422, "validation_error")
+    n = len(good["messages"])
+    assert sorted(e["loc"] for e in body["errors"]) == [
+        ["body", "messages", n, "tool_call_id"],
+        ["body", "messages", n + 1, "tool_call_id"],
+    ]
+    assert_problem(await client.get(f"/conversations/{conv['id']}"), 404, "conversation_not_found")
+    # PromptKit: a tool result whose id is no call of the assistant before it
+    state = _promptkit_go_state()
+    tool = next(m for m in state["Messages"] if m["role"] == "tool")
+    tool["tool_result"]["id"] = "call_unknown"
+    pack = {"pack_id": "general-assistant", "prompt_name": "chat"}
+    body = assert_problem(await _import(client, state, **pack), 422, "validation_error")
+    at = state["Messages"].index(tool)
+    assert [e["loc"] for e in body["errors"]] == [["body", "Messages", at, "tool_result", "id"]]
+    assert_problem(await client.get(f"/conversations/{state['ID']}"), 404, "conversation_not_found")
+    listed = (await client.get("/conversations", params={"user_id": "frank"})).json()["data"]
+    assert listed == []
