@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel
@@ -38,3 +39,22 @@ def decode_cursor(cursor: str, arity: int) -> list[str]:
     ):
         raise InvalidCursor("The cursor is not one this service issued.")
     return parts
+
+
+def encode_item_cursor(scope: str, created_at: datetime, item_id: str) -> str:
+    """The cursor after an item of a (created_at, id)-ordered listing of one `scope` (the
+    conversation the listing is of): bound to it, so it cannot page another one."""
+    return encode_cursor(scope, created_at.isoformat(), item_id)
+
+
+def decode_item_cursor(cursor: str, scope: str) -> tuple[datetime, str]:
+    """The (created_at, id) an `encode_item_cursor` cursor of `scope` points after. A
+    cursor of another scope (e.g. another conversation's listing) is the client's error:
+    without the check it paged whatever that one's times happened to select."""
+    issued_for, when, item_id = decode_cursor(cursor, 3)
+    if issued_for != scope:
+        raise InvalidCursor("The cursor was issued for another listing; pass this one's.")
+    try:
+        return datetime.fromisoformat(when), item_id
+    except ValueError:
+        raise InvalidCursor("The cursor is not one this service issued.") from None

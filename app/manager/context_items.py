@@ -17,14 +17,13 @@ from datetime import datetime
 
 from app.domain import Conversation, Page, new_id
 from app.domain.context_item import ContextItem
-from app.domain.pagination import decode_cursor, encode_cursor
+from app.domain.pagination import decode_item_cursor, encode_item_cursor
 from app.domain.principal import Principal
 from app.domain.requests import AddContextItem
 from app.errors import (
     ContextItemNotFound,
     ContextItemTooLarge,
     ConversationNotFound,
-    InvalidCursor,
     InvalidRequest,
     UnsupportedMedia,
     VersionConflict,
@@ -116,22 +115,19 @@ class ContextItemService:
     async def list(
         self, principal: Principal, conversation_id: str, *, limit: int, cursor: str | None
     ) -> Page[ContextItem]:
-        """Oldest first. The cursor is the (created_at, id) of the last one returned, so an
+        """Oldest first. The cursor is the (created_at, id) of the last one returned (bound to
+        this conversation), so an
         item deleted between pages does not break paging."""
         conv = await self._conversations.get(principal, conversation_id)
         items = await self._store.list_context_items(conv.id)
         if cursor is not None:
-            when, last_id = decode_cursor(cursor, 2)
-            try:
-                after = (datetime.fromisoformat(when), last_id)
-            except ValueError:
-                raise InvalidCursor("The cursor is not one this service issued.") from None
+            after = decode_item_cursor(cursor, conv.id)
             items = [i for i in items if (i.created_at, i.id) > after]
         page = items[:limit]
         next_cursor = None
         if len(items) > limit:
             last = page[-1]
-            next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
+            next_cursor = encode_item_cursor(conv.id, last.created_at, last.id)
         return Page(data=page, next_cursor=next_cursor)
 
     async def get(self, principal: Principal, conversation_id: str, item_id: str) -> ContextItem:

@@ -25,14 +25,13 @@ from app.domain import (
     Role,
     new_id,
 )
-from app.domain.pagination import decode_cursor, encode_cursor
+from app.domain.pagination import decode_item_cursor, encode_item_cursor
 from app.domain.principal import Principal
 from app.domain.requests import CreateCheckpoint, ForkConversation, Rollback, SetHead
 from app.errors import (
     CheckpointNotFound,
     ConversationExists,
     ConversationNotFound,
-    InvalidCursor,
     InvalidRequest,
     MessageNotFound,
     VersionConflict,
@@ -162,23 +161,20 @@ class TreeService:
         limit: int,
         cursor: str | None,
     ) -> Page[Checkpoint]:
-        """Newest first. The cursor is the (created_at, id) of the last one returned, so a
+        """Newest first. The cursor is the (created_at, id) of the last one returned (bound to
+        this conversation), so a
         checkpoint deleted between pages does not break paging."""
         conv = await self._conversations.get(principal, conversation_id)
         items = await self._store.list_checkpoints(conv.id, kind=kind)
         items.sort(key=lambda c: (c.created_at, c.id), reverse=True)
         if cursor is not None:
-            when, last_id = decode_cursor(cursor, 2)
-            try:
-                after = (datetime.fromisoformat(when), last_id)
-            except ValueError:
-                raise InvalidCursor("The cursor is not one this service issued.") from None
+            after = decode_item_cursor(cursor, conv.id)
             items = [c for c in items if (c.created_at, c.id) < after]
         page = items[:limit]
         next_cursor = None
         if len(items) > limit:
             last = page[-1]
-            next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
+            next_cursor = encode_item_cursor(conv.id, last.created_at, last.id)
         return Page(data=page, next_cursor=next_cursor)
 
     async def get_checkpoint(

@@ -69,6 +69,12 @@ async def test_items_are_added_listed_sent_forked_and_deleted_on_every_backend(
         )
         assert [i["id"] for i in rest.json()["data"]] == [from_media["id"]]
         assert rest.json()["next_cursor"] is None
+        other = (await create_conv(client))["id"]  # a cursor is bound to its conversation
+        r = await client.get(
+            f"/conversations/{other}/context/items",
+            params={"cursor": first.json()["next_cursor"]},
+        )
+        assert_problem(r, 400, "invalid_cursor")
         got = await client.get(f"/conversations/{cid}/context/items/{pinned['id']}")
         assert got.status_code == 200 and got.json() == pinned
 

@@ -294,3 +294,18 @@ async def test_checkpoint_and_fork_at_a_message_of_an_abandoned_branch(
     assert_problem(r, 404, "message_not_found")
     r = await client.post(f"/conversations/{cid}/checkpoints", json={"message_id": elsewhere})
     assert_problem(r, 404, "message_not_found")
+
+
+async def test_a_checkpoint_cursor_of_one_conversation_is_refused_on_another(
+    client: httpx.AsyncClient,
+) -> None:
+    a, b = (await create_conv(client))["id"], (await create_conv(client))["id"]
+    for cid in (a, b, a, b):  # interleaved times: b's rows lie on both sides of a's cursor
+        await client.post(f"/conversations/{cid}/checkpoints", json={"name": cid})
+    page = (await client.get(f"/conversations/{a}/checkpoints", params={"limit": 1})).json()
+    cursor = page["next_cursor"]
+    assert cursor is not None
+    r = await client.get(f"/conversations/{b}/checkpoints", params={"cursor": cursor})
+    assert_problem(r, 400, "invalid_cursor")
+    rest = (await client.get(f"/conversations/{a}/checkpoints", params={"cursor": cursor})).json()
+    assert len(rest["data"]) == 1 and rest["data"][0]["conversation_id"] == a
