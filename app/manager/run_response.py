@@ -12,7 +12,7 @@ from app.manager.events import dump
 
 def turn_response(record: RunRecord) -> dict[str, Any]:
     """The response body of a terminal run, or the run's error raised (a failed run's
-    problem as recorded, a cancelled one `run_cancelled`)."""
+    problem as recorded, a cancelled one its recorded reason, else `run_cancelled`)."""
     run = record.run
     if run.status == RunStatus.failed:
         if record.problem is not None:
@@ -20,6 +20,8 @@ def turn_response(record: RunRecord) -> dict[str, Any]:
         assert run.error is not None
         raise error_for_code(run.error.code, run.error.detail)
     if run.status == RunStatus.cancelled:
+        if run.error is not None:  # its canceller's reason: `shutting_down` (a drain)
+            raise error_for_code(run.error.code, run.error.detail)
         raise RunCancelled(f"Run {run.id} was cancelled; nothing was committed.")
     assert record.result is not None
     messages = record.result.messages

@@ -22,6 +22,7 @@ from app.coordination.base import (
 from app.domain import Conversation, Run, RunStatus, new_id
 from app.domain.principal import Principal
 from app.domain.requests import IfBusy
+from app.domain.run import RunError
 from app.errors import (
     ConversationBusy,
     IdempotencyKeyReused,
@@ -91,9 +92,7 @@ class RunService:
         self._drain: asyncio.Task[None] | None = None
         self._admitting = 0  # sends between the draining check and their run's task
         self._cancel_new = False
-        # runs the drain cancelled: their waiting requests answer 503 `shutting_down`
-        # (retry elsewhere), not 409 `run_cancelled` (a client's own cancel)
-        self._drain_cancelled: set[str] = set()
+        self._plans: dict[str, TurnPlan] = {}  # of the runs in `_tasks`
 
     @property
     def active(self) -> int:
@@ -134,9 +133,22 @@ class RunService:
             for run_id, task in list(self._tasks.items()):
                 if run_id not in cancelled:  # once: a second cancel would cut its cleanup
                     cancelled.add(run_id)
-                    self._drain_cancelled.add(run_id)
+                    self._cancel_for_shutdown(run_id)
                     task.cancel()
             await self._settle(end - loop.time())
+
+    def _cancel_for_shutdown(self, run_id: str) -> None:
+        """Mark a run the drain cancels: its record carries error `shutting_down`, so the
+        requests waiting on it, here or on another instance (a same-key retry attached
+        there), answer 503 with Retry-After (retry elsewhere), not 409 `run_cancelled`
+        (which says someone cancelled it)."""
+        plan = self._plans.get(run_id)
+        if plan is not None:
+            plan.cancel_error = RunError(
+                code=ShuttingDown.code,
+                detail=f"Run {run_id} was cancelled by an instance's shutdown; nothing was "
+                "committed and its Idempotency-Key is free: retry.",
+            )
 
     async def _settle(self, left: float) -> None:
         """Wait a little (at most `left`) for runs to end or admissions to finish."""
@@ -260,9 +272,10 @@ class RunService:
         self._stats.run_started(run_id, conv.id)
         task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")
         self._tasks[run_id] = task
+        self._plans[run_id] = plan
         if self._cancel_new:  # the drain's grace is over (it still waits for this one);
             # cancelled once started, so that its own clean-up records `run.cancelled`
-            self._drain_cancelled.add(run_id)
+            self._cancel_for_shutdown(run_id)
             asyncio.get_running_loop().call_soon(task.cancel)
         return StartedRun(run_id, conv.id, attached=False)
 
@@ -282,6 +295,7 @@ class RunService:
         finally:
             self._limiter.release(plan.conversation_id)
             self._tasks.pop(plan.run.id, None)
+            self._plans.pop(plan.run.id, None)
 
     # --- answering ---------------------------------------------------------------------
 
@@ -328,13 +342,7 @@ class RunService:
 
     async def result(self, run_id: str) -> dict[str, Any]:
         """The non-streaming response of a run (DESIGN §6), or its error raised."""
-        record = await self.wait(run_id)
-        if record.run.status == RunStatus.cancelled and run_id in self._drain_cancelled:
-            raise ShuttingDown(
-                f"Run {run_id} was cancelled by this instance's shutdown; nothing was"
-                " committed and its Idempotency-Key is free: retry."
-            )
-        return turn_response(record)
+        return turn_response(await self.wait(run_id))
 
     async def events(
         self, run_id: str, *, after: int, cancel_on_disconnect: bool = False

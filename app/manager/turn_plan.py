@@ -11,7 +11,7 @@ from typing import Any
 from app.coordination.base import TurnLease
 from app.domain import Conversation, FinishReason, Message, Part, Run, ToolCall, Usage, new_id
 from app.domain.requests import ToolDecision, ToolResult
-from app.domain.run import PendingApproval, RunKind
+from app.domain.run import PendingApproval, RunError, RunKind
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class TurnPlan:
     idempotency: tuple[str, str] | None = None  # (scope, key) freed if the run fails
     first_message_id: str = field(default_factory=new_id)  # see `RunRecord`
     executor: str | None = None  # this instance's id (`RunRecord.executor`)
+    # why the run is cancelled, when its canceller says (the shutdown drain): recorded as
+    # the cancelled run's `error`, so a waiter on any instance answers with it
+    cancel_error: RunError | None = None
 
 
 @dataclass

@@ -126,6 +126,7 @@ class TurnExecutor:
                 await lease.release()
         except asyncio.CancelledError:
             status = RunStatus.cancelled
+            error = plan.cancel_error
         except ParleyError as exc:
             error = RunError(code=exc.code, detail=exc.detail)
             problem = problem_of(exc)

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from app.main import create_app
 from app.manager.manager import ConversationManager
 from app.signals import chain_shutdown_signals
+from tests.api.backends import state_url_for
 from tests.api.helpers import assert_problem, create_conv
 from tests.api.sse_parse import parse_sse
 from tests.conftest import make_settings
@@ -120,6 +121,42 @@ async def test_a_drain_cancelled_send_answers_shutting_down_and_its_retry_runs_o
         assert again.json()["run_id"] == r.json()["run_id"]
         got = (await client.get(f"/conversations/{conv['id']}")).json()
         assert got["message_count"] == 2
+
+
+@pytest.mark.parametrize("backend", ["postgres", "redis"])  # a coordination both share
+async def test_a_retry_attached_on_another_instance_also_answers_shutting_down(
+    backend: str, tmp_path: Path
+) -> None:
+    """Instance A holds a same-key retry attached to a run of instance B; B's drain cancels
+    the run. A learns why from the run's record (error `shutting_down`), so it answers
+    503 with Retry-After like B, not 409 `run_cancelled` (a client's cancel)."""
+    async with (
+        state_url_for(backend, tmp_path) as url,
+        app_with_manager(tmp_path, state_url=url, mock_delay_ms=0) as (a, a_manager),
+    ):
+        async with app_with_manager(
+            tmp_path, state_url=url, mock_delay_ms=20, shutdown_grace_s=0.5
+        ) as (b, b_manager):
+            conv = await create_conv(b)
+            headers = {"Idempotency-Key": "drained-elsewhere"}
+            path = f"/conversations/{conv['id']}/messages"
+            on_b = asyncio.create_task(b.post(path, json={"content": LONG}, headers=headers))
+            await until_running(b_manager, 1)
+            (run_id,) = b_manager.runs._tasks  # the one run B executes
+            on_a = asyncio.create_task(a.post(path, json={"content": LONG}, headers=headers))
+            await asyncio.sleep(0.2)  # A attaches within B's grace (the run takes ~4 s)
+            assert a_manager.runs.active == 0  # attached, not running it itself
+            b_manager.begin_shutdown()
+            assert_problem(await on_b, 503, "shutting_down")
+            r = await asyncio.wait_for(on_a, timeout=20)
+            body = assert_problem(r, 503, "shutting_down")
+            assert r.headers["retry-after"] == "1" and "retry" in body["detail"]
+        run = (await a.get(f"/conversations/{conv['id']}/runs/{run_id}")).json()
+        assert run["status"] == "cancelled" and run["error"]["code"] == "shutting_down"
+        got = (await a.get(f"/conversations/{conv['id']}")).json()
+        assert got["message_count"] == 0  # nothing committed; the key is free again
+        again = await a.post(path, json={"content": "after"}, headers=headers)
+        assert again.status_code == 200, again.text
 
 
 async def test_signal_handlers_are_chained_and_restored() -> None:
