@@ -138,6 +138,14 @@ class Latency(DomainModel):
     p99: float = Field(description="Seconds (0 without samples).")
 
 
+class CounterError(DomainModel):
+    """The error of one counter kind (`estimate`, `o200k_base`, `cl100k_base`)."""
+
+    samples: int
+    mean_error_pct: float
+    mean_abs_error_pct: float
+
+
 class ContextEstimate(DomainModel):
     """How far the context builder's token counter was from provider-reported input
     tokens: error = (estimated - reported) / reported over every call that reported usage
@@ -148,6 +156,11 @@ class ContextEstimate(DomainModel):
     mean_error_pct: float
     mean_abs_error_pct: float
     conversations_corrected: int
+    by_counter: dict[str, CounterError] = Field(
+        default_factory=dict,
+        description="The same error per counter kind: `estimate` (~4 characters per token) "
+        "or the exact OpenAI encoding (`o200k_base`, `cl100k_base`).",
+    )
 
 
 class Stats(DomainModel):

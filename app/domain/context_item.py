@@ -35,5 +35,9 @@ class ContextItem(DomainModel):
         "unpinned items are sent newest first while the items' budget share lasts.",
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
-    tokens: int = Field(description="Input tokens of the item as sent, by the counter.")
+    tokens: int = Field(
+        description="Input tokens of the item as sent, by the estimate (~4 characters per "
+        "token); a conversation counted exactly (an OpenAI model) budgets it by its "
+        "encoding (`GET .../context` `budget.context_items`)."
+    )
     created_at: datetime

@@ -11,10 +11,15 @@ that cannot hold the whole path is a 422 `context_overflow` naming the sizes. Wi
 `summarize`, a stored summary stands for the oldest span, sent as a system message after
 the system prompt and the items (`app.manager.context_summary`). History budget = input
 budget - system - tools - items - this turn's messages (the summary comes out of it).
+
+Every count of one build is by the conversation's counter (`encoding`: the provider's
+`token_encoding(model)`, exact for OpenAI's models, else the estimate;
+`app.manager.token_count`), so the dry run (`GET .../context`) and the real call agree.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +29,7 @@ from app.domain.context_item import ContextItem
 from app.domain.media_tokens import TokenRule
 from app.domain.run import RunContext
 from app.domain.summary import Summary
+from app.domain.tokens import ESTIMATE, TokenCounter, counter_for
 from app.errors import ContextOverflow
 from app.manager.context_item_window import select_items
 from app.manager.context_summary import SummaryOutcome, SummaryWindows
@@ -35,7 +41,7 @@ from app.manager.message_cache import (
     parts_media_tokens,
     to_provider_message,
 )
-from app.manager.summarizer import summary_message
+from app.manager.summarizer import summary_cost, summary_message
 from app.manager.token_count import (
     UsageCalibration,
     request_tokens,
@@ -89,13 +95,33 @@ class ContextBuilder:
         self._cache = cache
         self._calibration = calibration or UsageCalibration()
         self._summaries = summaries
+        self._counters: dict[str, TokenCounter] = {}
 
-    def observe_usage(
-        self, conversation_id: str, request: ProviderRequest, reported: int, rule: TokenRule
+    async def counter(self, encoding: str | None) -> TokenCounter:
+        """The counter of `encoding` (None: the estimate), loaded in a thread the first
+        time (an encoding takes ~0.1-0.4 s of CPU to load)."""
+        if encoding is None:
+            return ESTIMATE
+        found = self._counters.get(encoding)
+        if found is None:
+            found = counter_for(encoding)
+            await asyncio.to_thread(found.load)
+            self._counters[encoding] = found
+        return found
+
+    async def observe_usage(
+        self,
+        conversation_id: str,
+        request: ProviderRequest,
+        reported: int,
+        rule: TokenRule,
+        encoding: str | None = None,
     ) -> None:
         """A provider reported `reported` input tokens for `request`: correct the
-        conversation's estimate (`app.manager.token_count`)."""
-        self._calibration.observe(conversation_id, request_tokens(request, rule), reported)
+        conversation's count (`app.manager.token_count`)."""
+        counter = await self.counter(encoding)
+        counted = request_tokens(request, rule, counter)
+        self._calibration.observe(conversation_id, counted, reported, counter.kind)
 
     def input_budget(self, conversation: Conversation) -> int:
         """`max_input_tokens - reserve_output_tokens`, shrunk by the usage correction."""
@@ -103,13 +129,20 @@ class ContextBuilder:
         correction = self._calibration.factor(conversation.id)
         return int((policy.max_input_tokens - policy.reserve_output_tokens) / correction)
 
-    async def history_budget(self, conversation: Conversation, pack: PromptPack) -> int:
+    async def history_budget(
+        self, conversation: Conversation, pack: PromptPack, encoding: str | None = None
+    ) -> int:
         """What a turn without messages of its own leaves for the history (after the
         system prompt, tools and the context items it would send)."""
+        counter = await self.counter(encoding)
         tools = tool_specs(pack, conversation.prompt_name)
         input_budget = self.input_budget(conversation)
-        items = select_items(conversation, await self._items(conversation), input_budget)
-        fixed = system_tokens(conversation.system_prompt) + tools_tokens(tools) + items.tokens
+        items = select_items(conversation, await self._items(conversation), input_budget, counter)
+        fixed = (
+            system_tokens(conversation.system_prompt, counter)
+            + tools_tokens(tools, counter)
+            + items.tokens
+        )
         return input_budget - fixed
 
     async def _items(self, conversation: Conversation) -> list[ContextItem]:
@@ -126,13 +159,15 @@ class ContextBuilder:
         *,
         metadata: dict[str, Any] | None = None,
         rule: TokenRule = "openai",
+        encoding: str | None = None,
         tools: list[ToolSpec] | None = None,
         branch: BranchPoint | None = None,
         write_summaries: bool = True,
     ) -> ContextWindow:
         """The provider request for the next call of a turn whose uncommitted messages are
         `pending` (the user message, then any assistant/tool messages of earlier rounds).
-        Media parts count by the provider's `rule` (`app.domain.media_tokens`). `tools` are
+        Media parts count by the provider's `rule` (`app.domain.media_tokens`), text by the
+        counter of `encoding` (the provider's `token_encoding(model)`). `tools` are
         the prompt's tools as bound by the tool registry (default: the pack's own). The
         history ends under `pending[0]`; with nothing pending, at `branch` (a
         regeneration's first call: the path to the regenerated reply's parent), else at
@@ -142,13 +177,14 @@ class ContextBuilder:
         prompt = pack.prompts[conversation.prompt_name]
         if tools is None:
             tools = tool_specs(pack, conversation.prompt_name)
-        system = system_tokens(conversation.system_prompt)
-        tool_tokens = tools_tokens(tools)
+        counter = await self.counter(encoding)
+        system = system_tokens(conversation.system_prompt, counter)
+        tool_tokens = tools_tokens(tools, counter)
         pending_media = sum(parts_media_tokens(media_parts(m), rule) for m in pending)
-        pending_tokens = sum(message_tokens(m) for m in pending) + pending_media
+        pending_tokens = sum(message_tokens(m, counter) for m in pending) + pending_media
         correction = self._calibration.factor(conversation.id)
         input_budget = self.input_budget(conversation)
-        items = select_items(conversation, await self._items(conversation), input_budget)
+        items = select_items(conversation, await self._items(conversation), input_budget, counter)
         fixed = system + tool_tokens + items.tokens + pending_tokens
         if fixed > input_budget:
             raise ContextOverflow(
@@ -175,6 +211,7 @@ class ContextBuilder:
                 history_budget=history_budget,
                 input_budget=input_budget,
                 rule=rule,
+                counter=counter,
                 hints=metadata or {},
                 write=write_summaries,
             )
@@ -188,6 +225,7 @@ class ContextBuilder:
                 max_messages=max(max_history, 0),
                 token_budget=history_budget,
                 rule=rule,
+                counter=counter,
             )
             if not reached_root:
                 if window is not None and len(history) >= max_history:
@@ -198,7 +236,7 @@ class ContextBuilder:
         summary_messages = [summary_message(summary)] if summary else []
         dropped = path_length - len(history)
         if dropped and policy.strategy == "fail":
-            kept = sum(c.cost(rule) for c in history)
+            kept = sum(c.cost(rule, counter) for c in history)
             raise ContextOverflow(
                 f"The history has {path_length} messages; {history_budget} of the "
                 f"{input_budget} input tokens are left for it after the system prompt, tools, "
@@ -232,8 +270,8 @@ class ContextBuilder:
                 "tools": tool_tokens,
                 "context_items": items.tokens,
                 "context_items_share": items.share,
-                "history": sum(c.cost(rule) for c in history),
-                "summary": summary.tokens if summary else 0,
+                "history": sum(c.cost(rule, counter) for c in history),
+                "summary": summary_cost(summary, counter) if summary else 0,
                 "pending": pending_tokens,
                 "media": pending_media + sum(parts_media_tokens(c.media, rule) for c in history),
                 "reserved_output": policy.reserve_output_tokens,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from app.domain import Conversation
 from app.domain.context_item import ContextItem
+from app.domain.tokens import ESTIMATE, TokenCounter
 from app.errors import ContextOverflow
 from app.manager.token_count import provider_message_tokens
 from app.providers.base import ProviderMessage
@@ -30,9 +31,14 @@ def item_message(content: str, source: str | None) -> ProviderMessage:
     return ProviderMessage(role="system", content=header + content)
 
 
-def item_tokens(content: str, source: str | None) -> int:
-    """Input tokens of the item as sent (text only, so the same by every media rule)."""
-    return provider_message_tokens(item_message(content, source), "openai")
+def item_tokens(content: str, source: str | None, counter: TokenCounter = ESTIMATE) -> int:
+    """Input tokens of the item as sent (text only, so the same by every media rule);
+    the stored `ContextItem.tokens` are the estimate's."""
+    return provider_message_tokens(item_message(content, source), "openai", counter)
+
+
+def item_cost(item: ContextItem, counter: TokenCounter) -> int:
+    return item_tokens(item.content, item.source, counter) if counter.exact else item.tokens
 
 
 def items_share(conversation: Conversation, input_budget: int) -> int:
@@ -52,14 +58,19 @@ class ItemsWindow:
 
 
 def select_items(
-    conversation: Conversation, items: Sequence[ContextItem], input_budget: int
+    conversation: Conversation,
+    items: Sequence[ContextItem],
+    input_budget: int,
+    counter: TokenCounter = ESTIMATE,
 ) -> ItemsWindow:
-    """The items of the next call (`items` oldest first, as the store lists them)."""
+    """The items of the next call (`items` oldest first, as the store lists them), their
+    sizes by `counter`."""
     share = items_share(conversation, input_budget)
     if not items:
         return ItemsWindow(share=share)
+    cost = {i.id: item_cost(i, counter) for i in items}
     pinned = [i for i in items if i.pinned]
-    pinned_tokens = sum(i.tokens for i in pinned)
+    pinned_tokens = sum(cost[i.id] for i in pinned)
     strict = conversation.context_policy.strategy == "fail"
     if pinned_tokens > (share if strict else input_budget):
         limit = "their share (max_context_tokens)" if strict else "the input budget"
@@ -71,14 +82,14 @@ def select_items(
     chosen = {i.id for i in pinned}
     left = share - pinned_tokens
     for item in reversed(items):
-        if not item.pinned and item.tokens <= left:
+        if not item.pinned and cost[item.id] <= left:
             chosen.add(item.id)
-            left -= item.tokens
+            left -= cost[item.id]
     kept = [i for i in items if i.id in chosen]
     return ItemsWindow(
         messages=[item_message(i.content, i.source) for i in kept],
         included_ids=[i.id for i in kept],
         dropped_ids=[i.id for i in items if i.id not in chosen],
-        tokens=sum(i.tokens for i in kept),
+        tokens=sum(cost[i.id] for i in kept),
         share=share,
     )

@@ -88,6 +88,7 @@ class ContextPreviewService:
             pending,
             metadata=provider_hints(conv, {}),
             rule=provider.media_token_rule,
+            encoding=provider.token_encoding(conv.model),
             write_summaries=False,
         )
         # a preview is of a turn started by a user message: a fresh budget

@@ -33,9 +33,10 @@ from typing import Any
 from app.domain import Conversation, Message, Role
 from app.domain.media_tokens import TokenRule
 from app.domain.summary import Summary
+from app.domain.tokens import ESTIMATE, TokenCounter
 from app.errors import ParleyError
 from app.manager.message_cache import CachedMessage, MessageCache
-from app.manager.summarizer import Summarizer, summary_tokens
+from app.manager.summarizer import Summarizer, summary_cost, summary_tokens
 from app.packs import PromptPack
 from app.stores.base import StateStore
 
@@ -71,6 +72,7 @@ class SummaryWindows:
         history_budget: int,
         input_budget: int,
         rule: TokenRule,
+        counter: TokenCounter = ESTIMATE,
         hints: Mapping[str, Any],
         write: bool,
     ) -> SummaryOutcome:
@@ -85,13 +87,16 @@ class SummaryWindows:
             max_messages=UNBOUNDED,
             token_budget=history_budget,
             rule=rule,
+            counter=counter,
             stop_at=by_cover,
         )
         met = by_cover.get(_next_id(tail, start) or "")
         if met is None and reached_root:
             return SummaryOutcome(history=tail)
         if met is not None:
-            if met.tokens + sum(c.cost(rule) for c in tail) <= history_budget:
+            if summary_cost(met, counter) + sum(c.cost(rule, counter) for c in tail) <= (
+                history_budget
+            ):
                 return SummaryOutcome(history=tail, summary=met)
         else:
             further, _ = await self._cache.walk(
@@ -101,12 +106,13 @@ class SummaryWindows:
                 max_messages=UNBOUNDED,
                 token_budget=UNBOUNDED,
                 rule=rule,
+                counter=counter,
                 stop_at=by_cover,
             )
             tail = tail + further
             met = by_cover.get(_next_id(tail, start) or "")
         max_tokens = history_budget // SUMMARY_SHARE
-        keep = _recent(tail, (history_budget - max_tokens) // 2, rule, pending)
+        keep = _recent(tail, (history_budget - max_tokens) // 2, rule, counter, pending)
         span = [c.message for c in reversed(tail[len(keep) :])]
         if not span or summary_tokens("") >= max_tokens:
             return SummaryOutcome(history=None, error="nothing can be summarized to fit")
@@ -125,7 +131,9 @@ class SummaryWindows:
         except Exception as exc:  # never fails the turn: truncate_oldest for this call
             return SummaryOutcome(history=None, error=_reason(exc))
         summary = created[-1]
-        if summary.tokens + sum(c.cost(rule) for c in keep) > history_budget:
+        if summary_cost(summary, counter) + sum(c.cost(rule, counter) for c in keep) > (
+            history_budget
+        ):
             return SummaryOutcome(history=None, error="the summary does not fit", created=created)
         return SummaryOutcome(history=keep, summary=summary, created=created)
 
@@ -136,7 +144,11 @@ def _next_id(history: list[CachedMessage], start: str | None) -> str | None:
 
 
 def _recent(
-    tail: list[CachedMessage], budget: int, rule: TokenRule, pending: Sequence[Message]
+    tail: list[CachedMessage],
+    budget: int,
+    rule: TokenRule,
+    counter: TokenCounter,
+    pending: Sequence[Message],
 ) -> list[CachedMessage]:
     """The newest messages of `tail` within `budget`, cut so the oldest kept is a user
     message. Nothing kept is fine when the call's own messages start with its user
@@ -144,8 +156,8 @@ def _recent(
     user message is always kept."""
     used = 0
     end = 0
-    while end < len(tail) and used + tail[end].cost(rule) <= budget:
-        used += tail[end].cost(rule)
+    while end < len(tail) and used + tail[end].cost(rule, counter) <= budget:
+        used += tail[end].cost(rule, counter)
         end += 1
     while end > 0 and tail[end - 1].message.role != Role.user:
         end -= 1

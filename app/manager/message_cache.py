@@ -4,18 +4,25 @@ Messages are immutable (DESIGN §3), so an entry keyed by message id is never st
 instance. With it, a turn walks its context window in memory and reads from the store only
 the messages it has not seen: after the first turn of a conversation that is nothing, and
 turn cost no longer depends on how much history the window holds.
+
+Token counts: an entry holds its estimate (`tokens`) and memoizes its exact count per
+encoding the first time a conversation counted by that encoding needs it
+(`CachedMessage.cost`; a message is the same text for every model, so one entry serves
+all of them). Counting at build time instead would be as correct but pays toktok's ~40 us
+per call for every message of the window on every provider call (~6 ms for 160 messages,
+measured) where the memo pays it once per message and encoding.
 """
 
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Container, Iterable
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Sequence
+from dataclasses import dataclass, field
 
-from app.domain import Message, Part
+from app.domain import Message, Part, ToolCall
 from app.domain.media_tokens import TokenRule, media_tokens
-from app.domain.tokens import estimate_tokens
+from app.domain.tokens import ESTIMATE, TokenCounter
 from app.providers.base import ProviderMessage
 from app.stores.base import StateStore
 
@@ -25,12 +32,21 @@ MESSAGE_OVERHEAD_TOKENS = 4  # role and separators, as providers count them
 @dataclass(frozen=True, slots=True)
 class CachedMessage:
     message: Message
-    tokens: int  # text and tool calls; media is counted by the provider's rule
+    tokens: int  # text and tool calls by the estimate; media by the provider's rule
     provider_message: ProviderMessage
     media: tuple[Part, ...] = ()
+    exact: dict[str, int] = field(default_factory=dict)  # text tokens by encoding (memo)
 
-    def cost(self, rule: TokenRule) -> int:
-        return self.tokens + parts_media_tokens(self.media, rule)
+    def text_tokens(self, counter: TokenCounter = ESTIMATE) -> int:
+        if not counter.exact:
+            return self.tokens
+        found = self.exact.get(counter.kind)
+        if found is None:
+            found = self.exact[counter.kind] = message_tokens(self.message, counter)
+        return found
+
+    def cost(self, rule: TokenRule, counter: TokenCounter = ESTIMATE) -> int:
+        return self.text_tokens(counter) + parts_media_tokens(self.media, rule)
 
 
 def media_parts(m: Message) -> tuple[Part, ...]:
@@ -54,17 +70,25 @@ def to_provider_message(m: Message) -> ProviderMessage:
     )
 
 
-def message_tokens(m: Message) -> int:
-    tokens = MESSAGE_OVERHEAD_TOKENS + estimate_tokens(m.content)
-    for call in m.tool_calls:
-        tokens += estimate_tokens(call.name) + estimate_tokens(json.dumps(call.arguments))
-    return tokens
+def message_text_tokens(
+    content: str | None, tool_calls: Sequence[ToolCall], counter: TokenCounter
+) -> int:
+    """The overhead + the text + each tool call's name and JSON arguments, counted in one
+    batch."""
+    texts = [content or ""]
+    for call in tool_calls:
+        texts += [call.name, json.dumps(call.arguments)]
+    return MESSAGE_OVERHEAD_TOKENS + counter.total(texts)
+
+
+def message_tokens(m: Message, counter: TokenCounter = ESTIMATE) -> int:
+    return message_text_tokens(m.content, m.tool_calls, counter)
 
 
 # Memory of one entry beyond its text, measured with tracemalloc (the Message with its
 # text part, its provider form and the cache's bookkeeping: ~4.4 KB in all for a short
 # one-part message; 3,000 counted ~12 % less than what was held).
-ENTRY_OVERHEAD_BYTES = 3500
+ENTRY_OVERHEAD_BYTES = 3500 + 200  # + the exact-count memo (a dict of one or two ints)
 
 
 def entry_bytes(m: Message) -> int:
@@ -127,10 +151,11 @@ class MessageCache:
         token_budget: int,
         batch: int = 64,
         rule: TokenRule = "openai",
+        counter: TokenCounter = ESTIMATE,
         stop_at: Container[str] = (),
     ) -> tuple[list[CachedMessage], bool]:
         """Messages of the path ending at `start_id`, newest first, while they fit
-        `token_budget` and `max_messages` (media counted by `rule`), stopping before any
+        `token_budget` and `max_messages` (text by `counter`, media by `rule`), stopping before any
         message whose id is in `stop_at`. Returns (messages, reached_root)."""
         out: list[CachedMessage] = []
         used = 0
@@ -146,7 +171,7 @@ class MessageCache:
                 self.put(fetched)
                 # fetched[0] is `cursor`'s message (the cache may be too small to keep it)
                 entry = self.get(cursor) or cached_message(fetched[0])
-            cost = entry.cost(rule)
+            cost = entry.cost(rule, counter)
             if used + cost > token_budget:
                 return out, False
             out.append(entry)

@@ -94,8 +94,12 @@ class ProviderCaller:
         if usage is None:
             usage = estimated_usage(request, content)
         else:
-            self._context.observe_usage(
-                conv.id, request, usage.input_tokens, provider.media_token_rule
+            await self._context.observe_usage(
+                conv.id,
+                request,
+                usage.input_tokens,
+                provider.media_token_rule,
+                provider.token_encoding(request.model),
             )
         if finish == "tool_calls" and not tool_calls:
             finish = "tool_limit"  # every call was over the tool budget

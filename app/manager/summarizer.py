@@ -27,7 +27,7 @@ from typing import Any
 
 from app.domain import Conversation, Message, Role, new_id
 from app.domain.summary import Summary
-from app.domain.tokens import estimate_tokens
+from app.domain.tokens import ESTIMATE, TokenCounter, estimate_tokens
 from app.errors import ProviderError, ProviderNotConfigured
 from app.manager.provider_stream import estimated_usage
 from app.manager.token_count import provider_message_tokens, request_tokens, system_tokens
@@ -54,10 +54,15 @@ def summary_message(summary: Summary) -> ProviderMessage:
     return ProviderMessage(role="system", content=SUMMARY_HEADER + summary.text)
 
 
-def summary_tokens(text: str) -> int:
+def summary_tokens(text: str, counter: TokenCounter = ESTIMATE) -> int:
     return provider_message_tokens(
-        ProviderMessage(role="system", content=SUMMARY_HEADER + text), "openai"
+        ProviderMessage(role="system", content=SUMMARY_HEADER + text), "openai", counter
     )
+
+
+def summary_cost(summary: Summary, counter: TokenCounter) -> int:
+    """The summary's tokens by `counter` (its stored `tokens` are the estimate's)."""
+    return summary_tokens(summary.text, counter) if counter.exact else summary.tokens
 
 
 def clip(text: str, max_tokens: int) -> str:

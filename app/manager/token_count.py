@@ -1,9 +1,12 @@
-"""The one token counter of the context window, and its per-conversation correction.
+"""The token counter of the context window, and its per-conversation correction.
 
-No tokenizer ships inside an installed package (tiktoken, in the lock only through an
-optional dependency, downloads its encodings at run time, which Parley never does), so
-every provider and model is counted by one calibrated estimate (`app.domain.tokens`:
-~4 characters per token, the providers' documented rule of thumb for English):
+Each conversation is counted by its provider's counter (`app.domain.tokens`): an OpenAI
+adapter names the tiktoken encoding of the conversation's model
+(`LLMProvider.token_encoding`: gpt-4o*, gpt-4.1*, gpt-5*, o1/o3/o4* -> o200k_base;
+gpt-4*, gpt-3.5* -> cl100k_base) and the text is counted exactly by `toktok`, whose
+encodings are compiled into its wheel (nothing is downloaded at run time); every other
+provider and model (Anthropic, the mock, Ollama/vLLM, unknown OpenAI names) is counted by
+the estimate (~4 characters per token). What is counted, by either:
 
 * a message: 4 tokens of overhead (role, separators) + its text + each tool call's name
   and JSON arguments + its media parts by the provider's published rule
@@ -11,13 +14,18 @@ every provider and model is counted by one calibrated estimate (`app.domain.toke
 * the system prompt: like a message;
 * the tool definitions: their JSON as sent (name, description, parameters schema).
 
+The overheads are the estimate's even with an exact text count (the wire framing of
+messages and tool definitions differs by API and is not published exactly), so an exact
+counter is exact for the text, not for the whole request; the usage correction covers
+the rest.
+
 Provider-reported usage corrects it: after every call that reports `input_tokens`,
-`UsageCalibration.observe` records reported / estimated for the conversation, and the
+`UsageCalibration.observe` records reported / counted for the conversation, and the
 context builder shrinks that conversation's budget by the (smoothed) ratio when the
-estimate was low. It never grows the budget (a provider reporting fewer tokens than
+count was low. It never grows the budget (a provider reporting fewer tokens than
 counted does not make Parley send more than `max_input_tokens - reserve_output_tokens` by
 its own counter). The correction lives in the process (bounded LRU); `GET /stats` reports
-the estimate's error (`context_estimate`).
+the counter's error (`context_estimate`), overall and per counter kind (`by_counter`).
 """
 
 from __future__ import annotations
@@ -27,58 +35,93 @@ from collections import OrderedDict
 from typing import Any
 
 from app.domain.media_tokens import TokenRule
-from app.domain.tokens import estimate_tokens
-from app.manager.message_cache import MESSAGE_OVERHEAD_TOKENS, parts_media_tokens
+from app.domain.tokens import ESTIMATE, TokenCounter
+from app.manager.message_cache import (
+    MESSAGE_OVERHEAD_TOKENS,
+    message_text_tokens,
+    parts_media_tokens,
+)
 from app.providers.base import ProviderMessage, ProviderRequest, ToolSpec
 
 MAX_FACTOR = 4.0
 SMOOTHING = 0.5  # weight of the newest observation
 
 
-def text_tokens(text: str | None) -> int:
-    return estimate_tokens(text or "")
+def text_tokens(text: str | None, counter: TokenCounter = ESTIMATE) -> int:
+    return counter.total([text or ""])
 
 
-def system_tokens(system: str | None) -> int:
-    return MESSAGE_OVERHEAD_TOKENS + estimate_tokens(system) if system else 0
+def system_tokens(system: str | None, counter: TokenCounter = ESTIMATE) -> int:
+    return MESSAGE_OVERHEAD_TOKENS + counter.total([system]) if system else 0
 
 
-def tools_tokens(tools: list[ToolSpec]) -> int:
-    return estimate_tokens(json.dumps([t.model_dump() for t in tools])) if tools else 0
+def tools_tokens(tools: list[ToolSpec], counter: TokenCounter = ESTIMATE) -> int:
+    return counter.total([json.dumps([t.model_dump() for t in tools])]) if tools else 0
 
 
-def provider_message_tokens(m: ProviderMessage, rule: TokenRule) -> int:
-    tokens = MESSAGE_OVERHEAD_TOKENS + estimate_tokens(m.content)
-    for call in m.tool_calls:
-        tokens += estimate_tokens(call.name) + estimate_tokens(json.dumps(call.arguments))
+def provider_message_tokens(
+    m: ProviderMessage, rule: TokenRule, counter: TokenCounter = ESTIMATE
+) -> int:
+    tokens = message_text_tokens(m.content, m.tool_calls, counter)
     return tokens + parts_media_tokens((p for p in m.parts if p.type != "text"), rule)
 
 
-def request_tokens(request: ProviderRequest, rule: TokenRule) -> int:
+def request_tokens(
+    request: ProviderRequest, rule: TokenRule, counter: TokenCounter = ESTIMATE
+) -> int:
     """Input tokens of a whole provider request by the counter (what the builder budgets)."""
     return (
-        system_tokens(request.system)
-        + tools_tokens(request.tools)
-        + sum(provider_message_tokens(m, rule) for m in request.messages)
+        system_tokens(request.system, counter)
+        + tools_tokens(request.tools, counter)
+        + sum(provider_message_tokens(m, rule, counter) for m in request.messages)
     )
 
 
+class _ErrorSums:
+    """Running sums of (counted - reported) / reported."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.sum_error = 0.0
+        self.sum_abs_error = 0.0
+
+    def add(self, error: float) -> None:
+        self.samples += 1
+        self.sum_error += error
+        self.sum_abs_error += abs(error)
+
+    def snapshot(self) -> dict[str, Any]:
+        n = self.samples
+        return {
+            "samples": n,
+            "mean_error_pct": round(100 * self.sum_error / n, 2) if n else 0.0,
+            "mean_abs_error_pct": round(100 * self.sum_abs_error / n, 2) if n else 0.0,
+        }
+
+
 class UsageCalibration:
-    """reported / estimated input tokens per conversation, and the estimate's error."""
+    """reported / counted input tokens per conversation, and the counter's error (overall
+    and per counter kind: "estimate", "o200k_base", "cl100k_base")."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._ratios: OrderedDict[str, float] = OrderedDict()
         self._max = max_entries
-        self.samples = 0
-        self._sum_error = 0.0
-        self._sum_abs_error = 0.0
+        self._all = _ErrorSums()
+        self._by_kind: dict[str, _ErrorSums] = {}
+
+    @property
+    def samples(self) -> int:
+        return self._all.samples
 
     def factor(self, conversation_id: str) -> float:
         """How much to shrink the conversation's budget by (1.0: not at all)."""
         ratio = self._ratios.get(conversation_id)
         return 1.0 if ratio is None else min(MAX_FACTOR, max(1.0, ratio))
 
-    def observe(self, conversation_id: str, estimated: int, reported: int) -> None:
+    def observe(
+        self, conversation_id: str, estimated: int, reported: int, kind: str = ESTIMATE.kind
+    ) -> None:
+        """A call counted at `estimated` by a counter of `kind` reported `reported`."""
         if estimated <= 0 or reported <= 0:
             return
         ratio = reported / estimated
@@ -89,15 +132,12 @@ class UsageCalibration:
         while len(self._ratios) > self._max:
             self._ratios.popitem(last=False)
         error = (estimated - reported) / reported
-        self.samples += 1
-        self._sum_error += error
-        self._sum_abs_error += abs(error)
+        self._all.add(error)
+        self._by_kind.setdefault(kind, _ErrorSums()).add(error)
 
     def snapshot(self) -> dict[str, Any]:
-        n = self.samples
         return {
-            "samples": n,
-            "mean_error_pct": round(100 * self._sum_error / n, 2) if n else 0.0,
-            "mean_abs_error_pct": round(100 * self._sum_abs_error / n, 2) if n else 0.0,
+            **self._all.snapshot(),
             "conversations_corrected": sum(1 for r in self._ratios.values() if r > 1.0),
+            "by_counter": {k: v.snapshot() for k, v in sorted(self._by_kind.items())},
         }

@@ -186,6 +186,7 @@ class TurnExecutor:
                 pending,
                 metadata=provider_hints(conv, turn.metadata),
                 rule=provider.media_token_rule,
+                encoding=provider.token_encoding(conv.model),
                 tools=loop.toolset.specs,
                 branch=branch,
             )

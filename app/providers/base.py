@@ -151,6 +151,12 @@ class LLMProvider(ABC):
         or "url"), else why not. The default takes no media."""
         return f"provider {self.name!r} does not accept {kind} parts"
 
+    def token_encoding(self, model: str) -> str | None:
+        """The tokenizer encoding `model`'s input is counted by exactly
+        (`app.domain.tokens.ENCODINGS`), or None: counted by the estimate. The default
+        knows none."""
+        return None
+
     def request_body(self, request: ProviderRequest) -> dict[str, Any]:
         """The JSON body `stream(request)` would send, built by the same pure function the
         call uses (`GET /conversations/{id}/context` shows it). An adapter without a wire

@@ -94,6 +94,11 @@ class ConfiguredProvider(LLMProvider):
     def request_body(self, request: ProviderRequest) -> dict[str, Any]:
         return self.inner.request_body(self.prepare(request))
 
+    def token_encoding(self, model: str) -> str | None:
+        """OpenAI's own models only: an OpenAI-compatible server (`ollama`, `vllm`) runs
+        models with their own tokenizers, counted by the estimate."""
+        return self.inner.token_encoding(model) if self.spec.type == "openai" else None
+
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         request = self.prepare(request)
         if self._bucket is not None:

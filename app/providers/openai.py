@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from app.domain import FinishReason, Part, ToolCall, Usage
+from app.domain.tokens import openai_encoding
 from app.errors import ProviderError
 from app.providers.base import (
     GENERATION_PARAMETERS,
@@ -329,6 +330,9 @@ class OpenAIProvider(LLMProvider):
 
     def media_support(self, kind: str, mime_type: str, source: str) -> str | None:
         return media_support(kind, mime_type, source)
+
+    def token_encoding(self, model: str) -> str | None:
+        return openai_encoding(model)
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(base_url={self.base_url!r}, default_model={self.default_model!r})"

@@ -59,6 +59,9 @@ class RetryingProvider(LLMProvider):
     def request_body(self, request: ProviderRequest) -> dict[str, Any]:
         return self.inner.request_body(request)
 
+    def token_encoding(self, model: str) -> str | None:
+        return self.inner.token_encoding(model)
+
     def __repr__(self) -> str:
         return f"RetryingProvider({self.inner!r}, max_retries={self.max_retries})"
 

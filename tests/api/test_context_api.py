@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from app.domain.tokens import O200K, EncodingCounter
+from app.manager.context_item_window import item_tokens
 from app.settings import Settings
 from tests.api.helpers import assert_problem, create_conv, send
 from tests.conftest import running_app
@@ -80,7 +82,10 @@ async def test_preview_equals_the_next_real_request_byte_for_byte(
     assert b["tools"] > 0 and b["system"] > 0 and b["pending"] > 0
     assert b["input_budget"] == b["max_input_tokens"] - b["reserved_output"] >= b["total"]
     assert preview["summary"] is None and b["summary"] == 0
-    assert b["context_items"] == item["tokens"] > 0 and preview["context_item_ids"] == [item["id"]]
+    # gpt-4o-mini is counted exactly by o200k_base; the item's stored tokens are the estimate
+    exact = item_tokens(item["content"], item["source"], EncodingCounter(O200K))
+    assert b["context_items"] == exact != item["tokens"] > 0
+    assert preview["context_item_ids"] == [item["id"]]
     sent = json.loads(rec.raw[-1].content)["messages"]
     assert sent[1] == {
         "role": "system",
@@ -201,9 +206,8 @@ async def test_fail_is_a_422_naming_sizes_and_commits_nothing(client: httpx.Asyn
 async def test_no_request_exceeds_the_input_budget(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    from app.domain.tokens import estimate_tokens
-
     rec = Recorder()
+    counter = EncodingCounter(O200K)  # the openai provider's default model, gpt-4o-mini
     async with openai_app(settings_factory, rec) as client:
         conv = await create_conv(
             client,
@@ -215,7 +219,7 @@ async def test_no_request_exceeds_the_input_budget(
             preview = (await client.get(f"/conversations/{conv['id']}/context")).json()
             assert preview["budget"]["total"] <= 400
     for body in rec.fake.requests:
-        counted = sum(4 + estimate_tokens(m["content"]) for m in body["messages"])
+        counted = sum(4 + counter.total([m["content"]]) for m in body["messages"])
         assert counted <= 400, counted
     assert json.dumps(rec.fake.requests[-1]).count("turn 24") == 1
 

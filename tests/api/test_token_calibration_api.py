@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from app.domain import Part, ToolCall
+from app.domain.tokens import O200K, EncodingCounter
 from app.manager.token_count import UsageCalibration, request_tokens
 from app.providers.base import ProviderMessage, ProviderRequest, ToolSpec
 from app.settings import Settings
@@ -105,7 +106,10 @@ async def test_reported_usage_shrinks_the_next_windows_and_stats_report_the_erro
             "messages": rec.fake.requests[-1]["messages"][1:],
         }
     )
-    assert request_tokens(last, "openai") <= budget["input_budget"] < 1800 / 2.5
+    # counted as the builder counts gpt-4o-mini (the openai provider's default): o200k_base
+    exact = request_tokens(last, "openai", EncodingCounter(O200K))
+    assert exact <= budget["input_budget"] < 1800 / 2.5
     est = stats["context_estimate"]
     assert est["samples"] == 30 and est["mean_error_pct"] < -50
     assert est["conversations_corrected"] == 1
+    assert est["by_counter"]["o200k_base"]["samples"] == 30 and "estimate" not in est["by_counter"]
