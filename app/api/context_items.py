@@ -36,8 +36,8 @@ router = api_router(tags=["context"])
     "turn sends it after the system prompt, within the items' budget share "
     "(`context_policy.max_context_tokens`): pinned items always, unpinned ones newest "
     "first while the share lasts. 413 `context_item_too_large` over "
-    "PARLEY_CONTEXT_ITEM_MAX_KB; 422 `unsupported_media` for another media type (PDF text "
-    "is not supported yet). Forks copy the items; export carries them.",
+    "PARLEY_CONTEXT_ITEM_MAX_KB; 422 `unsupported_media` for another media type, or a PDF "
+    "with no readable text layer. Forks copy the items; export carries them.",
     **operation(
         "addContextItem",
         ConversationNotFound,

@@ -225,9 +225,10 @@ class AddContextItem(_Input):
     )
     media_id: Id | None = Field(
         default=None,
-        description="Your uploaded media (POST /media) of type text/plain or text/markdown: "
-        "its UTF-8 text becomes the item's content. Other types are refused with 422 "
-        "`unsupported_media` (PDF text extraction is not supported yet).",
+        description="Your uploaded media (POST /media) of type text/plain, text/markdown "
+        "(its UTF-8 text) or application/pdf (its text layer) becomes the item's content. "
+        "Other types, and a PDF without a readable text layer, are refused with 422 "
+        "`unsupported_media`.",
     )
     source: str | None = Field(
         default=None,

@@ -2,10 +2,11 @@
 carries (`app.domain.context_item`); the context builder sends them
 (`app.manager.context_item_window`).
 
-An item's text is fixed when it is added: `content`, or the UTF-8 text of the user's own
-uploaded text/plain or text/markdown media (read once, decoded in a thread). Other media
-types are refused (PDF text extraction is not supported yet), as is text over
-`PARLEY_CONTEXT_ITEM_MAX_KB` (413) and an item beyond `PARLEY_CONTEXT_ITEMS_MAX`.
+An item's text is fixed when it is added: `content`, or the text of the user's own
+uploaded media: text/plain or text/markdown as UTF-8, a PDF's text layer (`app.media.
+pdf_text`), each read once and decoded in a thread. Other media types are refused, as is
+a PDF without a text layer, text over `PARLEY_CONTEXT_ITEM_MAX_KB` (413) and an item
+beyond `PARLEY_CONTEXT_ITEMS_MAX`.
 A fork gets a copy of its source's items at fork time (`copy_context_items`).
 """
 
@@ -17,6 +18,7 @@ from datetime import datetime
 
 from app.domain import Conversation, Page, new_id
 from app.domain.context_item import ContextItem
+from app.domain.media import MediaRecord
 from app.domain.pagination import decode_item_cursor, encode_item_cursor
 from app.domain.principal import Principal
 from app.domain.requests import AddContextItem
@@ -31,6 +33,7 @@ from app.errors import (
 from app.manager.context_item_window import item_tokens
 from app.manager.conversations import ConversationService
 from app.manager.media import MediaService
+from app.media.pdf_text import PdfTextError, pdf_text
 from app.settings import Settings
 from app.stores.base import StateStore
 
@@ -146,14 +149,11 @@ class ContextItemService:
         record = await self._media.get(principal, media_id)
         mime = record.mime_type.split(";")[0].strip().lower()
         if mime == "application/pdf":
-            raise UnsupportedMedia(
-                f"Media {media_id!r} is a PDF: reading PDF text into a context item is not "
-                "supported yet; upload its text as text/plain or text/markdown."
-            )
+            return await self._pdf_text(media_id, record), record.filename
         if mime not in TEXT_TYPES:
             raise UnsupportedMedia(
-                f"Media {media_id!r} is {record.mime_type}; a context item reads text/plain "
-                "or text/markdown only."
+                f"Media {media_id!r} is {record.mime_type}; a context item reads text/plain, "
+                "text/markdown or application/pdf."
             )
         if record.size_bytes > self._max_bytes:
             raise self._too_large()
@@ -164,6 +164,19 @@ class ContextItemService:
         except UnicodeDecodeError:
             raise UnsupportedMedia(f"Media {media_id!r} is not UTF-8 text.") from None
         return text, record.filename
+
+    async def _pdf_text(self, media_id: str, record: MediaRecord) -> str:
+        """The PDF's text (the file may be far larger than its text: the upload limit
+        bounds it; the text is held to the item's limit by the caller)."""
+        last = max(record.size_bytes - 1, 0)
+        data = b"".join([chunk async for chunk in self._media.read(record, 0, last)])
+        try:
+            text = await asyncio.to_thread(pdf_text, data, max_chars=self._max_bytes)
+        except PdfTextError as exc:
+            raise UnsupportedMedia(f"Media {media_id!r}: {exc}.") from None
+        if len(text.encode()) > self._max_bytes:
+            raise self._too_large()
+        return text
 
     def _too_large(self) -> ContextItemTooLarge:
         return ContextItemTooLarge(

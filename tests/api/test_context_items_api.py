@@ -17,6 +17,7 @@ from tests.api.backends import ALL_BACKENDS, state_url_for
 from tests.api.helpers import assert_problem, create_conv, send
 from tests.api.test_summarize_api import chat, policy, recorded_app
 from tests.conftest import make_settings
+from tests.media_samples import text_pdf
 
 NOTES = "# Launch notes\nThe launch code is 7-4-1."
 
@@ -42,6 +43,22 @@ async def upload(client: httpx.AsyncClient, name: str, data: bytes, mime: str) -
     r = await client.post("/media", params={"user_id": "alice"}, files={"file": (name, data, mime)})
     assert r.status_code == 201, r.text
     return str(r.json()["media_id"])
+
+
+async def test_a_pdf_upload_becomes_an_item_of_its_text(tmp_path: Path) -> None:
+    """A PDF's text layer, pages joined by a blank line, is the item's text and what the
+    provider is sent; the item keeps the upload's name as its source."""
+    async with recorded_app(make_settings(tmp_path)) as (client, _manager, rec):
+        cid = (await create_conv(client))["id"]
+        pages = ["Refund policy: 30 days (receipt needed).", "Shipping: 2-4 working days."]
+        media_id = await upload(client, "policy.pdf", text_pdf(pages), "application/pdf")
+        item = await add(client, cid, media_id=media_id)
+        assert item["content"] == "\n\n".join(pages)
+        assert item["source"] == "policy.pdf" and item["media_id"] == media_id
+        await send(client, cid, "how long for refunds?")
+        sent = rec.requests[-1].messages[0]
+        assert sent.role == "system"
+        assert sent.content == "[Context item: policy.pdf]\n" + "\n\n".join(pages)
 
 
 async def test_items_are_added_listed_sent_forked_and_deleted_on_every_backend(
@@ -131,11 +148,22 @@ async def test_bad_items_are_refused_with_their_codes_and_nothing_is_stored(
         assert_problem(
             await client.post(path, json={"content": "x" * 1025}), 413, "context_item_too_large"
         )
-        pdf = await upload(client, "doc.pdf", b"%PDF-1.4\n%\xe2\xe3\n1 0 obj\n", "application/pdf")
-        problem = assert_problem(
-            await client.post(path, json={"media_id": pdf}), 422, "unsupported_media"
+        broken = await upload(
+            client, "doc.pdf", b"%PDF-1.4\n%\xe2\xe3\n1 0 obj\n", "application/pdf"
         )
-        assert "PDF" in problem["detail"] and "not supported yet" in problem["detail"]
+        problem = assert_problem(
+            await client.post(path, json={"media_id": broken}), 422, "unsupported_media"
+        )
+        assert "PDF" in problem["detail"], problem
+        no_text = await upload(client, "scan.pdf", text_pdf([""]), "application/pdf")
+        problem = assert_problem(
+            await client.post(path, json={"media_id": no_text}), 422, "unsupported_media"
+        )
+        assert "no text layer" in problem["detail"], problem
+        long_pdf = await upload(client, "long.pdf", text_pdf(["y" * 600] * 3), "application/pdf")
+        assert_problem(
+            await client.post(path, json={"media_id": long_pdf}), 413, "context_item_too_large"
+        )
         png = await upload(
             client,
             "x.png",
