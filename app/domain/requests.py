@@ -72,7 +72,11 @@ class PatchConversation(_Input):
         default=None,
         description="Merged into the variables (null removes); the system prompt is re-rendered.",
     )
-    ttl_seconds: TtlSeconds = None
+    ttl_seconds: TtlSeconds = Field(
+        default=None,
+        description="A new TTL, counted from now. Leave it out to keep the current one; null "
+        "is refused (422: a TTL cannot be removed). At most ten years.",
+    )
     context_policy: ContextPolicy | None = Field(
         default=None,
         description="Merged into the context policy; null resets it to the settings' "

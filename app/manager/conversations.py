@@ -319,6 +319,12 @@ class ConversationService:
             update["checkpoint_policy"] = _over(base, req.checkpoint_policy)
         elif "checkpoint_policy" in sent:
             update["checkpoint_policy"] = self._settings.checkpoint_policy()
+        if "ttl_seconds" in sent and req.ttl_seconds is None:
+            raise InvalidRequest(
+                "ttl_seconds cannot be removed: give a number of seconds, or leave the field "
+                "out to keep the conversation's TTL.",
+                errors=[{"loc": ["body", "ttl_seconds"], "msg": "null is not accepted here"}],
+            )
         ttl = req.ttl_seconds or conv.ttl_seconds
         if req.ttl_seconds is not None:
             update["ttl_seconds"] = req.ttl_seconds

@@ -201,3 +201,17 @@ async def test_delete_and_user_erasure(client: httpx.AsyncClient) -> None:
 
 async def test_unknown_route_is_problem_json(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/nope"), 404, "not_found")
+
+
+async def test_patch_ttl_null_is_refused_and_changes_nothing(client: httpx.AsyncClient) -> None:
+    """A TTL cannot be removed: `"ttl_seconds": null` was accepted and ignored (200); it is
+    now 422 at body.ttl_seconds and the conversation keeps its TTL and expiry."""
+    conv = await create_conv(client, ttl_seconds=3600)
+    r = await client.patch(f"/conversations/{conv['id']}", json={"ttl_seconds": None})
+    body = assert_problem(r, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["body", "ttl_seconds"]
+    after = (await client.get(f"/conversations/{conv['id']}")).json()
+    assert after["ttl_seconds"] == 3600 and after["expires_at"] == conv["expires_at"]
+    assert after["version"] == conv["version"]
+    r = await client.patch(f"/conversations/{conv['id']}", json={"ttl_seconds": 60})
+    assert r.status_code == 200 and r.json()["ttl_seconds"] == 60
