@@ -29,12 +29,12 @@ def pdf_text(data: bytes, *, max_chars: int) -> str:
         if reader.is_encrypted:
             raise PdfTextError("the PDF is encrypted")
         pages: list[str] = []
-        size = 0
+        size = -2  # the joined length: a blank line between pages, none before the first
         for page in reader.pages:
             text = (page.extract_text() or "").strip()
             if text:
                 pages.append(text)
-                size += len(text) + 2
+                size += 2 + len(text)
             if size > max_chars:
                 break
     except PdfTextError:
