@@ -272,8 +272,6 @@ class ConversationService:
     ) -> Conversation:
         """Apply a PATCH with optimistic concurrency. Without If-Match a concurrent change
         (for example a turn committing) is absorbed by re-reading and re-applying."""
-        if req.context_policy is not None:
-            _check_policy(req.context_policy, self._providers)
         for _ in range(PATCH_RETRIES):
             conv = await self.get(principal, conversation_id)
             if if_match is not None and conv.version != if_match:
@@ -309,9 +307,10 @@ class ConversationService:
                 update["system_prompt"] = text
         sent = req.model_fields_set
         if req.context_policy is not None:
-            update["context_policy"] = _over(
-                conv.context_policy, req.context_policy, "context_policy"
-            )
+            # checked merged: a partial policy alone would be checked against the defaults
+            policy = _over(conv.context_policy, req.context_policy, "context_policy")
+            _check_policy(policy, self._providers)
+            update["context_policy"] = policy
         elif "context_policy" in sent:  # an explicit null resets to the settings' defaults
             update["context_policy"] = self._default_context_policy()
         if req.checkpoint_policy is not None:

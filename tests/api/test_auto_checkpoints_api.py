@@ -164,6 +164,28 @@ async def test_a_partial_context_policy_patch_keeps_the_other_fields(
     assert r.json()["context_policy"]["strategy"] == "fail"
 
 
+async def test_a_context_policy_patch_is_checked_merged_with_the_conversations_policy(
+    client: httpx.AsyncClient,
+) -> None:
+    conv = await create_conv(
+        client, context_policy={"max_input_tokens": 2000, "reserve_output_tokens": 200}
+    )
+    cid = conv["id"]
+    # 5000 is within the defaults' budget (8000 - 1024) but not this conversation's (1800)
+    r = await client.patch(
+        f"/conversations/{cid}", json={"context_policy": {"max_context_tokens": 5000}}
+    )
+    assert_problem(r, 422, "validation_error")
+    got = (await client.get(f"/conversations/{cid}")).json()["context_policy"]
+    assert got["max_context_tokens"] is None
+    # 300 is over this conversation's reserve (200), not the default one (1024)
+    r = await client.patch(
+        f"/conversations/{cid}", json={"context_policy": {"max_input_tokens": 300}}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["context_policy"]["max_input_tokens"] == 300
+
+
 async def test_patching_a_policy_to_null_resets_it_to_the_settings_defaults(
     client: httpx.AsyncClient,
 ) -> None:
