@@ -31,7 +31,8 @@ def pdf_text(data: bytes, *, max_chars: int) -> str:
         pages: list[str] = []
         size = -2  # the joined length: a blank line between pages, none before the first
         for page in reader.pages:
-            text = (page.extract_text() or "").strip()
+            # NUL is refused in an item (PostgreSQL text cannot hold it): a PDF brings none
+            text = (page.extract_text() or "").replace("\x00", "").strip()
             if text:
                 pages.append(text)
                 size += 2 + len(text)

@@ -16,3 +16,9 @@ def test_a_text_cut_short_by_the_limit_is_always_over_it_never_silently_truncate
 
 def test_a_document_that_fits_is_read_whole() -> None:
     assert pdf_text(text_pdf(["aaaa", "bbbb"]), max_chars=10) == "aaaa\n\nbbbb"
+
+
+def test_nul_characters_of_a_pdf_text_layer_are_dropped() -> None:
+    # content refuses NUL (PostgreSQL text cannot hold it; an export with one cannot be
+    # imported): a PDF must not bring one in through media_id
+    assert pdf_text(text_pdf(["abc\x00def"]), max_chars=100) == "abcdef"
