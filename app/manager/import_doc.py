@@ -9,6 +9,7 @@ problem is refused whole (`InvalidRequest` listing each problem with its `loc`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from app.domain import Checkpoint, Conversation, Message
 from app.domain.context_item import ContextItem
 from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_checksum
+from app.domain.ids import ID_PATTERN, ID_RULE
 from app.domain.requests import TtlSeconds
 from app.domain.summary import Summary
 from app.manager.import_plan import LOC, ImportPlan, Problem, refused, schema_problems
@@ -129,6 +131,13 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
     if head is not None and not isinstance(head, str):
         problems.append({"loc": [*LOC, "head_message_id"], "msg": "a message id or null"})
         head = None
+    for key, records in (
+        ("checkpoints", raw_checkpoints),
+        ("messages", raw_messages),
+        ("summaries", raw_summaries),
+        ("context_items", raw_items or []),
+    ):
+        _check_addressable_ids(key, records, problems)
     _check_checksum(raw, raw_checkpoints, raw_messages, raw_summaries, raw_items, problems)
     ordered = order_tree(messages, raw_messages, problems)
     index: dict[str, int] = {}
@@ -202,6 +211,16 @@ def _check_summaries(
             problems.append({"loc": [*loc, "covers_depth"], "msg": f"should be {covered.depth}"})
         if summary.previous_id is not None and summary.previous_id not in ids:
             problems.append({"loc": [*loc, "previous_id"], "msg": "not among the summaries"})
+
+
+def _check_addressable_ids(key: str, records: list[Any], problems: list[Problem]) -> None:
+    """Every record id follows the API's id rule (`app.domain.ids`): the service never
+    writes another, and a record imported with one (`../../x`) could not be read or
+    deleted by its URL afterwards."""
+    for i, item in enumerate(records):
+        rid = item.get("id") if isinstance(item, Mapping) else None
+        if isinstance(rid, str) and not re.fullmatch(ID_PATTERN, rid):
+            problems.append({"loc": [*LOC, key, i, "id"], "msg": f"not an id: {ID_RULE}"})
 
 
 def _invalid_id(message_id: str, raw_messages: list[Any]) -> bool:

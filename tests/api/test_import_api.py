@@ -589,3 +589,27 @@ async def test_a_tool_message_that_answers_no_tool_call_is_refused_and_nothing_s
     assert_problem(await client.get(f"/conversations/{state['ID']}"), 404, "conversation_not_found")
     listed = (await client.get("/conversations", params={"user_id": "frank"})).json()["data"]
     assert listed == []
+
+
+async def test_record_ids_outside_the_id_rule_are_refused(client: httpx.AsyncClient) -> None:
+    """A checkpoint or context item imported with an id like `../../x` could never be
+    read or deleted by its URL (found by the outside tester): such ids are refused."""
+    conv = await create_conv(client, user_id="gina")
+    await send(client, conv["id"], "one")
+    await client.post(f"/conversations/{conv['id']}/checkpoints", json={})
+    r = await client.post(f"/conversations/{conv['id']}/context", json={"content": "note"})
+    assert r.status_code == 201, r.text
+    good = await export_doc(client, conv["id"])
+    bad = copy.deepcopy(good)
+    bad["checkpoints"][0]["id"] = "../../x"
+    bad["context_items"][0]["id"] = "item\n"
+    bad["checksum"] = recomputed_checksum(bad)
+    body = assert_problem(
+        await _import(client, bad, conversation_id="ids"), 422, "validation_error"
+    )
+    assert sorted(e["loc"] for e in body["errors"]) == [
+        ["body", "checkpoints", 0, "id"],
+        ["body", "context_items", 0, "id"],
+    ]
+    assert (await client.get("/conversations/ids")).status_code == 404
+    assert (await _import(client, good, conversation_id="ids")).status_code == 201
