@@ -69,6 +69,10 @@ class InvalidRequest(ParleyError):
     status, code, title = 422, "validation_error", "Request validation failed"
 
 
+class ContextItemsFull(InvalidRequest):
+    """A store refused a context item: its conversation already holds the most allowed."""
+
+
 class CORSRejected(ParleyError):
     """A CORS preflight from an origin, method or header set that is not allowed."""
 

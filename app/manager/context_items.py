@@ -6,7 +6,8 @@ An item's text is fixed when it is added: `content`, or the text of the user's o
 uploaded media: text/plain or text/markdown as UTF-8, a PDF's text layer (`app.media.
 pdf_text`), each read once and decoded in a thread. Other media types are refused, as is
 a PDF without a text layer, text over `PARLEY_CONTEXT_ITEM_MAX_KB` (413) and an item
-beyond `PARLEY_CONTEXT_ITEMS_MAX`.
+beyond `PARLEY_CONTEXT_ITEMS_MAX` (the store counts and inserts atomically, so concurrent
+adds never go past it).
 A fork gets a copy of its source's items at fork time (`copy_context_items`).
 """
 
@@ -24,6 +25,7 @@ from app.domain.principal import Principal
 from app.domain.requests import AddContextItem
 from app.errors import (
     ContextItemNotFound,
+    ContextItemsFull,
     ContextItemTooLarge,
     ConversationNotFound,
     InvalidRequest,
@@ -77,11 +79,7 @@ class ContextItemService:
                 errors=[{"loc": ["body", "content"], "msg": "non-blank text required"}],
             )
         if len(await self._store.list_context_items(conv.id)) >= self._max_items:
-            raise InvalidRequest(
-                f"The conversation already has {self._max_items} context items "
-                "(PARLEY_CONTEXT_ITEMS_MAX); delete one first.",
-                errors=[{"loc": ["body"], "msg": "too many context items"}],
-            )
+            raise self._full()  # early, before the flag; the store's check is the one that holds
         await self._flag(conv)
         item = ContextItem(
             id=new_id(),
@@ -94,7 +92,17 @@ class ContextItemService:
             tokens=item_tokens(content, source),
             created_at=self._now(),
         )
-        return await self._store.save_context_item(item)
+        try:
+            return await self._store.save_context_item(item, max_items=self._max_items)
+        except ContextItemsFull:  # concurrent adds filled it since the check above
+            raise self._full() from None
+
+    def _full(self) -> InvalidRequest:
+        return InvalidRequest(
+            f"The conversation already has {self._max_items} context items "
+            "(PARLEY_CONTEXT_ITEMS_MAX); delete one first.",
+            errors=[{"loc": ["body"], "msg": "too many context items"}],
+        )
 
     async def _flag(self, conv: Conversation) -> None:
         """Mark the conversation as having items before the first one is stored (a flag

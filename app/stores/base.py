@@ -270,9 +270,14 @@ class StateStore(ABC):
     # --- context items ------------------------------------------------------------------
 
     @abstractmethod
-    async def save_context_item(self, item: ContextItem) -> ContextItem:
+    async def save_context_item(
+        self, item: ContextItem, *, max_items: int | None = None
+    ) -> ContextItem:
         """Store a new item of `item.conversation_id`. Raises `ConversationNotFound` if the
-        conversation is not stored, `Conflict` if the id is taken; nothing stored then."""
+        conversation is not stored, `Conflict` if the id is taken, `ContextItemsFull` if
+        `max_items` is given and the conversation already holds that many; nothing stored
+        then. The count and the insert are one atomic step: concurrent saves to one
+        conversation never take it past `max_items`."""
 
     @abstractmethod
     async def list_context_items(self, conversation_id: str) -> list[ContextItem]:

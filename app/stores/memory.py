@@ -26,6 +26,7 @@ from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
     Conflict,
+    ContextItemsFull,
     ConversationExists,
     ConversationNotFound,
     HeadConflict,
@@ -274,12 +275,17 @@ class MemoryStore(StateStore):
 
     # --- context items ------------------------------------------------------------------
 
-    async def save_context_item(self, item: ContextItem) -> ContextItem:
+    async def save_context_item(
+        self, item: ContextItem, *, max_items: int | None = None
+    ) -> ContextItem:
+        # no await between the count and the insert: atomic on the event loop
         if item.conversation_id not in self._conversations:
             raise ConversationNotFound(f"Conversation {item.conversation_id!r} not found.")
         per_conversation = self._context_items.setdefault(item.conversation_id, {})
         if item.id in per_conversation:
             raise Conflict(f"Context item {item.id!r} already exists.")
+        if max_items is not None and len(per_conversation) >= max_items:
+            raise ContextItemsFull(f"The conversation already has {max_items} context items.")
         per_conversation[item.id] = item.model_copy(deep=True)
         return item.model_copy(deep=True)
 

@@ -17,10 +17,20 @@ from app.domain.context_item import ContextItem
 from app.stores.redis_conn import RedisClient
 from app.stores.redis_keys import KID_SEP, LineageKeys
 
-# KEYS: convs, conversation hash, ctx. ARGV: field, JSON.
+# KEYS: convs, conversation hash, ctx. ARGV: field, JSON, the conversation's field prefix,
+# the most items it may hold ('' for no limit). One script: the count and the insert are
+# atomic.
 SAVE = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'NOTFOUND' end
-if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then return 'CONFLICT' end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'CONFLICT' end
+if ARGV[4] ~= '' then
+  local held = 0
+  for _, field in ipairs(redis.call('HKEYS', KEYS[3])) do
+    if string.sub(field, 1, #ARGV[3]) == ARGV[3] then held = held + 1 end
+  end
+  if held >= tonumber(ARGV[4]) then return 'FULL' end
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 local ms = redis.call('PTTL', KEYS[1])
 if ms == -1 then redis.call('PERSIST', KEYS[3])
 elseif ms > 0 then redis.call('PEXPIRE', KEYS[3], ms) end
@@ -49,11 +59,18 @@ class ContextItemOps:
         self._save: AsyncScript = client.register_script(SAVE)
         self._list: AsyncScript = client.register_script(LIST)
 
-    async def save(self, lk: LineageKeys, item: ContextItem) -> str | None:
-        """None if the conversation is not in this lineage (the caller re-reads its ref)."""
+    async def save(self, lk: LineageKeys, item: ContextItem, max_items: int | None) -> str | None:
+        """'OK', 'CONFLICT' (the id is taken) or 'FULL' (`max_items` held already); None if
+        the conversation is not in this lineage (the caller re-reads its ref)."""
+        cid = item.conversation_id
         outcome: str = await self._save(
-            keys=[lk.convs, lk.conv(item.conversation_id), lk.ctx],
-            args=[_field(item.conversation_id, item.id), item.model_dump_json()],
+            keys=[lk.convs, lk.conv(cid), lk.ctx],
+            args=[
+                _field(cid, item.id),
+                item.model_dump_json(),
+                _field(cid, ""),
+                "" if max_items is None else str(max_items),
+            ],
         )
         return None if outcome == "NOTFOUND" else outcome
 

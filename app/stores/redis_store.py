@@ -23,6 +23,7 @@ from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
     Conflict,
+    ContextItemsFull,
     ConversationExists,
     ConversationNotFound,
     HeadConflict,
@@ -504,17 +505,21 @@ class RedisStore(StateStore):
     # --- context items ------------------------------------------------------------------
 
     @guarded
-    async def save_context_item(self, item: ContextItem) -> ContextItem:
+    async def save_context_item(
+        self, item: ContextItem, *, max_items: int | None = None
+    ) -> ContextItem:
         cid = item.conversation_id
 
         async def save(lk: LineageKeys) -> str | None:
-            return await self._p.context_items.save(lk, item)
+            return await self._p.context_items.save(lk, item, max_items)
 
         outcome = await self._p.directory.on_lineage(cid, save)
         if outcome is None:
             raise ConversationNotFound(f"Conversation {cid!r} not found.")
         if outcome == "CONFLICT":
             raise Conflict(f"Context item {item.id!r} already exists.")
+        if outcome == "FULL":
+            raise ContextItemsFull(f"The conversation already has {max_items} context items.")
         return item.model_copy(deep=True)
 
     @guarded

@@ -509,9 +509,11 @@ class SqlStore(StateStore):
 
     # --- context items ------------------------------------------------------------------
 
-    async def save_context_item(self, item: ContextItem) -> ContextItem:
+    async def save_context_item(
+        self, item: ContextItem, *, max_items: int | None = None
+    ) -> ContextItem:
         async with self._write() as conn:
-            await sql_context_items.insert(conn, item)
+            await sql_context_items.insert(conn, item, max_items=max_items)
         return item.model_copy(deep=True)
 
     async def list_context_items(self, conversation_id: str) -> list[ContextItem]:

@@ -8,7 +8,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain.context_item import ContextItem
-from app.errors import Conflict, ConversationNotFound
+from app.errors import Conflict, ContextItemsFull, ConversationNotFound
 from app.stores.sql_tables import context_items, conversations
 
 
@@ -17,11 +17,31 @@ async def _conversation_exists(conn: AsyncConnection, conversation_id: str) -> b
     return await conn.scalar(sa.select(c.c.id).where(c.c.id == conversation_id)) is not None
 
 
-async def insert(conn: AsyncConnection, item: ContextItem) -> None:
-    """Insert in a savepoint; `ConversationNotFound` / `Conflict` as
-    `StateStore.save_context_item`."""
-    if not await _conversation_exists(conn, item.conversation_id):
+async def _lock_conversation(conn: AsyncConnection, conversation_id: str) -> bool:
+    """False if the conversation is not stored. PostgreSQL: its row is locked `FOR NO KEY
+    UPDATE` until the transaction ends, so two capped inserts of one conversation take
+    turns (the foreign key's share lock would not exclude each other); SQLite serializes
+    write transactions already (`BEGIN IMMEDIATE`) and ignores the clause."""
+    c = conversations
+    query = sa.select(c.c.id).where(c.c.id == conversation_id).with_for_update(key_share=True)
+    return await conn.scalar(query) is not None
+
+
+async def insert(conn: AsyncConnection, item: ContextItem, *, max_items: int | None) -> None:
+    """Insert in a savepoint; `ConversationNotFound` / `Conflict` / `ContextItemsFull` as
+    `StateStore.save_context_item` (the count and the insert in one transaction, under the
+    conversation's lock)."""
+    if not await _lock_conversation(conn, item.conversation_id):
         raise ConversationNotFound(f"Conversation {item.conversation_id!r} not found.")
+    if max_items is not None:
+        t = context_items
+        held = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(t)
+            .where(t.c.conversation_id == item.conversation_id)
+        )
+        if (held or 0) >= max_items:
+            raise ContextItemsFull(f"The conversation already has {max_items} context items.")
     try:
         async with conn.begin_nested():
             await conn.execute(

@@ -10,7 +10,7 @@ import pytest
 
 from app.domain import Conversation, new_id, utcnow
 from app.domain.context_item import ContextItem
-from app.errors import Conflict, ConversationNotFound
+from app.errors import Conflict, ContextItemsFull, ConversationNotFound
 from app.stores.base import StateStore
 from tests.contract.builders import conversation, fork_of, grow, tick
 
@@ -60,6 +60,33 @@ async def test_a_context_item_id_is_stored_once(store: StateStore) -> None:
     with pytest.raises(Conflict):
         await store.save_context_item(item.model_copy(update={"content": "other"}))
     assert await store.list_context_items(c.id) == [item]
+
+
+async def test_concurrent_capped_saves_never_pass_the_cap(store: StateStore) -> None:
+    """20 saves at once to a conversation holding max-2 items: exactly 2 are stored, the
+    rest refused with `ContextItemsFull`; the cap counts this conversation's items only."""
+    c = await store.create_conversation(conversation())
+    _, msgs = await grow(store, c, 2)
+    other = await store.create_conversation(fork_of(c, msgs[1].id, message_count=2))
+    for _ in range(4):
+        await store.save_context_item(item_of(other), max_items=6)
+    held = [item_of(c) for _ in range(4)]
+    for item in held:
+        await store.save_context_item(item, max_items=6)
+    outcomes = await asyncio.gather(
+        *(store.save_context_item(item_of(c), max_items=6) for _ in range(20)),
+        return_exceptions=True,
+    )
+    saved = [o for o in outcomes if isinstance(o, ContextItem)]
+    refused = [o for o in outcomes if isinstance(o, ContextItemsFull)]
+    assert (len(saved), len(refused)) == (2, 18), outcomes
+    assert await store.list_context_items(c.id) == sorted(
+        [*held, *saved], key=lambda i: (i.created_at, i.id)
+    )
+    with pytest.raises(ContextItemsFull):
+        await store.save_context_item(item_of(c), max_items=6)
+    await store.save_context_item(item_of(c))  # no cap given: none applies (forks, import)
+    assert len(await store.list_context_items(c.id)) == 7
 
 
 async def test_items_are_per_conversation_within_a_lineage(store: StateStore) -> None:
