@@ -3,12 +3,13 @@
 Streaming a turn publishes an event per delta; waiting for a database round trip on each
 would slow every turn down by the number of its events. The executing instance is the
 only publisher of its runs (it created them), so it numbers their events itself and a
-background task writes whatever accumulated in one transaction: a multi-row INSERT,
-`last_seq` (and the event retention, after a terminal event) on the records, then one
-`pg_notify` per run, delivered at COMMIT. `publish` returns at once for ordinary events
-and waits for the write of terminal ones (and when the backlog passes `HIGH_WATER`), so a
-run's end is durable before its executor moves on, and an unreachable database reaches
-the executor (`StoreUnavailable`) instead of piling up. A batch that cannot be written is
+background task writes whatever accumulated in one statement (`_WRITE_BATCH`, run in
+autocommit: one round trip, atomic): the events, `last_seq` (and the event retention,
+after a terminal event) on the records, then one `pg_notify` per run, delivered when the
+statement commits. `publish` returns at once for ordinary events and waits for the write
+of terminal ones (and when the backlog passes `HIGH_WATER`), so a run's end is durable
+before its executor moves on, and an unreachable database reaches the executor
+(`StoreUnavailable`) instead of piling up. A batch that cannot be written is
 dropped (logged): followers see the gap and fall back to a `run.snapshot`.
 """
 
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,13 +29,47 @@ from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.errors import StoreUnavailable
 from app.stores.sql_engine import unavailable_on_connection_errors
-from app.stores.sql_tables import run_events, run_records
 
 log = logging.getLogger("parley.coordination.sql")
 
 HIGH_WATER = 1000
 
 _Event = tuple[str, int, str, dict[str, Any]]
+
+# A batch of events in one statement (so one round trip in autocommit, and atomic): the
+# events, the trimmed runs' old events deleted (the DELETE does not see the rows this
+# statement inserts: events below a run's new first seq are left out of the INSERT), each
+# run's `last_seq` / `first_seq` (and the events' retention, after a terminal event), then
+# one `pg_notify` per run, delivered at the statement's COMMIT.
+_WRITE_BATCH = sa.text(
+    """
+    WITH inserted AS (
+        INSERT INTO run_events (run_id, seq, type, data)
+        SELECT e.run_id, e.seq, e.type, CAST(e.data AS jsonb)
+        FROM unnest(
+            CAST(:e_runs AS text[]), CAST(:e_seqs AS bigint[]),
+            CAST(:e_types AS text[]), CAST(:e_data AS text[])
+        ) AS e(run_id, seq, type, data)
+    ), runs AS (
+        SELECT * FROM unnest(
+            CAST(:runs AS text[]), CAST(:seqs AS bigint[]),
+            CAST(:keeps AS bigint[]), CAST(:ended AS boolean[])
+        ) AS r(run_id, seq, keep, ended)
+    ), trimmed AS (
+        DELETE FROM run_events AS d USING runs
+        WHERE d.run_id = runs.run_id AND d.seq < runs.keep
+    ), bumped AS (
+        UPDATE run_records AS t SET
+            last_seq = GREATEST(t.last_seq, runs.seq),
+            first_seq = GREATEST(t.first_seq, runs.keep),
+            events_expire_at = CASE WHEN runs.ended
+                THEN clock_timestamp() + CAST(:retention AS interval)
+                ELSE t.events_expire_at END
+        FROM runs WHERE t.run_id = runs.run_id
+    )
+    SELECT pg_notify(:channel, runs.run_id) FROM runs
+    """
+)
 
 
 class EventWriter:
@@ -112,49 +149,35 @@ class EventWriter:
                             waiter.set_exception(error)
 
     async def _write(self, batch: list[_Event]) -> None:
-        t, e = run_records, run_events
+        """The batch in one statement, run in autocommit: one round trip, atomic."""
         last: dict[str, int] = {}
         ended: set[str] = set()
         for run_id, seq, type_, _ in batch:
             last[run_id] = seq
             if type_ in TERMINAL_EVENTS:
                 ended.add(run_id)
-        trims = {}
+        keeps: dict[str, int] = {}  # run -> first seq kept, for the runs trimmed now
         for run_id, seq in last.items():
             first = self._firsts.get(run_id)
             if first is not None and seq - first + 1 > self._max_events:
-                trims[run_id] = self._firsts[run_id] = seq - self._max_events // 2 + 1
-        bump = (
-            sa.update(t)
-            .where(t.c.run_id == sa.bindparam("rid"))
-            .values(last_seq=sa.func.greatest(t.c.last_seq, sa.bindparam("seq")))
-        )
+                keeps[run_id] = self._firsts[run_id] = seq - self._max_events // 2 + 1
+        kept = [event for event in batch if event[1] >= keeps.get(event[0], 0)]
+        runs = list(last)
+        params = {
+            "e_runs": [event[0] for event in kept],
+            "e_seqs": [event[1] for event in kept],
+            "e_types": [event[2] for event in kept],
+            "e_data": [json.dumps(event[3]) for event in kept],
+            "runs": runs,
+            "seqs": [last[run_id] for run_id in runs],
+            "keeps": [keeps.get(run_id, 0) for run_id in runs],
+            "ended": [run_id in ended for run_id in runs],
+            "retention": timedelta(seconds=self._retention_s),
+            "channel": EVENTS_CHANNEL,
+        }
         with unavailable_on_connection_errors():
-            async with self._sql.writer.begin() as conn:
-                await conn.execute(
-                    sa.insert(e),
-                    [{"run_id": r, "seq": s, "type": ty, "data": d} for r, s, ty, d in batch],
-                )
-                await conn.execute(bump, [{"rid": r, "seq": s} for r, s in last.items()])
-                if ended:
-                    await conn.execute(
-                        sa.update(t)
-                        .where(t.c.run_id.in_(ended))
-                        .values(events_expire_at=self._sql.later(self._retention_s))
-                    )
-                for run_id, keep_from in trims.items():
-                    await conn.execute(
-                        sa.delete(e).where(e.c.run_id == run_id, e.c.seq < keep_from)
-                    )
-                    await conn.execute(
-                        sa.update(t).where(t.c.run_id == run_id).values(first_seq=keep_from)
-                    )
-                await conn.execute(
-                    sa.text(
-                        "SELECT pg_notify(:channel, r) FROM unnest(CAST(:runs AS text[])) AS r"
-                    ),
-                    {"channel": EVENTS_CHANNEL, "runs": list(last)},
-                )
+            async with self._sql.statement() as conn:
+                await conn.execute(_WRITE_BATCH, params)
 
     async def close(self) -> None:
         """Write what is pending, then stop."""

@@ -1,0 +1,86 @@
+"""PostgreSQL's write-behind of run events (`app.coordination.sql_event_writer`): a batch
+is one statement, and a batch that passes `max_events` is trimmed in that statement."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from app.coordination.base import EventsExpired, RunRecord
+from app.coordination.sql_runs import SqlRunLog
+from app.domain import Run
+from app.stores.sql_tables import run_events, run_records
+from tests.contract.coordination.conftest import clear_sql_coordination, sql_engine
+
+pytestmark = pytest.mark.postgres
+
+
+def new_record(run_id: str) -> RunRecord:
+    run = Run(id=run_id, conversation_id="conv-1", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    return RunRecord(run=run, lineage_id="lin-1")
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("postgres_scratch"))  # (from a sync fixture)
+
+
+@pytest_asyncio.fixture
+async def engine(pg_url: str) -> AsyncIterator[Any]:
+    url = pg_url
+    await clear_sql_coordination(url)
+    async with AsyncExitStack() as stack:
+        yield await sql_engine(stack, url)
+
+
+async def test_a_batch_of_events_is_written_in_one_statement(engine: Any) -> None:
+    runs = SqlRunLog(engine)
+    await runs.create(new_record("run-1"))
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        # ordinary events return at once: the three are one batch, the terminal one waits
+        await runs.publish("run-1", "run.created", {"a": 1})
+        await runs.publish("run-1", "message.created", {"b": [1, "x"]})
+        await runs.publish("run-1", "run.completed", {})
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(statements) == 1, statements
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(run_events.c.seq, run_events.c.data))).all()
+        record = (await conn.execute(sa.select(run_records))).one()
+    assert [(r.seq, r.data) for r in rows] == [(1, {"a": 1}), (2, {"b": [1, "x"]}), (3, {})]
+    assert (record.last_seq, record.first_seq) == (3, 1)
+    assert record.events_expire_at is not None  # the terminal event starts the retention
+    await runs.close()
+
+
+async def test_a_batch_past_max_events_keeps_only_the_newest_half(engine: Any) -> None:
+    runs = SqlRunLog(engine, max_events=4)
+    await runs.create(new_record("run-1"))
+    for i in range(1, 11):  # one batch: nothing is written before the terminal event
+        await runs.publish("run-1", "message.delta", {"i": i})
+    await runs.publish("run-1", "run.completed", {})
+    async with engine.connect() as conn:
+        seqs = list((await conn.execute(sa.select(run_events.c.seq))).scalars())
+        record = (await conn.execute(sa.select(run_records))).one()
+    assert sorted(seqs) == [10, 11]
+    assert (record.last_seq, record.first_seq) == (11, 10)
+    other = SqlRunLog(engine)
+    with pytest.raises(EventsExpired):
+        async for _ in other.follow("run-1", after=0):
+            pass
+    assert [e.seq async for e in other.follow("run-1", after=9)] == [10, 11]
+    await runs.close()
+    await other.close()
