@@ -71,6 +71,20 @@ async def list_context_items(
     return ContextItemList(data=page.data, next_cursor=page.next_cursor)
 
 
+@router.delete(
+    "/conversations/{conversation_id}/context/items",
+    status_code=204,
+    description="Delete every context item of the conversation at once (204 also when it "
+    "had none); the next turn sends none. Its forks keep their copies.",
+    **operation("deleteContextItems", ConversationNotFound, StoreUnavailable),
+)
+async def delete_context_items(
+    conversation_id: PathId, manager: ManagerDep, principal: PrincipalDep
+) -> Response:
+    await manager.context_items.delete_all(principal, conversation_id)
+    return Response(status_code=204)
+
+
 @router.get(
     "/conversations/{conversation_id}/context/items/{item_id}",
     response_model=ContextItem,

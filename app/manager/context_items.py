@@ -153,6 +153,13 @@ class ContextItemService:
         if not await self._store.delete_context_item(conv.id, item_id):
             raise ContextItemNotFound(f"Context item {item_id!r} not found in this conversation.")
 
+    async def delete_all(self, principal: Principal, conversation_id: str) -> None:
+        """Every item of the conversation, at once (none: nothing to do, not an error). The
+        conversation's `has_context_items` stays set: clearing it could race an add, and a
+        set flag only costs its turns one read."""
+        conv = await self._conversations.get(principal, conversation_id)
+        await self._store.delete_context_items(conv.id)
+
     async def _media_text(self, principal: Principal, media_id: str) -> tuple[str, str | None]:
         record = await self._media.get(principal, media_id)
         mime = record.mime_type.split(";")[0].strip().lower()

@@ -287,6 +287,11 @@ class StateStore(ABC):
     async def delete_context_item(self, conversation_id: str, item_id: str) -> bool:
         """True if the item existed."""
 
+    @abstractmethod
+    async def delete_context_items(self, conversation_id: str) -> int:
+        """Delete every item of the conversation (none of another conversation of its
+        lineage) in one atomic step; how many there were."""
+
     # --- uploaded packs ----------------------------------------------------------------
 
     @abstractmethod

@@ -297,6 +297,9 @@ class MemoryStore(StateStore):
     async def delete_context_item(self, conversation_id: str, item_id: str) -> bool:
         return self._context_items.get(conversation_id, {}).pop(item_id, None) is not None
 
+    async def delete_context_items(self, conversation_id: str) -> int:
+        return len(self._context_items.pop(conversation_id, {}))
+
     # --- uploaded packs ----------------------------------------------------------------
 
     async def save_pack(

@@ -48,6 +48,17 @@ end
 return out
 """
 
+# KEYS: ctx. ARGV: the conversation's field prefix. Deletes its fields, returns how many.
+DELETE_ALL = """
+local gone = 0
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, #ARGV[1]) == ARGV[1] then
+    gone = gone + redis.call('HDEL', KEYS[1], field)
+  end
+end
+return gone
+"""
+
 
 def _field(conversation_id: str, item_id: str) -> str:
     return f"{conversation_id}{KID_SEP}{item_id}"
@@ -58,6 +69,7 @@ class ContextItemOps:
         self._client = client
         self._save: AsyncScript = client.register_script(SAVE)
         self._list: AsyncScript = client.register_script(LIST)
+        self._delete_all: AsyncScript = client.register_script(DELETE_ALL)
 
     async def save(self, lk: LineageKeys, item: ContextItem, max_items: int | None) -> str | None:
         """'OK', 'CONFLICT' (the id is taken) or 'FULL' (`max_items` held already); None if
@@ -84,3 +96,7 @@ class ContextItemOps:
 
     async def delete(self, lk: LineageKeys, conversation_id: str, item_id: str) -> bool:
         return bool(await self._client.hdel(lk.ctx, _field(conversation_id, item_id)))
+
+    async def delete_all(self, lk: LineageKeys, conversation_id: str) -> int:
+        gone: int = await self._delete_all(keys=[lk.ctx], args=[_field(conversation_id, "")])
+        return gone

@@ -536,6 +536,13 @@ class RedisStore(StateStore):
 
         return bool(await self._p.directory.on_lineage(conversation_id, delete))
 
+    @guarded
+    async def delete_context_items(self, conversation_id: str) -> int:
+        async def delete(lk: LineageKeys) -> int | None:
+            return await self._p.context_items.delete_all(lk, conversation_id) or None
+
+        return await self._p.directory.on_lineage(conversation_id, delete) or 0
+
     # --- uploaded packs ----------------------------------------------------------------
 
     @guarded

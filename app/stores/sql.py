@@ -524,6 +524,10 @@ class SqlStore(StateStore):
         async with self._write() as conn:
             return await sql_context_items.delete(conn, conversation_id, item_id)
 
+    async def delete_context_items(self, conversation_id: str) -> int:
+        async with self._write() as conn:
+            return await sql_context_items.delete_all(conn, conversation_id)
+
     # --- uploaded packs ----------------------------------------------------------------
 
     async def save_pack(

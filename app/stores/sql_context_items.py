@@ -76,3 +76,11 @@ async def delete(conn: AsyncConnection, conversation_id: str, item_id: str) -> b
         .returning(t.c.id)
     )
     return result.first() is not None
+
+
+async def delete_all(conn: AsyncConnection, conversation_id: str) -> int:
+    t = context_items
+    result = await conn.execute(
+        sa.delete(t).where(t.c.conversation_id == conversation_id).returning(t.c.id)
+    )
+    return len(result.all())

@@ -89,6 +89,26 @@ async def test_concurrent_capped_saves_never_pass_the_cap(store: StateStore) -> 
     assert len(await store.list_context_items(c.id)) == 7
 
 
+async def test_delete_context_items_empties_one_conversation_of_the_lineage(
+    store: StateStore,
+) -> None:
+    c = await store.create_conversation(conversation())
+    _, msgs = await grow(store, c, 2)
+    f = await store.create_conversation(fork_of(c, msgs[1].id, message_count=2))
+    for _ in range(3):
+        await store.save_context_item(item_of(c))
+    kept = item_of(f)
+    await store.save_context_item(kept)
+    assert await store.delete_context_items(c.id) == 3
+    assert await store.list_context_items(c.id) == []
+    assert await store.list_context_items(f.id) == [kept]
+    assert await store.delete_context_items(c.id) == 0
+    assert await store.delete_context_items("no-such-conversation") == 0
+    again = item_of(c)
+    await store.save_context_item(again, max_items=1)  # the cap counts what is left: none
+    assert await store.list_context_items(c.id) == [again]
+
+
 async def test_items_are_per_conversation_within_a_lineage(store: StateStore) -> None:
     a = await store.create_conversation(conversation())
     _, msgs = await grow(store, a, 2)
