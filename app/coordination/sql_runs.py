@@ -25,7 +25,10 @@
   freed in the same transaction, so the client's retry runs the turn (once).
   With `sole_instance` (SQLite: the lifespan holds the file's single-server claim) the
   heartbeats found at start-up are dropped at once: their runs read `instance_lost` right
-  after a restart instead of `instance_ttl_s` later.
+  after a restart instead of `instance_ttl_s` later. A sole instance also writes a run's
+  record only when it is created and when it ends: a status change in between
+  (`running`) is kept in memory (`get` answers with it), which spares SQLite a write
+  transaction per turn and changes nothing after a crash (the run reads `instance_lost`).
 * Clean-up is bounded: at most every `SWEEP_EVERY_S` per instance, one batch of expired
   records (their events cascade), of expired event logs and of dead heartbeats.
 """
@@ -106,6 +109,9 @@ class SqlRunLog(RunLog):
             if self._sql.postgres
             else None
         )
+        # sole instance (SQLite): the newest record of each live run created here, when
+        # newer than its row (a status change before the end: see `save`)
+        self._live: dict[str, RunRecord] | None = {} if sole_instance else None
         self._heartbeat: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._next_sweep = 0.0
@@ -137,10 +143,21 @@ class SqlRunLog(RunLog):
             await self._memory.create(record)
         if self._writer is not None:
             self._writer.adopt(record.run.id)
+        if self._live is not None and not terminal:
+            self._live[record.run.id] = record
 
     async def save(self, record: RunRecord) -> None:
         t = run_records
         terminal = record.run.status.terminal
+        if not terminal and self._live is not None and record.run.id in self._live:
+            # Nobody else reads this database (sole instance), so a status change before
+            # the end (`queued` -> `running`) is kept here, not written: were the process
+            # to die, the next one marks the run `instance_lost` from whichever live
+            # status its row says. The end is written (below).
+            self._live[record.run.id] = record
+            if self._memory is not None:
+                await self._memory.save(record)
+            return
         if terminal and self._writer is not None and self._writer.owns(record.run.id):
             await self._writer.flush()  # its events are in before its record says it ended
         values: dict[str, Any] = {"record": record.model_dump(mode="json"), "terminal": terminal}
@@ -156,8 +173,12 @@ class SqlRunLog(RunLog):
             await self.create(record)
         elif self._memory is not None:
             await self._memory.save(record)
+        if terminal and self._live is not None:
+            self._live.pop(record.run.id, None)
 
     async def get(self, run_id: str) -> RunRecord | None:
+        if self._live is not None and (live := self._live.get(run_id)) is not None:
+            return live
         await self._beat_once()  # (sole instance: the dead predecessor's runs are lost now)
         row = await self._read(run_id)
         if row is None:

@@ -21,7 +21,7 @@ from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_idempotency import SqlIdempotencyKeys, sweep_expired_keys
 from app.coordination.sql_runs import SqlRunLog
 from app.domain import Run, RunStatus
-from app.stores.sql_tables import idempotency_keys
+from app.stores.sql_tables import idempotency_keys, run_records
 from tests.contract.coordination.conftest import clear_sql_coordination, sql_engine
 
 
@@ -164,3 +164,47 @@ async def test_expired_keys_are_swept_in_bounded_batches(
     async with engine.connect() as conn:
         left = (await conn.execute(sa.select(idempotency_keys.c.key))).scalars().all()
     assert left == ["live"]
+
+
+def with_status(record: RunRecord, status: RunStatus) -> RunRecord:
+    return record.model_copy(update={"run": record.run.model_copy(update={"status": status})})
+
+
+async def test_a_sole_instance_writes_a_runs_creation_and_end_not_its_start(
+    engines: Any,
+) -> None:
+    engine = await engines()
+    runs = SqlRunLog(engine, sole_instance=True)
+
+    async def row_status() -> str:
+        async with engine.connect() as conn:
+            raw = await conn.scalar(sa.select(run_records.c.record))
+        return str(RunRecord.model_validate(raw).run.status)
+
+    queued = new_record("run-s")
+    await runs.create(queued)
+    running = with_status(queued, RunStatus.running)
+    await runs.save(running)
+    assert await runs.get("run-s") == running  # this instance answers with the newest
+    assert await row_status() == "queued"  # a write transaction spared
+    done = with_status(queued, RunStatus.completed)
+    await runs.save(done)
+    assert await row_status() == "completed"
+    assert await runs.get("run-s") == done
+    await runs.close()
+    restarted = SqlRunLog(await engines(), sole_instance=True)
+    assert await restarted.get("run-s") == done
+    await restarted.close()
+
+
+async def test_a_sole_instance_that_dies_mid_run_leaves_it_lost(engines: Any) -> None:
+    first = SqlRunLog(await engines(), sole_instance=True)
+    await first.create(new_record("run-d"))
+    await first.save(with_status(new_record("run-d"), RunStatus.running))
+    await died(first)
+    restarted = SqlRunLog(await engines(), sole_instance=True)
+    got = await restarted.get("run-d")
+    assert got is not None and got.run.status == RunStatus.failed
+    assert got.run.error is not None and got.run.error.code == "instance_lost"
+    await restarted.close()
+    await first.close()
