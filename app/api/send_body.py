@@ -48,6 +48,11 @@ def validate_json_body(raw: bytes) -> SendMessage:
         raise _schema_error(exc, ["body"]) from None
 
 
+# A multipart field is text: these spellings of a boolean, any other is refused.
+FORM_TRUE = frozenset({"1", "true", "yes", "on"})
+FORM_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _check_form_text(form: Form) -> None:
     """Multipart text fields follow the text rule too (`metadata` is parsed as JSON below,
     under the same rules)."""
@@ -67,7 +72,13 @@ def _from_form(form: Form) -> tuple[SendMessage, dict[int, StagedBlob]]:
         if name in form.fields:
             values[name] = form.fields[name]
     if "stream" in form.fields:
-        values["stream"] = form.fields["stream"].strip().lower() in ("1", "true", "yes", "on")
+        flag = form.fields["stream"].strip().lower()
+        if flag not in FORM_TRUE | FORM_FALSE:
+            raise InvalidRequest(
+                "The stream field is true or false.",
+                errors=[{"loc": ["body", "stream"], "msg": "Input should be a valid boolean"}],
+            )
+        values["stream"] = flag in FORM_TRUE
     if "metadata" in form.fields:
         try:
             values["metadata"] = parse_json_body(form.fields["metadata"].encode())

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 from typing_extensions import TypeAliasType
 
 from app.domain.model import DomainModel
@@ -51,7 +51,7 @@ class CheckpointPolicy(DomainModel):
 
     model_config = ConfigDict(json_schema_serialization_defaults_required=True, extra="forbid")
 
-    enabled: bool = Field(default=True, description="Make auto checkpoints at all.")
+    enabled: StrictBool = Field(default=True, description="Make auto checkpoints at all.")
     every_n_turns: int = Field(
         default=10, ge=1, le=MAX_EVERY_N_TURNS, description="An auto checkpoint every n turns."
     )

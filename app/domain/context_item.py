@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from app.domain.model import DomainModel
 
@@ -29,7 +29,7 @@ class ContextItem(DomainModel):
     source: str | None = Field(
         default=None, description="Where it came from (a file name, a URL): shown to the model."
     )
-    pinned: bool = Field(
+    pinned: StrictBool = Field(
         default=False,
         description="Always sent (a turn that cannot fit its pinned items is refused); "
         "unpinned items are sent newest first while the items' budget share lasts.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from typing_extensions import TypeAliasType
 
 from app.domain.checkpoint import CheckpointPolicy
@@ -21,6 +21,9 @@ TtlSeconds = Annotated[
 
 
 class _Input(BaseModel):
+    """A request body: unknown fields are refused, and so is a boolean given as anything
+    but `true`/`false` (`StrictBool`: "yes", 1, "true" are 422, not coerced)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -97,7 +100,7 @@ class SendMessage(_Input):
     content: str | None = None
     parts: list[Part] | None = Field(default=None, max_length=100)
     metadata: Metadata = Field(default_factory=dict)
-    stream: bool = False
+    stream: StrictBool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"
 
@@ -114,7 +117,7 @@ class Regenerate(_Input):
         description="The assistant reply to generate again: one of this conversation's "
         "tree. Default: the newest assistant message of the current path.",
     )
-    stream: bool = False
+    stream: StrictBool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"
 
@@ -122,19 +125,19 @@ class Regenerate(_Input):
 class ToolResult(_Input):
     tool_call_id: str = Field(min_length=1, max_length=200)
     output: Any = None
-    is_error: bool = False
+    is_error: StrictBool = False
 
 
 class SubmitToolResults(_Input):
     results: list[ToolResult] = Field(min_length=1, max_length=128)
-    stream: bool = False
+    stream: StrictBool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"
 
 
 class ToolDecision(_Input):
     tool_call_id: str = Field(min_length=1, max_length=200)
-    approve: bool
+    approve: StrictBool
     arguments: dict[str, Any] | None = Field(
         default=None,
         description="Run the call with these arguments instead of the model's (recorded as "
@@ -155,7 +158,7 @@ class ToolDecision(_Input):
 
 class SubmitToolApprovals(_Input):
     decisions: list[ToolDecision] = Field(min_length=1, max_length=128)
-    stream: bool = False
+    stream: StrictBool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"
 
@@ -241,7 +244,7 @@ class AddContextItem(_Input):
         description="Where it comes from (file name, URL); sent to the model before the text. "
         "Default: the media's file name, if any.",
     )
-    pinned: bool = Field(
+    pinned: StrictBool = Field(
         default=False,
         description="Always sent; unpinned items are sent newest first while the items' "
         "budget share (context_policy.max_context_tokens) lasts.",
