@@ -12,6 +12,7 @@ from app.api.params import PathId
 from app.api.schemas import RunOut
 from app.api.sse import event_stream, last_event_id, non_empty
 from app.deps import ManagerDep, PrincipalDep
+from app.domain.requests import CancelRun
 from app.errors import ConversationNotFound, RunNotFound, StoreUnavailable
 
 router = api_router(tags=["runs"])
@@ -74,7 +75,11 @@ async def run_events(
     **operation("cancelRun", *RUN_ERRORS),
 )
 async def cancel_run(
-    conversation_id: PathId, run_id: PathId, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId,
+    run_id: PathId,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    body: CancelRun | None = None,  # no fields: only refuses unknown ones
 ) -> RunOut:
     record = await manager.runs.cancel(principal, conversation_id, run_id)
     return RunOut.of(record.run)

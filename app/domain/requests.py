@@ -171,6 +171,11 @@ class Compact(_Input):
     unknown field is refused with 422 like on every other endpoint, not silently ignored."""
 
 
+class CancelRun(_Input):
+    """`POST .../runs/{id}/cancel` takes no fields: its body may be absent or `{}`; an
+    unknown field is refused with 422 like on every other endpoint, not silently ignored."""
+
+
 class CreateCheckpoint(_Input):
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
