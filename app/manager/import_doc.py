@@ -21,7 +21,14 @@ from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_che
 from app.domain.ids import ID_PATTERN, ID_RULE
 from app.domain.requests import TtlSeconds
 from app.domain.summary import Summary
-from app.manager.import_plan import LOC, ImportPlan, Problem, refused, schema_problems
+from app.manager.import_plan import (
+    LOC,
+    ImportPlan,
+    Problem,
+    refused,
+    schema_problems,
+    size_problem,
+)
 from app.manager.import_promptkit import is_promptkit_state, promptkit_plan
 from app.manager.import_tool_rule import unanswering_tool_messages
 
@@ -35,16 +42,17 @@ MEMBERS = {
 TTL_SECONDS: TypeAdapter[int | None] = TypeAdapter(TtlSeconds)
 
 
-def read_import(raw: Any) -> ImportPlan:
-    """The plan of an import body, or `InvalidRequest` with every problem."""
+def read_import(raw: Any, *, max_message_bytes: int) -> ImportPlan:
+    """The plan of an import body, or `InvalidRequest` with every problem (a message over
+    `max_message_bytes` is one, at the message's loc)."""
     if isinstance(raw, Mapping) and "format" in raw:
         if raw["format"] != DOCUMENT_FORMAT:
             raise refused(
                 [{"loc": [*LOC, "format"], "msg": f"unknown format; expected {DOCUMENT_FORMAT!r}"}]
             )
-        plan, problems = _parley_plan(raw)
+        plan, problems = _parley_plan(raw, max_message_bytes)
     elif isinstance(raw, Mapping) and is_promptkit_state(raw):
-        plan, problems = promptkit_plan(raw)
+        plan, problems = promptkit_plan(raw, max_message_bytes)
     else:
         problems = [
             {
@@ -90,7 +98,9 @@ def _list(raw: Mapping[str, Any], key: str, problems: list[Problem]) -> list[Any
     return value
 
 
-def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Problem]]:
+def _parley_plan(
+    raw: Mapping[str, Any], max_message_bytes: int
+) -> tuple[ImportPlan | None, list[Problem]]:
     problems: list[Problem] = []
     for key in sorted(set(raw) - MEMBERS):
         problems.append({"loc": [*LOC, key], "msg": "unknown member"})
@@ -115,6 +125,11 @@ def _parley_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Proble
         for i, item in enumerate(raw_messages)
         if (m := _validated(Message, item, [*LOC, "messages", i], problems)) is not None
     ]
+    problems.extend(
+        problem
+        for i, m in messages
+        if (problem := size_problem(m, [*LOC, "messages", i], max_message_bytes)) is not None
+    )
     summaries = [
         sm
         for i, item in enumerate(raw_summaries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,23 @@ class ImportPlan:
     system_prompt: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     usage: ConversationUsage = field(default_factory=ConversationUsage)
+
+
+def size_problem(message: Message, loc: list[Any], limit: int) -> Problem | None:
+    """A message over `PARLEY_MAX_MESSAGE_BYTES`, measured as a sent one is (text, metadata
+    as JSON, media URLs and captions; media bytes have their own limits)."""
+    size = message_bytes(message)
+    if size <= limit:
+        return None
+    return {"loc": loc, "msg": f"{size} bytes: over PARLEY_MAX_MESSAGE_BYTES ({limit})"}
+
+
+def message_bytes(message: Message) -> int:
+    size = len(message.content.encode()) + len(json.dumps(message.metadata).encode())
+    for part in message.parts:
+        if part.media is not None:
+            size += len((part.media.url or "").encode()) + len((part.media.caption or "").encode())
+    return size
 
 
 def schema_problems(exc: ValidationError, loc: Sequence[str | int]) -> list[Problem]:

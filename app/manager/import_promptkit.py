@@ -26,7 +26,7 @@ from app.domain import MediaRef, Message, Part, Role, ToolCall, new_id, utcnow
 from app.domain.messages import FinishReason
 from app.domain.promptkit_state import PromptKitMessage, PromptKitPart, PromptKitState
 from app.domain.usage import ConversationUsage, Usage
-from app.manager.import_plan import LOC, ImportPlan, Problem, schema_problems
+from app.manager.import_plan import LOC, ImportPlan, Problem, schema_problems, size_problem
 from app.manager.import_tool_rule import unanswering_tool_messages
 
 GO_FIELDS = {"ID", "UserID", "Messages"}
@@ -54,7 +54,9 @@ def _set(when: datetime | None) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def promptkit_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Problem]]:
+def promptkit_plan(
+    raw: Mapping[str, Any], max_message_bytes: int
+) -> tuple[ImportPlan | None, list[Problem]]:
     try:
         state = PromptKitState.model_validate(raw)
     except ValidationError as exc:
@@ -81,6 +83,8 @@ def promptkit_plan(raw: Mapping[str, Any]) -> tuple[ImportPlan | None, list[Prob
         message = _message(pk, [*LOC, key, i], parent, i, fallback, problems)
         if message is None:
             continue
+        if (problem := size_problem(message, [*LOC, key, i], max_message_bytes)) is not None:
+            problems.append(problem)
         messages.append(message)
         positions.append(i)
         usage = usage.plus(message.usage, message.cost_usd)

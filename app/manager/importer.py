@@ -80,6 +80,7 @@ class ImportService:
         self._media = media
         self._item_max_bytes = settings.context_item_max_kb * 1024
         self._items_max = settings.context_items_max
+        self._max_message_bytes = settings.max_message_bytes
         self._now = clock
 
     async def import_document(
@@ -93,7 +94,7 @@ class ImportService:
         pack_version: str | None = None,
         prompt_name: str | None = None,
     ) -> Conversation:
-        plan = await asyncio.to_thread(read_import, raw)
+        plan = await asyncio.to_thread(read_import, raw, max_message_bytes=self._max_message_bytes)
         problems: list[Problem] = []
         if plan.source == "parley":
             for name, value in (
@@ -124,6 +125,7 @@ class ImportService:
             )
         problems.extend(await self._media_problems(plan.messages, owner))
         problems.extend(self._item_problems(plan.context_items))
+        problems.extend(await self._item_media_problems(plan.context_items, owner))
         if plan.conversation is not None:
             conv = plan.conversation
             try:
@@ -167,6 +169,27 @@ class ImportService:
                     {
                         "loc": ["body", "context_items", i, "content"],
                         "msg": "empty or over PARLEY_CONTEXT_ITEM_MAX_KB",
+                    }
+                )
+        return problems
+
+    async def _item_media_problems(self, items: Sequence[ContextItem], owner: str) -> list[Problem]:
+        """An item read from media names one of the importing user's records, as an item
+        added over HTTP does (its text is on the item; the reference must not point at
+        nothing, or at another user's upload)."""
+        problems: list[Problem] = []
+        checked: dict[str, bool] = {}
+        for i, item in enumerate(items):
+            if item.media_id is None:
+                continue
+            if item.media_id not in checked:
+                record = await self._store.get_media(item.media_id)
+                checked[item.media_id] = record is not None and record.user_id == owner
+            if not checked[item.media_id]:
+                problems.append(
+                    {
+                        "loc": ["body", "context_items", i, "media_id"],
+                        "msg": "no such media record of this user here (upload it first)",
                     }
                 )
         return problems
