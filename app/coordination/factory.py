@@ -12,6 +12,10 @@
    per file, `app.stores.sqlite_owner`) turn locks and run events stay in-process;
 4. else everything is in-process (`memory_coordinator`): a single instance.
 
+Where the run event log is shared (Redis, PostgreSQL), it is wrapped in `LocalFanout`:
+the events of the runs this instance executes reach its own followers (the streamed
+responses) from memory, while every event is still written to the shared log.
+
 Nothing connects here; the store must be opened first (its engine is used in case 3).
 """
 
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.coordination.base import Coordinator
+from app.coordination.local_fanout import LocalFanout
 from app.coordination.memory import MemoryTurnLocks, memory_coordinator
 from app.coordination.redis_client import is_redis_url
 from app.settings import Settings
@@ -89,20 +94,29 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
                 f"Unsupported PARLEY_COORDINATION_URL scheme {scheme or url!r}; use redis://, "
                 "rediss://, redis+cluster://, rediss+cluster:// or memory://"
             )
-        return _redis(url, retention, settings.store_timeout_s)
+        return _fanned_out(_redis(url, retention, settings.store_timeout_s), settings)
     if is_redis_url(settings.state_url):
-        return _redis(settings.state_url, retention, settings.store_timeout_s)
+        redis = _redis(settings.state_url, retention, settings.store_timeout_s)
+        return _fanned_out(redis, settings)
     if store.capabilities.sql_coordination:
         engine = store.sql_engine()
         log.info("coordination: in the %s database", engine.dialect.name)
-        return SqlCoordinator(
+        coordinator = SqlCoordinator(
             engine,
             event_retention_s=retention,
             max_retained_events=settings.run_log_max_events,
             max_records=settings.run_records_max,
         )
+        # on SQLite the events are in process memory already (one serving process)
+        shared = engine.dialect.name == "postgresql"
+        return _fanned_out(coordinator, settings) if shared else coordinator
     log.info("coordination: in-process (single instance)")
     return _memory(settings)
+
+
+def _fanned_out(coordinator: Coordinator, settings: Settings) -> Coordinator:
+    coordinator.runs = LocalFanout(coordinator.runs, max_events=settings.run_log_max_events)
+    return coordinator
 
 
 def _memory(settings: Settings) -> Coordinator:

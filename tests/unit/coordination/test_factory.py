@@ -11,6 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.coordination.factory import SqlCoordinator, build_coordinator
+from app.coordination.local_fanout import LocalFanout
 from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, MemoryTurnLocks
 from app.coordination.redis import RedisCoordinator
 from app.coordination.redis_client import connect, is_redis_url
@@ -68,7 +69,8 @@ async def test_redis_urls_give_the_redis_coordinator(
     assert isinstance(coord, RedisCoordinator)
     assert isinstance(coord.locks, RedisTurnLocks)
     assert isinstance(coord.idempotency, RedisIdempotencyKeys)
-    assert isinstance(coord.runs, RedisRunLog)
+    assert isinstance(coord.runs, LocalFanout)  # this instance's followers read memory
+    assert isinstance(coord.runs.inner, RedisRunLog)
     assert isinstance(coord._clients.command, client_type)  # type: ignore[attr-defined]
     await coord.close()  # nothing was connected; closing is still clean
 
@@ -80,7 +82,8 @@ async def test_postgres_state_gives_sql_coordination(tmp_path: Path) -> None:
     assert isinstance(coord, SqlCoordinator)
     assert isinstance(coord.locks, SqlLeaseLocks)
     assert isinstance(coord.idempotency, SqlIdempotencyKeys)
-    assert isinstance(coord.runs, SqlRunLog)
+    assert isinstance(coord.runs, LocalFanout)
+    assert isinstance(coord.runs.inner, SqlRunLog)
     await coord.close()
     await engine.dispose()
 
