@@ -31,7 +31,7 @@ from app.api.request_log import RequestLogMiddleware
 from app.domain.export_doc import ConversationDocument
 from app.domain.promptkit_state import PromptKitState
 from app.domain.requests import SendMessage
-from app.errors import install_error_handlers
+from app.error_handlers import install_error_handlers
 from app.lifespan import make_lifespan
 from app.logs import configure_logging
 from app.settings import Settings

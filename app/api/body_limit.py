@@ -6,7 +6,8 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import MediaTooLarge, MessageTooLarge, ParleyError, problem_response
+from app.error_handlers import problem_response
+from app.errors import MediaTooLarge, MessageTooLarge, ParleyError
 
 # Requests that may carry media bytes (uploads, multipart or base64 parts).
 MEDIA_PATHS = re.compile(r"^/media$|^/conversations/[^/]+/messages(/[^/]+/edit)?$")

@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import CORSRejected, problem_response
+from app.error_handlers import problem_response
+from app.errors import CORSRejected
 from app.settings import Settings
 
 REQUEST_HEADERS = (
