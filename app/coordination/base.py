@@ -142,6 +142,22 @@ class RunLog(ABC):
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
         """Append an event; its seq is one more than the previous event's."""
 
+    async def create_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        """`create` then `publish` its first event; one round trip where the backend can."""
+        await self.create(record)
+        return await self.publish(record.run.id, type_, data)
+
+    async def save_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        """`save` then `publish` (a run's end: its record, then its terminal event); in one
+        atomic step where the backend can. On an error either may have landed: calling it
+        again is safe (saving is a replace, and readers stop at the first terminal event)."""
+        await self.save(record)
+        return await self.publish(record.run.id, type_, data)
+
     @abstractmethod
     def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
         """Events with seq > `after`, replayed then followed live, ending after a terminal

@@ -22,7 +22,7 @@ before a restart, is followed on the log as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord
@@ -99,21 +99,43 @@ class LocalFanout(RunLog):
     # --- events ---------------------------------------------------------------------------
 
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
+        return await self._published(run_id, self._inner.publish(run_id, type_, data))
+
+    async def create_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        event = await self._inner.create_and_publish(record, type_, data)  # (one step there)
+        if len(self._channels) < self._max_channels:
+            channel = self._channels[record.run.id] = _Channel()
+            self._deliver(record.run.id, channel, event)
+        return event
+
+    async def save_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        write = self._inner.save_and_publish(record, type_, data)
+        return await self._published(record.run.id, write)
+
+    async def _published(self, run_id: str, write: Awaitable[RunEvent]) -> RunEvent:
+        """`write` (the log's publish) awaited, its event handed to the run's channel."""
         channel = self._channels.get(run_id)
         try:
-            event = await self._inner.publish(run_id, type_, data)
+            event = await write
         except BaseException:
             if channel is not None:
                 self._drop(run_id, channel, broken=True)
             raise
         if channel is not None:
-            if event.seq > self._max_events:
-                self._drop(run_id, channel, broken=True)
-            else:
-                channel.add(event)
-                if channel.closed:
-                    self._drop(run_id, channel, broken=False)
+            self._deliver(run_id, channel, event)
         return event
+
+    def _deliver(self, run_id: str, channel: _Channel, event: RunEvent) -> None:
+        if event.seq > self._max_events:
+            self._drop(run_id, channel, broken=True)
+        else:
+            channel.add(event)
+            if channel.closed:
+                self._drop(run_id, channel, broken=False)
 
     def _drop(self, run_id: str, channel: _Channel, *, broken: bool) -> None:
         if self._channels.get(run_id) is channel:

@@ -9,7 +9,8 @@ them together); `<prefix>` is `parley:` unless the URL says otherwise:
   event's seq, once published);
 * `<prefix>run:{<id>}:record`: the `RunRecord` as JSON.
 
-`publish` is one script: `HINCRBY seq`, `XADD` with the explicit id, and expiries. A live
+`publish` is one script: `HINCRBY seq`, `XADD` with the explicit id, and expiries;
+`create_and_publish` / `save_and_publish` write the record in the same script. A live
 run's keys get `live_ttl_s` (refreshed by every event, so a run orphaned by a crashed
 instance is eventually forgotten); the terminal event sets `retention_s` on the stream and
 `record_retention_s` on the record and meta, so a reconnect after the events expired still
@@ -79,6 +80,26 @@ else
 end
 return seq
 """
+
+# The record written, then `_PUBLISH` (whose expiries cover the record): one round trip
+# for a run's creation with its first event, and for its end with its terminal event.
+# KEYS and ARGV as `_PUBLISH`, plus ARGV[8]: the record's JSON.
+_CREATE_PUBLISH = (
+    """
+redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[7])
+"""
+    + _PUBLISH
+)
+_SAVE_PUBLISH = (
+    """
+if redis.call('PTTL', KEYS[3]) > 0 then
+  redis.call('SET', KEYS[3], ARGV[8], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[7])
+end
+"""
+    + _PUBLISH
+)
 
 # KEYS: meta, events, record. ARGV: first stream id wanted, count.
 _READ = """
@@ -157,6 +178,8 @@ class RedisRunLog(RunLog):
         self._publish = client.register_script(_PUBLISH)
         self._read = client.register_script(_READ)
         self._save = client.register_script(_SAVE)
+        self._create_publish = client.register_script(_CREATE_PUBLISH)
+        self._save_publish = client.register_script(_SAVE_PUBLISH)
 
     # --- records -----------------------------------------------------------------------
 
@@ -175,10 +198,36 @@ class RedisRunLog(RunLog):
             raw = await self._client.get(_Keys.of(self._prefix, run_id).record)
         return None if raw is None else RunRecord.model_validate_json(raw)
 
+    async def create_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        return await self._publish_with(self._create_publish, record, type_, data)
+
+    async def save_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        return await self._publish_with(self._save_publish, record, type_, data)
+
     # --- events ------------------------------------------------------------------------
 
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
-        args: list[str | int] = [
+        with unavailable():
+            seq = await self._publish(
+                keys=_Keys.of(self._prefix, run_id).all(), args=self._event_args(type_, data)
+            )
+        return RunEvent(seq=int(seq), type=type_, data=data)
+
+    async def _publish_with(
+        self, script: Any, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        """`script` (`_CREATE_PUBLISH` / `_SAVE_PUBLISH`): the record and the event, atomic."""
+        args = [*self._event_args(type_, data), record.model_dump_json()]
+        with unavailable():
+            seq = await script(keys=_Keys.of(self._prefix, record.run.id).all(), args=args)
+        return RunEvent(seq=int(seq), type=type_, data=data)
+
+    def _event_args(self, type_: str, data: dict[str, Any]) -> list[str | int]:
+        return [
             type_,
             json.dumps(data, separators=(",", ":")),
             self._max_events,
@@ -187,9 +236,6 @@ class RedisRunLog(RunLog):
             self._record_retention_ms,
             self._live_ttl_ms,
         ]
-        with unavailable():
-            seq = await self._publish(keys=_Keys.of(self._prefix, run_id).all(), args=args)
-        return RunEvent(seq=int(seq), type=type_, data=data)
 
     async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
         keys = _Keys.of(self._prefix, run_id)

@@ -78,6 +78,12 @@ class RunEndRecorder:
             return False
 
     async def _attempt(self, end: _End) -> None:
+        if not end.saved and end.forgotten and not end.published:
+            # nothing to do in between: record and event together (one step where the
+            # backend can, see `RunLog.save_and_publish`)
+            await self._coord.runs.save_and_publish(end.record, *end.event)
+            end.saved = end.published = True
+            return
         if not end.saved:
             await self._coord.runs.save(end.record)
             end.saved = True

@@ -241,16 +241,14 @@ class RunService:
                 if holder is not None:
                     await self._request_cancel(holder)
             run = Run(id=run_id, conversation_id=conv.id, kind=turn.kind, created_at=self._now())
-            await self._coord.runs.create(
-                RunRecord(
-                    run=run,
-                    lineage_id=conv.lineage_id,
-                    first_message_id=first_message_id,
-                    idempotency=idempotency,
-                    executor=self._truth.instance_id,
-                )
+            run_record = RunRecord(
+                run=run,
+                lineage_id=conv.lineage_id,
+                first_message_id=first_message_id,
+                idempotency=idempotency,
+                executor=self._truth.instance_id,
             )
-            await self._coord.runs.publish(run_id, "run.created", {"run": dump(run)})
+            await self._coord.runs.create_and_publish(run_record, "run.created", {"run": dump(run)})
         except BaseException:
             if lease is not None:
                 await lease.release()

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -15,6 +16,7 @@ from app.coordination.base import IdempotencyRecord
 from app.coordination.redis import RedisCoordinator, redis_coordinator
 from app.coordination.redis_client import RedisClient, RedisOptions, connect
 from app.coordination.redis_runs import RedisRunLog
+from app.domain import RunStatus
 from tests.contract.coordination.test_coordination_runs import collect, new_record, publish_run
 
 from .conftest import fresh_redis
@@ -121,3 +123,35 @@ async def test_following_a_run_about_to_be_created_waits_for_it(target: Target) 
         assert [e.seq for e in events] == [1, 2, 3]
     finally:
         await coord.close()
+
+
+async def test_a_runs_creation_and_end_are_one_command_each(target: Target) -> None:
+    clients = connect(target.url)
+    runs = RedisRunLog(clients.command, prefix=clients.prefix, retention_s=60)
+    commands: list[str] = []
+    original = clients.command.execute_command
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        commands.append(str(args[0]))
+        return await original(*args, **kwargs)
+
+    try:
+        for run_id in ("run-0", "run-1"):  # the first run loads the scripts
+            commands.clear()
+            clients.command.execute_command = counted  # type: ignore[method-assign]
+            record = new_record(run_id)
+            await runs.create_and_publish(record, "run.created", {})
+            done = record.model_copy(
+                update={"run": record.run.model_copy(update={"status": RunStatus.completed})}
+            )
+            await runs.save_and_publish(done, "run.completed", {})
+            clients.command.execute_command = original  # type: ignore[method-assign]
+        assert commands == ["EVALSHA", "EVALSHA"]
+        base = f"{clients.prefix}run:{{run-1}}"
+        assert await runs.get("run-1") == done
+        assert 55_000 < await target.admin.pttl(base + ":events") <= 60_000  # retention
+        assert await target.admin.pttl(base + ":record") > 3_600_000  # the record's
+        assert [e.type for e in await collect(runs, "run-1")] == ["run.created", "run.completed"]
+    finally:
+        clients.command.execute_command = original  # type: ignore[method-assign]
+        await clients.aclose()

@@ -49,6 +49,27 @@ async def test_records_are_created_saved_and_read(runs_env: RunsEnv) -> None:
     assert await runs.get("run-1") == done
 
 
+async def test_a_run_is_created_and_ended_with_its_events(runs_env: RunsEnv) -> None:
+    runs, other = await runs_env.new(), await runs_env.new()
+    record = new_record("run-1")
+    first = await runs.create_and_publish(record, "run.created", {"n": 1})
+    assert (first.seq, first.type) == (1, "run.created")
+    assert await other.get("run-1") == record
+    await runs.publish("run-1", "message.delta", {"n": 2})
+    done = record.model_copy(
+        update={"run": record.run.model_copy(update={"status": RunStatus.completed})}
+    )
+    last = await runs.save_and_publish(done, "run.completed", {"n": 3})
+    assert (last.seq, last.type) == (3, "run.completed")
+    assert await other.get("run-1") == done
+    events = await collect(other, "run-1")
+    assert [(e.seq, e.type, e.data) for e in events] == [
+        (1, "run.created", {"n": 1}),
+        (2, "message.delta", {"n": 2}),
+        (3, "run.completed", {"n": 3}),
+    ]
+
+
 async def test_events_are_numbered_and_replayed_after_a_seq(runs_env: RunsEnv) -> None:
     runs = await runs_env.new()
     run_id = await started(runs)

@@ -131,3 +131,47 @@ async def test_channels_are_bounded() -> None:
     await publish_run(log, "b", 1)
     assert await follower == [1, 2]
     assert inner.follows == 1
+
+
+class OneStepLog(CountingLog):
+    """Records which of the log's calls were made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def create(self, record: RunRecord) -> None:
+        self.calls.append("create")
+        await super().create(record)
+
+    async def save(self, record: RunRecord) -> None:
+        self.calls.append("save")
+        await super().save(record)
+
+    async def create_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        self.calls.append("create_and_publish")
+        await super().create(record)
+        return await super().publish(record.run.id, type_, data)
+
+    async def save_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        self.calls.append("save_and_publish")
+        await super().save(record)
+        return await super().publish(record.run.id, type_, data)
+
+
+async def test_a_runs_creation_and_end_reach_the_log_in_one_step_and_the_channel() -> None:
+    inner = OneStepLog()
+    log = LocalFanout(inner)
+    created = await log.create_and_publish(record("r"), "run.created", {})
+    follower = asyncio.create_task(collect(log, "r"))
+    await asyncio.sleep(0.01)  # attached to the channel
+    await log.publish("r", "message.delta", {})
+    end = await log.save_and_publish(record("r"), "run.completed", {})
+    assert (created.seq, end.seq) == (1, 3)
+    assert await asyncio.wait_for(follower, timeout=2) == [1, 2, 3]
+    assert inner.calls == ["create_and_publish", "save_and_publish"]  # not create/save
+    assert inner.follows == 0 and log.channels() == 0
