@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, model_validator
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 from typing_extensions import TypeAliasType
 
 from app.domain.model import DomainModel
@@ -52,29 +52,29 @@ class CheckpointPolicy(DomainModel):
     model_config = ConfigDict(json_schema_serialization_defaults_required=True, extra="forbid")
 
     enabled: StrictBool = Field(default=True, description="Make auto checkpoints at all.")
-    every_n_turns: int = Field(
+    every_n_turns: StrictInt = Field(
         default=10, ge=1, le=MAX_EVERY_N_TURNS, description="An auto checkpoint every n turns."
     )
-    keep_all_hours: float = Field(
+    keep_all_hours: StrictFloat = Field(
         default=24.0,
         ge=0,
         le=MAX_KEEP_ALL_HOURS,
         description="Every auto checkpoint younger than this is kept.",
     )
-    keep_every_nth: int = Field(
+    keep_every_nth: StrictInt = Field(
         default=5,
         ge=1,
         le=MAX_EVERY_N_TURNS,
         description="Beyond keep_all_hours, keep those whose turn number is a multiple of "
         "every_n_turns * keep_every_nth (1 keeps them all).",
     )
-    max_age_days: float | None = Field(
+    max_age_days: StrictFloat | None = Field(
         default=30.0,
         gt=0,
         le=MAX_AGE_DAYS,
         description="Auto checkpoints older than this are dropped; null: no age limit.",
     )
-    max_auto: int = Field(
+    max_auto: StrictInt = Field(
         default=50,
         ge=1,
         le=MAX_AUTO_CHECKPOINTS,

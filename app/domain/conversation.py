@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 from typing_extensions import TypeAliasType
 
 from app.domain.checkpoint import CheckpointPolicy
@@ -52,11 +52,11 @@ class ContextPolicy(DomainModel):
     (`app.manager.context_summary`); `summarizer` and `summary_prompt` apply only to it.
     """
 
-    max_input_tokens: int = Field(default=8000, gt=0, le=MAX_CONTEXT_TOKENS)
-    reserve_output_tokens: int = Field(default=1024, ge=0, le=MAX_CONTEXT_TOKENS)
+    max_input_tokens: StrictInt = Field(default=8000, gt=0, le=MAX_CONTEXT_TOKENS)
+    reserve_output_tokens: StrictInt = Field(default=1024, ge=0, le=MAX_CONTEXT_TOKENS)
     strategy: ContextStrategy = "truncate_oldest"
-    max_messages: int | None = Field(default=None, gt=0, le=MAX_CONTEXT_MESSAGES)
-    max_context_tokens: int | None = Field(
+    max_messages: StrictInt | None = Field(default=None, gt=0, le=MAX_CONTEXT_MESSAGES)
+    max_context_tokens: StrictInt | None = Field(
         default=None,
         gt=0,
         le=MAX_CONTEXT_TOKENS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from typing_extensions import TypeAliasType
 
 from app.domain.checkpoint import CheckpointPolicy
@@ -15,7 +15,7 @@ from app.domain.media import MediaPolicy
 from app.domain.messages import Part
 
 TtlSeconds = Annotated[
-    int | None,
+    StrictInt | None,
     Field(default=None, gt=0, le=MAX_TTL_S, description=f"At most {MAX_TTL_S} (ten years)."),
 ]
 
