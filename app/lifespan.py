@@ -20,6 +20,7 @@ from app.media import FilesystemMediaStore
 from app.packs import PackRegistry
 from app.providers.factory import build_providers
 from app.providers.pricing import PriceTable
+from app.providers.transport import provider_http_client
 from app.settings import Settings
 from app.signals import chain_shutdown_signals
 from app.stores.factory import create_store
@@ -104,9 +105,7 @@ def make_lifespan(
         except BaseException:
             claim.release()
             raise
-        http = provider_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0)
-        )
+        http = provider_client or provider_http_client(settings.provider_max_connections)
         coordinator: Coordinator | None = None
         manager: ConversationManager | None = None
         restore_signals: Callable[[], None] | None = None

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     mock_scenarios: Path | None = None
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     provider_max_retries: int = Field(default=2, ge=0, le=10)
+    # Connections the providers' HTTP pool opens and keeps alive: one per concurrent
+    # streamed call (HTTP/1.1); a call beyond it waits for one (within its idle timeout).
+    provider_max_connections: int = Field(default=1000, ge=1)
 
     max_concurrent_executions: int = Field(default=10, ge=0)
     default_timeout_s: float = Field(default=30.0, gt=0)

@@ -33,6 +33,21 @@ from app.providers.sse_lines import SSEDecoder, SSEEvent
 MAX_DETAIL_CHARS = 500
 
 
+# The client's defaults; `stream_sse` sets each call's own (the idle timeout, which also
+# bounds its wait for a free connection).
+PROVIDER_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0)
+
+
+def provider_http_client(max_connections: int) -> httpx.AsyncClient:
+    """The HTTP client every provider adapter shares. Every connection it may open is kept
+    alive once idle: with httpx's default (20 kept of 100), every streamed call beyond the
+    20th opened a new TCP (and TLS) connection to the provider and closed it afterwards."""
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.AsyncClient(timeout=PROVIDER_TIMEOUT, limits=limits)
+
+
 def redact(text: str, secret: str | None) -> str:
     """Remove `secret` (an API key) from `text`."""
     if secret and len(secret) >= 4:
