@@ -99,7 +99,11 @@ def make_lifespan(
         claim = await asyncio.to_thread(
             claim_sqlite_file, settings.state_url, settings.coordination_url
         )
-        store = create_store(settings.state_url, timeout_s=settings.store_timeout_s)
+        store = create_store(
+            settings.state_url,
+            timeout_s=settings.store_timeout_s,
+            redis_max_connections=settings.redis_max_connections,
+        )
         try:
             await store.open()
         except BaseException:

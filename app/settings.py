@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # The most one call to the state store or the coordination backend may take (pool
     # wait, connect and the command itself), so a partitioned store is a 503 in seconds.
     store_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # Connections per Redis pool of an instance (the state store's and the coordinator's
+    # each): a command queues for one (within the store timeout) when all are busy.
+    redis_max_connections: int = Field(default=1000, ge=1)
 
     # Media parts up to this size stay inline in the message; larger ones go to the media
     # store and the message keeps a reference. 0 externalizes everything.

@@ -94,10 +94,9 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
                 f"Unsupported PARLEY_COORDINATION_URL scheme {scheme or url!r}; use redis://, "
                 "rediss://, redis+cluster://, rediss+cluster:// or memory://"
             )
-        return _fanned_out(_redis(url, retention, settings.store_timeout_s), settings)
+        return _fanned_out(_redis(url, settings), settings)
     if is_redis_url(settings.state_url):
-        redis = _redis(settings.state_url, retention, settings.store_timeout_s)
-        return _fanned_out(redis, settings)
+        return _fanned_out(_redis(settings.state_url, settings), settings)
     if store.capabilities.sql_coordination:
         engine = store.sql_engine()
         log.info("coordination: in the %s database", engine.dialect.name)
@@ -128,13 +127,13 @@ def _memory(settings: Settings) -> Coordinator:
     )
 
 
-def _redis(url: str, retention: float, timeout_s: float) -> Coordinator:
+def _redis(url: str, settings: Settings) -> Coordinator:
     from app.coordination.redis import redis_coordinator
     from app.coordination.redis_client import RedisOptions
 
     log.info("coordination: redis at %s", _redacted(url))
-    options = RedisOptions.bounded(timeout_s)
-    return redis_coordinator(url, event_retention_s=retention, options=options)
+    options = RedisOptions.bounded(settings.store_timeout_s, settings.redis_max_connections)
+    return redis_coordinator(url, event_retention_s=settings.run_event_retention_s, options=options)
 
 
 def _redacted(url: str) -> str:

@@ -60,14 +60,18 @@ class RedisOptions:
     retries: int = 2  # on refused/reset connections only: a timeout is not retried
 
     @classmethod
-    def bounded(cls, timeout_s: float) -> RedisOptions:
+    def bounded(cls, timeout_s: float, max_connections: int = 128) -> RedisOptions:
         """Options under which a command (pool wait, connect, answer) fails with
         `StoreUnavailable` within `timeout_s` (`PARLEY_STORE_TIMEOUT_S`): a connection
         taken from the pool answers within the socket timeout or is given up; a new one
         connects within the connect timeout and then answers within the rest."""
         budget = timeout_s * 0.9
         connect_s = min(2.0, budget / 3)
-        return cls(connect_timeout_s=connect_s, socket_timeout_s=budget - connect_s)
+        return cls(
+            connect_timeout_s=connect_s,
+            socket_timeout_s=budget - connect_s,
+            max_connections=max_connections,
+        )
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,12 @@ SUPPORTED_SCHEMES = (
 )
 
 
-def create_store(url: str, *, timeout_s: float = 5.0) -> StateStore:
+def create_store(
+    url: str, *, timeout_s: float = 5.0, redis_max_connections: int = 1000
+) -> StateStore:
     """A store for `url`, not yet opened (call `await store.open()`). `timeout_s` bounds
     every call to a networked store (`PARLEY_STORE_TIMEOUT_S`): past it, StoreUnavailable.
+    `redis_max_connections` sizes a Redis store's pool (`PARLEY_REDIS_MAX_CONNECTIONS`).
 
     Backends are imported lazily so that choosing one never imports another's driver.
     """
@@ -49,7 +52,7 @@ def create_store(url: str, *, timeout_s: float = 5.0) -> StateStore:
         from app.stores.redis import RedisStore
         from app.stores.redis_conn import ClientOptions
 
-        return RedisStore(url, options=ClientOptions.bounded(timeout_s))
+        return RedisStore(url, options=ClientOptions.bounded(timeout_s, redis_max_connections))
     raise ValueError(
         f"Unsupported state store URL scheme {scheme or url!r}; supported: "
         + ", ".join(SUPPORTED_SCHEMES)

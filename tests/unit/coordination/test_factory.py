@@ -71,7 +71,10 @@ async def test_redis_urls_give_the_redis_coordinator(
     assert isinstance(coord.idempotency, RedisIdempotencyKeys)
     assert isinstance(coord.runs, LocalFanout)  # this instance's followers read memory
     assert isinstance(coord.runs.inner, RedisRunLog)
-    assert isinstance(coord._clients.command, client_type)  # type: ignore[attr-defined]
+    command = coord._clients.command  # type: ignore[attr-defined]
+    assert isinstance(command, client_type)
+    if client_type is Redis:  # PARLEY_REDIS_MAX_CONNECTIONS (default 1000)
+        assert command.connection_pool.max_connections == 1000
     await coord.close()  # nothing was connected; closing is still clean
 
 

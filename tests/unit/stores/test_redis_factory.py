@@ -78,3 +78,30 @@ def test_microseconds_round_trip_and_ms_round_up() -> None:
     when = from_us(1_900_000_000_123_456)
     assert to_us(when) == 1_900_000_000_123_456 and when.tzinfo is not None
     assert us_to_ms_ceil(1_000) == 1 and us_to_ms_ceil(1_001) == 2 and us_to_ms_ceil(0) == 0
+
+
+def test_the_pool_size_reaches_the_store_and_connections_skip_the_version_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`PARLEY_REDIS_MAX_CONNECTIONS` sizes the pool; a new connection does not parse
+    redis-py's package metadata again (~0.8 ms each, paid by every connection a burst
+    opens)."""
+    import redis.utils
+
+    from app.stores.redis_conn import ClientOptions, build_client
+
+    def no_lookup() -> str:
+        raise AssertionError("redis-py looked its version up for a new connection")
+
+    monkeypatch.setattr(redis.utils, "get_lib_version", no_lookup)
+    options = ClientOptions.bounded(5.0, max_connections=7)
+    client = build_client(parse_redis_url("redis://127.0.0.1:6379/0"), options)
+    pool = client.connection_pool  # type: ignore[union-attr]
+    assert pool.max_connections == 7
+    assert pool.make_connection().driver_info.lib_version  # built without a lookup
+
+
+def test_create_store_sizes_the_redis_pool() -> None:
+    store = create_store("redis://127.0.0.1:6379/0", redis_max_connections=9)
+    assert isinstance(store, RedisStore)
+    assert store._options.max_connections == 9
