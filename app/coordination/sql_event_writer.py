@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.coordination.base import TERMINAL_EVENTS, RunEvent
+from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.errors import StoreUnavailable
@@ -39,8 +39,9 @@ _Event = tuple[str, int, str, dict[str, Any]]
 # A batch of events in one statement (so one round trip in autocommit, and atomic): the
 # events, the trimmed runs' old events deleted (the DELETE does not see the rows this
 # statement inserts: events below a run's new first seq are left out of the INSERT), each
-# run's `last_seq` / `first_seq` (and the events' retention, after a terminal event), then
-# one `pg_notify` per run, delivered at the statement's COMMIT.
+# run's `last_seq` / `first_seq` (and the events' retention, after a terminal event; and
+# its finished record, given with its terminal event by `end`), then one `pg_notify` per
+# run, delivered at the statement's COMMIT.
 _WRITE_BATCH = sa.text(
     """
     WITH inserted AS (
@@ -52,9 +53,9 @@ _WRITE_BATCH = sa.text(
         ) AS e(run_id, seq, type, data)
     ), runs AS (
         SELECT * FROM unnest(
-            CAST(:runs AS text[]), CAST(:seqs AS bigint[]),
-            CAST(:keeps AS bigint[]), CAST(:ended AS boolean[])
-        ) AS r(run_id, seq, keep, ended)
+            CAST(:runs AS text[]), CAST(:seqs AS bigint[]), CAST(:keeps AS bigint[]),
+            CAST(:ended AS boolean[]), CAST(:end_records AS text[])
+        ) AS r(run_id, seq, keep, ended, end_record)
     ), trimmed AS (
         DELETE FROM run_events AS d USING runs
         WHERE d.run_id = runs.run_id AND d.seq < runs.keep
@@ -64,7 +65,14 @@ _WRITE_BATCH = sa.text(
             first_seq = GREATEST(t.first_seq, runs.keep),
             events_expire_at = CASE WHEN runs.ended
                 THEN clock_timestamp() + CAST(:retention AS interval)
-                ELSE t.events_expire_at END
+                ELSE t.events_expire_at END,
+            record = COALESCE(CAST(runs.end_record AS jsonb), t.record),
+            terminal = t.terminal OR runs.end_record IS NOT NULL,
+            finished_at = CASE WHEN runs.end_record IS NULL
+                THEN t.finished_at ELSE clock_timestamp() END,
+            expires_at = CASE WHEN runs.end_record IS NULL
+                THEN t.expires_at
+                ELSE clock_timestamp() + CAST(:record_retention AS interval) END
         FROM runs WHERE t.run_id = runs.run_id
     )
     SELECT pg_notify(:channel, runs.run_id) FROM runs
@@ -73,13 +81,17 @@ _WRITE_BATCH = sa.text(
 
 
 class EventWriter:
-    def __init__(self, sql: SqlClock, *, retention_s: float, max_events: int) -> None:
+    def __init__(
+        self, sql: SqlClock, *, retention_s: float, record_retention_s: float, max_events: int
+    ) -> None:
         self._sql = sql
         self._retention_s = retention_s
+        self._record_retention_s = record_retention_s
         self._max_events = max_events
         self._seqs: dict[str, int] = {}  # run -> last seq given out, for runs created here
         self._firsts: dict[str, int] = {}  # run -> first seq still kept
         self._pending: list[_Event] = []
+        self._ends: dict[str, str] = {}  # run -> its finished record (JSON), with `_pending`
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -93,9 +105,22 @@ class EventWriter:
         return run_id in self._seqs
 
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
+        return await self._publish(run_id, type_, data)
+
+    async def end(self, record: RunRecord, type_: str, data: dict[str, Any]) -> RunEvent:
+        """The run's finished record and its terminal event `type_`, written together in
+        the statement of their batch (after every event published before)."""
+        assert record.run.status.terminal and type_ in TERMINAL_EVENTS
+        return await self._publish(record.run.id, type_, data, end=record)
+
+    async def _publish(
+        self, run_id: str, type_: str, data: dict[str, Any], *, end: RunRecord | None = None
+    ) -> RunEvent:
         seq = self._seqs[run_id] + 1
         self._seqs[run_id] = seq
         self._pending.append((run_id, seq, type_, data))
+        if end is not None:
+            self._ends[run_id] = end.model_dump_json()
         terminal = type_ in TERMINAL_EVENTS
         waiter: asyncio.Future[None] | None = None
         if terminal or len(self._pending) >= HIGH_WATER:
@@ -126,12 +151,12 @@ class EventWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending or self._waiters:
-                batch, waiters = self._pending, self._waiters
-                self._pending, self._waiters = [], []
+                batch, ends, waiters = self._pending, self._ends, self._waiters
+                self._pending, self._ends, self._waiters = [], {}, []
                 error: BaseException | None = None
                 try:
                     if batch:
-                        await self._write(batch)
+                        await self._write(batch, ends)
                 except Exception as exc:
                     log.warning(
                         "dropped %d run events that could not be written: %r", len(batch), exc
@@ -148,7 +173,7 @@ class EventWriter:
                         else:
                             waiter.set_exception(error)
 
-    async def _write(self, batch: list[_Event]) -> None:
+    async def _write(self, batch: list[_Event], ends: dict[str, str]) -> None:
         """The batch in one statement, run in autocommit: one round trip, atomic."""
         last: dict[str, int] = {}
         ended: set[str] = set()
@@ -172,7 +197,9 @@ class EventWriter:
             "seqs": [last[run_id] for run_id in runs],
             "keeps": [keeps.get(run_id, 0) for run_id in runs],
             "ended": [run_id in ended for run_id in runs],
+            "end_records": [ends.get(run_id) for run_id in runs],
             "retention": timedelta(seconds=self._retention_s),
+            "record_retention": timedelta(seconds=self._record_retention_s),
             "channel": EVENTS_CHANNEL,
         }
         with unavailable_on_connection_errors():

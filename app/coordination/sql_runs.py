@@ -105,7 +105,12 @@ class SqlRunLog(RunLog):
             )
         )
         self._writer = (
-            EventWriter(self._sql, retention_s=retention_s, max_events=self._max_events)
+            EventWriter(
+                self._sql,
+                retention_s=retention_s,
+                record_retention_s=record_retention_s,
+                max_events=self._max_events,
+            )
             if self._sql.postgres
             else None
         )
@@ -175,6 +180,18 @@ class SqlRunLog(RunLog):
             await self._memory.save(record)
         if terminal and self._live is not None:
             self._live.pop(record.run.id, None)
+
+    async def save_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        run_id = record.run.id
+        ends = record.run.status.terminal and type_ in TERMINAL_EVENTS
+        if not ends or self._writer is None or not self._writer.owns(run_id):
+            return await super().save_and_publish(record, type_, data)
+        event = await self._writer.end(record, type_, data)  # record and event: one statement
+        if self._live is not None:
+            self._live.pop(run_id, None)
+        return event
 
     async def get(self, run_id: str) -> RunRecord | None:
         if self._live is not None and (live := self._live.get(run_id)) is not None:

@@ -1,11 +1,12 @@
 """PostgreSQL's write-behind of run events (`app.coordination.sql_event_writer`): a batch
-is one statement, and a batch that passes `max_events` is trimmed in that statement."""
+is one statement, a batch that passes `max_events` is trimmed in that statement, and a
+run's end is written in the statement of its terminal event."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy import event
 
 from app.coordination.base import EventsExpired, RunRecord
 from app.coordination.sql_runs import SqlRunLog
-from app.domain import Run
+from app.domain import Run, RunStatus
 from app.stores.sql_tables import run_events, run_records
 from tests.contract.coordination.conftest import clear_sql_coordination, sql_engine
 
@@ -82,5 +83,41 @@ async def test_a_batch_past_max_events_keeps_only_the_newest_half(engine: Any) -
         async for _ in other.follow("run-1", after=0):
             pass
     assert [e.seq async for e in other.follow("run-1", after=9)] == [10, 11]
+    await runs.close()
+    await other.close()
+
+
+async def test_a_runs_end_is_written_with_its_terminal_event(engine: Any) -> None:
+    runs = SqlRunLog(engine, record_retention_s=600)
+    record = new_record("run-1")
+    await runs.create(record)
+    await runs.publish("run-1", "run.created", {})
+    done = record.model_copy(
+        update={"run": record.run.model_copy(update={"status": RunStatus.completed})}
+    )
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        end = await runs.save_and_publish(done, "run.completed", {"n": 2})
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(statements) == 1, statements  # run.created, the end and its event
+    assert end.seq == 2
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(run_records))).one()
+        now = await conn.scalar(sa.select(sa.func.clock_timestamp()))
+    assert RunRecord.model_validate(row.record) == done
+    assert row.terminal and row.finished_at is not None and row.last_seq == 2
+    assert timedelta(seconds=590) < row.expires_at - now <= timedelta(seconds=600)
+    other = SqlRunLog(engine)
+    assert await other.get("run-1") == done
+    assert [e.type async for e in other.follow("run-1", after=0)] == [
+        "run.created",
+        "run.completed",
+    ]
     await runs.close()
     await other.close()
