@@ -44,7 +44,6 @@ from app.manager.message_cache import (
 from app.manager.summarizer import summary_cost, summary_message
 from app.manager.token_count import (
     UsageCalibration,
-    request_tokens,
     system_tokens,
     tools_tokens,
 )
@@ -69,6 +68,15 @@ class ContextWindow:
     summaries_created: list[Summary] = field(default_factory=list)
     context_item_ids: list[str] = field(default_factory=list)  # sent, oldest first
     dropped_context_item_ids: list[str] = field(default_factory=list)
+
+    @property
+    def counted(self) -> int:
+        """The request's input tokens by the builder's counter, i.e. `request_tokens` of
+        `request` (tests/api/test_token_calibration_api.py checks they agree), summed
+        from what the build counted already instead of counting every message again."""
+        b = self.budget
+        parts = ("system", "tools", "context_items", "summary", "history", "pending")
+        return sum(b[k] for k in parts)
 
 
 def tool_specs(pack: PromptPack, prompt_name: str) -> list[ToolSpec]:
@@ -110,17 +118,12 @@ class ContextBuilder:
         return found
 
     async def observe_usage(
-        self,
-        conversation_id: str,
-        request: ProviderRequest,
-        reported: int,
-        rule: TokenRule,
-        encoding: str | None = None,
+        self, conversation_id: str, counted: int, reported: int, encoding: str | None
     ) -> None:
-        """A provider reported `reported` input tokens for `request`: correct the
+        """A provider reported `reported` input tokens for a request the counter of
+        `encoding` counted at `counted` (`ContextWindow.counted`): correct the
         conversation's count (`app.manager.token_count`)."""
         counter = await self.counter(encoding)
-        counted = request_tokens(request, rule, counter)
         self._calibration.observe(conversation_id, counted, reported, counter.kind)
 
     def input_budget(self, conversation: Conversation) -> int:
@@ -235,8 +238,8 @@ class ContextBuilder:
         summary = outcome.summary
         summary_messages = [summary_message(summary)] if summary else []
         dropped = path_length - len(history)
+        kept = sum(c.cost(rule, counter) for c in history)
         if dropped and policy.strategy == "fail":
-            kept = sum(c.cost(rule, counter) for c in history)
             raise ContextOverflow(
                 f"The history has {path_length} messages; {history_budget} of the "
                 f"{input_budget} input tokens are left for it after the system prompt, tools, "
@@ -270,10 +273,11 @@ class ContextBuilder:
                 "tools": tool_tokens,
                 "context_items": items.tokens,
                 "context_items_share": items.share,
-                "history": sum(c.cost(rule, counter) for c in history),
+                "history": kept,
                 "summary": summary_cost(summary, counter) if summary else 0,
                 "pending": pending_tokens,
-                "media": pending_media + sum(parts_media_tokens(c.media, rule) for c in history),
+                "media": pending_media
+                + sum(parts_media_tokens(c.media, rule) for c in history if c.media),
                 "reserved_output": policy.reserve_output_tokens,
                 "max_input": policy.max_input_tokens,
                 "input_budget": input_budget,

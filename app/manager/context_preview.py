@@ -115,12 +115,7 @@ class ContextPreviewService:
                 pending=b["pending"],
                 tools=b["tools"],
                 media=b["media"],
-                total=b["system"]
-                + b["context_items"]
-                + b["summary"]
-                + b["history"]
-                + b["pending"]
-                + b["tools"],
+                total=window.counted,
             ),
             included_message_ids=[i for i in window.included_ids if i != PREVIEW_MESSAGE_ID],
             dropped=window.dropped,

@@ -46,7 +46,8 @@ class CachedMessage:
         return found
 
     def cost(self, rule: TokenRule, counter: TokenCounter = ESTIMATE) -> int:
-        return self.text_tokens(counter) + parts_media_tokens(self.media, rule)
+        text = self.text_tokens(counter)
+        return text + parts_media_tokens(self.media, rule) if self.media else text
 
 
 def media_parts(m: Message) -> tuple[Part, ...]:

@@ -59,6 +59,7 @@ class ProviderCaller:
         conv: Conversation,
         budget: ToolBudget,
         *,
+        counted: int,
         turn: int | None,
         after: Message | None = None,
         at: BranchPoint | None = None,
@@ -66,7 +67,9 @@ class ProviderCaller:
     ) -> Message:
         """Stream one completion, publishing deltas; return the finished assistant message:
         a child of `after`, or (a regeneration's first reply) placed at `at`, with the id
-        `message_id` when given, in turn number `turn`."""
+        `message_id` when given, in turn number `turn`. `counted` is the request's input
+        tokens by the context builder's counter (`ContextWindow.counted`), which the
+        provider's reported usage calibrates."""
         if after is not None:
             at = BranchPoint(after.id, after.depth + 1)
         assert at is not None, "a reply needs a place: after a message or at a branch point"
@@ -95,11 +98,7 @@ class ProviderCaller:
             usage = estimated_usage(request, content)
         else:
             await self._context.observe_usage(
-                conv.id,
-                request,
-                usage.input_tokens,
-                provider.media_token_rule,
-                provider.token_encoding(request.model),
+                conv.id, counted, usage.input_tokens, provider.token_encoding(request.model)
             )
         if finish == "tool_calls" and not tool_calls:
             finish = "tool_limit"  # every call was over the tool budget

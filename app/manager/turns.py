@@ -196,7 +196,14 @@ class TurnExecutor:
             request = await self._media.resolve(window.request)
             if pending:
                 reply = await self._provider_call.call(
-                    provider, request, plan, conv, budget, turn=number, after=pending[-1]
+                    provider,
+                    request,
+                    plan,
+                    conv,
+                    budget,
+                    counted=window.counted,
+                    turn=number,
+                    after=pending[-1],
                 )
             else:  # a regeneration's first reply (the run's first message), at the branch point
                 reply = await self._provider_call.call(
@@ -205,6 +212,7 @@ class TurnExecutor:
                     plan,
                     conv,
                     budget,
+                    counted=window.counted,
                     turn=number,
                     at=branch,
                     message_id=plan.first_message_id,

@@ -113,3 +113,32 @@ async def test_reported_usage_shrinks_the_next_windows_and_stats_report_the_erro
     assert est["samples"] == 30 and est["mean_error_pct"] < -50
     assert est["conversations_corrected"] == 1
     assert est["by_counter"]["o200k_base"]["samples"] == 30 and "estimate" not in est["by_counter"]
+
+
+async def test_the_calibration_compares_the_usage_with_the_count_of_the_request_sent(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The count calibrated is the builder's (`ContextWindow.counted`, not a recount):
+    it must be what the exact counter counts of each request the provider received."""
+    rec = Recorder()
+    reported = 1000
+    rec.fake.default = Reply(text="an answer " * 7, usage=(reported, 5))
+    async with openai_app(settings_factory, rec) as client:
+        conv = await create_conv(client, provider="openai")
+        for i in range(3):
+            await send(client, conv["id"], f"question {i} " + "lorem ipsum " * (5 * i + 1))
+        stats = (await client.get("/stats")).json()
+    errors = []
+    for body in rec.fake.requests:
+        sent = ProviderRequest.model_validate(
+            {
+                "model": "x",
+                "system": body["messages"][0]["content"],
+                "messages": body["messages"][1:],
+            }
+        )
+        counted = request_tokens(sent, "openai", EncodingCounter(O200K))
+        errors.append((counted - reported) / reported)
+    est = stats["context_estimate"]["by_counter"]["o200k_base"]
+    assert est["samples"] == 3
+    assert est["mean_error_pct"] == round(100 * sum(errors) / 3, 2)
