@@ -258,7 +258,15 @@ class TooManyExecutions(ParleyError):
 
 
 class StoreUnavailable(ParleyError):
+    """The store or the coordination backend did not answer in time (down, partitioned, or
+    every pooled connection busy past `PARLEY_STORE_TIMEOUT_S`): retry after `Retry-After`
+    (with an `Idempotency-Key` where a write must happen exactly once)."""
+
     status, code, title = 503, "store_unavailable", "State store unavailable"
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": "1"})
+        super().__init__(detail, **kwargs)
 
 
 class TurnLockLost(ParleyError):

@@ -72,6 +72,7 @@ async def test_a_black_holed_store_answers_503_fast(backend: str, tmp_path: Path
                     client.post(f"/conversations/{conv['id']}/messages", json={"content": "hi"})
                 )
                 assert_problem(r, 503, "store_unavailable")
+                assert r.headers["Retry-After"] == "1"  # a bounded wait, then: retry later
                 print(f"{backend} send: {took:.2f} s")
                 assert took < TIMEOUT_S + SLACK_S, f"send took {took:.2f} s"
 
