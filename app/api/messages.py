@@ -44,11 +44,12 @@ async def respond_to_run(
         events = manager.runs.events(
             started.run_id, after=0, cancel_on_disconnect=cancel_on_disconnect
         )
-        return event_stream(
+        return await event_stream(
             events,
             ping_s=manager.settings.sse_ping_s,
             run_id=started.run_id,
             shutdown_grace_s=manager.settings.shutdown_grace_s,
+            first_wait_s=manager.settings.store_timeout_s,
         )
     return JSONResponse(await manager.runs.result(started.run_id), headers=headers)
 

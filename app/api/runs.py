@@ -61,11 +61,12 @@ async def run_events(
         if rest is None:
             return Response(status_code=204)  # nothing after what the reader has seen
         events = rest
-    return event_stream(
+    return await event_stream(
         events,
         ping_s=manager.settings.sse_ping_s,
         run_id=run_id,
         shutdown_grace_s=manager.settings.shutdown_grace_s,
+        first_wait_s=manager.settings.store_timeout_s,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -53,11 +54,42 @@ async def non_empty(events: AsyncIterator[RunEvent]) -> AsyncIterator[RunEvent] 
 DRAIN_MARGIN_S = 10.0
 
 
-def event_stream(
-    events: AsyncIterator[RunEvent], *, ping_s: float, run_id: str, shutdown_grace_s: float
+async def _first_awaited(events: AsyncIterator[RunEvent], wait_s: float) -> AsyncIterator[RunEvent]:
+    """`events`, its first event awaited here for up to `wait_s` (then in the stream). A
+    follow that fails before yielding anything (its first read of the event log timed out,
+    say) raises now and the answer is that error (503 `store_unavailable` with
+    Retry-After), not a 200 whose body is cut before any event."""
+    first = asyncio.ensure_future(anext(events))
+    await asyncio.wait([first], timeout=wait_s)
+    if first.done() and not first.cancelled():
+        error = first.exception()
+        if error is not None and not isinstance(error, StopAsyncIteration):
+            raise error
+
+    async def chained() -> AsyncIterator[RunEvent]:
+        try:
+            head = await first
+        except StopAsyncIteration:
+            return
+        yield head
+        async for event in events:
+            yield event
+
+    return chained()
+
+
+async def event_stream(
+    events: AsyncIterator[RunEvent],
+    *,
+    ping_s: float,
+    run_id: str,
+    shutdown_grace_s: float,
+    first_wait_s: float,
 ) -> EventSourceResponse:
+    """The SSE response of `events`; errors before the first event are raised (see
+    `_first_awaited`, `first_wait_s` is `PARLEY_STORE_TIMEOUT_S`)."""
     return EventSourceResponse(
-        _frames(events),
+        _frames(await _first_awaited(events, first_wait_s)),
         ping=ping_s,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         headers={**SSE_HEADERS, "X-Run-Id": run_id},
