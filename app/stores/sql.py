@@ -67,6 +67,8 @@ from app.stores.sql_engine import (
     upgrade_schema,
 )
 from app.stores.sql_queries import (
+    CONVERSATION_BY_ID,
+    INSERT_MESSAGES,
     append_statement,
     footprint_statements,
     listing_statement,
@@ -233,9 +235,8 @@ class SqlStore(StateStore):
 
     async def get_conversation(self, conversation_id: str, *, now: datetime) -> Conversation | None:
         async with self._read_one() as conn:
-            row = (
-                await conn.execute(sa.select(_conv).where(_conv.c.id == conversation_id, live(now)))
-            ).first()
+            params = {"cid": conversation_id, "now": now}
+            row = (await conn.execute(CONVERSATION_BY_ID, params)).first()
         return conversation_from_row(row._mapping) if row is not None else None
 
     async def update_conversation(
@@ -347,11 +348,11 @@ class SqlStore(StateStore):
         if not messages_:
             raise ValueError("append_messages needs at least one message")
         cid = conversation.id
-        cas = append_statement(
+        cas, params = append_statement(
             conversation, messages_[-1], usage=usage, cost_usd=cost_usd, now=now, status=status
         )
         async with self._write() as conn:
-            row = (await conn.execute(cas)).first()
+            row = (await conn.execute(cas, params)).first()
             if row is None:
                 alive = await conn.scalar(sa.select(_conv.c.id).where(_conv.c.id == cid, live(now)))
                 if alive is None:
@@ -367,7 +368,7 @@ class SqlStore(StateStore):
                 )
             rows = [message_row(m, stored["lineage_id"]) for m in messages_]
             try:
-                await conn.execute(sa.insert(messages), rows)
+                await conn.execute(INSERT_MESSAGES, rows)
             except sa_exc.IntegrityError as exc:
                 raise Conflict("A message with this id already exists in the lineage.") from exc
             refs = media_references(messages_)

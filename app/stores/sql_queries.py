@@ -29,6 +29,50 @@ def live(now: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(_conv.c.expires_at.is_(None), _conv.c.expires_at > now)
 
 
+# The statements every turn runs are built once, with bind parameters: building a Core
+# statement and its cache key on each call cost more CPU than running it on SQLite
+# (get_conversation: ~1.1 ms of CPU per call built each time, ~0.7 ms prebuilt).
+_LIVE = sa.or_(
+    _conv.c.expires_at.is_(None),
+    _conv.c.expires_at > sa.bindparam("now", type_=_conv.c.expires_at.type),
+)
+CONVERSATION_BY_ID = sa.select(_conv).where(_conv.c.id == sa.bindparam("cid"), _LIVE)
+INSERT_MESSAGES = sa.insert(messages)
+
+
+def _append_cas(*, first: bool, status: bool) -> sa.Update:
+    head_matches = (
+        _conv.c.head_message_id.is_(None)
+        if first
+        else _conv.c.head_message_id == sa.bindparam("expected_head")
+    )
+    values: dict[str, Any] = {
+        "head_message_id": sa.bindparam("head"),
+        "message_count": sa.bindparam("message_count"),
+        "version": _conv.c.version + 1,
+        "input_tokens": _conv.c.input_tokens + sa.bindparam("input_tokens"),
+        "output_tokens": _conv.c.output_tokens + sa.bindparam("output_tokens"),
+        "total_tokens": _conv.c.total_tokens + sa.bindparam("total_tokens"),
+        "cost_usd": _conv.c.cost_usd + sa.bindparam("cost_usd", type_=_conv.c.cost_usd.type),
+        "updated_at": sa.bindparam("now", type_=_conv.c.updated_at.type),
+    }
+    if status:
+        values["status"] = sa.bindparam("status")
+    return (
+        sa.update(_conv)
+        .where(_conv.c.id == sa.bindparam("cid"), head_matches, _LIVE)
+        .values(values)
+        .returning(*_conv.c)
+    )
+
+
+_APPEND_CAS = {
+    (first, status): _append_cas(first=first, status=status)
+    for first in (False, True)
+    for status in (False, True)
+}
+
+
 def append_statement(
     conversation: Conversation,
     last: Message,
@@ -37,35 +81,28 @@ def append_statement(
     cost_usd: float,
     now: datetime,
     status: ConversationStatus | None,
-) -> sa.Update:
+) -> tuple[sa.Update, dict[str, Any]]:
     """Compare-and-set of the head with every counter incremented in SQL, RETURNING the
-    new row. It matches nothing if the head moved or the conversation is gone/expired.
-    Only the columns a turn changes are written: a concurrent PATCH of metadata,
-    variables, ... (which live in other columns or in `data`) is kept."""
+    new row, and its parameters. It matches nothing if the head moved or the
+    conversation is gone/expired. Only the columns a turn changes are written: a
+    concurrent PATCH of metadata, variables, ... (which live in other columns or in
+    `data`) is kept."""
     expected = conversation.head_message_id
-    head_matches = (
-        _conv.c.head_message_id.is_(None)
-        if expected is None
-        else _conv.c.head_message_id == expected
-    )
-    values: dict[str, Any] = {
-        "head_message_id": last.id,
+    params: dict[str, Any] = {
+        "cid": conversation.id,
+        "head": last.id,
         "message_count": last.depth + 1,
-        "version": _conv.c.version + 1,
-        "input_tokens": _conv.c.input_tokens + usage.input_tokens,
-        "output_tokens": _conv.c.output_tokens + usage.output_tokens,
-        "total_tokens": _conv.c.total_tokens + usage.total_tokens,
-        "cost_usd": _conv.c.cost_usd + cost_usd,
-        "updated_at": now,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "cost_usd": cost_usd,
+        "now": now,
     }
+    if expected is not None:
+        params["expected_head"] = expected
     if status is not None:
-        values["status"] = status.value
-    return (
-        sa.update(_conv)
-        .where(_conv.c.id == conversation.id, head_matches, live(now))
-        .values(values)
-        .returning(*_conv.c)
-    )
+        params["status"] = status.value
+    return _APPEND_CAS[(expected is None, status is not None)], params
 
 
 def path_statement(lineage_id: str, message_id: str, limit: int) -> sa.Select[Any]:
