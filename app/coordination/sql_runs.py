@@ -117,6 +117,22 @@ class SqlRunLog(RunLog):
         # sole instance (SQLite): the newest record of each live run created here, when
         # newer than its row (a status change before the end: see `save`)
         self._live: dict[str, RunRecord] | None = {} if sole_instance else None
+        # the statements of every run, built once (`app.stores.sql_queries` says why)
+        t = run_records
+        rid: sa.BindParameter[str] = sa.bindparam("rid")
+        rec = sa.bindparam("rec", type_=t.c.record.type)
+        self._insert_live = sa.insert(t)
+        self._update_live = sa.update(t).where(t.c.run_id == rid).values(record=rec, terminal=False)
+        self._update_end = (
+            sa.update(t)
+            .where(t.c.run_id == rid)
+            .values(
+                record=rec,
+                terminal=True,
+                finished_at=self._sql.now_bound(),
+                expires_at=self._sql.later_bound("keep"),
+            )
+        )
         self._heartbeat: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
         self._next_sweep = 0.0
@@ -138,12 +154,11 @@ class SqlRunLog(RunLog):
         }
         with unavailable_on_connection_errors():
             async with self._sql.statement() as conn:
-                await conn.execute(
-                    sa.insert(run_records).values(
-                        **row,
-                        expires_at=self._sql.later(self._record_retention_s) if terminal else None,
-                    )
-                )
+                if terminal:  # (created finished: rare)
+                    expires = self._sql.later(self._record_retention_s)
+                    await conn.execute(sa.insert(run_records).values(**row, expires_at=expires))
+                else:
+                    await conn.execute(self._insert_live, {**row, "expires_at": None})
         if self._memory is not None:
             await self._memory.create(record)
         if self._writer is not None:
@@ -152,7 +167,6 @@ class SqlRunLog(RunLog):
             self._live[record.run.id] = record
 
     async def save(self, record: RunRecord) -> None:
-        t = run_records
         terminal = record.run.status.terminal
         if not terminal and self._live is not None and record.run.id in self._live:
             # Nobody else reads this database (sole instance), so a status change before
@@ -165,15 +179,13 @@ class SqlRunLog(RunLog):
             return
         if terminal and self._writer is not None and self._writer.owns(record.run.id):
             await self._writer.flush()  # its events are in before its record says it ended
-        values: dict[str, Any] = {"record": record.model_dump(mode="json"), "terminal": terminal}
+        params: dict[str, Any] = {"rid": record.run.id, "rec": record.model_dump(mode="json")}
         if terminal:
-            values["finished_at"] = self._sql.now()
-            values["expires_at"] = self._sql.later(self._record_retention_s)
+            params.update(self._sql.times(keep=self._record_retention_s))
         with unavailable_on_connection_errors():
             async with self._sql.statement() as conn:
-                result = await conn.execute(
-                    sa.update(t).where(t.c.run_id == record.run.id).values(**values)
-                )
+                statement = self._update_end if terminal else self._update_live
+                result = await conn.execute(statement, params)
         if result.rowcount == 0:
             await self.create(record)
         elif self._memory is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from sqlalchemy import event
 
 from app.coordination.base import IdempotencyRecord, RunRecord
 from app.coordination.sql_clock import SqlClock
@@ -208,3 +209,32 @@ async def test_a_sole_instance_that_dies_mid_run_leaves_it_lost(engines: Any) ->
     assert got.run.error is not None and got.run.error.code == "instance_lost"
     await restarted.close()
     await first.close()
+
+
+async def test_a_runs_record_writes_reuse_statements_built_once(engines: Any) -> None:
+    engine = await engines()
+    runs = SqlRunLog(engine)
+    executed: list[Any] = []
+
+    def seen(_conn: Any, clause: Any, *_: Any) -> None:
+        if getattr(getattr(clause, "table", None), "name", None) == "run_records":
+            executed.append(clause)
+
+    event.listen(engine.sync_engine, "before_execute", seen)
+    try:
+        for run_id in ("run-a", "run-b"):
+            await runs.create(new_record(run_id))
+            await runs.save(with_status(new_record(run_id), RunStatus.running))
+            await runs.save(with_status(new_record(run_id), RunStatus.completed))
+    finally:
+        event.remove(engine.sync_engine, "before_execute", seen)
+    assert len(executed) == 6
+    assert all(a is b for a, b in zip(executed[:3], executed[3:], strict=True))
+    got = await runs.get("run-b")
+    assert got is not None and got.run.status == RunStatus.completed
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(sa.select(run_records).where(run_records.c.run_id == "run-b"))
+        ).one()
+    assert row.terminal and row.finished_at is not None and row.expires_at > row.finished_at
+    await runs.close()
