@@ -41,7 +41,14 @@ from app.errors import (
     StoreUnavailable,
     VersionConflict,
 )
-from app.stores import sql_context_items, sql_media, sql_packs, sql_summaries
+from app.stores import (
+    sql_checkpoints,
+    sql_context_items,
+    sql_media,
+    sql_messages,
+    sql_packs,
+    sql_summaries,
+)
 from app.stores._common import (
     Unreadable,
     decode_listed,
@@ -73,22 +80,14 @@ from app.stores.sql_queries import (
     footprint_statements,
     listing_statement,
     live,
-    path_statement,
 )
 from app.stores.sql_reclaim import reclaim_conversation
 from app.stores.sql_tables import (
-    checkpoint_from_data,
-    checkpoint_row,
-    checkpoints,
     conversation_from_row,
     conversation_row,
     conversations,
-    message_from_data,
     message_row,
-    messages,
 )
-
-_IN_CHUNK = 500  # ids per IN (...) list; far below SQLite's host-parameter limit
 
 _conv = conversations
 
@@ -389,56 +388,25 @@ class SqlStore(StateStore):
             raise MediaNotFound("Media referenced by the message was deleted.") from exc
 
     async def get_messages(self, lineage_id: str, message_ids: Sequence[str]) -> list[Message]:
-        wanted = list(dict.fromkeys(message_ids))
-        found: dict[str, dict[str, Any]] = {}
         async with self._read() as conn:
-            for start in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[start : start + _IN_CHUNK]
-                rows = await conn.execute(
-                    sa.select(messages.c.id, messages.c.data).where(
-                        messages.c.lineage_id == lineage_id, messages.c.id.in_(chunk)
-                    )
-                )
-                found.update((r.id, r.data) for r in rows)
-        return [message_from_data(found[i]) for i in message_ids if i in found]
+            return await sql_messages.by_ids(conn, lineage_id, message_ids)
 
     async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
         if limit < 1:
             return []
         async with self._read() as conn:
-            rows = await conn.execute(path_statement(lineage_id, message_id, limit))
-            return [message_from_data(r.data) for r in rows]
+            return await sql_messages.path(conn, lineage_id, message_id, limit)
 
     async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
-        m = messages
-        is_child = m.c.parent_id.is_(None) if parent_id is None else m.c.parent_id == parent_id
-        stmt = (
-            sa.select(m.c.data)
-            .where(m.c.lineage_id == lineage_id, is_child)
-            .order_by(m.c.created_at, m.c.id)
-        )
         async with self._read() as conn:
-            return [message_from_data(r.data) for r in await conn.execute(stmt)]
+            return await sql_messages.children(conn, lineage_id, parent_id)
 
     async def children_of(
         self, lineage_id: str, parent_ids: Sequence[str]
     ) -> dict[str, list[Message]]:
         """One query per 500 parents (the base class asks once per parent)."""
-        out: dict[str, list[Message]] = {}
-        ids = list(dict.fromkeys(parent_ids))
-        m = messages
         async with self._read() as conn:
-            for i in range(0, len(ids), 500):
-                stmt = (
-                    sa.select(m.c.data)
-                    .where(m.c.lineage_id == lineage_id, m.c.parent_id.in_(ids[i : i + 500]))
-                    .order_by(m.c.created_at, m.c.id)
-                )
-                for r in await conn.execute(stmt):
-                    child = message_from_data(r.data)
-                    assert child.parent_id is not None
-                    out.setdefault(child.parent_id, []).append(child)
-        return out
+            return await sql_messages.children_of(conn, lineage_id, parent_ids)
 
     # --- checkpoints -------------------------------------------------------------------
 
@@ -454,42 +422,22 @@ class SqlStore(StateStore):
                 lineage_id = await conn.scalar(owner)
             if lineage_id is None:
                 raise ConversationNotFound(f"Conversation {cid!r} not found.")
-            try:
-                await conn.execute(sa.insert(checkpoints).values(checkpoint_row(checkpoint)))
-            except sa_exc.IntegrityError as exc:
-                raise Conflict(f"Checkpoint {checkpoint.id!r} already exists.") from exc
+            await sql_checkpoints.insert(conn, checkpoint)
         return checkpoint.model_copy(deep=True)
 
     async def list_checkpoints(
         self, conversation_id: str, *, kind: str | None = None
     ) -> list[Checkpoint]:
-        cp = checkpoints
-        stmt = sa.select(cp.c.data).where(cp.c.conversation_id == conversation_id)
-        if kind is not None:
-            stmt = stmt.where(cp.c.kind == kind)
-        stmt = stmt.order_by(cp.c.created_at, cp.c.id)
         async with self._read() as conn:
-            return [checkpoint_from_data(r.data) for r in await conn.execute(stmt)]
+            return await sql_checkpoints.of_conversation(conn, conversation_id, kind)
 
     async def get_checkpoint(self, conversation_id: str, checkpoint_id: str) -> Checkpoint | None:
-        cp = checkpoints
         async with self._read() as conn:
-            data = await conn.scalar(
-                sa.select(cp.c.data).where(
-                    cp.c.conversation_id == conversation_id, cp.c.id == checkpoint_id
-                )
-            )
-        return checkpoint_from_data(data) if data is not None else None
+            return await sql_checkpoints.get(conn, conversation_id, checkpoint_id)
 
     async def delete_checkpoint(self, conversation_id: str, checkpoint_id: str) -> bool:
-        cp = checkpoints
         async with self._write() as conn:
-            result = await conn.execute(
-                sa.delete(cp)
-                .where(cp.c.conversation_id == conversation_id, cp.c.id == checkpoint_id)
-                .returning(cp.c.id)
-            )
-            return result.first() is not None
+            return await sql_checkpoints.delete(conn, conversation_id, checkpoint_id)
 
     # --- summaries ----------------------------------------------------------------------
 
