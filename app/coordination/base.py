@@ -58,6 +58,9 @@ class TurnLease(ABC):
     """A held turn lock. Release it exactly once (idempotent)."""
 
     run_id: str
+    # `TurnLocks.stamp` of the conversation just before this lease took the lock (None:
+    # the backend cannot tell)
+    stamp_before: int | None = None
 
     @abstractmethod
     async def release(self) -> None: ...
@@ -82,6 +85,13 @@ class TurnLocks(ABC):
     @abstractmethod
     async def holder(self, conversation_id: str) -> str | None:
         """The run id holding the lock, or None."""
+
+    def stamp(self, conversation_id: str) -> int | None:
+        """While the lock is free: a number that grows every time the lock is taken, so
+        that a later lease whose `stamp_before` equals it proves nobody held the lock in
+        between (and so nobody committed a turn). None while the lock is held, and from
+        a backend that cannot tell without a round trip (only in-process locks can)."""
+        return None
 
 
 @dataclass

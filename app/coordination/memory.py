@@ -52,10 +52,19 @@ class _MemoryLease(TurnLease):
 
 
 class MemoryTurnLocks(TurnLocks):
-    """asyncio locks (FIFO-fair) per conversation, dropped when nobody uses them."""
+    """asyncio locks (FIFO-fair) per conversation, dropped when nobody uses them.
 
-    def __init__(self) -> None:
+    `stamp`: the tick (a counter of every acquisition) of each conversation's last
+    acquisition, for the `max_stamps` most recent; a conversation not among them has the
+    highest tick ever dropped from them, which is at least its own last one, so a stamp
+    never goes back and always moves when its lock is taken."""
+
+    def __init__(self, max_stamps: int = 10_000) -> None:
         self._states: dict[str, _LockState] = {}
+        self._ticks = 0
+        self._stamps: OrderedDict[str, int] = OrderedDict()
+        self._dropped_stamp = 0
+        self._max_stamps = max_stamps
 
     async def acquire(self, conversation_id: str, run_id: str, *, wait_s: float) -> TurnLease:
         state = self._states.setdefault(conversation_id, _LockState())
@@ -76,7 +85,24 @@ class MemoryTurnLocks(TurnLocks):
                 extra={"run_id": state.holder},
             ) from None
         state.holder = run_id
-        return _MemoryLease(self, conversation_id, run_id)
+        lease = _MemoryLease(self, conversation_id, run_id)
+        lease.stamp_before = self._stamp_of(conversation_id)
+        self._ticks += 1
+        self._stamps[conversation_id] = self._ticks
+        self._stamps.move_to_end(conversation_id)
+        while len(self._stamps) > self._max_stamps:
+            _, dropped = self._stamps.popitem(last=False)
+            self._dropped_stamp = max(self._dropped_stamp, dropped)
+        return lease
+
+    def _stamp_of(self, conversation_id: str) -> int:
+        return self._stamps.get(conversation_id, self._dropped_stamp)
+
+    def stamp(self, conversation_id: str) -> int | None:
+        state = self._states.get(conversation_id)
+        if state is not None and state.lock.locked():
+            return None
+        return self._stamp_of(conversation_id)
 
     def _release(self, conversation_id: str) -> None:
         state = self._states[conversation_id]

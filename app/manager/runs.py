@@ -176,6 +176,11 @@ class RunService:
 
     # --- starting ----------------------------------------------------------------------
 
+    def lock_stamp(self, conversation_id: str) -> int | None:
+        """Take before reading the conversation a turn starts from, and pass to `start`
+        with it (`TurnPlan.seen_stamp`)."""
+        return self._coord.locks.stamp(conversation_id)
+
     async def start(
         self,
         conv: Conversation,
@@ -183,15 +188,18 @@ class RunService:
         if_busy: IfBusy,
         key: str | None,
         request_identity: Any,
+        *,
+        stamp: int | None = None,
     ) -> StartedRun:
         """Admit `turn` as a run of `conv` and start executing it (`app.manager.turns`).
         `request_identity` is what an `Idempotency-Key` retry must repeat exactly (the
-        request's kind and body); a retry re-attaches to the first run."""
+        request's kind and body); a retry re-attaches to the first run. `stamp` is the
+        `lock_stamp` taken before `conv` was read."""
         if self.draining:
             raise ShuttingDown("This instance is shutting down and takes no new turns; retry.")
         self._admitting += 1
         try:
-            return await self._admit(conv, turn, if_busy, key, request_identity)
+            return await self._admit(conv, turn, if_busy, key, request_identity, stamp)
         finally:
             self._admitting -= 1
 
@@ -202,6 +210,7 @@ class RunService:
         if_busy: IfBusy,
         key: str | None,
         request_identity: Any,
+        stamp: int | None,
     ) -> StartedRun:
         run_id = new_id()
         first_message_id = new_id()
@@ -266,6 +275,8 @@ class RunService:
             idempotency=idempotency,
             first_message_id=first_message_id,
             executor=self._truth.instance_id,
+            seen=conv,
+            seen_stamp=stamp,
         )
         self._stats.run_started(run_id, conv.id)
         task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")

@@ -59,6 +59,11 @@ class TurnPlan:
     # why the run is cancelled, when its canceller says (the shutdown drain): recorded as
     # the cancelled run's `error`, so a waiter on any instance answers with it
     cancel_error: RunError | None = None
+    # the request's copy of the conversation and the lock's stamp taken before reading it
+    # (`TurnLocks.stamp`): the executor uses the copy instead of reading it again when
+    # its lease shows nobody took the lock in between (nothing was committed since)
+    seen: Conversation | None = None
+    seen_stamp: int | None = None
 
 
 @dataclass

@@ -60,6 +60,14 @@ class TurnRequests:
         self._providers = providers
         self._settings = settings
 
+    async def _read(
+        self, principal: Principal, conversation_id: str
+    ) -> tuple[Conversation, int | None]:
+        """The conversation a turn starts from, and the turn lock's stamp taken before
+        reading it (`RunService.lock_stamp`)."""
+        stamp = self._runs.lock_stamp(conversation_id)
+        return await self._conversations.get(principal, conversation_id), stamp
+
     async def send_message(
         self,
         principal: Principal,
@@ -71,9 +79,9 @@ class TurnRequests:
     ) -> StartedRun:
         """Start a turn. `staged` holds the bytes of parts uploaded as multipart files
         (by part index; those parts carry no source); the caller closes them."""
-        conv = await self._conversations.get(principal, conversation_id)
+        conv, stamp = await self._read(principal, conversation_id)
         turn, body = await self._user_turn(conv, req, staged or {})
-        return await self._runs.start(conv, turn, req.if_busy, key, ("message", body))
+        return await self._runs.start(conv, turn, req.if_busy, key, ("message", body), stamp=stamp)
 
     async def edit_message(
         self,
@@ -86,22 +94,24 @@ class TurnRequests:
     ) -> StartedRun:
         """Start a turn whose user message is a new sibling of user message `message_id`
         (`app.manager.branch_points`)."""
-        conv = await self._conversations.get(principal, conversation_id)
+        conv, stamp = await self._read(principal, conversation_id)
         branch = await self._branch_points.for_edit(conv, message_id)
         turn, body = await self._user_turn(conv, req, {}, kind="edit", branch_from=branch)
         body["message_id"] = message_id
-        return await self._runs.start(conv, turn, req.if_busy, key, ("edit", body))
+        return await self._runs.start(conv, turn, req.if_busy, key, ("edit", body), stamp=stamp)
 
     async def regenerate(
         self, principal: Principal, conversation_id: str, req: Regenerate, *, key: str | None
     ) -> StartedRun:
         """Start a run that generates a new sibling of an assistant reply from the same
         context (`app.manager.branch_points`)."""
-        conv = await self._conversations.get(principal, conversation_id)
+        conv, stamp = await self._read(principal, conversation_id)
         branch = await self._branch_points.for_regenerate(conv, req.message_id)
         turn = TurnInput(kind="regenerate", branch_from=branch)
         body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-        return await self._runs.start(conv, turn, req.if_busy, key, ("regenerate", body))
+        return await self._runs.start(
+            conv, turn, req.if_busy, key, ("regenerate", body), stamp=stamp
+        )
 
     async def _user_turn(
         self,
@@ -148,12 +158,14 @@ class TurnRequests:
         *,
         key: str | None,
     ) -> StartedRun:
-        conv = await self._conversations.get(principal, conversation_id)
+        conv, stamp = await self._read(principal, conversation_id)
         size = len(json.dumps([r.model_dump(mode="json") for r in req.results]).encode())
         self._check_size(size)
         turn = TurnInput(kind="tool_results", tool_results=req.results)
         body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-        return await self._runs.start(conv, turn, req.if_busy, key, ("tool_results", body))
+        return await self._runs.start(
+            conv, turn, req.if_busy, key, ("tool_results", body), stamp=stamp
+        )
 
     async def submit_tool_approvals(
         self,
@@ -163,12 +175,14 @@ class TurnRequests:
         *,
         key: str | None,
     ) -> StartedRun:
-        conv = await self._conversations.get(principal, conversation_id)
+        conv, stamp = await self._read(principal, conversation_id)
         size = len(json.dumps([d.model_dump(mode="json") for d in req.decisions]).encode())
         self._check_size(size)
         turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
         body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-        return await self._runs.start(conv, turn, req.if_busy, key, ("tool_approvals", body))
+        return await self._runs.start(
+            conv, turn, req.if_busy, key, ("tool_approvals", body), stamp=stamp
+        )
 
     def _user_content(
         self, req: SendMessage, staged: Mapping[int, StagedBlob]

@@ -136,10 +136,11 @@ class TurnExecutor:
         return await asyncio.shield(self._finish(plan, status, outcome, error, started, problem))
 
     async def _turn(self, plan: TurnPlan, lease: TurnLease) -> TurnOutcome:
-        now = self._now()
-        t = time.perf_counter()
-        conv = await self._store.get_conversation(plan.conversation_id, now=now)
-        self._stats.store_call("load_conversation", time.perf_counter() - t)
+        conv = _unchanged_copy(plan, lease)
+        if conv is None:
+            t = time.perf_counter()
+            conv = await self._store.get_conversation(plan.conversation_id, now=self._now())
+            self._stats.store_call("load_conversation", time.perf_counter() - t)
         if conv is None:
             raise ConversationNotFound(f"Conversation {plan.conversation_id!r} not found.")
         provider = self._providers.get(conv.provider)
@@ -380,3 +381,14 @@ class TurnExecutor:
 
     async def _publish(self, plan: TurnPlan, type_: str, data: dict[str, Any]) -> None:
         await self._coord.runs.publish(plan.run.id, type_, data)
+
+
+def _unchanged_copy(plan: TurnPlan, lease: TurnLease) -> Conversation | None:
+    """The request's copy of the conversation when no turn can have committed since it
+    was read: the lock was free when its stamp was taken, before the read, and nobody took
+    it between then and this lease (`TurnLocks.stamp`). A write that takes no lock (a
+    `PATCH`) is then as if it came after the turn's read; one that moves the head fails
+    the commit's compare-and-set, as it would during the provider call."""
+    if plan.seen is None or plan.seen_stamp is None or lease.stamp_before != plan.seen_stamp:
+        return None
+    return plan.seen
