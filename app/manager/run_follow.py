@@ -8,6 +8,14 @@ that after every `recheck_s` without an event it can re-read the run's record
 disturbing the read in flight. When the settled record is terminal but the log still
 has no terminal event, the follow ends with the terminal event built from the record,
 numbered after the last event seen (the seq the real one gets once it is published).
+
+A follow that already delivered events and then cannot read the log (`StoreUnavailable`:
+a pool exhausted under load, a store briefly away) resumes after the last event it
+delivered, with a backoff, for up to `outage_s`: the response has started, so raising
+would cut the stream without its terminal event. Meanwhile the re-checks go on, so a run
+whose record turns terminal still ends the stream with its terminal event. A failure before
+anything was delivered is raised at once (the caller can still answer 503), and so is an
+outage longer than `outage_s` (the stream ends; the client reconnects with `Last-Event-ID`).
 """
 
 from __future__ import annotations
@@ -19,11 +27,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord
+from app.errors import StoreUnavailable
 from app.manager.events import terminal_event
 
 log = logging.getLogger("parley.runs")
 
 QUEUE_SIZE = 64  # events read ahead of a slow consumer; then the reader waits
+OUTAGE_S = 30.0  # how long a started follow keeps retrying an unreadable log
+RETRY_FIRST_S, RETRY_MAX_S = 0.05, 1.0  # its backoff
 
 Settle = Callable[[], Awaitable[RunRecord | None]]
 
@@ -36,20 +47,41 @@ def terminal_of(record: RunRecord, seq: int) -> RunEvent:
 
 
 async def follow_checked(
-    runs: RunLog, run_id: str, *, after: int, recheck_s: float, settle: Settle
+    runs: RunLog,
+    run_id: str,
+    *,
+    after: int,
+    recheck_s: float,
+    settle: Settle,
+    outage_s: float = OUTAGE_S,
 ) -> AsyncIterator[RunEvent]:
     """`runs.follow(run_id, after=after)`, ended by the record when the log goes silent
     for `recheck_s` and the record is terminal (see the module docstring). Errors of the
-    follow (`EventsExpired`, `StoreUnavailable`) are raised as they are."""
+    follow (`EventsExpired`, `StoreUnavailable`) are raised as they are, except a
+    `StoreUnavailable` after the first event, which is retried for up to `outage_s`."""
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=QUEUE_SIZE)
 
     async def pump() -> None:
-        try:
-            async for event in runs.follow(run_id, after=after):
-                await queue.put(("event", event))
-            await queue.put(("end", None))
-        except Exception as exc:
-            await queue.put(("error", exc))
+        resume, outage_since, delay = after, 0.0, RETRY_FIRST_S
+        clock = asyncio.get_running_loop().time
+        while True:
+            try:
+                async for event in runs.follow(run_id, after=resume):
+                    resume, outage_since, delay = event.seq, 0.0, RETRY_FIRST_S
+                    await queue.put(("event", event))
+                await queue.put(("end", None))
+                return
+            except StoreUnavailable as exc:
+                outage_since = outage_since or clock()
+                if resume == after or clock() - outage_since >= outage_s:
+                    await queue.put(("error", exc))
+                    return
+                log.warning("run %s: reading its events failed, retrying: %s", run_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+            except Exception as exc:
+                await queue.put(("error", exc))
+                return
 
     reader = asyncio.create_task(pump(), name=f"follow-{run_id}")
     last = after
