@@ -80,6 +80,22 @@ _WRITE_BATCH = sa.text(
 )
 
 
+# A run's record and its first event in one statement (the foreign key of the event is
+# checked at the statement's end, when the record is in).
+_CREATE_WITH_EVENT = sa.text(
+    """
+    WITH created AS (
+        INSERT INTO run_records (run_id, owner, terminal, record, last_seq, first_seq)
+        VALUES (:run_id, :owner, false, CAST(:record AS jsonb), 1, 1)
+    ), inserted AS (
+        INSERT INTO run_events (run_id, seq, type, data)
+        VALUES (:run_id, 1, :type, CAST(:data AS jsonb))
+    )
+    SELECT pg_notify(:channel, :run_id)
+    """
+)
+
+
 class EventWriter:
     def __init__(
         self, sql: SqlClock, *, retention_s: float, record_retention_s: float, max_events: int
@@ -103,6 +119,27 @@ class EventWriter:
 
     def owns(self, run_id: str) -> bool:
         return run_id in self._seqs
+
+    async def create(
+        self, record: RunRecord, owner: str, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        """Create the live run `record` (owned here from now on) with its first event
+        `type_` (not terminal), in one statement."""
+        assert not record.run.status.terminal and type_ not in TERMINAL_EVENTS
+        params = {
+            "run_id": record.run.id,
+            "owner": owner,
+            "record": record.model_dump_json(),
+            "type": type_,
+            "data": json.dumps(data),
+            "channel": EVENTS_CHANNEL,
+        }
+        with unavailable_on_connection_errors():
+            async with self._sql.statement() as conn:
+                await conn.execute(_CREATE_WITH_EVENT, params)
+        self._seqs[record.run.id] = 1
+        self._firsts[record.run.id] = 1
+        return RunEvent(seq=1, type=type_, data=data)
 
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
         return await self._publish(run_id, type_, data)

@@ -193,6 +193,15 @@ class SqlRunLog(RunLog):
         if terminal and self._live is not None:
             self._live.pop(record.run.id, None)
 
+    async def create_and_publish(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        if self._writer is None or record.run.status.terminal or type_ in TERMINAL_EVENTS:
+            return await super().create_and_publish(record, type_, data)
+        await self._beat_once()
+        await self._maybe_sweep()
+        return await self._writer.create(record, self.instance_id, type_, data)  # one statement
+
     async def save_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]
     ) -> RunEvent:

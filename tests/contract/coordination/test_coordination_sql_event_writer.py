@@ -121,3 +121,38 @@ async def test_a_runs_end_is_written_with_its_terminal_event(engine: Any) -> Non
     ]
     await runs.close()
     await other.close()
+
+
+async def test_a_run_and_its_first_event_are_created_in_one_statement(engine: Any) -> None:
+    runs = SqlRunLog(engine)
+    await runs.create(new_record("run-0"))  # (the heartbeat row is written once)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        first = await runs.create_and_publish(new_record("run-1"), "run.created", {"n": 1})
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(statements) == 1, statements
+    assert (first.seq, first.type) == (1, "run.created")
+    second = await runs.publish("run-1", "message.delta", {"n": 2})  # numbered here, after it
+    assert second.seq == 2
+    await runs.publish("run-1", "run.completed", {})
+    other = SqlRunLog(engine)
+    assert await other.get("run-1") == new_record("run-1")
+    events = [(e.seq, e.type, e.data) async for e in other.follow("run-1", after=0)]
+    assert events == [
+        (1, "run.created", {"n": 1}),
+        (2, "message.delta", {"n": 2}),
+        (3, "run.completed", {}),
+    ]
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(sa.select(run_records).where(run_records.c.run_id == "run-1"))
+        ).one()
+    assert (row.owner, row.last_seq, row.first_seq, row.terminal) == (runs.instance_id, 3, 1, False)
+    await runs.close()
+    await other.close()
