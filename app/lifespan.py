@@ -103,6 +103,8 @@ def make_lifespan(
             settings.state_url,
             timeout_s=settings.store_timeout_s,
             redis_max_connections=settings.redis_max_connections,
+            database_pool_size=settings.database_pool_size,
+            database_max_overflow=settings.database_max_overflow,
         )
         try:
             await store.open()

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # Connections per Redis pool of an instance (the state store's and the coordinator's
     # each): a command queues for one (within the store timeout) when all are busy.
     redis_max_connections: int = Field(default=1000, ge=1)
+    # PostgreSQL's connection pool of an instance (store and SQL coordination share it):
+    # connections kept open, and opened beyond them under load (closed when returned).
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
+    database_max_overflow: int = Field(default=20, ge=0, le=1000)
 
     # Media parts up to this size stay inline in the message; larger ones go to the media
     # store and the message keeps a reference. 0 externalizes everything.

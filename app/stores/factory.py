@@ -31,11 +31,18 @@ SUPPORTED_SCHEMES = (
 
 
 def create_store(
-    url: str, *, timeout_s: float = 5.0, redis_max_connections: int = 1000
+    url: str,
+    *,
+    timeout_s: float = 5.0,
+    redis_max_connections: int = 1000,
+    database_pool_size: int = 10,
+    database_max_overflow: int = 20,
 ) -> StateStore:
     """A store for `url`, not yet opened (call `await store.open()`). `timeout_s` bounds
     every call to a networked store (`PARLEY_STORE_TIMEOUT_S`): past it, StoreUnavailable.
-    `redis_max_connections` sizes a Redis store's pool (`PARLEY_REDIS_MAX_CONNECTIONS`).
+    `redis_max_connections` sizes a Redis store's pool (`PARLEY_REDIS_MAX_CONNECTIONS`),
+    `database_pool_size`/`database_max_overflow` a PostgreSQL store's
+    (`PARLEY_DATABASE_POOL_SIZE`/`PARLEY_DATABASE_MAX_OVERFLOW`).
 
     Backends are imported lazily so that choosing one never imports another's driver.
     """
@@ -47,7 +54,12 @@ def create_store(
     if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         from app.stores.sql import SqlStore
 
-        return SqlStore(url, timeout_s=timeout_s)
+        return SqlStore(
+            url,
+            timeout_s=timeout_s,
+            pool_size=database_pool_size,
+            max_overflow=database_max_overflow,
+        )
     if is_redis_url(url):
         from app.stores.redis import RedisStore
         from app.stores.redis_conn import ClientOptions

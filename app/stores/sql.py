@@ -100,7 +100,13 @@ class SqlStore(StateStore):
     capabilities = StoreCapabilities(native_ttl=False, shared=True, sql_coordination=True)
 
     def __init__(
-        self, url: str, *, timeout_s: float = 5.0, idle_ping_s: float = IDLE_PING_S
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        idle_ping_s: float = IDLE_PING_S,
+        pool_size: int = 10,
+        max_overflow: int = 20,
     ) -> None:
         """`timeout_s` (`PARLEY_STORE_TIMEOUT_S`) bounds every call on PostgreSQL (pool
         wait, connect, statements: a black-holed server is a 503, not a hang). The call
@@ -108,10 +114,12 @@ class SqlStore(StateStore):
         abandoned connection that long to close; connecting alone gets half the cut.
         SQLite (a local file, where cancelling a write midway is worse than waiting)
         keeps its busy timeout. `idle_ping_s`: PostgreSQL connections idle longer than
-        this are pinged before use (`app.stores.sql_engine._ping_idle_connections`)."""
+        this are pinged before use (`app.stores.sql_engine._ping_idle_connections`).
+        `pool_size`/`max_overflow` size PostgreSQL's connection pool."""
         self._url = parse_url(url)
         self._timeout_s = timeout_s
         self._idle_ping_s = idle_ping_s
+        self._pool = {"pool_size": pool_size, "max_overflow": max_overflow}
         self._call_timeout_s: float | None = None  # set by open() on PostgreSQL
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
@@ -139,7 +147,7 @@ class SqlStore(StateStore):
                 await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         call_s = max(self._timeout_s * 0.9 - GRACEFUL_CLOSE_S, self._timeout_s * 0.45)
         engine = create_engine(
-            self._url, connect_timeout_s=call_s / 2, idle_ping_s=self._idle_ping_s
+            self._url, connect_timeout_s=call_s / 2, idle_ping_s=self._idle_ping_s, **self._pool
         )
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})

@@ -117,15 +117,20 @@ def create_engine(
     connect_timeout_s: float = 5.0,
     busy_timeout_ms: int = 10_000,
     idle_ping_s: float = IDLE_PING_S,
+    pool_size: int = 10,
+    max_overflow: int = 20,
 ) -> AsyncEngine:
+    """`pool_size` + `max_overflow` (PostgreSQL only, `PARLEY_DATABASE_POOL_SIZE` /
+    `PARLEY_DATABASE_MAX_OVERFLOW`): connections kept, and opened beyond them under load;
+    when all are busy a call waits for one, within the call's timeout."""
     if url.drivername.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
         _install_sqlite_hooks(engine, busy_timeout_ms)
         return engine
     engine = create_async_engine(
         url,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         pool_timeout=connect_timeout_s * 2,
         connect_args={"timeout": connect_timeout_s, "server_settings": PG_SERVER_SETTINGS},
     )

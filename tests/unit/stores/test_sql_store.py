@@ -275,3 +275,49 @@ def _head_revision() -> str:
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head
+
+
+async def test_postgres_pool_is_sized_by_the_settings_and_queues_when_full() -> None:
+    """PARLEY_DATABASE_POOL_SIZE / _MAX_OVERFLOW reach the engine (found by the outside
+    tester: the pool was fixed at 10 + 20), and more concurrent calls than connections
+    wait for one instead of failing."""
+    from app.stores.factory import create_store
+
+    async with scratch_postgres_database() as url:
+        store = create_store(url, database_pool_size=2, database_max_overflow=1)
+        assert isinstance(store, SqlStore)
+        await store.open()
+        try:
+            pool = store.engine.pool
+            assert pool.size() == 2  # type: ignore[attr-defined]
+            assert pool._max_overflow == 1  # type: ignore[attr-defined]
+            conv = conversation()
+            await store.create_conversation(conv)
+            now = utcnow()
+            got = await asyncio.gather(
+                *(store.get_conversation(conv.id, now=now) for _ in range(30))
+            )
+            assert {c.id for c in got if c is not None} == {conv.id}
+            assert pool.checkedout() == 0  # type: ignore[attr-defined]
+        finally:
+            await store.close()
+
+
+async def test_database_pool_settings_reach_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.lifespan
+    from tests.conftest import make_settings, running_app
+
+    real = app.lifespan.create_store
+    seen: dict[str, object] = {}
+
+    def spy(url: str, **kwargs: object) -> object:
+        seen.update(kwargs)
+        return real(url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.lifespan, "create_store", spy)
+    settings = make_settings(tmp_path, database_pool_size=3, database_max_overflow=0)
+    async with running_app(settings) as c:
+        assert (await c.get("/healthz")).status_code == 200
+    assert (seen["database_pool_size"], seen["database_max_overflow"]) == (3, 0)
