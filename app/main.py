@@ -65,6 +65,9 @@ def create_app(
         summary="Persistent, streaming LLM conversations from PromptPacks.",
         openapi_tags=TAGS,
         lifespan=make_lifespan(settings, provider_client, tracer_provider),
+        # No 307 from `/x/` to `/x`: a 307 keeps the method, so `DELETE .../items/` (an
+        # empty item id) would be redirected to, and followed by clients as, delete-all.
+        redirect_slashes=False,
     )
     body_limit = 4 * settings.max_message_bytes + (1 << 20)
     app.add_middleware(

@@ -12,7 +12,7 @@ from app.api.params import PathId
 from app.api.schemas import ContextItemList
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.context_item import ContextItem
-from app.domain.requests import AddContextItem
+from app.domain.requests import AddContextItem, DeleteContextItems
 from app.errors import (
     ContextItemNotFound,
     ContextItemTooLarge,
@@ -79,7 +79,10 @@ async def list_context_items(
     **operation("deleteContextItems", ConversationNotFound, StoreUnavailable),
 )
 async def delete_context_items(
-    conversation_id: PathId, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    body: DeleteContextItems | None = None,  # no fields: only refuses unknown ones
 ) -> Response:
     await manager.context_items.delete_all(principal, conversation_id)
     return Response(status_code=204)

@@ -176,6 +176,12 @@ class CancelRun(_Input):
     unknown field is refused with 422 like on every other endpoint, not silently ignored."""
 
 
+class DeleteContextItems(_Input):
+    """`DELETE .../context/items` deletes every item and takes no fields: a body with any
+    (say `{"ids": [...]}`, a selective delete that does not exist) is refused with 422
+    before anything is deleted."""
+
+
 class CreateCheckpoint(_Input):
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
