@@ -60,6 +60,12 @@ class RunTruth:
         """This instance's id, recorded as `RunRecord.executor` of the runs it starts."""
         return self._liveness.instance_id
 
+    def ended_here(self, run_id: str) -> RunRecord | None:
+        """The finished record of a run this instance executed whose end is still being
+        recorded: the outcome, known without the store (which may be the reason it is
+        not recorded yet)."""
+        return self._ends.pending(run_id)
+
     async def settle(self, record: RunRecord) -> RunRecord:
         if record.run.status.terminal:
             return record

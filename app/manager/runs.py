@@ -316,7 +316,12 @@ class RunService:
         return record
 
     async def _settled(self, run_id: str) -> RunRecord | None:
-        """The run's record, its outcome derived when the record lags (`RunTruth`)."""
+        """The run's record, its outcome derived when the record lags (`RunTruth`). A run
+        that ended here but whose end is not recorded yet answers from memory first, so
+        its followers get the outcome even while the store is unreachable."""
+        ended = self._truth.ended_here(run_id)
+        if ended is not None:
+            return ended
         record = await self._coord.runs.get(run_id)
         return None if record is None else await self._truth.settle(record)
 
