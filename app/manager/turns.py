@@ -33,10 +33,12 @@ from app.errors import (
     InvalidState,
     ParleyError,
     ProviderNotConfigured,
+    StoreUnavailable,
     TurnLockLost,
     problem_of,
 )
 from app.manager.auto_checkpoints import AutoCheckpoints
+from app.manager.commit_outcome import commit_landed
 from app.manager.context import ContextBuilder, record_context
 from app.manager.events import dump, terminal_event
 from app.manager.media import MediaService
@@ -249,9 +251,16 @@ class TurnExecutor:
         )
         t = time.perf_counter()
         try:
-            committed = await asyncio.shield(commit)
-        except asyncio.CancelledError:
-            committed = await commit  # too late to cancel: the commit finishes, the run completes
+            try:
+                committed = await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                # too late to cancel: the commit finishes, the run completes
+                committed = await commit
+        except StoreUnavailable:  # the commit may have landed, its answer lost
+            within_s = self._settings.store_timeout_s
+            if not await commit_landed(self._store, conv.lineage_id, pending, within_s):
+                raise
+            committed = conv  # what the steps below read of it (id, policy) is unchanged
         self._stats.store_call("commit_turn", time.perf_counter() - t)
         self._cache.put(pending)
         await self._mark_media(pending, conv)
