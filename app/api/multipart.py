@@ -174,6 +174,11 @@ async def read_form(
                 await drain(part)
             for part in done:
                 if part.file is None:
+                    if part.name in form.fields:  # keeping one would drop the other silently
+                        raise InvalidRequest(
+                            f"The form field {part.name!r} is given more than once.",
+                            errors=[{"loc": ["body", part.name], "msg": "duplicate field"}],
+                        )
                     form.fields[part.name] = b"".join(part.data).decode("utf-8", "replace")
             done.clear()
         with contextlib.suppress(MultipartParseError):
