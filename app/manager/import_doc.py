@@ -21,6 +21,7 @@ from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_che
 from app.domain.ids import ID_PATTERN, ID_RULE
 from app.domain.requests import TtlSeconds
 from app.domain.summary import Summary
+from app.manager.import_caps import field_cap_problems
 from app.manager.import_plan import (
     LOC,
     ImportPlan,
@@ -135,11 +136,13 @@ def _parley_plan(
         for i, item in enumerate(raw_summaries)
         if (sm := _validated(Summary, item, [*LOC, "summaries", i], problems)) is not None
     ]
-    items = [
-        it
+    numbered_items = [
+        (i, it)
         for i, item in enumerate(raw_items or [])
         if (it := _validated(ContextItem, item, [*LOC, "context_items", i], problems)) is not None
     ]
+    items = [it for _, it in numbered_items]
+    problems.extend(field_cap_problems(LOC, conv, messages, numbered_items))
     if len({it.id for it in items}) != len(items):
         problems.append({"loc": [*LOC, "context_items"], "msg": "duplicate item ids"})
     head = raw.get("head_message_id")
