@@ -31,9 +31,23 @@ async def commit_landed(
 ) -> bool:
     """True when `messages` (one commit of their run) are in the store. Up to
     `CHECK_TRIES` reads spread over about `within_s` (a commit still finishing on the
-    server may show on a later read); False when none found them or none answered."""
+    server may show on a later read), all of them within `within_s` in total: against
+    a store that does not answer, each read could otherwise take the whole store
+    timeout, delaying the run's failure (and its 503) by several. False when none
+    found them, none answered, or the time ran out."""
     if not messages:
         return False
+    try:
+        async with asyncio.timeout(within_s):
+            return await _check(store, lineage_id, messages, within_s)
+    except TimeoutError:
+        log.debug("run %s: commit check ran out of time", messages[-1].run_id)
+        return False
+
+
+async def _check(
+    store: StateStore, lineage_id: str, messages: Sequence[Message], within_s: float
+) -> bool:
     last, run_id = messages[-1].id, messages[-1].run_id
     pause = within_s / (2 * CHECK_TRIES)
     for attempt in range(1, CHECK_TRIES + 1):
