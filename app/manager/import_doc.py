@@ -40,6 +40,7 @@ MEMBERS = {
 }  # fmt: skip
 # The stored Conversation model does not bound ttl_seconds (its value came through a
 # request); a document's must get the request's bounds, or it is stored already expired.
+# Checked on the raw member: the lax model turns "60", 60.0 and true into 60.
 TTL_SECONDS: TypeAdapter[int | None] = TypeAdapter(TtlSeconds)
 
 
@@ -106,9 +107,10 @@ def _parley_plan(
     for key in sorted(set(raw) - MEMBERS):
         problems.append({"loc": [*LOC, key], "msg": "unknown member"})
     conv = _validated(Conversation, raw.get("conversation"), [*LOC, "conversation"], problems)
-    if conv is not None:
+    raw_conv = raw.get("conversation")
+    if conv is not None and isinstance(raw_conv, Mapping):
         try:
-            TTL_SECONDS.validate_python(conv.ttl_seconds)
+            TTL_SECONDS.validate_python(raw_conv.get("ttl_seconds"))
         except ValidationError as exc:
             problems.extend(schema_problems(exc, [*LOC, "conversation", "ttl_seconds"]))
     raw_checkpoints = _list(raw, "checkpoints", problems)

@@ -198,15 +198,16 @@ async def test_a_ttl_out_of_range_is_refused_and_stores_nothing(
     client: httpx.AsyncClient,
 ) -> None:
     """A document's `ttl_seconds` gets the bounds `POST /conversations` applies: a
-    negative one was stored already expired, so the import answered 404 and undid itself."""
+    negative one was stored already expired, so the import answered 404 and undid itself;
+    a string, a float or a boolean was coerced ("60" stored as 60) where the API refuses it."""
     conv = await create_conv(client, user_id="erin")
     await send(client, conv["id"], "one")
     good = await export_doc(client, conv["id"])
-    for ttl in (-1, 0, 10**12):
+    for ttl in (-1, 0, 10**12, "60", 60.0, True):
         bad = copy.deepcopy(good)
         bad["conversation"]["ttl_seconds"] = ttl
         bad["checksum"] = recomputed_checksum(bad)
-        r = await _import(client, bad, conversation_id=f"ttl-{abs(ttl) % 1000}")
+        r = await _import(client, bad, conversation_id=f"ttl-{type(ttl).__name__}-{ttl}")
         body = assert_problem(r, 422, "validation_error")
         assert [e["loc"] for e in body["errors"]] == [["body", "conversation", "ttl_seconds"]]
     listed = (await client.get("/conversations", params={"user_id": "erin"})).json()["data"]
