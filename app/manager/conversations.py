@@ -8,9 +8,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from app.coordination.base import Coordinator, IdempotencyRecord
 from app.domain import (
@@ -21,7 +19,7 @@ from app.domain import (
     new_id,
 )
 from app.domain.filters import ConversationFilter
-from app.domain.limits import METADATA_LIMITS, VARIABLES_LIMITS, MapLimits
+from app.domain.limits import METADATA_LIMITS, VARIABLES_LIMITS
 from app.domain.principal import Principal
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import (
@@ -33,6 +31,12 @@ from app.errors import (
     PreconditionFailed,
     Unauthorized,
     VersionConflict,
+)
+from app.manager.conversation_policy import (
+    check_context_policy,
+    merge_nullable,
+    merged_policy,
+    merged_within_caps,
 )
 from app.manager.media import MediaService
 from app.manager.packs import PackLibrary
@@ -53,17 +57,6 @@ def fingerprint(*parts: Any) -> str:
     """A stable hash of a request, to tell an idempotent retry from a different request."""
     raw = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def merge_nullable(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` updated with `patch`, where a None value removes the key."""
-    merged = dict(base)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
 
 
 class ConversationService:
@@ -195,8 +188,8 @@ class ConversationService:
         system_prompt, variables = self._render(pack, req.prompt_name, req.variables, model, now)
         if req.system_prompt is not None:
             system_prompt = req.system_prompt
-        policy = _over(self._default_context_policy(), req.context_policy, "context_policy")
-        _check_policy(policy, self._providers)
+        policy = merged_policy(self._default_context_policy(), req.context_policy, "context_policy")
+        check_context_policy(policy, self._providers)
         ttl = req.ttl_seconds or self._settings.default_ttl_s
         conv_id = req.conversation_id or new_id()
         conv = Conversation(
@@ -212,7 +205,9 @@ class ConversationService:
             custom_system_prompt=req.system_prompt is not None,
             metadata=req.metadata,
             context_policy=policy,
-            checkpoint_policy=_over(self._settings.checkpoint_policy(), req.checkpoint_policy),
+            checkpoint_policy=merged_policy(
+                self._settings.checkpoint_policy(), req.checkpoint_policy
+            ),
             created_at=now,
             updated_at=now,
             ttl_seconds=ttl,
@@ -293,12 +288,12 @@ class ConversationService:
         now = self._now()
         update: dict[str, Any] = {"updated_at": now}
         if req.metadata is not None:
-            update["metadata"] = _within(
+            update["metadata"] = merged_within_caps(
                 METADATA_LIMITS, merge_nullable(conv.metadata, req.metadata), "metadata"
             )
         if req.variables is not None:
             pack = await self._packs.get(conv.pack_id, conv.pack_version)
-            wanted = _within(
+            wanted = merged_within_caps(
                 VARIABLES_LIMITS, merge_nullable(conv.variables, req.variables), "variables"
             )
             text, variables = self._render(pack, conv.prompt_name, wanted, conv.model, now)
@@ -308,14 +303,14 @@ class ConversationService:
         sent = req.model_fields_set
         if req.context_policy is not None:
             # checked merged: a partial policy alone would be checked against the defaults
-            policy = _over(conv.context_policy, req.context_policy, "context_policy")
-            _check_policy(policy, self._providers)
+            policy = merged_policy(conv.context_policy, req.context_policy, "context_policy")
+            check_context_policy(policy, self._providers)
             update["context_policy"] = policy
         elif "context_policy" in sent:  # an explicit null resets to the settings' defaults
             update["context_policy"] = self._default_context_policy()
         if req.checkpoint_policy is not None:
             base = conv.checkpoint_policy or self._settings.checkpoint_policy()
-            update["checkpoint_policy"] = _over(base, req.checkpoint_policy)
+            update["checkpoint_policy"] = merged_policy(base, req.checkpoint_policy)
         elif "checkpoint_policy" in sent:
             update["checkpoint_policy"] = self._settings.checkpoint_policy()
         if "ttl_seconds" in sent and req.ttl_seconds is None:
@@ -362,75 +357,3 @@ class ConversationService:
             await release
         except Exception as exc:
             log.warning("media release after a deletion failed (the sweep retries): %r", exc)
-
-
-def _within(limits: MapLimits, merged: dict[str, Any], field: str) -> dict[str, Any]:
-    """A PATCH merges into what is stored: the result must stay within the caps too."""
-    problem = limits.problem(merged)
-    if problem:
-        raise InvalidRequest(
-            f"After merging, {problem}.",
-            errors=[{"loc": ["body", field], "msg": problem}],
-        )
-    return merged
-
-
-def _check_policy(policy: ContextPolicy, providers: Mapping[str, LLMProvider]) -> None:
-    loc = ["body", "context_policy"]
-    summarize_only = {"summarizer": policy.summarizer, "summary_prompt": policy.summary_prompt}
-    for name, value in summarize_only.items():
-        if value is not None and policy.strategy != "summarize":
-            raise InvalidRequest(
-                f"{name} applies only to strategy 'summarize', not {policy.strategy!r}.",
-                errors=[{"loc": [*loc, name], "msg": "only with summarize"}],
-            )
-    if policy.summarizer is not None and policy.summarizer.provider not in providers:
-        raise InvalidRequest(
-            f"Summarizer provider {policy.summarizer.provider!r} is not configured.",
-            errors=[
-                {
-                    "loc": [*loc, "summarizer", "provider"],
-                    "msg": f"configured: {sorted(providers)}",
-                }
-            ],
-        )
-    if policy.strategy == "sliding_window" and policy.max_messages is None:
-        raise InvalidRequest(
-            "Context strategy 'sliding_window' needs max_messages (the window's length).",
-            errors=[{"loc": [*loc, "max_messages"], "msg": "required for sliding_window"}],
-        )
-    if policy.strategy != "sliding_window" and policy.max_messages is not None:
-        raise InvalidRequest(
-            f"max_messages applies only to strategy 'sliding_window', not {policy.strategy!r}.",
-            errors=[{"loc": [*loc, "max_messages"], "msg": "only with sliding_window"}],
-        )
-    if policy.reserve_output_tokens >= policy.max_input_tokens:
-        raise InvalidRequest(
-            "reserve_output_tokens must be smaller than max_input_tokens.",
-            errors=[{"loc": ["body", "context_policy"], "msg": "reserve >= max_input_tokens"}],
-        )
-    room = policy.max_input_tokens - policy.reserve_output_tokens
-    if policy.max_context_tokens is not None and policy.max_context_tokens >= room:
-        raise InvalidRequest(
-            f"max_context_tokens ({policy.max_context_tokens}) must be smaller than "
-            f"max_input_tokens - reserve_output_tokens ({room}): the history needs room too.",
-            errors=[{"loc": [*loc, "max_context_tokens"], "msg": "not below the input budget"}],
-        )
-
-
-PolicyT = TypeVar("PolicyT", bound=BaseModel)
-
-
-def _over(base: PolicyT, given: PolicyT | None, name: str = "checkpoint_policy") -> PolicyT:
-    """`given` over `base`: the fields a request sent replace `base`'s, the ones it left
-    out keep `base`'s (the settings' at create, the conversation's at PATCH), not the
-    model's own defaults. Checked again as a whole (e.g. keep_all_hours within
-    max_age_days), a 422 when the merge is not valid."""
-    if given is None:
-        return base
-    merged = {**base.model_dump(), **given.model_dump(include=given.model_fields_set)}
-    try:
-        return type(base).model_validate(merged)
-    except ValidationError as exc:
-        errors = [{"loc": ["body", name, *e["loc"]], "msg": e["msg"]} for e in exc.errors()]
-        raise InvalidRequest(f"The merged {name} is not valid.", errors=errors) from None
