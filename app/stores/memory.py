@@ -42,6 +42,7 @@ from app.stores.base import (
     media_references,
 )
 from app.stores.memory_lineage import Lineage, reachable
+from app.stores.memory_media import MemoryMedia
 
 
 def _live(conversation: Conversation, now: datetime) -> bool:
@@ -57,10 +58,7 @@ class MemoryStore(StateStore):
         self._checkpoints: dict[str, dict[str, Checkpoint]] = {}
         self._context_items: dict[str, dict[str, ContextItem]] = {}
         self._packs: dict[tuple[str, str], dict[str, Any]] = {}
-        self._media: dict[str, MediaRecord] = {}
-        self._media_by_owner: dict[tuple[str, str], str] = {}  # (user, sha256) -> id
-        # media id -> {(lineage id, message id)} of the stored messages referencing it
-        self._media_refs: dict[str, set[tuple[str, str]]] = {}
+        self._media = MemoryMedia()
 
     async def ping(self) -> None:
         return None
@@ -120,9 +118,7 @@ class MemoryStore(StateStore):
             "context_items": sum(len(self._context_items.get(cid, {})) for cid in ids),
             "messages": len(lineage.messages) if lineage is not None else 0,
             "summaries": len(lineage.summaries) if lineage is not None else 0,
-            "media_refs": sum(
-                1 for held in self._media_refs.values() for lid, _ in held if lid == lineage_id
-            ),
+            "media_refs": self._media.lineage_ref_count(lineage_id),
             "lineages": int(lineage is not None),
         }
 
@@ -173,11 +169,10 @@ class MemoryStore(StateStore):
         if len(set(ids)) != len(ids) or any(i in lineage.messages for i in ids):
             raise Conflict("A message with this id already exists in the lineage.")
         refs = media_references(messages)
-        missing = sorted({media_id for _, media_id in refs if media_id not in self._media})
+        missing = sorted({media_id for _, media_id in refs if not self._media.exists(media_id)})
         if missing:
             raise MediaNotFound(f"Media {missing[0]!r} not found.")
-        for message_id, media_id in refs:
-            self._media_refs.setdefault(media_id, set()).add((stored.lineage_id, message_id))
+        self._media.add_refs(stored.lineage_id, refs)
         last = messages[-1]
         update: dict[str, object] = {
             "head_message_id": last.id,
@@ -320,65 +315,33 @@ class MemoryStore(StateStore):
         expired = [cid for cid, c in self._conversations.items() if not _live(c, now)]
         return sum(1 for cid in expired if self._reclaim(cid))
 
-    # --- media records and references ----------------------------------------------------
+    # --- media records and references (`app.stores.memory_media`) ----------------------
 
     async def save_media(self, record: MediaRecord) -> MediaRecord:
-        existing = self._media_by_owner.get((record.user_id, record.sha256))
-        if existing is not None:
-            return self._media[existing].model_copy()
-        if record.id in self._media:
-            raise Conflict(f"Media {record.id!r} already exists.")
-        self._media[record.id] = record.model_copy()
-        self._media_by_owner[(record.user_id, record.sha256)] = record.id
-        return record.model_copy()
+        return self._media.save(record)
 
     async def get_media(self, media_id: str) -> MediaRecord | None:
-        found = self._media.get(media_id)
-        return found.model_copy() if found is not None else None
+        return self._media.get(media_id)
 
     async def mark_media_attached(self, media_ids: Sequence[str], *, retain: bool) -> None:
-        for media_id in media_ids:
-            found = self._media.get(media_id)
-            if found is not None:
-                self._media[media_id] = found.model_copy(
-                    update={"attached": True, "retain": found.retain or retain}
-                )
+        self._media.mark_attached(media_ids, retain=retain)
 
     async def media_in_use(self, sha256: str) -> bool:
-        return any(r.sha256 == sha256 for r in self._media.values())
+        return self._media.in_use(sha256)
 
     async def lineage_media_ids(self, lineage_id: str) -> list[str]:
-        return sorted(
-            media_id
-            for media_id, holders in self._media_refs.items()
-            if any(lineage == lineage_id for lineage, _ in holders)
-        )
+        return self._media.lineage_ids(lineage_id)
 
     async def collect_media(
         self, media_ids: Sequence[str], *, force: bool = False
     ) -> list[MediaRecord]:
-        deleted = []
-        for media_id in dict.fromkeys(media_ids):
-            found = self._media.get(media_id)
-            if found is None or self._media_refs.get(media_id):
-                continue
-            if not force and (not found.attached or found.retain):
-                continue
-            del self._media[media_id]
-            self._media_by_owner.pop((found.user_id, found.sha256), None)
-            deleted.append(found)
-        return deleted
+        return self._media.collect(media_ids, force=force)
 
     async def user_media_ids(self, user_id: str) -> list[str]:
-        return sorted(r.id for r in self._media.values() if r.user_id == user_id)
+        return self._media.user_ids(user_id)
 
     async def collectable_media_ids(self, *, limit: int) -> list[str]:
-        found = (
-            r.id
-            for r in self._media.values()
-            if r.attached and not r.retain and not self._media_refs.get(r.id)
-        )
-        return [media_id for _, media_id in zip(range(limit), found, strict=False)]
+        return self._media.collectable_ids(limit=limit)
 
     # --- deletion ----------------------------------------------------------------------
 
@@ -400,7 +363,7 @@ class MemoryStore(StateStore):
             return True
         others = [o for o in self._conversations.values() if o.lineage_id == c.lineage_id]
         if not others:
-            self._drop_media_refs(c.lineage_id, lineage.messages.values())
+            self._media.drop_refs(c.lineage_id, lineage.messages.values())
             del self._lineages[c.lineage_id]
             return True
         writers = {o.id for o in others}
@@ -409,18 +372,10 @@ class MemoryStore(StateStore):
             return True
         keep = reachable(lineage, self._keep_points(others))
         gone = [lineage.messages[i] for i in candidates if i not in keep]
-        self._drop_media_refs(c.lineage_id, gone)
+        self._media.drop_refs(c.lineage_id, gone)
         for message in gone:
             lineage.remove(message.id)
         return True
-
-    def _drop_media_refs(self, lineage_id: str, messages: Iterable[Message]) -> None:
-        for message_id, media_id in media_references(list(messages)):
-            holders = self._media_refs.get(media_id)
-            if holders is not None:
-                holders.discard((lineage_id, message_id))
-                if not holders:
-                    del self._media_refs[media_id]
 
     def _keep_points(self, others: Iterable[Conversation]) -> list[str]:
         points: list[str] = []
