@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -29,12 +29,12 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from app.cli_chat_errors import ChatError
+
 ClientFactory = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 QUIT_COMMANDS = frozenset({"/quit", "/exit"})
 TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.cancelled", "run.requires_action"})
-# Statuses after which no other line can succeed: stop instead of reading more input.
-FATAL_STATUSES = frozenset({401, 403, 404, 410})
 MAX_REATTACH = 3
 # Connect quickly; between SSE frames the server sends a ping every 15 s (by default).
 TIMEOUT = httpx.Timeout(10.0, read=300.0)
@@ -52,49 +52,6 @@ class ChatOptions:
     pack_id: str = "general-assistant"
     prompt_name: str = "chat"
     user_id: str = "cli"
-
-
-class ChatError(Exception):
-    """A problem reported by the service (problem+json) or met on the way to it."""
-
-    def __init__(
-        self,
-        code: str,
-        detail: str,
-        *,
-        fatal: bool = False,
-        errors: Sequence[Mapping[str, Any]] = (),
-    ) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-        self.fatal = fatal
-        self.errors = list(errors)
-
-    @classmethod
-    def from_response(cls, response: httpx.Response) -> ChatError:
-        """Build from an error response (read it first); problem+json when it is one."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        fatal = response.status_code in FATAL_STATUSES
-        if isinstance(body, dict) and isinstance(body.get("code"), str):
-            errors = body.get("errors")
-            items = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-            return cls(
-                body["code"],
-                str(body.get("detail") or body.get("title") or response.reason_phrase),
-                fatal=fatal,
-                errors=items,
-            )
-        text = response.text.strip()[:200] or response.reason_phrase
-        return cls(f"http_{response.status_code}", text, fatal=fatal)
-
-    @classmethod
-    def from_transport(cls, exc: httpx.TransportError, url: str) -> ChatError:
-        reason = str(exc) or type(exc).__name__
-        return cls("unreachable", f"cannot talk to {url}: {reason}", fatal=True)
 
 
 @dataclass
