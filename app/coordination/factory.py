@@ -21,6 +21,7 @@ Nothing connects here; the store must be opened first (its engine is used in cas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import urlsplit
 
@@ -47,7 +48,10 @@ class SqlCoordinator(Coordinator):
         event_retention_s: float,
         max_retained_events: int = 10_000,
         max_records: int = 10_000,
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
+        """`write_lock`: the store's (`StateStore.sql_write_lock`): on SQLite the
+        coordinator's write transactions queue behind the store's (`SqlClock`)."""
         from app.coordination.sql_idempotency import SqlIdempotencyKeys
         from app.coordination.sql_locks import SqlLeaseLocks
         from app.coordination.sql_runs import SqlRunLog
@@ -61,8 +65,10 @@ class SqlCoordinator(Coordinator):
             max_retained_events=max_retained_events,
             max_records=max_records,
             sole_instance=not shared,
+            write_lock=write_lock,
         )
-        super().__init__(self._leases or MemoryTurnLocks(), SqlIdempotencyKeys(engine), self._runs)
+        keys = SqlIdempotencyKeys(engine, write_lock=write_lock)
+        super().__init__(self._leases or MemoryTurnLocks(), keys, self._runs)
 
     async def ping(self) -> None:
         """A real round trip to the lease table (not just "the engine exists")."""
@@ -105,6 +111,7 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
             event_retention_s=retention,
             max_retained_events=settings.run_log_max_events,
             max_records=settings.run_records_max,
+            write_lock=store.sql_write_lock(),
         )
         # on SQLite the events are in process memory already (one serving process)
         shared = engine.dialect.name == "postgresql"

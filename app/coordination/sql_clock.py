@@ -5,12 +5,20 @@ agree on every expiry; SQLite is only shared by processes of one host, which sha
 so the instance's own clock is used there. Writes go through the store's writer option
 (`BEGIN IMMEDIATE` on SQLite, see `app.stores.sql_engine`); single-statement writes skip
 the BEGIN/COMMIT round trips on PostgreSQL (`statement()`).
+
+On SQLite every write transaction also queues on the store's write lock
+(`StateStore.sql_write_lock`, given as `write_lock`): the coordinator's writes (a run's
+record when it is created and when it ends, idempotency keys, the heartbeat) then wait
+their turn in FIFO order behind the store's commits, instead of polling SQLite's lock in
+its busy handler (sleeps of up to 100 ms while others pass; measured in
+bench/streaming.py: most of a streamed turn's time before its first token).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,14 +31,22 @@ from app.stores.sql_tables import UTCDateTime
 
 
 class SqlClock:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, write_lock: asyncio.Lock | None = None) -> None:
         name = engine.dialect.name
         if name not in ("postgresql", "sqlite"):
             raise ValueError(f"SQL coordination needs PostgreSQL or SQLite, not {name!r}")
         self.postgres = name == "postgresql"
         self.reader = engine
-        self.writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._write_lock = write_lock
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (`BEGIN IMMEDIATE` on SQLite), queued on the write lock."""
+        lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
+        async with lock, self._writer.begin() as conn:
+            yield conn
 
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[AsyncConnection]:
@@ -41,7 +57,7 @@ class SqlClock:
             async with self._autocommit.connect() as conn:
                 yield conn
         else:
-            async with self.writer.begin() as conn:
+            async with self.write() as conn:
                 yield conn
 
     def now(self) -> sa.ColumnElement[Any]:

@@ -18,6 +18,7 @@ Table `idempotency_keys (scope, key) PK, fingerprint, ref, extra, expires_at` (m
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -35,8 +36,15 @@ _RESERVE_ATTEMPTS = 5
 
 
 class SqlIdempotencyKeys(IdempotencyKeys):
-    def __init__(self, engine: AsyncEngine, *, clock: Any = time.monotonic) -> None:
-        self._sql = SqlClock(engine)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Any = time.monotonic,
+        write_lock: asyncio.Lock | None = None,
+    ) -> None:
+        """`write_lock`: the store's (`StateStore.sql_write_lock`, SQLite), see `SqlClock`."""
+        self._sql = SqlClock(engine, write_lock=write_lock)
         self._clock = clock
         self._next_sweep = 0.0
 

@@ -67,7 +67,8 @@ LOST_DETAIL = "The instance executing this run stopped before it finished; nothi
 
 class SqlRunLog(RunLog):
     """See the module docstring. `close()` stops the heartbeat and removes this instance's
-    row (its runs are finished by then: the manager drains before the coordinator closes)."""
+    row (its runs are finished by then: the manager drains before the coordinator closes).
+    `write_lock`: the store's (`StateStore.sql_write_lock`, SQLite), see `SqlClock`."""
 
     def __init__(
         self,
@@ -82,8 +83,9 @@ class SqlRunLog(RunLog):
         heartbeat_s: float = 2.0,
         wake_s: float = 2.0,
         sole_instance: bool = False,
+        write_lock: asyncio.Lock | None = None,
     ) -> None:
-        self._sql = SqlClock(engine)
+        self._sql = SqlClock(engine, write_lock=write_lock)
         self._retention_s = retention_s
         self._record_retention_s = record_retention_s
         self._max_events = max(2, max_events)
@@ -249,7 +251,7 @@ class SqlRunLog(RunLog):
         publish its terminal event. None when somebody else finished it first."""
         t = run_records
         with unavailable_on_connection_errors():
-            async with self._sql.writer.begin() as conn:
+            async with self._sql.write() as conn:
                 raw = await conn.scalar(
                     sa.select(t.c.record).where(t.c.run_id == run_id, t.c.terminal.is_(False))
                 )
@@ -299,7 +301,7 @@ class SqlRunLog(RunLog):
             async with self._sql.statement() as conn:  # one round trip (autocommit)
                 event, first = await self._append(conn, run_id, type_, data)
             if event.seq - first + 1 > self._max_events:
-                async with self._sql.writer.begin() as conn:
+                async with self._sql.write() as conn:
                     await self._trim(conn, run_id, event.seq)
         return event
 
@@ -443,7 +445,7 @@ class SqlRunLog(RunLog):
             if self._sole_instance:  # whoever else has a heartbeat row is dead: its runs too
                 i = coordination_instances
                 with unavailable_on_connection_errors():
-                    async with self._sql.writer.begin() as conn:
+                    async with self._sql.write() as conn:
                         await conn.execute(sa.delete(i).where(i.c.id != self.instance_id))
             await self._beat()
             self._heartbeat = asyncio.create_task(self._beat_forever(), name="sql-run-heartbeat")
@@ -483,7 +485,7 @@ class SqlRunLog(RunLog):
         t, e, i = run_records, run_events, coordination_instances
         now = self._sql.now()
         with unavailable_on_connection_errors():
-            async with self._sql.writer.begin() as conn:
+            async with self._sql.write() as conn:
                 old = sa.select(t.c.run_id).where(t.c.expires_at <= now).limit(SWEEP_BATCH)
                 ids = list((await conn.execute(old)).scalars())
                 if ids:
@@ -513,7 +515,7 @@ class SqlRunLog(RunLog):
             self._heartbeat = None
             i = coordination_instances
             with contextlib.suppress(Exception):
-                async with self._sql.writer.begin() as conn:
+                async with self._sql.write() as conn:
                     await conn.execute(sa.delete(i).where(i.c.id == self.instance_id))
         if self._listener is not None:
             await self._listener.close()

@@ -37,6 +37,7 @@ Contract, shared by every backend and enforced by `tests/contract/`:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,6 +114,15 @@ class StateStore(ABC):
         (after `open()`), on which the SQL coordinator keeps its tables. The engine stays
         the store's: whoever uses it must not dispose of it."""
         raise NotImplementedError(f"{type(self).__name__} has no SQL engine")
+
+    def sql_write_lock(self) -> asyncio.Lock | None:
+        """The lock this store's write transactions queue on when its database takes one
+        writer at a time (SQLite), else None. Whoever else writes to `sql_engine()` (the
+        SQL coordinator) must take it around each write transaction: a writer that does
+        not waits for SQLite's lock in its busy handler instead, sleeping up to 100 ms
+        between attempts while the queued ones pass, and holds a pooled connection all
+        that time."""
+        return None
 
     # --- conversations -----------------------------------------------------------------
 

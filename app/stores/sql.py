@@ -136,6 +136,9 @@ class SqlStore(StateStore):
     def sql_engine(self) -> AsyncEngine:
         return self.engine
 
+    def sql_write_lock(self) -> asyncio.Lock | None:
+        return self._write_lock
+
     # --- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:

@@ -159,7 +159,7 @@ async def test_expired_keys_are_swept_in_bounded_batches(
     sql = SqlClock(engine)
     counts = []
     for _ in range(4):
-        async with sql.writer.begin() as conn:
+        async with sql.write() as conn:
             counts.append(await sweep_expired_keys(conn, sql))
     assert counts == [3, 3, 1, 0]
     async with engine.connect() as conn:

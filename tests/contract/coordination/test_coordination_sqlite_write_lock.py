@@ -1,0 +1,87 @@
+"""On SQLite the SQL coordinator's write transactions queue on the store's write lock
+(`StateStore.sql_write_lock`), so they wait their turn behind the store's commits instead
+of polling SQLite's lock in its busy handler (`app.coordination.sql_clock`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest_asyncio
+
+from app.coordination.base import Coordinator, IdempotencyRecord, RunRecord
+from app.coordination.factory import build_coordinator
+from app.domain import Run, RunStatus
+from app.settings import Settings
+from app.stores.sql import SqlStore
+
+HELD_S = 0.3
+
+
+@pytest_asyncio.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[tuple[SqlStore, Coordinator]]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'parley.db'}"
+    store = SqlStore(url)
+    await store.open()
+    coordinator = build_coordinator(Settings(state_url=url), store)
+    try:
+        yield store, coordinator
+    finally:
+        await coordinator.close()
+        await store.close()
+
+
+def new_record(run_id: str) -> RunRecord:
+    run = Run(id=run_id, conversation_id="conv-1", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    return RunRecord(run=run, lineage_id="lin-1")
+
+
+async def _waits_for_the_lock(lock: asyncio.Lock, write: asyncio.Task[object]) -> None:
+    """`write` does not finish while `lock` is held, and finishes once it is released."""
+    await asyncio.sleep(HELD_S)
+    assert not write.done(), "the coordinator wrote while the store held its write lock"
+    lock.release()
+    await asyncio.wait_for(write, timeout=5)
+
+
+async def test_sqlite_store_exposes_its_single_writer_lock(
+    sqlite: tuple[SqlStore, Coordinator],
+) -> None:
+    store, _ = sqlite
+    assert isinstance(store.sql_write_lock(), asyncio.Lock)
+
+
+async def test_run_records_are_written_behind_the_stores_write_lock(
+    sqlite: tuple[SqlStore, Coordinator],
+) -> None:
+    store, coordinator = sqlite
+    lock = store.sql_write_lock()
+    assert lock is not None
+    await coordinator.runs.get("warm-up")  # the heartbeat's first write, before the test
+    await lock.acquire()
+    create = asyncio.create_task(coordinator.runs.create(new_record("run-1")))
+    await _waits_for_the_lock(lock, create)  # type: ignore[arg-type]
+    ended = new_record("run-1")
+    ended = ended.model_copy(
+        update={"run": ended.run.model_copy(update={"status": RunStatus.completed})}
+    )
+    await lock.acquire()
+    save = asyncio.create_task(coordinator.runs.save(ended))
+    await _waits_for_the_lock(lock, save)  # type: ignore[arg-type]
+    record = await coordinator.runs.get("run-1")
+    assert record is not None and record.run.status == RunStatus.completed
+
+
+async def test_idempotency_keys_are_written_behind_the_stores_write_lock(
+    sqlite: tuple[SqlStore, Coordinator],
+) -> None:
+    store, coordinator = sqlite
+    lock = store.sql_write_lock()
+    assert lock is not None
+    record = IdempotencyRecord(fingerprint="fp", ref="run-1")
+    await lock.acquire()
+    reserve = asyncio.create_task(coordinator.idempotency.reserve("s", "k", record, ttl_s=60))
+    await _waits_for_the_lock(lock, reserve)  # type: ignore[arg-type]
+    assert reserve.result() is None  # reserved: the key was free
