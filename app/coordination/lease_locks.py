@@ -22,6 +22,20 @@ giving up lives here, once, so Redis and SQL locks behave the same:
   store's head compare-and-set still rejects the loser's commit.
 * **release** is a compare-and-delete on the token (idempotent, never deletes a lease a
   successor took over). If the backend is unreachable the lease simply expires.
+* **stamps** (`TurnLocks.stamp`) without a round trip. The backend keeps, per
+  conversation, a counter `seq` bumped by every acquisition and returned by it (it survives
+  releases). A lease of this process whose release deleted it (still ours: nobody took the
+  lock over while we held it) leaves `seq` where its acquisition put it, say N, with the
+  lock free: this process remembers N as the conversation's stamp. A later acquisition
+  returning N + 1 proves that nobody held the lock between that release and itself, so a
+  conversation read after the stamp was taken saw every turn committed (turns commit only
+  under the lock, before its release): its lease's `stamp_before` is `seq - 1`. Any other
+  acquisition in between (another instance's, or ours) made the counter larger, so the
+  comparison fails and the executor reads again. A remembered stamp can only be too old
+  (the counter never goes back), which costs a read, never a stale conversation. If the
+  backend loses the counter (expiry, eviction), it restarts from its clock in microseconds,
+  above any value it had (fewer than one acquisition per microsecond per conversation), so
+  it never lands on N + 1 by chance.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import logging
 import secrets
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,22 +67,34 @@ class LeaseId:
     token: str
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What one acquisition attempt found: `acquired`, else the `holder`'s run id; `seq`,
+    when acquired, the conversation's acquisition counter after it (module docstring,
+    *stamps*; None from a backend that keeps none)."""
+
+    acquired: bool
+    holder: str | None = None
+    seq: int | None = None
+
+
 class LeaseBackend(ABC):
     """The shared half of lease locks: each call is one atomic backend operation.
 
     Unreachable-backend errors are raised as `app.errors.StoreUnavailable`."""
 
     @abstractmethod
-    async def try_acquire(self, lease: LeaseId, lease_s: float) -> tuple[bool, str | None]:
-        """Take the lock if it is free or expired: (True, None); else (False, holder)."""
+    async def try_acquire(self, lease: LeaseId, lease_s: float) -> Attempt:
+        """Take the lock if it is free or expired (and bump its counter); else say who
+        holds it."""
 
     @abstractmethod
     async def renew(self, lease: LeaseId, lease_s: float) -> bool:
         """Extend the lease if it is still ours; False if the token is gone."""
 
     @abstractmethod
-    async def release(self, lease: LeaseId) -> None:
-        """Delete the lease if it is still ours."""
+    async def release(self, lease: LeaseId) -> bool:
+        """Free the lock if the lease is still ours (True), leaving its counter as is."""
 
     @abstractmethod
     async def holder(self, conversation_id: str) -> str | None:
@@ -96,10 +123,17 @@ class _Gate:
 
 class _Lease(TurnLease):
     def __init__(
-        self, locks: LeaseLocks, lease: LeaseId, gate: _Gate | None, sent_at: float
+        self,
+        locks: LeaseLocks,
+        lease: LeaseId,
+        gate: _Gate | None,
+        sent_at: float,
+        seq: int | None,
     ) -> None:
         self.run_id = lease.run_id
         self.id = lease
+        self.seq = seq
+        self.stamp_before = None if seq is None else seq - 1
         self._locks = locks
         self._gate = gate
         self._valid_until = sent_at + locks.timing.lease_s
@@ -160,21 +194,28 @@ class _Lease(TurnLease):
 class LeaseLocks(TurnLocks):
     """`TurnLocks` over a `LeaseBackend` (see the module docstring)."""
 
-    def __init__(self, backend: LeaseBackend, timing: LeaseTiming | None = None) -> None:
+    def __init__(
+        self, backend: LeaseBackend, timing: LeaseTiming | None = None, max_stamps: int = 10_000
+    ) -> None:
         self.backend = backend
         self.timing = timing or LeaseTiming()
         self._gates: dict[str, _Gate] = {}
         self._leases: set[_Lease] = set()
+        self._held: dict[str, int] = {}  # conversation -> leases of this process holding it
+        # conversation -> `seq` its lock was left at by this process's last clean release,
+        # for the `max_stamps` most recent (module docstring, *stamps*)
+        self._stamps: OrderedDict[str, int] = OrderedDict()
+        self._max_stamps = max_stamps
         self._background: set[asyncio.Task[None]] = set()
 
     async def acquire(self, conversation_id: str, run_id: str, *, wait_s: float) -> TurnLease:
         lease_id = LeaseId(conversation_id, run_id, secrets.token_hex(16))
         if wait_s <= 0:
             sent_at = time.monotonic()
-            acquired, holder = await self._attempt(lease_id)
-            if acquired:
-                return self._hold(lease_id, None, sent_at)
-            raise _busy(conversation_id, holder)
+            attempt = await self._attempt(lease_id)
+            if attempt.acquired:
+                return self._hold(lease_id, None, sent_at, attempt.seq)
+            raise _busy(conversation_id, attempt.holder)
         deadline = time.monotonic() + wait_s
         gate = self._gates.setdefault(conversation_id, _Gate())
         gate.users += 1
@@ -189,13 +230,13 @@ class LeaseLocks(TurnLocks):
             poll = Backoff(self.timing.poll_min_s, self.timing.poll_max_s)
             while True:
                 sent_at = time.monotonic()
-                acquired, holder = await self._attempt(lease_id)
-                if acquired:
+                attempt = await self._attempt(lease_id)
+                if attempt.acquired:
                     handed_over = True
-                    return self._hold(lease_id, gate, sent_at)
+                    return self._hold(lease_id, gate, sent_at, attempt.seq)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise _busy(conversation_id, holder)
+                    raise _busy(conversation_id, attempt.holder)
                 await asyncio.sleep(min(remaining, poll.next()))
         finally:
             if not handed_over:
@@ -205,6 +246,14 @@ class LeaseLocks(TurnLocks):
 
     async def holder(self, conversation_id: str) -> str | None:
         return await self.backend.holder(conversation_id)
+
+    def stamp(self, conversation_id: str) -> int | None:
+        """The counter this process's last clean release left (module docstring,
+        *stamps*); None while a lease of this process holds the lock, or when it
+        remembers none."""
+        if conversation_id in self._held:
+            return None
+        return self._stamps.get(conversation_id)
 
     async def close(self) -> None:
         """Stop renewing (held leases then expire by themselves) and finish cleanups."""
@@ -216,7 +265,7 @@ class LeaseLocks(TurnLocks):
 
     # --- internals ---------------------------------------------------------------------
 
-    async def _attempt(self, lease: LeaseId) -> tuple[bool, str | None]:
+    async def _attempt(self, lease: LeaseId) -> Attempt:
         """One acquisition attempt that never leaks the lock when cancelled mid-flight."""
         attempt = asyncio.ensure_future(self.backend.try_acquire(lease, self.timing.lease_s))
         try:
@@ -225,28 +274,34 @@ class LeaseLocks(TurnLocks):
             self._spawn(self._undo(attempt, lease))
             raise
 
-    async def _undo(self, attempt: asyncio.Future[tuple[bool, str | None]], lease: LeaseId) -> None:
+    async def _undo(self, attempt: asyncio.Future[Attempt], lease: LeaseId) -> None:
         try:
-            acquired, _ = await attempt
+            acquired = (await attempt).acquired
         except Exception:
             acquired = True  # unknown outcome: delete in case it landed (token-checked)
         if acquired:
             with contextlib.suppress(Exception):
                 await self.backend.release(lease)
 
-    def _hold(self, lease_id: LeaseId, gate: _Gate | None, sent_at: float) -> _Lease:
-        lease = _Lease(self, lease_id, gate, sent_at)
+    def _hold(
+        self, lease_id: LeaseId, gate: _Gate | None, sent_at: float, seq: int | None
+    ) -> _Lease:
+        lease = _Lease(self, lease_id, gate, sent_at, seq)
         self._leases.add(lease)
+        conversation_id = lease_id.conversation_id
+        self._held[conversation_id] = self._held.get(conversation_id, 0) + 1
         return lease
 
     async def _release(self, lease: _Lease, gate: _Gate | None) -> None:
         self._leases.discard(lease)
         # Shielded: a caller cancelled while releasing still frees the lock and the gate.
-        await asyncio.shield(self._spawn(self._release_remote(lease.id, gate)))
+        await asyncio.shield(self._spawn(self._release_remote(lease, gate)))
 
-    async def _release_remote(self, lease: LeaseId, gate: _Gate | None) -> None:
+    async def _release_remote(self, held: _Lease, gate: _Gate | None) -> None:
+        lease = held.id
         try:
-            await self.backend.release(lease)
+            if await self.backend.release(lease) and held.seq is not None:
+                self._remember(lease.conversation_id, held.seq)
         except Exception as exc:
             log.warning(
                 "releasing turn lock of %s failed (it expires by itself): %r",
@@ -254,9 +309,21 @@ class LeaseLocks(TurnLocks):
                 exc,
             )
         finally:
+            self._unhold(lease.conversation_id)
             if gate is not None:
                 gate.lock.release()
                 self._leave_gate(lease.conversation_id, gate)
+
+    def _remember(self, conversation_id: str, seq: int) -> None:
+        self._stamps[conversation_id] = seq
+        self._stamps.move_to_end(conversation_id)
+        while len(self._stamps) > self._max_stamps:
+            self._stamps.popitem(last=False)
+
+    def _unhold(self, conversation_id: str) -> None:
+        left = self._held.pop(conversation_id, 0) - 1
+        if left > 0:
+            self._held[conversation_id] = left
 
     def _leave_gate(self, conversation_id: str, gate: _Gate) -> None:
         gate.users -= 1

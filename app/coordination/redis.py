@@ -7,6 +7,7 @@ and error translation in `redis_client.py`. Key space (every key of one conversa
 run shares a hash tag, so each script touches a single cluster slot):
 
     parley:lock:{<conversation_id>}           <token>:<run_id>, PX lease
+    parley:lockseq:{<conversation_id>}        the lock's acquisition counter (stamps)
     parley:idem:{<scope>}:<key>               idempotency record JSON, PX ttl
     parley:run:{<run_id>}:events | :meta | :record
     parley:cancel                             Pub/Sub channel of cancellation requests

@@ -2,24 +2,37 @@
 
 Key `<prefix>lock:{<conversation_id>}` (prefix `parley:` by default) holds
 `<token>:<run_id>` (the token is hex, so the first `:` splits them): the token makes
-renew/release compare-and-act, the run id answers `holder()`. Every operation is one Lua
-script or command, so it is atomic on Redis and on Redis Cluster (one key). Waiting,
-renewal and cancellation safety are `LeaseLocks`'.
+renew/release compare-and-act, the run id answers `holder()`. Key
+`<prefix>lockseq:{<conversation_id>}` is the lock's acquisition counter (`LeaseLocks`,
+*stamps*): `INCR`ed by every acquisition in the acquiring script, kept `SEQ_TTL_S` after
+the last one (a memory bound only); when it is missing, the script restarts it from
+Redis' clock in microseconds (`TIME`), above anything it held before. Every operation is
+one Lua script or command on keys of one hash tag, so it is atomic on Redis and on Redis
+Cluster. Waiting, renewal and cancellation safety are `LeaseLocks`'.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.coordination.lease_locks import LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
 from app.coordination.redis_client import RedisClient, unavailable
 
-# SET NX PX, and on failure the current value (who holds it) in the same round trip.
+SEQ_TTL_S = 7 * 86400.0
+
+# SET NX PX and the counter bumped; on failure the current value (who holds it), in the
+# same round trip. KEYS: lock, seq. ARGV: value, lease ms, seq ttl ms.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, ''}
+  local seq = redis.call('INCR', KEYS[2])
+  if seq == 1 then
+    local now = redis.call('TIME')
+    seq = redis.call('INCRBY', KEYS[2], now[1] .. string.format('%06d', tonumber(now[2])))
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return {1, '', seq}
 end
-return {0, redis.call('GET', KEYS[1]) or ''}
+return {0, redis.call('GET', KEYS[1]) or '', 0}
 """
 
 # PEXPIRE only while the value is still ours: a lease that expired and was taken over
@@ -43,6 +56,10 @@ def lock_key(prefix: str, conversation_id: str) -> str:
     return f"{prefix}lock:{{{conversation_id}}}"
 
 
+def seq_key(prefix: str, conversation_id: str) -> str:
+    return f"{prefix}lockseq:{{{conversation_id}}}"
+
+
 def _value(lease: LeaseId) -> str:
     return f"{lease.token}:{lease.run_id}"
 
@@ -62,13 +79,18 @@ class RedisLeaseBackend(LeaseBackend):
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
-    async def try_acquire(self, lease: LeaseId, lease_s: float) -> tuple[bool, str | None]:
-        key = lock_key(self._prefix, lease.conversation_id)
+    async def try_acquire(self, lease: LeaseId, lease_s: float) -> Attempt:
+        keys = [
+            lock_key(self._prefix, lease.conversation_id),
+            seq_key(self._prefix, lease.conversation_id),
+        ]
         with unavailable():
-            reply: Any = await self._acquire(keys=[key], args=[_value(lease), _ms(lease_s)])
+            reply: Any = await self._acquire(
+                keys=keys, args=[_value(lease), _ms(lease_s), _ms(SEQ_TTL_S)]
+            )
         if int(reply[0]) == 1:
-            return True, None
-        return False, _run_id(reply[1])
+            return Attempt(True, seq=int(reply[2]))
+        return Attempt(False, holder=_run_id(reply[1]))
 
     async def renew(self, lease: LeaseId, lease_s: float) -> bool:
         key = lock_key(self._prefix, lease.conversation_id)
@@ -76,11 +98,12 @@ class RedisLeaseBackend(LeaseBackend):
             reply = await self._renew(keys=[key], args=[_value(lease), _ms(lease_s)])
         return int(reply) == 1
 
-    async def release(self, lease: LeaseId) -> None:
+    async def release(self, lease: LeaseId) -> bool:
         with unavailable():
-            await self._release(
+            deleted = await self._release(
                 keys=[lock_key(self._prefix, lease.conversation_id)], args=[_value(lease)]
             )
+        return int(deleted) == 1
 
     async def holder(self, conversation_id: str) -> str | None:
         with unavailable():

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.coordination.lease_locks import LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
 from app.stores.sql_engine import WRITE_OPTION, unavailable_on_connection_errors
 from app.stores.sql_tables import UTCDateTime, turn_leases
 
@@ -57,7 +57,7 @@ class SqlLeaseBackend(LeaseBackend):
             return sa.func.clock_timestamp() + sa.literal(lease, sa.Interval())
         return sa.literal(datetime.now(UTC) + lease, UTCDateTime())
 
-    async def try_acquire(self, lease: LeaseId, lease_s: float) -> tuple[bool, str | None]:
+    async def try_acquire(self, lease: LeaseId, lease_s: float) -> Attempt:
         t = turn_leases
         insert = postgresql.insert(t) if self._server_clock else sqlite.insert(t)
         values = insert.values(
@@ -78,11 +78,11 @@ class SqlLeaseBackend(LeaseBackend):
         with unavailable_on_connection_errors():
             async with self._writer.begin() as conn:
                 if (await conn.execute(statement)).first() is not None:
-                    return True, None
+                    return Attempt(True)
                 holder = await conn.scalar(
                     sa.select(t.c.run_id).where(t.c.conversation_id == lease.conversation_id)
                 )
-        return False, holder
+        return Attempt(False, holder=holder)
 
     async def renew(self, lease: LeaseId, lease_s: float) -> bool:
         t = turn_leases
@@ -96,14 +96,15 @@ class SqlLeaseBackend(LeaseBackend):
                 result = await conn.execute(statement)
         return bool(result.rowcount == 1)
 
-    async def release(self, lease: LeaseId) -> None:
+    async def release(self, lease: LeaseId) -> bool:
         t = turn_leases
         statement = sa.delete(t).where(
             t.c.conversation_id == lease.conversation_id, t.c.token == lease.token
         )
         with unavailable_on_connection_errors():
             async with self._writer.begin() as conn:
-                await conn.execute(statement)
+                result = await conn.execute(statement)
+        return bool(result.rowcount == 1)
 
     async def holder(self, conversation_id: str) -> str | None:
         t = turn_leases

@@ -78,6 +78,31 @@ async def test_key_layout_and_expiries(target: Target) -> None:
         await coord.close()
 
 
+async def test_a_lost_lock_counter_restarts_above_every_stamp_it_gave(target: Target) -> None:
+    """`lockseq` bumps with every acquisition and outlives releases; if Redis loses it
+    (expiry, eviction) it restarts from its clock, so a stamp remembered before can never
+    match the next lease by chance (`LeaseLocks`, *stamps*)."""
+    coord = coordinator(target)
+    seq = f"{target.prefix}lockseq:{{conv-1}}"
+    try:
+        await (await coord.locks.acquire("conv-1", "run-1", wait_s=0)).release()
+        first = int(await target.admin.get(seq) or 0)
+        assert first > 1_700_000_000 * 10**6, "a new counter starts from the clock in µs"
+        assert 6 * 86_400_000 < await target.admin.pttl(seq) <= 7 * 86_400_000
+        assert coord.locks.stamp("conv-1") == first
+        lease = await coord.locks.acquire("conv-1", "run-2", wait_s=0)
+        assert lease.stamp_before == first and await target.admin.get(seq) == str(first + 1)
+        await lease.release()
+        seen = coord.locks.stamp("conv-1")
+        assert seen == first + 1
+        await target.admin.delete(seq)
+        lease = await coord.locks.acquire("conv-1", "run-3", wait_s=0)
+        assert lease.stamp_before is not None and lease.stamp_before > seen + 1
+        await lease.release()
+    finally:
+        await coord.close()
+
+
 async def test_a_hundred_followers(target: Target) -> None:
     coord = coordinator(target)
     try:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.coordination.lease_locks import LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
 from app.errors import ConversationBusy, StoreUnavailable
 
 FAST = LeaseTiming(lease_s=0.3, poll_min_s=0.005, poll_max_s=0.02)
@@ -33,14 +33,14 @@ class FakeBackend(LeaseBackend):
         entry = self.leases.get(conversation_id)
         return entry[0] if entry and entry[1] > time.monotonic() else None
 
-    async def try_acquire(self, lease: LeaseId, lease_s: float) -> tuple[bool, str | None]:
+    async def try_acquire(self, lease: LeaseId, lease_s: float) -> Attempt:
         self.attempts += 1
         await self._call()
         current = self._live(lease.conversation_id)
         if current is not None:
-            return False, current.run_id
+            return Attempt(False, holder=current.run_id)
         self.leases[lease.conversation_id] = (lease, time.monotonic() + lease_s)
-        return True, None
+        return Attempt(True)
 
     async def renew(self, lease: LeaseId, lease_s: float) -> bool:
         self.renewals += 1
@@ -50,10 +50,12 @@ class FakeBackend(LeaseBackend):
         self.leases[lease.conversation_id] = (lease, time.monotonic() + lease_s)
         return True
 
-    async def release(self, lease: LeaseId) -> None:
+    async def release(self, lease: LeaseId) -> bool:
         await self._call()
         if self.leases.get(lease.conversation_id, (None, 0))[0] == lease:
             del self.leases[lease.conversation_id]
+            return True
+        return False
 
     async def holder(self, conversation_id: str) -> str | None:
         await self._call()
