@@ -1,28 +1,37 @@
 """Turn locks as lease rows in the SQL store's database, for instances that share
 PostgreSQL (or one SQLite file) but no Redis.
 
-Table `turn_leases (conversation_id PK, run_id, token, expires_at)`, migration 0003:
+Table `turn_leases (conversation_id PK, run_id, token, expires_at, seq)`, migrations 0003
+and 0008:
 
 * acquire: `INSERT ... ON CONFLICT (conversation_id) DO UPDATE SET run_id, token,
-  expires_at WHERE turn_leases.expires_at < now RETURNING token` — a free or expired lease
-  is taken in one statement; no row back means somebody holds it (whose run id is read in
-  the same transaction);
+  expires_at, seq WHERE turn_leases.expires_at < now RETURNING seq` — a free or expired
+  lease is taken in one statement; no row back means somebody holds it (whose run id is
+  read in the same transaction);
 * renew: `UPDATE ... SET expires_at = now + lease WHERE conversation_id AND token`;
-* release: `DELETE ... WHERE conversation_id AND token`.
+* release: `UPDATE ... SET token = '', expires_at = epoch WHERE conversation_id AND
+  token`: the row stays, free, with its counter.
+
+`seq` is the lock's acquisition counter (`LeaseLocks`, *stamps*): +1 when the row was
+released (token `''`), +2 when an unreleased lease is taken over (its holder crashed, or
+is an older version of this code that does not count), so such a takeover never matches
+a remembered stamp; a new row (or one deleted by hand) starts from the clock in
+microseconds, above anything it can have held.
 
 On PostgreSQL "now" is the server's `clock_timestamp()`, so instances with skewed clocks
 still agree on expiry; SQLite is only shared by processes of one host, which share a
 clock. On SQLite the writes run in `BEGIN IMMEDIATE` transactions (the store's write
 option) and wait in SQLite's busy handler behind the store's own writes.
 
-Rows of holders that crashed stay (expired) until the conversation is locked again, which
-takes them over in place: the table holds at most one row per conversation ever locked.
+Rows stay (free or expired) until the conversation is locked again, which takes them over
+in place: the table holds at most one row per conversation ever locked.
 Waiting, renewal and cancellation safety are `LeaseLocks'` (polling 10 ms up to 100 ms:
 each poll is a write transaction, so slower than Redis'). The engine belongs to the store.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +44,8 @@ from app.stores.sql_engine import WRITE_OPTION, unavailable_on_connection_errors
 from app.stores.sql_tables import UTCDateTime, turn_leases
 
 SQL_TIMING = LeaseTiming(lease_s=10.0, poll_min_s=0.01, poll_max_s=0.1)
+RELEASED = ""  # the token of a released row (no lease's: theirs are hex)
+FREE_SINCE = datetime(1970, 1, 1, tzinfo=UTC)  # the expiry of a released row
 
 
 class SqlLeaseBackend(LeaseBackend):
@@ -51,6 +62,13 @@ class SqlLeaseBackend(LeaseBackend):
             return sa.func.clock_timestamp()
         return sa.literal(datetime.now(UTC), UTCDateTime())
 
+    def _clock_us(self) -> sa.ColumnElement[Any]:
+        """The clock in microseconds, where a new row's counter starts."""
+        if self._server_clock:
+            epoch = sa.extract("epoch", sa.func.clock_timestamp())
+            return sa.cast(epoch * 1_000_000, sa.BigInteger)
+        return sa.literal(time.time_ns() // 1000, sa.BigInteger)
+
     def _later(self, lease_s: float) -> sa.ColumnElement[Any]:
         lease = timedelta(seconds=lease_s)
         if self._server_clock:
@@ -65,6 +83,7 @@ class SqlLeaseBackend(LeaseBackend):
             run_id=lease.run_id,
             token=lease.token,
             expires_at=self._later(lease_s),
+            seq=self._clock_us(),
         )
         statement = values.on_conflict_do_update(
             index_elements=[t.c.conversation_id],
@@ -72,13 +91,15 @@ class SqlLeaseBackend(LeaseBackend):
                 "run_id": values.excluded.run_id,
                 "token": values.excluded.token,
                 "expires_at": values.excluded.expires_at,
+                "seq": t.c.seq + sa.case((t.c.token == RELEASED, 1), else_=2),
             },
             where=t.c.expires_at < self._now(),
-        ).returning(t.c.token)
+        ).returning(t.c.seq)
         with unavailable_on_connection_errors():
             async with self._writer.begin() as conn:
-                if (await conn.execute(statement)).first() is not None:
-                    return Attempt(True)
+                taken = (await conn.execute(statement)).first()
+                if taken is not None:
+                    return Attempt(True, seq=int(taken[0]))
                 holder = await conn.scalar(
                     sa.select(t.c.run_id).where(t.c.conversation_id == lease.conversation_id)
                 )
@@ -98,8 +119,10 @@ class SqlLeaseBackend(LeaseBackend):
 
     async def release(self, lease: LeaseId) -> bool:
         t = turn_leases
-        statement = sa.delete(t).where(
-            t.c.conversation_id == lease.conversation_id, t.c.token == lease.token
+        statement = (
+            sa.update(t)
+            .where(t.c.conversation_id == lease.conversation_id, t.c.token == lease.token)
+            .values(token=RELEASED, expires_at=sa.literal(FREE_SINCE, UTCDateTime()))
         )
         with unavailable_on_connection_errors():
             async with self._writer.begin() as conn:

@@ -147,7 +147,8 @@ packs = sa.Table(
 )
 
 # Turn locks of instances sharing the database without Redis (`app.coordination.sql_locks`):
-# one row per locked conversation; an expired row is free and is taken over in place.
+# one row per locked conversation; an expired (or released) row is free and is taken over
+# in place; `seq` counts its acquisitions (migration 0008).
 turn_leases = sa.Table(
     "turn_leases",
     metadata,
@@ -155,6 +156,7 @@ turn_leases = sa.Table(
     sa.Column("run_id", ID, nullable=False),
     sa.Column("token", sa.String(64), nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Idempotency records of the SQL coordinator (`app.coordination.sql_idempotency`): one row

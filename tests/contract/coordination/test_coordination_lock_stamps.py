@@ -12,7 +12,7 @@ from app.coordination.base import TurnLocks
 from app.coordination.lease_locks import LeaseTiming
 from tests.contract.coordination.conftest import LocksEnv
 
-STAMPING = ("memory", "redis", "redis-cluster")
+STAMPING = ("memory", "redis", "redis-cluster", "sql-sqlite", "sql-postgres")
 
 
 async def _stamp_after_a_turn(locks: TurnLocks, conversation_id: str) -> int | None:
