@@ -52,6 +52,7 @@ from app.coordination.memory import MemoryRunLog
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_event_writer import EventWriter
 from app.coordination.sql_listen import CANCELS_CHANNEL, EVENTS_CHANNEL, PgListener
+from app.coordination.sql_write_batch import WriteBatch
 from app.domain import RunStatus
 from app.domain.run import RunError
 from app.stores.sql_engine import unavailable_on_connection_errors
@@ -116,6 +117,8 @@ class SqlRunLog(RunLog):
             if self._sql.postgres
             else None
         )
+        # SQLite: the records' writes in group commits (`app.coordination.sql_write_batch`)
+        self._batch = None if self._sql.postgres else WriteBatch(self._sql)
         # sole instance (SQLite): the newest record of each live run created here, when
         # newer than its row (a status change before the end: see `save`)
         self._live: dict[str, RunRecord] | None = {} if sole_instance else None
@@ -154,13 +157,11 @@ class SqlRunLog(RunLog):
             "first_seq": 1,
             "finished_at": None,
         }
-        with unavailable_on_connection_errors():
-            async with self._sql.statement() as conn:
-                if terminal:  # (created finished: rare)
-                    expires = self._sql.later(self._record_retention_s)
-                    await conn.execute(sa.insert(run_records).values(**row, expires_at=expires))
-                else:
-                    await conn.execute(self._insert_live, {**row, "expires_at": None})
+        if terminal:  # (created finished: rare)
+            expires = self._sql.later(self._record_retention_s)
+            await self._write(sa.insert(run_records).values(**row, expires_at=expires), {})
+        else:
+            await self._write(self._insert_live, {**row, "expires_at": None})
         if self._memory is not None:
             await self._memory.create(record)
         if self._writer is not None:
@@ -184,16 +185,25 @@ class SqlRunLog(RunLog):
         params: dict[str, Any] = {"rid": record.run.id, "rec": record.model_dump(mode="json")}
         if terminal:
             params.update(self._sql.times(keep=self._record_retention_s))
-        with unavailable_on_connection_errors():
-            async with self._sql.statement() as conn:
-                statement = self._update_end if terminal else self._update_live
-                result = await conn.execute(statement, params)
-        if result.rowcount == 0:
+        statement = self._update_end if terminal else self._update_live
+        if await self._write(statement, params, counted=True) == 0:
             await self.create(record)
         elif self._memory is not None:
             await self._memory.save(record)
         if terminal and self._live is not None:
             self._live.pop(record.run.id, None)
+
+    async def _write(
+        self, statement: sa.Executable, params: dict[str, Any], *, counted: bool = False
+    ) -> int:
+        """One write statement, its own transaction (in a group commit on SQLite); its
+        rowcount when `counted`."""
+        if self._batch is not None:
+            return await self._batch.execute(statement, params, counted=counted)
+        with unavailable_on_connection_errors():
+            async with self._sql.statement() as conn:
+                result = await conn.execute(statement, params)
+        return result.rowcount if counted else -1
 
     async def create_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]
@@ -508,6 +518,8 @@ class SqlRunLog(RunLog):
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.close()
+        if self._batch is not None:
+            await self._batch.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,6 +1,7 @@
 """On SQLite the SQL coordinator's write transactions queue on the store's write lock
 (`StateStore.sql_write_lock`), so they wait their turn behind the store's commits instead
-of polling SQLite's lock in its busy handler (`app.coordination.sql_clock`)."""
+of polling SQLite's lock in its busy handler (`app.coordination.sql_clock`), and the run
+records written meanwhile share a transaction (`app.coordination.sql_write_batch`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest_asyncio
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 
 from app.coordination.base import Coordinator, IdempotencyRecord, RunRecord
 from app.coordination.factory import build_coordinator
@@ -85,3 +89,59 @@ async def test_idempotency_keys_are_written_behind_the_stores_write_lock(
     reserve = asyncio.create_task(coordinator.idempotency.reserve("s", "k", record, ttl_s=60))
     await _waits_for_the_lock(lock, reserve)  # type: ignore[arg-type]
     assert reserve.result() is None  # reserved: the key was free
+
+
+async def test_concurrent_run_records_share_write_transactions(
+    sqlite: tuple[SqlStore, Coordinator],
+) -> None:
+    """Group commit (`app.coordination.sql_write_batch`): 20 runs created at once while
+    the store holds its write lock are written in one transaction once it is free, and
+    each is there, as if written alone."""
+    store, coordinator = sqlite
+    lock = store.sql_write_lock()
+    assert lock is not None
+    await coordinator.runs.create(new_record("warm-up"))  # first heartbeat and sweep
+    begins: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("BEGIN IMMEDIATE"):
+            begins.append(statement)
+
+    engine = store.sql_engine().sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await lock.acquire()
+        creates = [
+            asyncio.create_task(coordinator.runs.create(new_record(f"run-{i}"))) for i in range(20)
+        ]
+        await asyncio.sleep(0.05)
+        lock.release()
+        await asyncio.wait_for(asyncio.gather(*creates), timeout=10)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(begins) == 1
+    for i in range(20):
+        assert await coordinator.runs.get(f"run-{i}") is not None
+
+
+async def test_a_failing_write_in_a_batch_fails_alone(
+    sqlite: tuple[SqlStore, Coordinator],
+) -> None:
+    """A batch that fails is written again one statement per transaction: the run created
+    twice gets its error, the others are created."""
+    store, coordinator = sqlite
+    lock = store.sql_write_lock()
+    assert lock is not None
+    await coordinator.runs.create(new_record("dup"))
+    await lock.acquire()
+    creates = [
+        asyncio.create_task(coordinator.runs.create(new_record(run_id)))
+        for run_id in ("a", "dup", "b")
+    ]
+    await asyncio.sleep(0.05)
+    lock.release()
+    results = await asyncio.wait_for(asyncio.gather(*creates, return_exceptions=True), timeout=10)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], sa_exc.IntegrityError)
+    for run_id in ("a", "b"):
+        assert await coordinator.runs.get(run_id) is not None

@@ -1,0 +1,143 @@
+"""Group commit of the SQL coordinator's single-statement writes on SQLite.
+
+SQLite takes one write transaction at a time, and through aiosqlite each transaction is
+several hops to the connection's thread (`BEGIN IMMEDIATE`, the statement, `COMMIT`),
+each one waiting for the event loop to come round again. With 100 streams on one loop a
+hop costs milliseconds, so every turn's two record writes (the run created, the run
+ended) queued behind each other and behind the store's commits: most of a streamed
+turn's time before its first token (bench/streaming.py).
+
+`WriteBatch.execute` queues a statement with its parameters; one task takes the write
+lock (`SqlClock.write`) and writes everything queued by the time it has it in one
+transaction, consecutive uses of the same statement as one `executemany`. The caller
+returns once that transaction committed, exactly as if it had written alone: a batch
+that fails (nothing of it was written) is written again one statement per transaction,
+so each caller gets its own statement's outcome. Order is kept: statements run in the
+order they were queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.coordination.sql_clock import SqlClock
+from app.stores.sql_engine import unavailable_on_connection_errors
+
+
+@dataclass
+class _Write:
+    statement: sa.Executable
+    params: dict[str, Any]
+    counted: bool  # the caller wants its rowcount
+    done: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class WriteBatch:
+    def __init__(self, sql: SqlClock) -> None:
+        self._sql = sql
+        self._queued: list[_Write] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def execute(
+        self, statement: sa.Executable, params: dict[str, Any], *, counted: bool = False
+    ) -> int:
+        """Run `statement` with `params` in the next batch; its rowcount when `counted`
+        (else -1). Raises what the batch's transaction raised."""
+        write = _Write(statement, params, counted)
+        self._queued.append(write)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="sql-write-batch")
+        try:
+            return await asyncio.shield(write.done)  # cancelling the caller leaves the batch be
+        except asyncio.CancelledError:
+            write.done.add_done_callback(_retrieved)  # nobody else reads its outcome
+            raise
+
+    async def _drain(self) -> None:
+        while self._queued:
+            batch: list[_Write] = []
+            try:
+                with unavailable_on_connection_errors():
+                    async with self._sql.write() as conn:
+                        batch, self._queued = self._queued, []  # all queued while we waited
+                        counts = [n for run in _runs(batch) for n in await _execute(conn, run)]
+            except Exception as exc:
+                if not batch:  # failed before it had the batch (no connection, say)
+                    batch, self._queued = self._queued, []
+                if len(batch) == 1:
+                    _settle(batch[0], exc)
+                else:  # one bad write must not fail the others: each alone, its own answer
+                    for write in batch:
+                        await self._alone(write)
+                continue
+            except BaseException:  # cancelled (the loop is closing): nobody is left waiting
+                for write in [*batch, *self._queued]:
+                    write.done.cancel()
+                self._queued = []
+                raise
+            for write, count in zip(batch, counts, strict=True):
+                _settle(write, count)
+
+    async def _alone(self, write: _Write) -> None:
+        try:
+            with unavailable_on_connection_errors():
+                async with self._sql.write() as conn:
+                    [count] = await _execute(conn, [write])
+        except Exception as exc:
+            _settle(write, exc)
+        else:
+            _settle(write, count)
+
+    async def close(self) -> None:
+        """Wait for what is queued (at shutdown)."""
+        if self._task is not None and not self._task.done():
+            await asyncio.wait([self._task])
+
+
+def _retrieved(done: asyncio.Future[int]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
+def _settle(write: _Write, outcome: int | Exception) -> None:
+    if write.done.done():
+        return
+    if isinstance(outcome, Exception):
+        write.done.set_exception(outcome)
+    else:
+        write.done.set_result(outcome)
+
+
+def _runs(batch: list[_Write]) -> list[list[_Write]]:
+    """Consecutive writes of one statement (and one `counted`), in order."""
+    runs: list[list[_Write]] = []
+    for write in batch:
+        last = runs[-1][-1] if runs else None
+        if last is not None and last.statement is write.statement and last.counted == write.counted:
+            runs[-1].append(write)
+        else:
+            runs.append([write])
+    return runs
+
+
+async def _execute(conn: AsyncConnection, run: Sequence[_Write]) -> list[int]:
+    """One statement of `run` (an `executemany` for several); each write's rowcount."""
+    if len(run) == 1:
+        result = await conn.execute(run[0].statement, run[0].params)
+        return [result.rowcount if run[0].counted else -1]
+    result = await conn.execute(run[0].statement, [w.params for w in run])
+    if not run[0].counted:
+        return [-1] * len(run)
+    if result.rowcount == len(run):  # (executemany reports the total) one row each
+        return [1] * len(run)
+    # some matched no row: ask each (rare; these are updates of rows by their key, so
+    # running them again changes nothing)
+    return [(await conn.execute(w.statement, w.params)).rowcount for w in run]
