@@ -44,8 +44,10 @@ Operations
   expired conversation is invisible before Redis deletes it.
 * append: one EVALSHA doing the compare-and-set on `head`, the duplicate-id check, HSET of
   the new message fields only, counters by HINCRBY, sliding expiry; it returns the new
-  state. O(messages appended). Then one pipelined round trip for the index hints (and,
-  with a sliding TTL, the ref's expiry), which cannot join the script on a cluster.
+  state. O(messages appended). On one server it re-scores the index hints too (unless a
+  sliding TTL or a changed user or pack needs the full index write); on a cluster, or
+  then, one pipelined round trip follows for the index hints (and, with a sliding TTL,
+  the ref's expiry), which cannot join the script there.
 * get_path: one EVALSHA that walks `par` for `limit` steps and HMGETs those messages.
 * create: claim the ref key (a script: first writer wins), then write the conversation in
   its lineage. A ref found taken is checked: a live conversation -> ConversationExists; an
@@ -79,8 +81,9 @@ Consistency model of the listing indexes
 ----------------------------------------
 Index keys live in other slots than conversations, so on a cluster they cannot change
 atomically with them. They are hints: a create writes them in its script (one server) or
-just before it (cluster); update and append rewrite them right after their script (a
-pipeline; a lost write is repaired by listing, below); a deletion removes them after.
+just before it (cluster); update and append rewrite them in their script (one server)
+or right after it (a pipeline; a lost write is repaired by listing, below); a deletion
+removes them after.
 `list_conversations` reads candidates from one index in (updated_at desc, id desc) order
 strictly after the cursor and verifies each against the conversation itself: it must
 exist, be live at `now`, match every filter, and have `updated_at` equal to the indexed

@@ -143,6 +143,12 @@ class Indexes:
         k = self._keys
         return [k.idx_all, k.idx_user(c.user_id), k.idx_pack(c.pack_id), k.idx_ids, k.idx_exp]
 
+    def score_keys(self, c: Conversation) -> list[str]:
+        """The index keys the append script re-scores on one server (KEYS[11..14] of
+        `redis_scripts.APPEND`)."""
+        k = self._keys
+        return [k.idx_all, k.idx_user(c.user_id), k.idx_pack(c.pack_id), k.idx_ids]
+
     async def write(
         self,
         c: Conversation,

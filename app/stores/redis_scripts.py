@@ -139,33 +139,40 @@ return {tostring(ev), f[2], f[3], f[1]}
 # Compare-and-set append. Only the new messages are written (HSET of new fields, ZADD of
 # new members); nothing proportional to the history is read or rewritten.
 # ARGV: cid, now_us, expected_head|'', n, count, d_in, d_out, d_tot, d_cost, status|'',
-#       then per message: id, parent|'', writer, json; then the media references of the
-#       messages as "<media id>\\0<message id>" members of KEYS[8] (the lineage's `mrefs`).
-# KEYS[9..]: the lineage's summaries and context items hashes (take the lineage's expiry).
-# Returns {'OK', HGETALL of the conversation} | {'NOTFOUND'} | {'HEAD'} | {'DUP'}
+#       user, pack (as the caller read them), then per message: id, parent|'', writer,
+#       json; then the media references of the messages as "<media id>\\0<message id>"
+#       members of KEYS[8] (the lineage's `mrefs`).
+# KEYS[9..10]: the lineage's summaries and context items hashes (take the lineage's
+# expiry). KEYS[11..14], on one server only (`Indexes.score_keys`): idx:all, idx:user:<u>,
+# idx:pack:<p>, idx:ids of ARGV's user and pack, re-scored here when the conversation
+# still has that user and pack and no sliding TTL (else the caller writes the index
+# after the script, as on a cluster).
+# Returns {'OK', HGETALL of the conversation, '1' if indexed here else '0'} |
+#         {'NOTFOUND'} | {'HEAD'} | {'DUP'}
 APPEND = (
     _LINEAGE_TTL
     + """
 local conv = KEYS[6]
-local st = redis.call('HMGET', conv, 'tok', 'head', 'exp', 'ttl')
+local st = redis.call('HMGET', conv, 'tok', 'head', 'exp', 'ttl', 'user', 'pack')
 if not st[1] then return {'NOTFOUND'} end
 local now = tonumber(ARGV[2])
 if st[3] and tonumber(st[3]) <= now then return {'NOTFOUND'} end
 local n = tonumber(ARGV[4])
-local last = 11 + 4 * (n - 1)
+local first = 13
+local last = first + 4 * (n - 1)
 if (st[2] or '') ~= ARGV[3] then
   -- The same append already committed (a retried call): report its result.
   if st[2] == ARGV[last] and redis.call('HGET', KEYS[2], ARGV[last]) == ARGV[last + 3] then
-    return {'OK', redis.call('HGETALL', conv)}
+    return {'OK', redis.call('HGETALL', conv), '0'}
   end
   return {'HEAD'}
 end
 local seen = {}
-for i = 11, last, 4 do
+for i = first, last, 4 do
   if seen[ARGV[i]] or redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return {'DUP'} end
   seen[ARGV[i]] = true
 end
-for i = 11, last, 4 do
+for i = first, last, 4 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 3])
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
@@ -190,8 +197,15 @@ if st[4] then
   redis.call('PEXPIREAT', KEYS[7], exp_ms)
 end
 lineage_ttl()
-for i = 9, #KEYS do follow_lineage_ttl(KEYS[i]) end
-return {'OK', redis.call('HGETALL', conv)}
+follow_lineage_ttl(KEYS[9])
+follow_lineage_ttl(KEYS[10])
+local indexed = '0'
+if #KEYS >= 14 and not st[4] and st[5] == ARGV[11] and st[6] == ARGV[12] then
+  for i = 11, 13 do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1]) end
+  redis.call('ZADD', KEYS[14], 0, ARGV[1])
+  indexed = '1'
+end
+return {'OK', redis.call('HGETALL', conv), indexed}
 """
 )
 

@@ -373,6 +373,8 @@ class RedisStore(StateStore):
             str(usage.total_tokens),
             float_text(cost_usd),
             status.value if status is not None else "",
+            c.user_id,
+            c.pack_id,
             *message_args(list(messages)),
         ]
         refs = media_references(messages)
@@ -385,8 +387,11 @@ class RedisStore(StateStore):
             hints = found
             args += [f"{media_id}\x00{message_id}" for message_id, media_id in refs]
         lk = self.keys.lineage(c.lineage_id)
+        # on one server the script re-scores the index too (one round trip less)
+        index_keys = [] if self.cluster else self._p.indexes.score_keys(c)
         reply = await self._p.scripts.append(
-            keys=[*lk.with_conversation(c.id), lk.mrefs, lk.sums, lk.ctx], args=args
+            keys=[*lk.with_conversation(c.id), lk.mrefs, lk.sums, lk.ctx, *index_keys],
+            args=args,
         )
         outcome = reply[0]
         if outcome == "NOTFOUND":
@@ -398,7 +403,7 @@ class RedisStore(StateStore):
         fields = pairs_to_dict(reply[1])
         stored = conversation_from_fields(fields)
         sliding = stored.ttl_seconds is not None
-        tasks = [self._p.indexes.write(stored, expiry=sliding)]
+        tasks = [] if reply[2] == "1" else [self._p.indexes.write(stored, expiry=sliding)]
         if media_ids:
             tasks.append(self._p.media.confirm(c.lineage_id, media_ids, hints))
         if sliding and stored.expires_at is not None:

@@ -198,6 +198,42 @@ async def test_a_create_is_indexed_by_its_own_script(
     assert await store.get_conversation(c.id, now=utcnow()) is None
 
 
+async def test_an_append_rescores_its_index_entries_in_its_own_script(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one server the append script moves the conversation's entries to its new
+    `updated_at` itself: no index round trip after the commit (was one pipeline)."""
+    calls: list[object] = []
+
+    async def counted(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+
+    c = await store.create_conversation(conversation("appended", user_id="ivy"))
+    monkeypatch.setattr(store._p.indexes, "write", counted)
+    c = await append(store, c, chain(c, None, 2))
+    assert calls == []
+    for key in (store.keys.idx_all, store.keys.idx_user("ivy"), store.keys.idx_pack(c.pack_id)):
+        assert await store.client.zscore(key, c.id) == to_us(c.updated_at)
+    page = await store.list_conversations(ConversationFilter(user_id="ivy"), now=utcnow(), limit=5)
+    assert [x.id for x in page.data] == [c.id]
+
+
+async def test_an_append_from_a_stale_copy_still_indexes_the_stored_user(
+    store: RedisStore,
+) -> None:
+    """The caller's copy names the old user (moved meanwhile): the script leaves the
+    index alone and the full index write after it uses the stored conversation."""
+    c = await store.create_conversation(conversation(user_id="ann"))
+    moved = await store.update_conversation(
+        c.model_copy(update={"user_id": "ben"}), expected_version=c.version
+    )
+    stale = moved.model_copy(update={"user_id": "ann"})
+    after = await append(store, stale, chain(stale, None, 2))
+    assert after.user_id == "ben"
+    assert await store.client.zscore(store.keys.idx_user("ben"), c.id) == to_us(after.updated_at)
+    assert await store.client.zscore(store.keys.idx_user("ann"), c.id) is None
+
+
 async def test_a_user_move_is_indexed_by_its_own_script(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
