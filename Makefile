@@ -17,6 +17,10 @@ export PARLEY_TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/
 export PARLEY_TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
 
 PYTEST_ARGS ?=
+# The suite runs on two pytest-xdist workers, one test module per worker at a time (module
+# fixtures such as a uvicorn server start once): 16 -> ~10 min here. PYTEST_WORKERS=0
+# runs it in this process (for -x, --pdb, -s).
+PYTEST_WORKERS ?= 2
 
 # Generated-client checks (tests/clients): the Python generator in its own environment
 # (its pinned dependencies never touch the app's lock), the npm packages from their lock.
@@ -56,7 +60,7 @@ run: install
 	$(VENV)/bin/uvicorn app.main:create_app --factory --host $${PARLEY_HOST:-127.0.0.1} --port $${PARLEY_PORT:-8000}
 
 test: install-dev clients
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 clients: $(CLIENT_PY)/.synced $(CLIENT_TS)/node_modules/.synced
 

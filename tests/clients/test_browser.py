@@ -56,9 +56,9 @@ def _browse(pages: tuple[str, int, int], tmp: Path) -> dict[str, Any]:
 
 
 def test_page_on_another_origin_streams_and_replays(
-    pages: tuple[str, int, int], tmp_path: Path
+    pages: tuple[str, int, int], browser_tmp: Path
 ) -> None:
-    result = _browse(pages, tmp_path)
+    result = _browse(pages, browser_tmp)
     send = result["allowed"]["send"]
     events = send["events"]
     kinds = [e["event"] for e in events]

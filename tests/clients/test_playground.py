@@ -72,9 +72,9 @@ def _browse(url: str, tmp: Path) -> dict[str, Any]:
     return result
 
 
-def test_playground_in_a_browser(playground_server: PlaygroundServer, tmp_path: Path) -> None:
+def test_playground_in_a_browser(playground_server: PlaygroundServer, browser_tmp: Path) -> None:
     server = playground_server.url
-    result = _browse(server, tmp_path)
+    result = _browse(server, browser_tmp)
     # the browser logs the form's expected 422; nothing else may go wrong in the page
     expected = "the server responded with a status of 422"
     assert [m for m in result["console"] if expected not in m] == [], result["console"]
@@ -153,7 +153,7 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_playground_asks_for_a_key_and_keeps_it_in_the_tab(
-    keyed_server: str, tmp_path: Path
+    keyed_server: str, browser_tmp: Path
 ) -> None:
     browser = chromium()
     ts = node_tools()
@@ -164,7 +164,7 @@ def test_playground_asks_for_a_key_and_keeps_it_in_the_tab(
         env={
             "PARLEY_URL": keyed_server,
             "CHROMIUM": str(browser),
-            "TMPDIR": str(tmp_path),
+            "TMPDIR": str(browser_tmp),
             "SHOTS": str(SHOTS),
             "USER_KEY": USER_KEY,
         },

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_tree_tools_and_context_in_a_browser(
-    playground_server: PlaygroundServer, tmp_path: Path
+    playground_server: PlaygroundServer, browser_tmp: Path
 ) -> None:
     url, convs = playground_server.url, playground_server.conversations
     out = run(
@@ -32,7 +32,7 @@ def test_tree_tools_and_context_in_a_browser(
         env={
             "PARLEY_URL": url,
             "CHROMIUM": str(chromium()),
-            "TMPDIR": str(tmp_path),
+            "TMPDIR": str(browser_tmp),
             "SHOTS": str(SHOTS),
             "CONVERSATIONS": json.dumps(convs),
         },
