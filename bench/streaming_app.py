@@ -101,10 +101,13 @@ def instrument_turn_path() -> None:
     async def timed_frames(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
         run_id: str | None = None
         seen: list[list[Any]] = []  # frames stamped before the executor named the run
-        async for frame in frames(events):
-            seen.append([frame.event, time.monotonic_ns()])
-            if run_id is None and frame.event == "run.created":
-                run_id = json.loads(frame.data)["run"]["id"]
+        async for frame in frames(events):  # the encoded frame: id, event, data lines
+            lines = frame.decode().split("\r\n")
+            type_ = next(line[7:] for line in lines if line.startswith("event: "))
+            seen.append([type_, time.monotonic_ns()])
+            if run_id is None and type_ == "run.created":
+                data = next(line[6:] for line in lines if line.startswith("data: "))
+                run_id = json.loads(data)["run"]["id"]
             if run_id is not None and run_id in _RUN_KEYS:
                 _stage(_RUN_KEYS[run_id])["frames"].extend(seen)
                 seen.clear()

@@ -171,9 +171,11 @@ class _RunEntry:
     next_seq: int = 1
     finished_at: float | None = None
     counted: int = 0  # of its events, how many `MemoryRunLog._retained` counts
-    # Made by the first follower that waits: most runs are never followed, and a
-    # Condition (with its lock and waiter deque) is ~0.7 KB per retained run.
-    changed: asyncio.Condition | None = None
+    # Set (and replaced by a fresh one) by each publish; made by the first follower that
+    # waits: most runs are never followed. An Event, not a Condition: a Condition's
+    # waiter must take its lock again after the wake-up (one more turn of the event loop
+    # per event and follower, and the publisher takes the lock too).
+    changed: asyncio.Event | None = None
 
 
 class MemoryRunLog(RunLog):
@@ -256,8 +258,8 @@ class MemoryRunLog(RunLog):
             self._finished(run_id, entry)
             self._expire()
         if entry.changed is not None:
-            async with entry.changed:
-                entry.changed.notify_all()
+            entry.changed.set()
+            entry.changed = None
         return event
 
     def _finished(self, run_id: str, entry: _RunEntry) -> None:
@@ -298,10 +300,8 @@ class MemoryRunLog(RunLog):
             if entry.finished_at is not None:
                 return  # asked for events after the terminal one: nothing more will come
             if entry.changed is None:
-                entry.changed = asyncio.Condition()
-            async with entry.changed:
-                if entry.next_seq - 1 <= last:
-                    await entry.changed.wait()
+                entry.changed = asyncio.Event()
+            await entry.changed.wait()  # (nothing was published since we looked: no await)
 
     async def request_cancel(self, run_id: str) -> None:
         self._cancels.put_nowait(run_id)

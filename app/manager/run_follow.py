@@ -5,9 +5,10 @@ end of a run can fail after its commit (`app.manager.run_end`), and an instance 
 mid-run. `follow_checked` reads `RunLog.follow` through a small queue fed by a task, so
 that after every `recheck_s` without an event it can re-read the run's record
 (`settle`, which derives the outcome from the store when the record lags behind) without
-disturbing the read in flight. When the settled record is terminal but the log still
-has no terminal event, the follow ends with the terminal event built from the record,
-numbered after the last event seen (the seq the real one gets once it is published).
+disturbing the read in flight (`_QuietWatch`: one timer per follow, not one per event).
+When the settled record is terminal but the log still has no terminal event, the follow
+ends with the terminal event built from the record, numbered after the last event seen
+(the seq the real one gets once it is published).
 
 A follow that already delivered events and then cannot read the log (`StoreUnavailable`:
 a pool exhausted under load, a store briefly away) resumes after the last event it
@@ -84,18 +85,19 @@ async def follow_checked(
                 return
 
     reader = asyncio.create_task(pump(), name=f"follow-{run_id}")
+    watch = _QuietWatch(queue, recheck_s)
     last = after
     try:
         while True:
-            try:
-                async with asyncio.timeout(recheck_s):
-                    kind, item = await queue.get()
-            except TimeoutError:
+            kind, item = await queue.get()
+            if kind == "quiet":
                 record = await _quiet(settle, run_id)
                 if record is not None and record.run.status.terminal:
                     yield terminal_of(record, last + 1)
                     return
+                watch.arm()
                 continue
+            watch.heard()
             if kind == "end":
                 return
             if kind == "error":
@@ -105,9 +107,52 @@ async def follow_checked(
             if item.type in TERMINAL_EVENTS:
                 return
     finally:
+        watch.stop()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+
+
+class _QuietWatch:
+    """Puts a `("quiet", None)` item in the follower's queue once `recheck_s` passed
+    without an event. One timer per follow, re-armed only when it fires (to the last
+    event's time + `recheck_s`), where an `asyncio.timeout` around each `queue.get()`
+    made and cancelled a timer per event."""
+
+    def __init__(self, queue: asyncio.Queue[tuple[str, Any]], recheck_s: float) -> None:
+        self._queue = queue
+        self._recheck_s = recheck_s
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self.arm()
+
+    def heard(self) -> None:
+        """An item arrived: the quiet time counts from now."""
+        self._last = self._loop.time()
+
+    def arm(self) -> None:
+        """Watch again from now (after a re-check)."""
+        self._last = self._loop.time()
+        self._schedule(self._last + self._recheck_s)
+
+    def _schedule(self, when: float) -> None:
+        self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        due = self._last + self._recheck_s
+        if self._loop.time() < due:
+            self._schedule(due)  # events came meanwhile: not quiet yet
+        elif self._queue.empty():
+            self._timer = None  # quiet: the follower re-checks, then `arm`s again
+            self._queue.put_nowait(("quiet", None))
+        else:
+            self._schedule(self._loop.time() + self._recheck_s)  # items wait for the reader
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def _quiet(settle: Settle, run_id: str) -> RunRecord | None:
