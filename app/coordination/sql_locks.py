@@ -18,10 +18,12 @@ is an older version of this code that does not count), so such a takeover never 
 a remembered stamp; a new row (or one deleted by hand) starts from the clock in
 microseconds, above anything it can have held.
 
-On PostgreSQL "now" is the server's `clock_timestamp()`, so instances with skewed clocks
-still agree on expiry; SQLite is only shared by processes of one host, which share a
-clock. On SQLite the writes run in `BEGIN IMMEDIATE` transactions (the store's write
-option) and wait in SQLite's busy handler behind the store's own writes.
+On PostgreSQL each operation is one statement in autocommit (acquire's holder read joins
+its upsert in a CTE), so one round trip; "now" is the server's `clock_timestamp()`, so
+instances with skewed clocks still agree on expiry; SQLite is only shared by processes
+of one host, which share a clock. On SQLite the writes run in `BEGIN IMMEDIATE`
+transactions (the store's write option) and wait in SQLite's busy handler behind the
+store's own writes.
 
 Rows stay (free or expired) until the conversation is locked again, which takes them over
 in place: the table holds at most one row per conversation ever locked.
@@ -32,15 +34,21 @@ each poll is a write transaction, so slower than Redis'). The engine belongs to 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
-from app.stores.sql_engine import WRITE_OPTION, unavailable_on_connection_errors
+from app.stores.sql_engine import (
+    WRITE_OPTION,
+    single_statement_reads,
+    unavailable_on_connection_errors,
+)
 from app.stores.sql_tables import UTCDateTime, turn_leases
 
 SQL_TIMING = LeaseTiming(lease_s=10.0, poll_min_s=0.01, poll_max_s=0.1)
@@ -56,6 +64,21 @@ class SqlLeaseBackend(LeaseBackend):
         if name not in ("postgresql", "sqlite"):
             raise ValueError(f"SQL turn leases need PostgreSQL or SQLite, not {name!r}")
         self._server_clock = name == "postgresql"
+        # PostgreSQL runs each lease operation as one statement outside any transaction
+        # (it is atomic by itself): no BEGIN and COMMIT round trips around it
+        self._autocommit = single_statement_reads(engine) if self._server_clock else None
+
+    @asynccontextmanager
+    async def _one_write(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one write statement: on PostgreSQL in autocommit, on SQLite
+        in the store's write transaction (`BEGIN IMMEDIATE`)."""
+        with unavailable_on_connection_errors():
+            if self._autocommit is not None:
+                async with self._autocommit.connect() as conn:
+                    yield conn
+            else:
+                async with self._writer.begin() as conn:
+                    yield conn
 
     def _now(self) -> sa.ColumnElement[Any]:
         if self._server_clock:
@@ -95,14 +118,25 @@ class SqlLeaseBackend(LeaseBackend):
             },
             where=t.c.expires_at < self._now(),
         ).returning(t.c.seq)
-        with unavailable_on_connection_errors():
-            async with self._writer.begin() as conn:
-                taken = (await conn.execute(statement)).first()
-                if taken is not None:
-                    return Attempt(True, seq=int(taken[0]))
-                holder = await conn.scalar(
-                    sa.select(t.c.run_id).where(t.c.conversation_id == lease.conversation_id)
-                )
+        holder_of = sa.select(t.c.run_id).where(t.c.conversation_id == lease.conversation_id)
+        if self._autocommit is not None:
+            # one statement: the upsert, and who holds the row as it was before it
+            taken_cte = statement.cte("taken")
+            both = sa.select(
+                sa.select(taken_cte.c.seq).scalar_subquery(), holder_of.scalar_subquery()
+            )
+            async with self._one_write() as conn:
+                seq, holder = (await conn.execute(both)).one()
+                if seq is not None:
+                    return Attempt(True, seq=int(seq))
+                if holder is None:  # the row appeared after this statement's snapshot
+                    holder = await conn.scalar(holder_of)
+            return Attempt(False, holder=holder)
+        async with self._one_write() as conn:
+            taken = (await conn.execute(statement)).first()
+            if taken is not None:
+                return Attempt(True, seq=int(taken[0]))
+            holder = await conn.scalar(holder_of)
         return Attempt(False, holder=holder)
 
     async def renew(self, lease: LeaseId, lease_s: float) -> bool:
@@ -112,9 +146,8 @@ class SqlLeaseBackend(LeaseBackend):
             .where(t.c.conversation_id == lease.conversation_id, t.c.token == lease.token)
             .values(expires_at=self._later(lease_s))
         )
-        with unavailable_on_connection_errors():
-            async with self._writer.begin() as conn:
-                result = await conn.execute(statement)
+        async with self._one_write() as conn:
+            result = await conn.execute(statement)
         return bool(result.rowcount == 1)
 
     async def release(self, lease: LeaseId) -> bool:
@@ -124,9 +157,8 @@ class SqlLeaseBackend(LeaseBackend):
             .where(t.c.conversation_id == lease.conversation_id, t.c.token == lease.token)
             .values(token=RELEASED, expires_at=sa.literal(FREE_SINCE, UTCDateTime()))
         )
-        with unavailable_on_connection_errors():
-            async with self._writer.begin() as conn:
-                result = await conn.execute(statement)
+        async with self._one_write() as conn:
+            result = await conn.execute(statement)
         return bool(result.rowcount == 1)
 
     async def holder(self, conversation_id: str) -> str | None:
