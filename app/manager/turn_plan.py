@@ -64,6 +64,10 @@ class TurnPlan:
     # its lease shows nobody took the lock in between (nothing was committed since)
     seen: Conversation | None = None
     seen_stamp: int | None = None
+    # `run` changed status (`running`) and is not saved yet: the executor saves it with
+    # the run's next event, in one step (`RunLog.save_and_publish`); a run that ends first
+    # saves only its end
+    status_unsaved: bool = False
 
 
 @dataclass

@@ -23,7 +23,6 @@ from app.domain import (
     ConversationStatus,
     Message,
     Role,
-    Run,
     RunError,
     RunStatus,
     Usage,
@@ -120,7 +119,9 @@ class TurnExecutor:
                 plan.conversation_id, run.id, wait_s=self._settings.turn_lock_timeout_s
             )
             try:
-                await self._save(run.model_copy(update={"status": RunStatus.running}), plan)
+                # saved with the run's first event (`_publish`): one write less per turn
+                plan.run = run.model_copy(update={"status": RunStatus.running})
+                plan.status_unsaved = True
                 outcome = await self._turn(plan, lease)
                 paused = outcome.pending_tool_calls or outcome.pending_approvals
                 status = RunStatus.requires_action if paused else RunStatus.completed
@@ -384,11 +385,11 @@ class TurnExecutor:
             executor=plan.executor,
         )
 
-    async def _save(self, run: Run, plan: TurnPlan) -> None:
-        plan.run = run
-        await self._coord.runs.save(self._record(plan))
-
     async def _publish(self, plan: TurnPlan, type_: str, data: dict[str, Any]) -> None:
+        if plan.status_unsaved:  # the `running` status goes with the run's first event
+            plan.status_unsaved = False
+            await self._coord.runs.save_and_publish(self._record(plan), type_, data)
+            return
         await self._coord.runs.publish(plan.run.id, type_, data)
 
 
