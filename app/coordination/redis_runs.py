@@ -9,7 +9,8 @@ them together); `<prefix>` is `parley:` unless the URL says otherwise:
   event's seq, once published);
 * `<prefix>run:{<id>}:record`: the `RunRecord` as JSON.
 
-`publish` is one script: `HINCRBY seq`, `XADD` with the explicit id, and expiries;
+`publish` is one script: `HINCRBY seq`, `XADD` with the explicit id, and expiries (the
+publishes of many runs at once share a round trip: `app.coordination.redis_publish_batch`);
 `create_and_publish` / `save_and_publish` write the record in the same script. A live
 run's keys get `live_ttl_s` (refreshed by every event, so a run orphaned by a crashed
 instance is eventually forgotten); the terminal event sets `retention_s` on the stream and
@@ -51,6 +52,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from app.coordination.base import TERMINAL_EVENTS, EventsExpired, RunEvent, RunLog, RunRecord
 from app.coordination.redis_client import RedisClient, unavailable
+from app.coordination.redis_publish_batch import PublishBatch
 from app.coordination.retry import Backoff
 from app.errors import StoreUnavailable
 
@@ -180,6 +182,12 @@ class RedisRunLog(RunLog):
         self._save = client.register_script(_SAVE)
         self._create_publish = client.register_script(_CREATE_PUBLISH)
         self._save_publish = client.register_script(_SAVE_PUBLISH)
+        # concurrent publishes in one round trip (not on a cluster: see the module)
+        self._publish_call: Any = (
+            self._publish
+            if isinstance(client, RedisCluster)
+            else PublishBatch(client, self._publish).call
+        )
 
     # --- records -----------------------------------------------------------------------
 
@@ -212,7 +220,7 @@ class RedisRunLog(RunLog):
 
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
         with unavailable():
-            seq = await self._publish(
+            seq = await self._publish_call(
                 keys=_Keys.of(self._prefix, run_id).all(), args=self._event_args(type_, data)
             )
         return RunEvent(seq=int(seq), type=type_, data=data)
