@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.main import create_app
+from app.manager.manager import ConversationManager
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +55,25 @@ async def running_app(
         transport = httpx.ASGITransport(app=asgi)
         async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
             yield c
+
+
+@asynccontextmanager
+async def app_and_manager(
+    settings: Settings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, ConversationManager]]:
+    """`running_app`, with the manager too (to plant records, or to reach a race the HTTP
+    layer cannot time)."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            scope["state"] = dict(state)
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=with_state)
+        async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
+            yield c, state["manager"]
 
 
 @pytest.fixture

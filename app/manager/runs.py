@@ -35,6 +35,7 @@ from app.manager.events import dump
 from app.manager.limits import ExecutionLimiter
 from app.manager.run_follow import follow_checked, terminal_of
 from app.manager.run_response import turn_response
+from app.manager.run_tasks import RunTasks
 from app.manager.run_truth import RunTruth
 from app.manager.stats import Stats
 from app.manager.turn_plan import TurnInput, TurnPlan
@@ -86,13 +87,12 @@ class RunService:
         self._settings = settings
         self._stats = stats
         self._now = clock
-        self._tasks: dict[str, asyncio.Task[RunRecord]] = {}
+        self._tasks = RunTasks()
         self._cancel_listener: asyncio.Task[None] | None = None
         self._cancel_requests: set[asyncio.Task[None]] = set()  # referenced until done
         self._drain: asyncio.Task[None] | None = None
         self._admitting = 0  # sends between the draining check and their run's task
         self._cancel_new = False
-        self._plans: dict[str, TurnPlan] = {}  # of the runs in `_tasks`
 
     @property
     def active(self) -> int:
@@ -130,11 +130,11 @@ class RunService:
         cancelled: set[str] = set()
         end = loop.time() + CANCEL_WAIT_S
         while (self._tasks or self._admitting) and loop.time() < end:
-            for run_id, task in list(self._tasks.items()):
+            for run_id, _task in list(self._tasks.items()):
                 if run_id not in cancelled:  # once: a second cancel would cut its cleanup
                     cancelled.add(run_id)
                     self._cancel_for_shutdown(run_id)
-                    task.cancel()
+                    self._tasks.cancel(run_id)
             await self._settle(end - loop.time())
 
     def _cancel_for_shutdown(self, run_id: str) -> None:
@@ -142,7 +142,7 @@ class RunService:
         requests waiting on it, here or on another instance (a same-key retry attached
         there), answer 503 with Retry-After (retry elsewhere), not 409 `run_cancelled`
         (which says someone cancelled it)."""
-        plan = self._plans.get(run_id)
+        plan = self._tasks.plan(run_id)
         if plan is not None:
             plan.cancel_error = RunError(
                 code=ShuttingDown.code,
@@ -170,9 +170,7 @@ class RunService:
 
     async def _listen_for_cancels(self) -> None:
         async for run_id in self._coord.runs.cancel_requests():
-            task = self._tasks.get(run_id)
-            if task is not None:
-                task.cancel()
+            self._tasks.cancel(run_id)
 
     # --- starting ----------------------------------------------------------------------
 
@@ -279,13 +277,11 @@ class RunService:
             seen_stamp=stamp,
         )
         self._stats.run_started(run_id, conv.id)
-        task = asyncio.create_task(self._execute(plan), name=f"run-{run_id}")
-        self._tasks[run_id] = task
-        self._plans[run_id] = plan
+        self._tasks.start(plan, self._execute)
         if self._cancel_new:  # the drain's grace is over (it still waits for this one);
             # cancelled once started, so that its own clean-up records `run.cancelled`
             self._cancel_for_shutdown(run_id)
-            asyncio.get_running_loop().call_soon(task.cancel)
+            self._tasks.cancel(run_id)
         return StartedRun(run_id, conv.id, attached=False)
 
     async def _await_record(self, run_id: str) -> RunRecord | None:
@@ -303,8 +299,6 @@ class RunService:
             return await self._executor.execute(plan)
         finally:
             self._limiter.release(plan.conversation_id)
-            self._tasks.pop(plan.run.id, None)
-            self._plans.pop(plan.run.id, None)
 
     # --- answering ---------------------------------------------------------------------
 
@@ -391,12 +385,8 @@ class RunService:
             finished = True
             yield terminal_of(record, last_seq)
         finally:
-            if cancel_on_disconnect and not finished:
-                task = self._tasks.get(run_id)
-                if task is not None:
-                    task.cancel()
-                else:
-                    self._spawn_cancel(run_id)
+            if cancel_on_disconnect and not finished and not self._tasks.cancel(run_id):
+                self._spawn_cancel(run_id)
 
     def _spawn_cancel(self, run_id: str) -> None:
         """Ask for a cancellation from a `finally` that cannot wait for it; the task is
@@ -424,8 +414,5 @@ class RunService:
         return await self.get(principal, conversation_id, run_id)
 
     async def _request_cancel(self, run_id: str) -> None:
-        task = self._tasks.get(run_id)
-        if task is not None:
-            task.cancel()
-        else:
+        if not self._tasks.cancel(run_id):
             await self._coord.runs.request_cancel(run_id)

@@ -24,24 +24,7 @@ from app.settings import Settings
 from tests.api.backends import BACKENDS, state_url_for
 from tests.api.helpers import create_conv
 from tests.api.sse_parse import parse_sse
-
-
-@asynccontextmanager
-async def app_and_manager(
-    settings: Settings,
-) -> AsyncIterator[tuple[httpx.AsyncClient, ConversationManager]]:
-    """`tests.conftest.running_app`, with the manager too (to plant a dead instance's run)."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app) as state:
-        assert state is not None
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            scope["state"] = dict(state)
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
-            yield c, state["manager"]
+from tests.conftest import app_and_manager
 
 
 async def _ghost_run(manager: ConversationManager, conv: dict[str, str], key: str) -> str:
