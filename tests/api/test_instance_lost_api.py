@@ -8,17 +8,13 @@ kills a real one)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
 
 from app.coordination.base import IdempotencyRecord, RunRecord
 from app.domain import Run, RunStatus, new_id, utcnow
-from app.main import create_app
 from app.manager.manager import ConversationManager
 from app.settings import Settings
 from tests.api.backends import BACKENDS, state_url_for
