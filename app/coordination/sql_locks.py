@@ -57,6 +57,9 @@ FREE_SINCE = datetime(1970, 1, 1, tzinfo=UTC)  # the expiry of a released row
 
 
 class SqlLeaseBackend(LeaseBackend):
+    """Its statements are built once, with bind parameters (building and cache-keying
+    them per call cost more than running them: py-spy, PostgreSQL turns)."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
@@ -67,6 +70,41 @@ class SqlLeaseBackend(LeaseBackend):
         # PostgreSQL runs each lease operation as one statement outside any transaction
         # (it is atomic by itself): no BEGIN and COMMIT round trips around it
         self._autocommit = single_statement_reads(engine) if self._server_clock else None
+        t = turn_leases
+        mine = sa.and_(t.c.conversation_id == sa.bindparam("cid"), t.c.token == sa.bindparam("tok"))
+        self._holder_of = sa.select(t.c.run_id).where(t.c.conversation_id == sa.bindparam("cid"))
+        insert = postgresql.insert(t) if self._server_clock else sqlite.insert(t)
+        values = insert.values(
+            conversation_id=sa.bindparam("cid"),
+            run_id=sa.bindparam("rid"),
+            token=sa.bindparam("tok"),
+            expires_at=self._later(),
+            seq=self._clock_us(),
+        )
+        self._acquire = values.on_conflict_do_update(
+            index_elements=[t.c.conversation_id],
+            set_={
+                "run_id": values.excluded.run_id,
+                "token": values.excluded.token,
+                "expires_at": values.excluded.expires_at,
+                "seq": t.c.seq + sa.case((t.c.token == RELEASED, 1), else_=2),
+            },
+            where=t.c.expires_at < self._now(),
+        ).returning(t.c.seq)
+        # PostgreSQL: one statement, the upsert and who holds the row as it was before it
+        taken = self._acquire.cte("taken")
+        self._acquire_or_holder = sa.select(
+            sa.select(taken.c.seq).scalar_subquery(), self._holder_of.scalar_subquery()
+        )
+        self._renew = sa.update(t).where(mine).values(expires_at=self._later())
+        self._release = (
+            sa.update(t)
+            .where(mine)
+            .values(token=RELEASED, expires_at=sa.literal(FREE_SINCE, UTCDateTime()))
+        )
+        self._holder = sa.select(t.c.run_id).where(
+            t.c.conversation_id == sa.bindparam("cid"), t.c.expires_at > self._now()
+        )
 
     @asynccontextmanager
     async def _one_write(self) -> AsyncIterator[AsyncConnection]:
@@ -80,95 +118,76 @@ class SqlLeaseBackend(LeaseBackend):
                 async with self._writer.begin() as conn:
                     yield conn
 
+    # "now", "now + lease" and the clock in µs: the server's on PostgreSQL, bound values
+    # (`_times`) on SQLite
     def _now(self) -> sa.ColumnElement[Any]:
         if self._server_clock:
             return sa.func.clock_timestamp()
-        return sa.literal(datetime.now(UTC), UTCDateTime())
+        return sa.bindparam("now", type_=UTCDateTime())
+
+    def _later(self) -> sa.ColumnElement[Any]:
+        if self._server_clock:
+            return sa.func.clock_timestamp() + sa.bindparam("lease", type_=sa.Interval())
+        return sa.bindparam("later", type_=UTCDateTime())
 
     def _clock_us(self) -> sa.ColumnElement[Any]:
-        """The clock in microseconds, where a new row's counter starts."""
+        """Where a new row's counter starts."""
         if self._server_clock:
             epoch = sa.extract("epoch", sa.func.clock_timestamp())
             return sa.cast(epoch * 1_000_000, sa.BigInteger)
-        return sa.literal(time.time_ns() // 1000, sa.BigInteger)
+        return sa.bindparam("clock_us", type_=sa.BigInteger())
 
-    def _later(self, lease_s: float) -> sa.ColumnElement[Any]:
-        lease = timedelta(seconds=lease_s)
+    def _times(self, lease_s: float | None = None) -> dict[str, Any]:
+        lease = timedelta(seconds=lease_s or 0.0)
         if self._server_clock:
-            return sa.func.clock_timestamp() + sa.literal(lease, sa.Interval())
-        return sa.literal(datetime.now(UTC) + lease, UTCDateTime())
+            return {"lease": lease} if lease_s is not None else {}
+        now = datetime.now(UTC)
+        times: dict[str, Any] = {"now": now}
+        if lease_s is not None:
+            times.update(later=now + lease, clock_us=time.time_ns() // 1000)
+        return times
 
     async def try_acquire(self, lease: LeaseId, lease_s: float) -> Attempt:
-        t = turn_leases
-        insert = postgresql.insert(t) if self._server_clock else sqlite.insert(t)
-        values = insert.values(
-            conversation_id=lease.conversation_id,
-            run_id=lease.run_id,
-            token=lease.token,
-            expires_at=self._later(lease_s),
-            seq=self._clock_us(),
-        )
-        statement = values.on_conflict_do_update(
-            index_elements=[t.c.conversation_id],
-            set_={
-                "run_id": values.excluded.run_id,
-                "token": values.excluded.token,
-                "expires_at": values.excluded.expires_at,
-                "seq": t.c.seq + sa.case((t.c.token == RELEASED, 1), else_=2),
-            },
-            where=t.c.expires_at < self._now(),
-        ).returning(t.c.seq)
-        holder_of = sa.select(t.c.run_id).where(t.c.conversation_id == lease.conversation_id)
+        params = {
+            "cid": lease.conversation_id,
+            "rid": lease.run_id,
+            "tok": lease.token,
+            **self._times(lease_s),
+        }
         if self._autocommit is not None:
-            # one statement: the upsert, and who holds the row as it was before it
-            taken_cte = statement.cte("taken")
-            both = sa.select(
-                sa.select(taken_cte.c.seq).scalar_subquery(), holder_of.scalar_subquery()
-            )
             async with self._one_write() as conn:
-                seq, holder = (await conn.execute(both)).one()
+                seq, holder = (await conn.execute(self._acquire_or_holder, params)).one()
                 if seq is not None:
                     return Attempt(True, seq=int(seq))
                 if holder is None:  # the row appeared after this statement's snapshot
-                    holder = await conn.scalar(holder_of)
+                    holder = await conn.scalar(self._holder_of, params)
             return Attempt(False, holder=holder)
         async with self._one_write() as conn:
-            taken = (await conn.execute(statement)).first()
+            taken = (await conn.execute(self._acquire, params)).first()
             if taken is not None:
                 return Attempt(True, seq=int(taken[0]))
-            holder = await conn.scalar(holder_of)
+            holder = await conn.scalar(self._holder_of, params)
         return Attempt(False, holder=holder)
 
     async def renew(self, lease: LeaseId, lease_s: float) -> bool:
-        t = turn_leases
-        statement = (
-            sa.update(t)
-            .where(t.c.conversation_id == lease.conversation_id, t.c.token == lease.token)
-            .values(expires_at=self._later(lease_s))
-        )
+        params = {"cid": lease.conversation_id, "tok": lease.token, **self._times(lease_s)}
+        if not self._server_clock:
+            params.pop("clock_us")
         async with self._one_write() as conn:
-            result = await conn.execute(statement)
+            result = await conn.execute(self._renew, params)
         return bool(result.rowcount == 1)
 
     async def release(self, lease: LeaseId) -> bool:
-        t = turn_leases
-        statement = (
-            sa.update(t)
-            .where(t.c.conversation_id == lease.conversation_id, t.c.token == lease.token)
-            .values(token=RELEASED, expires_at=sa.literal(FREE_SINCE, UTCDateTime()))
-        )
+        params = {"cid": lease.conversation_id, "tok": lease.token}
         async with self._one_write() as conn:
-            result = await conn.execute(statement)
+            result = await conn.execute(self._release, params)
         return bool(result.rowcount == 1)
 
     async def holder(self, conversation_id: str) -> str | None:
-        t = turn_leases
-        query = sa.select(t.c.run_id).where(
-            t.c.conversation_id == conversation_id, t.c.expires_at > self._now()
-        )
+        params = {"cid": conversation_id, **self._times()}
         with unavailable_on_connection_errors():
             async with self._engine.connect() as conn:
-                holder: str | None = await conn.scalar(query)
+                holder: str | None = await conn.scalar(self._holder, params)
         return holder
 
 
