@@ -56,7 +56,13 @@ from app.coordination.sql_write_batch import WriteBatch
 from app.domain import RunStatus
 from app.domain.run import RunError
 from app.stores.sql_engine import unavailable_on_connection_errors
-from app.stores.sql_tables import coordination_instances, idempotency_keys, run_events, run_records
+from app.stores.sql_tables import (
+    coordination_instances,
+    idempotency_keys,
+    messages,
+    run_events,
+    run_records,
+)
 
 log = logging.getLogger("parley.coordination.sql")
 
@@ -258,7 +264,14 @@ class SqlRunLog(RunLog):
 
     async def _mark_lost(self, run_id: str) -> RunRecord | None:
         """Fail a run whose owner died (compare-and-set on `terminal`); free its keys and
-        publish its terminal event. None when somebody else finished it first."""
+        publish its terminal event. None when somebody else finished it first.
+
+        Not a run whose commit landed (its first message is stored with its id: the owner
+        died after committing, before recording the end; a kill -9 between the two): its
+        record is returned as it is, still running, for the manager's `RunTruth` to derive
+        and record the outcome from the commit (`completed`). Failing it would free its
+        key, and the client's same-key retry would run the committed turn a second time
+        (found by the outside tester on SQLite)."""
         t = run_records
         with unavailable_on_connection_errors():
             async with self._sql.write() as conn:
@@ -268,6 +281,8 @@ class SqlRunLog(RunLog):
                 if raw is None:
                     return None
                 record = RunRecord.model_validate(raw)
+                if await _committed(conn, record):
+                    return record
                 run = record.run.model_copy(
                     update={
                         "status": RunStatus.failed,
@@ -531,3 +546,16 @@ class SqlRunLog(RunLog):
                     await conn.execute(sa.delete(i).where(i.c.id == self.instance_id))
         if self._listener is not None:
             await self._listener.close()
+
+
+async def _committed(conn: AsyncConnection, record: RunRecord) -> bool:
+    """Whether the run's first message is in the store with the run's id (the commit is
+    the truth, `app.manager.run_truth`): the store's `messages` table is in this database."""
+    if record.first_message_id is None:
+        return False
+    m = messages
+    query = sa.select(m.c.data["run_id"].as_string()).where(
+        m.c.lineage_id == record.lineage_id, m.c.id == record.first_message_id
+    )
+    return bool(await conn.scalar(query) == record.run.id)
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_idempotency import SqlIdempotencyKeys, sweep_expired_keys
 from app.coordination.sql_runs import SqlRunLog
 from app.domain import Run, RunStatus
-from app.stores.sql_tables import idempotency_keys, run_records
+from app.stores.sql_tables import idempotency_keys, messages, run_records
 from tests.contract.coordination.conftest import clear_sql_coordination, sql_engine
 
 
@@ -54,6 +55,43 @@ async def died(runs: SqlRunLog) -> None:
     assert runs._heartbeat is not None
     runs._heartbeat.cancel()
     runs._heartbeat = None  # close() then leaves its row alone
+
+
+async def test_a_dead_instances_committed_run_is_not_lost_and_keeps_its_key(
+    engines: Any,
+) -> None:
+    """A kill -9 between a turn's commit and its end record: the run is not failed (its
+    key freed, a retry would run the turn twice) but left running for the manager's
+    `RunTruth` to derive `completed` from the commit."""
+    engine_a, engine_b = await engines(), await engines()
+    a = SqlRunLog(engine_a, instance_ttl_s=1.0, heartbeat_s=0.1)
+    b = SqlRunLog(engine_b, wake_s=0.2)
+    keys_a, keys_b = SqlIdempotencyKeys(engine_a), SqlIdempotencyKeys(engine_b)
+    lineage, first = f"lin-{uuid.uuid4().hex[:8]}", "msg-1"
+    run = Run(id="run-1", conversation_id="conv-1", created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    record = RunRecord(run=run, lineage_id=lineage, first_message_id=first)
+    assert await keys_a.reserve("s", "k", IdempotencyRecord("fp", "run-1"), ttl_s=60) is None
+    await a.create(record)
+    row = {"id": first, "role": "user", "run_id": "run-1"}  # what the check reads
+    async with engine_a.begin() as conn:
+        await conn.execute(
+            sa.insert(messages).values(
+                lineage_id=lineage, id=first, parent_id=None, conversation_id="conv-1",
+                depth=0, created_at=datetime.now(UTC), data=row,
+            )
+        )  # fmt: skip
+    try:
+        await died(a)
+        await asyncio.sleep(1.5)  # past the instance TTL
+        got = await b.get("run-1")
+        assert got is not None and got.run.status == RunStatus.queued, got
+        again = IdempotencyRecord(fingerprint="fp", ref="run-2")
+        kept = await keys_b.reserve("s", "k", again, ttl_s=60)
+        assert kept is not None and kept.ref == "run-1"  # the key still names the run
+    finally:
+        async with engine_a.begin() as conn:
+            await conn.execute(sa.delete(messages).where(messages.c.lineage_id == lineage))
+        await a.close()
 
 
 async def test_a_dead_instances_run_is_lost_and_its_key_freed(engines: Any) -> None:
