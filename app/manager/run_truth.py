@@ -60,6 +60,10 @@ class RunTruth:
         """This instance's id, recorded as `RunRecord.executor` of the runs it starts."""
         return self._liveness.instance_id
 
+    async def instance_alive(self, instance_id: str) -> bool:
+        """Whether instance `instance_id` still holds its liveness lease."""
+        return await self._liveness.alive(instance_id)
+
     def ended_here(self, run_id: str) -> RunRecord | None:
         """The finished record of a run this instance executed whose end is still being
         recorded: the outcome, known without the store (which may be the reason it is

@@ -15,25 +15,22 @@ from app.coordination.base import (
     TERMINAL_EVENTS,
     Coordinator,
     EventsExpired,
-    IdempotencyRecord,
     RunEvent,
     RunRecord,
 )
-from app.domain import Conversation, Run, RunStatus, new_id
+from app.domain import Conversation, Run, new_id
 from app.domain.principal import Principal
 from app.domain.requests import IfBusy
 from app.domain.run import RunError
 from app.errors import (
-    ConversationBusy,
-    IdempotencyKeyReused,
-    InstanceLost,
     RunNotFound,
     ShuttingDown,
 )
-from app.manager.conversations import IDEMPOTENCY_TTL_S, ConversationService, fingerprint
+from app.manager.conversations import ConversationService, fingerprint
 from app.manager.events import dump
 from app.manager.limits import ExecutionLimiter
 from app.manager.run_follow import follow_checked, terminal_of
+from app.manager.run_keys import RunKeys
 from app.manager.run_response import turn_response
 from app.manager.run_tasks import RunTasks
 from app.manager.run_truth import RunTruth
@@ -45,8 +42,6 @@ from app.settings import Settings
 log = logging.getLogger("parley.runs")
 
 CANCEL_WAIT_S = 5.0
-ATTACH_WAIT_S = 5.0
-ATTACH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -54,16 +49,6 @@ class StartedRun:
     run_id: str
     conversation_id: str
     attached: bool  # an idempotent retry re-attached to an earlier run
-
-
-def _instance_lost(record: RunRecord) -> bool:
-    """The run's instance died before it finished: its key was freed for a retry."""
-    error = record.run.error
-    return (
-        record.run.status == RunStatus.failed
-        and error is not None
-        and (error.code == InstanceLost.code)
-    )
 
 
 class RunService:
@@ -88,6 +73,7 @@ class RunService:
         self._stats = stats
         self._now = clock
         self._tasks = RunTasks()
+        self._keys = RunKeys(coordinator, truth)
         self._cancel_listener: asyncio.Task[None] | None = None
         self._cancel_requests: set[asyncio.Task[None]] = set()  # referenced until done
         self._drain: asyncio.Task[None] | None = None
@@ -215,27 +201,11 @@ class RunService:
         idempotency: tuple[str, str] | None = None
         if key is not None:
             scope = f"run:{conv.id}"
-            record = IdempotencyRecord(fingerprint=fingerprint(request_identity), ref=run_id)
+            record = self._keys.record(fingerprint(request_identity), run_id)
             idempotency = (scope, key)
-            for _ in range(ATTACH_ATTEMPTS):
-                existing = await self._coord.idempotency.reserve(
-                    scope, key, record, ttl_s=IDEMPOTENCY_TTL_S
-                )
-                if existing is None:
-                    break
-                if existing.fingerprint != record.fingerprint:
-                    raise IdempotencyKeyReused(
-                        "This Idempotency-Key was already used for a different request."
-                    )
-                found = await self._await_record(existing.ref)
-                if found is not None and not _instance_lost(found):
-                    return StartedRun(existing.ref, conv.id, attached=True)
-                # the first attempt's instance died (which freed the key), or it failed
-                # before creating its run: reserve again
-            else:
-                raise ConversationBusy(
-                    "A request with this Idempotency-Key is still being admitted; retry."
-                )
+            attach_to = await self._keys.claim(scope, key, record)
+            if attach_to is not None:
+                return StartedRun(attach_to, conv.id, attached=True)
         lease = None
         admitted = False
         try:
@@ -283,16 +253,6 @@ class RunService:
             self._cancel_for_shutdown(run_id)
             self._tasks.cancel(run_id)
         return StartedRun(run_id, conv.id, attached=False)
-
-    async def _await_record(self, run_id: str) -> RunRecord | None:
-        """Run `run_id`'s record, waiting briefly: a retry can learn the run id from the
-        idempotency record (possibly on another instance) before the run is created."""
-        deadline = asyncio.get_running_loop().time() + ATTACH_WAIT_S
-        while (record := await self._coord.runs.get(run_id)) is None:
-            if asyncio.get_running_loop().time() > deadline:
-                return None
-            await asyncio.sleep(0.02)
-        return record
 
     async def _execute(self, plan: TurnPlan) -> RunRecord:
         try:
