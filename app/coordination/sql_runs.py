@@ -558,4 +558,3 @@ async def _committed(conn: AsyncConnection, record: RunRecord) -> bool:
         m.c.lineage_id == record.lineage_id, m.c.id == record.first_message_id
     )
     return bool(await conn.scalar(query) == record.run.id)
-
