@@ -40,8 +40,9 @@ _Event = tuple[str, int, str, dict[str, Any]]
 # events, the trimmed runs' old events deleted (the DELETE does not see the rows this
 # statement inserts: events below a run's new first seq are left out of the INSERT), each
 # run's `last_seq` / `first_seq` (and the events' retention, after a terminal event; and
-# its finished record, given with its terminal event by `end`), then one `pg_notify` per
-# run, delivered at the statement's COMMIT.
+# its finished record, given with its terminal event by `end`, or its live record, given
+# with an event by `publish_with_record`), then one `pg_notify` per run, delivered at the
+# statement's COMMIT.
 _WRITE_BATCH = sa.text(
     """
     WITH inserted AS (
@@ -54,8 +55,9 @@ _WRITE_BATCH = sa.text(
     ), runs AS (
         SELECT * FROM unnest(
             CAST(:runs AS text[]), CAST(:seqs AS bigint[]), CAST(:keeps AS bigint[]),
-            CAST(:ended AS boolean[]), CAST(:end_records AS text[])
-        ) AS r(run_id, seq, keep, ended, end_record)
+            CAST(:ended AS boolean[]), CAST(:end_records AS text[]),
+            CAST(:live_records AS text[])
+        ) AS r(run_id, seq, keep, ended, end_record, live_record)
     ), trimmed AS (
         DELETE FROM run_events AS d USING runs
         WHERE d.run_id = runs.run_id AND d.seq < runs.keep
@@ -66,7 +68,9 @@ _WRITE_BATCH = sa.text(
             events_expire_at = CASE WHEN runs.ended
                 THEN clock_timestamp() + CAST(:retention AS interval)
                 ELSE t.events_expire_at END,
-            record = COALESCE(CAST(runs.end_record AS jsonb), t.record),
+            record = COALESCE(
+                CAST(runs.end_record AS jsonb), CAST(runs.live_record AS jsonb), t.record
+            ),
             terminal = t.terminal OR runs.end_record IS NOT NULL,
             finished_at = CASE WHEN runs.end_record IS NULL
                 THEN t.finished_at ELSE clock_timestamp() END,
@@ -108,6 +112,7 @@ class EventWriter:
         self._firsts: dict[str, int] = {}  # run -> first seq still kept
         self._pending: list[_Event] = []
         self._ends: dict[str, str] = {}  # run -> its finished record (JSON), with `_pending`
+        self._lives: dict[str, str] = {}  # run -> its newest live record (JSON), likewise
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -144,6 +149,14 @@ class EventWriter:
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
         return await self._publish(run_id, type_, data)
 
+    async def publish_with_record(
+        self, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        """The live run's new `record` (a status change: `running`) and its event `type_`
+        (not terminal), written in the statement of their batch like any event."""
+        assert not record.run.status.terminal and type_ not in TERMINAL_EVENTS
+        return await self._publish(record.run.id, type_, data, live=record)
+
     async def end(self, record: RunRecord, type_: str, data: dict[str, Any]) -> RunEvent:
         """The run's finished record and its terminal event `type_`, written together in
         the statement of their batch (after every event published before)."""
@@ -151,13 +164,21 @@ class EventWriter:
         return await self._publish(record.run.id, type_, data, end=record)
 
     async def _publish(
-        self, run_id: str, type_: str, data: dict[str, Any], *, end: RunRecord | None = None
+        self,
+        run_id: str,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        end: RunRecord | None = None,
+        live: RunRecord | None = None,
     ) -> RunEvent:
         seq = self._seqs[run_id] + 1
         self._seqs[run_id] = seq
         self._pending.append((run_id, seq, type_, data))
         if end is not None:
             self._ends[run_id] = end.model_dump_json()
+        if live is not None:
+            self._lives[run_id] = live.model_dump_json()
         terminal = type_ in TERMINAL_EVENTS
         waiter: asyncio.Future[None] | None = None
         if terminal or len(self._pending) >= HIGH_WATER:
@@ -188,12 +209,13 @@ class EventWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending or self._waiters:
-                batch, ends, waiters = self._pending, self._ends, self._waiters
-                self._pending, self._ends, self._waiters = [], {}, []
+                batch, ends, lives = self._pending, self._ends, self._lives
+                waiters = self._waiters
+                self._pending, self._ends, self._lives, self._waiters = [], {}, {}, []
                 error: BaseException | None = None
                 try:
                     if batch:
-                        await self._write(batch, ends)
+                        await self._write(batch, ends, lives)
                 except Exception as exc:
                     log.warning(
                         "dropped %d run events that could not be written: %r", len(batch), exc
@@ -210,7 +232,9 @@ class EventWriter:
                         else:
                             waiter.set_exception(error)
 
-    async def _write(self, batch: list[_Event], ends: dict[str, str]) -> None:
+    async def _write(
+        self, batch: list[_Event], ends: dict[str, str], lives: dict[str, str]
+    ) -> None:
         """The batch in one statement, run in autocommit: one round trip, atomic."""
         last: dict[str, int] = {}
         ended: set[str] = set()
@@ -235,6 +259,7 @@ class EventWriter:
             "keeps": [keeps.get(run_id, 0) for run_id in runs],
             "ended": [run_id in ended for run_id in runs],
             "end_records": [ends.get(run_id) for run_id in runs],
+            "live_records": [lives.get(run_id) for run_id in runs],
             "retention": timedelta(seconds=self._retention_s),
             "record_retention": timedelta(seconds=self._record_retention_s),
             "channel": EVENTS_CHANNEL,

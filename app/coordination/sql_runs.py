@@ -225,6 +225,10 @@ class SqlRunLog(RunLog):
     ) -> RunEvent:
         run_id = record.run.id
         ends = record.run.status.terminal and type_ in TERMINAL_EVENTS
+        live = not record.run.status.terminal and type_ not in TERMINAL_EVENTS
+        if live and self._writer is not None and self._live is None and self._writer.owns(run_id):
+            # a status change (`running`) rides with the event's write-behind batch
+            return await self._writer.publish_with_record(record, type_, data)
         if not ends or self._writer is None or not self._writer.owns(run_id):
             return await super().save_and_publish(record, type_, data)
         event = await self._writer.end(record, type_, data)  # record and event: one statement

@@ -1,5 +1,6 @@
 """A run's `running` status is written with its first event, in one step
-(`RunLog.save_and_publish`, one script on Redis), not by a save of its own: a turn writes
+(`RunLog.save_and_publish`: one script on Redis, the event's write-behind batch on
+PostgreSQL), not by a save of its own: a turn writes
 its record twice (running with the first event, then its end with the terminal event).
 A reader still sees `running` while the provider is called."""
 
@@ -55,7 +56,7 @@ async def test_a_turn_saves_its_running_status_with_its_first_event(
         assert record is not None and record.run.status.value == "completed"
 
 
-@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("backend", ["memory", "redis", "postgres"])
 async def test_a_run_reads_running_while_its_provider_is_called(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:

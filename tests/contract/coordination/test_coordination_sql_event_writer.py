@@ -156,3 +156,40 @@ async def test_a_run_and_its_first_event_are_created_in_one_statement(engine: An
     assert (row.owner, row.last_seq, row.first_seq, row.terminal) == (runs.instance_id, 3, 1, False)
     await runs.close()
     await other.close()
+
+
+async def test_a_live_status_change_rides_with_its_events_batch(engine: Any) -> None:
+    """`save_and_publish` of a live record (the executor's `running`) writes no statement
+    of its own: the record goes with the event in its write-behind batch (was an UPDATE
+    of its own first), and an end in the same batch still wins."""
+    runs = SqlRunLog(engine)
+    record = new_record("run-1")
+    await runs.create(record)
+    running = record.model_copy(
+        update={"run": record.run.model_copy(update={"status": RunStatus.running})}
+    )
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        first = await runs.save_and_publish(running, "message.created", {"m": 1})
+        await runs.publish("run-1", "message.delta", {"d": "x"})
+        await runs._writer.flush()  # type: ignore[union-attr]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert first.seq == 1
+    assert len(statements) == 1 and statements[0].lstrip().startswith("WITH"), statements
+    other = SqlRunLog(engine)
+    assert await other.get("run-1") == running
+    done = running.model_copy(
+        update={"run": running.run.model_copy(update={"status": RunStatus.completed})}
+    )
+    await runs.save_and_publish(running, "message.completed", {"m": 1})
+    await runs.save_and_publish(done, "run.completed", {})  # same batch as the live one
+    assert await other.get("run-1") == done
+    assert [e.seq async for e in other.follow("run-1", after=0)] == [1, 2, 3, 4]
+    await runs.close()
+    await other.close()
