@@ -31,6 +31,10 @@
   transaction per turn and changes nothing after a crash (the run reads `instance_lost`).
 * Clean-up is bounded: at most every `SWEEP_EVERY_S` per instance, one batch of expired
   records (their events cascade), of expired event logs and of dead heartbeats.
+
+This module is the `RunLog` seam (records, follow, cancellations); its parts live in
+siblings: the event log's statements (`sql_run_events`), failing a dead instance's run
+(`sql_run_lost`), the heartbeat (`sql_heartbeat`) and the clean-up (`sql_run_sweep`).
 """
 
 from __future__ import annotations
@@ -41,35 +45,25 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.coordination.base import TERMINAL_EVENTS, EventsExpired, RunEvent, RunLog, RunRecord
 from app.coordination.memory import MemoryRunLog
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_event_writer import EventWriter
-from app.coordination.sql_listen import CANCELS_CHANNEL, EVENTS_CHANNEL, PgListener
+from app.coordination.sql_heartbeat import InstanceHeartbeat
+from app.coordination.sql_listen import CANCELS_CHANNEL, PgListener
+from app.coordination.sql_run_events import append_event, events_after, trim_events
+from app.coordination.sql_run_lost import mark_lost
+from app.coordination.sql_run_sweep import SWEEP_EVERY_S, sweep_runs
 from app.coordination.sql_write_batch import WriteBatch
-from app.domain import RunStatus
-from app.domain.run import RunError
 from app.stores.sql_engine import unavailable_on_connection_errors
-from app.stores.sql_tables import (
-    coordination_instances,
-    idempotency_keys,
-    messages,
-    run_events,
-    run_records,
-)
+from app.stores.sql_tables import coordination_instances, run_records
 
 log = logging.getLogger("parley.coordination.sql")
-
-SWEEP_EVERY_S = 30.0
-SWEEP_BATCH = 200
-READ_BATCH = 500
-LOST_DETAIL = "The instance executing this run stopped before it finished; nothing was committed."
 
 
 class SqlRunLog(RunLog):
@@ -96,10 +90,7 @@ class SqlRunLog(RunLog):
         self._retention_s = retention_s
         self._record_retention_s = record_retention_s
         self._max_events = max(2, max_events)
-        self._instance_ttl_s = instance_ttl_s
-        self._heartbeat_s = heartbeat_s
         self.wake_s = wake_s
-        self._sole_instance = sole_instance
         self.instance_id = uuid.uuid4().hex
         self._listener = PgListener(engine) if self._sql.postgres else None
         self._memory = (
@@ -144,8 +135,13 @@ class SqlRunLog(RunLog):
                 expires_at=self._sql.later_bound("keep"),
             )
         )
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._starting = asyncio.Lock()
+        self._heartbeat = InstanceHeartbeat(
+            self._sql,
+            self.instance_id,
+            ttl_s=instance_ttl_s,
+            every_s=heartbeat_s,
+            sole_instance=sole_instance,
+        )
         self._next_sweep = 0.0
 
     # --- records -----------------------------------------------------------------------
@@ -267,57 +263,13 @@ class SqlRunLog(RunLog):
                 return (await conn.execute(query)).first()
 
     async def _mark_lost(self, run_id: str) -> RunRecord | None:
-        """Fail a run whose owner died (compare-and-set on `terminal`); free its keys and
-        publish its terminal event. None when somebody else finished it first.
-
-        Not a run whose commit landed (its first message is stored with its id: the owner
-        died after committing, before recording the end; a kill -9 between the two): its
-        record is returned as it is, still running, for the manager's `RunTruth` to derive
-        and record the outcome from the commit (`completed`). Failing it would free its
-        key, and the client's same-key retry would run the committed turn a second time
-        (found by the outside tester on SQLite)."""
-        t = run_records
-        with unavailable_on_connection_errors():
-            async with self._sql.write() as conn:
-                raw = await conn.scalar(
-                    sa.select(t.c.record).where(t.c.run_id == run_id, t.c.terminal.is_(False))
-                )
-                if raw is None:
-                    return None
-                record = RunRecord.model_validate(raw)
-                if await _committed(conn, record):
-                    return record
-                run = record.run.model_copy(
-                    update={
-                        "status": RunStatus.failed,
-                        "finished_at": datetime.now(UTC),
-                        "error": RunError(code="instance_lost", detail=LOST_DETAIL),
-                    }
-                )
-                lost = record.model_copy(update={"run": run, "result": None})
-                changed = await conn.execute(
-                    sa.update(t)
-                    .where(t.c.run_id == run_id, t.c.terminal.is_(False))
-                    .values(
-                        record=lost.model_dump(mode="json"),
-                        terminal=True,
-                        finished_at=self._sql.now(),
-                        expires_at=self._sql.later(self._record_retention_s),
-                    )
-                )
-                if changed.rowcount != 1:
-                    return None
-                await conn.execute(
-                    sa.delete(idempotency_keys).where(idempotency_keys.c.ref == run_id)
-                )
-                if self._sql.postgres:
-                    data = {
-                        "run": run.model_dump(mode="json"),
-                        "error": run.error.model_dump(mode="json") if run.error else None,
-                    }
-                    await self._append(conn, run_id, "run.failed", data)
-        log.warning("run %s: its instance stopped; marked failed (instance_lost)", run_id)
-        return lost
+        """`app.coordination.sql_run_lost.mark_lost` (not a run whose commit landed)."""
+        return await mark_lost(
+            self._sql,
+            run_id,
+            retention_s=self._retention_s,
+            record_retention_s=self._record_retention_s,
+        )
 
     # --- events ------------------------------------------------------------------------
 
@@ -328,59 +280,13 @@ class SqlRunLog(RunLog):
             return await self._writer.publish(run_id, type_, data)
         with unavailable_on_connection_errors():
             async with self._sql.statement() as conn:  # one round trip (autocommit)
-                event, first = await self._append(conn, run_id, type_, data)
+                event, first = await append_event(
+                    self._sql, conn, run_id, type_, data, retention_s=self._retention_s
+                )
             if event.seq - first + 1 > self._max_events:
                 async with self._sql.write() as conn:
-                    await self._trim(conn, run_id, event.seq)
+                    await trim_events(conn, run_id, event.seq, max_events=self._max_events)
         return event
-
-    async def _append(
-        self, conn: AsyncConnection, run_id: str, type_: str, data: dict[str, Any]
-    ) -> tuple[RunEvent, int]:
-        """One statement: bump `last_seq`, insert the event under it, `pg_notify` (sent
-        when the statement's transaction commits). The event and the first kept seq."""
-        t, e = run_records, run_events
-        values: dict[str, Any] = {"last_seq": t.c.last_seq + 1}
-        if type_ in TERMINAL_EVENTS:
-            values["events_expire_at"] = self._sql.later(self._retention_s)
-        bumped = (
-            sa.update(t)
-            .where(t.c.run_id == run_id)
-            .values(**values)
-            .returning(t.c.last_seq, t.c.first_seq)
-            .cte("bumped")
-        )
-        inserted = (
-            sa.insert(e)
-            .from_select(
-                ["run_id", "seq", "type", "data"],
-                sa.select(
-                    sa.literal(run_id, e.c.run_id.type),
-                    bumped.c.last_seq,
-                    sa.literal(type_, e.c.type.type),
-                    sa.bindparam("event_data", data, type_=e.c.data.type),
-                ),
-            )
-            .cte("inserted")
-        )
-        query = sa.select(
-            bumped.c.last_seq, bumped.c.first_seq, sa.func.pg_notify(EVENTS_CHANNEL, run_id)
-        ).add_cte(inserted)
-        row = (await conn.execute(query)).first()
-        if row is None:
-            raise KeyError(run_id)
-        return RunEvent(seq=int(row.last_seq), type=type_, data=data), int(row.first_seq)
-
-    async def _trim(self, conn: AsyncConnection, run_id: str, seq: int) -> None:
-        """Keep the newest half of `max_events` (followers behind it get `EventsExpired`)."""
-        t, e = run_records, run_events
-        keep_from = seq - self._max_events // 2 + 1
-        await conn.execute(sa.delete(e).where(e.c.run_id == run_id, e.c.seq < keep_from))
-        await conn.execute(
-            sa.update(t)
-            .where(t.c.run_id == run_id, t.c.first_seq < keep_from)
-            .values(first_seq=keep_from)
-        )
 
     async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
         if self._memory is not None:  # (EventsExpired for a run of before a restart)
@@ -400,7 +306,7 @@ class SqlRunLog(RunLog):
                     raise EventsExpired(run_id, last_seq=last if last > after else 0)
                 if state.events_expired or (state.last_seq > last and last + 1 < state.first_seq):
                     raise EventsExpired(run_id, last_seq=int(state.last_seq))
-                events = await self._events_after(run_id, last)
+                events = await events_after(self._sql, run_id, last)
                 for event in events:
                     if event.seq != last + 1:  # trimmed while we read (state is older)
                         fresh = await self._read(run_id)
@@ -423,19 +329,6 @@ class SqlRunLog(RunLog):
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=self.wake_s)
-
-    async def _events_after(self, run_id: str, after: int) -> list[RunEvent]:
-        e = run_events
-        query = (
-            sa.select(e.c.seq, e.c.type, e.c.data)
-            .where(e.c.run_id == run_id, e.c.seq > after)
-            .order_by(e.c.seq)
-            .limit(READ_BATCH)
-        )
-        with unavailable_on_connection_errors():
-            async with self._sql.reader.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        return [RunEvent(seq=int(r.seq), type=r.type, data=dict(r.data)) for r in rows]
 
     # --- cancellation ------------------------------------------------------------------
 
@@ -465,39 +358,7 @@ class SqlRunLog(RunLog):
     # --- heartbeat and clean-up --------------------------------------------------------
 
     async def _beat_once(self) -> None:
-        """Start the heartbeat (first call only; the row is written before it returns)."""
-        if self._heartbeat is not None:
-            return
-        async with self._starting:
-            if self._heartbeat is not None:
-                return
-            if self._sole_instance:  # whoever else has a heartbeat row is dead: its runs too
-                i = coordination_instances
-                with unavailable_on_connection_errors():
-                    async with self._sql.write() as conn:
-                        await conn.execute(sa.delete(i).where(i.c.id != self.instance_id))
-            await self._beat()
-            self._heartbeat = asyncio.create_task(self._beat_forever(), name="sql-run-heartbeat")
-
-    async def _beat(self) -> None:
-        i = coordination_instances
-        values = self._sql.insert(i).values(
-            id=self.instance_id, expires_at=self._sql.later(self._instance_ttl_s)
-        )
-        statement = values.on_conflict_do_update(
-            index_elements=[i.c.id], set_={"expires_at": values.excluded.expires_at}
-        )
-        with unavailable_on_connection_errors():
-            async with self._sql.statement() as conn:
-                await conn.execute(statement)
-
-    async def _beat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_s)
-            try:
-                await self._beat()
-            except Exception as exc:
-                log.warning("run heartbeat failed (retrying): %r", exc)
+        await self._heartbeat.start()
 
     async def _maybe_sweep(self) -> None:
         now = time.monotonic()
@@ -510,55 +371,14 @@ class SqlRunLog(RunLog):
             log.warning("run record sweep failed: %r", exc)
 
     async def sweep(self) -> None:
-        """One bounded batch of clean-up (see the module docstring)."""
-        t, e, i = run_records, run_events, coordination_instances
-        now = self._sql.now()
-        with unavailable_on_connection_errors():
-            async with self._sql.write() as conn:
-                old = sa.select(t.c.run_id).where(t.c.expires_at <= now).limit(SWEEP_BATCH)
-                ids = list((await conn.execute(old)).scalars())
-                if ids:
-                    await conn.execute(sa.delete(e).where(e.c.run_id.in_(ids)))
-                    await conn.execute(sa.delete(t).where(t.c.run_id.in_(ids)))
-                spent = (
-                    sa.select(t.c.run_id)
-                    .where(t.c.events_expire_at <= now, t.c.first_seq <= t.c.last_seq)
-                    .limit(SWEEP_BATCH)
-                )
-                ids = list((await conn.execute(spent)).scalars())
-                if ids:
-                    await conn.execute(sa.delete(e).where(e.c.run_id.in_(ids)))
-                    await conn.execute(
-                        sa.update(t).where(t.c.run_id.in_(ids)).values(first_seq=t.c.last_seq + 1)
-                    )
-                dead = sa.select(i.c.id).where(i.c.expires_at <= now).limit(SWEEP_BATCH)
-                await conn.execute(sa.delete(i).where(i.c.id.in_(dead.scalar_subquery())))
+        """One bounded batch of clean-up (`app.coordination.sql_run_sweep`)."""
+        await sweep_runs(self._sql)
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.close()
         if self._batch is not None:
             await self._batch.close()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
-            i = coordination_instances
-            with contextlib.suppress(Exception):
-                async with self._sql.write() as conn:
-                    await conn.execute(sa.delete(i).where(i.c.id == self.instance_id))
+        await self._heartbeat.close()
         if self._listener is not None:
             await self._listener.close()
-
-
-async def _committed(conn: AsyncConnection, record: RunRecord) -> bool:
-    """Whether the run's first message is in the store with the run's id (the commit is
-    the truth, `app.manager.run_truth`): the store's `messages` table is in this database."""
-    if record.first_message_id is None:
-        return False
-    m = messages
-    query = sa.select(m.c.data["run_id"].as_string()).where(
-        m.c.lineage_id == record.lineage_id, m.c.id == record.first_message_id
-    )
-    return bool(await conn.scalar(query) == record.run.id)

@@ -52,9 +52,9 @@ async def engines(sql_url: str) -> AsyncIterator[Any]:
 
 async def died(runs: SqlRunLog) -> None:
     """The instance stops renewing its heartbeat without a word (kill -9)."""
-    assert runs._heartbeat is not None
-    runs._heartbeat.cancel()
-    runs._heartbeat = None  # close() then leaves its row alone
+    assert runs._heartbeat.task is not None
+    runs._heartbeat.task.cancel()
+    runs._heartbeat.task = None  # close() then leaves its row alone
 
 
 async def test_a_dead_instances_committed_run_is_not_lost_and_keeps_its_key(
