@@ -1,9 +1,12 @@
 """`redis://`, `rediss://`, `redis+cluster://`: the Redis `StateStore` (DESIGN §4).
 
-Implementation: `redis_store` (the class), `redis_scripts` (Lua), `redis_lineage` (the
-lineage scripts' calls and retries), `redis_refs` (id -> lineage: ref keys, cache, claims),
-`redis_index` (listing indexes), `redis_codec` (encoding), `redis_keys` (names, time
-units), `redis_conn` (URLs, client, what "unavailable" means).
+Implementation: `redis_store` (the class), its calls per kind of record
+(`redis_conversations`, `redis_messages`, `redis_checkpoints`, `redis_context_items`,
+`redis_summaries`, `redis_media`, `redis_packs`; `redis_after_commit` for the bookkeeping
+after a script), `redis_scripts` (Lua), `redis_lineage` (the lineage scripts' calls and
+retries), `redis_refs` (id -> lineage: ref keys, cache, claims), `redis_index` (listing
+indexes), `redis_codec` (encoding), `redis_keys` (names, time units), `redis_conn` (URLs,
+client, what "unavailable" means).
 
 Key layout
 ----------

@@ -7,6 +7,9 @@ lineage's TTL onto it, and so does the save script here), which is never earlier
 of its conversations'; the deletion script drops a conversation's fields with it, and the
 whole hash with the lineage. Reads check the conversation's hash first, so an expired
 conversation has no items whatever is left of the hash.
+
+`ContextItemOps` runs the scripts on a lineage; `ContextItemCalls` (behind `RedisStore`'s
+context item methods) finds the conversation's lineage first and maps the outcomes.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 from redis.commands.core import AsyncScript
 
 from app.domain.context_item import ContextItem
+from app.errors import Conflict, ContextItemsFull, ConversationNotFound
 from app.stores.redis_conn import RedisClient
 from app.stores.redis_keys import KID_SEP, LineageKeys
+from app.stores.redis_refs import Directory
 
 # KEYS: convs, conversation hash, ctx. ARGV: field, JSON, the conversation's field prefix,
 # the most items it may hold ('' for no limit). One script: the count and the insert are
@@ -100,3 +105,45 @@ class ContextItemOps:
     async def delete_all(self, lk: LineageKeys, conversation_id: str) -> int:
         gone: int = await self._delete_all(keys=[lk.ctx], args=[_field(conversation_id, "")])
         return gone
+
+
+class ContextItemCalls:
+    """The store's context item calls: each on the conversation's lineage
+    (`Directory.on_lineage`, which re-reads the ref when the cached lineage finds nothing)."""
+
+    def __init__(self, ops: ContextItemOps, directory: Directory) -> None:
+        self._ops = ops
+        self._directory = directory
+
+    async def save(self, item: ContextItem, *, max_items: int | None = None) -> ContextItem:
+        cid = item.conversation_id
+
+        async def save(lk: LineageKeys) -> str | None:
+            return await self._ops.save(lk, item, max_items)
+
+        outcome = await self._directory.on_lineage(cid, save)
+        if outcome is None:
+            raise ConversationNotFound(f"Conversation {cid!r} not found.")
+        if outcome == "CONFLICT":
+            raise Conflict(f"Context item {item.id!r} already exists.")
+        if outcome == "FULL":
+            raise ContextItemsFull(f"The conversation already has {max_items} context items.")
+        return item.model_copy(deep=True)
+
+    async def of_conversation(self, conversation_id: str) -> list[ContextItem]:
+        async def load(lk: LineageKeys) -> list[ContextItem] | None:
+            return await self._ops.of_conversation(lk, conversation_id) or None
+
+        return await self._directory.on_lineage(conversation_id, load) or []
+
+    async def delete(self, conversation_id: str, item_id: str) -> bool:
+        async def delete(lk: LineageKeys) -> bool | None:
+            return await self._ops.delete(lk, conversation_id, item_id) or None
+
+        return bool(await self._directory.on_lineage(conversation_id, delete))
+
+    async def delete_all(self, conversation_id: str) -> int:
+        async def delete(lk: LineageKeys) -> int | None:
+            return await self._ops.delete_all(lk, conversation_id) or None
+
+        return await self._directory.on_lineage(conversation_id, delete) or 0

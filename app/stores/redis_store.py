@@ -4,48 +4,21 @@ and consistency model in `app.stores.redis`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
-import json
-import logging
-import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage
 from app.domain.context_item import ContextItem
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
-from app.errors import (
-    Conflict,
-    ContextItemsFull,
-    ConversationExists,
-    ConversationNotFound,
-    HeadConflict,
-    MediaNotFound,
-    StoreUnavailable,
-)
-from app.stores._common import parse_listing_cursor
-from app.stores.base import (
-    ConversationFilter,
-    StateStore,
-    StoreCapabilities,
-    media_references,
-)
-from app.stores.redis_codec import (
-    conversation_from_fields,
-    float_text,
-    message_args,
-    messages_from_json,
-    pairs_to_dict,
-)
+from app.errors import StoreUnavailable
+from app.stores.base import ConversationFilter, StateStore, StoreCapabilities
+from app.stores.redis_checkpoints import CheckpointOps
 from app.stores.redis_conn import (
-    UNAVAILABLE_ERRORS,
     ClientOptions,
     RedisClient,
     build_client,
@@ -54,16 +27,14 @@ from app.stores.redis_conn import (
     parse_redis_url,
     unavailable,
 )
-from app.stores.redis_context_items import ContextItemOps
+from app.stores.redis_context_items import ContextItemCalls, ContextItemOps
+from app.stores.redis_conversations import ConversationOps
 from app.stores.redis_index import Indexes
-from app.stores.redis_keys import (
-    LineageKeys,
-    RedisKeys,
-    pack_field,
-    to_us,
-)
+from app.stores.redis_keys import RedisKeys
 from app.stores.redis_lineage import LineageOps
 from app.stores.redis_media import MediaOps
+from app.stores.redis_messages import MessageOps
+from app.stores.redis_packs import PackOps
 from app.stores.redis_reclaim import RECLAIM_CHUNK, Reclaimer
 from app.stores.redis_refs import Directory
 from app.stores.redis_scan import conversations_of_user
@@ -71,10 +42,7 @@ from app.stores.redis_scan import footprint as redis_footprint
 from app.stores.redis_scripts import Scripts
 from app.stores.redis_summaries import SummaryOps
 
-log = logging.getLogger("parley.stores.redis")
-
 REF_GRACE_MS = 60_000  # a ref key outlives its conversation by this much (see module doc)
-_MGET_CHUNK = 2000
 _ERASE_CONCURRENCY = 8
 
 
@@ -89,7 +57,11 @@ class _Parts:
     directory: Directory
     media: MediaOps
     summaries: SummaryOps
-    context_items: ContextItemOps
+    context_items: ContextItemCalls
+    conversations: ConversationOps
+    messages: MessageOps
+    checkpoints: CheckpointOps
+    packs: PackOps
 
 
 class RedisStore(StateStore):
@@ -153,15 +125,34 @@ class RedisStore(StateStore):
         directory = Directory(
             client, self.keys, scripts, lineages, indexes, grace_ms=self._grace_ms
         )
+        media = MediaOps(client, self.keys)
         self._parts = _Parts(
             client,
             scripts,
             indexes,
             lineages,
             directory,
-            MediaOps(client, self.keys),
+            media,
             SummaryOps(client, self.keys),
-            ContextItemOps(client),
+            ContextItemCalls(ContextItemOps(client), directory),
+            ConversationOps(
+                client,
+                cluster=self.cluster,
+                indexes=indexes,
+                lineages=lineages,
+                directory=directory,
+            ),
+            MessageOps(
+                client,
+                self.keys,
+                scripts,
+                cluster=self.cluster,
+                indexes=indexes,
+                media=media,
+                directory=directory,
+            ),
+            CheckpointOps(client, scripts, directory),
+            PackOps(self.keys, scripts),
         )
 
     async def close(self) -> None:
@@ -181,110 +172,32 @@ class RedisStore(StateStore):
         else:
             await client.ping()
 
-    async def _after_commit(self, *steps: Awaitable[Any]) -> None:
-        """Bookkeeping after a script committed (index entries, the ref's expiry, index
-        clean-up): a failure is logged, not raised, because the write itself is done and
-        both indexes and refs tolerate a lost update (see the module doc)."""
-        for result in await asyncio.gather(*steps, return_exceptions=True):
-            if isinstance(result, (RedisError, *UNAVAILABLE_ERRORS)):
-                log.warning("index/ref update after a commit failed: %r", result)
-            elif isinstance(result, BaseException):
-                raise result
-
     # --- conversations -----------------------------------------------------------------
 
     @guarded
     async def create_conversation(self, conversation: Conversation) -> Conversation:
-        c = conversation
-        tok = uuid.uuid4().hex
-        if not await self._p.directory.claim(c, tok):
-            raise ConversationExists(f"Conversation {c.id!r} already exists.")
-        try:
-            if self.cluster:
-                # Index entries live in other slots: written first, so an acknowledged
-                # create is listed and erased (a failed create leaves only entries that
-                # listing skips and drops). On one server they join the create script.
-                await self._p.indexes.write(c)
-                await self._p.lineages.create(c, tok, [])
-            else:
-                await self._p.lineages.create(c, tok, self._p.indexes.script_keys(c))
-        except BaseException:
-            # Free the id for a retry; if Redis is gone too, the claim expires by itself
-            # (an uncommitted claim is abandoned after `redis_refs.CLAIM_TIMEOUT_MS`).
-            with contextlib.suppress(RedisError, OSError):
-                await self._p.directory.release(c.id, tok)
-            raise
-        self._p.directory.remember(c.id, c.lineage_id)
-        expires_us = to_us(c.expires_at) if c.expires_at is not None else None
-        await self._after_commit(
-            self._p.directory.mirror(c.id, tok, "0", expires_us),
-            self._p.indexes.collect_expired(),
-        )
-        return c.model_copy(deep=True)
+        return await self._p.conversations.create(conversation)
 
     @guarded
     async def get_conversation(self, conversation_id: str, *, now: datetime) -> Conversation | None:
-        async def load(lk: LineageKeys) -> dict[str, str] | None:
-            fields = cast(dict[str, str], await self.client.hgetall(lk.conv(conversation_id)))
-            return fields or None
-
-        fields = await self._p.directory.on_lineage(conversation_id, load)
-        if fields is None:
-            return None
-        c = conversation_from_fields(fields)
-        if c.expires_at is not None and c.expires_at <= now:
-            return None
-        return c
+        return await self._p.conversations.get(conversation_id, now=now)
 
     @guarded
     async def update_conversation(
         self, conversation: Conversation, *, expected_version: int
     ) -> Conversation:
-        new = conversation.model_copy(deep=True, update={"version": expected_version + 1})
-        index_keys = [] if self.cluster else self._p.indexes.script_keys(new)
-        result = await self._p.lineages.update(new, expected_version, index_keys)
-        old_user, old_pack, ev, changed, tok = result
-        self._p.directory.remember(new.id, new.lineage_id)
-        expires_us = to_us(new.expires_at) if new.expires_at is not None else None
-        tasks = [self._p.indexes.write(new, previous=(old_user, old_pack))]
-        if changed == "1":
-            tasks.append(self._p.directory.mirror(new.id, tok, ev, expires_us))
-        await self._after_commit(*tasks)
-        return new.model_copy(deep=True)
+        return await self._p.conversations.update(conversation, expected_version=expected_version)
 
     @guarded
     async def touch_conversation(self, conversation_id: str, expires_at: datetime) -> None:
-        exp_us = to_us(expires_at)
-
-        async def touch(lk: LineageKeys) -> list[str] | None:
-            return await self._p.lineages.touch(lk, conversation_id, exp_us) or None
-
-        result = await self._p.directory.on_lineage(conversation_id, touch)
-        if result is None:
-            return
-        ev, user, pack, tok = result
-        await self._after_commit(
-            self._p.directory.mirror(conversation_id, tok, ev, exp_us),
-            self._p.indexes.set_expiry(conversation_id, user, pack, exp_us),
-        )
+        await self._p.conversations.touch(conversation_id, expires_at)
 
     @guarded
     async def delete_conversation(self, conversation_id: str) -> bool:
         return await self._delete(conversation_id, user_id="")
 
     async def _delete(self, cid: str, *, user_id: str) -> bool:
-        async def reclaim(lk: LineageKeys) -> list[Any] | None:
-            return await self._p.lineages.reclaim(lk, cid, mode="any", user=user_id)
-
-        info = await self._p.directory.on_lineage(cid, reclaim)
-        if info is None:
-            return False
-        _, user, pack, tok = info
-        # Indexes first, the ref last: a new conversation with this id can only be
-        # created once the ref is gone, so these removals never hit its entries.
-        await self._after_commit(self._p.indexes.remove(cid, user, pack))
-        await self._after_commit(self._p.directory.release(cid, tok))
-        return True
+        return await self._p.conversations.delete(cid, user_id=user_id)
 
     async def delete_user_conversations(self, user_id: str) -> list[str]:
         """Not bounded as a whole (a user may have many conversations): each step is.
@@ -334,16 +247,7 @@ class RedisStore(StateStore):
         limit: int,
         cursor: str | None = None,
     ) -> Page[Conversation]:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        after = None
-        if cursor is not None:
-            when, after_id = parse_listing_cursor(cursor)
-            after = (to_us(when), after_id)
-        data, next_cursor = await self._p.indexes.scan(
-            flt, now=now, limit=limit, after=after, fetch=self._p.directory.fetch_many
-        )
-        return Page(data=data, next_cursor=next_cursor)
+        return await self._p.conversations.list(flt, now=now, limit=limit, cursor=cursor)
 
     # --- messages ----------------------------------------------------------------------
 
@@ -358,88 +262,21 @@ class RedisStore(StateStore):
         now: datetime,
         status: ConversationStatus | None = None,
     ) -> Conversation:
-        if not messages:
-            raise ValueError("append_messages needs at least one message")
-        c = conversation
-        last = messages[-1]
-        args = [
-            c.id,
-            str(to_us(now)),
-            c.head_message_id or "",
-            str(len(messages)),
-            str(last.depth + 1),
-            str(usage.input_tokens),
-            str(usage.output_tokens),
-            str(usage.total_tokens),
-            float_text(cost_usd),
-            status.value if status is not None else "",
-            c.user_id,
-            c.pack_id,
-            *message_args(list(messages)),
-        ]
-        refs = media_references(messages)
-        media_ids = list(dict.fromkeys(media_id for _, media_id in refs))
-        hints: list[str] = []
-        if media_ids:
-            found = await self._p.media.hint(c.lineage_id, media_ids)
-            if found is None:
-                raise MediaNotFound("Media referenced by the message was not found.")
-            hints = found
-            args += [f"{media_id}\x00{message_id}" for message_id, media_id in refs]
-        lk = self.keys.lineage(c.lineage_id)
-        # on one server the script re-scores the index too (one round trip less)
-        index_keys = [] if self.cluster else self._p.indexes.score_keys(c)
-        reply = await self._p.scripts.append(
-            keys=[*lk.with_conversation(c.id), lk.mrefs, lk.sums, lk.ctx, *index_keys],
-            args=args,
+        return await self._p.messages.append(
+            conversation, messages, usage=usage, cost_usd=cost_usd, now=now, status=status
         )
-        outcome = reply[0]
-        if outcome == "NOTFOUND":
-            raise ConversationNotFound(f"Conversation {c.id!r} not found.")
-        if outcome == "HEAD":
-            raise HeadConflict(f"Conversation {c.id!r} head moved.")
-        if outcome == "DUP":
-            raise Conflict("A message with this id already exists in the lineage.")
-        fields = pairs_to_dict(reply[1])
-        stored = conversation_from_fields(fields)
-        sliding = stored.ttl_seconds is not None
-        tasks = [] if reply[2] == "1" else [self._p.indexes.write(stored, expiry=sliding)]
-        if media_ids:
-            tasks.append(self._p.media.confirm(c.lineage_id, media_ids, hints))
-        if sliding and stored.expires_at is not None:
-            exp_us = to_us(stored.expires_at)
-            tasks.append(self._p.directory.mirror(c.id, fields["tok"], fields["ev"], exp_us))
-        await self._after_commit(*tasks)
-        return stored
 
     @guarded
     async def get_messages(self, lineage_id: str, message_ids: Sequence[str]) -> list[Message]:
-        wanted = list(dict.fromkeys(message_ids))
-        if not wanted:
-            return []
-        key = self.keys.lineage(lineage_id).msg
-        pipe: Any = self.client.pipeline(transaction=False)
-        for start in range(0, len(wanted), _MGET_CHUNK):
-            pipe.hmget(key, wanted[start : start + _MGET_CHUNK])
-        values = [v for chunk in await pipe.execute() for v in chunk]
-        found = {i: v for i, v in zip(wanted, values, strict=True) if v is not None}
-        return [Message.model_validate_json(found[i]) for i in message_ids if i in found]
+        return await self._p.messages.get(lineage_id, message_ids)
 
     @guarded
     async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
-        if limit < 1:
-            return []
-        lk = self.keys.lineage(lineage_id)
-        values = await self._p.scripts.path(keys=[lk.par, lk.msg], args=[message_id, limit])
-        return messages_from_json(values)
+        return await self._p.messages.path(lineage_id, message_id, limit=limit)
 
     @guarded
     async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
-        lk = self.keys.lineage(lineage_id)
-        values = await self._p.scripts.children(keys=[lk.kids, lk.msg], args=[parent_id or ""])
-        children = messages_from_json(values)
-        children.sort(key=lambda m: (m.created_at, m.id))
-        return children
+        return await self._p.messages.children(lineage_id, parent_id)
 
     # --- summaries ----------------------------------------------------------------------
 
@@ -460,52 +297,21 @@ class RedisStore(StateStore):
 
     @guarded
     async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
-        cid = checkpoint.conversation_id
-
-        async def create(lk: LineageKeys) -> str | None:
-            outcome: str = await self._p.scripts.checkpoint(
-                keys=[lk.conv(cid), lk.cps(cid)],
-                args=[checkpoint.id, checkpoint.model_dump_json()],
-            )
-            return None if outcome == "NOTFOUND" else outcome
-
-        outcome = await self._p.directory.on_lineage(cid, create)
-        if outcome is None:
-            raise ConversationNotFound(f"Conversation {cid!r} not found.")
-        if outcome == "CONFLICT":
-            raise Conflict(f"Checkpoint {checkpoint.id!r} already exists.")
-        return checkpoint.model_copy(deep=True)
+        return await self._p.checkpoints.create(checkpoint)
 
     @guarded
     async def list_checkpoints(
         self, conversation_id: str, *, kind: str | None = None
     ) -> list[Checkpoint]:
-        async def load(lk: LineageKeys) -> list[str] | None:
-            values = cast(list[str], await self.client.hvals(lk.cps(conversation_id)))
-            return values or None
-
-        values = await self._p.directory.on_lineage(conversation_id, load) or []
-        found = [Checkpoint.model_validate_json(v) for v in values]
-        found = [cp for cp in found if kind is None or cp.kind == kind]
-        found.sort(key=lambda cp: (cp.created_at, cp.id))
-        return found
+        return await self._p.checkpoints.list(conversation_id, kind=kind)
 
     @guarded
     async def get_checkpoint(self, conversation_id: str, checkpoint_id: str) -> Checkpoint | None:
-        async def load(lk: LineageKeys) -> str | None:
-            value = await self.client.hget(lk.cps(conversation_id), checkpoint_id)
-            return cast(str | None, value)
-
-        value = await self._p.directory.on_lineage(conversation_id, load)
-        return Checkpoint.model_validate_json(value) if value is not None else None
+        return await self._p.checkpoints.get(conversation_id, checkpoint_id)
 
     @guarded
     async def delete_checkpoint(self, conversation_id: str, checkpoint_id: str) -> bool:
-        async def delete(lk: LineageKeys) -> bool | None:
-            removed: int = await self.client.hdel(lk.cps(conversation_id), checkpoint_id)
-            return removed > 0 or None
-
-        return bool(await self._p.directory.on_lineage(conversation_id, delete))
+        return await self._p.checkpoints.delete(conversation_id, checkpoint_id)
 
     # --- context items ------------------------------------------------------------------
 
@@ -513,40 +319,19 @@ class RedisStore(StateStore):
     async def save_context_item(
         self, item: ContextItem, *, max_items: int | None = None
     ) -> ContextItem:
-        cid = item.conversation_id
-
-        async def save(lk: LineageKeys) -> str | None:
-            return await self._p.context_items.save(lk, item, max_items)
-
-        outcome = await self._p.directory.on_lineage(cid, save)
-        if outcome is None:
-            raise ConversationNotFound(f"Conversation {cid!r} not found.")
-        if outcome == "CONFLICT":
-            raise Conflict(f"Context item {item.id!r} already exists.")
-        if outcome == "FULL":
-            raise ContextItemsFull(f"The conversation already has {max_items} context items.")
-        return item.model_copy(deep=True)
+        return await self._p.context_items.save(item, max_items=max_items)
 
     @guarded
     async def list_context_items(self, conversation_id: str) -> list[ContextItem]:
-        async def load(lk: LineageKeys) -> list[ContextItem] | None:
-            return await self._p.context_items.of_conversation(lk, conversation_id) or None
-
-        return await self._p.directory.on_lineage(conversation_id, load) or []
+        return await self._p.context_items.of_conversation(conversation_id)
 
     @guarded
     async def delete_context_item(self, conversation_id: str, item_id: str) -> bool:
-        async def delete(lk: LineageKeys) -> bool | None:
-            return await self._p.context_items.delete(lk, conversation_id, item_id) or None
-
-        return bool(await self._p.directory.on_lineage(conversation_id, delete))
+        return await self._p.context_items.delete(conversation_id, item_id)
 
     @guarded
     async def delete_context_items(self, conversation_id: str) -> int:
-        async def delete(lk: LineageKeys) -> int | None:
-            return await self._p.context_items.delete_all(lk, conversation_id) or None
-
-        return await self._p.directory.on_lineage(conversation_id, delete) or 0
+        return await self._p.context_items.delete_all(conversation_id)
 
     # --- uploaded packs ----------------------------------------------------------------
 
@@ -554,21 +339,11 @@ class RedisStore(StateStore):
     async def save_pack(
         self, pack_id: str, version: str, document: dict[str, Any]
     ) -> tuple[dict[str, Any], bool]:
-        k = self.keys
-        reply = await self._p.scripts.pack_save(
-            keys=[k.pack_docs, k.pack_order],
-            args=[pack_field(pack_id, version), json.dumps(document)],
-        )
-        if reply[0] == 1:
-            return copy.deepcopy(document), True
-        stored: dict[str, Any] = json.loads(reply[1])
-        return stored, False
+        return await self._p.packs.save(pack_id, version, document)
 
     @guarded
     async def list_packs(self) -> list[dict[str, Any]]:
-        k = self.keys
-        values = await self._p.scripts.pack_list(keys=[k.pack_docs, k.pack_order], args=[])
-        return [json.loads(v) for v in values if v is not None]
+        return await self._p.packs.list()
 
     # --- media records and references (protocol in `redis_media`) -------------------------
 
