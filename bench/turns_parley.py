@@ -125,13 +125,17 @@ async def create_conversations(env: Mapping[str, str], count: int) -> tuple[list
 
 def history_messages(conv: Conversation, count: int, rng: random.Random) -> list[Message]:
     """`count` messages (user, reply, user, reply, ...) continuing `conv`'s head, built as
-    the turn executor builds them. Reply usage is the mock provider's estimate for a window
-    of the system prompt and the user message (approximate; it affects no turn cost)."""
+    the turn executor builds them, each with its turn number (`Message.turn`: the user
+    messages on its path, as every committed or imported message has; without it a
+    conversation's first turn walks its whole history back to count them, a one-time
+    upgrade of data stored before turn numbers, not a cost of a real conversation). Reply
+    usage is the mock provider's estimate for a window of the system prompt and the user
+    message (approximate; it affects no turn cost)."""
     if count % 2:
         raise ValueError("history is whole turns: an even number of messages")
     out: list[Message] = []
     parent = conv.head_message_id
-    depth = conv.message_count
+    depth = conv.message_count  # whole turns from the root: depth // 2 turns before
     start = utcnow() - timedelta(seconds=count)
     for i in range(0, count, 2):
         run_id = new_id()
@@ -147,6 +151,7 @@ def history_messages(conv: Conversation, count: int, rng: random.Random) -> list
             created_at=start + timedelta(seconds=i),
             run_id=run_id,
             depth=depth + i,
+            turn=(depth + i) // 2 + 1,
         )
         reply = Message(
             id=new_id(),
@@ -163,6 +168,7 @@ def history_messages(conv: Conversation, count: int, rng: random.Random) -> list
             ),
             finish_reason="stop",
             depth=depth + i + 1,
+            turn=(depth + i) // 2 + 1,
         )
         out += [user, reply]
         parent = reply.id

@@ -105,6 +105,20 @@ def cached_message(m: Message) -> CachedMessage:
     return CachedMessage(m, message_tokens(m), to_provider_message(m), media_parts(m))
 
 
+MAX_BATCH = 1024  # one read of a cold walk at most (~50 ms of rows on SQLite)
+
+
+def next_batch(first: int, walked: int, used: int, token_budget: int) -> int:
+    """How many messages a walk reads on a miss: `first` until it has walked some, then
+    the budget left at their average cost, a quarter more for the spread, at least `first`
+    and at most `MAX_BATCH`. Reading past the window wastes ~45 us a message (SQLite, JSON
+    and validation); a read costs ~2 ms round trip (measured)."""
+    if walked == 0 or used <= 0:
+        return first
+    expected = (token_budget - used) * walked // used
+    return max(first, min(MAX_BATCH, expected + expected // 4 + 1))
+
+
 class MessageCache:
     """LRU of `CachedMessage` by message id, bounded by the estimated memory of its
     entries (`entry_bytes`): at most `max_bytes` (`PARLEY_MESSAGE_CACHE_MB`; 0 keeps
@@ -157,15 +171,20 @@ class MessageCache:
     ) -> tuple[list[CachedMessage], bool]:
         """Messages of the path ending at `start_id`, newest first, while they fit
         `token_budget` and `max_messages` (text by `counter`, media by `rule`), stopping before any
-        message whose id is in `stop_at`. Returns (messages, reached_root)."""
+        message whose id is in `stop_at`. Returns (messages, reached_root).
+
+        A miss reads `batch` messages first, then as many as the budget left is likely to
+        hold at the average cost of the messages walked so far (`next_batch`): on a cold
+        cache a window of ~200 messages is two reads, not four of 64."""
         out: list[CachedMessage] = []
         used = 0
         cursor = start_id
         while cursor is not None and len(out) < max_messages and cursor not in stop_at:
             entry = self.get(cursor)
             if entry is None:
+                size = next_batch(batch, len(out), used, token_budget)
                 fetched = await store.get_path(
-                    lineage_id, cursor, limit=min(batch, max_messages - len(out))
+                    lineage_id, cursor, limit=min(size, max_messages - len(out))
                 )
                 if not fetched:
                     return out, True  # dangling parent: treat as the root

@@ -48,3 +48,51 @@ async def test_a_cache_that_keeps_nothing_still_walks_the_path() -> None:
     )
     assert [e.message.id for e in walked] == [m.id for m in reversed(msgs)] and root
     assert len(cache) == 0
+
+
+class CountingStore(MemoryStore):
+    """A memory store that records the `limit` of every path read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.path_reads: list[int] = []
+
+    async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
+        self.path_reads.append(limit)
+        return await super().get_path(lineage_id, message_id, limit=limit)
+
+
+async def _long_path(
+    store: MemoryStore, n: int, *, numbered: bool = True
+) -> tuple[str, list[Message]]:
+    await store.open()
+    c = await store.create_conversation(conversation("c"))
+    msgs: list[Message] = []
+    for i in range(n):
+        m = _message(i, msgs[-1].id if msgs else None)
+        msgs.append(m.model_copy(update={"turn": i // 2 + 1 if numbered else None}))
+    await store.append_messages(c, msgs, usage=Usage(), cost_usd=0.0, now=datetime.now(UTC))
+    return c.lineage_id, msgs
+
+
+async def test_a_cold_walk_of_a_200_message_window_reads_twice_not_four_times() -> None:
+    store = CountingStore()
+    lineage, msgs = await _long_path(store, 1000)
+    cost = MessageCache().walk  # each message costs the same: overhead + "hello there"
+    one, _ = await cost(store, lineage, msgs[-1].id, max_messages=1, token_budget=10_000)
+    store.path_reads.clear()
+    budget = one[0].tokens * 200
+    walked, root = await MessageCache().walk(
+        store, lineage, msgs[-1].id, max_messages=10_000, token_budget=budget
+    )
+    assert len(walked) == 200 and not root
+    assert len(store.path_reads) == 2 and store.path_reads[0] == 64  # was 64, 64, 64, 64
+
+
+async def test_a_walk_never_reads_more_than_max_messages_left() -> None:
+    store = CountingStore()
+    lineage, msgs = await _long_path(store, 300)
+    walked, _ = await MessageCache().walk(
+        store, lineage, msgs[-1].id, max_messages=100, token_budget=10**9
+    )
+    assert len(walked) == 100 and sum(store.path_reads) == 100
