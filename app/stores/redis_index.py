@@ -139,13 +139,13 @@ class Indexes:
 
     def script_keys(self, c: Conversation) -> list[str]:
         """The index keys the create and update scripts write on one server (KEYS[8..12]
-        of `redis_scripts.CREATE` / `UPDATE`)."""
+        of `redis_scripts_lineage.CREATE` / `UPDATE`)."""
         k = self._keys
         return [k.idx_all, k.idx_user(c.user_id), k.idx_pack(c.pack_id), k.idx_ids, k.idx_exp]
 
     def score_keys(self, c: Conversation) -> list[str]:
         """The index keys the append script re-scores on one server (KEYS[11..14] of
-        `redis_scripts.APPEND`)."""
+        `redis_scripts_messages.APPEND`)."""
         k = self._keys
         return [k.idx_all, k.idx_user(c.user_id), k.idx_pack(c.pack_id), k.idx_ids]
 

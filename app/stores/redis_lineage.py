@@ -115,7 +115,7 @@ class LineageOps:
         user: str = "",
         now_us: int = 0,
     ) -> list[Any] | None:
-        """Run the deletion script (see `redis_scripts.DELETE`); its reply when it did
+        """Run the deletion script (see `redis_scripts_lineage.DELETE`); its reply when it did
         something, else None. The script needs the keys of every other conversation of the
         lineage; they are read first and checked by the script, which asks for a retry if
         the lineage changed in between. Then the messages left unreachable are reclaimed

@@ -1,6 +1,6 @@
 """Reclaiming a lineage's unreachable messages in bounded chunks (Redis).
 
-Deleting a conversation (`redis_scripts.DELETE`) is O(conversations of the lineage): it
+Deleting a conversation (`redis_scripts_lineage.DELETE`) is O(conversations of the lineage): it
 drops the conversation and, when other conversations of the lineage are still alive,
 starts a reclaim (the lineage's `gc` hash). The messages nothing can reach any more are
 then removed by `STEP`, one script call per chunk of about `chunk` messages (500 by
@@ -33,7 +33,8 @@ from typing import Any, cast
 from app.errors import StoreUnavailable
 from app.stores.redis_conn import RedisClient
 from app.stores.redis_keys import LineageKeys, RedisKeys
-from app.stores.redis_scripts import _LINEAGE_TTL, ZREM_IF_NOT_ABOVE
+from app.stores.redis_scripts import ZREM_IF_NOT_ABOVE
+from app.stores.redis_scripts_lineage import _LINEAGE_TTL
 
 RECLAIM_CHUNK = 500
 _ATTEMPTS = 8

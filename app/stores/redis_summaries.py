@@ -3,7 +3,7 @@
 Layout: one hash per lineage, `<prefix>{<lineage_id>}:sums` (summary id -> `Summary`
 JSON), under the lineage's hash tag, so every script below runs on one node. It is not
 one of the lineage's fixed keys, so it follows their expiry explicitly: the append and
-touch scripts copy the lineage's TTL onto it (`follow_lineage_ttl` in `redis_scripts`),
+touch scripts copy the lineage's TTL onto it (`follow_lineage_ttl` in `redis_scripts_lineage`),
 and so do the scripts here. The deletion script drops the summaries of every message it
 drops, and the whole hash with the lineage. A lineage whose `convs` key is gone (expired
 by Redis) has no summaries, whatever is left of the hash.
