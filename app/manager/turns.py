@@ -22,14 +22,12 @@ from app.domain import (
     Conversation,
     ConversationStatus,
     Message,
-    Role,
     RunError,
     RunStatus,
     Usage,
 )
 from app.errors import (
     ConversationNotFound,
-    InvalidState,
     ParleyError,
     ProviderNotConfigured,
     StoreUnavailable,
@@ -46,10 +44,10 @@ from app.manager.packs import PackLibrary
 from app.manager.provider_call import ProviderCaller
 from app.manager.run_end import RunEndRecorder
 from app.manager.stats import Stats
-from app.manager.tool_loop import RoundResult, ToolLoop
+from app.manager.tool_loop import ToolLoop
 from app.manager.tool_policy import log_dropped, tool_budget
-from app.manager.tool_resume import answer_decisions, answer_results, open_calls
 from app.manager.turn_numbers import TurnNumbers
+from app.manager.turn_opening import opening_messages
 from app.manager.turn_plan import BranchPoint, TurnOutcome, TurnPlan, provider_hints
 from app.providers.base import LLMProvider
 from app.providers.pricing import PriceTable
@@ -180,7 +178,17 @@ class TurnExecutor:
             if turn.kind in ("tool_results", "tool_approvals")
             else None,
         )
-        pending, left = await self._opening_messages(plan, conv, branch, loop, number)
+        pending, left = await opening_messages(
+            plan,
+            conv,
+            branch,
+            loop,
+            number,
+            store=self._store,
+            tools=self._tools,
+            clock=self._now,
+            publish=self._publish,
+        )
         replies: list[Message] = []
         while not left.paused:
             t = time.perf_counter()
@@ -282,50 +290,6 @@ class TurnExecutor:
             await self._media.attached(messages, self._media.policy_of(conv.media_policy))
         except Exception as exc:
             log.warning("marking media attached failed: %r", exc)
-
-    async def _opening_messages(
-        self,
-        plan: TurnPlan,
-        conv: Conversation,
-        branch: BranchPoint,
-        loop: ToolLoop,
-        number: int,
-    ) -> tuple[list[Message], RoundResult]:
-        """The uncommitted messages the turn starts from (the user message at the branch
-        point, the tool messages answering the head's pending calls, or none for a
-        regeneration) and what is still pending after them (then the run pauses again
-        without calling the model). An edit may leave a branch that waits on tools: that
-        branch keeps waiting (`PUT .../head` selects it again)."""
-        now = self._now()
-        run_id = plan.run.id
-        if plan.input.kind == "regenerate":
-            return [], RoundResult()
-        if plan.input.kind in ("message", "edit"):
-            if plan.input.kind == "message" and conv.status == ConversationStatus.requires_action:
-                raise InvalidState(
-                    "The conversation is waiting on tools; POST results to "
-                    f"/conversations/{conv.id}/tool-results or decisions to "
-                    f"/conversations/{conv.id}/tool-approvals first."
-                )
-            user = Message(
-                id=plan.first_message_id,
-                parent_id=branch.parent_id,
-                conversation_id=conv.id,
-                role=Role.user,
-                content=plan.input.content,
-                parts=plan.input.parts,
-                created_at=now,
-                run_id=run_id,
-                metadata=plan.input.metadata,
-                depth=branch.depth,
-                turn=number,
-            )
-            await self._publish(plan, "message.created", {"message": dump(user)})
-            return [user], RoundResult()
-        calls = await open_calls(self._store, conv, loop.budget.max_calls)
-        if plan.input.kind == "tool_approvals":
-            return await answer_decisions(loop, calls, plan.input.decisions)
-        return await answer_results(loop, self._tools, calls, plan.input.tool_results, conv.id)
 
     async def _finish(
         self,
