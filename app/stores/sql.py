@@ -73,8 +73,8 @@ from app.stores.sql_engine import (
     unavailable_on_connection_errors,
     upgrade_schema,
 )
+from app.stores.sql_hot import ConversationRead, conversation_read
 from app.stores.sql_queries import (
-    CONVERSATION_BY_ID,
     INSERT_MESSAGES,
     append_statement,
     footprint_statements,
@@ -126,6 +126,7 @@ class SqlStore(StateStore):
         self._single_reader: AsyncEngine | None = None
         self._traits = DialectTraits(single_writer=False, advisory_locks=False, jsonb=False)
         self._write_lock: asyncio.Lock | None = None
+        self._conversation_read: ConversationRead | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -156,6 +157,7 @@ class SqlStore(StateStore):
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._single_reader = single_statement_reads(engine)
         self._traits = DialectTraits.of(engine.dialect)
+        self._conversation_read = conversation_read(engine.dialect)
         self._write_lock = asyncio.Lock() if self._traits.single_writer else None
         try:
             async with self._write() as conn:  # migrations may take long: not bounded
@@ -244,10 +246,11 @@ class SqlStore(StateStore):
         return conversation.model_copy(deep=True)
 
     async def get_conversation(self, conversation_id: str, *, now: datetime) -> Conversation | None:
+        """On the driver (`sql_hot`): the one read every turn makes."""
+        if self._conversation_read is None:
+            raise RuntimeError("SqlStore.open() has not been called")
         async with self._read_one() as conn:
-            params = {"cid": conversation_id, "now": now}
-            row = (await conn.execute(CONVERSATION_BY_ID, params)).first()
-        return conversation_from_row(row._mapping) if row is not None else None
+            return await self._conversation_read(conn, conversation_id, now)
 
     async def update_conversation(
         self, conversation: Conversation, *, expected_version: int

@@ -1,9 +1,11 @@
-"""The statements every turn runs (conversation by id, the head compare-and-set, the
-messages INSERT) are built once and reused with bind parameters, not rebuilt per call."""
+"""The statements every turn runs are cheap: the head compare-and-set and the messages
+INSERT are built once and reused with bind parameters, and the conversation read by id
+runs on the driver (`app.stores.sql_hot`), not through SQLAlchemy's execution at all."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from sqlalchemy import event
 
 from app.domain import Usage, utcnow
+from app.stores import sql_hot
 from app.stores.sql import SqlStore
 from tests.contract.builders import chain, conversation
 
@@ -45,9 +48,51 @@ async def test_a_turns_statements_are_the_same_objects_each_turn(store: SqlStore
         turns.append([c for c in executed if hasattr(c, "compile")])
     event.remove(store.engine.sync_engine, "before_execute", seen)
     first, second = turns
-    assert len(first) == len(second) == 3  # SELECT, UPDATE ... RETURNING, INSERT
+    assert len(first) == len(second) == 2  # UPDATE ... RETURNING, INSERT (the read: driver)
     # the second turn's head is not None, so its compare-and-set is the other variant
-    assert first[0] is second[0] and first[2] is second[2]
+    assert first[1] is second[1]
     assert conv.message_count == 4 and conv.usage.input_tokens == 6 and conv.usage.cost_usd == 1.0
     again = await store.get_conversation(conv.id, now=utcnow())
     assert again == conv
+
+
+async def test_the_conversation_read_bypasses_sqlalchemy_execution(store: SqlStore) -> None:
+    conv = await store.create_conversation(conversation())
+    executed: list[Any] = []
+
+    def seen(_conn: Any, clause: Any, *_: Any) -> None:
+        executed.append(clause)
+
+    event.listen(store.engine.sync_engine, "before_execute", seen)
+    try:
+        got = await store.get_conversation(conv.id, now=utcnow())
+    finally:
+        event.remove(store.engine.sync_engine, "before_execute", seen)
+    assert got == conv
+    assert executed == []
+
+
+async def test_the_driver_read_hides_a_conversation_from_the_instant_it_expires(
+    store: SqlStore,
+) -> None:
+    """SQLite compares the text of the timestamps: `now` must be written in exactly the
+    stored format, including a zero microsecond (`isoformat` would drop it)."""
+    conv = await store.create_conversation(conversation())
+    at = utcnow().replace(microsecond=0) + timedelta(hours=1)
+    await store.touch_conversation(conv.id, at)
+    before = await store.get_conversation(conv.id, now=at - timedelta(microseconds=1))
+    assert before is not None and before.expires_at == at
+    assert await store.get_conversation(conv.id, now=at) is None
+    assert await store.get_conversation(conv.id, now=at + timedelta(microseconds=1)) is None
+
+
+def test_sqlite_text_is_sqlalchemys_fixed_width_utc_format() -> None:
+    from datetime import UTC, datetime, timezone
+
+    plus2 = timezone(timedelta(hours=2))
+    assert sql_hot.sqlite_text(datetime(2026, 1, 2, 5, 4, 5, tzinfo=plus2)) == (
+        "2026-01-02 03:04:05.000000"
+    )
+    assert sql_hot.sqlite_text(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)) == (
+        "2026-01-02 03:04:05.000007"
+    )
