@@ -144,6 +144,7 @@ def make_lifespan(
                 tools=tools,
             )
             await manager.start()
+            await manager.warm_up()  # before the server listens: /readyz says ready after
             restore_signals = chain_shutdown_signals(manager.begin_shutdown)
             log.info(
                 "parley ready: store=%s media=%s provider=%s auth=%s packs=%d (%d skipped) %s",

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     # In-process memory bounds (README "Memory"): the committed-message cache of the
     # context builder, and the events the in-process run log keeps of finished runs.
     message_cache_mb: int = Field(default=16, ge=0)
+    # Start-up warm-up (app.manager.warm_up): at most this long before the server is
+    # ready; 0 skips it.
+    warm_up_timeout_s: float = Field(default=10.0, ge=0)
     run_log_max_events: int = Field(default=10_000, ge=100)
     # A follower or waiter of a run re-reads its record after this long without an event,
     # so it ends even when the terminal event never reached the log.

@@ -178,6 +178,11 @@ class RunLog(ABC):
     async def request_cancel(self, run_id: str) -> None:
         """Ask whichever instance executes the run to cancel it."""
 
+    async def warm_up(self) -> None:
+        """Pay at start-up what the first run would otherwise pay (a backend whose
+        heartbeat or clean-up starts lazily does them now); nothing by default."""
+        return None
+
     @abstractmethod
     def cancel_requests(self) -> AsyncIterator[str]:
         """Run ids whose cancellation was requested (for the executing instance)."""

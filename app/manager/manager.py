@@ -36,6 +36,7 @@ from app.manager.token_count import UsageCalibration
 from app.manager.tree import TreeService
 from app.manager.turn_requests import TurnRequests
 from app.manager.turns import TurnExecutor
+from app.manager.warm_up import warm_up
 from app.media.base import MediaStore
 from app.packs import PackRegistry
 from app.providers.base import LLMProvider
@@ -99,6 +100,8 @@ class ConversationManager:
         self.summarizer = Summarizer(store, providers, clock)
         summary_windows = SummaryWindows(store, self.cache, self.summarizer)
         builder = ContextBuilder(store, self.cache, self.calibration, summary_windows)
+        self._builder = builder
+        self._warmed = False  # `readiness` says not ready until `warm_up` has run
         self.context = ContextPreviewService(
             store=store,
             conversations=self.conversations,
@@ -205,10 +208,28 @@ class ConversationManager:
                 log.warning("expiry sweep failed: %r", exc)
             rounds += 1
 
+    async def warm_up(self) -> dict[str, float]:
+        """Pay the per-process first-use costs (`app.manager.warm_up`), bounded by
+        `PARLEY_WARM_UP_TIMEOUT_S`; `readiness` says not ready while it runs."""
+        self._warmed = False
+        try:
+            return await warm_up(
+                store=self.store,
+                coordinator=self.coordinator,
+                context=self._builder,
+                providers=self.providers,
+                timeout_s=self.settings.warm_up_timeout_s,
+            )
+        finally:
+            self._warmed = True
+
     async def readiness(self) -> dict[str, Any]:
-        """What `/readyz` promises: the store and the coordination backend answer a real
-        round trip (`StoreUnavailable` otherwise) and at least one PromptPack is loaded
-        (`NotReady` otherwise: no conversation could be created)."""
+        """What `/readyz` promises: the start-up warm-up is over (`NotReady` before),
+        the store and the coordination backend answer a real round trip
+        (`StoreUnavailable` otherwise) and at least one PromptPack is loaded (`NotReady`
+        otherwise: no conversation could be created)."""
+        if not self._warmed:
+            raise NotReady("The instance is warming up (start-up); ready in a moment.")
         await self.store.ping()
         await self.coordinator.ping()
         await self.packs.sync()
