@@ -73,7 +73,7 @@ from app.stores.sql_engine import (
     unavailable_on_connection_errors,
     upgrade_schema,
 )
-from app.stores.sql_hot import ConversationRead, conversation_read
+from app.stores.sql_hot import ConversationRead, conversation_read, sqlite_head_cas
 from app.stores.sql_queries import (
     INSERT_MESSAGES,
     append_statement,
@@ -365,13 +365,17 @@ class SqlStore(StateStore):
             conversation, messages_[-1], usage=usage, cost_usd=cost_usd, now=now, status=status
         )
         async with self._write() as conn:
-            row = (await conn.execute(cas, params)).first()
-            if row is None:
+            if self._traits.single_writer:  # SQLite: on the driver (`sql_hot`)
+                found = await sqlite_head_cas(conn, params)
+            else:
+                row = (await conn.execute(cas, params)).first()
+                found = dict(row._mapping) if row is not None else None
+            if found is None:
                 alive = await conn.scalar(sa.select(_conv.c.id).where(_conv.c.id == cid, live(now)))
                 if alive is None:
                     raise ConversationNotFound(f"Conversation {cid!r} not found.")
                 raise HeadConflict(f"Conversation {cid!r} head moved.")
-            stored = dict(row._mapping)
+            stored = found
             if stored["ttl_seconds"] is not None:
                 stored["expires_at"] = now + timedelta(seconds=stored["ttl_seconds"])
                 await conn.execute(

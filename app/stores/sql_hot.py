@@ -64,14 +64,18 @@ def sqlite_text(value: datetime) -> str:
     )
 
 
-def _from_sqlite(row: Sequence[Any]) -> Conversation:
+def _sqlite_row(row: Sequence[Any]) -> dict[str, Any]:
     values = list(row)
     for i in _DATETIME_AT:
         if values[i] is not None:
             values[i] = datetime.fromisoformat(values[i]).replace(tzinfo=UTC)
     for i in _JSON_AT:
         values[i] = json.loads(values[i])
-    return conversation_from_row(dict(zip(_COLUMNS, values, strict=True)))
+    return dict(zip(_COLUMNS, values, strict=True))
+
+
+def _from_sqlite(row: Sequence[Any]) -> Conversation:
+    return conversation_from_row(_sqlite_row(row))
 
 
 def _from_postgres(row: Sequence[Any]) -> Conversation:
@@ -132,3 +136,43 @@ def conversation_read(dialect: Dialect) -> ConversationRead:
     if dialect.name == "postgresql":
         return _PostgresRead()
     raise ValueError(f"no driver-level reads for dialect {dialect.name!r}")
+
+
+def _sqlite_head_cas_sql(*, first: bool, status: bool) -> str:
+    """`sql_queries._append_cas` for SQLite, with the same named parameters."""
+    head = "head_message_id IS NULL" if first else "head_message_id = :expected_head"
+    return (
+        "UPDATE conversations SET head_message_id = :head, message_count = :message_count,"
+        " version = version + 1, input_tokens = input_tokens + :input_tokens,"
+        " output_tokens = output_tokens + :output_tokens,"
+        " total_tokens = total_tokens + :total_tokens, cost_usd = cost_usd + :cost_usd,"
+        " updated_at = :now" + (", status = :status" if status else "") + " WHERE id = :cid"
+        f" AND {head} AND (expires_at IS NULL OR expires_at > :now)"
+        f" RETURNING {', '.join(_COLUMNS)}"
+    )
+
+
+_SQLITE_HEAD_CAS = {
+    (first, status): _sqlite_head_cas_sql(first=first, status=status)
+    for first in (False, True)
+    for status in (False, True)
+}
+
+
+async def sqlite_head_cas(conn: AsyncConnection, params: dict[str, Any]) -> dict[str, Any] | None:
+    """`append_messages`' compare-and-set of the head (`sql_queries.append_statement`'s
+    parameters) on aiosqlite, inside the caller's write transaction: the `BEGIN
+    IMMEDIATE` that `sql_engine` emits when the transaction begins is on this same driver
+    connection. The new row as a column mapping, or None if nothing matched.
+
+    SQLite only: on asyncpg, SQLAlchemy's adapter opens the transaction lazily at its
+    first statement, so a statement run on the driver before it would commit on its own.
+    """
+    sql = _SQLITE_HEAD_CAS[("expected_head" not in params, "status" in params)]
+    bound = {**params, "now": sqlite_text(params["now"])}
+    driver = await _driver(conn)
+    try:
+        rows = list(await driver.execute_fetchall(sql, bound))
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"The state store is unavailable: {exc}") from exc
+    return _sqlite_row(rows[0]) if rows else None

@@ -1,6 +1,6 @@
-"""The statements every turn runs are cheap: the head compare-and-set and the messages
-INSERT are built once and reused with bind parameters, and the conversation read by id
-runs on the driver (`app.stores.sql_hot`), not through SQLAlchemy's execution at all."""
+"""The statements every turn runs are cheap: the messages INSERT is built once and reused
+with bind parameters; the conversation read by id and (SQLite) the head's compare-and-set
+run on the driver (`app.stores.sql_hot`), not through SQLAlchemy's execution at all."""
 
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ async def test_a_turns_statements_are_the_same_objects_each_turn(store: SqlStore
         turns.append([c for c in executed if hasattr(c, "compile")])
     event.remove(store.engine.sync_engine, "before_execute", seen)
     first, second = turns
-    assert len(first) == len(second) == 2  # UPDATE ... RETURNING, INSERT (the read: driver)
-    # the second turn's head is not None, so its compare-and-set is the other variant
-    assert first[1] is second[1]
+    # only the INSERT: the read and the head's compare-and-set run on the driver
+    assert len(first) == len(second) == 1
+    assert first[0] is second[0]
     assert conv.message_count == 4 and conv.usage.input_tokens == 6 and conv.usage.cost_usd == 1.0
     again = await store.get_conversation(conv.id, now=utcnow())
     assert again == conv
