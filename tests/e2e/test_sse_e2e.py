@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -68,7 +69,10 @@ async def test_deltas_arrive_one_by_one(server: str) -> None:
     deltas = [t for t, _, kind, _ in events if kind == "message.delta"]
     assert len(deltas) == 6  # "echo: " + five words
     gaps = [b - a for a, b in itertools.pairwise(deltas)]
-    assert min(gaps) > DELAY_MS / 1000 * 0.5, f"deltas were buffered: gaps {gaps}"
+    # buffered deltas arrive together (every gap ~0); one late wake-up of a loaded
+    # machine delivers two at once (one gap ~0 next to a long one), which is not buffering
+    assert statistics.median(gaps) > DELAY_MS / 1000 * 0.5, f"deltas were buffered: {gaps}"
+    assert sum(1 for g in gaps if g < DELAY_MS / 1000 * 0.25) <= 1, f"deltas bunched: {gaps}"
     assert events[-1][2] == "run.completed"
 
 
