@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from app.coordination.base import Coordinator, RunRecord, TurnLease, TurnResult
 from app.coordination.liveness import InstanceLiveness
@@ -44,7 +44,7 @@ from app.manager.packs import PackLibrary
 from app.manager.provider_call import ProviderCaller
 from app.manager.run_end import RunEndRecorder
 from app.manager.stats import Stats
-from app.manager.tool_loop import ToolLoop
+from app.manager.tool_loop import RoundResult, ToolLoop
 from app.manager.tool_policy import log_dropped, tool_budget
 from app.manager.turn_numbers import TurnNumbers
 from app.manager.turn_opening import opening_messages
@@ -54,6 +54,8 @@ from app.providers.pricing import PriceTable
 from app.settings import Settings
 from app.stores.base import StateStore
 from app.tools import ToolRegistry
+
+T = TypeVar("T")
 
 log = logging.getLogger("parley.turns")
 
@@ -124,10 +126,11 @@ class TurnExecutor:
                 paused = outcome.pending_tool_calls or outcome.pending_approvals
                 status = RunStatus.requires_action if paused else RunStatus.completed
             finally:
-                await lease.release()
+                await asyncio.shield(lease.release())  # a cancel here must not cut it
         except asyncio.CancelledError:
-            status = RunStatus.cancelled
-            error = plan.cancel_error
+            if outcome is None:  # else committed (the cancel came in the lease's release)
+                status = RunStatus.cancelled
+                error = plan.cancel_error
         except ParleyError as exc:
             error = RunError(code=exc.code, detail=exc.detail)
             problem = problem_of(exc)
@@ -244,10 +247,18 @@ class TurnExecutor:
             )
         if lease.lost:
             raise TurnLockLost("The turn lock was lost before commit; nothing was committed.")
+        # from the commit on it is too late to cancel: the commit and what follows it
+        # finish, and the run completes, however many cancels come (`past_cancelling`)
+        return await past_cancelling(self._commit(conv, pending, replies, left))
+
+    async def _commit(
+        self, conv: Conversation, pending: list[Message], replies: list[Message], left: RoundResult
+    ) -> TurnOutcome:
         usage = sum((r.usage for r in replies), Usage())
         cost = sum(r.cost_usd for r in replies)
-        commit = asyncio.ensure_future(
-            self._store.append_messages(
+        t = time.perf_counter()
+        try:
+            committed = await self._store.append_messages(
                 conv,
                 pending,
                 usage=usage,
@@ -257,14 +268,6 @@ class TurnExecutor:
                 if left.paused
                 else ConversationStatus.idle,
             )
-        )
-        t = time.perf_counter()
-        try:
-            try:
-                committed = await asyncio.shield(commit)
-            except asyncio.CancelledError:
-                # too late to cancel: the commit finishes, the run completes
-                committed = await commit
         except StoreUnavailable:  # the commit may have landed, its answer lost
             within_s = self._settings.store_timeout_s
             if not await commit_landed(self._store, conv.lineage_id, pending, within_s):
@@ -366,3 +369,22 @@ def _unchanged_copy(plan: TurnPlan, lease: TurnLease) -> Conversation | None:
     if plan.seen is None or plan.seen_stamp is None or lease.stamp_before != plan.seen_stamp:
         return None
     return plan.seen
+
+
+async def past_cancelling(work: Coroutine[Any, Any, T]) -> T:
+    """`work`'s result, however many times this task is cancelled meanwhile: each cancel
+    is absorbed (`uncancel`) and `work` goes on. For what must not stop half-way: a turn
+    whose commit has started. A cancel landing after the commit, in what follows it
+    (media, checkpoints), made a committed run read `cancelled` and a same-key retry run
+    the turn again (found by the outside tester: an interrupt, or a client hanging up
+    with `on_disconnect: cancel` right after `message.completed`)."""
+    future = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
