@@ -199,5 +199,9 @@ class Coordinator:
     async def ping(self) -> None:
         """Raise `StoreUnavailable` when the coordination backend does not answer."""
 
+    async def warm_up(self) -> None:
+        """Start-up (`app.manager.warm_up`): what the first run would pay, paid now."""
+        await self.runs.warm_up()
+
     async def close(self) -> None:
         """Release connections."""

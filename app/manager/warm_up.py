@@ -54,7 +54,7 @@ async def warm_up(
         return {}
     steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("store", lambda: _store_reads(store)),
-        ("run_log", coordinator.runs.warm_up),
+        ("coordination", coordinator.warm_up),
         ("encodings", lambda: _encodings(context, providers)),
     ]
     deadline = time.monotonic() + timeout_s

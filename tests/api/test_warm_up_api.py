@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,7 +50,7 @@ async def test_the_lifespan_warms_the_store_and_run_log_before_serving(
 
     monkeypatch.setattr(manager_module, "warm_up", recording)
     async with app_and_manager(settings_factory()) as (client, _):
-        assert len(took) == 1 and {"store", "run_log", "encodings"} <= set(took[0])
+        assert len(took) == 1 and {"store", "coordination", "encodings"} <= set(took[0])
         assert (await client.get("/readyz")).status_code == 200
 
 
@@ -71,3 +72,29 @@ async def test_a_hanging_warm_up_step_is_given_up_within_the_timeout(
     async with app_and_manager(settings_factory(warm_up_timeout_s=0.5)) as (client, _):
         assert hung and time.monotonic() - t < 5
         assert (await client.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("pool_size", [1, 10])
+async def test_a_postgres_warm_up_primes_the_pool_and_starts_the_run_heartbeat(
+    pool_size: int, tmp_path: Path
+) -> None:
+    from app.coordination.factory import PRIMED_CONNECTIONS, build_coordinator
+    from app.stores.factory import create_store
+    from tests.conftest import make_settings
+    from tests.services import scratch_postgres_database
+
+    async with scratch_postgres_database() as url:
+        store = create_store(url, database_pool_size=pool_size, database_max_overflow=0)
+        await store.open()
+        settings = make_settings(tmp_path, state_url=url, database_pool_size=pool_size)
+        coordinator = build_coordinator(settings, store)
+        try:
+            await asyncio.wait_for(coordinator.warm_up(), timeout=10)  # never waits on itself
+            pool = store.sql_engine().pool
+            assert pool.checkedin() == min(PRIMED_CONNECTIONS, pool_size)  # type: ignore[attr-defined]
+            t = time.perf_counter()
+            await coordinator.warm_up()  # the heartbeat and sweep are not paid twice
+            assert time.perf_counter() - t < 1
+        finally:
+            await coordinator.close()
+            await store.close()
