@@ -20,6 +20,7 @@ from app.coordination.factory import build_coordinator
 from app.domain import Run, RunStatus
 from app.settings import Settings
 from app.stores.sql import SqlStore
+from app.stores.sql_engine import WRITE_OPTION
 
 HELD_S = 0.3
 
@@ -103,12 +104,12 @@ async def test_concurrent_run_records_share_write_transactions(
     await coordinator.runs.create(new_record("warm-up"))  # first heartbeat and sweep
     begins: list[str] = []
 
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("BEGIN IMMEDIATE"):
-            begins.append(statement)
+    def count(conn: Any) -> None:  # a write transaction: BEGIN IMMEDIATE (sql_engine)
+        if conn.get_execution_options().get(WRITE_OPTION, False):
+            begins.append("BEGIN IMMEDIATE")
 
     engine = store.sql_engine().sync_engine
-    event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "begin", count)
     try:
         await lock.acquire()
         creates = [
@@ -118,7 +119,7 @@ async def test_concurrent_run_records_share_write_transactions(
         lock.release()
         await asyncio.wait_for(asyncio.gather(*creates), timeout=10)
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        event.remove(engine, "begin", count)
     assert len(begins) == 1
     for i in range(20):
         assert await coordinator.runs.get(f"run-{i}") is not None

@@ -96,3 +96,23 @@ def test_sqlite_text_is_sqlalchemys_fixed_width_utc_format() -> None:
     assert sql_hot.sqlite_text(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)) == (
         "2026-01-02 03:04:05.000007"
     )
+
+
+async def test_sqlites_begin_runs_on_the_driver_not_through_sqlalchemy(store: SqlStore) -> None:
+    conv = await store.create_conversation(conversation())
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await store.append_messages(
+            conv, chain(conv, None, 2), usage=Usage(), cost_usd=0, now=utcnow()
+        )
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert [s for s in statements if s.startswith("BEGIN")] == []
+    assert len(statements) == 1  # the INSERT
+    got = await store.get_conversation(conv.id, now=utcnow())
+    assert got is not None and got.message_count == 2
