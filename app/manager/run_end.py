@@ -38,8 +38,13 @@ class _End:
 
 
 class RunEndRecorder:
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(self, coordinator: Coordinator, *, attempt_s: float | None = None) -> None:
+        """`attempt_s` (`PARLEY_STORE_TIMEOUT_S`) bounds each attempt: a backend that
+        stops answering (black-holed, not refusing) would otherwise hold the run's end,
+        and every request waiting for it, until the network gives up (a PostgreSQL
+        partition held in-flight turns for as long as it lasted: 207 s seen)."""
         self._coord = coordinator
+        self._attempt_s = attempt_s
         self._pending: dict[str, RunRecord] = {}
         self._retries: set[asyncio.Task[None]] = set()
 
@@ -59,7 +64,7 @@ class RunEndRecorder:
         end = _End(record, event, forget if forget is not None else None)
         end.forgotten = forget is None
         try:
-            await self._attempt(end)
+            await self._bounded_attempt(end)
             return True
         except Exception as exc:
             run_id = record.run.id
@@ -76,6 +81,10 @@ class RunEndRecorder:
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
             return False
+
+    async def _bounded_attempt(self, end: _End) -> None:
+        async with asyncio.timeout(self._attempt_s):
+            await self._attempt(end)
 
     async def _attempt(self, end: _End) -> None:
         if not end.saved and end.forgotten and not end.published:
@@ -105,7 +114,7 @@ class RunEndRecorder:
                 await asyncio.sleep(backoff.next())
                 attempts += 1
                 try:
-                    await self._attempt(end)
+                    await self._bounded_attempt(end)
                 except Exception as exc:
                     log.debug("run %s: attempt %d to record its end: %r", run_id, attempts, exc)
                     continue

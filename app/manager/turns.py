@@ -91,7 +91,7 @@ class TurnExecutor:
         self._settings = settings
         self._stats = stats
         self._now = clock
-        self.ends = RunEndRecorder(coordinator)
+        self.ends = RunEndRecorder(coordinator, attempt_s=settings.store_timeout_s)
         self._turn_numbers = TurnNumbers(store, cache)
         self._checkpoints = AutoCheckpoints(
             store=store, settings=settings, stats=stats, clock=clock

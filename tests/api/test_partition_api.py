@@ -7,6 +7,7 @@ The acceptance figure is the default 5 s; the suite runs with 4 s to stay quicke
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -90,3 +91,37 @@ async def test_a_black_holed_store_answers_503_fast(backend: str, tmp_path: Path
                 assert r.status_code == 503, r.text
                 print(f"{backend} readyz: {took:.2f} s")
                 assert took < TIMEOUT_S + SLACK_S, f"readyz took {took:.2f} s"
+
+
+@pytest.mark.parametrize("backend", ["postgres", "redis"])
+async def test_a_turn_in_flight_when_the_store_is_black_holed_ends_in_bounded_time(
+    backend: str, tmp_path: Path
+) -> None:
+    """The provider answers, then nothing of the store does: the turn answers 503 (and
+    its run reads failed) within its bounded store calls (the commit, the check whether it
+    landed, the end's first recording attempt), not when the store comes back (PostgreSQL
+    took as long as the partition: 207 s seen by the outside tester)."""
+    async with _state_url(backend) as real_url:
+        parts = urlsplit(real_url)
+        async with blackhole_proxy(parts.hostname or "127.0.0.1", parts.port or 0) as proxy:
+            url = _through(real_url, proxy)
+            settings = make_settings(
+                tmp_path, state_url=url, store_timeout_s=TIMEOUT_S, mock_delay_ms=100
+            )
+            async with running_app(settings) as client:
+                conv = await create_conv(client)
+                words = " ".join(f"w{i}" for i in range(10))  # ~1 s of streaming
+                turn = asyncio.create_task(
+                    _timed(
+                        client.post(
+                            f"/conversations/{conv['id']}/messages", json={"content": words}
+                        )
+                    )
+                )
+                await asyncio.sleep(0.5)
+                proxy.blackhole()
+                async with asyncio.timeout(8 * TIMEOUT_S):
+                    r, took = await turn
+                print(f"{backend} in-flight turn: {took:.2f} s")
+                assert r.status_code == 503, r.text
+                assert took < 1 + 4 * TIMEOUT_S + SLACK_S, f"the turn took {took:.2f} s"
