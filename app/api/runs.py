@@ -12,6 +12,7 @@ from app.api.params import PathId
 from app.api.schemas import RunOut
 from app.api.sse import event_stream, last_event_id, non_empty
 from app.deps import ManagerDep, PrincipalDep
+from app.domain.limits import MAX_EVENT_SEQ
 from app.domain.requests import CancelRun
 from app.errors import ConversationNotFound, RunNotFound, StoreUnavailable
 
@@ -51,7 +52,9 @@ async def run_events(
     run_id: PathId,
     manager: ManagerDep,
     principal: PrincipalDep,
-    after: Annotated[int | None, Query(ge=0, description="Replay events after this seq.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_EVENT_SEQ, description="Replay events after this seq.")
+    ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Any:
     record = await manager.runs.get(principal, conversation_id, run_id)

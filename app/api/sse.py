@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Send
 
+from app.domain.limits import MAX_EVENT_SEQ
 from app.domain.run import RunEvent
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -121,9 +122,11 @@ async def event_stream(
 
 
 def last_event_id(header: str | None, after: int | None) -> int:
-    """Where a reconnecting reader resumes: `?after=` wins over `Last-Event-ID`."""
+    """Where a reconnecting reader resumes: `?after=` wins over `Last-Event-ID`. The
+    header is a hint (not validated): past the largest seq there can be means "after
+    everything"."""
     if after is not None:
         return max(after, 0)
-    if header and header.strip().isdigit():
-        return int(header.strip())
+    if header and header.strip().isascii() and header.strip().isdigit():
+        return min(int(header.strip()), MAX_EVENT_SEQ)
     return 0

@@ -27,6 +27,9 @@ from pydantic import AfterValidator
 MAX_JSON_DEPTH = 32
 MAX_JSON_INT = 2**53 - 1
 MAX_TTL_S = 10 * 365 * 24 * 3600  # ten years
+# A run event's seq is a 64-bit integer column on PostgreSQL: larger values cannot be
+# compared with it (a 500 from `?after=2**63`), and no run has that many events.
+MAX_EVENT_SEQ = 2**63 - 1
 MAX_SYSTEM_PROMPT_CHARS = 200_000
 MAX_CONTEXT_TOKENS = 10_000_000
 MAX_CONTEXT_MESSAGES = 1_000_000

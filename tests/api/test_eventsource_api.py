@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 
 from app.api.sse import SSE_RETRY_MS
 from app.settings import Settings
-from tests.api.helpers import create_conv, send
+from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.helpers import assert_problem, create_conv, send
 from tests.api.sse_parse import parse_sse
 from tests.conftest import running_app
 
@@ -71,3 +74,22 @@ async def test_snapshot_and_its_terminal_event_carry_ids(
         # one that never saw anything still gets the snapshot
         r = await client.get(url)
         assert [e.event for e in parse_sse(r.text)] == ["run.snapshot", "run.completed"]
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+async def test_a_seq_past_any_64_bit_seq_is_the_end_or_a_422(
+    backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    """PostgreSQL's seq column is 64-bit: `?after=2**63` was a 500 there (SQLite: 204).
+    The header is a hint, read as "after everything"; the query parameter is checked."""
+    async with (
+        state_url_for(backend, tmp_path) as state_url,
+        running_app(settings_factory(state_url=state_url)) as client,
+    ):
+        url, _ = await _finished_run(client)
+        for header in (str(2**63), str(10**30)):
+            r = await client.get(url, headers={"Last-Event-ID": header})
+            assert r.status_code == 204, (header, r.text)
+        for after in (2**63, 10**30):
+            assert_problem(await client.get(url, params={"after": after}), 422, "validation_error")
+        assert (await client.get(url, params={"after": 2**63 - 1})).status_code == 204
