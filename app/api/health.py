@@ -24,8 +24,9 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    description="Ready when the state store and the coordination backend answer a round "
-    "trip and at least one PromptPack is loaded; else 503 `store_unavailable`/`not_ready`.",
+    description="Ready when the start-up warm-up is over, the state store and the "
+    "coordination backend answer a round trip, the instance holds its liveness lease and "
+    "at least one PromptPack is loaded; else 503 `store_unavailable`/`not_ready`.",
     **operation("getReadiness", StoreUnavailable, NotReady),
 )
 async def readyz(manager: ManagerDep) -> dict[str, Any]:

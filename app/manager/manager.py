@@ -226,12 +226,19 @@ class ConversationManager:
     async def readiness(self) -> dict[str, Any]:
         """What `/readyz` promises: the start-up warm-up is over (`NotReady` before),
         the store and the coordination backend answer a real round trip
-        (`StoreUnavailable` otherwise) and at least one PromptPack is loaded (`NotReady`
-        otherwise: no conversation could be created)."""
+        (`StoreUnavailable` otherwise), the instance holds its liveness lease (`NotReady`
+        otherwise: after a partition, until its old lease expired and it took a new one)
+        and at least one PromptPack is loaded (`NotReady` otherwise: no conversation could
+        be created)."""
         if not self._warmed:
             raise NotReady("The instance is warming up (start-up); ready in a moment.")
         await self.store.ping()
         await self.coordinator.ping()
+        if not self.liveness.held:  # every turn would answer 503 turn_lock_lost
+            raise NotReady(
+                "This instance does not hold its liveness lease (the coordination backend "
+                "was away); it takes it again within seconds, and refuses turns until then."
+            )
         await self.packs.sync()
         if not len(self.packs):
             raise NotReady(

@@ -109,6 +109,18 @@ async def test_an_instance_without_its_lease_does_not_commit(
         assert (await client.get(url)).json()["data"] == []
 
 
+async def test_an_instance_without_its_lease_is_not_ready(
+    tmp_path: Path, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It refuses every turn (above), so a load balancer must not send it any: after a
+    partition it answered ready for ~10 s while every turn was 503 turn_lock_lost."""
+    async with app_and_manager(settings_factory()) as (client, manager):
+        assert (await client.get("/readyz")).status_code == 200
+        monkeypatch.setattr(type(manager.liveness), "held", property(lambda _: False))
+        r = await client.get("/readyz")
+        assert r.status_code == 503 and r.json()["code"] == "not_ready", r.text
+
+
 @pytest.mark.redis
 async def test_two_instances_noticing_at_once_write_one_end(
     tmp_path: Path, settings_factory: Callable[..., Settings]
