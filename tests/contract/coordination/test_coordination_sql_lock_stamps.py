@@ -16,7 +16,9 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
+from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_locks import SqlLeaseLocks
+from app.coordination.sql_run_sweep import sweep_runs
 from app.stores.sql_tables import turn_leases
 from tests.contract.coordination.conftest import sql_engine
 
@@ -88,5 +90,23 @@ async def test_a_deleted_row_restarts_its_counter_above_every_stamp(engine: Any)
         lease = await locks.acquire("c", "run-2", wait_s=0)
         assert lease.stamp_before is not None and lease.stamp_before > seen
         await lease.release()
+    finally:
+        await locks.close()
+
+
+async def test_the_sweep_deletes_free_lock_rows_and_keeps_held_ones(engine: Any) -> None:
+    """One row per conversation ever locked stayed forever; free ones are swept now."""
+    locks = SqlLeaseLocks(engine)
+    try:
+        freed = await locks.acquire("freed", "run-1", wait_s=0)
+        await freed.release()
+        held = await locks.acquire("held", "run-2", wait_s=0)
+        await sweep_runs(SqlClock(engine))
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.select(turn_leases.c.conversation_id))).scalars()
+            assert list(rows) == ["held"]
+        again = await locks.acquire("freed", "run-3", wait_s=0)  # a new row, working
+        await again.release()
+        await held.release()
     finally:
         await locks.close()
