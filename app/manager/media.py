@@ -28,7 +28,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from app.domain import Message, Part, new_id
 from app.domain.media import MediaPolicy, MediaRecord
@@ -44,8 +43,6 @@ from app.packs.media import MediaConfig
 from app.providers.base import LLMProvider, ProviderRequest
 from app.settings import Settings
 from app.stores.base import StateStore
-
-URL_SCHEMES = frozenset({"http", "https"})
 
 log = logging.getLogger("parley.media")
 
@@ -281,7 +278,7 @@ class MediaService:
             )
             return index, part.model_copy(update={"media": ref}), None, None
         assert media.url is not None
-        if not _http_url(media.url):
+        if not media_rules.http_url(media.url):
             # the provider fetches it: anything else is meaningless there (file://) or
             # a way around the checks bytes get (data:)
             raise InvalidRequest(
@@ -402,10 +399,3 @@ class MediaService:
                     removed += 1
             removed += await self.media.sweep_staging(older_than_s=orphan_grace_s)
         return removed
-
-
-def _http_url(url: str) -> bool:
-    try:
-        return urlsplit(url).scheme.lower() in URL_SCHEMES
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return False

@@ -17,6 +17,7 @@ Violations are 422 `unsupported_media` unless noted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from app.errors import MediaTooLarge, UnsupportedMedia
 from app.media.sniff import FORMAT_NAMES
@@ -100,3 +101,14 @@ def check_provider(facts: PartFacts, provider: LLMProvider) -> None:
     reason = provider.media_support(facts.kind, facts.mime_type, facts.source)
     if reason is not None:
         raise _refuse(facts, reason)
+
+
+URL_SCHEMES = frozenset({"http", "https"})
+
+
+def http_url(url: str) -> bool:
+    """Whether a media part's `url` is one a provider can fetch (http or https)."""
+    try:
+        return urlsplit(url).scheme.lower() in URL_SCHEMES
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
