@@ -6,41 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
 
-from app.main import create_app
 from app.manager.manager import ConversationManager
 from app.signals import chain_shutdown_signals
 from tests.api.backends import state_url_for
 from tests.api.helpers import assert_problem, create_conv
 from tests.api.sse_parse import parse_sse
-from tests.conftest import make_settings
+from tests.conftest import app_and_manager, make_settings
 
 LONG = " ".join(f"w{i}" for i in range(200))  # the mock echoes it: 200 deltas
 
 
-@asynccontextmanager
-async def app_with_manager(
+def app_with_manager(
     tmp_path: Path, **overrides: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, ConversationManager]]:
-    app = create_app(make_settings(tmp_path, **overrides))
-    async with app.router.lifespan_context(app) as state:
-        assert state is not None
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            scope["state"] = dict(state)
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as c:
-            yield c, state["manager"]
+) -> AbstractAsyncContextManager[tuple[httpx.AsyncClient, ConversationManager]]:
+    return app_and_manager(make_settings(tmp_path, **overrides))
 
 
 async def stream(client: httpx.AsyncClient, conv: str, content: str) -> list[str]:
