@@ -269,6 +269,14 @@ class StoreUnavailable(ParleyError):
         super().__init__(detail, **kwargs)
 
 
+class Overloaded(ParleyError):
+    """More requests than the instance admits at once waited longer than
+    `PARLEY_ADMISSION_TIMEOUT_S` for a slot (`app.manager.admission`): retry after
+    `Retry-After`."""
+
+    status, code, title = 503, "overloaded", "Instance overloaded"
+
+
 class TurnLockLost(ParleyError):
     """The run's turn lock expired (its renewals failed) before the commit: another turn
     may run, so nothing was committed; retrying is safe."""

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     provider_max_connections: int = Field(default=1000, ge=1)
 
     max_concurrent_executions: int = Field(default=10, ge=0)
+    # Requests that open turns or create conversations at once (app/manager/admission.py);
+    # the rest queue in arrival order, up to the timeout (then 503 overloaded). 0: no gate.
+    admission_concurrency: int = Field(default=32, ge=0, le=10_000)
+    admission_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     default_timeout_s: float = Field(default=30.0, gt=0)
     turn_lock_timeout_s: float = Field(default=30.0, gt=0)
     # The most one call to the state store or the coordination backend may take (pool

@@ -23,6 +23,7 @@ from app.errors import (
     InvalidRequest,
     InvalidVariables,
     NotFound,
+    Overloaded,
     PackNotFound,
     PreconditionFailed,
     PromptNotFound,
@@ -82,6 +83,7 @@ def _if_match(value: str | None) -> int | None:
     response_model=Conversation,
     **operation(
         "createConversation",
+        Overloaded,
         PackNotFound,
         ConversationExists,
         PromptNotFound,

@@ -32,6 +32,7 @@ from app.errors import (
     Unauthorized,
     VersionConflict,
 )
+from app.manager.admission import AdmissionGate
 from app.manager.conversation_policy import (
     check_context_policy,
     merge_nullable,
@@ -70,7 +71,9 @@ class ConversationService:
         settings: Settings,
         clock: Callable[[], datetime],
         media: MediaService,
+        admission: AdmissionGate,
     ) -> None:
+        self._admission = admission
         self._store = store
         self._packs = packs
         self._providers = providers
@@ -173,6 +176,10 @@ class ConversationService:
             raise
 
     async def _create(self, user_id: str, req: CreateConversation) -> Conversation:
+        async with self._admission.admit():
+            return await self._create_admitted(user_id, req)
+
+    async def _create_admitted(self, user_id: str, req: CreateConversation) -> Conversation:
         pack = await self._packs.get(req.pack_id, req.pack_version)
         provider_name = req.provider or self._settings.resolved_provider()
         provider = self._providers.get(provider_name)

@@ -13,6 +13,7 @@ from app.coordination.base import Coordinator
 from app.coordination.liveness import InstanceLiveness
 from app.domain import new_id, utcnow
 from app.errors import NotReady
+from app.manager.admission import AdmissionGate
 from app.manager.branch_points import BranchPoints
 from app.manager.context import ContextBuilder
 from app.manager.context_items import ContextItemService
@@ -79,6 +80,7 @@ class ConversationManager:
         self.cache = MessageCache(max_bytes=settings.message_cache_mb * 2**20)
         self._now = clock
         self.media = MediaService(store=store, media=media, settings=settings, clock=clock)
+        self.admission = AdmissionGate(settings.admission_concurrency, settings.admission_timeout_s)
         self.conversations = ConversationService(
             store=store,
             packs=self.packs,
@@ -87,6 +89,7 @@ class ConversationManager:
             settings=settings,
             clock=clock,
             media=self.media,
+            admission=self.admission,
         )
         self.tree = TreeService(
             store=store, conversations=self.conversations, coordinator=coordinator, clock=clock
@@ -169,6 +172,7 @@ class ConversationManager:
             packs=self.packs,
             providers=providers,
             settings=settings,
+            admission=self.admission,
         )
         self._sweeper: asyncio.Task[None] | None = None
 

@@ -21,6 +21,7 @@ from app.domain.requests import (
     SubmitToolResults,
 )
 from app.errors import InvalidRequest, MessageTooLarge, ProviderNotConfigured
+from app.manager.admission import AdmissionGate
 from app.manager.branch_points import BranchPoints
 from app.manager.conversations import ConversationService
 from app.manager.media import MediaService, PartRules
@@ -51,7 +52,9 @@ class TurnRequests:
         packs: PackLibrary,
         providers: Mapping[str, LLMProvider],
         settings: Settings,
+        admission: AdmissionGate,
     ) -> None:
+        self._admission = admission
         self._runs = runs
         self._conversations = conversations
         self._branch_points = branch_points
@@ -79,9 +82,12 @@ class TurnRequests:
     ) -> StartedRun:
         """Start a turn. `staged` holds the bytes of parts uploaded as multipart files
         (by part index; those parts carry no source); the caller closes them."""
-        conv, stamp = await self._read(principal, conversation_id)
-        turn, body = await self._user_turn(conv, req, staged or {})
-        return await self._runs.start(conv, turn, req.if_busy, key, ("message", body), stamp=stamp)
+        async with self._admission.admit():
+            conv, stamp = await self._read(principal, conversation_id)
+            turn, body = await self._user_turn(conv, req, staged or {})
+            return await self._runs.start(
+                conv, turn, req.if_busy, key, ("message", body), stamp=stamp
+            )
 
     async def edit_message(
         self,
@@ -94,24 +100,26 @@ class TurnRequests:
     ) -> StartedRun:
         """Start a turn whose user message is a new sibling of user message `message_id`
         (`app.manager.branch_points`)."""
-        conv, stamp = await self._read(principal, conversation_id)
-        branch = await self._branch_points.for_edit(conv, message_id)
-        turn, body = await self._user_turn(conv, req, {}, kind="edit", branch_from=branch)
-        body["message_id"] = message_id
-        return await self._runs.start(conv, turn, req.if_busy, key, ("edit", body), stamp=stamp)
+        async with self._admission.admit():
+            conv, stamp = await self._read(principal, conversation_id)
+            branch = await self._branch_points.for_edit(conv, message_id)
+            turn, body = await self._user_turn(conv, req, {}, kind="edit", branch_from=branch)
+            body["message_id"] = message_id
+            return await self._runs.start(conv, turn, req.if_busy, key, ("edit", body), stamp=stamp)
 
     async def regenerate(
         self, principal: Principal, conversation_id: str, req: Regenerate, *, key: str | None
     ) -> StartedRun:
         """Start a run that generates a new sibling of an assistant reply from the same
         context (`app.manager.branch_points`)."""
-        conv, stamp = await self._read(principal, conversation_id)
-        branch = await self._branch_points.for_regenerate(conv, req.message_id)
-        turn = TurnInput(kind="regenerate", branch_from=branch)
-        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-        return await self._runs.start(
-            conv, turn, req.if_busy, key, ("regenerate", body), stamp=stamp
-        )
+        async with self._admission.admit():
+            conv, stamp = await self._read(principal, conversation_id)
+            branch = await self._branch_points.for_regenerate(conv, req.message_id)
+            turn = TurnInput(kind="regenerate", branch_from=branch)
+            body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+            return await self._runs.start(
+                conv, turn, req.if_busy, key, ("regenerate", body), stamp=stamp
+            )
 
     async def _user_turn(
         self,
@@ -158,14 +166,15 @@ class TurnRequests:
         *,
         key: str | None,
     ) -> StartedRun:
-        conv, stamp = await self._read(principal, conversation_id)
-        size = len(json.dumps([r.model_dump(mode="json") for r in req.results]).encode())
-        self._check_size(size)
-        turn = TurnInput(kind="tool_results", tool_results=req.results)
-        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-        return await self._runs.start(
-            conv, turn, req.if_busy, key, ("tool_results", body), stamp=stamp
-        )
+        async with self._admission.admit():
+            conv, stamp = await self._read(principal, conversation_id)
+            size = len(json.dumps([r.model_dump(mode="json") for r in req.results]).encode())
+            self._check_size(size)
+            turn = TurnInput(kind="tool_results", tool_results=req.results)
+            body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+            return await self._runs.start(
+                conv, turn, req.if_busy, key, ("tool_results", body), stamp=stamp
+            )
 
     async def submit_tool_approvals(
         self,
@@ -175,14 +184,15 @@ class TurnRequests:
         *,
         key: str | None,
     ) -> StartedRun:
-        conv, stamp = await self._read(principal, conversation_id)
-        size = len(json.dumps([d.model_dump(mode="json") for d in req.decisions]).encode())
-        self._check_size(size)
-        turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
-        body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-        return await self._runs.start(
-            conv, turn, req.if_busy, key, ("tool_approvals", body), stamp=stamp
-        )
+        async with self._admission.admit():
+            conv, stamp = await self._read(principal, conversation_id)
+            size = len(json.dumps([d.model_dump(mode="json") for d in req.decisions]).encode())
+            self._check_size(size)
+            turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
+            body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
+            return await self._runs.start(
+                conv, turn, req.if_busy, key, ("tool_approvals", body), stamp=stamp
+            )
 
     def _user_content(
         self, req: SendMessage, staged: Mapping[int, StagedBlob]

@@ -1,0 +1,51 @@
+"""Overload: requests beyond `PARLEY_ADMISSION_CONCURRENCY` queue for a slot; one that waits
+past `PARLEY_ADMISSION_TIMEOUT_S` is 503 `overloaded` with Retry-After and stores nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from app.settings import Settings
+from tests.api.helpers import assert_problem, create_conv, send
+from tests.conftest import app_and_manager
+
+
+async def test_beyond_the_timeout_turns_and_creations_are_503_overloaded_and_store_nothing(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(admission_concurrency=1, admission_timeout_s=0.2)
+    async with app_and_manager(settings) as (client, manager):
+        conv = await create_conv(client)
+        async with manager.admission.admit():  # the one slot is busy
+            r = await client.post(f"/conversations/{conv['id']}/messages", json={"content": "q"})
+            body = assert_problem(r, 503, "overloaded")
+            assert r.headers["retry-after"] == "1" and "0.2 s" in body["detail"]
+            r = await client.post(
+                "/conversations",
+                json={"pack_id": "general-assistant", "prompt_name": "chat", "user_id": "bob"},
+            )
+            assert_problem(r, 503, "overloaded")
+            reads = await client.get(f"/conversations/{conv['id']}/messages")  # not gated
+            assert reads.status_code == 200 and reads.json()["data"] == []
+        listed = await client.get("/conversations", params={"user_id": "bob"})
+        assert listed.status_code == 200 and listed.json()["data"] == []
+        assert (await client.get(f"/conversations/{conv['id']}")).json()["message_count"] == 0
+        assert (await send(client, conv["id"], "now there is room"))["status"] == "completed"
+
+
+async def test_within_the_timeout_a_queued_turn_waits_and_runs(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(admission_concurrency=1, admission_timeout_s=10)
+    async with app_and_manager(settings) as (client, manager):
+        conv = await create_conv(client)
+        async with manager.admission.admit():
+            queued = asyncio.create_task(send(client, conv["id"], "wait for me"))
+            for _ in range(200):
+                if manager.admission.waiting:
+                    break
+                await asyncio.sleep(0.01)
+            assert manager.admission.waiting == 1 and not queued.done()
+        assert (await queued)["status"] == "completed"
+        assert (await client.get(f"/conversations/{conv['id']}")).json()["message_count"] == 2
