@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
+from app.api.endpoint_context import warm_endpoint_context
 from app.coordination.base import Coordinator
 from app.coordination.factory import build_coordinator
 from app.manager.manager import ConversationManager
@@ -91,6 +92,7 @@ def make_lifespan(
     settings: Settings,
     provider_client: httpx.AsyncClient | None,
     tracer_provider: TracerProvider | None = None,
+    endpoints: Sequence[Callable[..., Any]] = (),
 ) -> Lifespan:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[AppState]:
@@ -145,6 +147,7 @@ def make_lifespan(
             )
             await manager.start()
             await manager.warm_up()  # before the server listens: /readyz says ready after
+            await asyncio.to_thread(warm_endpoint_context, endpoints)
             restore_signals = chain_shutdown_signals(manager.begin_shutdown)
             log.info(
                 "parley ready: store=%s media=%s provider=%s auth=%s packs=%d (%d skipped) %s",

@@ -26,6 +26,7 @@ from app.api import (
 )
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.cors import install_cors
+from app.api.endpoint_context import endpoint_functions
 from app.api.openapi import TAGS, install_openapi
 from app.api.request_log import RequestLogMiddleware
 from app.domain.export_doc import ConversationDocument
@@ -59,12 +60,32 @@ def create_app(
             "PARLEY_AUTH=none while PARLEY_HOST=%s: anyone who can reach it can use it",
             settings.host,
         )
+    routers = [
+        m.router
+        for m in (
+            packs,
+            conversations,
+            messages,
+            context,
+            context_items,
+            summaries,
+            tree,
+            export,
+            runs,
+            media,
+            health,
+        )
+    ]
+    if playground_enabled(settings):
+        routers.append(playground.router)
     app = FastAPI(
         title="Parley",
         version=API_VERSION,
         summary="Persistent, streaming LLM conversations from PromptPacks.",
         openapi_tags=TAGS,
-        lifespan=make_lifespan(settings, provider_client, tracer_provider),
+        lifespan=make_lifespan(
+            settings, provider_client, tracer_provider, endpoints=endpoint_functions(routers)
+        ),
         # No 307 from `/x/` to `/x`: a 307 keeps the method, so `DELETE .../items/` (an
         # empty item id) would be redirected to, and followed by clients as, delete-all.
         redirect_slashes=False,
@@ -78,22 +99,8 @@ def create_app(
         import_max_bytes=settings.import_max_mb << 20,
     )
     install_error_handlers(app)
-    for module in (
-        packs,
-        conversations,
-        messages,
-        context,
-        context_items,
-        summaries,
-        tree,
-        export,
-        runs,
-        media,
-        health,
-    ):
-        app.include_router(module.router)
-    if playground_enabled(settings):
-        app.include_router(playground.router)
+    for router in routers:
+        app.include_router(router)
     install_cors(app, settings)
     # outermost: the request id and span cover CORS, limits and errors too
     app.add_middleware(RequestLogMiddleware, tracer=tracer)
