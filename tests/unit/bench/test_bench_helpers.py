@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.domain import Conversation, Role, utcnow
-from bench import streaming, turns, turns_parley, turns_timing
+from bench import streaming, turns, turns_parley, turns_report, turns_timing
 from bench.common import random_text
 from bench.report import update_readme
 from bench.servers import parley_env
@@ -185,7 +185,7 @@ async def test_tiny_turns_run_against_real_uvicorn(tmp_path: Path) -> None:
         assert s["history_min"] == size and s["history_max"] == size
     assert sqlite["p50_ratio_largest_over_smallest"] > 0
     assert sqlite["coordination"]  # which backend this configuration gets is recorded
-    assert "Parley turn latency" in turns.render(results)
+    assert "Parley turn latency" in turns_report.render(results)
 
 
 @pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 
 from app.media.dimensions import image_dimensions
 from app.media.sniff import sniff
-from bench import media
+from bench import media, media_report
 
 
 def test_noise_png_is_a_valid_incompressible_png_of_the_size_asked() -> None:
@@ -38,12 +38,12 @@ def test_sizes_of_a_store_on_disk(tmp_path: Path) -> None:
 
 
 def test_reduction_in_words() -> None:
-    assert media.reduction(10, 100) == 90.0
-    assert media.reduction(130, 100) == -30.0
-    assert media.reduction(None, 1) is None and media.reduction(1, 0) is None
-    assert media.less_or_more(85.84) == "85.8 % less"
-    assert media.less_or_more(-29.9) == "29.9 % more"
-    assert media.less_or_more(None) == "-"
+    assert media_report.reduction(10, 100) == 90.0
+    assert media_report.reduction(130, 100) == -30.0
+    assert media_report.reduction(None, 1) is None and media_report.reduction(1, 0) is None
+    assert media_report.less_or_more(85.84) == "85.8 % less"
+    assert media_report.less_or_more(-29.9) == "29.9 % more"
+    assert media_report.less_or_more(None) == "-"
 
 
 @pytest.mark.e2e
@@ -63,5 +63,5 @@ async def test_tiny_media_run_against_real_uvicorn(tmp_path: Path) -> None:
         else:
             assert m["blob_files"] == 3 and m["media_dir_mb"] >= 0.8
     assert results["upload"]["files"] == 1 and results["upload"]["post_media_mb_s"] > 0
-    table = media.render(results)
+    table = media_report.render(results)
     assert "PromptKit claims" in table and "POST /media" in table
