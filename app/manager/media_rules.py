@@ -107,8 +107,14 @@ URL_SCHEMES = frozenset({"http", "https"})
 
 
 def http_url(url: str) -> bool:
-    """Whether a media part's `url` is one a provider can fetch (http or https)."""
+    """Whether a media part's `url` is one a provider can fetch: http or https with a host,
+    and no whitespace or control character anywhere (`urlsplit` strips leading blanks and
+    takes `http:///path`; the URL is passed on exactly as sent, so both must be refused)."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return False
     try:
-        return urlsplit(url).scheme.lower() in URL_SCHEMES
-    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number in 0-65535
+        return parts.scheme.lower() in URL_SCHEMES and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket, a bad port
         return False

@@ -211,6 +211,11 @@ class TurnRequests:
                         "A text part needs text.",
                         errors=[{"loc": ["body", "parts", i, "text"], "msg": "required"}],
                     )
+                if p.type == "text" and p.media is not None:
+                    raise InvalidRequest(
+                        "A text part carries no media (give the media its own part).",
+                        errors=[{"loc": ["body", "parts", i, "media"], "msg": "not allowed"}],
+                    )
                 if p.type != "text" and p.media is None and i not in staged:
                     raise InvalidRequest(
                         "A media part needs media (base64, url or media_id).",

@@ -480,17 +480,25 @@ async def test_the_committed_openapi_declares_both_bodies(tmp_path: Path) -> Non
 async def test_a_media_url_must_be_http_or_https(tmp_path: Path) -> None:
     """The provider fetches a media URL: `file:///etc/passwd` means nothing there, and a
     `data:` URL would carry bytes past the checks base64 gets; both were accepted and
-    passed on (outside tester). Nothing is stored for a refused send."""
+    passed on (outside tester); so were a leading blank, no host, and media on a text part
+    (silently dropped). Nothing is stored for a refused send."""
     async with media_app(tmp_path) as app:
         conv = await app.conversation("alice")
         bad = ("file:///etc/passwd", "data:image/png;base64,aGk=", "javascript:alert(1)",
-               "ftp://x.test/a.png", "http://[::1", "//x.test/a.png")  # fmt: skip
+               "ftp://x.test/a.png", "http://[::1", "//x.test/a.png",
+               " http://x.test/a.png", "http:///nohost.png", "https://x.test/a b.png",
+               "https://x.test/a.png\n", "http://x.test:99999/a.png")  # fmt: skip
         for url in bad:
             part = {"type": "image", "media": {"url": url, "mime_type": "image/png"}}
             body = assert_problem(
                 await app.send_parts("alice", conv["id"], [part]), 422, "validation_error"
             )
             assert body["errors"][0]["loc"] == ["body", "parts", 0, "media", "url"], url
+        text_with_media = {"type": "text", "text": "hi", "media": {"url": "https://x.test/a.png"}}
+        body = assert_problem(
+            await app.send_parts("alice", conv["id"], [text_with_media]), 422, "validation_error"
+        )
+        assert body["errors"][0]["loc"] == ["body", "parts", 0, "media"]
         ok = {"type": "image", "media": {"url": "https://x.test/a.png", "mime_type": "image/png"}}
         assert (await app.send_parts("alice", conv["id"], [ok])).status_code == 200
         r = await app.client.get(f"/conversations/{conv['id']}/messages", headers=auth("alice"))
