@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from app.domain import Conversation, Message, Role, Run
@@ -40,6 +41,7 @@ from app.manager.message_cache import (
     message_tokens,
     parts_media_tokens,
     to_provider_message,
+    total_cost,
 )
 from app.manager.summarizer import summary_cost, summary_message
 from app.manager.token_count import (
@@ -53,6 +55,10 @@ from app.providers.base import ProviderRequest, ToolSpec
 from app.stores.base import StateStore
 
 NO_LIMIT = 1_000_000
+# Per-message reads of the window, done in C (`map`/`filter`): a window holds hundreds.
+_PROVIDER_MESSAGE = attrgetter("provider_message")
+_MESSAGE_ID = attrgetter("message.id")
+_MEDIA = attrgetter("media")
 
 
 @dataclass
@@ -238,7 +244,7 @@ class ContextBuilder:
         summary = outcome.summary
         summary_messages = [summary_message(summary)] if summary else []
         dropped = path_length - len(history)
-        kept = sum(c.cost(rule, counter) for c in history)
+        kept = total_cost(history, rule, counter)
         if dropped and policy.strategy == "fail":
             raise ContextOverflow(
                 f"The history has {path_length} messages; {history_budget} of the "
@@ -253,7 +259,7 @@ class ContextBuilder:
             system=conversation.system_prompt or None,
             messages=items.messages
             + summary_messages
-            + [c.provider_message for c in history]
+            + list(map(_PROVIDER_MESSAGE, history))
             + [to_provider_message(m) for m in pending],
             tools=tools,
             tool_choice=prompt.tool_policy.tool_choice if prompt.tool_policy and tools else None,
@@ -266,7 +272,7 @@ class ContextBuilder:
         )
         return ContextWindow(
             request=request,
-            included_ids=[c.message.id for c in history] + [m.id for m in pending],
+            included_ids=list(map(_MESSAGE_ID, history)) + [m.id for m in pending],
             dropped=dropped,
             budget={
                 "system": system,
@@ -277,7 +283,7 @@ class ContextBuilder:
                 "summary": summary_cost(summary, counter) if summary else 0,
                 "pending": pending_tokens,
                 "media": pending_media
-                + sum(parts_media_tokens(c.media, rule) for c in history if c.media),
+                + sum(parts_media_tokens(c.media, rule) for c in filter(_MEDIA, history)),
                 "reserved_output": policy.reserve_output_tokens,
                 "max_input": policy.max_input_tokens,
                 "input_budget": input_budget,

@@ -35,7 +35,7 @@ from app.domain.media_tokens import TokenRule
 from app.domain.summary import Summary
 from app.domain.tokens import ESTIMATE, TokenCounter
 from app.errors import ParleyError
-from app.manager.message_cache import CachedMessage, MessageCache
+from app.manager.message_cache import CachedMessage, MessageCache, total_cost
 from app.manager.summarizer import Summarizer, summary_cost, summary_tokens
 from app.packs import PromptPack
 from app.stores.base import StateStore
@@ -94,9 +94,7 @@ class SummaryWindows:
         if met is None and reached_root:
             return SummaryOutcome(history=tail)
         if met is not None:
-            if summary_cost(met, counter) + sum(c.cost(rule, counter) for c in tail) <= (
-                history_budget
-            ):
+            if summary_cost(met, counter) + total_cost(tail, rule, counter) <= (history_budget):
                 return SummaryOutcome(history=tail, summary=met)
         else:
             further, _ = await self._cache.walk(
@@ -131,9 +129,7 @@ class SummaryWindows:
         except Exception as exc:  # never fails the turn: truncate_oldest for this call
             return SummaryOutcome(history=None, error=_reason(exc))
         summary = created[-1]
-        if summary_cost(summary, counter) + sum(c.cost(rule, counter) for c in keep) > (
-            history_budget
-        ):
+        if summary_cost(summary, counter) + total_cost(keep, rule, counter) > (history_budget):
             return SummaryOutcome(history=None, error="the summary does not fit", created=created)
         return SummaryOutcome(history=keep, summary=summary, created=created)
 

@@ -28,6 +28,8 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
+from operator import attrgetter
 
 from app.domain import Message, Part, new_id
 from app.domain.media import MediaPolicy, MediaRecord
@@ -330,10 +332,9 @@ class MediaService:
 
     async def resolve(self, request: ProviderRequest) -> ProviderRequest:
         """`request` with every stored media part's bytes filled in (`base64`)."""
-        if not any(
+        if not any(  # over the parts only: a text message has none (no step per message)
             p.media and p.media.media_id and not p.media.base64
-            for m in request.messages
-            for p in m.parts
+            for p in chain.from_iterable(map(attrgetter("parts"), request.messages))
         ):
             return request
         messages = []

@@ -19,6 +19,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from app.domain import Message, Part, ToolCall
 from app.domain.media_tokens import TokenRule, media_tokens
@@ -48,6 +49,18 @@ class CachedMessage:
     def cost(self, rule: TokenRule, counter: TokenCounter = ESTIMATE) -> int:
         text = self.text_tokens(counter)
         return text + parts_media_tokens(self.media, rule) if self.media else text
+
+
+_TOKENS = attrgetter("tokens")
+_MEDIA = attrgetter("media")
+
+
+def total_cost(entries: Sequence[CachedMessage], rule: TokenRule, counter: TokenCounter) -> int:
+    """`sum(c.cost(rule, counter) for c in entries)`; a window of estimate-counted text
+    (every mock and non-OpenAI turn) is summed without a Python call per message."""
+    if counter.exact or any(map(_MEDIA, entries)):
+        return sum(c.cost(rule, counter) for c in entries)
+    return sum(map(_TOKENS, entries))
 
 
 def media_parts(m: Message) -> tuple[Part, ...]:
@@ -179,9 +192,17 @@ class MessageCache:
         out: list[CachedMessage] = []
         used = 0
         cursor = start_id
+        # The loop runs once per message of the window on every provider call: the hit
+        # path makes no Python call (an estimate-counted text entry's cost is its `tokens`).
+        entries = self._entries
+        touch = entries.move_to_end
+        estimate = not counter.exact
         while cursor is not None and len(out) < max_messages and cursor not in stop_at:
-            entry = self.get(cursor)
-            if entry is None:
+            found = entries.get(cursor)
+            if found is not None:
+                touch(cursor)
+                entry = found[0]
+            else:
                 size = next_batch(batch, len(out), used, token_budget)
                 fetched = await store.get_path(
                     lineage_id, cursor, limit=min(size, max_messages - len(out))
@@ -191,7 +212,7 @@ class MessageCache:
                 self.put(fetched)
                 # fetched[0] is `cursor`'s message (the cache may be too small to keep it)
                 entry = self.get(cursor) or cached_message(fetched[0])
-            cost = entry.cost(rule, counter)
+            cost = entry.tokens if estimate and not entry.media else entry.cost(rule, counter)
             if used + cost > token_budget:
                 return out, False
             out.append(entry)
