@@ -63,7 +63,8 @@ from bench.streaming_client import (
     one_stream,
     unique_message,
 )
-from bench.streaming_summary import summarize_phase
+from bench.streaming_profile import per_unit, stage_shares, start_py_spy, stop_py_spy
+from bench.streaming_summary import streaming_window_s, summarize_phase
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Params:
     seed: int
     output: Path
     quick: bool = False
+    py_spy: Path | None = None
+    py_spy_rate: int = 250
 
 
 async def run_phase(
@@ -114,19 +117,32 @@ async def run_phase(
             await client.get("/__bench/emissions")  # forget the warm-up's stamps
             await client.get("/__bench/stages")
         records: list[StreamRecord] = []
-        wall = 0.0
+        wall = streaming = 0.0
+        spy = await start_py_spy(server.pid, p.py_spy, p.py_spy_rate) if instrumented else None
         cpu = CpuMeter(server)
         for r in range(p.rounds):
             t0 = time.perf_counter()
-            records += await one_round(f"r{r}")
+            done = await one_round(f"r{r}")
             wall += time.perf_counter() - t0
+            streaming += streaming_window_s(done)
+            records += done
         usage = cpu.done(wall)
+        await stop_py_spy(spy)
         emissions = (await client.get("/__bench/emissions")).json() if instrumented else {}
         stages = (await client.get("/__bench/stages")).json() if instrumented else {}
     phase = summarize_phase(p.streams, p.rounds, records, emissions, wall, usage, delay_ms)
+    phase["streaming_s"] = round(streaming, 3)
+    phase["tokens_per_s_while_streaming"] = (
+        round(phase["tokens_received"] / streaming, 1) if streaming else None
+    )
     if instrumented:
         phase["breakdown"] = breakdown(records, emissions, stages, delay_ms)
         phase["round_wall_mean_ms"] = round(wall * 1000 / p.rounds, 1)
+    if spy is not None and p.py_spy is not None and p.py_spy.exists():
+        shares = stage_shares(p.py_spy)
+        cpu_s = (usage["server_cpu_utilization"] or 0.0) * wall
+        shares["per_unit"] = per_unit(shares, cpu_s, phase["streams_ok"], phase["tokens_received"])
+        phase["cpu_by_stage"] = shares
     return phase
 
 
@@ -143,6 +159,7 @@ def render(results: dict[str, Any]) -> str:
                 fmt(ph["tokens_per_stream"], 0),
                 fmt(ph["delta_events_per_stream"], 1),
                 fmt(ph["tokens_per_s"], 0),
+                fmt(ph.get("tokens_per_s_while_streaming"), 0),
                 fmt(ph.get("ideal_tokens_per_s"), 0),
                 fmt(ph["streams_per_s"], 0),
                 fmt(ttft.get("p50_ms"), 0),
@@ -150,6 +167,7 @@ def render(results: dict[str, Any]) -> str:
                 fmt(tail.get("p50_ms"), 0),
                 fmt(tail.get("p99_ms"), 0),
                 fmt(ph.get("server_cpu_utilization"), 2),
+                fmt(ph.get("server_cpu_us_per_token"), 0),
                 fmt(ph.get("server_runqueue_wait"), 2),
                 fmt(ph.get("client_cpu_utilization"), 2),
             ]
@@ -163,6 +181,7 @@ def render(results: dict[str, Any]) -> str:
                 "tokens/stream",
                 "events/stream",
                 "tokens/s",
+                "streaming/s",
                 "ideal/s",
                 "streams/s",
                 "TTFT p50",
@@ -170,12 +189,14 @@ def render(results: dict[str, Any]) -> str:
                 "last->done p50",
                 "last->done p99",
                 "srv CPU",
+                "µs/token",
                 "srv wait",
                 "cli CPU",
             ],
             rows,
             "Streaming throughput (real uvicorn, mock provider; times in ms; CPU and run-queue "
-            "wait in cores)",
+            "wait in cores; streaming/s: tokens over first -> last token of each round; "
+            "µs/token: all server CPU over tokens)",
         )
     ]
     rows = []
@@ -240,6 +261,20 @@ def render(results: dict[str, Any]) -> str:
                     f"{name}: provider token -> client event, by stage",
                 )
             )
+    for name, ph in results["phases"].items():
+        prof = ph.get("cpu_by_stage") or {}
+        if prof.get("samples"):
+            unit = prof.get("per_unit") or {}
+            rows = [[stage, fmt(pct, 1)] for stage, pct in prof["share_pct"].items()]
+            parts.append(
+                format_table(
+                    ["stage", "% of server CPU"],
+                    rows,
+                    f"{name}: server CPU by stage (py-spy, {prof['samples']:,} GIL samples)",
+                )
+                + "\n  "
+                + ", ".join(f"{k}: {v:g}" for k, v in unit.items())
+            )
     lines = []
     for name, ph in results["phases"].items():
         events, tokens, multi = (
@@ -266,6 +301,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
     ap.add_argument("--store", default="sqlite", choices=sorted(STORES))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--output", type=Path, default=RESULTS_DIR / "streaming.json")
+    ap.add_argument(
+        "--py-spy", type=Path, help="record the server of the delay phase into this raw profile"
+    )
+    ap.add_argument("--py-spy-rate", type=int, default=250, help="py-spy samples per second")
     a = ap.parse_args(argv)
     if a.words < 2 or a.streams < 1 or a.delay_ms <= 0:
         ap.error("--words >= 2, --streams >= 1 and --delay-ms > 0 are required")
@@ -278,6 +317,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
         seed=a.seed,
         output=a.output,
         quick=a.quick,
+        py_spy=a.py_spy,
+        py_spy_rate=a.py_spy_rate,
     )
 
 

@@ -29,6 +29,14 @@ def token_arrivals(record: StreamRecord) -> list[int]:
     return [record.deltas[bisect_left(event_ends, end)][0] for end in token_ends]
 
 
+def streaming_window_s(records: Sequence[StreamRecord]) -> float:
+    """One round's time from its first token received to its last (seconds): the round
+    minus its opening (requests, turn set-up before any token) and its tail (commits)."""
+    firsts = [r.deltas[0][0] for r in records if r.error is None and r.deltas]
+    lasts = [r.deltas[-1][0] for r in records if r.error is None and r.deltas]
+    return (max(lasts) - min(firsts)) / 1e9 if firsts else 0.0
+
+
 def summarize_phase(
     streams: int,
     rounds: int,
@@ -67,6 +75,11 @@ def summarize_phase(
         "streams_per_s": round(len(ok) / wall_s, 1) if wall_s else None,
         **usage,
     }
+    util = usage.get("server_cpu_utilization")
+    if util is not None and tokens:
+        # every CPU second of the server over the rounds (turn opening and commit included)
+        out["server_cpu_us_per_token"] = round(util * wall_s / tokens * 1e6, 1)
+        out["server_cpu_ms_per_stream"] = round(util * wall_s / len(ok) * 1e3, 2)
     if not ok:
         return out
     if delay_ms:
