@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from app.api.endpoint_context import warm_endpoint_context
 from app.coordination.base import Coordinator
 from app.coordination.factory import build_coordinator
+from app.gc_freeze import freeze_startup_heap, thaw
 from app.manager.manager import ConversationManager
 from app.manager.telemetry import RunTelemetry
 from app.media import FilesystemMediaStore
@@ -118,6 +119,7 @@ def make_lifespan(
         manager: ConversationManager | None = None
         restore_signals: Callable[[], None] | None = None
         tools: ToolRegistry | None = None
+        frozen = False
         try:
             tools_config = await load_tools_config(settings)
             effective = effective_settings(settings, tools_config)
@@ -160,8 +162,12 @@ def make_lifespan(
                 len(problems),
                 tools.summary(),
             )
+            freeze_startup_heap()
+            frozen = True
             yield {"manager": manager, "settings": effective, "tools": tools}
         finally:
+            if frozen:
+                thaw()
             if restore_signals is not None:
                 restore_signals()
             if manager is not None:
