@@ -2,13 +2,17 @@
 
 A follower must end even when the terminal event never reaches the log: recording the
 end of a run can fail after its commit (`app.manager.run_end`), and an instance can die
-mid-run. `follow_checked` reads `RunLog.follow` through a small queue fed by a task, so
-that after every `recheck_s` without an event it can re-read the run's record
-(`settle`, which derives the outcome from the store when the record lags behind) without
-disturbing the read in flight (`_QuietWatch`: one timer per follow, not one per event).
-When the settled record is terminal but the log still has no terminal event, the follow
-ends with the terminal event built from the record, numbered after the last event seen
-(the seq the real one gets once it is published).
+mid-run. `follow_checked` reads `RunLog.follow` in the task that consumes it (the SSE
+response: an event published on this instance wakes that task and nothing else), and a
+timer (`_QuietWatch`: one per follow, re-armed only when it fires) re-reads the run's
+record (`settle`, which derives the outcome from the store when the record lags behind)
+after every `recheck_s` without an event. The re-check runs in a small task of its own so
+that the read in flight is not disturbed; when the settled record is terminal but the log
+still has no terminal event, it interrupts the wait (it cancels the consumer's task while
+that task waits for the log, and the follow absorbs that cancellation) and the follow ends
+with the terminal event built from the record, numbered after the last event seen (the seq
+the real one gets once it is published). Relaying the events through a queue fed by a
+reader task, as before, cost every event one more task wake-up.
 
 A follow that already delivered events and then cannot read the log (`StoreUnavailable`:
 a pool exhausted under load, a store briefly away) resumes after the last event it
@@ -22,10 +26,9 @@ outage longer than `outage_s` (the stream ends; the client reconnects with `Last
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord
 from app.errors import StoreUnavailable
@@ -33,11 +36,11 @@ from app.manager.events import terminal_event
 
 log = logging.getLogger("parley.runs")
 
-QUEUE_SIZE = 64  # events read ahead of a slow consumer; then the reader waits
 OUTAGE_S = 30.0  # how long a started follow keeps retrying an unreadable log
 RETRY_FIRST_S, RETRY_MAX_S = 0.05, 1.0  # its backoff
 
 Settle = Callable[[], Awaitable[RunRecord | None]]
+T = TypeVar("T")
 
 
 def terminal_of(record: RunRecord, seq: int) -> RunEvent:
@@ -60,99 +63,112 @@ async def follow_checked(
     for `recheck_s` and the record is terminal (see the module docstring). Errors of the
     follow (`EventsExpired`, `StoreUnavailable`) are raised as they are, except a
     `StoreUnavailable` after the first event, which is retried for up to `outage_s`."""
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=QUEUE_SIZE)
-
-    async def pump() -> None:
-        resume, outage_since, delay = after, 0.0, RETRY_FIRST_S
-        clock = asyncio.get_running_loop().time
-        while True:
-            try:
-                async for event in runs.follow(run_id, after=resume):
-                    resume, outage_since, delay = event.seq, 0.0, RETRY_FIRST_S
-                    await queue.put(("event", event))
-                await queue.put(("end", None))
-                return
-            except StoreUnavailable as exc:
-                outage_since = outage_since or clock()
-                if resume == after or clock() - outage_since >= outage_s:
-                    await queue.put(("error", exc))
-                    return
-                log.warning("run %s: reading its events failed, retrying: %s", run_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-            except Exception as exc:
-                await queue.put(("error", exc))
-                return
-
-    reader = asyncio.create_task(pump(), name=f"follow-{run_id}")
-    watch = _QuietWatch(queue, recheck_s)
-    last = after
+    watch = _QuietWatch(settle, run_id, recheck_s)
+    last, outage_since, delay = after, 0.0, RETRY_FIRST_S
+    clock = asyncio.get_running_loop().time
     try:
         while True:
-            kind, item = await queue.get()
-            if kind == "quiet":
-                record = await _quiet(settle, run_id)
-                if record is not None and record.run.status.terminal:
-                    yield terminal_of(record, last + 1)
-                    return
-                watch.arm()
-                continue
-            watch.heard()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            last = item.seq
-            yield item
-            if item.type in TERMINAL_EVENTS:
-                return
+            source = runs.follow(run_id, after=last)
+            try:
+                while True:
+                    try:
+                        event = await watch.waiting_for(anext(source))
+                    except StopAsyncIteration:
+                        return
+                    last, outage_since, delay = event.seq, 0.0, RETRY_FIRST_S
+                    yield event
+                    if event.type in TERMINAL_EVENTS:
+                        return
+            except StoreUnavailable as exc:
+                outage_since = outage_since or clock()
+                if last == after or clock() - outage_since >= outage_s:
+                    raise
+                log.warning("run %s: reading its events failed, retrying: %s", run_id, exc)
+                await watch.waiting_for(asyncio.sleep(delay))
+                delay = min(delay * 2, RETRY_MAX_S)
+    except _Settled as settled:
+        yield terminal_of(settled.record, last + 1)
     finally:
         watch.stop()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+
+
+class _Settled(Exception):
+    """Raised out of a wait that a re-check ended: the run's record is terminal."""
+
+    def __init__(self, record: RunRecord) -> None:
+        super().__init__(record.run.id)
+        self.record = record
 
 
 class _QuietWatch:
-    """Puts a `("quiet", None)` item in the follower's queue once `recheck_s` passed
-    without an event. One timer per follow, re-armed only when it fires (to the last
-    event's time + `recheck_s`), where an `asyncio.timeout` around each `queue.get()`
-    made and cancelled a timer per event."""
+    """Re-checks the record once `recheck_s` passed without an event while the consumer
+    waits for the log (`waiting_for`), and ends that wait (`_Settled`) when the record is
+    terminal. One timer per follow, re-armed only when it fires (to the last event's
+    time + `recheck_s`); a re-check runs in a task of its own, so the wait it watches
+    goes on undisturbed unless it is ended."""
 
-    def __init__(self, queue: asyncio.Queue[tuple[str, Any]], recheck_s: float) -> None:
-        self._queue = queue
+    def __init__(self, settle: Settle, run_id: str, recheck_s: float) -> None:
+        self._settle = settle
+        self._run_id = run_id
         self._recheck_s = recheck_s
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
-        self.arm()
+        self._check: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Task[Any] | None = None  # the consumer, while it waits
+        self._settled: RunRecord | None = None
+        self._schedule(self._last + recheck_s)
 
-    def heard(self) -> None:
-        """An item arrived: the quiet time counts from now."""
-        self._last = self._loop.time()
-
-    def arm(self) -> None:
-        """Watch again from now (after a re-check)."""
-        self._last = self._loop.time()
-        self._schedule(self._last + self._recheck_s)
+    async def waiting_for(self, wait: Awaitable[T]) -> T:
+        """`await wait` in the consumer's task; `_Settled` instead when a re-check meanwhile
+        found the record terminal (the re-check cancelled this task, which is absorbed)."""
+        self._waiter = asyncio.current_task()
+        try:
+            return await wait
+        except asyncio.CancelledError:
+            settled, task = self._settled, self._waiter
+            if settled is None or task is None or task.uncancel() > 0:
+                raise  # a cancellation of the consumer itself
+            raise _Settled(settled) from None
+        finally:
+            self._waiter = None
+            self._last = self._loop.time()  # quiet time counts from the wait's end
 
     def _schedule(self, when: float) -> None:
         self._timer = self._loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
+        self._timer = None
         due = self._last + self._recheck_s
-        if self._loop.time() < due:
-            self._schedule(due)  # events came meanwhile: not quiet yet
-        elif self._queue.empty():
-            self._timer = None  # quiet: the follower re-checks, then `arm`s again
-            self._queue.put_nowait(("quiet", None))
-        else:
-            self._schedule(self._loop.time() + self._recheck_s)  # items wait for the reader
+        if self._waiter is None or self._loop.time() < due:
+            # events came meanwhile, or the consumer is busy elsewhere (writing): not quiet
+            self._schedule(max(due, self._loop.time() + self._recheck_s * 0.5))
+            return
+        self._check = self._loop.create_task(self._recheck(), name=f"recheck-{self._run_id}")
+
+    async def _recheck(self) -> None:
+        started = self._last
+        record = await _quiet(self._settle, self._run_id)
+        waiter = self._waiter
+        if (
+            record is not None
+            and record.run.status.terminal
+            and waiter is not None
+            and self._last == started  # nothing was heard during the re-check
+        ):
+            self._settled = record
+            waiter.cancel()
+            return
+        self._last = self._loop.time()
+        self._schedule(self._last + self._recheck_s)
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._check is not None and self._check is not asyncio.current_task():
+            self._check.cancel()
+            self._check = None
 
 
 async def _quiet(settle: Settle, run_id: str) -> RunRecord | None:
