@@ -126,7 +126,11 @@ def create_engine(
     `PARLEY_DATABASE_MAX_OVERFLOW`): connections kept, and opened beyond them under load;
     when all are busy a call waits for one, within the call's timeout."""
     if url.drivername.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": busy_timeout_ms / 1000},
+            pool_reset_on_return=None,  # `_on_reset` below
+        )
         _install_sqlite_hooks(engine, busy_timeout_ms)
         return engine
     engine = create_async_engine(
@@ -185,6 +189,19 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
+
+    @event.listens_for(sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+        """A connection back in the pool is rolled back only if the driver is in a
+        transaction. The pool's default reset rolls back every connection it gets back,
+        including one whose transaction just committed or that never began one (the
+        driver-level reads): on aiosqlite each is a hand-off to the connection's thread,
+        four per turn for nothing. (A connection the pool terminates, or returns outside
+        the event loop, is not reset: the default reset skips those as well.)"""
+        if state.terminate_only or not state.asyncio_safe:
+            return
+        if dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
