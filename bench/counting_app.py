@@ -10,6 +10,10 @@ The app is `app.main.create_app()` unchanged, plus, in this benchmark process on
   first words (`SELECT messages`, `UPDATE conversations`, ...), plus transaction begins and
   commits, pool checkouts and connection pings (PostgreSQL pings only a connection idle
   for `IDLE_PING_S`, `app.stores.sql_engine`);
+* the statements run on the driver directly, under SQLAlchemy's pool (`app.stores.sql_driver`:
+  the turn's conversation read and append, the run records), counted as `driver ...` by
+  wrapping aiosqlite's and asyncpg's statement methods (SQLAlchemy's own adapters use
+  other methods: its cursors, prepared statements and `executemany` on asyncpg);
 * `redis.asyncio` `execute_command` and pipeline `execute` wrapped to count commands,
   pipelines and the commands inside them;
 * `GET /__bench/counts`, which returns the counters and resets them.
@@ -86,6 +90,7 @@ def instrument() -> None:
         event.listen(Engine, "commit", lambda _c: COUNTS["sql"].update(["(transaction commit)"]))
         event.listen(Pool, "checkout", lambda *_: COUNTS["sql"].update(["(pool checkout)"]))
         _count_pings()
+        _count_driver_statements()
     _count_redis()
 
 
@@ -114,6 +119,38 @@ def _count_pings() -> None:
             return counted
 
         setattr(Transaction, name, make(original, f"(asyncpg {name.upper()} sent)"))
+
+
+def _count_driver_statements() -> None:
+    import aiosqlite
+    import asyncpg
+
+    def wrap(cls: type, name: str, *, is_async: bool) -> None:
+        original = getattr(cls, name)
+
+        def count(statement: Any) -> None:
+            if isinstance(statement, str) and statement.strip(" ;"):  # (";": a ping)
+                COUNTS["sql"][f"driver {sql_shape(statement.strip())}"] += 1
+
+        if is_async:
+
+            async def counted_async(self: Any, statement: Any, *args: Any, **kw: Any) -> Any:
+                count(statement)
+                return await original(self, statement, *args, **kw)
+
+            setattr(cls, name, counted_async)
+        else:  # aiosqlite's: return an awaitable context manager
+
+            def counted(self: Any, statement: Any, *args: Any, **kw: Any) -> Any:
+                count(statement)
+                return original(self, statement, *args, **kw)
+
+            setattr(cls, name, counted)
+
+    for name in ("execute", "executemany", "execute_fetchall"):
+        wrap(aiosqlite.Connection, name, is_async=False)
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        wrap(asyncpg.Connection, name, is_async=True)
 
 
 def _on_sql(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

@@ -71,24 +71,6 @@ class SqlClock:
             return sa.func.clock_timestamp() + sa.literal(delta, sa.Interval())
         return sa.literal(datetime.now(UTC) + delta, UTCDateTime())
 
-    # For statements built once (bind parameters instead of values): `now_bound()` and
-    # `later_bound(name)` in the statement, `times(name=seconds)` in its parameters.
-    def now_bound(self) -> sa.ColumnElement[Any]:
-        if self.postgres:
-            return sa.func.clock_timestamp()
-        return sa.bindparam("now", type_=UTCDateTime())
-
-    def later_bound(self, name: str) -> sa.ColumnElement[Any]:
-        if self.postgres:
-            return sa.func.clock_timestamp() + sa.bindparam(name, type_=sa.Interval())
-        return sa.bindparam(name, type_=UTCDateTime())
-
-    def times(self, **later_s: float) -> dict[str, Any]:
-        if self.postgres:
-            return {name: timedelta(seconds=s) for name, s in later_s.items()}
-        now = datetime.now(UTC)
-        return {"now": now, **{name: now + timedelta(seconds=s) for name, s in later_s.items()}}
-
     def insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT (with `on_conflict_do_update`)."""
         return postgresql.insert(table) if self.postgres else sqlite.insert(table)

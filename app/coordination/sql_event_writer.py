@@ -4,13 +4,14 @@ Streaming a turn publishes an event per delta; waiting for a database round trip
 would slow every turn down by the number of its events. The executing instance is the
 only publisher of its runs (it created them), so it numbers their events itself and a
 background task writes whatever accumulated in one statement (`_WRITE_BATCH`, run in
-autocommit: one round trip, atomic): the events, `last_seq` (and the event retention,
-after a terminal event) on the records, then one `pg_notify` per run, delivered when the
-statement commits. `publish` returns at once for ordinary events and waits for the write
-of terminal ones (and when the backlog passes `HIGH_WATER`), so a run's end is durable
-before its executor moves on, and an unreachable database reaches the executor
-(`StoreUnavailable`) instead of piling up. A batch that cannot be written is
-dropped (logged): followers see the gap and fall back to a `run.snapshot`.
+autocommit on the driver, `app.stores.sql_driver`: one round trip, atomic): the events,
+`last_seq` (and the event retention, after a terminal event) on the records, then one
+`pg_notify` per run, delivered when the statement commits. `publish` returns at once for
+ordinary events and waits for the write of terminal ones (and when the backlog passes
+`HIGH_WATER`), so a run's end is durable before its executor moves on, and an
+unreachable database reaches the executor (`StoreUnavailable`) instead of piling up. A
+batch that cannot be written is dropped (logged): followers see the gap and fall back to
+a `run.snapshot`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.errors import StoreUnavailable
+from app.stores.sql_driver import postgres_driver
 from app.stores.sql_engine import unavailable_on_connection_errors
 
 log = logging.getLogger("parley.coordination.sql")
@@ -43,20 +43,19 @@ _Event = tuple[str, int, str, dict[str, Any]]
 # its finished record, given with its terminal event by `end`, or its live record, given
 # with an event by `publish_with_record`), then one `pg_notify` per run, delivered at the
 # statement's COMMIT.
-_WRITE_BATCH = sa.text(
-    """
+_WRITE_BATCH = """
     WITH inserted AS (
         INSERT INTO run_events (run_id, seq, type, data)
         SELECT e.run_id, e.seq, e.type, CAST(e.data AS jsonb)
         FROM unnest(
-            CAST(:e_runs AS text[]), CAST(:e_seqs AS bigint[]),
-            CAST(:e_types AS text[]), CAST(:e_data AS text[])
+            CAST($1 AS text[]), CAST($2 AS bigint[]),
+            CAST($3 AS text[]), CAST($4 AS text[])
         ) AS e(run_id, seq, type, data)
     ), runs AS (
         SELECT * FROM unnest(
-            CAST(:runs AS text[]), CAST(:seqs AS bigint[]), CAST(:keeps AS bigint[]),
-            CAST(:ended AS boolean[]), CAST(:end_records AS text[]),
-            CAST(:live_records AS text[])
+            CAST($5 AS text[]), CAST($6 AS bigint[]), CAST($7 AS bigint[]),
+            CAST($8 AS boolean[]), CAST($9 AS text[]),
+            CAST($10 AS text[])
         ) AS r(run_id, seq, keep, ended, end_record, live_record)
     ), trimmed AS (
         DELETE FROM run_events AS d USING runs
@@ -66,7 +65,7 @@ _WRITE_BATCH = sa.text(
             last_seq = GREATEST(t.last_seq, runs.seq),
             first_seq = GREATEST(t.first_seq, runs.keep),
             events_expire_at = CASE WHEN runs.ended
-                THEN clock_timestamp() + CAST(:retention AS interval)
+                THEN clock_timestamp() + CAST($11 AS interval)
                 ELSE t.events_expire_at END,
             record = COALESCE(
                 CAST(runs.end_record AS jsonb), CAST(runs.live_record AS jsonb), t.record
@@ -76,28 +75,25 @@ _WRITE_BATCH = sa.text(
                 THEN t.finished_at ELSE clock_timestamp() END,
             expires_at = CASE WHEN runs.end_record IS NULL
                 THEN t.expires_at
-                ELSE clock_timestamp() + CAST(:record_retention AS interval) END
+                ELSE clock_timestamp() + CAST($12 AS interval) END
         FROM runs WHERE t.run_id = runs.run_id
     )
-    SELECT pg_notify(:channel, runs.run_id) FROM runs
-    """
-)
+    SELECT pg_notify($13, runs.run_id) FROM runs
+"""
 
 
 # A run's record and its first event in one statement (the foreign key of the event is
 # checked at the statement's end, when the record is in).
-_CREATE_WITH_EVENT = sa.text(
-    """
+_CREATE_WITH_EVENT = """
     WITH created AS (
         INSERT INTO run_records (run_id, owner, terminal, record, last_seq, first_seq)
-        VALUES (:run_id, :owner, false, CAST(:record AS jsonb), 1, 1)
+        VALUES ($1, $2, false, CAST($3 AS jsonb), 1, 1)
     ), inserted AS (
         INSERT INTO run_events (run_id, seq, type, data)
-        VALUES (:run_id, 1, :type, CAST(:data AS jsonb))
+        VALUES ($1, 1, $4, CAST($5 AS jsonb))
     )
-    SELECT pg_notify(:channel, :run_id)
-    """
-)
+    SELECT pg_notify($6, $1)
+"""
 
 
 class EventWriter:
@@ -131,17 +127,17 @@ class EventWriter:
         """Create the live run `record` (owned here from now on) with its first event
         `type_` (not terminal), in one statement."""
         assert not record.run.status.terminal and type_ not in TERMINAL_EVENTS
-        params = {
-            "run_id": record.run.id,
-            "owner": owner,
-            "record": record.model_dump_json(),
-            "type": type_,
-            "data": json.dumps(data),
-            "channel": EVENTS_CHANNEL,
-        }
+        args = (
+            record.run.id,
+            owner,
+            record.model_dump_json(),
+            type_,
+            json.dumps(data),
+            EVENTS_CHANNEL,
+        )
         with unavailable_on_connection_errors():
-            async with self._sql.statement() as conn:
-                await conn.execute(_CREATE_WITH_EVENT, params)
+            async with self._sql.statement() as conn, postgres_driver(conn) as driver:
+                await driver.execute(_CREATE_WITH_EVENT, *args)
         self._seqs[record.run.id] = 1
         self._firsts[record.run.id] = 1
         return RunEvent(seq=1, type=type_, data=data)
@@ -249,24 +245,24 @@ class EventWriter:
                 keeps[run_id] = self._firsts[run_id] = seq - self._max_events // 2 + 1
         kept = [event for event in batch if event[1] >= keeps.get(event[0], 0)]
         runs = list(last)
-        params = {
-            "e_runs": [event[0] for event in kept],
-            "e_seqs": [event[1] for event in kept],
-            "e_types": [event[2] for event in kept],
-            "e_data": [json.dumps(event[3]) for event in kept],
-            "runs": runs,
-            "seqs": [last[run_id] for run_id in runs],
-            "keeps": [keeps.get(run_id, 0) for run_id in runs],
-            "ended": [run_id in ended for run_id in runs],
-            "end_records": [ends.get(run_id) for run_id in runs],
-            "live_records": [lives.get(run_id) for run_id in runs],
-            "retention": timedelta(seconds=self._retention_s),
-            "record_retention": timedelta(seconds=self._record_retention_s),
-            "channel": EVENTS_CHANNEL,
-        }
+        args = (
+            [event[0] for event in kept],
+            [event[1] for event in kept],
+            [event[2] for event in kept],
+            [json.dumps(event[3]) for event in kept],
+            runs,
+            [last[run_id] for run_id in runs],
+            [keeps.get(run_id, 0) for run_id in runs],
+            [run_id in ended for run_id in runs],
+            [ends.get(run_id) for run_id in runs],
+            [lives.get(run_id) for run_id in runs],
+            timedelta(seconds=self._retention_s),
+            timedelta(seconds=self._record_retention_s),
+            EVENTS_CHANNEL,
+        )
         with unavailable_on_connection_errors():
-            async with self._sql.statement() as conn:
-                await conn.execute(_WRITE_BATCH, params)
+            async with self._sql.statement() as conn, postgres_driver(conn) as driver:
+                await driver.execute(_WRITE_BATCH, *args)
 
     async def close(self) -> None:
         """Write what is pending, then stop."""

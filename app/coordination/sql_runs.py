@@ -58,6 +58,7 @@ from app.coordination.sql_heartbeat import InstanceHeartbeat
 from app.coordination.sql_listen import CANCELS_CHANNEL, PgListener
 from app.coordination.sql_run_events import append_event, events_after, trim_events
 from app.coordination.sql_run_lost import mark_lost
+from app.coordination.sql_run_rows import RowWrite, postgres_write, run_rows
 from app.coordination.sql_run_sweep import SWEEP_EVERY_S, sweep_runs
 from app.coordination.sql_write_batch import WriteBatch
 from app.stores.sql_engine import unavailable_on_connection_errors
@@ -119,22 +120,8 @@ class SqlRunLog(RunLog):
         # sole instance (SQLite): the newest record of each live run created here, when
         # newer than its row (a status change before the end: see `save`)
         self._live: dict[str, RunRecord] | None = {} if sole_instance else None
-        # the statements of every run, built once (`app.stores.sql_queries` says why)
-        t = run_records
-        rid: sa.BindParameter[str] = sa.bindparam("rid")
-        rec = sa.bindparam("rec", type_=t.c.record.type)
-        self._insert_live = sa.insert(t)
-        self._update_live = sa.update(t).where(t.c.run_id == rid).values(record=rec, terminal=False)
-        self._update_end = (
-            sa.update(t)
-            .where(t.c.run_id == rid)
-            .values(
-                record=rec,
-                terminal=True,
-                finished_at=self._sql.now_bound(),
-                expires_at=self._sql.later_bound("keep"),
-            )
-        )
+        # the record's statements, on the driver (`app.coordination.sql_run_rows`)
+        self._rows = run_rows(self._sql)
         self._heartbeat = InstanceHeartbeat(
             self._sql,
             self.instance_id,
@@ -150,20 +137,8 @@ class SqlRunLog(RunLog):
         await self._beat_once()
         await self._maybe_sweep()
         terminal = record.run.status.terminal
-        row = {
-            "run_id": record.run.id,
-            "owner": self.instance_id,
-            "terminal": terminal,
-            "record": record.model_dump(mode="json"),
-            "last_seq": 0,
-            "first_seq": 1,
-            "finished_at": None,
-        }
-        if terminal:  # (created finished: rare)
-            expires = self._sql.later(self._record_retention_s)
-            await self._write(sa.insert(run_records).values(**row, expires_at=expires), {})
-        else:
-            await self._write(self._insert_live, {**row, "expires_at": None})
+        keep_s = self._record_retention_s if terminal else None  # (created finished: rare)
+        await self._write(self._rows.insert(record, self.instance_id, keep_s))
         if self._memory is not None:
             await self._memory.create(record)
         if self._writer is not None:
@@ -184,28 +159,26 @@ class SqlRunLog(RunLog):
             return
         if terminal and self._writer is not None and self._writer.owns(record.run.id):
             await self._writer.flush()  # its events are in before its record says it ended
-        params: dict[str, Any] = {"rid": record.run.id, "rec": record.model_dump(mode="json")}
-        if terminal:
-            params.update(self._sql.times(keep=self._record_retention_s))
-        statement = self._update_end if terminal else self._update_live
-        if await self._write(statement, params, counted=True) == 0:
+        write = (
+            self._rows.update_end(record, self._record_retention_s)
+            if terminal
+            else self._rows.update_live(record)
+        )
+        if await self._write(write, counted=True) == 0:
             await self.create(record)
         elif self._memory is not None:
             await self._memory.save(record)
         if terminal and self._live is not None:
             self._live.pop(record.run.id, None)
 
-    async def _write(
-        self, statement: sa.Executable, params: dict[str, Any], *, counted: bool = False
-    ) -> int:
+    async def _write(self, write: RowWrite, *, counted: bool = False) -> int:
         """One write statement, its own transaction (in a group commit on SQLite); its
         rowcount when `counted`."""
         if self._batch is not None:
-            return await self._batch.execute(statement, params, counted=counted)
+            return await self._batch.execute(write, counted=counted)
         with unavailable_on_connection_errors():
-            async with self._sql.statement() as conn:
-                result = await conn.execute(statement, params)
-        return result.rowcount if counted else -1
+            count = await postgres_write(self._sql, write)
+        return count if counted else -1
 
     async def create_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]

@@ -9,7 +9,8 @@ turn's time before its first token (bench/streaming.py).
 
 `WriteBatch.execute` queues a statement with its parameters; one task takes the write
 lock (`SqlClock.write`) and writes everything queued by the time it has it in one
-transaction, consecutive uses of the same statement as one `executemany`. The caller
+transaction, consecutive uses of the same statement as one `executemany`, on the driver
+(`app.coordination.sql_run_rows`: one hand-off to aiosqlite's thread per statement). The caller
 returns once that transaction committed, exactly as if it had written alone: a batch
 that fails (nothing of it was written) is written again one statement per transaction,
 so each caller gets its own statement's outcome. Order is kept: statements run in the
@@ -21,19 +22,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.coordination.sql_clock import SqlClock
+from app.coordination.sql_run_rows import RowWrite
+from app.stores.sql_driver import driver_of, sqlite_errors
 from app.stores.sql_engine import unavailable_on_connection_errors
 
 
 @dataclass
 class _Write:
-    statement: sa.Executable
-    params: dict[str, Any]
+    write: RowWrite
     counted: bool  # the caller wants its rowcount
     done: asyncio.Future[int] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -46,12 +46,10 @@ class WriteBatch:
         self._queued: list[_Write] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def execute(
-        self, statement: sa.Executable, params: dict[str, Any], *, counted: bool = False
-    ) -> int:
-        """Run `statement` with `params` in the next batch; its rowcount when `counted`
-        (else -1). Raises what the batch's transaction raised."""
-        write = _Write(statement, params, counted)
+    async def execute(self, statement: RowWrite, *, counted: bool = False) -> int:
+        """Run `statement` in the next batch; its rowcount when `counted` (else -1).
+        Raises what the batch's transaction raised."""
+        write = _Write(statement, counted)
         self._queued.append(write)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="sql-write-batch")
@@ -121,7 +119,8 @@ def _runs(batch: list[_Write]) -> list[list[_Write]]:
     runs: list[list[_Write]] = []
     for write in batch:
         last = runs[-1][-1] if runs else None
-        if last is not None and last.statement is write.statement and last.counted == write.counted:
+        same = last is not None and last.write.sql == write.write.sql
+        if same and last is not None and last.counted == write.counted:
             runs[-1].append(write)
         else:
             runs.append([write])
@@ -130,14 +129,17 @@ def _runs(batch: list[_Write]) -> list[list[_Write]]:
 
 async def _execute(conn: AsyncConnection, run: Sequence[_Write]) -> list[int]:
     """One statement of `run` (an `executemany` for several); each write's rowcount."""
-    if len(run) == 1:
-        result = await conn.execute(run[0].statement, run[0].params)
-        return [result.rowcount if run[0].counted else -1]
-    result = await conn.execute(run[0].statement, [w.params for w in run])
-    if not run[0].counted:
-        return [-1] * len(run)
-    if result.rowcount == len(run):  # (executemany reports the total) one row each
-        return [1] * len(run)
-    # some matched no row: ask each (rare; these are updates of rows by their key, so
-    # running them again changes nothing)
-    return [(await conn.execute(w.statement, w.params)).rowcount for w in run]
+    driver = await driver_of(conn)
+    sql = run[0].write.sql
+    with sqlite_errors():
+        if len(run) == 1:
+            cursor = await driver.execute(sql, run[0].write.args)
+            return [cursor.rowcount if run[0].counted else -1]
+        cursor = await driver.executemany(sql, [w.write.args for w in run])
+        if not run[0].counted:
+            return [-1] * len(run)
+        if cursor.rowcount == len(run):  # (executemany reports the total) one row each
+            return [1] * len(run)
+        # some matched no row: ask each (rare; these are updates of rows by their key, so
+        # running them again changes nothing)
+        return [(await driver.execute(sql, w.write.args)).rowcount for w in run]

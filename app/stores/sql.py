@@ -4,9 +4,10 @@ One code path for both databases (SQLAlchemy Core, async). The pieces that make 
 under concurrency:
 
 * `append_messages` is a single conditional UPDATE (compare-and-set on the head, counters
-  incremented in SQL) followed by one bulk INSERT, in one transaction. On PostgreSQL the
-  UPDATE's row lock serializes concurrent appends and the loser re-evaluates the WHERE
-  clause against the winner's head, so it updates nothing and gets `HeadConflict`.
+  incremented in SQL) followed by one bulk INSERT, atomically (one transaction on SQLite,
+  one statement on PostgreSQL: `sql_hot_append`). On PostgreSQL the UPDATE's row lock
+  serializes concurrent appends and the loser re-evaluates the WHERE clause against the
+  winner's head, so it updates nothing and gets `HeadConflict`.
 * Writes on SQLite are serialized in-process by an asyncio.Lock and across processes by
   `BEGIN IMMEDIATE` plus a busy timeout (see `sql_engine`), so they never fail with
   "database is locked" under load.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -73,10 +74,10 @@ from app.stores.sql_engine import (
     unavailable_on_connection_errors,
     upgrade_schema,
 )
-from app.stores.sql_hot import ConversationRead, conversation_read, sqlite_head_cas
+from app.stores.sql_hot import ConversationRead, conversation_read
+from app.stores.sql_hot_append import postgres_append, sqlite_append
 from app.stores.sql_queries import (
-    INSERT_MESSAGES,
-    append_statement,
+    append_params,
     footprint_statements,
     listing_statement,
     live,
@@ -86,7 +87,6 @@ from app.stores.sql_tables import (
     conversation_from_row,
     conversation_row,
     conversations,
-    message_row,
 )
 
 _conv = conversations
@@ -202,6 +202,15 @@ class SqlStore(StateStore):
         with unavailable_on_connection_errors():
             async with asyncio.timeout(self._call_timeout_s), lock, self._writer.begin() as conn:
                 yield conn
+
+    @asynccontextmanager
+    async def _write_one(self) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL, for a write of exactly one statement: autocommit (no BEGIN / COMMIT
+        round trips; the statement is atomic on its own), bounded like every call."""
+        if self._traits.single_writer:
+            raise RuntimeError("SQLite writes take the write lock: use _write()")
+        async with self._read_one() as conn:
+            yield conn
 
     async def _lock_lineages(
         self, conn: AsyncConnection, lineage_ids: Iterable[str], *, shared: bool = False
@@ -361,49 +370,41 @@ class SqlStore(StateStore):
         if not messages_:
             raise ValueError("append_messages needs at least one message")
         cid = conversation.id
-        cas, params = append_statement(
+        params = append_params(
             conversation, messages_[-1], usage=usage, cost_usd=cost_usd, now=now, status=status
         )
-        async with self._write() as conn:
-            if self._traits.single_writer:  # SQLite: on the driver (`sql_hot`)
-                found = await sqlite_head_cas(conn, params)
+        refs = media_references(messages_)
+        # on the driver (`sql_hot_append`); PostgreSQL without media: one statement, in
+        # autocommit
+        one_statement = not self._traits.single_writer and not refs
+        async with self._write_one() if one_statement else self._write() as conn:
+            if refs:
+                await self._check_media(conn, refs)
+            if self._traits.single_writer:
+                stored = await sqlite_append(conn, params, messages_)
             else:
-                row = (await conn.execute(cas, params)).first()
-                found = dict(row._mapping) if row is not None else None
-            if found is None:
+                stored = await postgres_append(
+                    conn, params, messages_, in_transaction=not one_statement
+                )
+            if stored is None:
                 alive = await conn.scalar(sa.select(_conv.c.id).where(_conv.c.id == cid, live(now)))
                 if alive is None:
                     raise ConversationNotFound(f"Conversation {cid!r} not found.")
                 raise HeadConflict(f"Conversation {cid!r} head moved.")
-            stored = found
-            if stored["ttl_seconds"] is not None:
-                stored["expires_at"] = now + timedelta(seconds=stored["ttl_seconds"])
-                await conn.execute(
-                    sa.update(_conv)
-                    .where(_conv.c.id == cid)
-                    .values(expires_at=stored["expires_at"])
-                )
-            rows = [message_row(m, stored["lineage_id"]) for m in messages_]
-            try:
-                await conn.execute(INSERT_MESSAGES, rows)
-            except sa_exc.IntegrityError as exc:
-                raise Conflict("A message with this id already exists in the lineage.") from exc
-            refs = media_references(messages_)
             if refs:
-                await self._insert_media_refs(conn, stored["lineage_id"], refs)
+                try:
+                    await sql_media.insert_refs(conn, stored["lineage_id"], refs)
+                except sa_exc.IntegrityError as exc:  # deleted since the check
+                    raise MediaNotFound("Media referenced by the message was deleted.") from exc
         return conversation_from_row(stored)
 
-    async def _insert_media_refs(
-        self, conn: AsyncConnection, lineage_id: str, refs: list[tuple[str, str]]
-    ) -> None:
+    async def _check_media(self, conn: AsyncConnection, refs: list[tuple[str, str]]) -> None:
+        """Before the append: the media its messages reference exist (its SELECT opens
+        the transaction on PostgreSQL's driver, see `postgres_append`)."""
         wanted = sorted({media_id for _, media_id in refs})
         missing = sorted(set(wanted) - await sql_media.existing_ids(conn, wanted))
         if missing:
             raise MediaNotFound(f"Media {missing[0]!r} not found.")
-        try:
-            await sql_media.insert_refs(conn, lineage_id, refs)
-        except sa_exc.IntegrityError as exc:  # deleted since the check
-            raise MediaNotFound("Media referenced by the message was deleted.") from exc
 
     async def get_messages(self, lineage_id: str, message_ids: Sequence[str]) -> list[Message]:
         async with self._read() as conn:

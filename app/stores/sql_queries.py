@@ -29,50 +29,7 @@ def live(now: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(_conv.c.expires_at.is_(None), _conv.c.expires_at > now)
 
 
-# The statements every turn runs are built once, with bind parameters: building a Core
-# statement and its cache key on each call cost more CPU than running it on SQLite
-# (the conversation read by id now runs on the driver itself: `sql_hot`).
-_LIVE = sa.or_(
-    _conv.c.expires_at.is_(None),
-    _conv.c.expires_at > sa.bindparam("now", type_=_conv.c.expires_at.type),
-)
-INSERT_MESSAGES = sa.insert(messages)
-
-
-def _append_cas(*, first: bool, status: bool) -> sa.Update:
-    head_matches = (
-        _conv.c.head_message_id.is_(None)
-        if first
-        else _conv.c.head_message_id == sa.bindparam("expected_head")
-    )
-    values: dict[str, Any] = {
-        "head_message_id": sa.bindparam("head"),
-        "message_count": sa.bindparam("message_count"),
-        "version": _conv.c.version + 1,
-        "input_tokens": _conv.c.input_tokens + sa.bindparam("input_tokens"),
-        "output_tokens": _conv.c.output_tokens + sa.bindparam("output_tokens"),
-        "total_tokens": _conv.c.total_tokens + sa.bindparam("total_tokens"),
-        "cost_usd": _conv.c.cost_usd + sa.bindparam("cost_usd", type_=_conv.c.cost_usd.type),
-        "updated_at": sa.bindparam("now", type_=_conv.c.updated_at.type),
-    }
-    if status:
-        values["status"] = sa.bindparam("status")
-    return (
-        sa.update(_conv)
-        .where(_conv.c.id == sa.bindparam("cid"), head_matches, _LIVE)
-        .values(values)
-        .returning(*_conv.c)
-    )
-
-
-_APPEND_CAS = {
-    (first, status): _append_cas(first=first, status=status)
-    for first in (False, True)
-    for status in (False, True)
-}
-
-
-def append_statement(
+def append_params(
     conversation: Conversation,
     last: Message,
     *,
@@ -80,12 +37,13 @@ def append_statement(
     cost_usd: float,
     now: datetime,
     status: ConversationStatus | None,
-) -> tuple[sa.Update, dict[str, Any]]:
-    """Compare-and-set of the head with every counter incremented in SQL, RETURNING the
-    new row, and its parameters. It matches nothing if the head moved or the
-    conversation is gone/expired. Only the columns a turn changes are written: a
-    concurrent PATCH of metadata, variables, ... (which live in other columns or in
-    `data`) is kept."""
+) -> dict[str, Any]:
+    """The parameters of `append_messages`' compare-and-set of the head, which increments
+    every counter in SQL and returns the new row (`app.stores.sql_hot_append` runs it).
+    It matches nothing if the head moved or the conversation is gone/expired. Only the
+    columns a turn changes are written: a concurrent PATCH of metadata, variables, ...
+    (which live in other columns or in `data`) is kept. No `expected_head`: the
+    conversation has no message yet; no `status`: unchanged."""
     expected = conversation.head_message_id
     params: dict[str, Any] = {
         "cid": conversation.id,
@@ -101,7 +59,7 @@ def append_statement(
         params["expected_head"] = expected
     if status is not None:
         params["status"] = status.value
-    return _APPEND_CAS[(expected is None, status is not None)], params
+    return params
 
 
 def path_statement(lineage_id: str, message_id: str, limit: int) -> sa.Select[Any]:

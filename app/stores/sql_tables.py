@@ -362,18 +362,6 @@ def conversation_from_row(row: Mapping[Any, Any]) -> Conversation:
     )
 
 
-def message_row(m: Message, lineage_id: str) -> dict[str, Any]:
-    return {
-        "lineage_id": lineage_id,
-        "id": m.id,
-        "parent_id": m.parent_id,
-        "conversation_id": m.conversation_id,
-        "depth": m.depth,
-        "created_at": m.created_at,
-        "data": m.model_dump(mode="json"),
-    }
-
-
 def message_from_data(data: dict[str, Any]) -> Message:
     return Message.model_validate(data)
 

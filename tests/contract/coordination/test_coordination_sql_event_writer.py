@@ -4,11 +4,12 @@ run's end is written in the statement of its terminal event."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -21,6 +22,29 @@ from app.stores.sql_tables import run_events, run_records
 from tests.contract.coordination.conftest import clear_sql_coordination, sql_engine
 
 pytestmark = pytest.mark.postgres
+
+
+@contextmanager
+def recorded_statements(engine: Any) -> Iterator[list[str]]:
+    """The statements run through SQLAlchemy and on the asyncpg driver directly."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    original = asyncpg.Connection.execute
+
+    async def execute(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
+        statements.append(query)
+        return await original(self, query, *args, **kw)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    asyncpg.Connection.execute = execute  # type: ignore[method-assign]
+    try:
+        yield statements
+    finally:
+        asyncpg.Connection.execute = original  # type: ignore[method-assign]
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
 def new_record(run_id: str) -> RunRecord:
@@ -44,19 +68,11 @@ async def engine(pg_url: str) -> AsyncIterator[Any]:
 async def test_a_batch_of_events_is_written_in_one_statement(engine: Any) -> None:
     runs = SqlRunLog(engine)
     await runs.create(new_record("run-1"))
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(engine) as statements:
         # ordinary events return at once: the three are one batch, the terminal one waits
         await runs.publish("run-1", "run.created", {"a": 1})
         await runs.publish("run-1", "message.created", {"b": [1, "x"]})
         await runs.publish("run-1", "run.completed", {})
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert len(statements) == 1, statements
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.select(run_events.c.seq, run_events.c.data))).all()
@@ -95,16 +111,8 @@ async def test_a_runs_end_is_written_with_its_terminal_event(engine: Any) -> Non
     done = record.model_copy(
         update={"run": record.run.model_copy(update={"status": RunStatus.completed})}
     )
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(engine) as statements:
         end = await runs.save_and_publish(done, "run.completed", {"n": 2})
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert len(statements) == 1, statements  # run.created, the end and its event
     assert end.seq == 2
     async with engine.connect() as conn:
@@ -126,16 +134,8 @@ async def test_a_runs_end_is_written_with_its_terminal_event(engine: Any) -> Non
 async def test_a_run_and_its_first_event_are_created_in_one_statement(engine: Any) -> None:
     runs = SqlRunLog(engine)
     await runs.create(new_record("run-0"))  # (the heartbeat row is written once)
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(engine) as statements:
         first = await runs.create_and_publish(new_record("run-1"), "run.created", {"n": 1})
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert len(statements) == 1, statements
     assert (first.seq, first.type) == (1, "run.created")
     second = await runs.publish("run-1", "message.delta", {"n": 2})  # numbered here, after it
@@ -168,18 +168,10 @@ async def test_a_live_status_change_rides_with_its_events_batch(engine: Any) -> 
     running = record.model_copy(
         update={"run": record.run.model_copy(update={"status": RunStatus.running})}
     )
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(engine) as statements:
         first = await runs.save_and_publish(running, "message.created", {"m": 1})
         await runs.publish("run-1", "message.delta", {"d": "x"})
         await runs._writer.flush()  # type: ignore[union-attr]
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert first.seq == 1
     assert len(statements) == 1 and statements[0].lstrip().startswith("WITH"), statements
     other = SqlRunLog(engine)

@@ -1,10 +1,12 @@
-"""The statements every turn runs are cheap: the messages INSERT is built once and reused
-with bind parameters; the conversation read by id and (SQLite) the head's compare-and-set
-run on the driver (`app.stores.sql_hot`), not through SQLAlchemy's execution at all."""
+"""The statements every turn runs are cheap: the conversation read by id
+(`app.stores.sql_hot`) and `append_messages`' compare-and-set and INSERT
+(`app.stores.sql_hot_append`) run on the driver, not through SQLAlchemy's execution at
+all, on SQLite and on PostgreSQL (where the append is one statement)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,10 @@ import pytest
 from sqlalchemy import event
 
 from app.domain import Usage, utcnow
-from app.stores import sql_hot
+from app.stores import sql_driver
 from app.stores.sql import SqlStore
 from tests.contract.builders import chain, conversation
+from tests.services import scratch_postgres_database
 
 
 @pytest.fixture
@@ -26,7 +29,21 @@ async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
     await store.close()
 
 
-async def test_a_turns_statements_are_the_same_objects_each_turn(store: SqlStore) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def either_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path}/parley.db"
+        else:
+            url = await stack.enter_async_context(scratch_postgres_database())
+        store = SqlStore(url)
+        await store.open()
+        stack.push_async_callback(store.close)
+        yield store
+
+
+async def test_a_turn_runs_no_statement_through_sqlalchemy(either_store: SqlStore) -> None:
+    store = either_store
     conv = await store.create_conversation(conversation())
     executed: list[Any] = []
 
@@ -45,12 +62,9 @@ async def test_a_turns_statements_are_the_same_objects_each_turn(store: SqlStore
             conv, msgs, usage=Usage(input_tokens=3), cost_usd=0.5, now=utcnow()
         )
         head = msgs[-1]
-        turns.append([c for c in executed if hasattr(c, "compile")])
+        turns.append(list(executed))
     event.remove(store.engine.sync_engine, "before_execute", seen)
-    first, second = turns
-    # only the INSERT: the read and the head's compare-and-set run on the driver
-    assert len(first) == len(second) == 1
-    assert first[0] is second[0]
+    assert turns == [[], []]
     assert conv.message_count == 4 and conv.usage.input_tokens == 6 and conv.usage.cost_usd == 1.0
     again = await store.get_conversation(conv.id, now=utcnow())
     assert again == conv
@@ -90,10 +104,10 @@ def test_sqlite_text_is_sqlalchemys_fixed_width_utc_format() -> None:
     from datetime import UTC, datetime, timezone
 
     plus2 = timezone(timedelta(hours=2))
-    assert sql_hot.sqlite_text(datetime(2026, 1, 2, 5, 4, 5, tzinfo=plus2)) == (
+    assert sql_driver.sqlite_text(datetime(2026, 1, 2, 5, 4, 5, tzinfo=plus2)) == (
         "2026-01-02 03:04:05.000000"
     )
-    assert sql_hot.sqlite_text(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)) == (
+    assert sql_driver.sqlite_text(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)) == (
         "2026-01-02 03:04:05.000007"
     )
 
@@ -112,7 +126,37 @@ async def test_sqlites_begin_runs_on_the_driver_not_through_sqlalchemy(store: Sq
         )
     finally:
         event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
-    assert [s for s in statements if s.startswith("BEGIN")] == []
-    assert len(statements) == 1  # the INSERT
+    assert statements == []  # BEGIN IMMEDIATE and every statement ran on the driver
     got = await store.get_conversation(conv.id, now=utcnow())
     assert got is not None and got.message_count == 2
+
+
+async def test_sqlite_connections_are_rolled_back_on_return_only_inside_a_transaction(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's reset (`sql_engine._on_reset`): a connection that committed, or never
+    began a transaction, goes back without a ROLLBACK (a hand-off to aiosqlite's thread
+    each, four per turn); one still inside a transaction is rolled back."""
+    import aiosqlite
+
+    rollbacks: list[bool] = []
+    original = aiosqlite.Connection.rollback
+
+    async def rollback(self: aiosqlite.Connection) -> None:
+        rollbacks.append(self.in_transaction)
+        await original(self)
+
+    monkeypatch.setattr(aiosqlite.Connection, "rollback", rollback)
+    conv = await store.create_conversation(conversation())
+    await store.get_conversation(conv.id, now=utcnow())
+    first = chain(conv, None, 2)
+    conv = await store.append_messages(conv, first, usage=Usage(), cost_usd=0, now=utcnow())
+    assert rollbacks == []
+    async with store.engine.connect() as conn:
+        driver = await sql_driver.driver_of(conn)
+        await driver.execute("BEGIN IMMEDIATE")
+    assert rollbacks == [True]
+    # its write lock was released: the next write goes through
+    await store.append_messages(
+        conv, chain(conv, first[-1], 2), usage=Usage(), cost_usd=0, now=utcnow()
+    )

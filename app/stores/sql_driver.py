@@ -1,0 +1,89 @@
+"""The database driver under SQLAlchemy's pool (aiosqlite / asyncpg), for the statements
+every turn runs: the plumbing shared by the store's hot path (`sql_hot`,
+`sql_hot_append`) and the SQL coordinator's run records (`app.coordination.sql_run_rows`).
+
+Through SQLAlchemy Core a statement costs a compiled-cache lookup, an execution context,
+the type processors of its parameters and rows and, on aiosqlite, the adapted cursor's
+three or four hand-offs to the driver's thread (cursor, execute, [fetch,] close). The hot
+statements are written once per dialect as SQL text and run on the driver connection with
+driver-ready values: this module encodes them (datetimes as SQLite stores a
+`UTCDateTime`, JSON as text) and translates the driver's errors. The connection still
+comes from SQLAlchemy's pool, so pool sizing, idle pings, call timeouts and the SQLite
+write lock are unchanged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.errors import StoreUnavailable
+
+
+async def driver_of(conn: AsyncConnection) -> Any:
+    """The aiosqlite / asyncpg connection under `conn` (checked out of the pool)."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None:  # a connection SQLAlchemy has already detached
+        raise StoreUnavailable("The state store connection was closed.")
+    return driver
+
+
+def sqlite_text(value: datetime) -> str:
+    """`value` as SQLite stores a `UTCDateTime`: naive UTC, `YYYY-MM-DD HH:MM:SS.ffffff`
+    (SQLAlchemy's format; text order is time order, so `>` on the column is correct)."""
+    v = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    )
+
+
+def sqlite_optional_text(value: datetime | None) -> str | None:
+    return None if value is None else sqlite_text(value)
+
+
+def sqlite_datetime(text: str) -> datetime:
+    """A stored `UTCDateTime` read back (`sqlite_text`'s inverse)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@contextmanager
+def sqlite_errors() -> Iterator[None]:
+    """SQLite busy past its timeout, a disk I/O error, an unusable file: 503. Constraint
+    violations (`sqlite3.IntegrityError`) are left to the caller."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"The state store is unavailable: {exc}") from exc
+
+
+@asynccontextmanager
+async def postgres_driver(conn: AsyncConnection) -> AsyncIterator[Any]:
+    """The asyncpg connection under `conn`, for statements run on it directly.
+
+    As SQLAlchemy does, a connection whose call failed midway (cancelled, timed out, lost,
+    a server error such as a shutdown) is invalidated, not returned to the pool; its
+    server errors are `StoreUnavailable`. A constraint violation is the statement's own
+    outcome on a healthy connection: it is raised as asyncpg's error, for the caller."""
+    driver = await driver_of(conn)
+    try:
+        yield driver
+    except asyncpg.IntegrityConstraintViolationError:
+        raise
+    except asyncpg.PostgresError as exc:
+        await conn.invalidate()
+        raise StoreUnavailable(f"The state store is unavailable: {exc}") from exc
+    except BaseException:
+        await conn.invalidate()
+        raise
+
+
+def postgres_rowcount(status: str) -> int:
+    """The row count of an asyncpg command status (`UPDATE 1`, `INSERT 0 1`)."""
+    return int(status.rsplit(" ", 1)[-1])
