@@ -89,6 +89,10 @@ def create_app(
         # No 307 from `/x/` to `/x`: a 307 keeps the method, so `DELETE .../items/` (an
         # empty item id) would be redirected to, and followed by clients as, delete-all.
         redirect_slashes=False,
+        # Parley makes its own request span and metrics (`RequestLogMiddleware`,
+        # `app.tracing`, `/metrics`); FastAPI's would be a second copy if a global
+        # OpenTelemetry provider were set, and checks three providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     body_limit = 4 * settings.max_message_bytes + (1 << 20)
     app.add_middleware(

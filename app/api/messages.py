@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from app.api.guard import api_router
@@ -104,7 +104,6 @@ async def send_message(
     manager: ManagerDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     """JSON (`SendMessage`) or multipart/form-data (fields `content`, `metadata`, files)."""
     body, form, staged = await read_send_body(request, manager)
@@ -116,7 +115,7 @@ async def send_message(
         if form is not None:
             await form.aclose(keep=True)
     return await respond_to_run(
-        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
     )
 
 
@@ -128,16 +127,16 @@ async def send_message(
 async def submit_tool_results(
     conversation_id: PathId,
     body: SubmitToolResults,
+    request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     started = await manager.turns.submit_tool_results(
         principal, conversation_id, body, key=idempotency_key
     )
     return await respond_to_run(
-        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
     )
 
 
@@ -149,10 +148,10 @@ async def submit_tool_results(
 async def submit_tool_approvals(
     conversation_id: PathId,
     body: SubmitToolApprovals,
+    request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     """Decide the calls listed in `pending_approvals`: approved ones run (with `arguments`
     instead of the model's when given), rejected ones answer the model `rejected: <reason>`.
@@ -162,7 +161,7 @@ async def submit_tool_approvals(
         principal, conversation_id, body, key=idempotency_key
     )
     return await respond_to_run(
-        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
     )
 
 
@@ -184,10 +183,10 @@ async def edit_message(
     conversation_id: PathId,
     message_id: PathId,
     body: EditMessage,
+    request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     """A turn like `sendMessage` whose user message is a new sibling of user message
     `message_id` (same parent): the provider gets the path up to that parent plus the new
@@ -200,7 +199,7 @@ async def edit_message(
         principal, conversation_id, message_id, body, key=idempotency_key
     )
     return await respond_to_run(
-        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
     )
 
 
@@ -214,10 +213,10 @@ async def edit_message(
 async def regenerate(
     conversation_id: PathId,
     body: Regenerate,
+    request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
     """A run that generates a new sibling of an assistant reply (`message_id`, default the
     newest assistant message of the current path) from the same context: the path up to
@@ -228,7 +227,7 @@ async def regenerate(
     A non-assistant message is 422 `not_an_assistant_message`."""
     started = await manager.turns.regenerate(principal, conversation_id, body, key=idempotency_key)
     return await respond_to_run(
-        manager, started, wants_stream(accept, body.stream), body.on_disconnect == "cancel"
+        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
     )
 
 

@@ -27,13 +27,16 @@ def turn_response(record: RunRecord) -> dict[str, Any]:
     messages = record.result.messages
     # the final assistant message (a run that only answered some pending calls and
     # paused again has none: then its last tool message)
-    reply = next((m for m in reversed(messages) if m.role == Role.assistant), messages[-1])
+    dumped = [dump(m) for m in messages]
+    reply = next(
+        (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == Role.assistant), -1
+    )
     return {
         "run_id": run.id,
         "conversation_id": run.conversation_id,
         "status": run.status.value,
-        "messages": [dump(m) for m in messages],
-        "reply": dump(reply),
+        "messages": dumped,
+        "reply": dumped[reply],  # the same dict: dumped once
         "usage": dump(run.usage),
         "cost_usd": run.cost_usd,
         "finish_reason": record.result.finish_reason,
