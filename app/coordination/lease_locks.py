@@ -90,7 +90,8 @@ class LeaseBackend(ABC):
 
     @abstractmethod
     async def renew(self, lease: LeaseId, lease_s: float) -> bool:
-        """Extend the lease if it is still ours; False if the token is gone."""
+        """Extend the lease if it is still ours and unexpired; False if the token is gone
+        or the lease expired (even if nobody took it since: its holder counts it lost)."""
 
     @abstractmethod
     async def release(self, lease: LeaseId) -> bool:

@@ -8,7 +8,8 @@ and 0008:
   expires_at, seq WHERE turn_leases.expires_at < now RETURNING seq` — a free or expired
   lease is taken in one statement; no row back means somebody holds it (whose run id is
   read in the same transaction);
-* renew: `UPDATE ... SET expires_at = now + lease WHERE conversation_id AND token`;
+* renew: `UPDATE ... SET expires_at = now + lease WHERE conversation_id AND token AND
+  expires_at > now` (an expired lease is not revived: its holder counts it lost);
 * release: `UPDATE ... SET token = '', expires_at = epoch WHERE conversation_id AND
   token`: the row stays, free, with its counter.
 
@@ -96,7 +97,12 @@ class SqlLeaseBackend(LeaseBackend):
         self._acquire_or_holder = sa.select(
             sa.select(taken.c.seq).scalar_subquery(), self._holder_of.scalar_subquery()
         )
-        self._renew = sa.update(t).where(mine).values(expires_at=self._later())
+        # only while unexpired: a renewal that arrives after the expiry (a partition
+        # healed late) must not re-extend a lease its holder already counts as lost, or
+        # the lock stays held by nobody for another lease (outside tester T2)
+        self._renew = (
+            sa.update(t).where(mine, t.c.expires_at > self._now()).values(expires_at=self._later())
+        )
         self._release = (
             sa.update(t)
             .where(mine)

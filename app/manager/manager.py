@@ -12,7 +12,7 @@ from typing import Any
 from app.coordination.base import Coordinator
 from app.coordination.liveness import InstanceLiveness
 from app.domain import new_id, utcnow
-from app.errors import NotReady
+from app.errors import NotReady, StoreUnavailable
 from app.manager.admission import AdmissionGate
 from app.manager.branch_points import BranchPoints
 from app.manager.context import ContextBuilder
@@ -237,7 +237,17 @@ class ConversationManager:
         if not self._warmed:
             raise NotReady("The instance is warming up (start-up); ready in a moment.")
         await self.store.ping()
-        await self.coordinator.ping()
+        try:
+            # bounded here for every backend: the SQL coordinator's round trip runs on a
+            # pooled connection with no statement timeout, and a partition that began
+            # after the store's ping answered hung /readyz for ~40 s (outside tester T3)
+            async with asyncio.timeout(self.settings.store_timeout_s):
+                await self.coordinator.ping()
+        except TimeoutError:
+            raise StoreUnavailable(
+                "The coordination backend did not answer within "
+                f"{self.settings.store_timeout_s:g} s."
+            ) from None
         if not self.liveness.held:  # every turn would answer 503 turn_lock_lost
             raise NotReady(
                 "This instance does not hold its liveness lease (the coordination backend "

@@ -3,7 +3,9 @@ prometheus-client (monotonic counters, histograms with buckets)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from app.coordination.factory import SqlCoordinator
 from app.errors import StoreUnavailable
 from app.settings import Settings
 from tests.api.helpers import assert_problem, create_conv, send
-from tests.conftest import REPO, running_app
+from tests.conftest import REPO, app_and_manager, running_app
 from tests.e2e.server import free_port
 
 
@@ -80,3 +82,23 @@ async def test_prometheus_series(client: httpx.AsyncClient) -> None:
         key = ("parley_store_latency_seconds_count", (("operation", operation),))
         assert second[key] == 2, operation
     assert ("parley_runs_active", ()) in second
+
+
+async def test_readyz_is_bounded_when_the_coordination_backend_hangs(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coordination round trip that never answers (the SQL coordinator's ping has no
+    statement timeout: a partition that began after the store's ping hung /readyz ~40 s,
+    outside tester T3) is 503 `store_unavailable` within `PARLEY_STORE_TIMEOUT_S`."""
+    async with app_and_manager(settings_factory(store_timeout_s=0.3)) as (client, manager):
+        assert (await client.get("/readyz")).status_code == 200
+
+        async def hangs() -> None:
+            await asyncio.sleep(60)
+
+        monkeypatch.setattr(manager.coordinator, "ping", hangs)
+        started = time.monotonic()
+        r = await client.get("/readyz")
+        assert time.monotonic() - started < 2
+        body = assert_problem(r, 503, "store_unavailable")
+        assert "0.3 s" in body["detail"]

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app.coordination.base import TurnLease
-from app.coordination.lease_locks import LeaseTiming
+from app.coordination.lease_locks import LeaseLocks, LeaseTiming
 from app.errors import ConversationBusy
 from tests.contract.coordination.conftest import LocksEnv
 
@@ -169,4 +169,26 @@ async def test_an_unrenewed_lease_expires_and_reports_lost(expiring_locks_env: L
     await lease.release()  # late release of the old holder: must not free the successor
     assert await b.holder("c") == "run-b"
     assert not successor.lost
+    await successor.release()
+
+
+async def test_a_renewal_arriving_after_the_expiry_revives_nothing(
+    expiring_locks_env: LocksEnv,
+) -> None:
+    """A holder frozen past its lease (a partition that heals late) whose renewal then
+    arrives: the renewal fails and the conversation is free at once. SQL re-extended the
+    expired row by token, so the lock stayed held, by a lease its holder counted lost, for
+    another whole lease (the instance's liveness lease: ~14 s of 503s after a partition,
+    outside tester T2)."""
+    env = expiring_locks_env
+    a, b = await env.new(LeaseTiming(lease_s=0.3)), await env.new()
+    assert isinstance(a, LeaseLocks)
+    lease = await a.acquire("c", "run-a", wait_s=0)
+    lease._renewal.cancel()  # type: ignore[attr-defined]  # the holder "freezes"
+    await asyncio.sleep(0.6)
+    assert not await a.backend.renew(lease.id, 0.3)  # type: ignore[attr-defined]
+    assert await b.holder("c") is None
+    successor = await b.acquire("c", "run-b", wait_s=0)
+    assert await a.holder("c") == "run-b"
+    await lease.release()
     await successor.release()
