@@ -90,13 +90,13 @@ class SqlCoordinator(Coordinator):
     async def warm_up(self) -> None:
         """On PostgreSQL, also open `primed_connections` pool connections at once: a
         fresh server's first turn holds several (store, lease, run log writer) and opened
-        the second one itself (~35 ms of its first run's end, measured)."""
+        the second one itself (~35 ms of its first run's end, measured). Each prepares
+        the run log's statements (a pooled one opened before the run log did not)."""
         if self._engine.dialect.name == "postgresql":
-            import sqlalchemy as sa
 
             async def hold(ready: asyncio.Barrier) -> None:
                 async with self._engine.connect() as conn:
-                    await conn.execute(sa.text("SELECT 1"))
+                    await self._runs.prepare(conn)
                     await ready.wait()  # all open together, so the pool keeps them
 
             ready = asyncio.Barrier(self._primed)

@@ -27,7 +27,7 @@ from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.errors import StoreUnavailable
-from app.stores.sql_driver import postgres_driver
+from app.stores.sql_driver import WarmStatement, postgres_driver
 from app.stores.sql_engine import unavailable_on_connection_errors
 
 log = logging.getLogger("parley.coordination.sql")
@@ -94,6 +94,17 @@ _CREATE_WITH_EVENT = """
     )
     SELECT pg_notify($6, $1)
 """
+
+
+def warm_statements(run_id: str) -> list[WarmStatement]:
+    """The writer's statements for `sql_driver.prepare_on_connect`, on a run `run_id`
+    that does not exist (the creation is rolled back, its notification never sent)."""
+    none: list[Any] = []
+    zero = timedelta(0)
+    return [
+        WarmStatement(_CREATE_WITH_EVENT, (run_id, "warm-up", "{}", "warm-up", "{}", "warm-up")),
+        WarmStatement(_WRITE_BATCH, (*([none] * 10), zero, zero, EVENTS_CHANNEL)),
+    ]
 
 
 class EventWriter:

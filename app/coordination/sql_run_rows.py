@@ -17,7 +17,12 @@ from typing import Any
 
 from app.coordination.base import RunRecord
 from app.coordination.sql_clock import SqlClock
-from app.stores.sql_driver import postgres_driver, postgres_rowcount, sqlite_optional_text
+from app.stores.sql_driver import (
+    WarmStatement,
+    postgres_driver,
+    postgres_rowcount,
+    sqlite_optional_text,
+)
 
 _COLUMNS = "run_id, owner, terminal, record, last_seq, first_seq, finished_at, expires_at"
 
@@ -79,12 +84,18 @@ class PostgresRunRows:
         keep = timedelta(seconds=keep_s)
         return RowWrite(self._end, (record.model_dump_json(), keep, record.run.id))
 
+    def warm_statements(self, run_id: str) -> list[WarmStatement]:
+        """These statements for `sql_driver.prepare_on_connect`, on a run `run_id` that
+        does not exist (the insert is rolled back)."""
+        zero = timedelta(0)
+        return [
+            WarmStatement(self._insert, (run_id, "warm-up", False, "{}", zero)),
+            WarmStatement(self._live, ("{}", run_id)),
+            WarmStatement(self._end, ("{}", zero, run_id)),
+        ]
+
 
 RunRows = SqliteRunRows | PostgresRunRows
-
-
-def run_rows(sql: SqlClock) -> RunRows:
-    return PostgresRunRows() if sql.postgres else SqliteRunRows()
 
 
 async def postgres_write(sql: SqlClock, write: RowWrite) -> int:

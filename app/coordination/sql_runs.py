@@ -48,19 +48,26 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.coordination.base import TERMINAL_EVENTS, EventsExpired, RunEvent, RunLog, RunRecord
 from app.coordination.memory import MemoryRunLog
 from app.coordination.sql_clock import SqlClock
-from app.coordination.sql_event_writer import EventWriter
+from app.coordination.sql_event_writer import EventWriter, warm_statements
 from app.coordination.sql_heartbeat import InstanceHeartbeat
 from app.coordination.sql_listen import CANCELS_CHANNEL, PgListener
 from app.coordination.sql_run_events import append_event, events_after, trim_events
 from app.coordination.sql_run_lost import mark_lost
-from app.coordination.sql_run_rows import RowWrite, postgres_write, run_rows
+from app.coordination.sql_run_rows import (
+    PostgresRunRows,
+    RowWrite,
+    RunRows,
+    SqliteRunRows,
+    postgres_write,
+)
 from app.coordination.sql_run_sweep import SWEEP_EVERY_S, sweep_runs
 from app.coordination.sql_write_batch import WriteBatch
+from app.stores.sql_driver import WarmStatement, prepare_on, prepare_on_connect
 from app.stores.sql_engine import unavailable_on_connection_errors
 from app.stores.sql_tables import coordination_instances, run_records
 
@@ -120,8 +127,18 @@ class SqlRunLog(RunLog):
         # sole instance (SQLite): the newest record of each live run created here, when
         # newer than its row (a status change before the end: see `save`)
         self._live: dict[str, RunRecord] | None = {} if sole_instance else None
-        # the record's statements, on the driver (`app.coordination.sql_run_rows`)
-        self._rows = run_rows(self._sql)
+        # the record's statements, on the driver (`app.coordination.sql_run_rows`),
+        # prepared by each new PostgreSQL connection when it opens
+        self._rows: RunRows = SqliteRunRows()
+        self._prepared: list[WarmStatement] = []
+        if self._sql.postgres:
+            rows = self._rows = PostgresRunRows()
+            nobody = f"parley-warm-up-{uuid.uuid4().hex}"
+            self._prepared = [
+                *rows.warm_statements(f"{nobody}-record"),
+                *warm_statements(f"{nobody}-events"),
+            ]
+            prepare_on_connect(engine, self._prepared)
         self._heartbeat = InstanceHeartbeat(
             self._sql,
             self.instance_id,
@@ -335,6 +352,11 @@ class SqlRunLog(RunLog):
         fresh server's first turn on SQLite, measured)."""
         await self._beat_once()
         await self._maybe_sweep()
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        """PostgreSQL: prepare the run log's statements on `conn`, a connection opened
+        before this run log was (`SqlCoordinator.warm_up` holds every pooled one)."""
+        await prepare_on(conn, self._prepared)
 
     async def _beat_once(self) -> None:
         await self._heartbeat.start()

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import StoreUnavailable
 from app.stores.base import StateStore
+from app.stores.sql_driver import prepare_on, prepare_on_connect
 from app.stores.sql_engine import (
     IDLE_PING_S,
     PG_LOCK_NAMESPACE,
@@ -32,6 +33,7 @@ from app.stores.sql_engine import (
     upgrade_schema,
 )
 from app.stores.sql_hot import ConversationRead, conversation_read
+from app.stores.sql_hot_append import postgres_hot_statements
 
 # SQLAlchemy closes an invalidated asyncpg connection "gracefully" for up to 2 s
 # (`close(timeout=2)` in its asyncpg adapter) before terminating it.
@@ -102,6 +104,13 @@ class SqlConnections(StateStore):
         try:
             async with self._write() as conn:  # migrations may take long: not bounded
                 await conn.run_sync(upgrade_schema)
+            if not self._traits.single_writer:
+                # PostgreSQL: every connection prepares the turn's statements when it
+                # opens (this one opened for the migrations, before the tables existed)
+                hot = postgres_hot_statements()
+                prepare_on_connect(engine, hot)
+                async with engine.connect() as conn:
+                    await prepare_on(conn, hot)
             self._call_timeout_s = None if self._traits.single_writer else call_s
         except BaseException:
             await self.close()

@@ -9,21 +9,28 @@ statements are written once per dialect as SQL text and run on the driver connec
 driver-ready values: this module encodes them (datetimes as SQLite stores a
 `UTCDateTime`, JSON as text) and translates the driver's errors. The connection still
 comes from SQLAlchemy's pool, so pool sizing, idle pings, call timeouts and the SQLite
-write lock are unchanged.
+write lock are unchanged. On PostgreSQL a new connection prepares these statements when
+it opens (`prepare_on_connect`), not during its first turn.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import await_
 
 from app.errors import StoreUnavailable
+
+log = logging.getLogger("parley.stores.sql")
 
 
 async def driver_of(conn: AsyncConnection) -> Any:
@@ -87,3 +94,51 @@ async def postgres_driver(conn: AsyncConnection) -> AsyncIterator[Any]:
 def postgres_rowcount(status: str) -> int:
     """The row count of an asyncpg command status (`UPDATE 1`, `INSERT 0 1`)."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+@dataclass(frozen=True)
+class WarmStatement:
+    """A statement run on the driver, with arguments that make it harmless (it matches no
+    row, or what it writes is rolled back): run on a new connection, it is prepared."""
+
+    sql: str
+    args: tuple[Any, ...]
+
+
+class _RolledBack(Exception):
+    pass
+
+
+async def prepare_statements(driver: Any, statements: Sequence[WarmStatement]) -> None:
+    """Run `statements` on the asyncpg connection `driver` in a transaction rolled back:
+    asyncpg keeps each one prepared in its statement cache (keyed by the SQL text), so
+    the first turn on this connection does not pay the prepares (a round trip each, plus
+    the type introspection of a type's first use on the connection). A server error (a
+    table missing: an older schema) is logged, not raised: the warm-up only saves time."""
+    if not statements:
+        return
+    try:
+        with suppress(_RolledBack):
+            async with driver.transaction():
+                for statement in statements:
+                    await driver.execute(statement.sql, *statement.args)
+                raise _RolledBack
+    except asyncpg.PostgresError as exc:
+        log.warning("could not prepare the hot statements on a connection: %r", exc)
+
+
+def prepare_on_connect(engine: AsyncEngine, statements: Sequence[WarmStatement]) -> None:
+    """PostgreSQL: `prepare_statements` on every connection `engine` opens from now on
+    (those already pooled: `prepare_on`)."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _prepare(dbapi_connection: Any, _record: Any) -> None:
+        await_(prepare_statements(dbapi_connection.driver_connection, statements))
+
+
+async def prepare_on(conn: AsyncConnection, statements: Sequence[WarmStatement]) -> None:
+    """PostgreSQL: `prepare_statements` on this checked-out connection."""
+    if conn.dialect.name == "postgresql":
+        await prepare_statements(await driver_of(conn), statements)

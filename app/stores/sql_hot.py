@@ -92,8 +92,11 @@ class _SqliteRead:
         return conversation_from_row(sqlite_conversation_row(rows[0])) if rows else None
 
 
+POSTGRES_READ = _conversation_sql(("$1", "$2"))
+
+
 class _PostgresRead:
-    sql = _conversation_sql(("$1", "$2"))
+    sql = POSTGRES_READ
 
     async def __call__(
         self, conn: AsyncConnection, conversation_id: str, now: datetime

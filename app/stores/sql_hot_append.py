@@ -22,8 +22,9 @@ the conversation is gone or expired). A message id already in the lineage is `Co
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,9 +32,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Message
 from app.errors import Conflict
-from app.stores.sql_driver import driver_of, postgres_driver, sqlite_errors, sqlite_text
+from app.stores.sql_driver import (
+    WarmStatement,
+    driver_of,
+    postgres_driver,
+    sqlite_errors,
+    sqlite_text,
+)
 from app.stores.sql_hot import (
     CONVERSATION_COLUMNS,
+    POSTGRES_READ,
     postgres_conversation_row,
     sqlite_conversation_row,
 )
@@ -168,3 +176,17 @@ async def postgres_append(
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(_DUPLICATE) from exc
     return postgres_conversation_row(row) if row is not None else None
+
+
+def postgres_hot_statements() -> list[WarmStatement]:
+    """The store's statements on the driver (the read and the append), with arguments
+    that match no conversation, for `sql_driver.prepare_on_connect`."""
+    nobody = f"parley-warm-up-{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    return [
+        WarmStatement(POSTGRES_READ, (nobody, now)),
+        WarmStatement(
+            _POSTGRES_APPEND,
+            (nobody, nobody, 1, 0, 0, 0, 0.0, now, None, None, [], [], [], [], [], []),
+        ),
+    ]
