@@ -119,7 +119,10 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "jsonable_encoder",
         ),
     ),
-    ("SSE / JSONResponse rendering", ("(sse_starlette/", "JSONResponse.render")),
+    (
+        "SSE / JSONResponse rendering",
+        ("(sse_starlette/", "(app/api/sse_response.py)", "JSONResponse.render"),
+    ),
     ("uvicorn HTTP protocol (self)", ("self:(uvicorn/protocols/", "self:httptools")),
     ("event loop itself (uvloop native, in Runner.run; self)", ("self:Runner.run (asyncio",)),
 )

@@ -9,8 +9,8 @@ The app is `app.main.create_app()` unchanged, plus, in this benchmark process on
   service (`TurnRequests.send_message`), the executor starting (`TurnExecutor.execute`),
   each event's publication to the run's event log (start and end of
   `TurnExecutor._publish`, by event type), the executor finishing (`_finish`, right after
-  the commit), and each SSE frame leaving the event log for sse-starlette
-  (`app.api.sse._frames`);
+  the commit), and each SSE frame as the response encodes it, just before its `send`
+  (`app.api.sse_response.RunEventStream.frame`);
 * `GET /__bench/emissions` and `GET /__bench/stages`, which return the records and forget
   them.
 
@@ -22,7 +22,6 @@ so the client can subtract these stamps from its own receive times.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,6 +37,7 @@ EMISSIONS: dict[str, list[int]] = {}
 #                  "publish": [[type, start ns, end ns]], "frames": [[type, ns]]}
 STAGES: dict[str, dict[str, Any]] = {}
 _RUN_KEYS: dict[str, str] = {}  # run id -> message text
+TERMINAL = {"run.completed", "run.failed", "run.cancelled", "run.requires_action"}
 
 
 def _last_user_text(request: ProviderRequest) -> str:
@@ -68,7 +68,7 @@ def _stage(key: str) -> dict[str, Any]:
 
 def instrument_turn_path() -> None:
     """Wrap (once) the points of a turn's path listed in the module docstring."""
-    from app.api import sse
+    from app.api.sse_response import RunEventStream
     from app.manager.turn_requests import TurnRequests
     from app.manager.turns import TurnExecutor
 
@@ -78,7 +78,7 @@ def instrument_turn_path() -> None:
     execute: Any = TurnExecutor.execute
     publish: Any = TurnExecutor._publish
     finish: Any = TurnExecutor._finish
-    frames: Any = sse._frames
+    frame: Any = RunEventStream.frame
 
     async def timed_send(self: Any, principal: Any, conv_id: str, req: Any, **kw: Any) -> Any:
         _stage(req.content)["accept"] = time.monotonic_ns()
@@ -98,28 +98,22 @@ def instrument_turn_path() -> None:
         _stage(plan.input.content)["finish"] = time.monotonic_ns()
         await finish(self, plan, *args)
 
-    async def timed_frames(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        run_id: str | None = None
-        seen: list[list[Any]] = []  # frames stamped before the executor named the run
-        async for frame in frames(events):  # the encoded frame: id, event, data lines
-            lines = frame.decode().split("\r\n")
-            type_ = next(line[7:] for line in lines if line.startswith("event: "))
-            seen.append([type_, time.monotonic_ns()])
-            if run_id is None and type_ == "run.created":
-                data = next(line[6:] for line in lines if line.startswith("data: "))
-                run_id = json.loads(data)["run"]["id"]
-            if run_id is not None and run_id in _RUN_KEYS:
-                _stage(_RUN_KEYS[run_id])["frames"].extend(seen)
-                seen.clear()
-            yield frame
-        if run_id is not None:
-            _RUN_KEYS.pop(run_id, None)
+    def timed_frame(self: Any, event: Any, retry: int | None) -> bytes:
+        out: bytes = frame(self, event, retry)
+        seen: list[list[Any]] = self.__dict__.setdefault("bench_seen", [])
+        seen.append([event.type, time.monotonic_ns()])
+        if self.run_id in _RUN_KEYS:  # (frames stamped before the executor named the run)
+            _stage(_RUN_KEYS[self.run_id])["frames"].extend(seen)
+            seen.clear()
+        if event.type in TERMINAL:
+            _RUN_KEYS.pop(self.run_id, None)
+        return out
 
     TurnRequests.send_message = timed_send  # type: ignore[method-assign]
     TurnExecutor.execute = timed_execute  # type: ignore[method-assign]
     TurnExecutor._publish = timed_publish  # type: ignore[method-assign]
     TurnExecutor._finish = timed_finish  # type: ignore[method-assign]
-    sse._frames = timed_frames  # type: ignore[assignment]
+    RunEventStream.frame = timed_frame  # type: ignore[method-assign]
     TurnExecutor.bench_instrumented = True  # type: ignore[attr-defined]
 
 

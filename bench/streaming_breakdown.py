@@ -15,7 +15,7 @@ reads the terminal event):
 
 Per token (when every token is its own event, as with a delay): provider emission -> event
 log publish start (the turn loop and the arrival batching), the publish itself, publish end
--> SSE frame handed to sse-starlette (the reader's wake-up), frame -> client event
+-> SSE frame encoded by the response (the reader's wake-up), frame -> client event
 (encoding, uvicorn, the socket, httpx, the SSE parser).
 """
 

@@ -13,7 +13,8 @@ from app.api.operation import TURN_ERRORS, operation
 from app.api.params import PathId
 from app.api.schemas import MessageDetail, MessageList, TurnResponse
 from app.api.send_body import read_send_body
-from app.api.sse import event_stream, wants_stream
+from app.api.sse import wants_stream
+from app.api.sse_response import event_stream
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain.requests import EditMessage, Regenerate, SubmitToolApprovals, SubmitToolResults
 from app.errors import (
@@ -48,7 +49,7 @@ async def respond_to_run(
             events,
             ping_s=manager.settings.sse_ping_s,
             run_id=started.run_id,
-            shutdown_grace_s=manager.settings.shutdown_grace_s,
+            streams=manager.streams,
             first_wait_s=manager.settings.store_timeout_s,
         )
     return JSONResponse(await manager.runs.result(started.run_id), headers=headers)

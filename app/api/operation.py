@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sse_starlette import EventSourceResponse
+from starlette.responses import Response
 
+from app.api.sse_response import MEDIA_TYPE
 from app.api.stream_events import RunStreamEvent
 from app.errors import (
     ContextOverflow,
@@ -76,6 +77,13 @@ TURN_ERRORS: tuple[type[ParleyError], ...] = (
 Stream = Literal["never", "on_request", "always"]
 
 
+class EventStreamDocumented(Response):
+    """What FastAPI documents of a streamed answer: its media type (the answer itself is
+    `app.api.sse_response.RunEventStream`, returned by the endpoint)."""
+
+    media_type = MEDIA_TYPE
+
+
 def operation(
     operation_id: str,
     *errors: type[ParleyError],
@@ -108,6 +116,6 @@ def operation(
     if stream == "always":
         # FastAPI then generates the event schemas with the same component names as the
         # rest of the document; `app/api/openapi.py` shapes the response.
-        kwargs["response_class"] = EventSourceResponse
+        kwargs["response_class"] = EventStreamDocumented
         kwargs["responses"][200] = {"model": RunStreamEvent}
     return kwargs

@@ -10,7 +10,8 @@ from app.api.guard import api_router
 from app.api.operation import operation
 from app.api.params import PathId
 from app.api.schemas import RunOut
-from app.api.sse import event_stream, last_event_id, non_empty
+from app.api.sse import last_event_id, non_empty
+from app.api.sse_response import event_stream
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.limits import MAX_EVENT_SEQ
 from app.domain.requests import CancelRun
@@ -68,7 +69,7 @@ async def run_events(
         events,
         ping_s=manager.settings.sse_ping_s,
         run_id=run_id,
-        shutdown_grace_s=manager.settings.shutdown_grace_s,
+        streams=manager.streams,
         first_wait_s=manager.settings.store_timeout_s,
     )
 

@@ -26,6 +26,7 @@ from app.manager.limits import ExecutionLimiter
 from app.manager.media import MediaService
 from app.manager.message_cache import MessageCache
 from app.manager.messages import MessageService
+from app.manager.open_streams import CUT_MARGIN_S, OpenStreams
 from app.manager.packs import PackLibrary
 from app.manager.run_truth import RunTruth
 from app.manager.runs import RunService
@@ -99,6 +100,7 @@ class ConversationManager:
         )
         # this instance's liveness lease: its runs are declared lost once it expires
         self.liveness = InstanceLiveness(coordinator.locks, new_id())
+        self.streams = OpenStreams()  # the SSE responses open here (cut at shutdown)
         self.calibration = UsageCalibration()
         self.summarizer = Summarizer(store, providers, clock)
         summary_windows = SummaryWindows(store, self.cache, self.summarizer)
@@ -190,11 +192,14 @@ class ConversationManager:
                 await self._sweeper
         await self.runs.shutdown(self.settings.shutdown_grace_s)
         await self.liveness.close()
+        self.streams.close()
 
     def begin_shutdown(self) -> None:
         """A shutdown signal arrived: drain runs now, while the server still waits for the
-        open streams (they end when their runs do)."""
+        open streams (they end when their runs do; what is still open `CUT_MARGIN_S`
+        after the grace is cut)."""
         self.runs.begin_drain(self.settings.shutdown_grace_s)
+        self.streams.cut_after(self.settings.shutdown_grace_s + CUT_MARGIN_S)
 
     async def _sweep_expired(self) -> None:
         """Reclaim expired conversations (they are already invisible; this frees space),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -314,7 +314,7 @@ class RunService:
 
     async def events(
         self, run_id: str, *, after: int, cancel_on_disconnect: bool = False
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent, None]:
         """Replay then follow a run's events; a `run.snapshot` stands in for events the log
         no longer holds. Nothing at all when the run is finished and `after` is at or past
         its terminal event. With `cancel_on_disconnect`, a reader that goes away before the

@@ -14,6 +14,10 @@ from app.domain.run import RunEvent
 
 PAYLOADS: list[dict[str, Any]] = [
     {"message_id": "m1", "delta": "hello"},
+    # a delta's payload is put together from its two strings: every escape must match
+    {"message_id": 'm"1\\', "delta": 'two\nlines "quoted" é ✓ 😀 \u2028 \x00 \x7f'},
+    {"message_id": "m1", "delta": 5},  # (not a string: the general encoder)
+    {"delta": "x", "message_id": "m1"},  # (other key order: the general encoder)
     {"delta": "two\nlines\r\nand a \r carriage return", "tabs": "\t"},
     {"delta": "unicode: é ✓ 😀 \u2028 \u2029 \x00 \x1f"},
     {"nested": {"a": [1, 2.5, None, True]}, "empty": {}},

@@ -1,0 +1,133 @@
+"""`app.api.sse_response.RunEventStream`, the SSE response of a follow: frames in order
+then the last chunk, `: ping` comments, a client's disconnect, the cut at shutdown, a
+cancellation of the request itself, HEAD."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from app.api.sse import encode_event
+from app.api.sse_response import PING, event_stream
+from app.domain.run import RunEvent
+from app.manager.open_streams import OpenStreams
+
+
+class Client:
+    """The ASGI side: what was sent, and a disconnect on demand."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.gone = asyncio.Event()
+
+    async def send(self, message: Any) -> None:
+        self.messages.append(message)
+
+    async def receive(self) -> Any:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages[1:])
+
+    @property
+    def ended(self) -> bool:
+        return self.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def event(seq: int, type_: str = "message.delta") -> RunEvent:
+    return RunEvent(seq=seq, type=type_, data={"message_id": "m", "delta": str(seq)})
+
+
+async def events(
+    items: list[RunEvent], closed: list[str], *, then_wait: bool = False
+) -> AsyncGenerator[RunEvent, None]:
+    try:
+        for item in items:
+            yield item
+        if then_wait:
+            await asyncio.Event().wait()  # a run that goes on
+    finally:
+        closed.append("closed")
+
+
+async def respond(
+    gen: AsyncGenerator[RunEvent, None], client: Client, streams: OpenStreams, **kw: Any
+) -> None:
+    response = await event_stream(
+        gen,
+        ping_s=kw.pop("ping_s", 15.0),
+        run_id="run-1",
+        streams=streams,
+        first_wait_s=1.0,
+    )
+    scope = {"type": "http", "method": kw.pop("method", "POST")}
+    await response(scope, client.receive, client.send)
+
+
+async def test_frames_in_order_then_the_end() -> None:
+    client, closed = Client(), []
+    items = [event(1, "run.created"), event(2), event(3, "run.completed")]
+    await respond(events(items, closed), client, OpenStreams())
+    start = client.messages[0]
+    assert start["status"] == 200
+    assert (b"content-type", b"text/event-stream; charset=utf-8") in start["headers"]
+    assert (b"x-run-id", b"run-1") in start["headers"]
+    expected = encode_event(items[0], retry=2000) + b"".join(encode_event(e) for e in items[1:])
+    assert client.body == expected and client.ended and closed == ["closed"]
+
+
+async def test_pings_while_quiet() -> None:
+    client, closed, streams = Client(), [], OpenStreams()
+    task = asyncio.create_task(
+        respond(events([event(1)], closed, then_wait=True), client, streams, ping_s=0.05)
+    )
+    await asyncio.sleep(0.18)
+    assert client.body.count(PING) >= 2
+    client.gone.set()
+    await task
+
+
+async def test_a_disconnect_closes_the_follow_and_ends_quietly() -> None:
+    client, closed, streams = Client(), [], OpenStreams()
+    task = asyncio.create_task(respond(events([event(1)], closed, then_wait=True), client, streams))
+    await asyncio.sleep(0.05)
+    assert closed == [] and len(streams) == 1
+    client.gone.set()
+    await asyncio.wait_for(task, 1)  # returns: no CancelledError escapes
+    assert closed == ["closed"] and len(streams) == 0
+
+
+async def test_the_cut_at_shutdown_ends_the_body_cleanly() -> None:
+    client, closed, streams = Client(), [], OpenStreams()
+    task = asyncio.create_task(respond(events([event(1)], closed, then_wait=True), client, streams))
+    await asyncio.sleep(0.05)
+    streams.cut_after(0.01)
+    await asyncio.wait_for(task, 1)
+    assert client.ended and closed == ["closed"]
+    assert client.body == encode_event(event(1), retry=2000)
+
+
+async def test_a_cancelled_request_is_still_cancelled() -> None:
+    client, closed = Client(), []
+    task = asyncio.create_task(
+        respond(events([event(1)], closed, then_wait=True), client, OpenStreams())
+    )
+    await asyncio.sleep(0.05)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the cancellation was swallowed")
+    assert closed == ["closed"]
+
+
+async def test_head_sends_headers_and_an_empty_body() -> None:
+    client, closed = Client(), []
+    await respond(events([event(1)], closed, then_wait=True), client, OpenStreams(), method="HEAD")
+    assert client.messages[0]["status"] == 200 and client.body == b"" and client.ended
+    assert closed == ["closed"]  # the follow is not left open
