@@ -110,6 +110,18 @@ class Stats:
         self.output_tokens = 0
         self.cost_usd = 0.0
         self.turn_seconds: deque[float] = deque(maxlen=RECENT_RUNS)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once per label set: `labels()` checks and
+        converts the values and takes the metric's lock every time (~10 Python calls; a
+        turn reports ~8 labelled values). The label sets are the metric's own series, so
+        this holds no more than prometheus-client does."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def run_started(self, run_id: str, conversation_id: str) -> None:
         self.runs_started += 1
@@ -133,10 +145,10 @@ class Stats:
         self.output_tokens += usage.output_tokens
         self.cost_usd += cost
         self.messages_committed += committed
-        self._runs_finished.labels(status).inc()
-        self._turn.labels(status).observe(seconds)
-        self._tokens.labels("input").inc(usage.input_tokens)
-        self._tokens.labels("output").inc(usage.output_tokens)
+        self._child(self._runs_finished, status).inc()
+        self._child(self._turn, status).observe(seconds)
+        self._child(self._tokens, "input").inc(usage.input_tokens)
+        self._child(self._tokens, "output").inc(usage.output_tokens)
         self._cost.inc(cost)
         self._messages.inc(committed)
 
@@ -151,8 +163,8 @@ class Stats:
         finish_reason: str,
     ) -> None:
         if first_event_s is not None:
-            self._provider.labels(provider, "first_event").observe(first_event_s)
-        self._provider.labels(provider, "total").observe(total_s)
+            self._child(self._provider, provider, "first_event").observe(first_event_s)
+        self._child(self._provider, provider, "total").observe(total_s)
         self.telemetry.provider_call(
             provider,
             model=model,
@@ -163,22 +175,22 @@ class Stats:
         )
 
     def provider_failed(self, provider: str, code: str, *, model: str, total_s: float) -> None:
-        self._provider_errors.labels(provider, code).inc()
+        self._child(self._provider_errors, provider, code).inc()
         self.telemetry.provider_call(
             provider, model=model, first_event_s=None, total_s=total_s, error=code
         )
 
     def tool_call(self, tool: str, outcome: str, seconds: float | None) -> None:
-        self._tool_calls.labels(tool, outcome).inc()
+        self._child(self._tool_calls, tool, outcome).inc()
         if seconds is not None:
-            self._tool_latency.labels(tool).observe(seconds)
+            self._child(self._tool_latency, tool).observe(seconds)
             self.telemetry.tool_call(tool, outcome, seconds)
 
     def auto_checkpoint(self, outcome: str) -> None:
-        self._auto_checkpoints.labels(outcome).inc()
+        self._child(self._auto_checkpoints, outcome).inc()
 
     def store_call(self, operation: str, seconds: float) -> None:
-        self._store.labels(operation).observe(seconds)
+        self._child(self._store, operation).observe(seconds)
         self.telemetry.store_call(operation, seconds)
 
     def snapshot(self, *, active_runs: int) -> dict[str, Any]:
