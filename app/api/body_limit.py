@@ -16,7 +16,7 @@ IMPORT_PATH = "/conversations/import"
 
 
 class BodyLimitMiddleware:
-    """Checks `Content-Length` up front and counts streamed bytes for chunked bodies.
+    """Checks `Content-Length` up front and counts streamed bytes for bodies without one.
     Routes matching `MEDIA_PATHS` get `media_max_bytes` instead (their media parts are
     then limited one by one by `PARLEY_MEDIA_MAX_MB`), the import `import_max_bytes`."""
 
@@ -53,10 +53,14 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = 0
+                    break  # the server refuses it; count what arrives
                 if declared > limit:
                     await problem_response(self._too_large(limit, path))(scope, receive, send)
                     return
+                # The server delivers exactly Content-Length bytes (HTTP/1.1 framing), so a
+                # declared length within the limit needs no counting on every request.
+                await self.app(scope, receive, send)
+                return
         received = 0
 
         async def limited_receive() -> Message:

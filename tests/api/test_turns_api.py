@@ -89,6 +89,16 @@ async def test_bad_messages_are_rejected_without_writes(
             413,
             "message_too_large",
         )
+
+        async def chunked() -> Any:  # no Content-Length: the limit counts what arrives
+            for _ in range(100):
+                yield b"x" * 100_000
+
+        assert_problem(
+            await client.post(url, content=chunked(), headers={"content-type": "application/json"}),
+            413,
+            "message_too_large",
+        )
         assert_problem(
             await client.post("/conversations/nope/messages", json={"content": "hi"}),
             404,
