@@ -171,11 +171,13 @@ class _RunEntry:
     next_seq: int = 1
     finished_at: float | None = None
     counted: int = 0  # of its events, how many `MemoryRunLog._retained` counts
-    # Set (and replaced by a fresh one) by each publish; made by the first follower that
-    # waits: most runs are never followed. An Event, not a Condition: a Condition's
-    # waiter must take its lock again after the wake-up (one more turn of the event loop
-    # per event and follower, and the publisher takes the lock too).
-    changed: asyncio.Event | None = None
+    # The futures of the followers waiting for the next event, resolved (and dropped) by
+    # each publish: one bare future per wait. (An `asyncio.Event` made per publish cost
+    # its construction and a loop check behind a threading lock at each first wait; a
+    # Condition's waiter must also take its lock again after the wake-up.) A follower's
+    # own future, not one shared: cancelling a waiting task cancels what it awaits. Made
+    # by the first follower that waits: most runs are never followed.
+    waiters: list[asyncio.Future[None]] | None = None
 
 
 class MemoryRunLog(RunLog):
@@ -257,9 +259,11 @@ class MemoryRunLog(RunLog):
         if type_ in TERMINAL_EVENTS and entry.finished_at is None:
             self._finished(run_id, entry)
             self._expire()
-        if entry.changed is not None:
-            entry.changed.set()
-            entry.changed = None
+        if entry.waiters:
+            waiters, entry.waiters = entry.waiters, None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         return event
 
     def _finished(self, run_id: str, entry: _RunEntry) -> None:
@@ -299,9 +303,11 @@ class MemoryRunLog(RunLog):
                 raise EventsExpired(run_id, last_seq=entry.next_seq - 1)
             if entry.finished_at is not None:
                 return  # asked for events after the terminal one: nothing more will come
-            if entry.changed is None:
-                entry.changed = asyncio.Event()
-            await entry.changed.wait()  # (nothing was published since we looked: no await)
+            waiter = asyncio.get_running_loop().create_future()
+            if entry.waiters is None:
+                entry.waiters = []
+            entry.waiters.append(waiter)  # (nothing was published since we looked: no await)
+            await waiter
 
     async def request_cancel(self, run_id: str) -> None:
         self._cancels.put_nowait(run_id)

@@ -278,11 +278,13 @@ class SqlRunLog(RunLog):
                     await trim_events(conn, run_id, event.seq, max_events=self._max_events)
         return event
 
-    async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+    def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
         if self._memory is not None:  # (EventsExpired for a run of before a restart)
-            async for event in self._memory.follow(run_id, after=after):
-                yield event
-            return
+            return self._memory.follow(run_id, after=after)  # (not re-yielded: a layer less)
+        return self._follow_rows(run_id, after=after)
+
+    async def _follow_rows(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+        """PostgreSQL: the rows after `after`, then a wait on `LISTEN` for more."""
         assert self._listener is not None
         await self._beat_once()
         with self._listener.watch(run_id) as wake:

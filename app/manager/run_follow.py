@@ -71,10 +71,16 @@ async def follow_checked(
             source = runs.follow(run_id, after=last)
             try:
                 while True:
+                    watch.waiter = asyncio.current_task()  # (`waiting_for`, inlined)
                     try:
-                        event = await watch.waiting_for(anext(source))
+                        event = await anext(source)
                     except StopAsyncIteration:
                         return
+                    except asyncio.CancelledError:
+                        watch.raise_if_settled()
+                        raise
+                    finally:
+                        watch.wait_ended()
                     last, outage_since, delay = event.seq, 0.0, RETRY_FIRST_S
                     yield event
                     if event.type in TERMINAL_EVENTS:
@@ -115,24 +121,32 @@ class _QuietWatch:
         self._last = self._loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._check: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Task[Any] | None = None  # the consumer, while it waits
+        self.waiter: asyncio.Task[Any] | None = None  # the consumer, while it waits
         self._settled: RunRecord | None = None
         self._schedule(self._last + recheck_s)
 
     async def waiting_for(self, wait: Awaitable[T]) -> T:
         """`await wait` in the consumer's task; `_Settled` instead when a re-check meanwhile
         found the record terminal (the re-check cancelled this task, which is absorbed)."""
-        self._waiter = asyncio.current_task()
+        self.waiter = asyncio.current_task()
         try:
             return await wait
         except asyncio.CancelledError:
-            settled, task = self._settled, self._waiter
-            if settled is None or task is None or task.uncancel() > 0:
-                raise  # a cancellation of the consumer itself
-            raise _Settled(settled) from None
+            self.raise_if_settled()
+            raise
         finally:
-            self._waiter = None
-            self._last = self._loop.time()  # quiet time counts from the wait's end
+            self.wait_ended()
+
+    def raise_if_settled(self) -> None:
+        """In the consumer, on a cancellation of its wait: `_Settled` if it was a re-check's
+        (absorbed), else nothing (the consumer itself is cancelled: the caller re-raises)."""
+        settled, task = self._settled, self.waiter
+        if settled is not None and task is not None and task.uncancel() == 0:
+            raise _Settled(settled) from None
+
+    def wait_ended(self) -> None:
+        self.waiter = None
+        self._last = self._loop.time()  # quiet time counts from the wait's end
 
     def _schedule(self, when: float) -> None:
         self._timer = self._loop.call_at(when, self._fire)
@@ -140,7 +154,7 @@ class _QuietWatch:
     def _fire(self) -> None:
         self._timer = None
         due = self._last + self._recheck_s
-        if self._waiter is None or self._loop.time() < due:
+        if self.waiter is None or self._loop.time() < due:
             # events came meanwhile, or the consumer is busy elsewhere (writing): not quiet
             self._schedule(max(due, self._loop.time() + self._recheck_s * 0.5))
             return
@@ -149,7 +163,7 @@ class _QuietWatch:
     async def _recheck(self) -> None:
         started = self._last
         record = await _quiet(self._settle, self._run_id)
-        waiter = self._waiter
+        waiter = self.waiter
         if (
             record is not None
             and record.run.status.terminal

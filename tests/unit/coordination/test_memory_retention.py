@@ -157,7 +157,7 @@ async def test_a_finished_record_created_without_events_is_still_capped() -> Non
 async def test_runs_nobody_follows_keep_no_condition() -> None:
     log = MemoryRunLog(clock=Clock())
     await finished(log, "a")
-    assert log._runs["a"].changed is None
+    assert log._runs["a"].waiters is None
     assert await collect(log, "a") == [1, 2, 3]  # a finished run: read without waiting
 
 
