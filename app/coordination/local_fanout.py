@@ -31,14 +31,16 @@ from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord
 class _Channel:
     """The events of one run published here: `events[i]` has seq `i + 1`."""
 
-    __slots__ = ("_early", "_wake", "broken", "closed", "events")
+    __slots__ = ("_early", "_waiters", "broken", "closed", "events")
 
     def __init__(self) -> None:
         self.events: list[RunEvent] = []
         self.closed = False  # the terminal event is in `events`
         self.broken = False  # the log is the only source from now on
         self._early: dict[int, RunEvent] = {}  # published out of order, waiting for a gap
-        self._wake = asyncio.Event()
+        # each waiting follower's own bare future (not an `asyncio.Event` per wake-up, and
+        # not one shared future: cancelling a waiting task cancels what it awaits)
+        self._waiters: list[asyncio.Future[None]] = []
 
     def add(self, event: RunEvent) -> None:
         if event.seq <= len(self.events):
@@ -56,11 +58,16 @@ class _Channel:
         self._notify()
 
     def _notify(self) -> None:
-        self._wake.set()
-        self._wake = asyncio.Event()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
-    def waiter(self) -> asyncio.Event:
-        return self._wake
+    async def changed(self) -> None:
+        """Until the next `add` or `break_` (call it after looking: no await in between)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
 
 class LocalFanout(RunLog):
@@ -158,7 +165,7 @@ class LocalFanout(RunLog):
                     return  # asked for events after the terminal one
                 if channel.broken:
                     break
-                await channel.waiter().wait()
+                await channel.changed()
         async for event in self._inner.follow(run_id, after=last):
             yield event
 
