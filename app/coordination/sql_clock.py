@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.stores.sql_driver import sqlite_transaction
 from app.stores.sql_engine import WRITE_OPTION
 from app.stores.sql_tables import UTCDateTime
 
@@ -47,6 +48,13 @@ class SqlClock:
         lock: AbstractAsyncContextManager[Any] = self._write_lock or nullcontext()
         async with lock, self._writer.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def sqlite_write(self) -> AsyncIterator[Any]:
+        """SQLite: a write transaction on the driver (`sql_driver.sqlite_transaction`),
+        queued on the write lock; yields the aiosqlite connection."""
+        async with sqlite_transaction(self.reader, self._write_lock) as driver:
+            yield driver
 
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[AsyncConnection]:

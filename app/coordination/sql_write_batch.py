@@ -8,7 +8,7 @@ ended) queued behind each other and behind the store's commits: most of a stream
 turn's time before its first token (bench/streaming.py).
 
 `WriteBatch.execute` queues a statement with its parameters; one task takes the write
-lock (`SqlClock.write`) and writes everything queued by the time it has it in one
+lock (`SqlClock.sqlite_write`) and writes everything queued by the time it has it in one
 transaction, consecutive uses of the same statement as one `executemany`, on the driver
 (`app.coordination.sql_run_rows`: one hand-off to aiosqlite's thread per statement). The caller
 returns once that transaction committed, exactly as if it had written alone: a batch
@@ -22,12 +22,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any
 
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_run_rows import RowWrite
-from app.stores.sql_driver import driver_of, sqlite_errors
+from app.stores.sql_driver import sqlite_errors
 from app.stores.sql_engine import unavailable_on_connection_errors
 
 
@@ -64,9 +63,9 @@ class WriteBatch:
             batch: list[_Write] = []
             try:
                 with unavailable_on_connection_errors():
-                    async with self._sql.write() as conn:
+                    async with self._sql.sqlite_write() as driver:
                         batch, self._queued = self._queued, []  # all queued while we waited
-                        counts = [n for run in _runs(batch) for n in await _execute(conn, run)]
+                        counts = [n for run in _runs(batch) for n in await _execute(driver, run)]
             except Exception as exc:
                 if not batch:  # failed before it had the batch (no connection, say)
                     batch, self._queued = self._queued, []
@@ -87,8 +86,8 @@ class WriteBatch:
     async def _alone(self, write: _Write) -> None:
         try:
             with unavailable_on_connection_errors():
-                async with self._sql.write() as conn:
-                    [count] = await _execute(conn, [write])
+                async with self._sql.sqlite_write() as driver:
+                    [count] = await _execute(driver, [write])
         except Exception as exc:
             _settle(write, exc)
         else:
@@ -127,9 +126,9 @@ def _runs(batch: list[_Write]) -> list[list[_Write]]:
     return runs
 
 
-async def _execute(conn: AsyncConnection, run: Sequence[_Write]) -> list[int]:
-    """One statement of `run` (an `executemany` for several); each write's rowcount."""
-    driver = await driver_of(conn)
+async def _execute(driver: Any, run: Sequence[_Write]) -> list[int]:
+    """One statement of `run` (an `executemany` for several) on the aiosqlite connection
+    `driver`; each write's rowcount."""
     sql = run[0].write.sql
     with sqlite_errors():
         if len(run) == 1:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -49,7 +50,8 @@ from app.stores.base import (
     StoreCapabilities,
     media_references,
 )
-from app.stores.sql_hot_append import postgres_append, sqlite_append
+from app.stores.sql_driver import driver_of
+from app.stores.sql_hot_append import postgres_append, sqlite_alive, sqlite_append
 from app.stores.sql_queries import (
     append_params,
     footprint_statements,
@@ -219,28 +221,36 @@ class SqlStore(SqlRecords):
             conversation, messages_[-1], usage=usage, cost_usd=cost_usd, now=now, status=status
         )
         refs = media_references(messages_)
-        # on the driver (`sql_hot_append`); PostgreSQL without media: one statement, in
-        # autocommit
-        one_statement = not self._traits.single_writer and not refs
-        async with self._write_one() if one_statement else self._write() as conn:
-            if refs:
-                await self._check_media(conn, refs)
-            if self._traits.single_writer:
-                stored = await sqlite_append(conn, params, messages_)
-            else:
-                stored = await postgres_append(
-                    conn, params, messages_, in_transaction=not one_statement
-                )
-            if stored is None:
-                alive = await conn.scalar(sa.select(_conv.c.id).where(_conv.c.id == cid, live(now)))
-                if alive is None:
-                    raise ConversationNotFound(f"Conversation {cid!r} not found.")
-                raise HeadConflict(f"Conversation {cid!r} head moved.")
-            if refs:
-                try:
-                    await sql_media.insert_refs(conn, stored["lineage_id"], refs)
-                except sa_exc.IntegrityError as exc:  # deleted since the check
-                    raise MediaNotFound("Media referenced by the message was deleted.") from exc
+        stored: dict[str, Any] | None
+        if self._traits.single_writer and not refs:  # SQLite: BEGIN IMMEDIATE .. COMMIT
+            async with self._sqlite_write() as driver:  # on the driver (`sql_hot_append`)
+                stored = await sqlite_append(driver, params, messages_)
+                alive = stored is not None or await sqlite_alive(driver, cid, now)
+        else:  # PostgreSQL without media: one statement, in autocommit
+            one_statement = not self._traits.single_writer and not refs
+            async with self._write_one() if one_statement else self._write() as conn:
+                if refs:
+                    await self._check_media(conn, refs)
+                if self._traits.single_writer:
+                    stored = await sqlite_append(await driver_of(conn), params, messages_)
+                else:
+                    stored = await postgres_append(
+                        conn, params, messages_, in_transaction=not one_statement
+                    )
+                if stored is None:
+                    alive = (
+                        await conn.scalar(sa.select(_conv.c.id).where(_conv.c.id == cid, live(now)))
+                        is not None
+                    )
+                elif refs:
+                    try:
+                        await sql_media.insert_refs(conn, stored["lineage_id"], refs)
+                    except sa_exc.IntegrityError as exc:  # deleted since the check
+                        raise MediaNotFound("Media referenced by the message was deleted.") from exc
+        if stored is None:  # nothing was written
+            if not alive:
+                raise ConversationNotFound(f"Conversation {cid!r} not found.")
+            raise HeadConflict(f"Conversation {cid!r} head moved.")
         return conversation_from_row(stored)
 
     async def _check_media(self, conn: AsyncConnection, refs: list[tuple[str, str]]) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import StoreUnavailable
 from app.stores.base import StateStore
-from app.stores.sql_driver import prepare_on, prepare_on_connect
+from app.stores.sql_driver import prepare_on, prepare_on_connect, sqlite_transaction
 from app.stores.sql_engine import (
     IDLE_PING_S,
     PG_LOCK_NAMESPACE,
@@ -151,6 +151,16 @@ class SqlConnections(StateStore):
         with unavailable_on_connection_errors():
             async with asyncio.timeout(self._call_timeout_s), lock, self._writer.begin() as conn:
                 yield conn
+
+    @asynccontextmanager
+    async def _sqlite_write(self) -> AsyncIterator[Any]:
+        """SQLite: a write transaction on the driver itself (`sql_driver.sqlite_transaction`),
+        for statements run on aiosqlite; yields its connection."""
+        if self._engine is None or self._write_lock is None:
+            raise RuntimeError("SqlStore.open() has not been called on SQLite")
+        with unavailable_on_connection_errors():
+            async with sqlite_transaction(self._engine, self._write_lock) as driver:
+                yield driver
 
     @asynccontextmanager
     async def _write_one(self) -> AsyncIterator[AsyncConnection]:

@@ -34,7 +34,6 @@ from app.domain import Message
 from app.errors import Conflict
 from app.stores.sql_driver import (
     WarmStatement,
-    driver_of,
     postgres_driver,
     sqlite_errors,
     sqlite_text,
@@ -82,12 +81,12 @@ _SQLITE_INSERT = (
 
 
 async def sqlite_append(
-    conn: AsyncConnection, params: dict[str, Any], messages: Sequence[Message]
+    driver: Any, params: dict[str, Any], messages: Sequence[Message]
 ) -> dict[str, Any] | None:
-    """Inside the caller's write transaction (see the module docstring)."""
+    """On the aiosqlite connection `driver`, inside the caller's write transaction (see
+    the module docstring)."""
     sql = _SQLITE_HEAD_CAS[("expected_head" not in params, "status" in params)]
     now = params["now"]
-    driver = await driver_of(conn)
     with sqlite_errors():
         rows = list(await driver.execute_fetchall(sql, {**params, "now": sqlite_text(now)}))
         if not rows:
@@ -107,6 +106,19 @@ async def sqlite_append(
         except sqlite3.IntegrityError as exc:
             raise Conflict(_DUPLICATE) from exc
     return stored
+
+
+_SQLITE_ALIVE = (
+    "SELECT 1 FROM conversations WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"
+)
+
+
+async def sqlite_alive(driver: Any, conversation_id: str, now: datetime) -> bool:
+    """After a compare-and-set that matched nothing: whether the conversation is there
+    (its head moved) or gone / expired."""
+    with sqlite_errors():
+        rows = await driver.execute_fetchall(_SQLITE_ALIVE, (conversation_id, sqlite_text(now)))
+    return bool(list(rows))
 
 
 # $1 cid, $2 head, $3 message_count, $4-$6 tokens, $7 cost, $8 now, $9 status (NULL:

@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+import pytest
 import pytest_asyncio
-from sqlalchemy import event
 
 from app.coordination.base import Coordinator, IdempotencyRecord, RunRecord
 from app.coordination.factory import build_coordinator
 from app.domain import Run, RunStatus
 from app.settings import Settings
 from app.stores.sql import SqlStore
-from app.stores.sql_engine import WRITE_OPTION
 
 HELD_S = 0.3
 
@@ -93,7 +93,7 @@ async def test_idempotency_keys_are_written_behind_the_stores_write_lock(
 
 
 async def test_concurrent_run_records_share_write_transactions(
-    sqlite: tuple[SqlStore, Coordinator],
+    sqlite: tuple[SqlStore, Coordinator], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Group commit (`app.coordination.sql_write_batch`): 20 runs created at once while
     the store holds its write lock are written in one transaction once it is free, and
@@ -103,23 +103,22 @@ async def test_concurrent_run_records_share_write_transactions(
     assert lock is not None
     await coordinator.runs.create(new_record("warm-up"))  # first heartbeat and sweep
     begins: list[str] = []
+    execute = aiosqlite.Connection.execute
 
-    def count(conn: Any) -> None:  # a write transaction: BEGIN IMMEDIATE (sql_engine)
-        if conn.get_execution_options().get(WRITE_OPTION, False):
-            begins.append("BEGIN IMMEDIATE")
+    def counted(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
+        if sql.startswith("BEGIN IMMEDIATE"):  # a write transaction, on the driver
+            begins.append(sql)
+        return execute(self, sql, *args)
 
-    engine = store.sql_engine().sync_engine
-    event.listen(engine, "begin", count)
-    try:
-        await lock.acquire()
-        creates = [
-            asyncio.create_task(coordinator.runs.create(new_record(f"run-{i}"))) for i in range(20)
-        ]
-        await asyncio.sleep(0.05)
-        lock.release()
-        await asyncio.wait_for(asyncio.gather(*creates), timeout=10)
-    finally:
-        event.remove(engine, "begin", count)
+    monkeypatch.setattr(aiosqlite.Connection, "execute", counted)
+    await lock.acquire()
+    creates = [
+        asyncio.create_task(coordinator.runs.create(new_record(f"run-{i}"))) for i in range(20)
+    ]
+    await asyncio.sleep(0.05)
+    lock.release()
+    await asyncio.wait_for(asyncio.gather(*creates), timeout=10)
+    monkeypatch.undo()
     assert len(begins) == 1
     for i in range(20):
         assert await coordinator.runs.get(f"run-{i}") is not None
