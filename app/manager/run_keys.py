@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 
 from app.coordination.base import Coordinator, IdempotencyRecord, RunRecord
-from app.domain import RunStatus
+from app.domain import Conversation, RunStatus
 from app.errors import ConversationBusy, IdempotencyKeyReused, InstanceLost
 from app.manager.conversations import IDEMPOTENCY_TTL_S
 from app.manager.run_truth import RunTruth
@@ -25,6 +25,13 @@ from app.manager.run_truth import RunTruth
 ATTACH_WAIT_S = 5.0
 ATTACH_ATTEMPTS = 3
 ADMITTED_BY = "instance"  # `IdempotencyRecord.extra` member: the reserving instance
+
+
+def run_scope(conv: Conversation) -> str:
+    """The scope of a conversation's turn keys: its id and its lineage, since ids are
+    reusable and a conversation re-created under a deleted one's id must not replay that
+    one's runs (outside tester T4)."""
+    return f"run:{conv.id}:{conv.lineage_id}"
 
 
 def instance_lost(record: RunRecord) -> bool:

@@ -30,7 +30,7 @@ from app.manager.conversations import ConversationService, fingerprint
 from app.manager.events import dump
 from app.manager.limits import ExecutionLimiter
 from app.manager.run_follow import follow_checked, terminal_of
-from app.manager.run_keys import RunKeys
+from app.manager.run_keys import RunKeys, run_scope
 from app.manager.run_response import turn_response
 from app.manager.run_tasks import RunTasks
 from app.manager.run_truth import RunTruth
@@ -200,7 +200,7 @@ class RunService:
         first_message_id = new_id()
         idempotency: tuple[str, str] | None = None
         if key is not None:
-            scope = f"run:{conv.id}"
+            scope = run_scope(conv)
             record = self._keys.record(fingerprint(request_identity), run_id)
             idempotency = (scope, key)
             attach_to = await self._keys.claim(scope, key, record)
@@ -265,7 +265,11 @@ class RunService:
     async def get(self, principal: Principal, conversation_id: str, run_id: str) -> RunRecord:
         conv = await self._conversations.get(principal, conversation_id)
         record = await self._settled(run_id)
-        if record is None or record.run.conversation_id != conv.id:
+        if (
+            record is None
+            or record.run.conversation_id != conv.id
+            or record.lineage_id != conv.lineage_id  # a run of a deleted namesake
+        ):
             raise RunNotFound(f"Run {run_id!r} not found in this conversation.")
         return record
 

@@ -145,7 +145,8 @@ class TurnExecutor:
             t = time.perf_counter()
             conv = await self._store.get_conversation(plan.conversation_id, now=self._now())
             self._stats.store_call("load_conversation", time.perf_counter() - t)
-        if conv is None:
+        if conv is None or conv.lineage_id != plan.lineage_id:
+            # (another lineage: deleted and re-created under its id since the request)
             raise ConversationNotFound(f"Conversation {plan.conversation_id!r} not found.")
         provider = self._providers.get(conv.provider)
         if provider is None:

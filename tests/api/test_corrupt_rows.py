@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,12 +19,13 @@ from tests.api.helpers import create_conv
 from tests.conftest import make_settings, running_app
 
 
-async def corrupt(backend: str, url: str, conversation_id: str, how: str) -> None:
+async def corrupt(backend: str, url: str, conv: dict[str, Any], how: str) -> None:
+    conversation_id = conv["id"]
     if backend == "redis":
         prefix = parse_qs(urlsplit(url).query)["prefix"][0]
         client = Redis.from_url(url.split("?")[0])
         try:
-            key = f"{prefix}{{{conversation_id}}}:c:{conversation_id}"
+            key = f"{prefix}{{{conv['lineage_id']}}}:c:{conversation_id}"
             assert await client.exists(key)
             await client.hset(key, "doc", '{"not": "a conversation"' if how == "json" else "{}")
         finally:
@@ -62,10 +64,12 @@ async def test_listing_skips_a_row_written_corrupt(
         async with running_app(settings) as client:
             for i in range(3):
                 await create_conv(client, conversation_id=f"good-{i}", user_id="u")
-            for how in CASES[backend]:
-                await create_conv(client, conversation_id=f"bad-{how}", user_id="u")
-        for how in CASES[backend]:
-            await corrupt(backend, url, f"bad-{how}", how)
+            bad = [
+                (await create_conv(client, conversation_id=f"bad-{how}", user_id="u"), how)
+                for how in CASES[backend]
+            ]
+        for conv, how in bad:
+            await corrupt(backend, url, conv, how)
         # A fresh instance (nothing cached) and pages of one: every page and cursor works.
         async with running_app(settings) as client:
             caplog.set_level(logging.ERROR, logger="parley.stores")

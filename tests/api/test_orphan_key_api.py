@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from app.coordination.base import IdempotencyRecord
+from app.domain import Conversation
 from app.errors import StoreUnavailable
 from app.manager import run_keys
 from app.manager.manager import ConversationManager
+from app.manager.run_keys import run_scope
 from app.settings import Settings
 from tests.api.backends import ALL_BACKENDS, state_url_for
 from tests.api.helpers import assert_problem, create_conv
@@ -72,7 +74,7 @@ async def test_a_dead_instances_orphaned_key_is_freed_for_the_retry(
         await _orphan_the_key(manager, monkeypatch, send)
         # its instance (this one) is alive: the admission may still be going on
         assert_problem(await send(), 409, "conversation_busy")
-        await _reassign(manager, f"run:{conv['id']}", "dead-instance")
+        await _reassign(manager, run_scope(Conversation.model_validate(conv)), "dead-instance")
         r = await send()
         assert r.status_code == 200, r.text
         again = await send()  # and from now on the key names that run

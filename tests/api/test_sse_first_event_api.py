@@ -27,11 +27,11 @@ def app_with_manager(
     return app_and_manager(make_settings(tmp_path, **overrides))
 
 
-async def live_run(manager: ConversationManager, conv_id: str) -> str:
+async def live_run(manager: ConversationManager, conv: dict[str, Any]) -> str:
     """A run that is not finished, executed by no one here (as on another instance)."""
-    run = Run(id="elsewhere", conversation_id=conv_id, created_at=utcnow())
+    run = Run(id="elsewhere", conversation_id=conv["id"], created_at=utcnow())
     runs = manager.coordinator.runs
-    await runs.create(RunRecord(run=run, lineage_id=conv_id))
+    await runs.create(RunRecord(run=run, lineage_id=conv["lineage_id"]))
     await runs.publish(run.id, "run.created", {"run": run.model_dump(mode="json")})
     return run.id
 
@@ -41,7 +41,7 @@ async def test_a_follow_failing_before_its_first_event_is_a_503(
 ) -> None:
     async with app_with_manager(tmp_path, state_url="memory://") as (client, manager):
         conv = await create_conv(client)
-        run_id = await live_run(manager, conv["id"])
+        run_id = await live_run(manager, conv)
 
         async def unreachable(run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
             raise StoreUnavailable("injected: the event log did not answer")
@@ -61,7 +61,7 @@ async def test_a_first_event_slower_than_the_wait_still_streams(
         manager,
     ):
         conv = await create_conv(client)
-        run_id = await live_run(manager, conv["id"])
+        run_id = await live_run(manager, conv)
         runs = manager.coordinator.runs
         real_follow = runs.follow
 
