@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from app.stores.redis_conn import UNAVAILABLE_ERRORS
+from app.stores.redis_conn import UNAVAILABLE_ERRORS, reset_transport
 
 log = logging.getLogger("parley.stores.redis")
 
@@ -24,7 +24,7 @@ async def after_commit(*steps: Awaitable[Any]) -> None:
     clean-up): a failure is logged, not raised, because the write itself is done and
     both indexes and refs tolerate a lost update (see the module doc)."""
     for result in await asyncio.gather(*steps, return_exceptions=True):
-        if isinstance(result, (RedisError, *UNAVAILABLE_ERRORS)):
+        if isinstance(result, (RedisError, *UNAVAILABLE_ERRORS)) or reset_transport(result):
             log.warning("index/ref update after a commit failed: %r", result)
         elif isinstance(result, BaseException):
             raise result

@@ -232,6 +232,15 @@ async def close_client(client: RedisClient) -> None:
         await client.aclose()
 
 
+def reset_transport(exc: BaseException) -> bool:
+    """uvloop's error for a write to a connection the peer reset (RST: a NAT or load
+    balancer dropping it, a host reboot), where asyncio raises `ConnectionResetError`
+    (MagicStack/uvloop#506): a `RuntimeError`, so neither redis-py's retry nor
+    `UNAVAILABLE_ERRORS` knew it, and the request was a 500 (outside tester T6). redis-py
+    has disconnected the connection by then; the next command connects afresh."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("unable to perform operation on")
+
+
 @contextmanager
 def unavailable(what: str = "state store") -> Iterator[None]:
     """Turn "Redis is not there" into `StoreUnavailable` (503); `what` names the role of
@@ -241,6 +250,11 @@ def unavailable(what: str = "state store") -> Iterator[None]:
     except UNAVAILABLE_ERRORS as exc:
         log.warning("%s unavailable: %s: %s", what, type(exc).__name__, exc)
         raise StoreUnavailable(f"The {what} (Redis) is unavailable: {type(exc).__name__}") from exc
+    except RuntimeError as exc:
+        if not reset_transport(exc):
+            raise
+        log.warning("%s unavailable: connection reset: %s", what, exc)
+        raise StoreUnavailable(f"The {what} (Redis) is unavailable: connection reset") from exc
     except rex.RedisClusterException as exc:  # no seed node answered the discovery
         if "cannot be connected" not in str(exc).lower():
             raise
