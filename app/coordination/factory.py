@@ -91,12 +91,14 @@ class SqlCoordinator(Coordinator):
         """On PostgreSQL, also open `primed_connections` pool connections at once: a
         fresh server's first turn holds several (store, lease, run log writer) and opened
         the second one itself (~35 ms of its first run's end, measured). Each prepares
-        the run log's statements (a pooled one opened before the run log did not)."""
+        the run log's and the leases' statements (a pooled one opened before they did not)."""
         if self._engine.dialect.name == "postgresql":
 
             async def hold(ready: asyncio.Barrier) -> None:
                 async with self._engine.connect() as conn:
                     await self._runs.prepare(conn)
+                    if self._leases is not None:
+                        await self._leases.prepare(conn)
                     await ready.wait()  # all open together, so the pool keeps them
 
             ready = asyncio.Barrier(self._primed)

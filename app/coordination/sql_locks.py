@@ -35,6 +35,7 @@ each poll is a write transaction, so slower than Redis'). The engine belongs to 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.stores.sql_driver import (
+    RenderedStatement,
+    WarmStatement,
+    postgres_driver,
+    postgres_rowcount,
+    prepare_on,
+    prepare_on_connect,
+)
 from app.stores.sql_engine import (
     WRITE_OPTION,
     single_statement_reads,
@@ -111,6 +120,28 @@ class SqlLeaseBackend(LeaseBackend):
         self._holder = sa.select(t.c.run_id).where(
             t.c.conversation_id == sa.bindparam("cid"), t.c.expires_at > self._now()
         )
+        # PostgreSQL: the statements of every turn (acquire, release) and the renewals
+        # run on asyncpg itself, rendered once (`sql_driver`: SQLAlchemy's execution cost
+        # more than them), and every new connection prepares them when it opens
+        self._driver: dict[str, RenderedStatement] = {}
+        self.prepared: list[WarmStatement] = []
+        if self._server_clock:
+            self._driver = {
+                name: RenderedStatement.of(statement, engine.dialect)
+                for name, statement in (
+                    ("acquire", self._acquire_or_holder),
+                    ("holder_of", self._holder_of),
+                    ("renew", self._renew),
+                    ("release", self._release),
+                )
+            }
+            nobody = {"cid": f"parley-warm-up-{uuid.uuid4().hex}", "tok": "", "rid": ""}
+            warm = {**nobody, "lease": timedelta(0)}
+            self.prepared = [
+                WarmStatement(self._driver[name].sql, self._driver[name].args(warm))
+                for name in ("acquire", "holder_of", "renew", "release")
+            ]
+            prepare_on_connect(engine, self.prepared)
 
     @asynccontextmanager
     async def _one_write(self) -> AsyncIterator[AsyncConnection]:
@@ -160,13 +191,14 @@ class SqlLeaseBackend(LeaseBackend):
             "tok": lease.token,
             **self._times(lease_s),
         }
-        if self._autocommit is not None:
-            async with self._one_write() as conn:
-                seq, holder = (await conn.execute(self._acquire_or_holder, params)).one()
+        if self._driver:
+            acquire, holder_of = self._driver["acquire"], self._driver["holder_of"]
+            async with self._one_write() as conn, postgres_driver(conn) as driver:
+                seq, holder = await driver.fetchrow(acquire.sql, *acquire.args(params))
                 if seq is not None:
                     return Attempt(True, seq=int(seq))
                 if holder is None:  # the row appeared after this statement's snapshot
-                    holder = await conn.scalar(self._holder_of, params)
+                    holder = await driver.fetchval(holder_of.sql, *holder_of.args(params))
             return Attempt(False, holder=holder)
         async with self._one_write() as conn:
             taken = (await conn.execute(self._acquire, params)).first()
@@ -179,15 +211,29 @@ class SqlLeaseBackend(LeaseBackend):
         params = {"cid": lease.conversation_id, "tok": lease.token, **self._times(lease_s)}
         if not self._server_clock:
             params.pop("clock_us")
-        async with self._one_write() as conn:
-            result = await conn.execute(self._renew, params)
-        return bool(result.rowcount == 1)
+        return await self._write_one_row("renew", self._renew, params)
 
     async def release(self, lease: LeaseId) -> bool:
         params = {"cid": lease.conversation_id, "tok": lease.token}
+        return await self._write_one_row("release", self._release, params)
+
+    async def _write_one_row(
+        self, name: str, statement: sa.Executable, params: dict[str, Any]
+    ) -> bool:
+        """`statement` (on the driver on PostgreSQL: `self._driver[name]`) changed one row."""
         async with self._one_write() as conn:
-            result = await conn.execute(self._release, params)
+            if self._driver:
+                rendered = self._driver[name]
+                async with postgres_driver(conn) as driver:
+                    status = await driver.execute(rendered.sql, *rendered.args(params))
+                return postgres_rowcount(status) == 1
+            result = await conn.execute(statement, params)
         return bool(result.rowcount == 1)
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        """PostgreSQL: prepare the lease statements on `conn`, a connection opened before
+        this backend was (`SqlCoordinator.warm_up`)."""
+        await prepare_on(conn, self.prepared)
 
     async def holder(self, conversation_id: str) -> str | None:
         params = {"cid": conversation_id, **self._times()}
@@ -202,4 +248,9 @@ class SqlLeaseLocks(LeaseLocks):
     Pass the SQL store's engine (`SqlStore.engine`, after `open()`, which migrates)."""
 
     def __init__(self, engine: AsyncEngine, timing: LeaseTiming | None = None) -> None:
-        super().__init__(SqlLeaseBackend(engine), timing or SQL_TIMING)
+        self._sql_backend = SqlLeaseBackend(engine)
+        super().__init__(self._sql_backend, timing or SQL_TIMING)
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        """`SqlLeaseBackend.prepare`."""
+        await self._sql_backend.prepare(conn)

@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import await_, greenlet_spawn
 
@@ -176,3 +177,24 @@ async def sqlite_transaction(
             # back to the pool (its reset rolls back a transaction left open: a failed
             # COMMIT or ROLLBACK), in a greenlet as SQLAlchemy's own close does
             await greenlet_spawn(pooled.close)
+
+
+@dataclass(frozen=True)
+class RenderedStatement:
+    """A SQLAlchemy Core statement rendered once for asyncpg (`$n` placeholders), to run
+    on the driver: its SQL text, its bind names in `$n` order and the values of the binds
+    that carry one (literals). Type processors do not run: parameters must be what the
+    driver takes (str, int, aware datetimes, timedeltas)."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
+
+    @classmethod
+    def of(cls, statement: Any, dialect: Dialect) -> RenderedStatement:
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        return cls(compiled.string, names, dict(compiled.params))
+
+    def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(params[n] if n in params else self.defaults[n] for n in self.names)

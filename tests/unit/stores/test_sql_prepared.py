@@ -72,3 +72,41 @@ async def test_a_turns_store_calls_prepare_nothing_on_a_fresh_connection(
         after = await _prepared(conn)
     assert {s for s in after - before if "conversations WHERE id = $1" in s or "cas" in s} == set()
     assert _has(before, "WITH cas AS ( UPDATE conversations")
+
+
+async def test_turn_leases_run_on_the_driver_and_are_prepared(store: SqlStore) -> None:
+    """`SqlLeaseLocks`: acquiring, a held lock's holder, renewing and releasing run on
+    asyncpg (nothing through SQLAlchemy's execution), as the Core statements did."""
+    from sqlalchemy import event
+
+    from app.coordination.lease_locks import LeaseId
+    from app.coordination.sql_locks import SqlLeaseBackend
+
+    engine = store.sql_engine()
+    backend = SqlLeaseBackend(engine)
+    executed: list[Any] = []
+
+    def seen(_conn: Any, clause: Any, *_: Any) -> None:
+        executed.append(clause)
+
+    event.listen(engine.sync_engine, "before_execute", seen)
+    try:
+        first = LeaseId("conv-1", "run-1", "tok-1")
+        taken = await backend.try_acquire(first, 10.0)
+        busy = await backend.try_acquire(LeaseId("conv-1", "run-2", "tok-2"), 10.0)
+        renewed = await backend.renew(first, 10.0)
+        released = await backend.release(first)
+        again = await backend.try_acquire(LeaseId("conv-1", "run-3", "tok-3"), 10.0)
+        not_mine = await backend.release(first)
+    finally:
+        event.remove(engine.sync_engine, "before_execute", seen)
+    assert executed == []
+    assert taken.acquired and taken.seq is not None
+    assert not busy.acquired and busy.holder == "run-1"
+    assert renewed and released and not not_mine
+    assert again.acquired and again.seq == taken.seq + 1  # a released row: +1
+    async with store.engine.connect() as old, store.engine.connect() as new:
+        await backend.prepare(old)
+        prepared = await _prepared(new)
+    assert _has(prepared, "WITH taken AS (INSERT INTO turn_leases")
+    assert _has(prepared, "UPDATE turn_leases SET token=$1::VARCHAR")
