@@ -16,7 +16,6 @@ from app.domain.filters import ConversationFilter
 from app.domain.limits import METADATA_LIMITS
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import (
-    ConversationBusy,
     ConversationExists,
     ConversationNotFound,
     IdempotencyKeyReused,
@@ -171,7 +170,7 @@ async def patch_conversation(
 @router.delete(
     "/conversations/{conversation_id}",
     status_code=204,
-    **operation("deleteConversation", ConversationNotFound, ConversationBusy, StoreUnavailable),
+    **operation("deleteConversation", ConversationNotFound, StoreUnavailable),
 )
 async def delete_conversation(
     conversation_id: PathId, manager: ManagerDep, principal: PrincipalDep
@@ -185,7 +184,7 @@ async def delete_conversation(
     response_model=Deleted,
     description="Erase every conversation of the user. A user key may erase only its own "
     "user (another user's id is a 404 `not_found`, like every cross-user call).",
-    **operation("deleteUserConversations", NotFound, ConversationBusy, StoreUnavailable),
+    **operation("deleteUserConversations", NotFound, StoreUnavailable),
 )
 async def delete_user_conversations(
     user_id: PathId, manager: ManagerDep, principal: PrincipalDep

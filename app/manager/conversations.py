@@ -6,8 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -222,7 +221,8 @@ class ConversationService:
             expires_at=now + timedelta(seconds=ttl) if ttl else None,
             # a lineage of its own, never the id: ids are reusable, so a conversation
             # re-created under a deleted one's id must not be taken for it by that one's
-            # runs, keys and queued turns, which all check the lineage (outside tester T4/T5)
+            # turns (the commit's compare-and-set names the lineage), runs and keys, which
+            # all check the lineage (outside tester T4/T5)
             lineage_id=new_id(),
             media_policy=req.media_policy,
         )
@@ -346,49 +346,22 @@ class ConversationService:
         )
 
     async def delete(self, principal: Principal, conversation_id: str) -> None:
-        """Under the conversation's turn lock, after the turn running (if any) ends: a
-        turn deleted mid-flight committed into whatever conversation had the id by then
-        (another user's, re-created under it; outside tester T5). A turn queued behind the
-        deletion finds the conversation gone (`TurnExecutor` checks the lineage)."""
+        """At once, even while a turn runs: that turn's commit then fails (its compare-and-
+        set names the lineage, so it can never land in a conversation created under the
+        id since), as does a turn queued behind it (404 `conversation_not_found`)."""
         conv = await self.get(principal, conversation_id)
-        async with self._turn_lock(conversation_id):
-            media_ids = await self._store.lineage_media_ids(conv.lineage_id)
-            await self._store.delete_conversation(conversation_id)
+        media_ids = await self._store.lineage_media_ids(conv.lineage_id)
+        await self._store.delete_conversation(conversation_id)
         log.info("conversation deleted id=%s", conversation_id)
         await self._release_media(self._media.release(media_ids))
 
     async def delete_user(self, principal: Principal, user_id: str) -> int:
-        """Each conversation as `delete` does, then whatever was created meanwhile."""
         if not principal.can_access(user_id):
             raise NotFound(f"User {user_id!r} not found.")  # 404 like any cross-user call
-        count = 0
-        flt = ConversationFilter(user_id=user_id)
-        seen: set[str] = set()
-        while True:
-            page = await self._store.list_conversations(flt, now=self._now(), limit=100)
-            todo = [c.id for c in page.data if c.id not in seen]
-            if not todo:  # (one listed again after its deletion is left to the bulk call)
-                break
-            for conversation_id in todo:
-                seen.add(conversation_id)
-                async with self._turn_lock(conversation_id):
-                    count += bool(await self._store.delete_conversation(conversation_id))
-        count += len(await self._store.delete_user_conversations(user_id))
-        log.info("user erased user=%s conversations=%d", user_id, count)
+        deleted = await self._store.delete_user_conversations(user_id)
+        log.info("user erased user=%s conversations=%d", user_id, len(deleted))
         await self._release_media(self._media.erase_user(user_id))
-        return count
-
-    @asynccontextmanager
-    async def _turn_lock(self, conversation_id: str) -> AsyncIterator[None]:
-        """The conversation's turn lock, waited for like a queued turn (ConversationBusy
-        after `PARLEY_TURN_LOCK_TIMEOUT_S`)."""
-        lease = await self._coord.locks.acquire(
-            conversation_id, f"delete-{new_id()}", wait_s=self._settings.turn_lock_timeout_s
-        )
-        try:
-            yield
-        finally:
-            await asyncio.shield(lease.release())
+        return len(deleted)
 
     @staticmethod
     async def _release_media(release: Awaitable[int]) -> None:

@@ -158,7 +158,8 @@ class MemoryStore(StateStore):
         if not messages:
             raise ValueError("append_messages needs at least one message")
         stored = self._conversations.get(conversation.id)
-        if stored is None or not _live(stored, now):
+        # another lineage: a namesake created after `conversation` was deleted
+        if stored is None or not _live(stored, now) or stored.lineage_id != conversation.lineage_id:
             raise ConversationNotFound(f"Conversation {conversation.id!r} not found.")
         if stored.head_message_id != conversation.head_message_id:
             raise HeadConflict(

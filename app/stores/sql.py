@@ -225,7 +225,9 @@ class SqlStore(SqlRecords):
         if self._traits.single_writer and not refs:  # SQLite: BEGIN IMMEDIATE .. COMMIT
             async with self._sqlite_write() as driver:  # on the driver (`sql_hot_append`)
                 stored = await sqlite_append(driver, params, messages_)
-                alive = stored is not None or await sqlite_alive(driver, cid, now)
+                alive = stored is not None or await sqlite_alive(
+                    driver, cid, conversation.lineage_id, now
+                )
         else:  # PostgreSQL without media: one statement, in autocommit
             one_statement = not self._traits.single_writer and not refs
             async with self._write_one() if one_statement else self._write() as conn:
@@ -239,7 +241,13 @@ class SqlStore(SqlRecords):
                     )
                 if stored is None:
                     alive = (
-                        await conn.scalar(sa.select(_conv.c.id).where(_conv.c.id == cid, live(now)))
+                        await conn.scalar(
+                            sa.select(_conv.c.id).where(
+                                _conv.c.id == cid,
+                                _conv.c.lineage_id == conversation.lineage_id,  # no namesake
+                                live(now),
+                            )
+                        )
                         is not None
                     )
                 elif refs:

@@ -63,7 +63,7 @@ def _sqlite_head_cas_sql(*, first: bool, status: bool) -> str:
         " output_tokens = output_tokens + :output_tokens,"
         " total_tokens = total_tokens + :total_tokens, cost_usd = cost_usd + :cost_usd,"
         " updated_at = :now" + (", status = :status" if status else "") + " WHERE id = :cid"
-        f" AND {head} AND (expires_at IS NULL OR expires_at > :now)"
+        f" AND lineage_id = :lineage AND {head} AND (expires_at IS NULL OR expires_at > :now)"
         f" RETURNING {_RETURNING}"
     )
 
@@ -109,20 +109,24 @@ async def sqlite_append(
 
 
 _SQLITE_ALIVE = (
-    "SELECT 1 FROM conversations WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)"
+    "SELECT 1 FROM conversations WHERE id = ? AND lineage_id = ?"
+    " AND (expires_at IS NULL OR expires_at > ?)"
 )
 
 
-async def sqlite_alive(driver: Any, conversation_id: str, now: datetime) -> bool:
+async def sqlite_alive(driver: Any, conversation_id: str, lineage_id: str, now: datetime) -> bool:
     """After a compare-and-set that matched nothing: whether the conversation is there
-    (its head moved) or gone / expired."""
+    (its head moved) or gone / expired / replaced by a namesake of another lineage."""
     with sqlite_errors():
-        rows = await driver.execute_fetchall(_SQLITE_ALIVE, (conversation_id, sqlite_text(now)))
+        rows = await driver.execute_fetchall(
+            _SQLITE_ALIVE, (conversation_id, lineage_id, sqlite_text(now))
+        )
     return bool(list(rows))
 
 
 # $1 cid, $2 head, $3 message_count, $4-$6 tokens, $7 cost, $8 now, $9 status (NULL:
-# unchanged), $10 expected head (NULL: none yet), $11-$16 the messages, column by column.
+# unchanged), $10 expected head (NULL: none yet), $11-$16 the messages, column by column,
+# $17 the lineage.
 _POSTGRES_APPEND = f"""
 WITH cas AS (
     UPDATE conversations SET
@@ -132,7 +136,7 @@ WITH cas AS (
         status = COALESCE($9, status),
         expires_at = CASE WHEN ttl_seconds IS NULL THEN expires_at
             ELSE $8 + make_interval(secs => ttl_seconds) END
-    WHERE id = $1 AND head_message_id IS NOT DISTINCT FROM $10
+    WHERE id = $1 AND lineage_id = $17 AND head_message_id IS NOT DISTINCT FROM $10
         AND (expires_at IS NULL OR expires_at > $8)
     RETURNING {_RETURNING}
 ), inserted AS (
@@ -184,6 +188,7 @@ async def postgres_append(
                 depths,
                 created,
                 data,
+                params["lineage"],
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(_DUPLICATE) from exc
@@ -199,6 +204,6 @@ def postgres_hot_statements() -> list[WarmStatement]:
         WarmStatement(POSTGRES_READ, (nobody, now)),
         WarmStatement(
             _POSTGRES_APPEND,
-            (nobody, nobody, 1, 0, 0, 0, 0.0, now, None, None, [], [], [], [], [], []),
+            (nobody, nobody, 1, 0, 0, 0, 0.0, now, None, None, [], [], [], [], [], [], nobody),
         ),
     ]

@@ -40,13 +40,16 @@ def append_params(
 ) -> dict[str, Any]:
     """The parameters of `append_messages`' compare-and-set of the head, which increments
     every counter in SQL and returns the new row (`app.stores.sql_hot_append` runs it).
-    It matches nothing if the head moved or the conversation is gone/expired. Only the
+    It matches nothing if the head moved or the conversation is gone/expired, or holds
+    another lineage (a namesake created after this one was deleted: ids are reusable, and a
+    first turn's "no head yet" would match the namesake's empty head). Only the
     columns a turn changes are written: a concurrent PATCH of metadata, variables, ...
     (which live in other columns or in `data`) is kept. No `expected_head`: the
     conversation has no message yet; no `status`: unchanged."""
     expected = conversation.head_message_id
     params: dict[str, Any] = {
         "cid": conversation.id,
+        "lineage": conversation.lineage_id,
         "head": last.id,
         "message_count": last.depth + 1,
         "input_tokens": usage.input_tokens,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.domain import ConversationStatus, Part, Role, ToolCall, Usage, utcnow
+from app.domain import ConversationStatus, Part, Role, ToolCall, Usage, new_id, utcnow
 from app.errors import Conflict, ConversationNotFound, HeadConflict
 from app.stores.base import StateStore
 from tests.contract.builders import append, chain, conversation, fork_of, grow, message, present
@@ -260,3 +260,31 @@ async def test_children_of_many_parents(store: StateStore) -> None:
     assert kids.get(msgs[2].id, []) == [] and kids.get("nope", []) == []
     assert await store.children_of("other-lineage", [msgs[0].id]) == {}
     assert await store.children_of(c.lineage_id, []) == {}
+
+
+@pytest.mark.parametrize("first_turn", [True, False])
+async def test_append_never_lands_in_a_namesake_of_another_lineage(
+    store: StateStore, first_turn: bool
+) -> None:
+    """Conversation ids are reusable: a turn planned on a deleted conversation commits with
+    that conversation's copy, and the compare-and-set must not match a conversation created
+    under the id since (another lineage). A first turn's "no head yet" matched the
+    namesake's empty head and its messages landed in the namesake (outside tester T5)."""
+    old = await store.create_conversation(conversation(lineage_id=f"lin-{new_id()}"))
+    history = chain(old, None, 2)
+    if not first_turn:
+        old = await append(store, old, history)
+    assert await store.delete_conversation(old.id)
+    namesake = await store.create_conversation(
+        conversation(old.id, user_id="bob", lineage_id=f"lin-{new_id()}")
+    )
+    if not first_turn:  # the namesake's head is the old head's id: an equal CAS value
+        namesake = await append(
+            store, namesake, [message(namesake, None, message_id=old.head_message_id)]
+        )
+    with pytest.raises(ConversationNotFound):
+        await append(store, old, history if first_turn else chain(old, history[-1], 1))
+    stored = await store.get_conversation(old.id, now=utcnow())
+    assert stored is not None and stored.lineage_id == namesake.lineage_id
+    assert stored.message_count == namesake.message_count
+    assert stored.head_message_id == namesake.head_message_id

@@ -31,7 +31,10 @@ async def _scenario(upstream: tuple[str, int], db: str) -> list[str]:
         except (ConnectionError, RuntimeError):
             pass
 
+    handlers: list[asyncio.Task[object]] = []
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
         clients.append(writer)
         up_reader, up_writer = await asyncio.open_connection(*upstream)
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
@@ -62,6 +65,9 @@ async def _scenario(upstream: tuple[str, int], db: str) -> list[str]:
     finally:
         await client.aclose()
         server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
     return outcomes
 
 
