@@ -54,11 +54,14 @@ class BodyLimitMiddleware:
                     declared = int(value)
                 except ValueError:
                     break  # the server refuses it; count what arrives
+                if declared < 0:
+                    break  # not a length (uvicorn's parsers refuse it): count what arrives
                 if declared > limit:
                     await problem_response(self._too_large(limit, path))(scope, receive, send)
                     return
-                # The server delivers exactly Content-Length bytes (HTTP/1.1 framing), so a
-                # declared length within the limit needs no counting on every request.
+                # The server delivers exactly Content-Length bytes (HTTP/1.1 framing, as
+                # uvicorn's h11/httptools enforce), so a declared length within the limit
+                # needs no counting on every request.
                 await self.app(scope, receive, send)
                 return
         received = 0

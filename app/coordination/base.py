@@ -11,7 +11,7 @@ same suite against every backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,7 +169,7 @@ class RunLog(ABC):
         return await self.publish(record.run.id, type_, data)
 
     @abstractmethod
-    def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+    def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
         """Events with seq > `after`, replayed then followed live, ending after a terminal
         event. Raises `EventsExpired` (before yielding anything) when some of those events
         were already dropped from the log."""

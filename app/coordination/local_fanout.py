@@ -22,7 +22,7 @@ before a restart, is followed on the log as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
 
 from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord
@@ -150,7 +150,7 @@ class LocalFanout(RunLog):
         if broken:
             channel.break_()
 
-    async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+    async def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
         channel = self._channels.get(run_id)
         last = after
         if channel is not None:

@@ -6,7 +6,7 @@ import asyncio
 import heapq
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,7 +276,7 @@ class MemoryRunLog(RunLog):
         self._retained += len(entry.events) - entry.counted
         entry.counted = len(entry.events)
 
-    async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+    async def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
         entry = self._runs.get(run_id)
         if entry is None:
             raise EventsExpired(run_id, last_seq=self._ended.get(run_id, 0))

@@ -44,7 +44,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -245,7 +245,7 @@ class RedisRunLog(RunLog):
             self._live_ttl_ms,
         ]
 
-    async def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+    async def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
         keys = _Keys.of(self._prefix, run_id)
         last = after
         snap = await self._snapshot(keys, last)  # fails fast: nothing was sent yet

@@ -44,7 +44,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -278,12 +278,12 @@ class SqlRunLog(RunLog):
                     await trim_events(conn, run_id, event.seq, max_events=self._max_events)
         return event
 
-    def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+    def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
         if self._memory is not None:  # (EventsExpired for a run of before a restart)
             return self._memory.follow(run_id, after=after)  # (not re-yielded: a layer less)
         return self._follow_rows(run_id, after=after)
 
-    async def _follow_rows(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
+    async def _follow_rows(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
         """PostgreSQL: the rows after `after`, then a wait on `LISTEN` for more."""
         assert self._listener is not None
         await self._beat_once()

@@ -271,7 +271,7 @@ class ImportService:
                     )
                 )
         except BaseException:
-            await self._undo(target)
+            await self._undo(created)
             raise
         return stored
 
@@ -312,7 +312,7 @@ class ImportService:
             )
             return await self._store.update_conversation(final, expected_version=current.version)
         except BaseException:
-            await self._undo(target)
+            await self._undo(created)
             raise
 
     async def _create(self, conv: Conversation) -> Conversation:
@@ -346,9 +346,13 @@ class ImportService:
                 )
         return current
 
-    async def _undo(self, conversation_id: str) -> None:
+    async def _undo(self, created: Conversation) -> None:
+        """Delete what this import created, not a namesake created under its id if the
+        import's conversation was deleted meanwhile (ids are reusable)."""
         with contextlib.suppress(Exception):
-            await self._store.delete_conversation(conversation_id)
+            stored = await self._store.get_conversation(created.id, now=self._now())
+            if stored is not None and stored.lineage_id == created.lineage_id:
+                await self._store.delete_conversation(created.id)
 
 
 def _message(messages: Sequence[Message], message_id: str | None) -> Message | None:

@@ -69,7 +69,7 @@ async def follow_checked(
     try:
         while True:
             source = runs.follow(run_id, after=last)
-            try:
+            try:  # (closed below: a consumer that stops here must not leave it suspended)
                 while True:
                     watch.waiter = asyncio.current_task()  # (`waiting_for`, inlined)
                     try:
@@ -92,6 +92,8 @@ async def follow_checked(
                 log.warning("run %s: reading its events failed, retrying: %s", run_id, exc)
                 await watch.waiting_for(asyncio.sleep(delay))
                 delay = min(delay * 2, RETRY_MAX_S)
+            finally:
+                await source.aclose()
     except _Settled as settled:
         yield terminal_of(settled.record, last + 1)
     finally:

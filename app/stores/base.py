@@ -144,8 +144,9 @@ class StateStore(ABC):
         """Replace the stored conversation with `conversation`, with `version` set to
         `expected_version + 1`, only if the stored version is `expected_version`.
 
-        Raises `VersionConflict` if it is not, `ConversationNotFound` if absent.
-        Returns the stored result."""
+        Raises `VersionConflict` if it is not, `ConversationNotFound` if absent or if the
+        stored one is of another lineage (a namesake created after `conversation` was
+        deleted: ids are reusable). Returns the stored result."""
 
     @abstractmethod
     async def touch_conversation(self, conversation_id: str, expires_at: datetime) -> None:

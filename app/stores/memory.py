@@ -84,7 +84,7 @@ class MemoryStore(StateStore):
         self, conversation: Conversation, *, expected_version: int
     ) -> Conversation:
         stored = self._conversations.get(conversation.id)
-        if stored is None:
+        if stored is None or stored.lineage_id != conversation.lineage_id:
             raise ConversationNotFound(f"Conversation {conversation.id!r} not found.")
         if stored.version != expected_version:
             raise VersionConflict(

@@ -120,13 +120,21 @@ class SqlStore(SqlRecords):
             row = (
                 await conn.execute(
                     sa.update(_conv)
-                    .where(_conv.c.id == cid, _conv.c.version == expected_version)
+                    .where(
+                        _conv.c.id == cid,
+                        _conv.c.lineage_id == conversation.lineage_id,  # not a namesake
+                        _conv.c.version == expected_version,
+                    )
                     .values(values)
                     .returning(*_conv.c)
                 )
             ).first()
             if row is None:
-                stored = await conn.scalar(sa.select(_conv.c.version).where(_conv.c.id == cid))
+                stored = await conn.scalar(
+                    sa.select(_conv.c.version).where(
+                        _conv.c.id == cid, _conv.c.lineage_id == conversation.lineage_id
+                    )
+                )
                 if stored is None:
                     raise ConversationNotFound(f"Conversation {cid!r} not found.")
                 raise VersionConflict(

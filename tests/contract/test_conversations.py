@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.domain import ContextPolicy, ConversationStatus, utcnow
+from app.domain import ContextPolicy, ConversationStatus, new_id, utcnow
 from app.errors import ConversationExists, ConversationNotFound, VersionConflict
 from app.stores.base import StateStore
 from tests.contract.builders import checkpoint, conversation, grow, present
@@ -166,3 +166,22 @@ async def test_callers_cannot_mutate_stored_state(store: StateStore) -> None:
     got.metadata["x"] = 1
     again = await store.get_conversation(c.id, now=utcnow())
     assert again is not None and again.metadata == {"a": {"b": 1}}
+
+
+async def test_an_update_never_lands_in_a_namesake_of_another_lineage(store: StateStore) -> None:
+    """Ids are reusable: an update from a copy of a deleted conversation must not replace a
+    conversation created under its id since (it took over bob's row with alice's user and
+    lineage on memory, SQLite and PostgreSQL; review F12)."""
+    old = await store.create_conversation(conversation(lineage_id=f"lin-{new_id()}"))
+    assert await store.delete_conversation(old.id)
+    namesake = await store.create_conversation(
+        conversation(old.id, user_id="bob", lineage_id=f"lin-{new_id()}")
+    )
+    assert namesake.version == old.version  # so only the lineage tells them apart
+    with pytest.raises(ConversationNotFound):
+        await store.update_conversation(
+            old.model_copy(update={"metadata": {"k": "v"}}), expected_version=old.version
+        )
+    stored = await store.get_conversation(old.id, now=utcnow())
+    assert stored is not None and stored.user_id == "bob" and stored.metadata == {}
+    assert stored.lineage_id == namesake.lineage_id
