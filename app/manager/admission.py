@@ -8,7 +8,8 @@ waits past the client's timeout. The gate lets `concurrency` of them do their st
 a time and queues the rest in arrival order (`asyncio.Semaphore` wakes waiters FIFO), so
 overload shows as queueing latency, evenly spread, instead of errors. Waiting longer than
 `timeout_s` is 503 `overloaded` with `Retry-After`. Only the opening is gated: a run's
-streaming and commit happen after it, and a request waiting for a run's result holds no slot.
+streaming and commit happen after it, and a request waiting for a run's result, or for
+another request's run to exist (`paused`), holds no slot.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 from app.errors import Overloaded
 
@@ -27,6 +29,8 @@ class AdmissionGate:
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._timeout_s = timeout_s
         self._retry_after_s = retry_after_s
+        # whether the current task holds a slot (`paused` hands it back meanwhile)
+        self._held: ContextVar[bool] = ContextVar(f"parley-admission-{id(self)}", default=False)
         self.waiting = 0  # queued for a slot
         self.active = 0  # holding one
 
@@ -35,6 +39,32 @@ class AdmissionGate:
         if self._slots is None:
             yield
             return
+        await self._acquire()
+        token = self._held.set(True)
+        try:
+            yield
+        finally:
+            if self._held.get():  # (not if a `paused` could not take one again)
+                self._release()
+            self._held.reset(token)
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hand this task's slot back while it waits for another request's progress (not
+        store work of its own: a same-`Idempotency-Key` retry waiting for the first
+        request's run), and take one again after, in line like a new request
+        (`Overloaded` past the timeout). Outside `admit`, or without a gate: nothing."""
+        if self._slots is None or not self._held.get():
+            yield
+            return
+        self._release()
+        self._held.set(False)
+        yield  # (an error here leaves the task without a slot: `admit` releases none)
+        await self._acquire()
+        self._held.set(True)
+
+    async def _acquire(self) -> None:
+        assert self._slots is not None
         self.waiting += 1
         try:
             await asyncio.wait_for(self._slots.acquire(), self._timeout_s)
@@ -47,8 +77,8 @@ class AdmissionGate:
         finally:
             self.waiting -= 1
         self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
-            self._slots.release()
+
+    def _release(self) -> None:
+        assert self._slots is not None
+        self.active -= 1
+        self._slots.release()

@@ -165,6 +165,7 @@ class ConversationManager:
             stats=self.stats,
             clock=clock,
             truth=RunTruth(store, executor.ends, coordinator, self.liveness, clock),
+            admission=self.admission,
         )
         self.turns = TurnRequests(
             runs=self.runs,

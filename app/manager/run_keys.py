@@ -15,6 +15,8 @@ lost one frees the key for the retry to run the turn once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 from app.coordination.base import Coordinator, IdempotencyRecord, RunRecord
 from app.domain import Conversation, RunStatus
@@ -45,9 +47,17 @@ def instance_lost(record: RunRecord) -> bool:
 
 
 class RunKeys:
-    def __init__(self, coordinator: Coordinator, truth: RunTruth) -> None:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        truth: RunTruth,
+        idle: Callable[[], AbstractAsyncContextManager[None]] = nullcontext,
+    ) -> None:
+        """`idle`: entered while a retry waits for its first request's run record
+        (`AdmissionGate.paused`: the wait is another request's progress, not store work)."""
         self._coord = coordinator
         self._truth = truth
+        self._idle = idle
 
     def record(self, fingerprint: str, run_id: str) -> IdempotencyRecord:
         """What a key reserved for run `run_id` of this instance holds."""
@@ -86,8 +96,12 @@ class RunKeys:
         """Run `run_id`'s record, waiting briefly: a retry can learn the run id from the
         idempotency record (possibly on another instance) before the run is created."""
         deadline = asyncio.get_running_loop().time() + ATTACH_WAIT_S
-        while (record := await self._coord.runs.get(run_id)) is None:
-            if asyncio.get_running_loop().time() > deadline:
-                return None
-            await asyncio.sleep(0.02)
+        record = await self._coord.runs.get(run_id)
+        if record is not None:
+            return record
+        async with self._idle():
+            while (record := await self._coord.runs.get(run_id)) is None:
+                if asyncio.get_running_loop().time() > deadline:
+                    return None
+                await asyncio.sleep(0.02)
         return record

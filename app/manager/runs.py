@@ -26,6 +26,7 @@ from app.errors import (
     RunNotFound,
     ShuttingDown,
 )
+from app.manager.admission import AdmissionGate
 from app.manager.conversations import ConversationService, fingerprint
 from app.manager.events import dump
 from app.manager.limits import ExecutionLimiter
@@ -63,6 +64,7 @@ class RunService:
         stats: Stats,
         clock: Callable[[], datetime],
         truth: RunTruth,
+        admission: AdmissionGate,
     ) -> None:
         self._truth = truth
         self._conversations = conversations
@@ -73,7 +75,7 @@ class RunService:
         self._stats = stats
         self._now = clock
         self._tasks = RunTasks()
-        self._keys = RunKeys(coordinator, truth)
+        self._keys = RunKeys(coordinator, truth, idle=admission.paused)
         self._cancel_listener: asyncio.Task[None] | None = None
         self._cancel_requests: set[asyncio.Task[None]] = set()  # referenced until done
         self._drain: asyncio.Task[None] | None = None

@@ -6,6 +6,8 @@ key was poisoned for 24 h, found by the outside tester on SQLite)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,3 +83,29 @@ async def test_a_dead_instances_orphaned_key_is_freed_for_the_retry(
         assert again.status_code == 200 and again.json()["run_id"] == r.json()["run_id"]
         contents = [m["content"] for m in (await client.get(url_)).json()["data"]]
         assert contents.count("once") == 1, contents
+
+
+async def test_a_retry_waiting_for_its_first_requests_run_holds_no_admission_slot(
+    tmp_path: Path, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one slot, a same-key retry polling for a run that does not exist yet (here:
+    never) lends its slot meanwhile, so another conversation's turn goes through at once
+    instead of after the retry's 3 x ATTACH_WAIT_S (review F4)."""
+    monkeypatch.setattr(run_keys, "ATTACH_WAIT_S", 2.0)
+    settings = settings_factory(admission_concurrency=1, admission_timeout_s=10)
+    async with app_and_manager(settings) as (client, manager):
+        conv, other = await create_conv(client), await create_conv(client)
+        url_ = f"/conversations/{conv['id']}/messages"
+
+        def send() -> Any:
+            return client.post(url_, json={"content": "once"}, headers={"Idempotency-Key": KEY})
+
+        await _orphan_the_key(manager, monkeypatch, send)
+        retry = asyncio.create_task(send())  # waits ~6 s for the orphaned key's run
+        await asyncio.sleep(0.5)
+        assert not retry.done() and manager.admission.active == 0  # it lent its slot
+        started = time.monotonic()
+        r = await client.post(f"/conversations/{other['id']}/messages", json={"content": "hi"})
+        assert r.status_code == 200 and time.monotonic() - started < 0.9
+        assert not retry.done()
+        assert_problem(await retry, 409, "conversation_busy")  # (its instance is alive)

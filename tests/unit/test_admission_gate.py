@@ -68,3 +68,52 @@ async def test_zero_concurrency_admits_everyone() -> None:
     gate = AdmissionGate(concurrency=0, timeout_s=0.01)
     async with gate.admit(), gate.admit(), gate.admit():
         assert gate.waiting == 0
+
+
+async def test_a_paused_holder_lends_its_slot_and_queues_for_one_again() -> None:
+    gate = AdmissionGate(concurrency=1, timeout_s=5)
+    other_in = asyncio.Event()
+    release_other = asyncio.Event()
+
+    async def other() -> None:
+        async with gate.admit():
+            other_in.set()
+            await release_other.wait()
+
+    async with gate.admit():
+        async with gate.paused():  # e.g. waiting for another request's run to exist
+            assert gate.active == 0
+            task = asyncio.create_task(other())
+            await asyncio.wait_for(other_in.wait(), 1)  # it got the lent slot
+            release_other.set()
+        assert gate.active == 1  # ours again, after the other request gave it back
+        await task
+    assert gate.active == 0 and gate.waiting == 0
+
+
+async def test_a_pause_that_cannot_get_a_slot_back_is_overloaded_and_releases_nothing() -> None:
+    gate = AdmissionGate(concurrency=1, timeout_s=0.05)
+    hold = asyncio.Event()
+    taken = asyncio.Event()
+
+    async def taker() -> None:
+        async with gate.admit():
+            taken.set()
+            await hold.wait()
+
+    with pytest.raises(Overloaded):
+        async with gate.admit(), gate.paused():
+            task = asyncio.create_task(taker())
+            await taken.wait()
+    assert gate.active == 1  # the taker's, not released twice by the paused holder
+    hold.set()
+    await task
+    assert gate.active == 0
+    async with gate.admit():
+        assert gate.active == 1
+
+
+async def test_pausing_outside_admit_or_without_a_gate_does_nothing() -> None:
+    for gate in (AdmissionGate(concurrency=1, timeout_s=1), AdmissionGate(0, 1)):
+        async with gate.paused():
+            assert gate.active == 0
