@@ -8,8 +8,10 @@ identity (for `Idempotency-Key`) is the request's kind and body."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from app.domain import Conversation, Part
 from app.domain.principal import Principal
@@ -166,15 +168,8 @@ class TurnRequests:
         *,
         key: str | None,
     ) -> StartedRun:
-        async with self._admission.admit():
-            conv, stamp = await self._read(principal, conversation_id)
-            size = len(json.dumps([r.model_dump(mode="json") for r in req.results]).encode())
-            self._check_size(size)
-            turn = TurnInput(kind="tool_results", tool_results=req.results)
-            body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
-            return await self._runs.start(
-                conv, turn, req.if_busy, key, ("tool_results", body), stamp=stamp
-            )
+        turn = TurnInput(kind="tool_results", tool_results=req.results)
+        return await self._continue(principal, conversation_id, req, turn, req.results, key)
 
     async def submit_tool_approvals(
         self,
@@ -184,14 +179,26 @@ class TurnRequests:
         *,
         key: str | None,
     ) -> StartedRun:
+        turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
+        return await self._continue(principal, conversation_id, req, turn, req.decisions, key)
+
+    async def _continue(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: SubmitToolResults | SubmitToolApprovals,
+        turn: TurnInput,
+        items: Sequence[BaseModel],
+        key: str | None,
+    ) -> StartedRun:
+        """Start a run that goes on with a paused turn: `items` (its tool results or
+        approval decisions) count against `PARLEY_MAX_MESSAGE_BYTES` as a message would."""
         async with self._admission.admit():
             conv, stamp = await self._read(principal, conversation_id)
-            size = len(json.dumps([d.model_dump(mode="json") for d in req.decisions]).encode())
-            self._check_size(size)
-            turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
+            self._check_size(len(json.dumps([i.model_dump(mode="json") for i in items]).encode()))
             body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
             return await self._runs.start(
-                conv, turn, req.if_busy, key, ("tool_approvals", body), stamp=stamp
+                conv, turn, req.if_busy, key, (turn.kind, body), stamp=stamp
             )
 
     def _user_content(
