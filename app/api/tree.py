@@ -20,6 +20,7 @@ from app.errors import (
     ConversationNotFound,
     InvalidCursor,
     MessageNotFound,
+    Overloaded,
     StoreUnavailable,
     Unauthorized,
     VersionConflict,
@@ -165,6 +166,7 @@ async def list_branches(
         CheckpointNotFound,
         ConversationExists,
         Unauthorized,
+        Overloaded,
         StoreUnavailable,
     ),
 )
@@ -175,7 +177,7 @@ async def fork_conversation(
     manager: ManagerDep,
     principal: PrincipalDep,
 ) -> Conversation:
-    conv = await manager.tree.fork(principal, conversation_id, body)
+    conv = await manager.forks.fork(principal, conversation_id, body)
     response.headers["Location"] = f"/conversations/{conv.id}"
     response.headers["ETag"] = f'"{conv.version}"'
     return conv

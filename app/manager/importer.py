@@ -43,6 +43,7 @@ from app.domain.principal import Principal
 from app.domain.requests import CreateConversation
 from app.domain.usage import ConversationUsage
 from app.errors import ConversationExists, NotFound
+from app.manager.admission import AdmissionGate
 from app.manager.context_item_window import item_tokens
 from app.manager.conversations import ConversationService
 from app.manager.import_doc import read_import
@@ -72,8 +73,10 @@ class ImportService:
         packs: PackLibrary,
         media: MediaService,
         settings: Settings,
+        admission: AdmissionGate,
         clock: Callable[[], datetime],
     ) -> None:
+        self._admission = admission
         self._store = store
         self._conversations = conversations
         self._packs = packs
@@ -93,6 +96,30 @@ class ImportService:
         pack_id: str | None = None,
         pack_version: str | None = None,
         prompt_name: str | None = None,
+    ) -> Conversation:
+        """Gated like a conversation's creation (`AdmissionGate`): reading a big document
+        and writing its messages is more work than most turns."""
+        async with self._admission.admit():
+            return await self._import(
+                principal,
+                raw,
+                conversation_id=conversation_id,
+                user_id=user_id,
+                pack_id=pack_id,
+                pack_version=pack_version,
+                prompt_name=prompt_name,
+            )
+
+    async def _import(
+        self,
+        principal: Principal,
+        raw: Any,
+        *,
+        conversation_id: str | None,
+        user_id: str | None,
+        pack_id: str | None,
+        pack_version: str | None,
+        prompt_name: str | None,
     ) -> Conversation:
         plan = await asyncio.to_thread(read_import, raw, max_message_bytes=self._max_message_bytes)
         problems: list[Problem] = []

@@ -21,6 +21,7 @@ from app.manager.context_preview import ContextPreviewService
 from app.manager.context_summary import SummaryWindows
 from app.manager.conversations import ConversationService
 from app.manager.export import ExportService
+from app.manager.forks import ForkService
 from app.manager.importer import ImportService
 from app.manager.limits import ExecutionLimiter
 from app.manager.media import MediaService
@@ -95,6 +96,13 @@ class ConversationManager:
         self.tree = TreeService(
             store=store, conversations=self.conversations, coordinator=coordinator, clock=clock
         )
+        self.forks = ForkService(
+            store=store,
+            conversations=self.conversations,
+            tree=self.tree,
+            admission=self.admission,
+            clock=clock,
+        )
         self.messages = MessageService(
             store=store, conversations=self.conversations, cache=self.cache, tree=self.tree
         )
@@ -139,6 +147,7 @@ class ConversationManager:
             packs=self.packs,
             media=self.media,
             settings=settings,
+            admission=self.admission,
             clock=clock,
         )
         executor = TurnExecutor(

@@ -1,5 +1,5 @@
 """The message tree over HTTP (DESIGN §3, §6 "Checkpoints, branches, context"): checkpoints,
-rollback, choosing the head, listing branches, forking.
+rollback, choosing the head, listing branches (forks: `app/manager/forks.py`).
 
 Every operation here is a pointer move and never copies or deletes a message. Their cost
 does not grow with the history: a checkpoint or rollback at the head is O(1); one at an
@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from app.coordination.base import Coordinator
 from app.domain import (
     Checkpoint,
     Conversation,
     ConversationStatus,
-    ForkedFrom,
     Message,
     Page,
     Role,
@@ -27,16 +26,13 @@ from app.domain import (
 )
 from app.domain.pagination import decode_item_cursor, encode_item_cursor
 from app.domain.principal import Principal
-from app.domain.requests import CreateCheckpoint, ForkConversation, Rollback, SetHead
+from app.domain.requests import CreateCheckpoint, Rollback, SetHead
 from app.errors import (
     CheckpointNotFound,
-    ConversationExists,
-    ConversationNotFound,
     InvalidRequest,
     MessageNotFound,
     VersionConflict,
 )
-from app.manager.context_items import copy_context_items
 from app.manager.conversations import ConversationService
 from app.stores.base import StateStore
 
@@ -181,9 +177,9 @@ class TreeService:
         self, principal: Principal, conversation_id: str, checkpoint_id: str
     ) -> Checkpoint:
         conv = await self._conversations.get(principal, conversation_id)
-        return await self._checkpoint(conv, checkpoint_id)
+        return await self.checkpoint(conv, checkpoint_id)
 
-    async def _checkpoint(self, conv: Conversation, checkpoint_id: str) -> Checkpoint:
+    async def checkpoint(self, conv: Conversation, checkpoint_id: str) -> Checkpoint:
         checkpoint = await self._store.get_checkpoint(conv.id, checkpoint_id)
         if checkpoint is None:
             raise CheckpointNotFound(f"Checkpoint {checkpoint_id!r} not found.")
@@ -211,7 +207,7 @@ class TreeService:
         conv = await self._conversations.get(principal, conversation_id)
         target: Message | None
         if req.checkpoint_id is not None:
-            checkpoint = await self._checkpoint(conv, req.checkpoint_id)
+            checkpoint = await self.checkpoint(conv, req.checkpoint_id)
             target = None
             if checkpoint.message_id is not None:
                 target = await self.message(conv, checkpoint.message_id)
@@ -331,66 +327,3 @@ class TreeService:
             )
         out.sort(key=lambda b: (b.created_at, b.head_message_id))
         return out
-
-    # --- fork --------------------------------------------------------------------------
-
-    async def fork(
-        self, principal: Principal, conversation_id: str, req: ForkConversation
-    ) -> Conversation:
-        """A new conversation of the same lineage whose head is the chosen message: no
-        message is copied, so a fork costs the same at any history length. The source's
-        context items are copied (they are the conversation's own state, and few)."""
-        if req.checkpoint_id is not None and req.message_id is not None:
-            raise InvalidRequest(
-                "Give at most one of checkpoint_id and message_id.",
-                errors=[{"loc": ["body"], "msg": "checkpoint_id and message_id are exclusive"}],
-            )
-        src = await self._conversations.get(principal, conversation_id)
-        target: Message | None = None
-        if req.checkpoint_id is not None:
-            checkpoint = await self._checkpoint(src, req.checkpoint_id)
-            if checkpoint.message_id is not None:
-                target = await self.message(src, checkpoint.message_id)
-        elif req.message_id is not None:
-            target = await self.visible_message(src, req.message_id)
-        elif src.head_message_id is not None:
-            target = await self.message(src, src.head_message_id)
-        user_id = self._conversations.resolve_user(principal, req.user_id or src.user_id)
-        now = self._now()
-        ttl = req.ttl_seconds or src.ttl_seconds
-        fork_id = req.conversation_id or new_id()
-        fork = src.model_copy(
-            update={
-                "id": fork_id,
-                "user_id": user_id,
-                "metadata": src.metadata if req.metadata is None else req.metadata,
-                "head_message_id": target.id if target else None,
-                "message_count": target.depth + 1 if target else 0,
-                "usage": type(src.usage)(),
-                "forked_from": ForkedFrom(
-                    conversation_id=src.id, message_id=target.id if target else None
-                ),
-                "status": status_at(target),
-                "created_at": now,
-                "updated_at": now,
-                "ttl_seconds": ttl,
-                "expires_at": now + timedelta(seconds=ttl) if ttl else None,
-                "version": 1,
-            }
-        )
-        try:
-            created = await self._store.create_conversation(fork)
-        except ConversationExists:
-            raise ConversationExists(f"Conversation {fork_id!r} already exists.") from None
-        if target is not None and not await self._store.get_messages(src.lineage_id, [target.id]):
-            # the source was deleted while forking and took the fork point with it
-            await self._store.delete_conversation(fork_id)
-            raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
-        try:
-            if src.has_context_items:  # the fork inherits the flag with the record
-                await copy_context_items(self._store, src.id, fork_id)
-        except Exception:
-            await self._store.delete_conversation(fork_id)  # no fork with half its items
-            raise
-        log.info("conversation forked id=%s from=%s at=%s", fork_id, src.id, fork.head_message_id)
-        return created

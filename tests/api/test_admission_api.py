@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 from app.settings import Settings
+from tests.api.export_helpers import export_doc
 from tests.api.helpers import assert_problem, create_conv, send
 from tests.conftest import app_and_manager
 
@@ -49,3 +50,35 @@ async def test_within_the_timeout_a_queued_turn_waits_and_runs(
             assert manager.admission.waiting == 1 and not queued.done()
         assert (await queued)["status"] == "completed"
         assert (await client.get(f"/conversations/{conv['id']}")).json()["message_count"] == 2
+
+
+async def test_forks_and_imports_are_gated_like_creations(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """A fork or an import past the timeout is 503 `overloaded` and creates nothing; with
+    room again both work (review F4: they were not gated)."""
+    settings = settings_factory(admission_concurrency=1, admission_timeout_s=0.2)
+    async with app_and_manager(settings) as (client, manager):
+        conv = await create_conv(client)
+        await send(client, conv["id"], "hello")
+        doc = await export_doc(client, conv["id"])
+        async with manager.admission.admit():  # the one slot is busy
+            fork = await client.post(
+                f"/conversations/{conv['id']}/fork", json={"conversation_id": "forked-1"}
+            )
+            assert_problem(fork, 503, "overloaded")
+            imported = await client.post(
+                "/conversations/import", params={"conversation_id": "imported-1"}, json=doc
+            )
+            assert_problem(imported, 503, "overloaded")
+        for cid in ("forked-1", "imported-1"):
+            assert_problem(await client.get(f"/conversations/{cid}"), 404, "conversation_not_found")
+        fork = await client.post(
+            f"/conversations/{conv['id']}/fork", json={"conversation_id": "forked-1"}
+        )
+        assert fork.status_code == 201, fork.text
+        imported = await client.post(
+            "/conversations/import", params={"conversation_id": "imported-1"}, json=doc
+        )
+        assert imported.status_code == 201, imported.text
+        assert manager.admission.active == 0 and manager.admission.waiting == 0
