@@ -284,11 +284,11 @@ class SqlStore(SqlRecords):
     async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
         if limit < 1:
             return []
-        async with self._read() as conn:
+        async with self._read_one() as conn:  # one statement: no transaction around it
             return await sql_messages.path(conn, lineage_id, message_id, limit)
 
     async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
-        async with self._read() as conn:
+        async with self._read_one() as conn:
             return await sql_messages.children(conn, lineage_id, parent_id)
 
     async def children_of(

@@ -5,14 +5,13 @@ and children; `SqlStore` opens the connection. Writing them is `append_messages`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Message
 from app.stores.sql_queries import path_statement
-from app.stores.sql_tables import message_from_data, messages
+from app.stores.sql_tables import json_text, message_from_json, messages
 
 _IN_CHUNK = 500  # ids per IN (...) list; far below SQLite's host-parameter limit
 
@@ -21,34 +20,34 @@ async def by_ids(
     conn: AsyncConnection, lineage_id: str, message_ids: Sequence[str]
 ) -> list[Message]:
     wanted = list(dict.fromkeys(message_ids))
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, str] = {}
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start : start + _IN_CHUNK]
         rows = await conn.execute(
-            sa.select(messages.c.id, messages.c.data).where(
+            sa.select(messages.c.id, json_text(messages.c.data).label("data")).where(
                 messages.c.lineage_id == lineage_id, messages.c.id.in_(chunk)
             )
         )
         found.update((r.id, r.data) for r in rows)
-    return [message_from_data(found[i]) for i in message_ids if i in found]
+    return [message_from_json(found[i]) for i in message_ids if i in found]
 
 
 async def path(
     conn: AsyncConnection, lineage_id: str, message_id: str, limit: int
 ) -> list[Message]:
     rows = await conn.execute(path_statement(lineage_id, message_id, limit))
-    return [message_from_data(r.data) for r in rows]
+    return [message_from_json(r.data) for r in rows]
 
 
 async def children(conn: AsyncConnection, lineage_id: str, parent_id: str | None) -> list[Message]:
     m = messages
     is_child = m.c.parent_id.is_(None) if parent_id is None else m.c.parent_id == parent_id
     stmt = (
-        sa.select(m.c.data)
+        sa.select(json_text(m.c.data).label("data"))
         .where(m.c.lineage_id == lineage_id, is_child)
         .order_by(m.c.created_at, m.c.id)
     )
-    return [message_from_data(r.data) for r in await conn.execute(stmt)]
+    return [message_from_json(r.data) for r in await conn.execute(stmt)]
 
 
 async def children_of(
@@ -60,12 +59,12 @@ async def children_of(
     m = messages
     for i in range(0, len(ids), 500):
         stmt = (
-            sa.select(m.c.data)
+            sa.select(json_text(m.c.data).label("data"))
             .where(m.c.lineage_id == lineage_id, m.c.parent_id.in_(ids[i : i + 500]))
             .order_by(m.c.created_at, m.c.id)
         )
         for r in await conn.execute(stmt):
-            child = message_from_data(r.data)
+            child = message_from_json(r.data)
             assert child.parent_id is not None
             out.setdefault(child.parent_id, []).append(child)
     return out

@@ -16,6 +16,7 @@ from app.stores.sql_tables import (
     checkpoints,
     context_items,
     conversations,
+    json_text,
     media_refs,
     messages,
     summaries,
@@ -83,7 +84,7 @@ def path_statement(lineage_id: str, message_id: str, limit: int) -> sa.Select[An
         path.c.n < limit,
     )
     path = path.union_all(step)
-    return sa.select(path.c.data).order_by(path.c.n)
+    return sa.select(json_text(path.c.data).label("data")).order_by(path.c.n)
 
 
 def listing_statement(

@@ -362,8 +362,17 @@ def conversation_from_row(row: Mapping[Any, Any]) -> Conversation:
     )
 
 
-def message_from_data(data: dict[str, Any]) -> Message:
-    return Message.model_validate(data)
+def json_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    """A JSON column read as its text, undecoded: a message read through it is parsed and
+    validated in one step by pydantic (`message_from_json`), ~2x cheaper per row than
+    `json.loads` followed by validation of the dict (the reads of a cold context window
+    parse one row per message). A cast in SQL, not only a Python type: asyncpg decodes
+    JSONB itself with the codecs SQLAlchemy installs (on SQLite the cast is a no-op)."""
+    return sa.cast(column, sa.Text)
+
+
+def message_from_json(text: str) -> Message:
+    return Message.model_validate_json(text)
 
 
 def checkpoint_row(cp: Checkpoint) -> dict[str, Any]:
