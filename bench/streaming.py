@@ -10,8 +10,10 @@ Method (details in bench/README.md):
 * A real uvicorn per phase, mock provider, `PARLEY_MAX_CONCURRENT_EXECUTIONS=0`, SQLite
   store in a temporary directory (`--store postgres` for a scratch PostgreSQL database).
   `--streams` conversations are created first; each round sends one streamed turn on every
-  conversation at once (`POST /conversations/{id}/messages` with `"stream": true`, read with
-  httpx + httpx-sse); a phase is `--rounds` rounds.
+  conversation at once (`POST /conversations/{id}/messages` with `"stream": true`); a phase
+  is `--rounds` rounds. The streams are read by `--client lean` (default: `bench/loadgen.py`,
+  one keep-alive connection per conversation, on uvloop) or `--client httpx` (httpx +
+  httpx-sse on asyncio, as before; it costs the machine ~4x the CPU per event).
 * Each message is ~50 words, unique per stream; the mock echoes `echo: <message>`, one token
   per word, sleeping `PARLEY_MOCK_DELAY_MS` between consecutive tokens (none before the
   first). The service publishes the text that arrived while it was busy with the previous
@@ -26,7 +28,9 @@ Method (details in bench/README.md):
   instrumentation, is also reported: receive(token i) - (receive(message.created) + i x
   delay); it assumes the provider emits token i exactly i x delay after the user message is
   announced, so it also counts the context building before the first token and the mock's
-  own timer lateness.
+  own timer lateness. Beside the overall latency, the steady state's: tokens that left the
+  provider while every stream of the round was streaming (after the round's last first token,
+  before its first last token), i.e. without the turn-opening burst and the commits.
 * Throughput phase (delay 0): the plain `app.main:create_app`; aggregate tokens/s is the
   number of tokens received over the wall time of the rounds.
 
@@ -50,7 +54,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS_DIR
+from bench.common import RESULTS_DIR, run_fast
 from bench.report import loadavg, machine_info, publish
 from bench.servers import parley_env, uvicorn_server
 from bench.stats import fmt, format_table
@@ -58,6 +62,7 @@ from bench.stores import STORES, provisioned_store
 from bench.streaming_breakdown import STREAM_SPANS, TOKEN_SPANS, breakdown
 from bench.streaming_client import (
     CpuMeter,
+    LeanStreams,
     StreamRecord,
     create_conversations,
     one_stream,
@@ -77,6 +82,7 @@ class Params:
     seed: int
     output: Path
     quick: bool = False
+    client: str = "lean"
     py_spy: Path | None = None
     py_spy_rate: int = 250
 
@@ -103,11 +109,17 @@ async def run_phase(
         httpx.AsyncClient(base_url=server.base_url, timeout=timeout, limits=limits) as client,
     ):
         ids = await create_conversations(client, p.streams)
+        lean = LeanStreams(server.base_url) if p.client == "lean" else None
+
+        async def stream(conv_id: str, content: str) -> StreamRecord:
+            if lean is not None:
+                return await lean.one_stream(conv_id, content)
+            return await one_stream(client, conv_id, content)
 
         async def one_round(tag: str) -> list[StreamRecord]:
             return await asyncio.gather(
                 *(
-                    one_stream(client, conv_id, unique_message(rng, f"{tag}s{i}", p.words))
+                    stream(conv_id, unique_message(rng, f"{tag}s{i}", p.words))
                     for i, conv_id in enumerate(ids)
                 )
             )
@@ -130,6 +142,8 @@ async def run_phase(
         await stop_py_spy(spy)
         emissions = (await client.get("/__bench/emissions")).json() if instrumented else {}
         stages = (await client.get("/__bench/stages")).json() if instrumented else {}
+        if lean is not None:
+            lean.close()
     phase = summarize_phase(p.streams, p.rounds, records, emissions, wall, usage, delay_ms)
     phase["streaming_s"] = round(streaming, 3)
     phase["tokens_per_s_while_streaming"] = (
@@ -201,11 +215,14 @@ def render(results: dict[str, Any]) -> str:
     ]
     rows = []
     for name, ph in results["phases"].items():
-        for key, label in (
-            ("token_to_client", "measured: server stamp -> client event"),
-            ("token_to_client_estimate", "client-only estimate (created + i x delay)"),
+        windows = ph.get("token_to_client_by_window") or {}
+        for s, label in (
+            (ph.get("token_to_client"), "measured: server stamp -> client event"),
+            (windows.get("steady"), "  steady state (every stream streaming)"),
+            (windows.get("opening"), "  opening (turns still starting)"),
+            (windows.get("closing"), "  closing (replies committing)"),
+            (ph.get("token_to_client_estimate"), "client-only estimate (created + i x delay)"),
         ):
-            s = ph.get(key)
             if s:
                 rows.append(
                     [
@@ -223,7 +240,9 @@ def render(results: dict[str, Any]) -> str:
             format_table(
                 ["phase", "method", "tokens", "p50 ms", "p99 ms", "mean ms", "max ms"],
                 rows,
-                "Provider token -> client SSE event latency",
+                "Provider token -> client SSE event latency (measured, then by window of the "
+                "round the token left the provider in; client: "
+                f"{results['parameters'].get('client', 'httpx')})",
             )
         )
     for name, ph in results["phases"].items():
@@ -300,6 +319,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
     ap.add_argument("--words", type=int, default=50, help="words per message (default 50)")
     ap.add_argument("--store", default="sqlite", choices=sorted(STORES))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--client",
+        choices=("lean", "httpx"),
+        default="lean",
+        help="the streams' reader: lean (bench/loadgen.py on uvloop, default) or httpx (+ "
+        "httpx-sse on asyncio, as before)",
+    )
     ap.add_argument("--output", type=Path, default=RESULTS_DIR / "streaming.json")
     ap.add_argument(
         "--py-spy", type=Path, help="record the server of the delay phase into this raw profile"
@@ -317,6 +343,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
         seed=a.seed,
         output=a.output,
         quick=a.quick,
+        client=a.client,
         py_spy=a.py_spy,
         py_spy_rate=a.py_spy_rate,
     )
@@ -349,7 +376,7 @@ async def run(p: Params) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = parse_args(argv)
-    results = asyncio.run(run(p))
+    results = run_fast(run(p)) if p.client == "lean" else asyncio.run(run(p))
     table = render(results)
     results["table"] = table
     print()

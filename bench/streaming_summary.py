@@ -7,6 +7,13 @@ faster than the event log (the mock with zero delay) yields fewer, larger events
 slow one (a delay per token) still yields one event per token. A reply's tokens are the
 mock's own (`split_tokens`: a word and its trailing whitespace), and a token reaches the
 client with the event that carries its last character.
+
+A round's tokens fall in three windows by the time they leave the provider (`WINDOWS`):
+`opening`, before the round's last stream has its first token (turns are still being
+opened: their CPU comes in bursts that tokens queue behind); `steady`, from then until the
+first stream of the round emits its last token (every stream is streaming, nothing else
+runs); `closing`, after that (replies being committed). The overall latency is reported
+with the steady-state one beside it, and each window's in the JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import Any
 from app.providers.mock import split_tokens
 from bench.stats import ratio, summarize_ms
 from bench.streaming_client import StreamRecord
+
+WINDOWS = ("opening", "steady", "closing")
 
 
 def token_arrivals(record: StreamRecord) -> list[int]:
@@ -35,6 +44,38 @@ def streaming_window_s(records: Sequence[StreamRecord]) -> float:
     firsts = [r.deltas[0][0] for r in records if r.error is None and r.deltas]
     lasts = [r.deltas[-1][0] for r in records if r.error is None and r.deltas]
     return (max(lasts) - min(firsts)) / 1e9 if firsts else 0.0
+
+
+def window_of(stamp: int, opening_end: int, closing_start: int) -> str:
+    """The window (`WINDOWS`) of a token that left the provider at `stamp`, in a round whose
+    last first token left at `opening_end` and whose first last token at `closing_start`."""
+    if stamp < opening_end:
+        return "opening"
+    return "closing" if stamp > closing_start else "steady"
+
+
+def lags_by_window(
+    records: Sequence[StreamRecord], emissions: dict[str, list[int]], streams: int
+) -> dict[str, list[float]]:
+    """Token -> client latencies (ms) per window. `records` are the phase's, round after
+    round (`streams` each); streams that failed or whose stamps do not match are left out
+    (their round's windows are taken from the others)."""
+    out: dict[str, list[float]] = {w: [] for w in WINDOWS}
+    for start in range(0, len(records), streams):
+        pairs = []
+        for r in records[start : start + streams]:
+            stamps = emissions.get(r.content) if r.error is None else None
+            arrivals = token_arrivals(r) if stamps else []
+            if stamps and len(stamps) == len(arrivals):
+                pairs.append((stamps, arrivals))
+        if not pairs:
+            continue
+        opening_end = max(stamps[0] for stamps, _ in pairs)
+        closing_start = min(stamps[-1] for stamps, _ in pairs)
+        for stamps, arrivals in pairs:
+            for tx, rx in zip(stamps, arrivals, strict=True):
+                out[window_of(tx, opening_end, closing_start)].append((rx - tx) / 1e6)
+    return out
 
 
 def summarize_phase(
@@ -104,6 +145,10 @@ def summarize_phase(
             lags += [(rx - tx) / 1e6 for rx, tx in zip(arrivals[id(r)], stamps, strict=True)]
         out["token_to_client"] = summarize_ms(lags) if lags else None
         out["token_to_client_unmatched_streams"] = unmatched
+        windows = lags_by_window(records, emissions, streams)
+        out["token_to_client_by_window"] = {
+            w: summarize_ms(v) if v else None for w, v in windows.items()
+        }
     estimates = [
         (rx - (r.created + i * delay_ms * 1e6)) / 1e6
         for r in ok

@@ -17,7 +17,7 @@ from bench.servers import parley_env
 from bench.stats import fmt, format_table, percentile, ratio, summarize_ms
 from bench.stores import STORES, provisioned_store
 from bench.streaming_client import StreamRecord
-from bench.streaming_summary import summarize_phase, token_arrivals
+from bench.streaming_summary import lags_by_window, summarize_phase, token_arrivals
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
@@ -161,6 +161,30 @@ def test_tokens_are_counted_from_the_text_not_from_events() -> None:
     assert delayed["token_to_client_estimate"]["n"] == 3
 
 
+def test_token_latencies_are_split_by_the_window_of_their_round() -> None:
+    # round 1: stream a's tokens leave at 10, 20, 30; b's at 15, 25, 35 -> the opening ends
+    # at 15 (b's first), the closing starts at 30 (a's last)
+    a = _record("a", [(11 * MS, "echo: "), (22 * MS, "a")])
+    b = _record("b", [(16 * MS, "echo: "), (29 * MS, "b")])
+    failed = _record("c", [(16 * MS, "echo: ")])
+    failed.error = "boom"
+    # round 2, one stream: nothing before its first token or after its last
+    d = _record("d", [(101 * MS, "echo: "), (105 * MS, "d")])
+    emissions = {
+        "a": [10 * MS, 20 * MS],
+        "b": [15 * MS, 25 * MS],
+        "c": [1],  # (failed: left out, its round's windows come from a and b)
+        "d": [100 * MS, 102 * MS],
+    }
+    windows = lags_by_window([a, b, failed, d], emissions, streams=3)
+    assert windows["opening"] == [1.0]  # a's first token, before b's first
+    # b's first (15), a's last (20, the closing starts after it), then d's two
+    assert windows["steady"] == [2.0, 1.0, 1.0, 3.0]
+    assert windows["closing"] == [4.0]  # b's last (25 > 20)
+    phase = summarize_phase(3, 2, [a, b, failed, d], emissions, 1.0, {}, 0.0)
+    assert phase["token_to_client_by_window"]["steady"]["n"] == 4
+
+
 @pytest.mark.e2e
 async def test_tiny_turns_run_against_real_uvicorn(tmp_path: Path) -> None:
     params = turns.parse_args(
@@ -189,9 +213,13 @@ async def test_tiny_turns_run_against_real_uvicorn(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-async def test_tiny_streaming_run_measures_every_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["lean", "httpx"])
+async def test_tiny_streaming_run_measures_every_token(tmp_path: Path, client: str) -> None:
     params = streaming.parse_args(
-        ["--streams=3", "--rounds=1", "--delay-ms=5", "--words=6", f"--output={tmp_path}/s.json"]
+        [
+            *("--streams=3", "--rounds=1", "--delay-ms=5", "--words=6", f"--client={client}"),
+            f"--output={tmp_path}/s.json",
+        ]
     )
     async with provisioned_store(STORES["sqlite"], tmp_path) as url:
         phase = await streaming.run_phase(
@@ -204,3 +232,5 @@ async def test_tiny_streaming_run_measures_every_token(tmp_path: Path) -> None:
     assert lag["n"] == 21 and phase["token_to_client_unmatched_streams"] == 0
     assert 0 <= lag["min_ms"] <= lag["p50_ms"] < 1000
     assert phase["token_to_client_estimate"]["n"] == 21
+    windows = phase["token_to_client_by_window"]
+    assert sum(w["n"] for w in windows.values() if w) == 21
