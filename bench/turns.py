@@ -15,12 +15,13 @@ Method (details in bench/README.md):
   `POST /conversations`), then pre-filled through the store API (`append_messages`, 1,000
   messages per call) with user messages of 10-40 words and `echo: ...` replies built as
   the turn executor builds them, *before* uvicorn starts. Each is pre-filled to `size - 2`
-  messages and gets one untimed priming turn, so its first timed turn sees exactly `size`
-  messages of history with the server's message cache warm, as any conversation's second
-  turn on an instance does. A turn adds two messages, so a conversation takes at most
-  `max(1, size // 40)` timed turns (history drifts by at most 5%) and each size gets as many
-  conversations as its timed turns need. Sizes are measured round-robin (one turn of each
-  size in turn), so slow drift of the process affects them alike.
+  messages and gets one untimed priming turn right before its first timed one, so that
+  turn sees exactly `size` messages of history with the server's message cache warm, as
+  any conversation's second turn on an instance does. A turn adds two messages, so a
+  conversation takes at most `max(1, size // 40)` timed turns (history drifts by at most
+  5%) and each size gets as many conversations as its timed turns need. Sizes are
+  measured round-robin (one turn of each size in turn), so slow drift of the process
+  affects them alike.
 * LangGraph: `StateGraph(MessagesState)` with one async echo node, compiled with
   `AsyncPostgresSaver` on a scratch database, invoked in this process per turn with its
   `thread_id`. Threads are pre-filled with one `aupdate_state` of `size - 2` messages, get
@@ -138,7 +139,8 @@ async def run(p: Params) -> dict[str, Any]:
             "floor": "bench/floor_app.py POST /echo under the same uvicorn command and client",
             "server_cpu": "server process user+system CPU from /proc/<pid>/stat, 10 ms ticks "
             "summed over the turns",
-            "history": "store API pre-fill to size-2, one untimed priming turn, at most "
+            "history": "store API pre-fill to size-2, one untimed priming turn right before "
+            "the conversation's first timed one, at most "
             "max(1, size // 40) timed turns per conversation, sizes round-robin",
         },
         "parley": {},

@@ -98,13 +98,15 @@ async def bench_langgraph(p: Params, rng: random.Random, workdir: Path) -> dict[
         print(f"  langgraph: pre-filled threads in {result['prefill']['seconds']:.1f}s", flush=True)
         for _ in range(p.warmup):
             await turn(graph, "warmup", random_text(rng))
-        for s in slots.values():
-            for thread in s.ids:
-                await turn(graph, thread, random_text(rng))  # priming, as for Parley
+
+        async def prime(thread: str) -> None:
+            await turn(graph, thread, random_text(rng))  # as for Parley
+
         per_size = {s: SizeResult() for s in p.lg_sizes}
         for _ in range(p.lg_turns):
             for size in p.lg_sizes:
-                sample = await turn(graph, slots[size].next_id(), random_text(rng))
+                thread = await slots[size].next_primed(prime)
+                sample = await turn(graph, thread, random_text(rng))
                 per_size[size].samples.append(sample)
         if p.langgraph_http:
             print("  langgraph: behind the floor app, over HTTP ...", flush=True)
@@ -157,13 +159,11 @@ async def over_http(
 
         for _ in range(p.warmup):
             await turn("h-warmup")
-        for s in slots.values():
-            for thread in s.ids:
-                await turn(thread)  # priming
         per_size = {s: SizeResult() for s in p.lg_sizes}
         for _ in range(p.lg_turns):
             for size in p.lg_sizes:
-                per_size[size].samples.append(await turn(slots[size].next_id()))
+                thread = await slots[size].next_primed(turn)
+                per_size[size].samples.append(await turn(thread))
     sizes = {}
     for size, res in per_size.items():
         summary = res.summary()

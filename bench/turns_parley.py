@@ -8,8 +8,9 @@ a real uvicorn.
   configuration gets.
 * History: `append_messages` with 1,000 messages per call, user messages of 10-40 everyday
   words and `echo: ...` replies built field by field as the turn executor builds them.
-  Each conversation is filled to `size - 2` messages and gets one untimed priming turn, so
-  its first timed turn sees exactly `size` messages with the server's message cache warm.
+  Each conversation is filled to `size - 2` messages and gets one untimed priming turn
+  right before its first timed one (`Slots.next_primed`), so that turn sees exactly `size`
+  messages with the server's message cache warm.
 * A timed turn is `POST /conversations/{id}/messages` sent -> response body read, on one
   keep-alive `httpx.AsyncClient`, one request at a time, with the server process's CPU and
   run-queue wait read from /proc around it. Sizes are measured round-robin.
@@ -282,8 +283,9 @@ async def bench_parley_store(
     backend: StoreBackend, p: Params, workdir: Path, rng: random.Random
 ) -> dict[str, Any]:
     """Parley on one store: create and pre-fill the conversations, start uvicorn, warm up,
-    prime every conversation, time `p.turns` turns per size round-robin, then the
-    concurrent phase; the result says whether the flat-curve criterion holds."""
+    time `p.turns` turns per size round-robin (each conversation primed right before its
+    first timed turn), then the concurrent phase (its conversations primed first); the
+    result says whether the flat-curve criterion holds."""
     result: dict[str, Any] = {"store": backend.name, "description": backend.description}
     async with provisioned_store(backend, workdir) as url:
         small = min(p.sizes)
@@ -320,17 +322,21 @@ async def bench_parley_store(
                 base_url=server.base_url, timeout=120, limits=httpx.Limits(max_connections=256)
             ) as client,
         ):
+
+            async def prime(conv_id: str) -> None:
+                await http_turn(client, conv_id, random_text(rng))
+
             for _ in range(p.warmup):
-                await http_turn(client, warm_id, random_text(rng))
-            for conv_id in [i for s in slots.values() for i in s.ids] + conc_ids:
-                await http_turn(client, conv_id, random_text(rng))  # priming: warm cache
+                await prime(warm_id)
             per_size = {s: SizeResult() for s in p.sizes}
             for _ in range(p.turns):
                 for size in p.sizes:
-                    conv_id = slots[size].next_id()
+                    conv_id = await slots[size].next_primed(prime)
                     sample = await http_turn(client, conv_id, random_text(rng), server)
                     per_size[size].samples.append(sample)
             result["sizes"] = {str(s): per_size[s].summary() for s in p.sizes}
+            for conv_id in conc_ids:
+                await prime(conv_id)  # right before their phase, like the timed ones
             if conc_ids:
 
                 async def one(conv_id: str) -> float:

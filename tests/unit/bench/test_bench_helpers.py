@@ -88,6 +88,18 @@ def test_timed_turns_keep_history_within_five_percent() -> None:
     assert turns_timing.conversations_needed(1000, 200) == 8
 
 
+async def test_slots_prime_each_conversation_right_before_its_first_timed_turn() -> None:
+    slots = turns_timing.Slots(1000, ["a", "b"], per_id=2)
+    log: list[str] = []
+
+    async def prime(conv_id: str) -> None:
+        log.append(f"prime {conv_id}")
+
+    for _ in range(4):
+        log.append(await slots.next_primed(prime))
+    assert log == ["prime a", "a", "a", "prime b", "b", "b"]
+
+
 def test_history_is_a_chain_of_echo_turns() -> None:
     now = utcnow()
     conv = Conversation(
