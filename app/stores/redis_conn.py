@@ -48,6 +48,7 @@ from redis.driver_info import DriverInfo
 
 from app.errors import StoreUnavailable
 from app.stores.redis_keys import DEFAULT_PREFIX
+from app.stores.redis_write_timeout import connection_class
 
 log = logging.getLogger("parley.stores.redis")
 
@@ -187,6 +188,7 @@ def build_client(target: RedisTarget, options: ClientOptions | None = None) -> R
         startup = [ClusterNode(host, port) for host, port in target.nodes[1:]]
         return RedisCluster.from_url(target.url, startup_nodes=startup, **common)
     common["health_check_interval"] = o.health_check_interval_s
+    common["connection_class"] = connection_class(urlsplit(target.url).scheme.lower())
     pool: ConnectionPool
     if o.wait_for_connection:
         wait_s = o.socket_timeout_s if o.pool_timeout_s is None else o.pool_timeout_s
