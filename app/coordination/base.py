@@ -175,6 +175,17 @@ class RunLog(ABC):
         were already dropped from the log."""
 
     @abstractmethod
+    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+        """Remove the record and the events of every run of conversation
+        `conversation_id` that has ended (its terminal event is in), in lineage `lineage_id`
+        only (None: in any lineage, for a caller that no longer knows which); return the
+        ids of that conversation's runs still live, which are left alone (their executor
+        still writes them: erasing them now would let their next write bring the record
+        back). A caller erases again once those ended (`app.manager.run_erasure`).
+        Each backend keeps a per-conversation index of its runs for this, as long as the
+        runs' records."""
+
+    @abstractmethod
     async def request_cancel(self, run_id: str) -> None:
         """Ask whichever instance executes the run to cancel it."""
 

@@ -169,7 +169,10 @@ class LocalFanout(RunLog):
         async for event in self._inner.follow(run_id, after=last):
             yield event
 
-    # --- cancellation: the log's ----------------------------------------------------------
+    # --- erasure and cancellation: the log's ----------------------------------------------
+
+    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+        return await self._inner.erase(conversation_id, lineage_id)  # (ended: no channel)
 
     async def request_cancel(self, run_id: str) -> None:
         await self._inner.request_cancel(run_id)

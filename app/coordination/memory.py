@@ -229,11 +229,14 @@ class MemoryRunLog(RunLog):
         self._records_due: deque[tuple[float, str]] = deque()
         self._keyed_due: deque[tuple[float, str]] = deque()
         self._cancels: asyncio.Queue[str] = asyncio.Queue()
+        # conversation id -> ids of its runs with an entry here (for `erase`)
+        self._by_conversation: dict[str, set[str]] = {}
 
     async def create(self, record: RunRecord) -> None:
         self._expire()
         entry = _RunEntry(record=record)
         self._runs[record.run.id] = entry
+        self._by_conversation.setdefault(record.run.conversation_id, set()).add(record.run.id)
         if record.run.status.terminal:  # (a record saved after its entry was dropped)
             self._finished(record.run.id, entry)
 
@@ -309,6 +312,33 @@ class MemoryRunLog(RunLog):
             entry.waiters.append(waiter)  # (nothing was published since we looked: no await)
             await waiter
 
+    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+        live: list[str] = []
+        for run_id in list(self._by_conversation.get(conversation_id, ())):
+            entry = self._runs[run_id]
+            if lineage_id is not None and entry.record.lineage_id != lineage_id:
+                continue
+            if entry.finished_at is None:
+                live.append(run_id)
+                continue
+            self._drop_events(entry)
+            self._forget(run_id)
+            self._ended.pop(run_id, None)
+        return live
+
+    def _forget(self, run_id: str) -> None:
+        """Drop the run's entry and its place in the conversation index (the expiry
+        queues skip ids whose entry is gone)."""
+        entry = self._runs.pop(run_id, None)
+        if entry is None:
+            return
+        conversation_id = entry.record.run.conversation_id
+        ids = self._by_conversation.get(conversation_id)
+        if ids is not None:
+            ids.discard(run_id)
+            if not ids:
+                del self._by_conversation[conversation_id]
+
     async def request_cancel(self, run_id: str) -> None:
         self._cancels.put_nowait(run_id)
 
@@ -326,7 +356,7 @@ class MemoryRunLog(RunLog):
             if entry is not None:
                 self._drop_events(entry)
                 if self._events_only:
-                    del self._runs[run_id]
+                    self._forget(run_id)
                     self._ended[run_id] = entry.next_seq - 1
                     if len(self._ended) > self._max_records:
                         self._ended.popitem(last=False)
@@ -336,9 +366,10 @@ class MemoryRunLog(RunLog):
         ):
             while due and (now - due[0][0] > self._record_retention_s or len(due) > bound):
                 _, run_id = due.popleft()
-                entry = self._runs.pop(run_id, None)
+                entry = self._runs.get(run_id)
                 if entry is not None:
                     self._drop_events(entry)
+                    self._forget(run_id)
 
     def _drop_events(self, entry: _RunEntry) -> None:
         self._retained -= entry.counted

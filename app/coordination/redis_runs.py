@@ -7,10 +7,16 @@ them together); `<prefix>` is `parley:` unless the URL says otherwise:
   and `data` (JSON), trimmed with `MAXLEN ~ max_events`;
 * `<prefix>run:{<id>}:meta`: a hash, `seq` (last seq given out) and `done` (the terminal
   event's seq, once published);
-* `<prefix>run:{<id>}:record`: the `RunRecord` as JSON.
+* `<prefix>run:{<id>}:record`: the `RunRecord` as JSON;
+* `<prefix>runs-of:{<conversation id>}`: a set, the ids of the conversation's runs (the
+  index `erase` reads), kept `live_ttl_s + record_retention_s` after its newest run was
+  created, so at least as long as any of its runs' keys. Written in the creating script
+  on a single server; on a cluster (another slot than the run's keys) by a command of its
+  own, before the run is created, so an index never misses a run.
 
-`publish` is one script: `HINCRBY seq`, `XADD` with the explicit id, and expiries (the
-publishes of many runs at once share a round trip: `app.coordination.redis_publish_batch`);
+`publish` is one script (the scripts are in `app.coordination.redis_run_scripts`):
+`HINCRBY seq`, `XADD` with the explicit id, and expiries (the publishes of many runs at
+once share a round trip: `app.coordination.redis_publish_batch`);
 `create_and_publish` / `save_and_publish` write the record in the same script. A live
 run's keys get `live_ttl_s` (refreshed by every event, so a run orphaned by a crashed
 instance is eventually forgotten); the terminal event sets `retention_s` on the stream and
@@ -50,6 +56,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 
+from app.coordination import redis_run_scripts as scripts
 from app.coordination.base import TERMINAL_EVENTS, EventsExpired, RunEvent, RunLog, RunRecord
 from app.coordination.redis_client import RedisClient, unavailable
 from app.coordination.redis_publish_batch import PublishBatch
@@ -61,65 +68,7 @@ log = logging.getLogger("parley.coordination.runs")
 _BATCH = 500
 T = TypeVar("T")
 
-# KEYS: meta, events, record. ARGV: type, data, max_events, terminal (0/1),
-# events ttl ms, record ttl ms, live ttl ms.
-_PUBLISH = """
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1',
-           'type', ARGV[1], 'data', ARGV[2])
-if redis.call('HEXISTS', KEYS[1], 'done') == 1 then
-  return seq
-end
-if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'done', seq)
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
-else
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
-  redis.call('PEXPIRE', KEYS[1], ARGV[7])
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])
-end
-return seq
-"""
-
-# The record written, then `_PUBLISH` (whose expiries cover the record): one round trip
-# for a run's creation with its first event, and for its end with its terminal event.
-# KEYS and ARGV as `_PUBLISH`, plus ARGV[8]: the record's JSON.
-_CREATE_PUBLISH = (
-    """
-redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[7])
-"""
-    + _PUBLISH
-)
-_SAVE_PUBLISH = (
-    """
-if redis.call('PTTL', KEYS[3]) > 0 then
-  redis.call('SET', KEYS[3], ARGV[8], 'KEEPTTL')
-else
-  redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[7])
-end
-"""
-    + _PUBLISH
-)
-
-# KEYS: meta, events, record. ARGV: first stream id wanted, count.
-_READ = """
-local meta = redis.call('HMGET', KEYS[1], 'seq', 'done')
-return {
-  tonumber(meta[1] or '0'), tonumber(meta[2] or '0'),
-  redis.call('EXISTS', KEYS[2]), redis.call('EXISTS', KEYS[3]),
-  redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
-}
-"""
-
-# KEYS: record. ARGV: json, live ttl ms. Keeps the expiry a terminal event set.
-_SAVE = """
-if redis.call('PTTL', KEYS[1]) > 0 then
-  return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-end
-return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-"""
+_ERASE_CONCURRENCY = 32
 
 
 @dataclass(frozen=True)
@@ -177,11 +126,20 @@ class RedisRunLog(RunLog):
         self._slots = asyncio.Semaphore(max_blocking_reads)
         self._follow_outage_s = follow_outage_s
         self._unknown_grace_s = unknown_grace_s
-        self._publish = client.register_script(_PUBLISH)
-        self._read = client.register_script(_READ)
-        self._save = client.register_script(_SAVE)
-        self._create_publish = client.register_script(_CREATE_PUBLISH)
-        self._save_publish = client.register_script(_SAVE_PUBLISH)
+        self._publish = client.register_script(scripts.PUBLISH)
+        self._read = client.register_script(scripts.READ)
+        self._save = client.register_script(scripts.SAVE)
+        self._create_publish = client.register_script(scripts.CREATE_PUBLISH)
+        self._index = client.register_script(scripts.INDEX)
+        self._erase_ended = client.register_script(scripts.ERASE_ENDED)
+        self._index_ttl_ms = self._live_ttl_ms + self._record_retention_ms
+        # single server: the index entry rides in the creating script (see the module)
+        self._create_publish_indexed = (
+            None
+            if isinstance(client, RedisCluster)
+            else client.register_script(scripts.CREATE_PUBLISH_INDEXED)
+        )
+        self._save_publish = client.register_script(scripts.SAVE_PUBLISH)
         # concurrent publishes in one round trip (not on a cluster: see the module)
         self._publish_call: Any = (
             self._publish
@@ -193,8 +151,17 @@ class RedisRunLog(RunLog):
 
     async def create(self, record: RunRecord) -> None:
         key = _Keys.of(self._prefix, record.run.id).record
+        await self._add_to_index(record)
         with unavailable():
             await self._client.set(key, record.model_dump_json(), px=self._live_ttl_ms)
+
+    def _index_key(self, conversation_id: str) -> str:
+        return f"{self._prefix}runs-of:{{{conversation_id}}}"
+
+    async def _add_to_index(self, record: RunRecord) -> None:
+        index = self._index_key(record.run.conversation_id)
+        with unavailable():
+            await self._index(keys=[index], args=[record.run.id, self._index_ttl_ms])
 
     async def save(self, record: RunRecord) -> None:
         key = _Keys.of(self._prefix, record.run.id).record
@@ -209,7 +176,16 @@ class RedisRunLog(RunLog):
     async def create_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]
     ) -> RunEvent:
-        return await self._publish_with(self._create_publish, record, type_, data)
+        if self._create_publish_indexed is None:  # a cluster: the index entry first
+            await self._add_to_index(record)
+            return await self._publish_with(self._create_publish, record, type_, data)
+        index = self._index_key(record.run.conversation_id)
+        args = [*self._event_args(type_, data), record.model_dump_json()]
+        args += [record.run.id, self._index_ttl_ms]
+        keys = [*_Keys.of(self._prefix, record.run.id).all(), index]
+        with unavailable():
+            seq = await self._create_publish_indexed(keys=keys, args=args)
+        return RunEvent(seq=int(seq), type=type_, data=data)
 
     async def save_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]
@@ -228,7 +204,7 @@ class RedisRunLog(RunLog):
     async def _publish_with(
         self, script: Any, record: RunRecord, type_: str, data: dict[str, Any]
     ) -> RunEvent:
-        """`script` (`_CREATE_PUBLISH` / `_SAVE_PUBLISH`): the record and the event, atomic."""
+        """`script` (`CREATE_PUBLISH` / `SAVE_PUBLISH`): the record and the event, atomic."""
         args = [*self._event_args(type_, data), record.model_dump_json()]
         with unavailable():
             seq = await script(keys=_Keys.of(self._prefix, record.run.id).all(), args=args)
@@ -328,6 +304,30 @@ class RedisRunLog(RunLog):
                 if now - down_since >= self._follow_outage_s:
                     raise
                 await asyncio.sleep(backoff.next())
+
+    # --- erasure -----------------------------------------------------------------------
+
+    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+        """Each indexed run in one script (`scripts.ERASE_ENDED`: its keys share a slot, the
+        index is in another), `_ERASE_CONCURRENCY` at a time; then the erased ids leave
+        the index."""
+        index = self._index_key(conversation_id)
+        with unavailable():
+            members = sorted(str(m) for m in await self._client.smembers(index))
+        gate = asyncio.Semaphore(_ERASE_CONCURRENCY)
+
+        async def one(run_id: str) -> int:
+            async with gate:
+                keys = _Keys.of(self._prefix, run_id).all()
+                with unavailable():
+                    return int(await self._erase_ended(keys=keys, args=[lineage_id or ""]))
+
+        outcomes = await asyncio.gather(*(one(run_id) for run_id in members))
+        erased = [r for r, outcome in zip(members, outcomes, strict=True) if outcome == 1]
+        if erased:
+            with unavailable():
+                await self._client.srem(index, *erased)
+        return [r for r, outcome in zip(members, outcomes, strict=True) if outcome == 0]
 
     # --- cancellation ------------------------------------------------------------------
 

@@ -86,8 +86,9 @@ _WRITE_BATCH = """
 # checked at the statement's end, when the record is in).
 _CREATE_WITH_EVENT = """
     WITH created AS (
-        INSERT INTO run_records (run_id, owner, terminal, record, last_seq, first_seq)
-        VALUES ($1, $2, false, CAST($3 AS jsonb), 1, 1)
+        INSERT INTO run_records
+            (run_id, owner, terminal, record, last_seq, first_seq, conversation_id)
+        VALUES ($1, $2, false, CAST($3 AS jsonb), 1, 1, $7)
     ), inserted AS (
         INSERT INTO run_events (run_id, seq, type, data)
         VALUES ($1, 1, $4, CAST($5 AS jsonb))
@@ -102,7 +103,9 @@ def warm_statements(run_id: str) -> list[WarmStatement]:
     none: list[Any] = []
     zero = timedelta(0)
     return [
-        WarmStatement(_CREATE_WITH_EVENT, (run_id, "warm-up", "{}", "warm-up", "{}", "warm-up")),
+        WarmStatement(
+            _CREATE_WITH_EVENT, (run_id, "warm-up", "{}", "warm-up", "{}", "warm-up", "warm-up")
+        ),
         WarmStatement(_WRITE_BATCH, (*([none] * 10), zero, zero, EVENTS_CHANNEL)),
     ]
 
@@ -145,6 +148,7 @@ class EventWriter:
             type_,
             json.dumps(data),
             EVENTS_CHANNEL,
+            record.run.conversation_id,
         )
         with unavailable_on_connection_errors():
             async with self._sql.statement() as conn, postgres_driver(conn) as driver:

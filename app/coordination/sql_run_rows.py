@@ -24,7 +24,9 @@ from app.stores.sql_driver import (
     sqlite_optional_text,
 )
 
-_COLUMNS = "run_id, owner, terminal, record, last_seq, first_seq, finished_at, expires_at"
+_COLUMNS = (
+    "run_id, owner, terminal, record, last_seq, first_seq, finished_at, expires_at, conversation_id"
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class RowWrite:
 
 
 class SqliteRunRows:
-    _insert = f"INSERT INTO run_records ({_COLUMNS}) VALUES (?, ?, ?, ?, 0, 1, NULL, ?)"
+    _insert = f"INSERT INTO run_records ({_COLUMNS}) VALUES (?, ?, ?, ?, 0, 1, NULL, ?, ?)"
     _live = "UPDATE run_records SET record = ?, terminal = 0 WHERE run_id = ?"
     _end = (
         "UPDATE run_records SET record = ?, terminal = 1, finished_at = ?, expires_at = ?"
@@ -48,7 +50,8 @@ class SqliteRunRows:
         terminal = keep_s is not None
         expires = _later(keep_s) if keep_s is not None else None
         args = (record.run.id, owner, int(terminal), record.model_dump_json())
-        return RowWrite(self._insert, (*args, sqlite_optional_text(expires)))
+        expires_text = sqlite_optional_text(expires)
+        return RowWrite(self._insert, (*args, expires_text, record.run.conversation_id))
 
     def update_live(self, record: RunRecord) -> RowWrite:
         return RowWrite(self._live, (record.model_dump_json(), record.run.id))
@@ -62,7 +65,7 @@ class SqliteRunRows:
 class PostgresRunRows:
     _insert = (
         f"INSERT INTO run_records ({_COLUMNS}) VALUES ($1, $2, $3, $4, 0, 1, NULL,"
-        " CASE WHEN $3 THEN clock_timestamp() + $5::interval END)"
+        " CASE WHEN $3 THEN clock_timestamp() + $5::interval END, $6)"
     )
     _live = "UPDATE run_records SET record = $1, terminal = false WHERE run_id = $2"
     _end = (
@@ -73,9 +76,8 @@ class PostgresRunRows:
     def insert(self, record: RunRecord, owner: str, keep_s: float | None) -> RowWrite:
         terminal = keep_s is not None
         keep = timedelta(seconds=keep_s or 0)
-        return RowWrite(
-            self._insert, (record.run.id, owner, terminal, record.model_dump_json(), keep)
-        )
+        args = (record.run.id, owner, terminal, record.model_dump_json(), keep)
+        return RowWrite(self._insert, (*args, record.run.conversation_id))
 
     def update_live(self, record: RunRecord) -> RowWrite:
         return RowWrite(self._live, (record.model_dump_json(), record.run.id))
@@ -89,7 +91,7 @@ class PostgresRunRows:
         does not exist (the insert is rolled back)."""
         zero = timedelta(0)
         return [
-            WarmStatement(self._insert, (run_id, "warm-up", False, "{}", zero)),
+            WarmStatement(self._insert, (run_id, "warm-up", False, "{}", zero, "warm-up")),
             WarmStatement(self._live, ("{}", run_id)),
             WarmStatement(self._end, ("{}", zero, run_id)),
         ]

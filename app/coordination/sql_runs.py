@@ -34,7 +34,8 @@
 
 This module is the `RunLog` seam (records, follow, cancellations); its parts live in
 siblings: the event log's statements (`sql_run_events`), failing a dead instance's run
-(`sql_run_lost`), the heartbeat (`sql_heartbeat`) and the clean-up (`sql_run_sweep`).
+(`sql_run_lost`), the heartbeat (`sql_heartbeat`), the clean-up (`sql_run_sweep`) and
+erasing a deleted conversation's runs (`sql_run_erase`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_event_writer import EventWriter, warm_statements
 from app.coordination.sql_heartbeat import InstanceHeartbeat
 from app.coordination.sql_listen import CANCELS_CHANNEL, PgListener
+from app.coordination.sql_run_erase import erase_runs
 from app.coordination.sql_run_events import append_event, events_after, trim_events
 from app.coordination.sql_run_lost import mark_lost
 from app.coordination.sql_run_rows import (
@@ -321,6 +323,16 @@ class SqlRunLog(RunLog):
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=self.wake_s)
+
+    # --- erasure -----------------------------------------------------------------------
+
+    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+        """`app.coordination.sql_run_erase`; on SQLite the in-memory events first (the
+        runs whose terminal event is not in yet are live, whatever their row says)."""
+        live_here: list[str] = []
+        if self._memory is not None:
+            live_here = await self._memory.erase(conversation_id, lineage_id)
+        return await erase_runs(self._sql, conversation_id, lineage_id, live_here=live_here)
 
     # --- cancellation ------------------------------------------------------------------
 

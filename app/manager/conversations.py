@@ -41,6 +41,7 @@ from app.manager.conversation_policy import (
 )
 from app.manager.media import MediaService
 from app.manager.packs import PackLibrary
+from app.manager.run_erasure import RunErasure
 from app.packs import PromptPack, render_system_prompt
 from app.providers.base import LLMProvider
 from app.settings import Settings
@@ -72,7 +73,9 @@ class ConversationService:
         clock: Callable[[], datetime],
         media: MediaService,
         admission: AdmissionGate,
+        erasure: RunErasure,
     ) -> None:
+        self._erasure = erasure
         self._admission = admission
         self._store = store
         self._packs = packs
@@ -346,13 +349,16 @@ class ConversationService:
         )
 
     async def delete(self, principal: Principal, conversation_id: str) -> None:
-        """At once, even while a turn runs: that turn's commit then fails (its compare-and-
-        set names the lineage, so it can never land in a conversation created under the
-        id since), as does a turn queued behind it (404 `conversation_not_found`)."""
+        """Even while a turn runs: that turn's commit then fails (its compare-and-set
+        names the lineage, so it can never land in a conversation created under the id
+        since), as does a turn queued behind it (404 `conversation_not_found`). Its runs'
+        records and events are erased after the data; a live run's once it ended
+        (`app.manager.run_erasure`)."""
         conv = await self.get(principal, conversation_id)
         media_ids = await self._store.lineage_media_ids(conv.lineage_id)
         await self._store.delete_conversation(conversation_id)
         log.info("conversation deleted id=%s", conversation_id)
+        await self._erasure.erase(conversation_id, conv.lineage_id)
         await self._release_media(self._media.release(media_ids))
 
     async def delete_user(self, principal: Principal, user_id: str) -> int:
@@ -360,6 +366,7 @@ class ConversationService:
             raise NotFound(f"User {user_id!r} not found.")  # 404 like any cross-user call
         deleted = await self._store.delete_user_conversations(user_id)
         log.info("user erased user=%s conversations=%d", user_id, len(deleted))
+        await asyncio.gather(*(self._erasure.erase(*d) for d in deleted))
         await self._release_media(self._media.erase_user(user_id))
         return len(deleted)
 

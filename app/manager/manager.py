@@ -29,6 +29,7 @@ from app.manager.message_cache import MessageCache
 from app.manager.messages import MessageService
 from app.manager.open_streams import CUT_MARGIN_S, OpenStreams
 from app.manager.packs import PackLibrary
+from app.manager.run_erasure import RunErasure
 from app.manager.run_truth import RunTruth
 from app.manager.runs import RunService
 from app.manager.stats import Stats
@@ -83,7 +84,9 @@ class ConversationManager:
         self._now = clock
         self.media = MediaService(store=store, media=media, settings=settings, clock=clock)
         self.admission = AdmissionGate(settings.admission_concurrency, settings.admission_timeout_s)
+        self._erasure = erasure = RunErasure(coordinator=coordinator, store=store, clock=clock)
         self.conversations = ConversationService(
+            erasure=erasure,
             store=store,
             packs=self.packs,
             providers=providers,
@@ -151,6 +154,7 @@ class ConversationManager:
             clock=clock,
         )
         executor = TurnExecutor(
+            erasure=erasure,
             liveness=self.liveness,
             store=store,
             packs=self.packs,
@@ -201,6 +205,7 @@ class ConversationManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.runs.shutdown(self.settings.shutdown_grace_s)
+        await self._erasure.close()
         await self.liveness.close()
         self.streams.close()
 

@@ -43,6 +43,7 @@ from app.manager.message_cache import MessageCache
 from app.manager.packs import PackLibrary
 from app.manager.provider_call import ProviderCaller
 from app.manager.run_end import RunEndRecorder
+from app.manager.run_erasure import RunErasure
 from app.manager.stats import Stats
 from app.manager.tool_loop import RoundResult, ToolLoop
 from app.manager.tool_policy import log_dropped, tool_budget
@@ -77,7 +78,9 @@ class TurnExecutor:
         media: MediaService,
         liveness: InstanceLiveness,
         tools: ToolRegistry,
+        erasure: RunErasure,
     ) -> None:
+        self._erasure = erasure
         self._liveness = liveness
         self._media = media
         self._tools = tools
@@ -324,7 +327,7 @@ class TurnExecutor:
         plan.run = run
         record = self._record(plan, result).model_copy(update={"problem": problem})
         freed = status in (RunStatus.failed, RunStatus.cancelled)
-        await self.ends.record(
+        recorded = await self.ends.record(
             record,
             terminal_event(
                 run,
@@ -333,6 +336,8 @@ class TurnExecutor:
             ),
             forget=plan.idempotency if freed else None,
         )
+        if freed and recorded:  # (what a run of a conversation deleted meanwhile does)
+            await self._erasure.erase_if_deleted(plan.conversation_id, plan.lineage_id)
         self._stats.run_finished(
             status.value,
             time.perf_counter() - started,

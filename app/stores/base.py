@@ -42,7 +42,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from app.domain import (
     Checkpoint,
@@ -79,6 +79,14 @@ class StoreCapabilities:
     native_ttl: bool = False
     shared: bool = True
     sql_coordination: bool = False
+
+
+class DeletedConversation(NamedTuple):
+    """A conversation `delete_user_conversations` deleted: its id and its lineage (what
+    erasing its runs needs: an id may since name a conversation of another lineage)."""
+
+    conversation_id: str
+    lineage_id: str
 
 
 def media_references(messages: Sequence[Message]) -> list[tuple[str, str]]:
@@ -160,9 +168,9 @@ class StateStore(ABC):
         its checkpoints or its fork point). True if it existed."""
 
     @abstractmethod
-    async def delete_user_conversations(self, user_id: str) -> list[str]:
+    async def delete_user_conversations(self, user_id: str) -> list[DeletedConversation]:
         """Delete every conversation of `user_id` as `delete_conversation` does; return
-        the deleted ids."""
+        the deleted ones, ordered by id."""
 
     @abstractmethod
     async def list_conversations(

@@ -37,6 +37,7 @@ from app.errors import (
 from app.stores._common import listing_cursor, parse_listing_cursor
 from app.stores.base import (
     ConversationFilter,
+    DeletedConversation,
     StateStore,
     StoreCapabilities,
     media_references,
@@ -103,9 +104,13 @@ class MemoryStore(StateStore):
     async def delete_conversation(self, conversation_id: str) -> bool:
         return self._reclaim(conversation_id)
 
-    async def delete_user_conversations(self, user_id: str) -> list[str]:
-        ids = sorted(c.id for c in self._conversations.values() if c.user_id == user_id)
-        return [cid for cid in ids if self._reclaim(cid)]
+    async def delete_user_conversations(self, user_id: str) -> list[DeletedConversation]:
+        mine = sorted(
+            DeletedConversation(c.id, c.lineage_id)
+            for c in self._conversations.values()
+            if c.user_id == user_id
+        )
+        return [d for d in mine if self._reclaim(d.conversation_id)]
 
     async def footprint(self, lineage_id: str, conversation_ids: Sequence[str]) -> dict[str, int]:
         lineage = self._lineages.get(lineage_id)

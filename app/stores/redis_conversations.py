@@ -113,19 +113,25 @@ class ConversationOps:
             self._indexes.set_expiry(conversation_id, user, pack, exp_us),
         )
 
-    async def delete(self, cid: str, *, user_id: str) -> bool:
+    async def delete(self, cid: str, *, user_id: str) -> str | None:
+        """The deleted conversation's lineage (None: nothing deleted)."""
+        deleted_from: list[str] = []
+
         async def reclaim(lk: LineageKeys) -> list[Any] | None:
-            return await self._lineages.reclaim(lk, cid, mode="any", user=user_id)
+            reply = await self._lineages.reclaim(lk, cid, mode="any", user=user_id)
+            if reply:
+                deleted_from.append(lk.lineage_id)
+            return reply
 
         info = await self._directory.on_lineage(cid, reclaim)
         if info is None:
-            return False
+            return None
         _, user, pack, tok = info
         # Indexes first, the ref last: a new conversation with this id can only be
         # created once the ref is gone, so these removals never hit its entries.
         await after_commit(self._indexes.remove(cid, user, pack))
         await after_commit(self._directory.release(cid, tok))
-        return True
+        return deleted_from[-1]
 
     async def list(
         self,

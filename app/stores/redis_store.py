@@ -16,7 +16,12 @@ from app.domain.context_item import ContextItem
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import StoreUnavailable
-from app.stores.base import ConversationFilter, StateStore, StoreCapabilities
+from app.stores.base import (
+    ConversationFilter,
+    DeletedConversation,
+    StateStore,
+    StoreCapabilities,
+)
 from app.stores.redis_checkpoints import CheckpointOps
 from app.stores.redis_conn import (
     ClientOptions,
@@ -194,12 +199,13 @@ class RedisStore(StateStore):
 
     @guarded
     async def delete_conversation(self, conversation_id: str) -> bool:
-        return await self._delete(conversation_id, user_id="")
+        return await self._delete(conversation_id, user_id="") is not None
 
-    async def _delete(self, cid: str, *, user_id: str) -> bool:
+    async def _delete(self, cid: str, *, user_id: str) -> str | None:
+        """The deleted conversation's lineage (None: nothing deleted)."""
         return await self._p.conversations.delete(cid, user_id=user_id)
 
-    async def delete_user_conversations(self, user_id: str) -> list[str]:
+    async def delete_user_conversations(self, user_id: str) -> list[DeletedConversation]:
         """Not bounded as a whole (a user may have many conversations): each step is.
         Deletions run `_ERASE_CONCURRENCY` at a time (forks of one lineage retry).
 
@@ -211,12 +217,16 @@ class RedisStore(StateStore):
         candidates = sorted(set(indexed) | set(scanned))
         gate = asyncio.Semaphore(_ERASE_CONCURRENCY)
 
-        async def one(cid: str) -> bool:
+        async def one(cid: str) -> str | None:
             async with gate:
                 return await self._delete_of_user(cid, user_id)
 
         done = await asyncio.gather(*(one(cid) for cid in candidates))
-        return [cid for cid, deleted in zip(candidates, done, strict=True) if deleted]
+        return [
+            DeletedConversation(cid, lineage_id)
+            for cid, lineage_id in zip(candidates, done, strict=True)
+            if lineage_id is not None
+        ]
 
     @guarded
     async def _user_members(self, user_id: str) -> list[str]:
@@ -235,7 +245,7 @@ class RedisStore(StateStore):
         )
 
     @guarded
-    async def _delete_of_user(self, cid: str, user_id: str) -> bool:
+    async def _delete_of_user(self, cid: str, user_id: str) -> str | None:
         return await self._delete(cid, user_id=user_id)
 
     @guarded

@@ -47,6 +47,7 @@ from app.stores._common import (
 )
 from app.stores.base import (
     ConversationFilter,
+    DeletedConversation,
     StoreCapabilities,
     media_references,
 )
@@ -150,7 +151,7 @@ class SqlStore(SqlRecords):
 
     async def delete_conversation(self, conversation_id: str) -> bool:
         async with self._write() as conn:
-            return await self._delete(conn, conversation_id, expired_at=None)
+            return await self._delete(conn, conversation_id, expired_at=None) is not None
 
     async def footprint(self, lineage_id: str, conversation_ids: Sequence[str]) -> dict[str, int]:
         async with self._read() as conn:
@@ -159,7 +160,7 @@ class SqlStore(SqlRecords):
                 for name, stmt in footprint_statements(lineage_id, conversation_ids).items()
             }
 
-    async def delete_user_conversations(self, user_id: str) -> list[str]:
+    async def delete_user_conversations(self, user_id: str) -> list[DeletedConversation]:
         async with self._read() as conn:
             ids = (
                 await conn.execute(
@@ -170,20 +171,25 @@ class SqlStore(SqlRecords):
         deleted = []
         for cid in candidates:
             async with self._write() as conn:
-                if await self._delete(conn, cid, expired_at=None):
-                    deleted.append(cid)
+                lineage_id = await self._delete(conn, cid, expired_at=None)
+                if lineage_id is not None:
+                    deleted.append(DeletedConversation(cid, lineage_id))
         return deleted
 
     async def _delete(
         self, conn: AsyncConnection, conversation_id: str, *, expired_at: datetime | None
-    ) -> bool:
+    ) -> str | None:
+        """The deleted conversation's lineage (None: nothing deleted)."""
         lineage_id = await conn.scalar(
             sa.select(_conv.c.lineage_id).where(_conv.c.id == conversation_id)
         )
         if lineage_id is None:
-            return False
+            return None
         await self._lock_lineages(conn, [lineage_id])
-        return await reclaim_conversation(conn, conversation_id, lineage_id, expired_at=expired_at)
+        reclaimed = await reclaim_conversation(
+            conn, conversation_id, lineage_id, expired_at=expired_at
+        )
+        return str(lineage_id) if reclaimed else None
 
     async def list_conversations(
         self,
@@ -310,5 +316,5 @@ class SqlStore(SqlRecords):
         purged = 0
         for cid in expired:
             async with self._write() as conn:
-                purged += await self._delete(conn, cid, expired_at=now)
+                purged += await self._delete(conn, cid, expired_at=now) is not None
         return purged

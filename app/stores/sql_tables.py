@@ -197,9 +197,11 @@ run_records = sa.Table(
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("events_expire_at", UTCDateTime, nullable=True),
     sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("conversation_id", ID, nullable=True),  # (migration 0009; NULL before it)
     sa.Index("ix_run_records_expires_at", "expires_at"),
     sa.Index("ix_run_records_events_expire_at", "events_expire_at"),
     sa.Index("ix_run_records_live", "terminal", "owner"),
+    sa.Index("ix_run_records_conversation", "conversation_id"),
 )
 
 run_events = sa.Table(

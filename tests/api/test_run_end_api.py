@@ -63,6 +63,9 @@ class FlakyRunLog(RunLog):
     def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
         return self.inner.follow(run_id, after=after)
 
+    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+        return await self.inner.erase(conversation_id, lineage_id)
+
     async def request_cancel(self, run_id: str) -> None:
         await self.inner.request_cancel(run_id)
 

@@ -159,8 +159,8 @@ async def test_delete_user_conversations(store: StateStore) -> None:
 
     deleted = await store.delete_user_conversations("erin")
     # An expired, not yet reclaimed conversation is erased too (native TTL: already gone).
-    reclaimed_late = [] if store.capabilities.native_ttl else [expired.id]
-    assert sorted(deleted) == sorted([c.id for c in mine] + reclaimed_late)
+    late = [] if store.capabilities.native_ttl else [(expired.id, expired.lineage_id)]
+    assert deleted == sorted([(c.id, c.lineage_id) for c in mine] + late)  # by id
     for c, msgs in zip([*mine, theirs], written, strict=True):
         kept = c.id == theirs.id
         assert (await store.get_conversation(c.id, now=utcnow()) is not None) is kept
@@ -176,7 +176,7 @@ async def test_delete_user_conversations_keeps_messages_other_users_forked(
     a = await store.create_conversation(conversation(user_id="erin"))
     _, a_msgs = await grow(store, a, 3)
     f = await store.create_conversation(fork_of(a, a_msgs[1].id, user_id="frank"))
-    assert await store.delete_user_conversations("erin") == [a.id]
+    assert await store.delete_user_conversations("erin") == [(a.id, a.lineage_id)]
     assert await present(store, a.lineage_id, [m.id for m in a_msgs]) == {
         a_msgs[0].id,
         a_msgs[1].id,

@@ -98,10 +98,11 @@ async def test_deleting_every_conversation_of_a_lineage_leaves_nothing(
 async def test_erasing_the_users_of_a_lineage_leaves_nothing(store: StateStore) -> None:
     lin = Lineage()
     await lin.build(store)
-    assert sorted(await store.delete_user_conversations("cat")) == [lin.convs["c"].id]
+    # each deleted conversation with its lineage (erasing its runs needs it), by id
+    assert await store.delete_user_conversations("cat") == [(lin.convs["c"].id, lin.lineage_id)]
     await lin.reads_whole_path(store, "b")
-    assert sorted(await store.delete_user_conversations("ann")) == sorted(
-        lin.convs[n].id for n in ("a", "b", "d")
+    assert await store.delete_user_conversations("ann") == sorted(
+        (lin.convs[n].id, lin.lineage_id) for n in ("a", "b", "d")
     )
     fp = await lin.footprint(store)
     assert fp == dict.fromkeys(fp, 0)

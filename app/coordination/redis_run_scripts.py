@@ -1,0 +1,97 @@
+"""The Lua scripts of `app.coordination.redis_runs` (the module docstring there says what
+each key holds). Each touches the keys of one run only (one hash-tag slot), except
+`INDEX`, which writes a conversation's index only, and `CREATE_PUBLISH_INDEXED`, which
+writes both and so runs on a single server only.
+"""
+
+from __future__ import annotations
+
+# KEYS: meta, events, record. ARGV: type, data, max_events, terminal (0/1),
+# events ttl ms, record ttl ms, live ttl ms.
+PUBLISH = """
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1',
+           'type', ARGV[1], 'data', ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'done') == 1 then
+  return seq
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'done', seq)
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
+return seq
+"""
+
+# The record written, then `PUBLISH` (whose expiries cover the record): one round trip
+# for a run's creation with its first event, and for its end with its terminal event.
+# KEYS and ARGV as `PUBLISH`, plus ARGV[8]: the record's JSON.
+CREATE_PUBLISH = (
+    """
+redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[7])
+"""
+    + PUBLISH
+)
+SAVE_PUBLISH = (
+    """
+if redis.call('PTTL', KEYS[3]) > 0 then
+  redis.call('SET', KEYS[3], ARGV[8], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[7])
+end
+"""
+    + PUBLISH
+)
+
+# The run's index entry (`runs-of`). KEYS: index. ARGV: run id, index ttl ms.
+INDEX = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# `CREATE_PUBLISH` with the index entry, on a single server (one slot needed on a
+# cluster). KEYS[4]: index; ARGV[9]: run id, ARGV[10]: index ttl ms.
+CREATE_PUBLISH_INDEXED = (
+    """
+redis.call('SADD', KEYS[4], ARGV[9])
+redis.call('PEXPIRE', KEYS[4], ARGV[10])
+"""
+    + CREATE_PUBLISH
+)
+
+# An ended run's keys deleted: 1 (erased, or nothing left), 0 (live: no terminal event
+# yet), 2 (a run of another lineage than ARGV[1], when given). KEYS: meta, events, record.
+ERASE_ENDED = """
+local raw = redis.call('GET', KEYS[3])
+if raw and ARGV[1] ~= '' and cjson.decode(raw)['lineage_id'] ~= ARGV[1] then
+  return 2
+end
+if raw and redis.call('HEXISTS', KEYS[1], 'done') == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
+"""
+
+# KEYS: meta, events, record. ARGV: first stream id wanted, count.
+READ = """
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'done')
+return {
+  tonumber(meta[1] or '0'), tonumber(meta[2] or '0'),
+  redis.call('EXISTS', KEYS[2]), redis.call('EXISTS', KEYS[3]),
+  redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+}
+"""
+
+# KEYS: record. ARGV: json, live ttl ms. Keeps the expiry a terminal event set.
+SAVE = """
+if redis.call('PTTL', KEYS[1]) > 0 then
+  return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+"""

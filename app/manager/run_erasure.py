@@ -1,0 +1,111 @@
+"""Erasing a deleted conversation's runs from the coordination backend (DESIGN §4, §6).
+
+A run's record (kept `record_retention_s`, 24 h) and its event log (kept an hour after it
+ends) hold the text of its messages, so deleting a conversation (and erasing a user)
+erases them too, after the store's deletion:
+
+1. the store's deletion comes first: from then on no turn of the conversation can commit
+   (the commit's compare-and-set names the lineage) or start (the conversation is gone);
+2. `RunLog.erase` removes every ended run of the conversation (that lineage only: a
+   namesake created since, or a fork, keeps its own) and names the live ones;
+3. the deletion answers at once, as before; in the background, the live runs are
+   followed to their terminal event (for at most `LIVE_WAIT_S`), then erased as in 2.
+
+A live run is never erased while it runs: its executor's next write (an event, its
+finished record) would bring the record back. Nor is it cancelled: it goes on to its
+commit, which is refused (404 `conversation_not_found` to its request, as before). Its
+executor also erases it: a run ending `failed` or `cancelled` (what a deleted
+conversation's run does) checks that its conversation still exists, and erases its
+conversation's runs if not (`erase_if_deleted`), so a run whose follower in 3 was lost
+(a restart of the deleting instance, a backend outage) is erased all the same. What can
+be left behind: a run that had committed just before the deletion, ended `completed`,
+and whose follower was lost; its record then expires with its retention, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from app.coordination.base import Coordinator, EventsExpired
+from app.stores.base import StateStore
+
+log = logging.getLogger("parley.runs")
+
+LIVE_WAIT_S = 900.0  # how long the background follows a deleted conversation's live runs
+
+
+class RunErasure:
+    def __init__(
+        self, *, coordinator: Coordinator, store: StateStore, clock: Callable[[], datetime]
+    ) -> None:
+        self._runs = coordinator.runs
+        self._store = store
+        self._now = clock
+        self._followers: set[asyncio.Task[None]] = set()  # referenced until done
+
+    async def erase(self, conversation_id: str, lineage_id: str) -> None:
+        """Steps 2 and 3 of the module docstring, for a conversation the store deleted.
+        Never raises: the deletion stands when the coordination backend fails here (the
+        records then expire with their retention)."""
+        try:
+            live = await self._runs.erase(conversation_id, lineage_id)
+        except Exception as exc:
+            log.warning("erasing the runs of deleted %s failed: %r", conversation_id, exc)
+            return
+        if live:
+            task = asyncio.get_running_loop().create_task(
+                self._after(conversation_id, lineage_id, live), name=f"erase-{conversation_id}"
+            )
+            self._followers.add(task)
+            task.add_done_callback(self._followers.discard)
+
+    async def _after(self, conversation_id: str, lineage_id: str, live: list[str]) -> None:
+        try:
+            ends = [asyncio.create_task(self._until_ended(run_id)) for run_id in live]
+            _done, late = await asyncio.wait(ends, timeout=LIVE_WAIT_S)
+            for task in late:
+                task.cancel()
+            still = await self._runs.erase(conversation_id, lineage_id)
+        except Exception as exc:
+            log.warning("erasing the runs of deleted %s failed: %r", conversation_id, exc)
+            return
+        if still:
+            log.warning(
+                "deleted conversation %s: runs %s did not end within %.0fs; each erases"
+                " its conversation's runs if it ends failed or cancelled",
+                conversation_id,
+                ", ".join(still),
+                LIVE_WAIT_S,
+            )
+
+    async def close(self) -> None:
+        """Stop following (at shutdown); what they would have erased expires with its
+        retention (or is erased by its executor, see the module docstring)."""
+        for task in list(self._followers):
+            task.cancel()
+        if self._followers:
+            await asyncio.wait(list(self._followers), timeout=5)
+
+    async def _until_ended(self, run_id: str) -> None:
+        try:
+            async for _ in self._runs.follow(run_id, after=0):
+                pass
+        except EventsExpired:
+            pass  # (erased meanwhile by its executor)
+        except Exception as exc:  # the erasure after the wait goes on regardless
+            log.debug("following run %s of a deleted conversation: %r", run_id, exc)
+
+    async def erase_if_deleted(self, conversation_id: str, lineage_id: str) -> None:
+        """A run of the conversation ended `failed` or `cancelled`, its end recorded: if
+        the conversation was deleted meanwhile (or re-created in another lineage), its
+        runs' records go now (the deletion's own erasure may have come before this run's
+        end was written). Never raises."""
+        try:
+            conv = await self._store.get_conversation(conversation_id, now=self._now())
+            if conv is None or conv.lineage_id != lineage_id:
+                await self._runs.erase(conversation_id, lineage_id)
+        except Exception as exc:
+            log.warning("erasing the runs of deleted %s failed: %r", conversation_id, exc)

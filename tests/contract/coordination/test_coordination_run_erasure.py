@@ -1,0 +1,121 @@
+"""RunLog contract: `erase` removes the ended runs of one conversation (of one lineage),
+their records and events, from every instance's view; live runs are left and named."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.coordination.base import EventsExpired, RunLog, RunRecord, TurnResult
+from app.domain import Message, Run, RunStatus
+from tests.contract.coordination.conftest import RunsEnv
+
+
+def record_of(run_id: str, conversation_id: str, lineage_id: str) -> RunRecord:
+    run = Run(
+        id=run_id, conversation_id=conversation_id, created_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    return RunRecord(run=run, lineage_id=lineage_id)
+
+
+async def run_to_end(runs: RunLog, record: RunRecord) -> None:
+    """A run as the executor writes it: created with its first event, a delta holding
+    text, then its finished record (with the committed text) and its terminal event."""
+    await runs.create_and_publish(record, "run.created", {"run": record.run.id})
+    await runs.publish(record.run.id, "message.delta", {"text": "the secret"})
+    message = Message(
+        id=f"m-{record.run.id}",
+        parent_id=None,
+        conversation_id=record.run.conversation_id,
+        role="assistant",
+        content="the secret",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    done = record.model_copy(
+        update={
+            "run": record.run.model_copy(update={"status": RunStatus.completed}),
+            "result": TurnResult(messages=[message], finish_reason="stop"),
+        }
+    )
+    await runs.save_and_publish(done, "run.completed", {"run": done.run.id})
+
+
+async def gone(runs: RunLog, run_id: str) -> bool:
+    if await runs.get(run_id) is not None:
+        return False
+    try:
+        async for _ in runs.follow(run_id, after=0):
+            return False
+    except EventsExpired as expired:
+        return expired.last_seq == 0
+    return False
+
+
+async def kept(runs: RunLog, run_id: str) -> bool:
+    if await runs.get(run_id) is None:
+        return False
+    events = [e async for e in runs.follow(run_id, after=0)]
+    return [e.type for e in events][-1:] == ["run.completed"] and len(events) == 3
+
+
+async def test_ended_runs_of_the_conversation_are_erased_for_every_instance(
+    runs_env: RunsEnv,
+) -> None:
+    runs, other = await runs_env.new(), await runs_env.new()
+    mine = [record_of(f"run-{i}", "conv-1", "lin-1") for i in range(3)]
+    fork = record_of("run-fork", "conv-fork", "lin-1")  # same lineage, another conversation
+    namesake = record_of("run-old", "conv-1", "lin-0")  # same id, an earlier lineage
+    stranger = record_of("run-other", "conv-2", "lin-2")
+    for record in [*mine, fork, namesake, stranger]:
+        await run_to_end(runs, record)
+
+    assert await other.erase("conv-1", "lin-1") == []
+
+    for record in mine:
+        assert await gone(other, record.run.id)
+        assert await gone(runs, record.run.id)
+    for record in (fork, namesake, stranger):
+        assert await kept(other, record.run.id)
+    assert await runs.erase("conv-1", "lin-1") == []  # again: nothing left, no error
+
+
+async def test_without_a_lineage_every_lineage_of_the_id_is_erased(runs_env: RunsEnv) -> None:
+    runs = await runs_env.new()
+    old, new = record_of("run-old", "conv-1", "lin-0"), record_of("run-new", "conv-1", "lin-1")
+    other = record_of("run-x", "conv-10", "lin-1")  # an id with conv-1 as its prefix
+    for record in (old, new, other):
+        await run_to_end(runs, record)
+    assert await runs.erase("conv-1", None) == []
+    assert await gone(runs, old.run.id) and await gone(runs, new.run.id)
+    assert await kept(runs, other.run.id)
+
+
+async def test_a_live_run_is_named_and_left_until_it_ends(runs_env: RunsEnv) -> None:
+    runs, other = await runs_env.new(), await runs_env.new()
+    ended, live = record_of("run-1", "conv-1", "lin-1"), record_of("run-2", "conv-1", "lin-1")
+    await run_to_end(runs, ended)
+    await runs.create_and_publish(live, "run.created", {"run": live.run.id})
+    await runs.publish(live.run.id, "message.delta", {"text": "still typing"})
+
+    assert await other.erase("conv-1", "lin-1") == [live.run.id]
+    assert await gone(other, ended.run.id)
+    assert await other.get(live.run.id) == live  # its executor still writes it
+
+    done = live.model_copy(update={"run": live.run.model_copy(update={"status": RunStatus.failed})})
+    await runs.save_and_publish(done, "run.failed", {"run": live.run.id})
+    assert await other.erase("conv-1", "lin-1") == []
+    assert await gone(other, live.run.id)
+
+
+async def test_a_terminal_record_without_its_terminal_event_is_live(runs_env: RunsEnv) -> None:
+    """The end's record landed but its event not yet (`RunEndRecorder` retries it):
+    erasing now would make the retried publish find no run."""
+    runs = await runs_env.new()
+    record = record_of("run-1", "conv-1", "lin-1")
+    await runs.create_and_publish(record, "run.created", {})
+    ended = record.run.model_copy(update={"status": RunStatus.completed})
+    done = record.model_copy(update={"run": ended})
+    await runs.save(done)
+    assert await runs.erase("conv-1", "lin-1") == ["run-1"]
+    await runs.publish("run-1", "run.completed", {})
+    assert await runs.erase("conv-1", "lin-1") == []
+    assert await gone(runs, "run-1")
