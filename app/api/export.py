@@ -173,25 +173,29 @@ async def import_conversation(
         str | None, Query(min_length=1, max_length=200, description="PromptKit states only.")
     ] = None,
 ) -> Conversation:
-    raw = await request.body()
     if not is_json_type(request.headers.get("content-type")):
         raise UnsupportedContentType(
             "This endpoint takes application/json.", extra={"accept": ["application/json"]}
         )
-    if not raw.strip():
-        raise InvalidRequest(
-            "The request body is missing.", errors=[{"loc": ["body"], "msg": "Field required"}]
+    # the slot is taken before the body is read: reading and parsing a big document is
+    # most of an import's memory and CPU (the import's own `admit` is then re-entrant)
+    async with manager.admission.admit():
+        raw = await request.body()
+        if not raw.strip():
+            raise InvalidRequest(
+                "The request body is missing.",
+                errors=[{"loc": ["body"], "msg": "Field required"}],
+            )
+        document = await parse_json_body_async(raw)
+        conv = await manager.imports.import_document(
+            principal,
+            document,
+            conversation_id=conversation_id,
+            user_id=user_id,
+            pack_id=pack_id,
+            pack_version=pack_version,
+            prompt_name=prompt_name,
         )
-    document = await parse_json_body_async(raw)
-    conv = await manager.imports.import_document(
-        principal,
-        document,
-        conversation_id=conversation_id,
-        user_id=user_id,
-        pack_id=pack_id,
-        pack_version=pack_version,
-        prompt_name=prompt_name,
-    )
     response.headers["Location"] = f"/conversations/{conv.id}"
     response.headers["ETag"] = f'"{conv.version}"'
     return conv

@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from app.errors import Overloaded
 
@@ -29,24 +30,34 @@ class AdmissionGate:
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._timeout_s = timeout_s
         self._retry_after_s = retry_after_s
-        # whether the current task holds a slot (`paused` hands it back meanwhile)
-        self._held: ContextVar[bool] = ContextVar(f"parley-admission-{id(self)}", default=False)
+        # the task holding a slot in this context (`paused` hands it back meanwhile): the
+        # task, not a flag, because tasks created inside `admit` (a turn's run) inherit the
+        # context, and they neither hold that slot nor may release it
+        self._held: ContextVar[asyncio.Task[Any] | None] = ContextVar(
+            f"parley-admission-{id(self)}", default=None
+        )
         self.waiting = 0  # queued for a slot
         self.active = 0  # holding one
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
-        if self._slots is None:
+        """Hold a slot for the block. Re-entrant: a task that holds one already (an
+        import that creates its conversation) takes no second one."""
+        if self._slots is None or self._holds():
             yield
             return
         await self._acquire()
-        token = self._held.set(True)
+        token = self._held.set(asyncio.current_task())
         try:
             yield
         finally:
-            if self._held.get():  # (not if a `paused` could not take one again)
+            if self._holds():  # (not if a `paused` could not take one again)
                 self._release()
             self._held.reset(token)
+
+    def _holds(self) -> bool:
+        held = self._held.get()
+        return held is not None and held is asyncio.current_task()
 
     @asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
@@ -54,14 +65,14 @@ class AdmissionGate:
         store work of its own: a same-`Idempotency-Key` retry waiting for the first
         request's run), and take one again after, in line like a new request
         (`Overloaded` past the timeout). Outside `admit`, or without a gate: nothing."""
-        if self._slots is None or not self._held.get():
+        if self._slots is None or not self._holds():
             yield
             return
         self._release()
-        self._held.set(False)
+        self._held.set(None)
         yield  # (an error here leaves the task without a slot: `admit` releases none)
         await self._acquire()
-        self._held.set(True)
+        self._held.set(asyncio.current_task())
 
     async def _acquire(self) -> None:
         assert self._slots is not None

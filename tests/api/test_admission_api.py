@@ -4,12 +4,35 @@ past `PARLEY_ADMISSION_TIMEOUT_S` is 503 `overloaded` with Retry-After and store
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
+from app.manager.manager import ConversationManager
 from app.settings import Settings
 from tests.api.export_helpers import export_doc
 from tests.api.helpers import assert_problem, create_conv, send
+from tests.api.test_import_api import _promptkit_go_state
 from tests.conftest import app_and_manager
+
+
+@asynccontextmanager
+async def slot_held(manager: ConversationManager) -> AsyncIterator[None]:
+    """A slot held by another task (the in-process client runs the app in the caller's
+    task, and a task holding a slot re-enters `admit`)."""
+    entered, done = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with manager.admission.admit():
+            entered.set()
+            await done.wait()
+
+    task = asyncio.create_task(hold())
+    await entered.wait()
+    try:
+        yield
+    finally:
+        done.set()
+        await task
 
 
 async def test_beyond_the_timeout_turns_and_creations_are_503_overloaded_and_store_nothing(
@@ -18,7 +41,7 @@ async def test_beyond_the_timeout_turns_and_creations_are_503_overloaded_and_sto
     settings = settings_factory(admission_concurrency=1, admission_timeout_s=0.2)
     async with app_and_manager(settings) as (client, manager):
         conv = await create_conv(client)
-        async with manager.admission.admit():  # the one slot is busy
+        async with slot_held(manager):  # the one slot is busy
             r = await client.post(f"/conversations/{conv['id']}/messages", json={"content": "q"})
             body = assert_problem(r, 503, "overloaded")
             assert r.headers["retry-after"] == "1" and "0.2 s" in body["detail"]
@@ -41,7 +64,7 @@ async def test_within_the_timeout_a_queued_turn_waits_and_runs(
     settings = settings_factory(admission_concurrency=1, admission_timeout_s=10)
     async with app_and_manager(settings) as (client, manager):
         conv = await create_conv(client)
-        async with manager.admission.admit():
+        async with slot_held(manager):
             queued = asyncio.create_task(send(client, conv["id"], "wait for me"))
             for _ in range(200):
                 if manager.admission.waiting:
@@ -62,7 +85,7 @@ async def test_forks_and_imports_are_gated_like_creations(
         conv = await create_conv(client)
         await send(client, conv["id"], "hello")
         doc = await export_doc(client, conv["id"])
-        async with manager.admission.admit():  # the one slot is busy
+        async with slot_held(manager):  # the one slot is busy
             fork = await client.post(
                 f"/conversations/{conv['id']}/fork", json={"conversation_id": "forked-1"}
             )
@@ -81,4 +104,21 @@ async def test_forks_and_imports_are_gated_like_creations(
             "/conversations/import", params={"conversation_id": "imported-1"}, json=doc
         )
         assert imported.status_code == 201, imported.text
+        assert manager.admission.active == 0 and manager.admission.waiting == 0
+
+
+async def test_a_promptkit_import_takes_one_slot(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """A PromptKit state's import creates its conversation inside its own admission: with
+    one slot on an idle instance it succeeds (review R1: it waited for a second slot and
+    was 503 `overloaded`)."""
+    settings = settings_factory(admission_concurrency=1, admission_timeout_s=0.3)
+    async with app_and_manager(settings) as (client, manager):
+        r = await client.post(
+            "/conversations/import",
+            params={"pack_id": "general-assistant", "prompt_name": "chat"},
+            json=_promptkit_go_state(),
+        )
+        assert r.status_code == 201, r.text
         assert manager.admission.active == 0 and manager.admission.waiting == 0

@@ -38,10 +38,14 @@ async def test_holders_are_bounded_and_waiters_admitted_in_arrival_order() -> No
 
 async def test_a_wait_past_the_timeout_is_overloaded_and_frees_nothing_it_did_not_take() -> None:
     gate = AdmissionGate(concurrency=1, timeout_s=0.05)
+
+    async def another_request() -> None:
+        async with gate.admit():
+            raise AssertionError("admitted beyond the concurrency")
+
     async with gate.admit():
         with pytest.raises(Overloaded) as raised:
-            async with gate.admit():
-                raise AssertionError("admitted beyond the concurrency")
+            await asyncio.create_task(another_request())
         assert raised.value.status == 503 and raised.value.code == "overloaded"
         assert raised.value.headers == {"Retry-After": "1"}
         assert gate.waiting == 0 and gate.active == 1
@@ -117,3 +121,35 @@ async def test_pausing_outside_admit_or_without_a_gate_does_nothing() -> None:
     for gate in (AdmissionGate(concurrency=1, timeout_s=1), AdmissionGate(0, 1)):
         async with gate.paused():
             assert gate.active == 0
+
+
+async def test_admit_is_reentrant_for_the_task_holding_the_slot() -> None:
+    """An import creates its conversation inside its own admission (review R1: it waited
+    for a second slot, so with one slot every PromptKit import was 503)."""
+    gate = AdmissionGate(1, timeout_s=0.2)
+    async with gate.admit():
+        async with gate.admit():
+            assert gate.active == 1
+        assert gate.active == 1
+    assert gate.active == 0 and gate.waiting == 0
+
+
+async def test_a_task_started_inside_admit_does_not_share_or_release_its_slot() -> None:
+    """A task created while a slot is held inherits the context (a turn's run): it must
+    queue like anyone else, and its `paused` must not hand back a slot it does not own."""
+    gate = AdmissionGate(1, timeout_s=0.2)
+
+    async def child_admit() -> None:
+        async with gate.admit():
+            pass
+
+    async def child_pause() -> int:
+        async with gate.paused():
+            return gate.active
+
+    async with gate.admit():
+        with pytest.raises(Overloaded):
+            await asyncio.create_task(child_admit())
+        assert await asyncio.create_task(child_pause()) == 1
+        assert gate.active == 1
+    assert gate.active == 0
