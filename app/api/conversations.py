@@ -13,7 +13,7 @@ from app.api.schemas import ConversationList, Deleted
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.filters import ConversationFilter
-from app.domain.limits import METADATA_LIMITS
+from app.domain.limits import METADATA_LIMITS, capped_int
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import (
     ConversationExists,
@@ -69,12 +69,12 @@ def _if_match(value: str | None) -> int | None:
     if value is None:
         return None
     raw = value.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise InvalidRequest(
             "If-Match must be a conversation version (its ETag).",
             errors=[{"loc": ["header", "If-Match"], "msg": "expected an integer version"}],
         )
-    return int(raw)
+    return capped_int(raw)  # a version past any real one matches none: 412
 
 
 @router.post(

@@ -13,6 +13,7 @@ from app.api.guard import api_router, is_json_type
 from app.api.multipart import boundary_of, read_form
 from app.api.operation import operation
 from app.deps import ManagerDep, PrincipalDep
+from app.domain.limits import capped_int
 from app.domain.media import MediaRecord
 from app.errors import (
     InvalidRequest,
@@ -29,7 +30,7 @@ from app.media.sniff import ACTIVE_CONTENT, extension_of
 
 router = api_router(tags=["media"])
 
-_RANGE = re.compile(r"^bytes\s*=\s*(\d*)\s*-\s*(\d*)$")
+_RANGE = re.compile(r"^bytes\s*=\s*(\d*)\s*-\s*(\d*)$", re.ASCII)
 # Bodies that are not media bytes: refused (415) rather than stored as a document.
 NOT_RAW_UPLOADS = frozenset({"", "application/x-www-form-urlencoded"})
 
@@ -166,16 +167,16 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        n = int(last)
+        n = capped_int(last)
         if n == 0 or size == 0:
             raise RangeNotSatisfiable(
                 "The range is empty.", headers={"Content-Range": f"bytes */{size}"}
             )
         return max(0, size - n), size - 1
-    start = int(first)
-    if last and int(last) < start:
+    start = capped_int(first)
+    if last and capped_int(last) < start:
         return None
-    end = min(int(last), size - 1) if last else size - 1
+    end = min(capped_int(last), size - 1) if last else size - 1
     if start >= size:
         raise RangeNotSatisfiable(
             f"The range starts past the {size} bytes.",

@@ -9,7 +9,7 @@ from json.encoder import encode_basestring_ascii
 
 from starlette.requests import Request
 
-from app.domain.limits import MAX_EVENT_SEQ
+from app.domain.limits import MAX_EVENT_SEQ, capped_int
 from app.domain.run import RunEvent
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -79,5 +79,5 @@ def last_event_id(header: str | None, after: int | None) -> int:
     if after is not None:
         return max(after, 0)
     if header and header.strip().isascii() and header.strip().isdigit():
-        return min(int(header.strip()), MAX_EVENT_SEQ)
+        return capped_int(header.strip(), MAX_EVENT_SEQ)
     return 0

@@ -116,6 +116,10 @@ async def test_patch_metadata_merge_and_if_match(client: httpx.AsyncClient) -> N
     assert_problem(r, 412, "precondition_failed")
     r = await client.patch(url, json={"metadata": {"d": 1}}, headers={"If-Match": '"2"'})
     assert r.status_code == 200 and r.json()["version"] == 3
+    # a version of any length is compared, not a 500 (outside tester T4: 5,000 digits)
+    huge = '"' + "9" * 5000 + '"'
+    r = await client.patch(url, json={"metadata": {"e": 1}}, headers={"If-Match": huge})
+    assert_problem(r, 412, "precondition_failed")
 
 
 async def test_concurrent_patches_are_all_applied(client: httpx.AsyncClient) -> None:

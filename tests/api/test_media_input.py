@@ -187,6 +187,11 @@ async def test_an_upload_needs_exactly_one_file_and_real_media(tmp_path: Path) -
         ("bytes=SIZE-", 416, None),  # starts at the end
         ("bytes=SIZE0-SIZE9", 416, None),  # wholly beyond the end
         ("bytes=99999999999999999999999999-", 416, None),
+        # more digits than Python's int() takes (4,300): 500s before (outside tester T5)
+        ("bytes=" + "9" * 5000 + "-", 416, None),
+        ("bytes=-" + "9" * 5000, 206, (0, None)),
+        ("bytes=0-" + "9" * 5000, 206, (0, None)),
+        ("bytes=" + "0" * 5000 + "1-2", 206, (1, 2)),  # leading zeros are the number
         ("bytes=0-5,3-10", 200, None),  # several (overlapping) ranges: the whole body
         ("bytes=0-5, 10-20", 200, None),
         ("bytes=10-5", 200, None),  # invalid: ignored
