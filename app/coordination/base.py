@@ -18,10 +18,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.domain import Message, Run, ToolCall
+from app.domain.run import TERMINAL_EVENTS as TERMINAL_EVENTS  # (domain: the API uses it too)
 from app.domain.run import PendingApproval
 from app.domain.run import RunEvent as RunEvent  # defined in the domain for the API
-
-TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.cancelled", "run.requires_action"})
 
 
 class TurnResult(BaseModel):

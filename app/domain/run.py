@@ -81,6 +81,10 @@ class PendingApproval(DomainModel):
     categories: list[str] = Field(default_factory=list)
 
 
+# The events that end a run's stream: exactly one, and nothing after it (DESIGN §7).
+TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.cancelled", "run.requires_action"})
+
+
 @dataclass(frozen=True)
 class RunEvent:
     """One SSE event of a run: `seq` is 1, 2, ... within the run."""

@@ -34,7 +34,9 @@ class Client:
 
     @property
     def ended(self) -> bool:
-        return self.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+        """The body's last chunk was sent, and nothing after it."""
+        last = [i for i, m in enumerate(self.messages) if m.get("more_body") is False]
+        return last == [len(self.messages) - 1]
 
 
 def event(seq: int, type_: str = "message.delta") -> RunEvent:
@@ -77,6 +79,31 @@ async def test_frames_in_order_then_the_end() -> None:
     assert (b"x-run-id", b"run-1") in start["headers"]
     expected = encode_event(items[0], retry=2000) + b"".join(encode_event(e) for e in items[1:])
     assert client.body == expected and client.ended and closed == ["closed"]
+
+
+async def test_the_terminal_event_goes_with_the_end_of_the_body_in_one_send() -> None:
+    for terminal in ("run.completed", "run.failed", "run.cancelled", "run.requires_action"):
+        client, closed = Client(), []
+        items = [event(1, "run.created"), event(2), event(3, terminal)]
+        await respond(events(items, closed), client, OpenStreams())
+        last = {"type": "http.response.body", "body": encode_event(items[2]), "more_body": False}
+        assert client.messages[-1] == last and len(client.messages) == 4, terminal
+        assert client.ended and closed == ["closed"]
+
+
+async def test_a_first_event_that_is_terminal_ends_the_body_with_its_retry_hint() -> None:
+    client, closed = Client(), []
+    items = [event(4, "run.completed")]
+    await respond(events(items, closed), client, OpenStreams())
+    assert [m.get("more_body") for m in client.messages[1:]] == [False]
+    assert client.body == encode_event(items[0], retry=2000) and closed == ["closed"]
+
+
+async def test_a_follow_that_ends_without_a_terminal_event_still_ends_the_body() -> None:
+    client, closed = Client(), []
+    await respond(events([event(1, "run.created"), event(2)], closed), client, OpenStreams())
+    assert client.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert client.ended and closed == ["closed"]
 
 
 async def test_pings_while_quiet() -> None:
