@@ -1,6 +1,6 @@
 """The `parley` command: run the service, chat with a conversation, validate PromptPacks.
 
-    parley serve [--host H] [--port P] [--reload]
+    parley serve [--host H] [--port P] [--reload] [--workers N]
     parley chat CONVERSATION_ID [--url URL] [--api-key KEY] [--create ...]
     parley export ID | --user U [--url URL] [--api-key KEY]
     parley import FILE|- [--conversation-id ID] [--user U] [--pack P --prompt N]
@@ -9,7 +9,7 @@
 
 Importing this module does no I/O and imports nothing heavy: each command imports what it
 needs when it runs (`app.cli_chat` holds the chat client, `app.cli_transfer` export and
-import, which talk to a running service over HTTP).
+import, which talk to a running service over HTTP; `app.cli_serve` runs uvicorn).
 """
 
 from __future__ import annotations
@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--reload", action="store_true", help="restart when the code changes (development)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: WEB_CONCURRENCY or 1); exits 3 if one fails to "
+        "start, 2 at once if the store cannot be served by several (SQLite)",
     )
 
     chat = commands.add_parser(
@@ -151,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            return serve(host=args.host, port=args.port, reload=args.reload)
+            from app.cli_serve import serve
+
+            return serve(host=args.host, port=args.port, reload=args.reload, workers=args.workers)
         if args.command == "chat":
             return _chat(args)
         if args.command in ("export", "import"):
@@ -164,30 +173,6 @@ def main(argv: list[str] | None = None) -> int:
         print(file=sys.stderr)
         return 130
     parser.error(f"unknown command {args.command!r}")  # unreachable: subcommands are required
-
-
-# --- serve -------------------------------------------------------------------------------
-
-
-def serve(*, host: str | None, port: int | None, reload: bool) -> int:
-    """Run uvicorn on the app factory; unset host/port come from the settings.
-
-    The chosen host/port are also exported as `PARLEY_HOST`/`PARLEY_PORT`, so the settings
-    the factory builds (and a `--reload` worker process) agree with where it listens: the
-    app warns about `PARLEY_AUTH=none` on a non-loopback host and logs its address.
-    """
-    import uvicorn
-
-    from app.settings import Settings
-
-    if host is None or port is None:
-        settings = Settings()
-        host = settings.host if host is None else host
-        port = settings.port if port is None else port
-    os.environ["PARLEY_HOST"] = host
-    os.environ["PARLEY_PORT"] = str(port)
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload)
-    return 0
 
 
 # --- chat --------------------------------------------------------------------------------

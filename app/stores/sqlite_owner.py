@@ -62,6 +62,26 @@ def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".lock")
 
 
+ONE_SERVER = (
+    "The embedded SQLite store supports one serving process while turn locks, idempotency "
+    "keys and run events are in-process: run a single worker (no `uvicorn --workers N`, no "
+    "second instance on the same file), share them through Redis "
+    "(PARLEY_COORDINATION_URL=redis://...), or use PostgreSQL or Redis as the state store "
+    "(PARLEY_STATE_URL) for several workers or instances."
+)
+
+
+def served_alone(state_url: str, coordination_url: str | None = None) -> Path | None:
+    """The SQLite file of `state_url` when a process serving it must be its only one (no
+    Redis coordination); else None. What `claim_sqlite_file` claims, and what `parley
+    serve --workers N` checks before it starts any worker."""
+    if not state_url.lower().startswith("sqlite") or (
+        coordination_url and is_redis_url(coordination_url)
+    ):
+        return None
+    return sqlite_path(parse_url(state_url))
+
+
 def claim_sqlite_file(state_url: str, coordination_url: str | None = None) -> SqliteServerClaim:
     """Claim `state_url`'s SQLite file for this process, or raise `SqliteFileInUse`.
 
@@ -70,11 +90,7 @@ def claim_sqlite_file(state_url: str, coordination_url: str | None = None) -> Sq
     so that `store.open()` reports the real problem.
     Blocking file I/O: call it through `asyncio.to_thread`.
     """
-    if not state_url.lower().startswith("sqlite") or (
-        coordination_url and is_redis_url(coordination_url)
-    ):
-        return SqliteServerClaim()
-    database = sqlite_path(parse_url(state_url))
+    database = served_alone(state_url, coordination_url)
     if database is None:
         return SqliteServerClaim()
     if fcntl is None:  # pragma: no cover - Windows
@@ -96,11 +112,7 @@ def claim_sqlite_file(state_url: str, coordination_url: str | None = None) -> Sq
         who = f"process {holder}" if holder.isdigit() else "another process"
         raise SqliteFileInUse(
             f"PARLEY_STATE_URL is the SQLite file {database}, which {who} is already "
-            "serving. The embedded SQLite store supports one serving process while turn "
-            "locks, idempotency keys and run events are in-process: run a single worker "
-            "(no `uvicorn --workers N`, no second instance on the same file), share them "
-            "through Redis (PARLEY_COORDINATION_URL=redis://...), or use PostgreSQL or "
-            "Redis as the state store (PARLEY_STATE_URL) for several workers or instances."
+            f"serving. {ONE_SERVER}"
         ) from None
     except OSError as exc:  # e.g. a filesystem without flock support
         handle.close()

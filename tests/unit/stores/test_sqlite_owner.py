@@ -96,7 +96,8 @@ def test_uvicorn_with_two_workers_on_sqlite_stops_with_the_reason(tmp_path: Path
             proc.wait()
     text = out.decode(errors="replace")
     # The worker that lost the race fails its start-up; uvicorn's supervisor then stops the
-    # whole server (it exits 0 whatever the cause, so the log is what says why).
+    # whole server (it exits 0 whatever the cause, so the log is what says why; `parley
+    # serve --workers 2` exits 2: tests/e2e/test_serve_workers_e2e.py).
     assert "SqliteFileInUse" in text and "supports one serving process" in text, text
     assert "failed to start, stopping the parent process" in text, text
 
