@@ -3,10 +3,10 @@ reply) and reading messages."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.api.guard import api_router
 from app.api.operation import TURN_ERRORS, operation
@@ -16,7 +16,13 @@ from app.api.send_body import read_send_body
 from app.api.sse import wants_stream
 from app.api.sse_response import event_stream
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
-from app.domain.requests import EditMessage, Regenerate, SubmitToolApprovals, SubmitToolResults
+from app.domain.requests import (
+    EditMessage,
+    OnDisconnect,
+    Regenerate,
+    SubmitToolApprovals,
+    SubmitToolResults,
+)
 from app.errors import (
     ApprovalConflict,
     ConversationNotFound,
@@ -36,12 +42,22 @@ from app.manager.runs import StartedRun
 router = api_router(tags=["messages"])
 
 
+class RunOptions(Protocol):
+    """What every run-starting body says about its answer."""
+
+    stream: bool
+    on_disconnect: OnDisconnect
+
+
 async def respond_to_run(
-    manager: ConversationManager, started: StartedRun, stream: bool, cancel_on_disconnect: bool
+    manager: ConversationManager, request: Request, started: StartedRun, body: RunOptions
 ) -> Any:
-    """The answer of every endpoint that starts a run: its SSE events, or its result."""
+    """The answer of every endpoint that starts a run: its SSE events, or its result.
+    With `on_disconnect: "cancel"` a client hanging up before the end cancels the run,
+    whichever form it asked for."""
     headers = {"X-Run-Id": started.run_id}
-    if stream:
+    cancel_on_disconnect = body.on_disconnect == "cancel"
+    if wants_stream(request, body.stream):
         events = manager.runs.events(
             started.run_id, after=0, cancel_on_disconnect=cancel_on_disconnect
         )
@@ -52,7 +68,19 @@ async def respond_to_run(
             streams=manager.streams,
             first_wait_s=manager.settings.store_timeout_s,
         )
-    return JSONResponse(await manager.runs.result(started.run_id), headers=headers)
+    if not cancel_on_disconnect:
+        return JSONResponse(await manager.runs.result(started.run_id), headers=headers)
+    result = await manager.runs.result_for(started.run_id, _client_gone(request))
+    if result is None:  # nobody is there to read an answer
+        return Response(status_code=204, headers=headers)
+    return JSONResponse(result, headers=headers)
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns once the client has disconnected (its body has been read: the server's
+    next message for this request is its disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 SEND_BODY: dict[str, Any] = {
@@ -115,9 +143,7 @@ async def send_message(
     finally:
         if form is not None:
             await form.aclose(keep=True)
-    return await respond_to_run(
-        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
-    )
+    return await respond_to_run(manager, request, started, body)
 
 
 @router.post(
@@ -136,9 +162,7 @@ async def submit_tool_results(
     started = await manager.turns.submit_tool_results(
         principal, conversation_id, body, key=idempotency_key
     )
-    return await respond_to_run(
-        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
-    )
+    return await respond_to_run(manager, request, started, body)
 
 
 @router.post(
@@ -161,9 +185,7 @@ async def submit_tool_approvals(
     started = await manager.turns.submit_tool_approvals(
         principal, conversation_id, body, key=idempotency_key
     )
-    return await respond_to_run(
-        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
-    )
+    return await respond_to_run(manager, request, started, body)
 
 
 @router.post(
@@ -199,9 +221,7 @@ async def edit_message(
     started = await manager.turns.edit_message(
         principal, conversation_id, message_id, body, key=idempotency_key
     )
-    return await respond_to_run(
-        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
-    )
+    return await respond_to_run(manager, request, started, body)
 
 
 @router.post(
@@ -227,9 +247,7 @@ async def regenerate(
     response holds the new reply (and any tool messages of its rounds), no user message.
     A non-assistant message is 422 `not_an_assistant_message`."""
     started = await manager.turns.regenerate(principal, conversation_id, body, key=idempotency_key)
-    return await respond_to_run(
-        manager, started, wants_stream(request, body.stream), body.on_disconnect == "cancel"
-    )
+    return await respond_to_run(manager, request, started, body)
 
 
 @router.get(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,7 @@ from app.manager.events import dump
 from app.manager.limits import ExecutionLimiter
 from app.manager.run_follow import follow_checked, terminal_of
 from app.manager.run_keys import RunKeys, run_scope
+from app.manager.run_readers import unless_gone
 from app.manager.run_response import turn_response
 from app.manager.run_tasks import RunTasks
 from app.manager.run_truth import RunTruth
@@ -318,6 +319,15 @@ class RunService:
         """The non-streaming response of a run (DESIGN §6), or its error raised."""
         return turn_response(await self.wait(run_id))
 
+    async def result_for(self, run_id: str, reader_gone: Awaitable[None]) -> dict[str, Any] | None:
+        """`result` for a reader with `on_disconnect: "cancel"`: if `reader_gone`
+        completes before the run ends, the run is cancelled and there is no answer."""
+        ended, record = await unless_gone(self.wait(run_id), reader_gone)
+        if ended and record is not None:
+            return turn_response(record)
+        self._cancel_for_reader(run_id)
+        return None
+
     async def events(
         self, run_id: str, *, after: int, cancel_on_disconnect: bool = False
     ) -> AsyncGenerator[RunEvent, None]:
@@ -351,8 +361,13 @@ class RunService:
             finished = True
             yield terminal_of(record, last_seq)
         finally:
-            if cancel_on_disconnect and not finished and not self._tasks.cancel(run_id):
-                self._spawn_cancel(run_id)
+            if cancel_on_disconnect and not finished:
+                self._cancel_for_reader(run_id)
+
+    def _cancel_for_reader(self, run_id: str) -> None:
+        """The reader of `on_disconnect: "cancel"` went away before the end."""
+        if not self._tasks.cancel(run_id):
+            self._spawn_cancel(run_id)
 
     def _spawn_cancel(self, run_id: str) -> None:
         """Ask for a cancellation from a `finally` that cannot wait for it; the task is

@@ -182,6 +182,38 @@ async def test_on_disconnect_cancel_commits_nothing(server: str) -> None:
         assert conv_after["message_count"] == 0
 
 
+async def test_on_disconnect_cancel_applies_to_a_non_streaming_request(server: str) -> None:
+    """A client waiting for the JSON answer that hangs up cancels the run too (outside
+    tester T9: only the streaming form looked at the field; the run committed)."""
+    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+        conv = await new_conversation(client)
+        words = " ".join(f"w{i}" for i in range(40))  # 40 tokens x DELAY_MS
+        body = {"content": words, "on_disconnect": "cancel"}
+        async with httpx.AsyncClient(base_url=server, timeout=0.3) as impatient:
+            with pytest.raises(httpx.ReadTimeout):
+                await impatient.post(f"/conversations/{conv}/messages", json=body)
+        # the run (40 x 40 ms) is cancelled: the conversation is free again long before it
+        # could have finished, and the next turn is the only one committed
+        t = time.monotonic()
+        while (
+            r := await client.post(f"/conversations/{conv}/messages", json={"content": "x"})
+        ).status_code == 409:
+            assert time.monotonic() - t < 0.8, "the hung-up run still holds the conversation"
+            await asyncio.sleep(0.05)
+        assert r.status_code == 200 and r.json()["status"] == "completed"
+        await asyncio.sleep(2 * 40 * DELAY_MS / 1000)
+        assert (await client.get(f"/conversations/{conv}")).json()["message_count"] == 2
+        # without the field the same hang-up lets the run finish and commit
+        async with httpx.AsyncClient(base_url=server, timeout=0.3) as impatient:
+            with pytest.raises(httpx.ReadTimeout):
+                await impatient.post(f"/conversations/{conv}/messages", json={"content": words})
+        for _ in range(200):
+            if (await client.get(f"/conversations/{conv}")).json()["message_count"] == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert (await client.get(f"/conversations/{conv}")).json()["message_count"] == 4
+
+
 async def test_several_clients_follow_one_run(server: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=30) as client:
         conv = await new_conversation(client)
