@@ -69,7 +69,12 @@ from bench.streaming_client import (
     unique_message,
 )
 from bench.streaming_profile import per_unit, stage_shares, start_py_spy, stop_py_spy
-from bench.streaming_summary import streaming_window_s, summarize_phase
+from bench.streaming_summary import (
+    ROUND_SPANS,
+    round_spans_ms,
+    streaming_window_s,
+    summarize_phase,
+)
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ async def run_phase(
             await client.get("/__bench/emissions")  # forget the warm-up's stamps
             await client.get("/__bench/stages")
         records: list[StreamRecord] = []
+        spans: list[dict[str, float]] = []
         wall = streaming = 0.0
         spy = await start_py_spy(server.pid, p.py_spy, p.py_spy_rate) if instrumented else None
         cpu = CpuMeter(server)
@@ -138,6 +144,9 @@ async def run_phase(
             wall += time.perf_counter() - t0
             streaming += streaming_window_s(done)
             records += done
+            shape = round_spans_ms(done)
+            if shape is not None:
+                spans.append(shape)
         usage = cpu.done(wall)
         await stop_py_spy(spy)
         emissions = (await client.get("/__bench/emissions")).json() if instrumented else {}
@@ -146,6 +155,10 @@ async def run_phase(
             lean.close()
     phase = summarize_phase(p.streams, p.rounds, records, emissions, wall, usage, delay_ms)
     phase["streaming_s"] = round(streaming, 3)
+    if spans:
+        phase["round_spans_mean_ms"] = {
+            k: round(sum(s[k] for s in spans) / len(spans), 1) for k in ROUND_SPANS
+        }
     phase["tokens_per_s_while_streaming"] = (
         round(phase["tokens_received"] / streaming, 1) if streaming else None
     )
@@ -213,6 +226,25 @@ def render(results: dict[str, Any]) -> str:
             "µs/token: all server CPU over tokens)",
         )
     ]
+    rows = []
+    for name, ph in results["phases"].items():
+        shape = ph.get("round_spans_mean_ms")
+        if shape:
+            ideal = ph["delay_ms"] * (ph["tokens_per_stream"] - 1)
+            total = sum(shape.values())
+            rows.append(
+                [name, *(fmt(shape[k], 1) for k in ROUND_SPANS), fmt(total, 1), fmt(ideal, 0)]
+            )
+    if rows:
+        parts.append(
+            format_table(
+                ["phase", "opening", "streaming", "closing", "round", "ideal streaming"],
+                rows,
+                "Where a round's time goes, client side (ms, mean over rounds): opening = first "
+                "request -> the last stream's first token; streaming -> the round's last token; "
+                "closing -> its last terminal event",
+            )
+        )
     rows = []
     for name, ph in results["phases"].items():
         windows = ph.get("token_to_client_by_window") or {}

@@ -46,6 +46,30 @@ def streaming_window_s(records: Sequence[StreamRecord]) -> float:
     return (max(lasts) - min(firsts)) / 1e9 if firsts else 0.0
 
 
+ROUND_SPANS = ("opening", "streaming", "closing")
+
+
+def round_spans_ms(records: Sequence[StreamRecord]) -> dict[str, float] | None:
+    """One round's wall time, as the client sees it, in three consecutive spans (ms) that
+    add up to it: `opening`, its first request sent -> the first token of its last stream to
+    get one (every turn of the round opened); `streaming`, -> its last token; `closing`, ->
+    its last terminal event. With a delay the ideal is 0, (tokens - 1) x delay and 0: the
+    opening and closing are what the round loses to turn set-up and commits, the excess of
+    `streaming` is per-token cost and the provider's timer waking late."""
+    ok = [r for r in records if r.error is None and r.deltas and r.done]
+    if not ok:
+        return None
+    start = min(r.sent for r in ok)
+    first = max(r.deltas[0][0] for r in ok)
+    last = max(r.deltas[-1][0] for r in ok)
+    end = max(r.done or 0 for r in ok)
+    return {
+        "opening": (first - start) / 1e6,
+        "streaming": (last - first) / 1e6,
+        "closing": (end - last) / 1e6,
+    }
+
+
 def window_of(stamp: int, opening_end: int, closing_start: int) -> str:
     """The window (`WINDOWS`) of a token that left the provider at `stamp`, in a round whose
     last first token left at `opening_end` and whose first last token at `closing_start`."""

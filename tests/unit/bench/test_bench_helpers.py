@@ -17,7 +17,12 @@ from bench.servers import parley_env
 from bench.stats import fmt, format_table, percentile, ratio, summarize_ms
 from bench.stores import STORES, provisioned_store
 from bench.streaming_client import StreamRecord
-from bench.streaming_summary import lags_by_window, summarize_phase, token_arrivals
+from bench.streaming_summary import (
+    lags_by_window,
+    round_spans_ms,
+    summarize_phase,
+    token_arrivals,
+)
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
@@ -173,6 +178,18 @@ def test_tokens_are_counted_from_the_text_not_from_events() -> None:
     assert delayed["token_to_client_estimate"]["n"] == 3
 
 
+def test_a_round_is_opening_then_streaming_then_closing() -> None:
+    early = _record("a", [(20 * MS, "echo: "), (50 * MS, "a")])  # sent 0, done 100
+    late = _record("b", [(30 * MS, "echo: "), (70 * MS, "b")])
+    late.sent, late.done = 5 * MS, 80 * MS
+    failed = _record("c", [(90 * MS, "echo: ")])
+    failed.sent, failed.error = -50 * MS, "boom"  # (left out)
+    spans = round_spans_ms([early, late, failed])
+    # first request at 0; the last first token at 30; the last token at 70; the end at 100
+    assert spans == {"opening": 30.0, "streaming": 40.0, "closing": 30.0}
+    assert round_spans_ms([failed]) is None
+
+
 def test_token_latencies_are_split_by_the_window_of_their_round() -> None:
     # round 1: stream a's tokens leave at 10, 20, 30; b's at 15, 25, 35 -> the opening ends
     # at 15 (b's first), the closing starts at 30 (a's last)
@@ -246,3 +263,5 @@ async def test_tiny_streaming_run_measures_every_token(tmp_path: Path, client: s
     assert phase["token_to_client_estimate"]["n"] == 21
     windows = phase["token_to_client_by_window"]
     assert sum(w["n"] for w in windows.values() if w) == 21
+    spans = phase["round_spans_mean_ms"]
+    assert spans["opening"] > 0 and spans["streaming"] > 0 and spans["closing"] > 0
