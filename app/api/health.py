@@ -36,7 +36,11 @@ async def readyz(manager: ManagerDep) -> dict[str, Any]:
 @router.get("/metrics", response_class=PlainTextResponse, **operation("getMetrics", Forbidden))
 async def metrics(manager: ManagerDep, _: ServicePrincipalDep) -> PlainTextResponse:
     return PlainTextResponse(
-        manager.stats.prometheus(active_runs=manager.runs.active),
+        manager.stats.prometheus(
+            active_runs=manager.runs.active,
+            admission_waiting=manager.admission.waiting,
+            admission_active=manager.admission.active,
+        ),
         media_type=PROMETHEUS_CONTENT_TYPE,
     )
 

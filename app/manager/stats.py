@@ -46,6 +46,17 @@ class Stats:
         self._active = Gauge(
             "parley_runs_active", "Runs executing or queued in this process.", registry=r
         )
+        self._admission_waiting = Gauge(
+            "parley_admission_waiting",
+            "Requests queued for an admission slot (`PARLEY_ADMISSION_CONCURRENCY`; 0 "
+            "without a gate).",
+            registry=r,
+        )
+        self._admission_active = Gauge(
+            "parley_admission_active",
+            "Requests holding an admission slot (opening a turn or creating a conversation).",
+            registry=r,
+        )
         self._messages = Counter(
             "parley_messages_committed", "Messages committed by runs.", registry=r
         )
@@ -212,6 +223,12 @@ class Stats:
             },
         }
 
-    def prometheus(self, *, active_runs: int) -> bytes:
+    def prometheus(
+        self, *, active_runs: int, admission_waiting: int = 0, admission_active: int = 0
+    ) -> bytes:
+        """The registry's text; the gauges of state kept elsewhere (runs executing, the
+        `AdmissionGate`'s counters) are read now, at the scrape."""
         self._active.set(active_runs)
+        self._admission_waiting.set(admission_waiting)
+        self._admission_active.set(admission_active)
         return generate_latest(self.registry)

@@ -84,6 +84,41 @@ async def test_prometheus_series(client: httpx.AsyncClient) -> None:
     assert ("parley_runs_active", ()) in second
 
 
+async def test_admission_gauges_count_the_queued_and_the_admitted(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    waiting, active = ("parley_admission_waiting", ()), ("parley_admission_active", ())
+    async with app_and_manager(settings_factory(admission_concurrency=1)) as (client, manager):
+
+        async def scrape() -> tuple[float, float]:
+            samples = _samples((await client.get("/metrics")).text)
+            return samples[waiting], samples[active]
+
+        assert await scrape() == (0, 0)
+        gate, holding, release = manager.admission, asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with gate.admit():
+                holding.set()
+                await release.wait()
+
+        async def queue() -> None:
+            async with gate.admit():
+                pass
+
+        first = asyncio.create_task(hold())
+        await holding.wait()
+        second = asyncio.create_task(queue())
+        for _ in range(100):  # until it queues (the gate has no event for that)
+            if gate.waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert await scrape() == (1, 1)
+        release.set()
+        await asyncio.gather(first, second)
+        assert await scrape() == (0, 0)
+
+
 async def test_readyz_is_bounded_when_the_coordination_backend_hangs(
     settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
