@@ -97,17 +97,9 @@ _CREATE_WITH_EVENT = """
 """
 
 
-def warm_statements(run_id: str) -> list[WarmStatement]:
-    """The writer's statements for `sql_driver.prepare_on_connect`, on a run `run_id`
-    that does not exist (the creation is rolled back, its notification never sent)."""
-    none: list[Any] = []
-    zero = timedelta(0)
-    return [
-        WarmStatement(
-            _CREATE_WITH_EVENT, (run_id, "warm-up", "{}", "warm-up", "{}", "warm-up", "warm-up")
-        ),
-        WarmStatement(_WRITE_BATCH, (*([none] * 10), zero, zero, EVENTS_CHANNEL)),
-    ]
+def warm_statements() -> list[WarmStatement]:
+    """The writer's statements for `sql_driver.prepare_on_connect`."""
+    return [WarmStatement(_CREATE_WITH_EVENT), WarmStatement(_WRITE_BATCH)]
 
 
 class EventWriter:

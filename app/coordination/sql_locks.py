@@ -35,7 +35,6 @@ each poll is a write transaction, so slower than Redis'). The engine belongs to 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -135,12 +134,7 @@ class SqlLeaseBackend(LeaseBackend):
                     ("release", self._release),
                 )
             }
-            nobody = {"cid": f"parley-warm-up-{uuid.uuid4().hex}", "tok": "", "rid": ""}
-            warm = {**nobody, "lease": timedelta(0)}
-            self.prepared = [
-                WarmStatement(self._driver[name].sql, self._driver[name].args(warm))
-                for name in ("acquire", "holder_of", "renew", "release")
-            ]
+            self.prepared = [WarmStatement(rendered.sql) for rendered in self._driver.values()]
             prepare_on_connect(engine, self.prepared)
 
     @asynccontextmanager

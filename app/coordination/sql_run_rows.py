@@ -86,15 +86,9 @@ class PostgresRunRows:
         keep = timedelta(seconds=keep_s)
         return RowWrite(self._end, (record.model_dump_json(), keep, record.run.id))
 
-    def warm_statements(self, run_id: str) -> list[WarmStatement]:
-        """These statements for `sql_driver.prepare_on_connect`, on a run `run_id` that
-        does not exist (the insert is rolled back)."""
-        zero = timedelta(0)
-        return [
-            WarmStatement(self._insert, (run_id, "warm-up", False, "{}", zero, "warm-up")),
-            WarmStatement(self._live, ("{}", run_id)),
-            WarmStatement(self._end, ("{}", zero, run_id)),
-        ]
+    def warm_statements(self) -> list[WarmStatement]:
+        """These statements for `sql_driver.prepare_on_connect`."""
+        return [WarmStatement(sql) for sql in (self._insert, self._live, self._end)]
 
 
 RunRows = SqliteRunRows | PostgresRunRows

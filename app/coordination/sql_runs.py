@@ -135,11 +135,7 @@ class SqlRunLog(RunLog):
         self._prepared: list[WarmStatement] = []
         if self._sql.postgres:
             rows = self._rows = PostgresRunRows()
-            nobody = f"parley-warm-up-{uuid.uuid4().hex}"
-            self._prepared = [
-                *rows.warm_statements(f"{nobody}-record"),
-                *warm_statements(f"{nobody}-events"),
-            ]
+            self._prepared = [*rows.warm_statements(), *warm_statements()]
             prepare_on_connect(engine, self._prepared)
         self._heartbeat = InstanceHeartbeat(
             self._sql,

@@ -100,31 +100,26 @@ def postgres_rowcount(status: str) -> int:
 
 @dataclass(frozen=True)
 class WarmStatement:
-    """A statement run on the driver, with arguments that make it harmless (it matches no
-    row, or what it writes is rolled back): run on a new connection, it is prepared."""
+    """A statement run on the driver, to prepare on each new connection."""
 
     sql: str
-    args: tuple[Any, ...]
-
-
-class _RolledBack(Exception):
-    pass
 
 
 async def prepare_statements(driver: Any, statements: Sequence[WarmStatement]) -> None:
-    """Run `statements` on the asyncpg connection `driver` in a transaction rolled back:
-    asyncpg keeps each one prepared in its statement cache (keyed by the SQL text), so
-    the first turn on this connection does not pay the prepares (a round trip each, plus
-    the type introspection of a type's first use on the connection). A server error (a
-    table missing: an older schema) is logged, not raised: the warm-up only saves time."""
-    if not statements:
-        return
+    """Prepare `statements` on the asyncpg connection `driver` without running them.
+
+    Each goes into asyncpg's statement cache (keyed by the SQL text) as `execute` puts it
+    there before it binds its first arguments, through the same call
+    (`Connection._get_statement`: asyncpg's public `prepare()` does not fill that cache),
+    so the first turn on this connection pays neither the prepares (a round trip each)
+    nor the type introspection of a type's first use on the connection. Nothing is
+    executed: a Parse and a read-only introspection query take no transaction id (the
+    statements used to be run in a transaction that was rolled back, which took one per
+    new connection; review F8). A server error (a table missing: an older schema) is
+    logged, not raised: the warm-up only saves time."""
     try:
-        with suppress(_RolledBack):
-            async with driver.transaction():
-                for statement in statements:
-                    await driver.execute(statement.sql, *statement.args)
-                raise _RolledBack
+        for statement in statements:
+            await driver._get_statement(statement.sql, None)
     except asyncpg.PostgresError as exc:
         log.warning("could not prepare the hot statements on a connection: %r", exc)
 

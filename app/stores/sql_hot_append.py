@@ -22,9 +22,8 @@ the conversation is gone or expired). A message id already in the lineage is `Co
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -196,14 +195,6 @@ async def postgres_append(
 
 
 def postgres_hot_statements() -> list[WarmStatement]:
-    """The store's statements on the driver (the read and the append), with arguments
-    that match no conversation, for `sql_driver.prepare_on_connect`."""
-    nobody = f"parley-warm-up-{uuid.uuid4().hex}"
-    now = datetime.now(UTC)
-    return [
-        WarmStatement(POSTGRES_READ, (nobody, now)),
-        WarmStatement(
-            _POSTGRES_APPEND,
-            (nobody, nobody, 1, 0, 0, 0, 0.0, now, None, None, [], [], [], [], [], [], nobody),
-        ),
-    ]
+    """The store's statements on the driver (the read and the append), for
+    `sql_driver.prepare_on_connect`."""
+    return [WarmStatement(POSTGRES_READ), WarmStatement(_POSTGRES_APPEND)]
