@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.stores.sql_driver import sqlite_transaction
+from app.stores.sql_driver import SqliteWriter, sqlite_writer
 from app.stores.sql_engine import WRITE_OPTION
 from app.stores.sql_tables import UTCDateTime
 
@@ -50,11 +50,11 @@ class SqlClock:
             yield conn
 
     @asynccontextmanager
-    async def sqlite_write(self) -> AsyncIterator[Any]:
-        """SQLite: a write transaction on the driver (`sql_driver.sqlite_transaction`),
-        queued on the write lock; yields the aiosqlite connection."""
-        async with sqlite_transaction(self.reader, self._write_lock) as driver:
-            yield driver
+    async def sqlite_write(self) -> AsyncIterator[SqliteWriter]:
+        """SQLite: the write lock (queued on it) and a connection for write transactions
+        on the driver (`sql_driver.sqlite_writer`)."""
+        async with sqlite_writer(self.reader, self._write_lock) as writer:
+            yield writer
 
     @asynccontextmanager
     async def statement(self) -> AsyncIterator[AsyncConnection]:

@@ -10,7 +10,8 @@ turn's time before its first token (bench/streaming.py).
 `WriteBatch.execute` queues a statement with its parameters; one task takes the write
 lock (`SqlClock.sqlite_write`) and writes everything queued by the time it has it in one
 transaction, consecutive uses of the same statement as one `executemany`, on the driver
-(`app.coordination.sql_run_rows`: one hand-off to aiosqlite's thread per statement). The caller
+(`app.coordination.sql_run_rows`), the whole transaction one hand-off to aiosqlite's
+thread (`sql_driver.SqliteWriter`). The caller
 returns once that transaction committed, exactly as if it had written alone: a batch
 that fails (nothing of it was written) is written again one statement per transaction,
 so each caller gets its own statement's outcome. Order is kept: statements run in the
@@ -20,13 +21,13 @@ order they were queued.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
 
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_run_rows import RowWrite
-from app.stores.sql_driver import sqlite_errors
 from app.stores.sql_engine import unavailable_on_connection_errors
 
 
@@ -63,9 +64,9 @@ class WriteBatch:
             batch: list[_Write] = []
             try:
                 with unavailable_on_connection_errors():
-                    async with self._sql.sqlite_write() as driver:
+                    async with self._sql.sqlite_write() as writer:
                         batch, self._queued = self._queued, []  # all queued while we waited
-                        counts = [n for run in _runs(batch) for n in await _execute(driver, run)]
+                        counts = await writer.transaction(partial(_write_all, _runs(batch)))
             except Exception as exc:
                 if not batch:  # failed before it had the batch (no connection, say)
                     batch, self._queued = self._queued, []
@@ -86,8 +87,8 @@ class WriteBatch:
     async def _alone(self, write: _Write) -> None:
         try:
             with unavailable_on_connection_errors():
-                async with self._sql.sqlite_write() as driver:
-                    [count] = await _execute(driver, [write])
+                async with self._sql.sqlite_write() as writer:
+                    [count] = await writer.transaction(partial(_write_all, [[write]]))
         except Exception as exc:
             _settle(write, exc)
         else:
@@ -126,19 +127,22 @@ def _runs(batch: list[_Write]) -> list[list[_Write]]:
     return runs
 
 
-async def _execute(driver: Any, run: Sequence[_Write]) -> list[int]:
-    """One statement of `run` (an `executemany` for several) on the aiosqlite connection
-    `driver`; each write's rowcount."""
+def _write_all(runs: Sequence[Sequence[_Write]], conn: sqlite3.Connection) -> list[int]:
+    """In aiosqlite's thread, inside the batch's transaction (`SqliteWriter.transaction`):
+    each run of one statement (an `executemany` for several); each write's rowcount."""
+    return [n for run in runs for n in _write_run(conn, run)]
+
+
+def _write_run(conn: sqlite3.Connection, run: Sequence[_Write]) -> list[int]:
     sql = run[0].write.sql
-    with sqlite_errors():
-        if len(run) == 1:
-            cursor = await driver.execute(sql, run[0].write.args)
-            return [cursor.rowcount if run[0].counted else -1]
-        cursor = await driver.executemany(sql, [w.write.args for w in run])
-        if not run[0].counted:
-            return [-1] * len(run)
-        if cursor.rowcount == len(run):  # (executemany reports the total) one row each
-            return [1] * len(run)
-        # some matched no row: ask each (rare; these are updates of rows by their key, so
-        # running them again changes nothing)
-        return [(await driver.execute(sql, w.write.args)).rowcount for w in run]
+    if len(run) == 1:
+        cursor = conn.execute(sql, run[0].write.args)
+        return [cursor.rowcount if run[0].counted else -1]
+    cursor = conn.executemany(sql, [w.write.args for w in run])
+    if not run[0].counted:
+        return [-1] * len(run)
+    if cursor.rowcount == len(run):  # (executemany reports the total) one row each
+        return [1] * len(run)
+    # some matched no row: ask each (rare; these are updates of rows by their key, so
+    # running them again changes nothing)
+    return [conn.execute(sql, w.write.args).rowcount for w in run]

@@ -51,8 +51,8 @@ from app.stores.base import (
     StoreCapabilities,
     media_references,
 )
-from app.stores.sql_driver import driver_of
-from app.stores.sql_hot_append import postgres_append, sqlite_alive, sqlite_append
+from app.stores.sql_driver import driver_of, sqlite_errors, sqlite_in_thread
+from app.stores.sql_hot_append import postgres_append, sqlite_append, sqlite_append_or_alive
 from app.stores.sql_queries import (
     append_params,
     footprint_statements,
@@ -237,18 +237,21 @@ class SqlStore(SqlRecords):
         refs = media_references(messages_)
         stored: dict[str, Any] | None
         if self._traits.single_writer and not refs:  # SQLite: BEGIN IMMEDIATE .. COMMIT
-            async with self._sqlite_write() as driver:  # on the driver (`sql_hot_append`)
-                stored = await sqlite_append(driver, params, messages_)
-                alive = stored is not None or await sqlite_alive(
-                    driver, cid, conversation.lineage_id, now
+            async with self._sqlite_write() as writer:  # one hand-off (`sql_hot_append`)
+                stored, alive = await writer.transaction(
+                    partial(sqlite_append_or_alive, params, messages_)
                 )
         else:  # PostgreSQL without media: one statement, in autocommit
             one_statement = not self._traits.single_writer and not refs
             async with self._write_one() if one_statement else self._write() as conn:
                 if refs:
                     await self._check_media(conn, refs)
-                if self._traits.single_writer:
-                    stored = await sqlite_append(await driver_of(conn), params, messages_)
+                if self._traits.single_writer:  # in SQLAlchemy's transaction, begun
+                    with sqlite_errors():
+                        stored = await sqlite_in_thread(
+                            await driver_of(conn),
+                            partial(sqlite_append, params=params, messages=messages_),
+                        )
                 else:
                     stored = await postgres_append(
                         conn, params, messages_, in_transaction=not one_statement

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import StoreUnavailable
 from app.stores.base import StateStore
-from app.stores.sql_driver import prepare_on, prepare_on_connect, sqlite_transaction
+from app.stores.sql_driver import SqliteWriter, prepare_on, prepare_on_connect, sqlite_writer
 from app.stores.sql_engine import (
     IDLE_PING_S,
     PG_LOCK_NAMESPACE,
@@ -153,14 +153,14 @@ class SqlConnections(StateStore):
                 yield conn
 
     @asynccontextmanager
-    async def _sqlite_write(self) -> AsyncIterator[Any]:
-        """SQLite: a write transaction on the driver itself (`sql_driver.sqlite_transaction`),
-        for statements run on aiosqlite; yields its connection."""
+    async def _sqlite_write(self) -> AsyncIterator[SqliteWriter]:
+        """SQLite: the write lock and a connection for write transactions on the driver
+        itself (`sql_driver.sqlite_writer`)."""
         if self._engine is None or self._write_lock is None:
             raise RuntimeError("SqlStore.open() has not been called on SQLite")
         with unavailable_on_connection_errors():
-            async with sqlite_transaction(self._engine, self._write_lock) as driver:
-                yield driver
+            async with sqlite_writer(self._engine, self._write_lock) as writer:
+                yield writer
 
     @asynccontextmanager
     async def _write_one(self) -> AsyncIterator[AsyncConnection]:

@@ -6,8 +6,9 @@ Through SQLAlchemy Core a statement costs a compiled-cache lookup, an execution 
 the type processors of its parameters and rows and, on aiosqlite, the adapted cursor's
 three or four hand-offs to the driver's thread (cursor, execute, [fetch,] close). The hot
 statements are written once per dialect as SQL text and run on the driver connection with
-driver-ready values: this module encodes them (datetimes as SQLite stores a
-`UTCDateTime`, JSON as text) and translates the driver's errors. The connection still
+driver-ready values (on SQLite a whole write transaction in one hand-off, `SqliteWriter`):
+this module encodes them (datetimes as SQLite stores a `UTCDateTime`, JSON as text) and
+translates the driver's errors. The connection still
 comes from SQLAlchemy's pool, so pool sizing, idle pings, call timeouts and the SQLite
 write lock are unchanged. On PostgreSQL a new connection prepares these statements when
 it opens (`prepare_on_connect`), not during its first turn.
@@ -18,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import event
@@ -33,6 +35,8 @@ from sqlalchemy.util import await_, greenlet_spawn
 from app.errors import StoreUnavailable
 
 log = logging.getLogger("parley.stores.sql")
+
+T = TypeVar("T")
 
 
 async def driver_of(conn: AsyncConnection) -> Any:
@@ -141,36 +145,84 @@ async def prepare_on(conn: AsyncConnection, statements: Sequence[WarmStatement])
         await prepare_statements(await driver_of(conn), statements)
 
 
+async def sqlite_in_thread(driver: Any, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work(connection)` on the sqlite3 connection under the aiosqlite connection
+    `driver`, in aiosqlite's thread, as ONE hand-off to it. Each aiosqlite call is a hand-off
+    (queue, thread wake-up, the loop woken back: ~40 us of CPU on this machine, measured),
+    and a write transaction through its public calls is at least three (`BEGIN`, the
+    statement, `COMMIT`). This goes through `Connection._execute`, the queue every public
+    method of aiosqlite is built on (pinned by `tests/unit/stores/test_sql_driver.py`).
+    `work` runs on another thread: it must only use the connection and its arguments.
+    Once queued it runs to its end, whatever happens to the awaiting task."""
+    return await driver._execute(work, driver._conn)  # type: ignore[no-any-return]
+
+
+def _in_transaction(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """In aiosqlite's thread: `BEGIN IMMEDIATE`, `work`, `COMMIT`; `ROLLBACK` if `work`
+    raised (its error is the one raised)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+    except BaseException:
+        with suppress(sqlite3.Error):
+            conn.rollback()
+        raise
+    conn.commit()
+    return result
+
+
+class SqliteWriter:
+    """A pooled aiosqlite connection held under the SQLite write lock (`sqlite_writer`)."""
+
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """One write transaction, `BEGIN IMMEDIATE` .. `COMMIT` around `work(connection)`,
+        in one hand-off to aiosqlite's thread (`sqlite_in_thread`); rolled back if `work`
+        raises. SQLite's operational errors are 503 (`sqlite_errors`). A cancelled caller
+        waits for the transaction to end in the thread before the write lock is released
+        (the next writer would otherwise wait in SQLite's busy handler), then is
+        cancelled: the transaction may have committed, as a cancel during the `COMMIT`
+        hand-off always could."""
+        with sqlite_errors():
+            done = asyncio.ensure_future(
+                sqlite_in_thread(self._driver, partial(_in_transaction, work))
+            )
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                done.add_done_callback(_retrieve)
+                with suppress(asyncio.CancelledError):
+                    await asyncio.wait([done])
+                raise
+
+
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
 @asynccontextmanager
-async def sqlite_transaction(
+async def sqlite_writer(
     engine: AsyncEngine, write_lock: asyncio.Lock | None
-) -> AsyncIterator[Any]:
-    """A SQLite write transaction on aiosqlite itself: the write lock (`SqlStore`'s,
-    FIFO), a pooled connection, `BEGIN IMMEDIATE`, the caller's statements on the
-    driver, `COMMIT` (or `ROLLBACK` if the caller raised). Through SQLAlchemy's
-    `engine.begin()` the same transaction also built a Connection, a RootTransaction and
-    their events around the pool checkout (7 % of a SQLite turn's CPU, py-spy), for
-    statements that no longer go through SQLAlchemy. Yields the aiosqlite connection.
-    (No `write_lock`: a writer of the file without the store's lock, as in tests.)"""
+) -> AsyncIterator[SqliteWriter]:
+    """SQLite writes on aiosqlite itself: the write lock (`SqlStore`'s, FIFO) and a pooled
+    connection, for `SqliteWriter.transaction`. Through SQLAlchemy's `engine.begin()` a
+    transaction also built a Connection, a RootTransaction and their events around the
+    pool checkout (7 % of a SQLite turn's CPU, py-spy), for statements that no longer go
+    through SQLAlchemy. (No `write_lock`: a writer of the file without the store's lock,
+    as in tests.)"""
     async with write_lock or nullcontext():
         pooled = await engine.raw_connection()
         try:
             driver = pooled.driver_connection
             if driver is None:
                 raise StoreUnavailable("The state store connection was closed.")
-            with sqlite_errors():
-                await driver.execute("BEGIN IMMEDIATE")
-            try:
-                yield driver
-            except BaseException:
-                with suppress(sqlite3.Error):  # the caller's error is the one to raise
-                    await driver.rollback()
-                raise
-            with sqlite_errors():
-                await driver.commit()
+            yield SqliteWriter(driver)
         finally:
             # back to the pool (its reset rolls back a transaction left open: a failed
-            # COMMIT or ROLLBACK), in a greenlet as SQLAlchemy's own close does
+            # COMMIT), in a greenlet as SQLAlchemy's own close does
             await greenlet_spawn(pooled.close)
 
 

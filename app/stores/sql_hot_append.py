@@ -1,10 +1,11 @@
 """`append_messages`' writes on the driver itself (aiosqlite / asyncpg): the head's
 compare-and-set and the messages' INSERT, the statements of every turn.
 
-SQLite (inside the store's write transaction, whose `BEGIN IMMEDIATE` `sql_engine` runs
-on this same driver connection): the compare-and-set `UPDATE ... RETURNING`, the
-expiry's UPDATE when the conversation has a TTL, one `executemany` INSERT; one hand-off
-to aiosqlite's thread each (through Core the INSERT alone took three).
+SQLite (inside the store's write transaction): the compare-and-set `UPDATE ... RETURNING`,
+the expiry's UPDATE when the conversation has a TTL, one `executemany` INSERT, as plain
+sqlite3 calls run in aiosqlite's thread: the transaction with its `BEGIN IMMEDIATE` and
+`COMMIT` is one hand-off to that thread (`sql_driver.SqliteWriter`; it was four, and
+through Core the INSERT alone took three).
 
 PostgreSQL: all of it in ONE statement, run in autocommit (one round trip instead of
 BEGIN, UPDATE, INSERT, COMMIT): a data-modifying CTE updates the conversation (head
@@ -34,7 +35,6 @@ from app.errors import Conflict
 from app.stores.sql_driver import (
     WarmStatement,
     postgres_driver,
-    sqlite_errors,
     sqlite_text,
 )
 from app.stores.sql_hot import (
@@ -79,31 +79,26 @@ _SQLITE_INSERT = (
 )
 
 
-async def sqlite_append(
-    driver: Any, params: dict[str, Any], messages: Sequence[Message]
+def sqlite_append(
+    conn: sqlite3.Connection, params: dict[str, Any], messages: Sequence[Message]
 ) -> dict[str, Any] | None:
-    """On the aiosqlite connection `driver`, inside the caller's write transaction (see
-    the module docstring)."""
+    """On the sqlite3 connection `conn`, in aiosqlite's thread (`sql_driver.sqlite_in_thread`)
+    and inside the caller's write transaction (see the module docstring)."""
     sql = _SQLITE_HEAD_CAS[("expected_head" not in params, "status" in params)]
     now = params["now"]
-    with sqlite_errors():
-        rows = list(await driver.execute_fetchall(sql, {**params, "now": sqlite_text(now)}))
-        if not rows:
-            return None
-        stored = sqlite_conversation_row(rows[0])
-        if stored["ttl_seconds"] is not None:
-            stored["expires_at"] = now + timedelta(seconds=stored["ttl_seconds"])
-            await driver.execute_fetchall(
-                _SQLITE_EXPIRES, (sqlite_text(stored["expires_at"]), params["cid"])
-            )
-        lineage_id = stored["lineage_id"]
-        values = [
-            (lineage_id, *v[:4], sqlite_text(v[4]), v[5]) for v in map(message_values, messages)
-        ]
-        try:
-            await driver.executemany(_SQLITE_INSERT, values)
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(_DUPLICATE) from exc
+    row = conn.execute(sql, {**params, "now": sqlite_text(now)}).fetchone()
+    if row is None:
+        return None
+    stored = sqlite_conversation_row(row)
+    if stored["ttl_seconds"] is not None:
+        stored["expires_at"] = now + timedelta(seconds=stored["ttl_seconds"])
+        conn.execute(_SQLITE_EXPIRES, (sqlite_text(stored["expires_at"]), params["cid"]))
+    lineage_id = stored["lineage_id"]
+    values = [(lineage_id, *v[:4], sqlite_text(v[4]), v[5]) for v in map(message_values, messages)]
+    try:
+        conn.executemany(_SQLITE_INSERT, values)
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(_DUPLICATE) from exc
     return stored
 
 
@@ -113,14 +108,25 @@ _SQLITE_ALIVE = (
 )
 
 
-async def sqlite_alive(driver: Any, conversation_id: str, lineage_id: str, now: datetime) -> bool:
-    """After a compare-and-set that matched nothing: whether the conversation is there
-    (its head moved) or gone / expired / replaced by a namesake of another lineage."""
-    with sqlite_errors():
-        rows = await driver.execute_fetchall(
-            _SQLITE_ALIVE, (conversation_id, lineage_id, sqlite_text(now))
-        )
-    return bool(list(rows))
+def sqlite_alive(
+    conn: sqlite3.Connection, conversation_id: str, lineage_id: str, now: datetime
+) -> bool:
+    """After a compare-and-set that matched nothing (same thread and transaction): whether
+    the conversation is there (its head moved) or gone / expired / replaced by a namesake
+    of another lineage."""
+    row = conn.execute(_SQLITE_ALIVE, (conversation_id, lineage_id, sqlite_text(now))).fetchone()
+    return row is not None
+
+
+def sqlite_append_or_alive(
+    params: dict[str, Any], messages: Sequence[Message], conn: sqlite3.Connection
+) -> tuple[dict[str, Any] | None, bool]:
+    """`sqlite_append`, and when nothing matched, `sqlite_alive`: the whole of a SQLite
+    append as one function for one hand-off to aiosqlite's thread."""
+    stored = sqlite_append(conn, params, messages)
+    if stored is not None:
+        return stored, True
+    return None, sqlite_alive(conn, params["cid"], params["lineage"], params["now"])
 
 
 # $1 cid, $2 head, $3 message_count, $4-$6 tokens, $7 cost, $8 now, $9 status (NULL:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 import pytest_asyncio
 
@@ -20,6 +19,7 @@ from app.coordination.base import Coordinator, IdempotencyRecord, RunRecord
 from app.coordination.factory import build_coordinator
 from app.domain import Run, RunStatus
 from app.settings import Settings
+from app.stores import sql_driver
 from app.stores.sql import SqlStore
 
 HELD_S = 0.3
@@ -102,15 +102,14 @@ async def test_concurrent_run_records_share_write_transactions(
     lock = store.sql_write_lock()
     assert lock is not None
     await coordinator.runs.create(new_record("warm-up"))  # first heartbeat and sweep
-    begins: list[str] = []
-    execute = aiosqlite.Connection.execute
+    begins: list[object] = []
+    transaction = sql_driver._in_transaction
 
-    def counted(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
-        if sql.startswith("BEGIN IMMEDIATE"):  # a write transaction, on the driver
-            begins.append(sql)
-        return execute(self, sql, *args)
+    def counted(work: Any, conn: sqlite3.Connection) -> Any:
+        begins.append(work)  # a write transaction (BEGIN IMMEDIATE), on the driver
+        return transaction(work, conn)
 
-    monkeypatch.setattr(aiosqlite.Connection, "execute", counted)
+    monkeypatch.setattr(sql_driver, "_in_transaction", counted)
     await lock.acquire()
     creates = [
         asyncio.create_task(coordinator.runs.create(new_record(f"run-{i}"))) for i in range(20)

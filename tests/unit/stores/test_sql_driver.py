@@ -1,0 +1,128 @@
+"""SQLite write transactions on aiosqlite in one hand-off to its thread
+(`app.stores.sql_driver.SqliteWriter`): what is committed, what is rolled back, what a
+cancelled caller leaves, and that it is one hand-off (aiosqlite's `Connection._execute`,
+the private queue it relies on, is pinned here: an aiosqlite upgrade that changes it
+fails these tests, not a turn)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.errors import StoreUnavailable
+from app.stores.sql_driver import sqlite_in_thread, sqlite_writer
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    eng = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    async with eng.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    yield eng
+    await eng.dispose()
+
+
+async def rows(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return [r[0] for r in (await conn.exec_driver_sql("SELECT k FROM t ORDER BY k")).all()]
+
+
+def insert(*keys: str) -> Any:
+    def work(conn: sqlite3.Connection) -> int:
+        for k in keys:
+            conn.execute("INSERT INTO t (k) VALUES (?)", (k,))
+        return len(keys)
+
+    return work
+
+
+async def test_a_transaction_commits_what_its_work_wrote(engine: AsyncEngine) -> None:
+    async with sqlite_writer(engine, asyncio.Lock()) as writer:
+        assert await writer.transaction(insert("a", "b")) == 2
+    assert await rows(engine) == ["a", "b"]
+
+
+async def test_work_that_raises_is_rolled_back_and_its_error_raised(engine: AsyncEngine) -> None:
+    async with sqlite_writer(engine, asyncio.Lock()) as writer:
+        with pytest.raises(sqlite3.IntegrityError):
+            await writer.transaction(insert("a", "a"))  # the second violates the key
+        await writer.transaction(insert("c"))  # the connection is usable after
+    assert await rows(engine) == ["c"]
+
+
+async def test_operational_errors_are_store_unavailable(engine: AsyncEngine) -> None:
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO missing_table VALUES (1)")
+
+    async with sqlite_writer(engine, asyncio.Lock()) as writer:
+        with pytest.raises(StoreUnavailable):
+            await writer.transaction(broken)
+
+
+async def test_a_transaction_is_one_hand_off_to_the_driver_thread(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Any] = []
+    original = aiosqlite.Connection._execute
+
+    async def counting(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fn)
+        return await original(self, fn, *args, **kwargs)
+
+    async with sqlite_writer(engine, asyncio.Lock()) as writer:
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+        thread: list[threading.Thread] = []
+
+        def work(conn: sqlite3.Connection) -> None:
+            thread.append(threading.current_thread())
+            insert("a", "b", "c")(conn)
+
+        await writer.transaction(work)
+        monkeypatch.undo()
+    assert len(calls) == 1  # BEGIN IMMEDIATE, three INSERTs and COMMIT
+    assert thread and thread[0] is not threading.current_thread()
+    assert await rows(engine) == ["a", "b", "c"]
+
+
+async def test_a_cancelled_caller_holds_the_write_lock_until_the_transaction_ended(
+    engine: AsyncEngine,
+) -> None:
+    lock = asyncio.Lock()
+    started = threading.Event()
+    proceed = threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (k) VALUES ('slow')")
+        started.set()
+        proceed.wait(5)
+
+    async def write() -> None:
+        async with sqlite_writer(engine, lock) as writer:
+            await writer.transaction(slow)
+
+    task = asyncio.create_task(write())
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert lock.locked()  # still in the thread: the next writer queues on the lock
+    proceed.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not lock.locked()
+    assert await rows(engine) == ["slow"]  # it ran to its end: committed
+
+
+async def test_sqlite_in_thread_runs_on_the_connection_of_the_driver(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert await sqlite_in_thread(driver, lambda c: c.execute("SELECT 41 + 1").fetchone()) == (
+            42,
+        )
