@@ -121,7 +121,8 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     time), ~300-800 Python calls per request before the endpoint runs (measured, issue
     15). A router puts its own prefix, tags and dependencies into each route as the route
     is added, so the routes are the same either way (only `include_router`'s own
-    arguments would be lost, and none are passed)."""
+    arguments would be lost, and none are passed), except for `app.dependency_overrides`,
+    which `GuardedRoute` honours itself (`app.api.guard`)."""
     app.router.routes.extend(router.routes)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import weakref
 from collections.abc import Callable, Coroutine
 from email.message import Message as MimeHeader
 from typing import Any
@@ -116,18 +117,42 @@ async def check_request(request: Request, *, takes_json: bool) -> None:
     )  # Starlette's cache: FastAPI reads the parsed body from here
 
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
 class GuardedRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    """Also honours the serving app's `dependency_overrides` (review F5). FastAPI reads
+    them through the route's `dependency_overrides_provider`, which `include_router` sets
+    to the app when it copies each route; `app.main.add_routes` adds the routers' own
+    routes instead (no per-request branch), which are shared by every app of the process
+    (tests build many), so no one app can be their provider. Each app gets a handler of
+    its own instead, made on its first request with that app as the provider."""
+
+    def get_route_handler(self) -> Handler:
         takes_json = self.body_field is not None and not isinstance(
             self.body_field.field_info, params.Form
         )
+        handlers: weakref.WeakKeyDictionary[Any, Handler] = weakref.WeakKeyDictionary()
 
         async def guarded(request: Request) -> Response:
             await check_request(request, takes_json=takes_json)
+            app = request.app
+            handler = handlers.get(app)
+            if handler is None:
+                handler = handlers[app] = self._handler_for(app)
             return await handler(request)
 
         return guarded
+
+    def _handler_for(self, app: Any) -> Handler:
+        """FastAPI's handler of this route, with `app` as its overrides' provider (the
+        attribute is set just for the build: no await in between)."""
+        shared = self.dependency_overrides_provider
+        self.dependency_overrides_provider = app
+        try:
+            return super().get_route_handler()
+        finally:
+            self.dependency_overrides_provider = shared
 
 
 def api_router(**kwargs: Any) -> APIRouter:

@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.dependencies import utils as fastapi_dependencies
+from starlette.types import Receive, Scope, Send
 
+from app.deps import get_service_principal
+from app.domain.principal import Principal
+from app.main import create_app
+from app.settings import ApiKey, Settings
 from tests.api.helpers import create_conv
 
 
@@ -31,3 +37,30 @@ async def test_a_streamed_turn_resolves_its_dependencies_without_worker_threads(
     assert "event: run.completed" in r.text
     assert (await client.get(f"/conversations/{conv['id']}")).status_code == 200
     assert threaded == []
+
+
+async def test_each_app_honours_its_own_dependency_overrides(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """Routes are added without `include_router` (`app.main.add_routes`) and shared by
+    every app of the process: each app's `dependency_overrides` reach its requests only
+    (review F5: they reached none)."""
+    settings = settings_factory(auth="keys", api_keys=[ApiKey(key="service-key")])
+    overridden, plain = create_app(settings), create_app(settings)
+
+    async def anyone_is_the_service() -> Principal:
+        return Principal(role="service")
+
+    overridden.dependency_overrides[get_service_principal] = anyone_is_the_service
+    for app, expected in ((overridden, 200), (plain, 401), (overridden, 200)):
+        async with app.router.lifespan_context(app) as state:
+
+            async def with_state(
+                scope: Scope, receive: Receive, send: Send, app: Any = app
+            ) -> None:
+                scope["state"] = dict(state or {})
+                await app(scope, receive, send)
+
+            transport = httpx.ASGITransport(app=with_state)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                assert (await c.get("/stats")).status_code == expected  # no key sent
