@@ -23,10 +23,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from operator import attrgetter
@@ -37,12 +35,18 @@ from app.domain.principal import Principal
 from app.errors import InvalidRequest, MediaNotFound, MediaTooLarge, UnsupportedMedia
 from app.manager import media_rules
 from app.manager.media_cache import EncodedMediaCache
+from app.manager.media_facts import (
+    PartRules,
+    Sniffed,
+    decode_base64,
+    describe,
+    info_of,
+    stored_fields,
+    with_default_detail,
+)
 from app.manager.media_rules import MB, PartFacts
-from app.media.base import HEAD_BYTES, BlobInfo, MediaStore, StagedBlob
-from app.media.dimensions import image_dimensions
-from app.media.sniff import kind_of, sniff
-from app.packs.media import MediaConfig
-from app.providers.base import LLMProvider, ProviderRequest
+from app.media.base import MediaStore, StagedBlob
+from app.providers.base import ProviderRequest
 from app.settings import Settings
 from app.stores.base import StateStore
 
@@ -50,68 +54,6 @@ log = logging.getLogger("parley.media")
 
 ORPHAN_GRACE_S = 3600.0  # a blob no record holds is reclaimed after this (crash debris)
 SWEEP_BATCH = 500
-
-
-@dataclass(frozen=True)
-class Sniffed:
-    mime_type: str
-    kind: str
-    size_bytes: int
-    sha256: str
-    width: int | None
-    height: int | None
-
-
-def describe(info: BlobInfo) -> Sniffed:
-    mime = sniff(info.head)
-    dims = image_dimensions(mime, info.head)
-    return Sniffed(
-        mime_type=mime,
-        kind=kind_of(mime),
-        size_bytes=info.size_bytes,
-        sha256=info.sha256,
-        width=dims[0] if dims else None,
-        height=dims[1] if dims else None,
-    )
-
-
-@dataclass
-class PartRules:
-    """What a message's media parts are checked against."""
-
-    config: MediaConfig | None
-    provider: LLMProvider
-    max_mb: int
-
-
-def _decode_base64(text: str) -> bytes:
-    cleaned = "".join(text.split())  # MIME-style line breaks are fine
-    return base64.b64decode(cleaned, validate=True)
-
-
-def _info_of(data: bytes) -> BlobInfo:
-    return BlobInfo(
-        sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), head=data[:HEAD_BYTES]
-    )
-
-
-def _with_default_detail(part: Part, config: MediaConfig | None) -> Part:
-    """An image part without `detail` gets the prompt's `image.default_detail`."""
-    default = config.image.default_detail if config and config.image else None
-    if part.type != "image" or part.media is None or part.media.detail or default is None:
-        return part
-    return part.model_copy(update={"media": part.media.model_copy(update={"detail": default})})
-
-
-def _stored(s: Sniffed) -> dict[str, object]:
-    """The reference fields every kept media part gets."""
-    return {
-        "mime_type": s.mime_type,
-        "size_bytes": s.size_bytes,
-        "sha256": s.sha256,
-        "width": s.width,
-        "height": s.height,
-    }
 
 
 class MediaService:
@@ -204,7 +146,7 @@ class MediaService:
         externalized. Raises (422/413/404) before storing anything if any part fails;
         bytes of a part stored before a later part failed stay as unattached uploads."""
         images = sum(1 for p in parts if p.type == "image")
-        parts = [_with_default_detail(p, rules.config) for p in parts]
+        parts = [with_default_detail(p, rules.config) for p in parts]
         staged = staged or {}
         checked: list[tuple[int, Part, bytes | None, Sniffed | None]] = []
         for index, part in enumerate(parts):
@@ -226,7 +168,9 @@ class MediaService:
                 record = await self.store_staged(
                     staged[index], user_id, filename=part.media.filename
                 )
-                ref = part.media.model_copy(update={**_stored(sniffed), "media_id": record.id})
+                ref = part.media.model_copy(
+                    update={**stored_fields(sniffed), "media_id": record.id}
+                )
                 out.append(part.model_copy(update={"media": ref}))
             else:
                 out.append(await self._keep(index, part, data, sniffed, user_id))
@@ -247,13 +191,13 @@ class MediaService:
             )
         if media.base64 is not None:
             try:
-                data = await asyncio.to_thread(_decode_base64, media.base64)
+                data = await asyncio.to_thread(decode_base64, media.base64)
             except (binascii.Error, ValueError):
                 raise InvalidRequest(
                     f"Part {index}: base64 is not valid.",
                     errors=[{"loc": [*loc, "base64"], "msg": "invalid base64"}],
                 ) from None
-            s = describe(await asyncio.to_thread(_info_of, data))
+            s = describe(await asyncio.to_thread(info_of, data))
             facts = self._facts(index, part, s.kind, s.mime_type, s.size_bytes, "bytes")
             self._check(facts, rules, images)
             return index, part, data, s
@@ -315,7 +259,7 @@ class MediaService:
 
     async def _keep(self, index: int, part: Part, data: bytes, s: Sniffed, user_id: str) -> Part:
         assert part.media is not None
-        common = _stored(s)
+        common = stored_fields(s)
         if s.size_bytes <= self._threshold:
             b64 = await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))
             ref = part.media.model_copy(update={**common, "base64": b64})

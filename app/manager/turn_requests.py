@@ -26,7 +26,8 @@ from app.errors import InvalidRequest, MessageTooLarge, ProviderNotConfigured
 from app.manager.admission import AdmissionGate
 from app.manager.branch_points import BranchPoints
 from app.manager.conversations import ConversationService
-from app.manager.media import MediaService, PartRules
+from app.manager.media import MediaService
+from app.manager.media_facts import PartRules
 from app.manager.packs import PackLibrary
 from app.manager.runs import RunService, StartedRun
 from app.manager.turn_plan import BranchPoint, TurnInput
