@@ -197,6 +197,7 @@ def render(results: dict[str, Any]) -> str:
                 fmt(ph.get("server_cpu_us_per_token"), 0),
                 fmt(ph.get("server_runqueue_wait"), 2),
                 fmt(ph.get("client_cpu_utilization"), 2),
+                fmt(ph.get("client_runqueue_wait"), 2),
             ]
         )
     parts = [
@@ -219,6 +220,7 @@ def render(results: dict[str, Any]) -> str:
                 "µs/token",
                 "srv wait",
                 "cli CPU",
+                "cli wait",
             ],
             rows,
             "Streaming throughput (real uvicorn, mock provider; times in ms; CPU and run-queue "

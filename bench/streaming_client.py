@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from httpx_sse import aconnect_sse
 
 from bench.common import random_text
 from bench.loadgen import Connection, HttpError, SseParser, split_url
-from bench.servers import Server
+from bench.servers import Server, runqueue_wait_s
 
 STREAM_TIMEOUT_S = 120.0
 
@@ -152,22 +153,31 @@ def unique_message(rng: random.Random, tag: str, words: int) -> str:
 
 
 class CpuMeter:
-    """CPU used by the server process and by this (client) process over a phase."""
+    """CPU used by the server process and by this (client) process over a phase, and the
+    share of the time each one's event loop waited for a CPU."""
 
     def __init__(self, server: Server) -> None:
         self._server = server
         self._s0 = server.cpu_s()
         self._w0 = server.wait_s()
         self._c0 = time.process_time()
+        self._cw0 = runqueue_wait_s(os.getpid())
 
     def done(self, wall_s: float) -> dict[str, float | None]:
         s1, w1 = self._server.cpu_s(), self._server.wait_s()
         server = (s1 - self._s0) if s1 is not None and self._s0 is not None else None
         wait = (w1 - self._w0) if w1 is not None and self._w0 is not None else None
         client = time.process_time() - self._c0
+        cw1 = runqueue_wait_s(os.getpid())
+        client_wait = cw1 - self._cw0 if cw1 is not None and self._cw0 is not None else None
         return {
             "server_cpu_utilization": round(server / wall_s, 3) if server is not None else None,
             # Share of the wall time the server's event loop was ready to run but had no CPU.
             "server_runqueue_wait": round(wait / wall_s, 3) if wait is not None else None,
             "client_cpu_utilization": round(client / wall_s, 3),
+            # The same for this process's main thread (the client's event loop): a client
+            # waiting for a CPU stamps its events late.
+            "client_runqueue_wait": round(client_wait / wall_s, 3)
+            if client_wait is not None
+            else None,
         }

@@ -265,3 +265,4 @@ async def test_tiny_streaming_run_measures_every_token(tmp_path: Path, client: s
     assert sum(w["n"] for w in windows.values() if w) == 21
     spans = phase["round_spans_mean_ms"]
     assert spans["opening"] > 0 and spans["streaming"] > 0 and spans["closing"] > 0
+    assert phase["client_runqueue_wait"] >= 0 and phase["server_runqueue_wait"] >= 0
