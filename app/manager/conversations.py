@@ -366,7 +366,7 @@ class ConversationService:
             raise NotFound(f"User {user_id!r} not found.")  # 404 like any cross-user call
         deleted = await self._store.delete_user_conversations(user_id)
         log.info("user erased user=%s conversations=%d", user_id, len(deleted))
-        await asyncio.gather(*(self._erasure.erase(*d) for d in deleted))
+        await self._erasure.erase_all(deleted)
         await self._release_media(self._media.erase_user(user_id))
         return len(deleted)
 

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from app.coordination.base import Coordinator, EventsExpired
-from app.stores.base import StateStore
+from app.stores.base import DeletedConversation, StateStore
 
 log = logging.getLogger("parley.runs")
 
+ERASE_CONCURRENCY = 8
 LIVE_WAIT_S = 900.0  # how long the background follows a deleted conversation's live runs
 
 
@@ -61,6 +62,17 @@ class RunErasure:
             )
             self._followers.add(task)
             task.add_done_callback(self._followers.discard)
+
+    async def erase_all(self, deleted: Sequence[DeletedConversation]) -> None:
+        """`erase` for each conversation a user erasure deleted, `ERASE_CONCURRENCY` at a
+        time (a user may have thousands; each erasure is a few round trips or more)."""
+        gate = asyncio.Semaphore(ERASE_CONCURRENCY)
+
+        async def one(d: DeletedConversation) -> None:
+            async with gate:
+                await self.erase(d.conversation_id, d.lineage_id)
+
+        await asyncio.gather(*(one(d) for d in deleted))
 
     async def _after(self, conversation_id: str, lineage_id: str, live: list[str]) -> None:
         try:
