@@ -20,10 +20,10 @@ default is used when the client omits the value.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+import re2
 from pydantic import ValidationError
 
 from app.errors import InvalidPack
@@ -37,7 +37,7 @@ from app.packs.templates import (
     fragment_refs,
 )
 from app.packs.tools import MCP_PREFIX, matching_tool_names
-from app.packs.variables import value_problems
+from app.packs.variables import value_problems, variable_pattern
 
 ErrorItem = dict[str, Any]
 Loc = list[str | int]
@@ -169,9 +169,13 @@ def _variable_errors(loc: Loc, variable: Variable) -> list[ErrorItem]:
     rules = variable.validation
     if rules is not None and rules.pattern is not None:
         try:
-            re.compile(rules.pattern)
-        except re.error as exc:
-            msg = f"not a valid regular expression: {exc}"
+            variable_pattern(rules.pattern)
+        except re2.error as exc:
+            detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+            msg = (
+                f"not a valid regular expression (RE2 syntax, as Go's regexp: no "
+                f"backreferences or lookaround): {detail}"
+            )
             return [_err([*loc, "validation", "pattern"], msg)]
     if not variable.has_default:
         return []
