@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
+from typing import Any
 
 from app.coordination.base import Coordinator, EventsExpired
 from app.stores.base import DeletedConversation, StateStore
@@ -45,7 +46,7 @@ class RunErasure:
         self._runs = coordinator.runs
         self._store = store
         self._now = clock
-        self._followers: set[asyncio.Task[None]] = set()  # referenced until done
+        self._tasks: set[asyncio.Task[None]] = set()  # in the background, kept until done
 
     async def erase(self, conversation_id: str, lineage_id: str) -> None:
         """Steps 2 and 3 of the module docstring, for a conversation the store deleted.
@@ -57,11 +58,12 @@ class RunErasure:
             log.warning("erasing the runs of deleted %s failed: %r", conversation_id, exc)
             return
         if live:
-            task = asyncio.get_running_loop().create_task(
-                self._after(conversation_id, lineage_id, live), name=f"erase-{conversation_id}"
-            )
-            self._followers.add(task)
-            task.add_done_callback(self._followers.discard)
+            self._background(self._after(conversation_id, lineage_id, live), conversation_id)
+
+    def _background(self, work: Coroutine[Any, Any, None], conversation_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=f"erase-{conversation_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def erase_all(self, deleted: Sequence[DeletedConversation]) -> None:
         """`erase` for each conversation a user erasure deleted, `ERASE_CONCURRENCY` at a
@@ -94,12 +96,12 @@ class RunErasure:
             )
 
     async def close(self) -> None:
-        """Stop following (at shutdown); what they would have erased expires with its
-        retention (or is erased by its executor, see the module docstring)."""
-        for task in list(self._followers):
+        """Stop the background work (at shutdown); what it would have erased expires
+        with its retention."""
+        for task in list(self._tasks):
             task.cancel()
-        if self._followers:
-            await asyncio.wait(list(self._followers), timeout=5)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
 
     async def _until_ended(self, run_id: str) -> None:
         try:
@@ -110,11 +112,15 @@ class RunErasure:
         except Exception as exc:  # the erasure after the wait goes on regardless
             log.debug("following run %s of a deleted conversation: %r", run_id, exc)
 
-    async def erase_if_deleted(self, conversation_id: str, lineage_id: str) -> None:
+    def erase_if_deleted(self, conversation_id: str, lineage_id: str) -> None:
         """A run of the conversation ended `failed` or `cancelled`, its end recorded: if
         the conversation was deleted meanwhile (or re-created in another lineage), its
-        runs' records go now (the deletion's own erasure may have come before this run's
-        end was written). Never raises."""
+        runs' records go (the deletion's own erasure may have come before this run's end
+        was written). In the background: the run's answer does not wait for a store read
+        (which, when the run failed because the store is down, would wait its timeout)."""
+        self._background(self._erase_if_deleted(conversation_id, lineage_id), conversation_id)
+
+    async def _erase_if_deleted(self, conversation_id: str, lineage_id: str) -> None:
         try:
             conv = await self._store.get_conversation(conversation_id, now=self._now())
             if conv is None or conv.lineage_id != lineage_id:

@@ -337,7 +337,7 @@ class TurnExecutor:
             forget=plan.idempotency if freed else None,
         )
         if freed and recorded:  # (what a run of a conversation deleted meanwhile does)
-            await self._erasure.erase_if_deleted(plan.conversation_id, plan.lineage_id)
+            self._erasure.erase_if_deleted(plan.conversation_id, plan.lineage_id)
         self._stats.run_finished(
             status.value,
             time.perf_counter() - started,

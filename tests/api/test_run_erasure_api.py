@@ -110,11 +110,7 @@ async def test_a_run_streaming_when_its_conversation_is_deleted_is_erased_when_i
     if by == "executor":
         monkeypatch.setattr(app.manager.run_erasure, "LIVE_WAIT_S", 0.0)
     else:
-
-        async def unchecked(*_: object) -> None:
-            return None
-
-        monkeypatch.setattr(RunErasure, "erase_if_deleted", unchecked)
+        monkeypatch.setattr(RunErasure, "erase_if_deleted", lambda *_: None)
     async with state_url_for(backend, tmp_path) as url:
         settings = settings_factory(state_url=url, mock_delay_ms=30)
         async with app_and_manager(settings) as (client, manager):
