@@ -5,7 +5,8 @@
   (events below `first_seq` were dropped), `events_expire_at` (set by the terminal event:
   events are kept `retention_s` after it) and `expires_at` (a finished record is kept
   `record_retention_s`, default 24 h: at least as long as an idempotency key, so a retry
-  always finds the result its key points at). Records survive a restart.
+  always finds the result its key points at), and `conversation_id` (migration 0009: the
+  index `erase` reads when the conversation is deleted). Records survive a restart.
 * `run_events` (PostgreSQL): `(run_id, seq) PK, type, data`. The executing instance
   writes its runs' events behind (`app.coordination.sql_event_writer`: batched, terminal
   events awaited); anyone else's `publish` bumps `last_seq`, inserts the event and
