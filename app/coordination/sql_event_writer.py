@@ -3,7 +3,8 @@
 Streaming a turn publishes an event per delta; waiting for a database round trip on each
 would slow every turn down by the number of its events. The executing instance is the
 only publisher of its runs (it created them), so it numbers their events itself and a
-background task writes whatever accumulated in one statement (`_WRITE_BATCH`, run in
+background task writes whatever accumulated (lingering `LINGER_S` for more when no one
+waits for the write) in one statement (`_WRITE_BATCH`, run in
 autocommit on the driver, `app.stores.sql_driver`: one round trip, atomic): the events,
 `last_seq` (and the event retention, after a terminal event) on the records, then one
 `pg_notify` per run, delivered when the statement commits. `publish` returns at once for
@@ -33,6 +34,14 @@ from app.stores.sql_engine import unavailable_on_connection_errors
 log = logging.getLogger("parley.coordination.sql")
 
 HIGH_WATER = 1000
+# How long the writer waits, after an ordinary event woke it, for more to join its batch.
+# A sequential non-streamed turn publishes `message.created`, `message.delta` and
+# `message.completed` within a few ms and then its terminal event, which is awaited and
+# ends the wait at once: the whole turn's events are one statement instead of three
+# (three round trips). Only followers on other instances (woken by the statement's
+# `pg_notify`) see events this much later; this instance's follow in memory
+# (`LocalFanout`), and terminal events are written as soon as they are published.
+LINGER_S = 0.005
 
 _Event = tuple[str, int, str, dict[str, Any]]
 
@@ -117,6 +126,7 @@ class EventWriter:
         self._lives: dict[str, str] = {}  # run -> its newest live record (JSON), likewise
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # a waiter came: stop lingering (`_linger`)
         self._task: asyncio.Task[None] | None = None
 
     def adopt(self, run_id: str) -> None:
@@ -187,6 +197,7 @@ class EventWriter:
         if terminal or len(self._pending) >= HIGH_WATER:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
+            self._urgent.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="sql-run-events")
         self._wake.set()
@@ -204,6 +215,7 @@ class EventWriter:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._urgent.set()
         self._wake.set()
         await waiter
 
@@ -211,6 +223,7 @@ class EventWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            await self._linger()
             while self._pending or self._waiters:
                 batch, ends, lives = self._pending, self._ends, self._lives
                 waiters = self._waiters
@@ -234,6 +247,16 @@ class EventWriter:
                             waiter.set_result(None)
                         else:
                             waiter.set_exception(error)
+
+    async def _linger(self) -> None:
+        """Up to `LINGER_S` for more events to join the batch, unless someone waits for
+        it (a terminal event, a flush, the backlog at `HIGH_WATER`): then not at all."""
+        if self._waiters:
+            return
+        self._urgent.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_S):
+                await self._urgent.wait()
 
     async def _write(
         self, batch: list[_Event], ends: dict[str, str], lives: dict[str, str]
@@ -278,6 +301,7 @@ class EventWriter:
         if self._pending:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
+            self._urgent.set()
             self._wake.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(waiter, timeout=5)

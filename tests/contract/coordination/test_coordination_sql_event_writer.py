@@ -4,6 +4,8 @@ run's end is written in the statement of its terminal event."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from app.coordination import sql_event_writer
 from app.coordination.base import EventsExpired, RunRecord
 from app.coordination.sql_runs import SqlRunLog
 from app.domain import Run, RunStatus
@@ -185,3 +188,28 @@ async def test_a_live_status_change_rides_with_its_events_batch(engine: Any) -> 
     assert [e.seq async for e in other.follow("run-1", after=0)] == [1, 2, 3, 4]
     await runs.close()
     await other.close()
+
+
+async def test_events_published_a_little_apart_share_the_terminal_events_statement(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer lingers (`LINGER_S`) after an ordinary event for more: a turn whose events
+    come a millisecond or two apart (awaits in between, as a non-streamed reply's do) is
+    one statement, not one per event; the terminal event ends the wait at once (a linger
+    of 1 s here, so that waiting it out would show)."""
+    monkeypatch.setattr(sql_event_writer, "LINGER_S", 1.0)
+    runs = SqlRunLog(engine)
+    await runs.create(new_record("run-1"))
+    with recorded_statements(engine) as statements:
+        for i, type_ in enumerate(("message.created", "message.delta", "message.completed")):
+            await runs.publish("run-1", type_, {"i": i})
+            await asyncio.sleep(0.002)  # the writer task runs meanwhile
+        started = time.perf_counter()
+        await runs.publish("run-1", "run.completed", {})
+        waited = time.perf_counter() - started
+    assert len(statements) == 1, statements
+    assert waited < 0.5  # written when published (a round trip), not after the linger
+    async with engine.connect() as conn:
+        seqs = (await conn.execute(sa.select(run_events.c.seq))).scalars().all()
+    assert sorted(seqs) == [1, 2, 3, 4]
+    await runs.close()
