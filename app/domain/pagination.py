@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel
@@ -41,6 +41,20 @@ def decode_cursor(cursor: str, arity: int) -> list[str]:
     return parts
 
 
+def decode_cursor_time(text: str) -> datetime:
+    """A cursor's timestamp as an aware UTC datetime. Anything else is a cursor we did not
+    issue (400): not ISO 8601, no offset (comparing it with stored times is a TypeError), or
+    an offset that pushes it past the ends of the datetime range in UTC
+    (`0001-01-01T00:00:00+14:00`: an OverflowError, outside tester T12)."""
+    try:
+        when = datetime.fromisoformat(text)
+        if when.tzinfo is None:
+            raise ValueError("no UTC offset")
+        return when.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidCursor("The cursor is not one this service issued.") from exc
+
+
 def encode_item_cursor(scope: str, created_at: datetime, item_id: str) -> str:
     """The cursor after an item of a (created_at, id)-ordered listing of one `scope` (the
     conversation the listing is of): bound to it, so it cannot page another one."""
@@ -54,7 +68,4 @@ def decode_item_cursor(cursor: str, scope: str) -> tuple[datetime, str]:
     issued_for, when, item_id = decode_cursor(cursor, 3)
     if issued_for != scope:
         raise InvalidCursor("The cursor was issued for another listing; pass this one's.")
-    try:
-        return datetime.fromisoformat(when), item_id
-    except ValueError:
-        raise InvalidCursor("The cursor is not one this service issued.") from None
+    return decode_cursor_time(when), item_id

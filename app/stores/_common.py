@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.domain import Conversation
-from app.errors import InvalidCursor
+from app.domain.pagination import decode_cursor_time
 from app.stores.base import decode_cursor, encode_cursor
 
 log = logging.getLogger("parley.stores")
@@ -53,13 +53,7 @@ def listing_cursor_at(updated_at: datetime, conversation_id: str) -> str:
 
 def parse_listing_cursor(cursor: str) -> tuple[datetime, str]:
     updated_at, conversation_id = decode_cursor(cursor, 2)
-    try:
-        when = datetime.fromisoformat(updated_at)
-    except ValueError as exc:
-        raise InvalidCursor("The cursor is not one this service issued.") from exc
-    if when.tzinfo is None:
-        raise InvalidCursor("The cursor is not one this service issued.")
-    return when.astimezone(UTC), conversation_id
+    return decode_cursor_time(updated_at), conversation_id
 
 
 def prefix_upper_bound(prefix: str) -> str | None:

@@ -196,6 +196,8 @@ async def test_pagination_with_filters_and_updates_between_pages(store: StateSto
         encode_cursor("only-one-part"),
         encode_cursor("not-a-date", "x"),
         encode_cursor("2031-05-01T12:00:00", "x"),  # naive: never issued
+        encode_cursor("0001-01-01T00:00:00+14:00", "x"),  # before datetime.min in UTC
+        encode_cursor("9999-12-31T23:59:59-14:00", "x"),  # after datetime.max in UTC
         encode_cursor("a", "b", "c"),
     ],
 )
