@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import re2
 from pydantic import ValidationError
 
+from app.domain.patterns import PatternError, author_pattern, pattern_error_text
 from app.errors import InvalidPack
 from app.packs.media import unenforced_fields
 from app.packs.models import PromptPack, Variable
@@ -37,7 +37,7 @@ from app.packs.templates import (
     fragment_refs,
 )
 from app.packs.tools import MCP_PREFIX, matching_tool_names
-from app.packs.variables import value_problems, variable_pattern
+from app.packs.variables import value_problems
 
 ErrorItem = dict[str, Any]
 Loc = list[str | int]
@@ -169,12 +169,11 @@ def _variable_errors(loc: Loc, variable: Variable) -> list[ErrorItem]:
     rules = variable.validation
     if rules is not None and rules.pattern is not None:
         try:
-            variable_pattern(rules.pattern)
-        except re2.error as exc:
-            detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+            author_pattern(rules.pattern)
+        except PatternError as exc:
             msg = (
                 f"not a valid regular expression (RE2 syntax, as Go's regexp: no "
-                f"backreferences or lookaround): {detail}"
+                f"backreferences or lookaround): {pattern_error_text(exc)}"
             )
             return [_err([*loc, "validation", "pattern"], msg)]
     if not variable.has_default:

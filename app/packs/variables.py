@@ -9,13 +9,11 @@ compares JSON values (so `true` never equals `1`, but `1` equals `1.0`).
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from typing import Any
 
-import re2
-
+from app.domain.patterns import PatternError, author_pattern
 from app.packs.models import Variable, VariableType
 
 
@@ -33,21 +31,6 @@ def type_matches(kind: VariableType, value: Any) -> bool:
     return isinstance(value, list)
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a bad pattern is the caller's 422, not a log line
-
-
-@functools.lru_cache(maxsize=1024)
-def variable_pattern(pattern: str) -> Any:
-    """A variable's `validation.pattern`, compiled with RE2 (`re2.error` if it is not
-    one). RE2 matches in time linear in the value, whatever the pattern: with Python's
-    backtracking `re`, a pack's `(a+)+$` against 40 `a`s and a `!` held the event loop for
-    good (outside tester T15: the instance stopped answering and ignored SIGTERM). Its
-    syntax is Go's regexp, the one PromptKit reads the same packs with (no backreferences
-    or lookaround)."""
-    return re2.compile(pattern, _RE2_OPTIONS)
-
-
 def value_problems(variable: Variable, value: Any) -> list[str]:
     """Every way `value` violates `variable`'s type and validation rules (empty if valid)."""
     if not type_matches(variable.type, value):
@@ -59,9 +42,9 @@ def value_problems(variable: Variable, value: Any) -> list[str]:
     if isinstance(value, str):
         if rules.pattern is not None:
             try:
-                if variable_pattern(rules.pattern).search(value) is None:
+                if author_pattern(rules.pattern).search(value) is None:
                     problems.append(f"must match pattern {rules.pattern!r}")
-            except re2.error as exc:  # rejected at load time; defensive
+            except PatternError as exc:  # rejected at load time; defensive
                 problems.append(f"validation pattern is not a valid regular expression: {exc}")
         if rules.min_length is not None and len(value) < rules.min_length:
             problems.append(f"must be at least {rules.min_length} characters long")

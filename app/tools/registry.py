@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpcore
 from jsonschema import Draft7Validator
+from jsonschema.protocols import Validator
 
 from app.packs import PromptPack, Tool
 from app.packs.tools import matching_tool_names, name_matches
@@ -35,6 +36,7 @@ from app.tools.client import ClientExecutor
 from app.tools.exec import ExecExecutor
 from app.tools.http import HttpExecutor, HttpToolClient
 from app.tools.mock import MockExecutor
+from app.tools.schema_validator import ToolSchemaValidator
 from app.tools.ssrf import AddressGuard, GuardedBackend, NetworkPolicy, Resolver, system_resolver
 from app.tools.toolset import CallLimits, ResolvedTool, ToolSet, schema_errors
 
@@ -98,7 +100,7 @@ class ToolRegistry:
         self.executors: dict[str, ToolExecutor] = {
             name: self._executor(binding, environ) for name, binding in config.tools.items()
         }
-        self._validators: OrderedDict[str, Draft7Validator] = OrderedDict()
+        self._validators: OrderedDict[str, Validator] = OrderedDict()
 
     def _executor(self, binding: ToolBinding, environ: Mapping[str, str]) -> ToolExecutor:
         limit = self.limits.max_result_bytes
@@ -196,7 +198,7 @@ class ToolRegistry:
         )
         return ResolvedTool(bound, self._validator(tool.input_schema), None)
 
-    def _validator(self, schema: dict[str, Any] | bool | None) -> Draft7Validator | None:
+    def _validator(self, schema: dict[str, Any] | bool | None) -> Validator | None:
         """A compiled validator, cached by the schema's content (None: nothing to check;
         a schema the validator cannot use is skipped rather than failing every call)."""
         if schema is None:
@@ -211,7 +213,7 @@ class ToolRegistry:
         except Exception:
             log.warning("tool schema skipped (not a valid JSON Schema): %.200s", key)
             return None
-        validator = Draft7Validator(schema)
+        validator: Validator = ToolSchemaValidator(schema)
         self._validators[key] = validator
         if len(self._validators) > VALIDATOR_CACHE_SIZE:
             self._validators.popitem(last=False)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft7Validator
+from jsonschema.protocols import Validator
 
 from app.providers.base import ToolSpec
 from app.tools.base import BoundTool, ToolFailure, ToolOutcome
@@ -30,7 +30,7 @@ class CallLimits:
     max_result_bytes: int
 
 
-def schema_errors(validator: Draft7Validator, value: Any) -> list[str]:
+def schema_errors(validator: Validator, value: Any) -> list[str]:
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
     out = []
     for error in errors[:MAX_REPORTED_ERRORS]:
@@ -44,8 +44,8 @@ class ResolvedTool:
     """A bound tool with the validators the registry compiled for it."""
 
     bound: BoundTool
-    arguments: Draft7Validator | None
-    output: Draft7Validator | None
+    arguments: Validator | None
+    output: Validator | None
 
 
 class ToolSet:
