@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from app.domain import Message, Page
 from app.domain.principal import Principal
-from app.errors import InvalidCursor
+from app.errors import InvalidCursor, MessageNotFound
 from app.manager.conversations import ConversationService
 from app.manager.message_cache import MessageCache
 from app.manager.tree import TreeService
@@ -46,13 +46,16 @@ class MessageService:
         if before is None:
             start = conv.head_message_id
         else:
-            found = await self._store.get_messages(conv.lineage_id, [before])
-            if not found:
+            # visible to this conversation, not merely of its lineage: a fork (maybe
+            # another user's) must not page its source's later turns, nor the source the
+            # fork's (outside tester T21)
+            try:
+                start = (await self._tree.visible_message(conv, before)).parent_id
+            except MessageNotFound:
                 raise InvalidCursor(
                     f"before={before!r} is not a message of this conversation; pass a "
                     "next_cursor this endpoint returned."
-                )
-            start = found[0].parent_id
+                ) from None
         if start is None:
             return Page(data=[], next_cursor=None)
         path = await self._store.get_path(conv.lineage_id, start, limit=limit)
