@@ -8,6 +8,10 @@ One place defines what "acceptable input" means, so every backend sees the same 
   holds everywhere; nothing is stored.
 * JSON bodies: at most `MAX_JSON_DEPTH` nested containers, integers within +/-(2^53-1) (the
   range every JSON client represents exactly), no NaN/Infinity.
+* Datetimes a client sends (import documents, PromptKit states): within years
+  `MIN_DATETIME`..`MAX_DATETIME` once in UTC. Near year 1 or 9999 an offset pushes a value
+  past Python's datetime range when the stores convert it to UTC (an OverflowError, so a
+  500), and PostgreSQL turns such values into `-infinity` that no read can decode.
 * `metadata` and `variables` maps: bounded key count, key length, nesting and serialized
   size; a PATCH is checked on the merged result, so merging cannot grow past the caps.
 
@@ -18,11 +22,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 
 MAX_JSON_DEPTH = 32
 MAX_JSON_INT = 2**53 - 1
@@ -33,6 +38,12 @@ MAX_EVENT_SEQ = 2**63 - 1
 MAX_SYSTEM_PROMPT_CHARS = 200_000
 MAX_CONTEXT_TOKENS = 10_000_000
 MAX_CONTEXT_MESSAGES = 1_000_000
+
+# Datetimes from clients: 1970-01-01T00:00:00Z <= t < 9001-01-01T00:00:00Z (years 1970-9000
+# in UTC). Far from both ends of Python's datetime range, so no offset conversion overflows.
+MIN_DATETIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_DATETIME = datetime(9001, 1, 1, tzinfo=UTC)
+DATETIME_RULE = "must be within years 1970-9000 in UTC"
 
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
@@ -46,6 +57,31 @@ def capped_int(digits: str, cap: int = MAX_EVENT_SEQ) -> int:
     if len(stripped) > len(str(cap)):
         return cap
     return min(int(stripped or "0"), cap)
+
+
+def datetime_in_range(when: datetime) -> bool:
+    """Whether `when` (naive: UTC, as the stores take it) is within the datetime rule.
+    Comparing aware datetimes never overflows, whatever their offsets."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return MIN_DATETIME <= aware < MAX_DATETIME
+
+
+def datetime_problems(value: Any, loc: Sequence[Any]) -> list[dict[str, Any]]:
+    """Every datetime outside the rule in a validated model (its fields, nested models
+    and lists of them), each at its loc."""
+    problems: list[dict[str, Any]] = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, tuple(loc))]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, datetime):
+            if not datetime_in_range(item):
+                problems.append({"loc": list(where), "msg": DATETIME_RULE})
+        elif isinstance(item, BaseModel):
+            stack.extend((getattr(item, name), (*where, name)) for name in type(item).model_fields)
+        elif isinstance(item, list | tuple):
+            stack.extend((child, (*where, i)) for i, child in enumerate(item))
+    problems.sort(key=lambda p: [str(x) for x in p["loc"]])
+    return problems
 
 
 def text_problem(value: str) -> str | None:

@@ -19,6 +19,7 @@ from app.domain import Checkpoint, Conversation, Message
 from app.domain.context_item import ContextItem
 from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_checksum
 from app.domain.ids import ID_PATTERN, ID_RULE
+from app.domain.limits import datetime_problems
 from app.domain.requests import TtlSeconds
 from app.domain.summary import Summary
 from app.manager.import_caps import field_cap_problems
@@ -89,6 +90,7 @@ def _validated(
     except ValidationError as exc:
         problems.extend(schema_problems(exc, loc))
         return None
+    problems.extend(datetime_problems(validated, loc))
     return None if unknown else validated
 
 

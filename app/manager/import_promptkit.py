@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.domain import MediaRef, Message, Part, Role, ToolCall, new_id, utcnow
+from app.domain.limits import DATETIME_RULE, datetime_in_range
 from app.domain.messages import FinishReason
 from app.domain.promptkit_state import PromptKitMessage, PromptKitPart, PromptKitState
 from app.domain.usage import ConversationUsage, Usage
@@ -54,6 +55,13 @@ def _set(when: datetime | None) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
+def _check_time(when: datetime | None, loc: list[Any], problems: list[Problem]) -> None:
+    """A set time (not Go's zero) must satisfy the datetime rule of `app.domain.limits`."""
+    at = _set(when)
+    if at is not None and not datetime_in_range(at):
+        problems.append({"loc": loc, "msg": DATETIME_RULE})
+
+
 def promptkit_plan(
     raw: Mapping[str, Any], max_message_bytes: int
 ) -> tuple[ImportPlan | None, list[Problem]]:
@@ -71,6 +79,12 @@ def promptkit_plan(
             {"loc": [*LOC, "Summaries"], "msg": "summaries cannot be imported (not supported)"}
         )
     pk_messages = (state.Messages if go else state.messages) or []
+    for name, when in (
+        ("LastAccessedAt", state.LastAccessedAt),
+        ("created_at", state.created_at),
+        ("updated_at", state.updated_at),
+    ):
+        _check_time(when, [*LOC, name], problems)
     fallback = (
         _set(state.LastAccessedAt) or _set(state.updated_at) or _set(state.created_at) or utcnow()
     )
@@ -126,6 +140,7 @@ def _message(
         metadata["reasoning"] = pk.reasoning
     if pk.validations:
         metadata["validations"] = pk.validations
+    _check_time(pk.timestamp, [*loc, "timestamp"], problems)
     parts, text = _parts(pk.parts or [], [*loc, "parts"], metadata, problems)
     content = pk.content or text
     tool_call_id = name = None
