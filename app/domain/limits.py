@@ -38,6 +38,9 @@ MAX_EVENT_SEQ = 2**63 - 1
 MAX_SYSTEM_PROMPT_CHARS = 200_000
 MAX_CONTEXT_TOKENS = 10_000_000
 MAX_CONTEXT_MESSAGES = 1_000_000
+# An imported cost (a message's, a conversation's total): far above any real bill, and low
+# enough that sums of many stay finite.
+MAX_COST_USD = 1e12
 
 # Datetimes from clients: 1970-01-01T00:00:00Z <= t < 9001-01-01T00:00:00Z (years 1970-9000
 # in UTC). Far from both ends of Python's datetime range, so no offset conversion overflows.

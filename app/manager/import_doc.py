@@ -32,6 +32,12 @@ from app.manager.import_plan import (
     size_problem,
 )
 from app.manager.import_promptkit import is_promptkit_state, promptkit_plan
+from app.manager.import_records import (
+    conversation_problems,
+    message_problems,
+    summary_problems,
+    turn_problems,
+)
 from app.manager.import_tool_rule import unanswering_tool_messages
 
 M = TypeVar("M", bound=BaseModel)
@@ -147,6 +153,12 @@ def _parley_plan(
     ]
     items = [it for _, it in numbered_items]
     problems.extend(field_cap_problems(LOC, conv, messages, numbered_items))
+    if conv is not None:
+        problems.extend(conversation_problems(conv, LOC))
+    for i, m in messages:
+        problems.extend(message_problems(m, [*LOC, "messages", i]))
+    for i, sm in enumerate(summaries):
+        problems.extend(summary_problems(sm, [*LOC, "summaries", i]))
     if len({it.id for it in items}) != len(items):
         problems.append({"loc": [*LOC, "context_items"], "msg": "duplicate item ids"})
     head = raw.get("head_message_id")
@@ -165,6 +177,7 @@ def _parley_plan(
     index: dict[str, int] = {}
     for i, m in messages:
         index.setdefault(m.id, i)  # the first of duplicate ids is the one kept
+    problems.extend(turn_problems(ordered, {m.id: (index[m.id], m.turn) for m in ordered}, LOC))
     for at, why in unanswering_tool_messages(ordered):
         problems.append(
             {"loc": [*LOC, "messages", index[ordered[at].id], "tool_call_id"], "msg": why}

@@ -28,6 +28,7 @@ from app.domain.messages import FinishReason
 from app.domain.promptkit_state import PromptKitMessage, PromptKitPart, PromptKitState
 from app.domain.usage import ConversationUsage, Usage
 from app.manager.import_plan import LOC, ImportPlan, Problem, schema_problems, size_problem
+from app.manager.import_records import cost_problems, count_problems
 from app.manager.import_tool_rule import unanswering_tool_messages
 
 GO_FIELDS = {"ID", "UserID", "Messages"}
@@ -106,6 +107,7 @@ def promptkit_plan(
     for at, why in unanswering_tool_messages(messages):
         problems.append({"loc": [*LOC, key, positions[at], "tool_result", "id"], "msg": why})
     if state.total_cost is not None:
+        problems.extend(cost_problems(state.total_cost, [*LOC, "total_cost"]))
         usage = usage.model_copy(update={"cost_usd": state.total_cost})
     if problems:
         return None, problems
@@ -175,6 +177,11 @@ def _message(
         if finish is None:
             metadata["finish_reason"] = pk.finish_reason
     cost = pk.cost_info
+    if cost is not None:
+        at = [*loc, "cost_info"]
+        counts = {"input_tokens": cost.input_tokens, "output_tokens": cost.output_tokens}
+        problems.extend(count_problems(counts, at))
+        problems.extend(cost_problems(cost.total_cost_usd, [*at, "total_cost_usd"]))
     if len(problems) > before:
         return None
     try:

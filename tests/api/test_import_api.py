@@ -567,7 +567,7 @@ async def test_a_tool_message_that_answers_no_tool_call_is_refused_and_nothing_s
     reply = _by_id(good)[turn["reply"]["id"]]
     bad = copy.deepcopy(good)
     root_tool = {**copy.deepcopy(reply), "id": "tool-root", "role": "tool", "parent_id": None}
-    root_tool["depth"] = 0
+    root_tool["depth"], root_tool["turn"] = 0, 0  # a root tool message: no user turn yet
     stray = {**copy.deepcopy(reply), "id": "tool-stray", "role": "tool", "tool_call_id": "c9"}
     stray["parent_id"], stray["depth"] = reply["id"], reply["depth"] + 1
     bad["messages"] += [root_tool, stray]
