@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.stores.sql_driver import SqliteWriter, sqlite_writer
+from app.stores.sql_driver import SqliteWriter, pooled_postgres_driver, sqlite_writer
 from app.stores.sql_engine import WRITE_OPTION
 from app.stores.sql_tables import UTCDateTime
 
@@ -67,6 +67,15 @@ class SqlClock:
         else:
             async with self.write() as conn:
                 yield conn
+
+    @asynccontextmanager
+    async def postgres_statement(self) -> AsyncIterator[Any]:
+        """PostgreSQL: the asyncpg connection for one self-contained statement run on the
+        driver, in autocommit (`sql_driver.pooled_postgres_driver`)."""
+        if not self.postgres:
+            raise RuntimeError("postgres_statement() is for PostgreSQL")
+        async with pooled_postgres_driver(self.reader) as driver:
+            yield driver
 
     def now(self) -> sa.ColumnElement[Any]:
         if self.postgres:

@@ -28,7 +28,7 @@ from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.errors import StoreUnavailable
-from app.stores.sql_driver import WarmStatement, postgres_driver
+from app.stores.sql_driver import WarmStatement
 from app.stores.sql_engine import unavailable_on_connection_errors
 
 log = logging.getLogger("parley.coordination.sql")
@@ -153,7 +153,7 @@ class EventWriter:
             record.run.conversation_id,
         )
         with unavailable_on_connection_errors():
-            async with self._sql.statement() as conn, postgres_driver(conn) as driver:
+            async with self._sql.postgres_statement() as driver:
                 await driver.execute(_CREATE_WITH_EVENT, *args)
         self._seqs[record.run.id] = 1
         self._firsts[record.run.id] = 1
@@ -291,7 +291,7 @@ class EventWriter:
             EVENTS_CHANNEL,
         )
         with unavailable_on_connection_errors():
-            async with self._sql.statement() as conn, postgres_driver(conn) as driver:
+            async with self._sql.postgres_statement() as driver:
                 await driver.execute(_WRITE_BATCH, *args)
 
     async def close(self) -> None:

@@ -48,7 +48,7 @@ from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLo
 from app.stores.sql_driver import (
     RenderedStatement,
     WarmStatement,
-    postgres_driver,
+    pooled_postgres_driver,
     postgres_rowcount,
     prepare_on,
     prepare_on_connect,
@@ -149,6 +149,14 @@ class SqlLeaseBackend(LeaseBackend):
                 async with self._writer.begin() as conn:
                     yield conn
 
+    @asynccontextmanager
+    async def _one_driver(self) -> AsyncIterator[Any]:
+        """PostgreSQL: asyncpg itself for one statement in autocommit, its connection
+        checked out without SQLAlchemy's `Connection` (`sql_driver.pooled_postgres_driver`)."""
+        with unavailable_on_connection_errors():
+            async with pooled_postgres_driver(self._engine) as driver:
+                yield driver
+
     # "now", "now + lease" and the clock in µs: the server's on PostgreSQL, bound values
     # (`_times`) on SQLite
     def _now(self) -> sa.ColumnElement[Any]:
@@ -187,7 +195,7 @@ class SqlLeaseBackend(LeaseBackend):
         }
         if self._driver:
             acquire, holder_of = self._driver["acquire"], self._driver["holder_of"]
-            async with self._one_write() as conn, postgres_driver(conn) as driver:
+            async with self._one_driver() as driver:
                 seq, holder = await driver.fetchrow(acquire.sql, *acquire.args(params))
                 if seq is not None:
                     return Attempt(True, seq=int(seq))
@@ -215,12 +223,12 @@ class SqlLeaseBackend(LeaseBackend):
         self, name: str, statement: sa.Executable, params: dict[str, Any]
     ) -> bool:
         """`statement` (on the driver on PostgreSQL: `self._driver[name]`) changed one row."""
+        if self._driver:
+            rendered = self._driver[name]
+            async with self._one_driver() as driver:
+                status = await driver.execute(rendered.sql, *rendered.args(params))
+            return postgres_rowcount(status) == 1
         async with self._one_write() as conn:
-            if self._driver:
-                rendered = self._driver[name]
-                async with postgres_driver(conn) as driver:
-                    status = await driver.execute(rendered.sql, *rendered.args(params))
-                return postgres_rowcount(status) == 1
             result = await conn.execute(statement, params)
         return bool(result.rowcount == 1)
 

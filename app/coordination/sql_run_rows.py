@@ -19,7 +19,6 @@ from app.coordination.base import RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.stores.sql_driver import (
     WarmStatement,
-    postgres_driver,
     postgres_rowcount,
     sqlite_optional_text,
 )
@@ -96,7 +95,7 @@ RunRows = SqliteRunRows | PostgresRunRows
 
 async def postgres_write(sql: SqlClock, write: RowWrite) -> int:
     """`write` on PostgreSQL, one statement in autocommit; its row count."""
-    async with sql.statement() as conn, postgres_driver(conn) as driver:
+    async with sql.postgres_statement() as driver:
         return postgres_rowcount(await driver.execute(write.sql, *write.args))
 
 

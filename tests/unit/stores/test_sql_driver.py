@@ -1,8 +1,10 @@
-"""SQLite write transactions on aiosqlite in one hand-off to its thread
-(`app.stores.sql_driver.SqliteWriter`): what is committed, what is rolled back, what a
-cancelled caller leaves, and that it is one hand-off (aiosqlite's `Connection._execute`,
-the private queue it relies on, is pinned here: an aiosqlite upgrade that changes it
-fails these tests, not a turn)."""
+"""The drivers under SQLAlchemy's pool (`app.stores.sql_driver`).
+
+SQLite write transactions on aiosqlite in one hand-off to its thread (`SqliteWriter`):
+what is committed, what is rolled back, what a cancelled caller leaves, and that it is
+one hand-off (aiosqlite's `Connection._execute`, the private queue it relies on, is pinned
+here: an aiosqlite upgrade that changes it fails these tests, not a turn). PostgreSQL's
+`pooled_postgres_driver`: autocommit, and which failures invalidate the connection."""
 
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.errors import StoreUnavailable
-from app.stores.sql_driver import sqlite_in_thread, sqlite_writer
+from app.stores.sql_driver import pooled_postgres_driver, sqlite_in_thread, sqlite_writer
+from tests.services import scratch_postgres_database
 
 
 @pytest.fixture
@@ -126,3 +130,57 @@ async def test_sqlite_in_thread_runs_on_the_connection_of_the_driver(engine: Asy
         assert await sqlite_in_thread(driver, lambda c: c.execute("SELECT 41 + 1").fetchone()) == (
             42,
         )
+
+
+# --- pooled_postgres_driver: asyncpg out of the pool, without SQLAlchemy's Connection ---
+
+
+@pytest.mark.postgres
+async def test_pooled_postgres_driver_runs_in_autocommit_and_returns_the_connection() -> None:
+    async with scratch_postgres_database() as url:
+        eng = create_async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            async with pooled_postgres_driver(eng) as driver:
+                await driver.execute("CREATE TABLE t (k text PRIMARY KEY)")
+                await driver.execute("INSERT INTO t VALUES ('a')")
+                assert not driver.is_in_transaction()
+                first = driver
+            async with pooled_postgres_driver(eng) as driver:  # the one pooled connection
+                assert driver is first
+                assert await driver.fetchval("SELECT count(*) FROM t") == 1
+        finally:
+            await eng.dispose()
+
+
+@pytest.mark.postgres
+async def test_pooled_postgres_driver_errors_invalidate_all_but_constraint_violations() -> None:
+    async with scratch_postgres_database() as url:
+        eng = create_async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            async with pooled_postgres_driver(eng) as driver:
+                await driver.execute("CREATE TABLE t (k text PRIMARY KEY)")
+                await driver.execute("INSERT INTO t VALUES ('a')")
+                kept = driver
+            with pytest.raises(asyncpg.UniqueViolationError):  # the statement's own outcome
+                async with pooled_postgres_driver(eng) as driver:
+                    await driver.execute("INSERT INTO t VALUES ('a')")
+            async with pooled_postgres_driver(eng) as driver:
+                assert driver is kept  # a healthy connection stays pooled
+            with pytest.raises(StoreUnavailable):  # a server error
+                async with pooled_postgres_driver(eng) as driver:
+                    await driver.execute("SELECT * FROM missing_table")
+            async with pooled_postgres_driver(eng) as driver:
+                assert driver is not kept  # invalidated: a new connection
+                assert await driver.fetchval("SELECT count(*) FROM t") == 1
+                kept = driver
+            with pytest.raises(asyncio.CancelledError):  # cancelled midway
+                async with pooled_postgres_driver(eng) as driver:
+                    task = asyncio.create_task(driver.execute("SELECT pg_sleep(5)"))
+                    await asyncio.sleep(0.1)
+                    task.cancel()
+                    await task
+            async with pooled_postgres_driver(eng) as driver:
+                assert driver is not kept
+                assert await driver.fetchval("SELECT 1") == 1
+        finally:
+            await eng.dispose()
