@@ -42,6 +42,32 @@ def placeholder_names(text: str) -> list[str]:
     return list(dict.fromkeys(m["name"] for m in PLACEHOLDER_RE.finditer(text) if m["name"]))
 
 
+def expanded_length(
+    text: str, fragments: Mapping[str, str], memo: dict[str, int] | None = None
+) -> int:
+    """The length `text` has once its fragments are expanded, without expanding them:
+    fragments that include each other many times can expand exponentially (8 levels of 100
+    includes), which the length shows in time linear in the pack. Undefined and cyclic
+    includes, and those past `MAX_FRAGMENT_DEPTH`, count as their own text
+    (`expand_fragments` reports them)."""
+    lengths = {} if memo is None else memo
+
+    def length(source: str, chain: tuple[str, ...]) -> int:
+        total = len(source)
+        for m in PLACEHOLDER_RE.finditer(source):
+            name = m["fragment"]
+            if name is None or name not in fragments or name in chain:
+                continue
+            if len(chain) >= MAX_FRAGMENT_DEPTH:  # too deep: reported by the expansion
+                continue
+            if name not in lengths:
+                lengths[name] = length(fragments[name], (*chain, name))
+            total += lengths[name] - len(m[0])
+        return total
+
+    return length(text, ())
+
+
 def expand_fragments(text: str, fragments: Mapping[str, str]) -> str:
     """`text` with every `{{fragment:name}}` replaced by the fragment's (expanded) content.
 

@@ -7,6 +7,8 @@ Semantic checks (beyond what the JSON Schema can express):
 - every `{{fragment:name}}` include names a declared fragment; includes are acyclic and at
   most `templates.MAX_FRAGMENT_DEPTH` deep;
 - `template_engine.syntax` is one Parley renders (`{{variable}}`);
+- a prompt's key is at most 200 characters (what `prompt_name` may be), and each system
+  template, fragments expanded, is within the `system_prompt` cap (200,000 characters);
 - variable names are unique within a prompt; a `validation.pattern` compiles; a declared
   `default` satisfies the variable's own type and validation.
 
@@ -25,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.domain.limits import MAX_SYSTEM_PROMPT_CHARS
 from app.domain.patterns import PatternError, author_pattern, pattern_error_text
 from app.errors import InvalidPack
 from app.packs.media import unenforced_fields
@@ -34,6 +37,7 @@ from app.packs.templates import (
     SUPPORTED_SYNTAX_RE,
     FragmentError,
     expand_fragment,
+    expanded_length,
     fragment_refs,
 )
 from app.packs.tools import MCP_PREFIX, matching_tool_names
@@ -42,6 +46,8 @@ from app.packs.variables import value_problems
 ErrorItem = dict[str, Any]
 Loc = list[str | int]
 
+# `prompt_name` of a create request (`app.domain.requests`): a longer key is unusable.
+MAX_PROMPT_NAME_CHARS = 200
 _OVERRIDE_TEMPLATE_KEYS = ("system_template", "system_template_prefix", "system_template_suffix")
 _MESSAGES = {
     "extra_forbidden": "unknown field, not allowed by the PromptPack schema",
@@ -114,7 +120,11 @@ def semantic_errors(document: Any) -> list[ErrorItem]:
             )
         )
     fragments = _string_values(document.get("fragments"))
+    lengths: dict[str, int] = {}
     for name in fragments:
+        if too_long := _length_error(["fragments", name], fragments[name], fragments, lengths):
+            errors.append(too_long)
+            continue  # not expanded: that is what would cost
         try:
             expand_fragment(name, fragments)
         except FragmentError as exc:
@@ -127,9 +137,58 @@ def semantic_errors(document: Any) -> list[ErrorItem]:
             errors.append(_err(["tools", key, "name"], f"must equal its key {key!r}"))
     prompts = document.get("prompts")
     for prompt_key, prompt in prompts.items() if isinstance(prompts, dict) else ():
+        if len(prompt_key) > MAX_PROMPT_NAME_CHARS:
+            errors.append(
+                _err(
+                    ["prompts", prompt_key],
+                    f"prompt names are at most {MAX_PROMPT_NAME_CHARS} characters (a "
+                    "longer one could never be named by prompt_name)",
+                )
+            )
         if isinstance(prompt, dict):
-            errors.extend(_prompt_errors(["prompts", prompt_key], prompt, fragments, tool_names))
+            loc: Loc = ["prompts", prompt_key]
+            errors.extend(_template_length_errors(loc, prompt, fragments, lengths))
+            errors.extend(_prompt_errors(loc, prompt, fragments, tool_names))
     return errors
+
+
+def _length_error(
+    loc: Loc, template: str, fragments: Mapping[str, str], lengths: dict[str, int]
+) -> ErrorItem | None:
+    size = expanded_length(template, fragments, lengths)
+    if size <= MAX_SYSTEM_PROMPT_CHARS:
+        return None
+    return _err(
+        loc,
+        f"expands to {size} characters with its fragments; a system prompt is at most "
+        f"{MAX_SYSTEM_PROMPT_CHARS}",
+    )
+
+
+def _template_length_errors(
+    loc: Loc, prompt: dict[str, Any], fragments: Mapping[str, str], lengths: dict[str, int]
+) -> list[ErrorItem]:
+    """The system prompt a template renders is held to the cap a client's `system_prompt`
+    has (outside tester T16: a 3 MB template made 3 MB system prompts): the template with
+    its fragments expanded, placeholders as written, for the prompt and for each model
+    override (prefix + template + suffix, as `render.effective_template` joins them)."""
+    base = prompt.get("system_template")
+    if not isinstance(base, str):
+        return []
+    found = [_length_error([*loc, "system_template"], base, fragments, lengths)]
+    overrides = prompt.get("model_overrides")
+    for model, override in overrides.items() if isinstance(overrides, dict) else ():
+        if not isinstance(override, dict):
+            continue
+        parts = [
+            override.get(key, base if key == "system_template" else "")
+            for key in ("system_template_prefix", "system_template", "system_template_suffix")
+        ]
+        if all(isinstance(part, str) for part in parts):
+            found.append(
+                _length_error([*loc, "model_overrides", model], "".join(parts), fragments, lengths)
+            )
+    return [e for e in found if e is not None]
 
 
 def _prompt_errors(
