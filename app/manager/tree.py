@@ -259,18 +259,19 @@ class TreeService:
     # --- branches ----------------------------------------------------------------------
 
     async def branches(self, principal: Principal, conversation_id: str) -> list[Branch]:
-        """Every leaf reachable from the conversation's current path through messages it
-        wrote, plus the head (marked) when it is not a leaf, oldest first."""
+        """Every leaf reachable from the conversation's current path, or from a root of the
+        tree, through messages it wrote, plus the head (marked) when it is not a leaf,
+        oldest first."""
         conv = await self._conversations.get(principal, conversation_id)
-        if conv.head_message_id is None:
-            roots = await self._store.list_children(conv.lineage_id, None)
-            path: list[Message] = []
-        else:
+        # Every root, with a head too: an edit of the first message is another root, whose
+        # branch no path message leads to (outside tester T19: those were never listed).
+        roots = await self._store.list_children(conv.lineage_id, None)
+        path: list[Message] = []
+        if conv.head_message_id is not None:
             path = await self._store.get_path(
                 conv.lineage_id, conv.head_message_id, limit=conv.message_count
             )
             path.reverse()
-            roots = []
         on_path = {m.id for m in path}
         # fork point of every node being explored: the path message it hangs under
         origin: dict[str, str | None] = {}
@@ -284,7 +285,7 @@ class TreeService:
                     origin[child.id] = m.id
                     frontier.append(child)
         for root in roots:
-            if root.conversation_id == conv.id:
+            if root.id not in on_path and root.conversation_id == conv.id:
                 origin[root.id] = None
                 frontier.append(root)
         while frontier:
