@@ -1,10 +1,16 @@
-"""Waiting for a run's end on behalf of a reader that may go away first."""
+"""Reading a run for a client: its events replayed and followed past what the log no
+longer holds, and its end awaited on behalf of a reader that may go away first."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
+
+from app.coordination.base import EventsExpired, RunEvent, RunRecord
+from app.errors import RunNotFound
+from app.manager.events import dump
+from app.manager.run_follow import terminal_of
 
 T = TypeVar("T")
 
@@ -24,3 +30,48 @@ async def unless_gone(ended: Awaitable[T], reader_gone: Awaitable[None]) -> tupl
     if end.done() and not end.cancelled():
         return True, end.result()
     return False, None
+
+
+async def replay_and_follow(
+    run_id: str,
+    after: int,
+    *,
+    follow: Callable[[str, int], AsyncIterator[RunEvent]],
+    settled: Callable[[str], Awaitable[RunRecord | None]],
+    wait: Callable[[str], Awaitable[RunRecord]],
+) -> AsyncGenerator[RunEvent, None]:
+    """The run's events after `after`; a `run.snapshot` stands in for events the log no
+    longer holds, and a live run is then followed on from there. Nothing at all when the
+    run is finished and `after` is at or past its terminal event."""
+    position = after
+    while True:
+        try:
+            async for event in follow(run_id, position):
+                position = event.seq
+                yield event
+            return
+        except EventsExpired as expired:
+            last_seq = expired.last_seq
+        record = await settled(run_id)
+        if record is None:
+            raise RunNotFound(f"Run {run_id!r} is no longer known.")
+        if record.run.status.terminal and 0 < last_seq <= position + 1:
+            # seen the end already, or all but the terminal event (which the log of a
+            # finished run may have dropped): no snapshot of what it has (tester T20)
+            if last_seq > position:
+                yield terminal_of(record, last_seq)
+            return
+        messages = record.result.messages if record.result else []
+        yield RunEvent(  # its id (the log's last seq) lets a reconnect resume after it
+            seq=last_seq,
+            type="run.snapshot",
+            data={"run": dump(record.run), "messages": [dump(m) for m in messages]},
+        )
+        if record.run.status.terminal or last_seq <= position:
+            break  # finished, or the log gives nothing past the reader: wait for the end
+        # live: the events after the snapshot are followed as they come (outside tester
+        # T20: the reader waited for the end and missed them all)
+        position = last_seq
+    if not record.run.status.terminal:
+        record = await wait(run_id)
+    yield terminal_of(record, last_seq)

@@ -30,9 +30,9 @@ from app.manager.admission import AdmissionGate
 from app.manager.conversations import ConversationService, fingerprint
 from app.manager.events import dump
 from app.manager.limits import ExecutionLimiter
-from app.manager.run_follow import follow_checked, terminal_of
+from app.manager.run_follow import follow_checked
 from app.manager.run_keys import RunKeys, run_scope
-from app.manager.run_readers import unless_gone
+from app.manager.run_readers import replay_and_follow, unless_gone
 from app.manager.run_response import turn_response
 from app.manager.run_tasks import RunTasks
 from app.manager.run_truth import RunTruth
@@ -337,29 +337,13 @@ class RunService:
         terminal event cancels the run."""
         finished = False
         try:
-            try:
-                async for event in self._follow(run_id, after):
-                    finished = event.type in TERMINAL_EVENTS
-                    yield event
-                return
-            except EventsExpired as expired:
-                last_seq = expired.last_seq
-            record = await self._settled(run_id)
-            if record is None:
-                raise RunNotFound(f"Run {run_id!r} is no longer known.")
-            if record.run.status.terminal and 0 < last_seq <= after:
-                finished = True
-                return  # the reader has seen the end already
-            messages = record.result.messages if record.result else []
-            yield RunEvent(  # its id (the log's last seq) lets a reconnect resume after it
-                seq=last_seq,
-                type="run.snapshot",
-                data={"run": dump(record.run), "messages": [dump(m) for m in messages]},
+            events = replay_and_follow(
+                run_id, after, follow=self._follow, settled=self._settled, wait=self.wait
             )
-            if not record.run.status.terminal:
-                record = await self.wait(run_id)
-            finished = True
-            yield terminal_of(record, last_seq)
+            async for event in events:
+                finished = event.type in TERMINAL_EVENTS
+                yield event
+            finished = True  # (also when there was nothing left to send)
         finally:
             if cancel_on_disconnect and not finished:
                 self._cancel_for_reader(run_id)
