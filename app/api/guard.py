@@ -51,12 +51,46 @@ def _finite_float(text: str) -> float:
     return value
 
 
+class DuplicateKeyError(Exception):
+    """A JSON object names one key twice (not a ValueError: `json.loads` must not turn
+    it into a syntax error)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook`: RFC 8259 leaves duplicate names to the parser, and parsers
+    differ (first wins, last wins), so a proxy or WAF reading the first `content` would
+    see another request than we do (outside tester T2: `{"stream": true, "stream": false}`
+    was silently non-streaming). Refused instead. Costs ~2 us per small body (measured)."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return value
+
+
 def parse_json_body(body: bytes) -> Any:
     """Parse and check a JSON body; raises the ParleyError the client should get."""
     try:
-        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            body,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
     except RecursionError:
         raise _too_deep() from None
+    except DuplicateKeyError as exc:
+        problem = {"loc": ["body"], "msg": f"duplicate key {exc.key!r} in a JSON object"}
+        raise InvalidRequest(
+            "The request body names a key twice in one object.", errors=[problem]
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJSON(f"Request body is not valid JSON: {exc}") from None
     try:
