@@ -36,6 +36,11 @@ MAX_TTL_S = 10 * 365 * 24 * 3600  # ten years
 # compared with it (a 500 from `?after=2**63`), and no run has that many events.
 MAX_EVENT_SEQ = 2**63 - 1
 MAX_SYSTEM_PROMPT_CHARS = 200_000
+# Names a create request gives (`CreateConversation`); packs and imports are held to them.
+MAX_PROMPT_NAME_CHARS = 200
+MAX_PACK_VERSION_CHARS = 100
+MAX_PROVIDER_CHARS = 100
+MAX_MODEL_CHARS = 200
 MAX_CONTEXT_TOKENS = 10_000_000
 MAX_CONTEXT_MESSAGES = 1_000_000
 # An imported cost (a message's, a conversation's total): far above any real bill, and low

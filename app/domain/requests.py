@@ -10,7 +10,16 @@ from typing_extensions import TypeAliasType
 from app.domain.checkpoint import CheckpointPolicy
 from app.domain.conversation import ContextPolicy
 from app.domain.ids import Id
-from app.domain.limits import MAX_SYSTEM_PROMPT_CHARS, MAX_TTL_S, Metadata, Variables
+from app.domain.limits import (
+    MAX_MODEL_CHARS,
+    MAX_PACK_VERSION_CHARS,
+    MAX_PROMPT_NAME_CHARS,
+    MAX_PROVIDER_CHARS,
+    MAX_SYSTEM_PROMPT_CHARS,
+    MAX_TTL_S,
+    Metadata,
+    Variables,
+)
 from app.domain.media import MediaPolicy
 from app.domain.messages import Part
 
@@ -29,9 +38,12 @@ class _Input(BaseModel):
 
 class CreateConversation(_Input):
     pack_id: Id
-    prompt_name: str = Field(min_length=1, max_length=200)
+    prompt_name: str = Field(min_length=1, max_length=MAX_PROMPT_NAME_CHARS)
     pack_version: str | None = Field(
-        default=None, min_length=1, max_length=100, description="Defaults to the latest."
+        default=None,
+        min_length=1,
+        max_length=MAX_PACK_VERSION_CHARS,
+        description="Defaults to the latest.",
     )
     user_id: Id | None = Field(
         default=None,
@@ -61,8 +73,8 @@ class CreateConversation(_Input):
         description="`retain` or `delete` the media only this conversation references when "
         "it is deleted or expires; default PARLEY_MEDIA_POLICY.",
     )
-    provider: str | None = Field(default=None, min_length=1, max_length=100)
-    model: str | None = Field(default=None, min_length=1, max_length=200)
+    provider: str | None = Field(default=None, min_length=1, max_length=MAX_PROVIDER_CHARS)
+    model: str | None = Field(default=None, min_length=1, max_length=MAX_MODEL_CHARS)
 
 
 class PatchConversation(_Input):

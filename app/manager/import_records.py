@@ -15,14 +15,25 @@ from typing import Any
 
 from app.domain import Conversation, Message
 from app.domain.ids import ID_PATTERN, ID_RULE
-from app.domain.limits import MAX_COST_USD
+from app.domain.limits import (
+    MAX_COST_USD,
+    MAX_MODEL_CHARS,
+    MAX_PACK_VERSION_CHARS,
+    MAX_PROMPT_NAME_CHARS,
+    MAX_PROVIDER_CHARS,
+)
 from app.domain.summary import Summary
 from app.domain.usage import Usage
 from app.manager.turn_numbers import number_turns
 
 Problem = dict[str, Any]
 # The caps a create request puts on these (`app.domain.requests.CreateConversation`).
-NAME_CAPS = {"provider": 100, "model": 200, "prompt_name": 200, "pack_version": 200}
+NAME_CAPS = {
+    "provider": MAX_PROVIDER_CHARS,
+    "model": MAX_MODEL_CHARS,
+    "prompt_name": MAX_PROMPT_NAME_CHARS,
+    "pack_version": MAX_PACK_VERSION_CHARS,
+}
 
 
 def count_problems(counts: dict[str, int], loc: Sequence[str | int]) -> list[Problem]:

@@ -7,7 +7,8 @@ Semantic checks (beyond what the JSON Schema can express):
 - every `{{fragment:name}}` include names a declared fragment; includes are acyclic and at
   most `templates.MAX_FRAGMENT_DEPTH` deep;
 - `template_engine.syntax` is one Parley renders (`{{variable}}`);
-- a prompt's key is at most 200 characters (what `prompt_name` may be), and each system
+- the pack version is at most 100 characters and a prompt's key at most 200 (what
+  `pack_version` and `prompt_name` may be), and each system
   template, fragments expanded, is within the `system_prompt` cap (200,000 characters);
 - variable names are unique within a prompt; a `validation.pattern` compiles; a declared
   `default` satisfies the variable's own type and validation.
@@ -27,7 +28,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.domain.limits import MAX_SYSTEM_PROMPT_CHARS
+from app.domain.limits import (
+    MAX_PACK_VERSION_CHARS,
+    MAX_PROMPT_NAME_CHARS,
+    MAX_SYSTEM_PROMPT_CHARS,
+)
 from app.domain.patterns import PatternError, author_pattern, pattern_error_text
 from app.errors import InvalidPack
 from app.packs.media import unenforced_fields
@@ -46,8 +51,6 @@ from app.packs.variables import value_problems
 ErrorItem = dict[str, Any]
 Loc = list[str | int]
 
-# `prompt_name` of a create request (`app.domain.requests`): a longer key is unusable.
-MAX_PROMPT_NAME_CHARS = 200
 _OVERRIDE_TEMPLATE_KEYS = ("system_template", "system_template_prefix", "system_template_suffix")
 _MESSAGES = {
     "extra_forbidden": "unknown field, not allowed by the PromptPack schema",
@@ -135,6 +138,15 @@ def semantic_errors(document: Any) -> list[ErrorItem]:
         tool_name = tool.get("name") if isinstance(tool, dict) else None
         if isinstance(tool_name, str) and tool_name != key:
             errors.append(_err(["tools", key, "name"], f"must equal its key {key!r}"))
+    version = document.get("version")
+    if isinstance(version, str) and len(version) > MAX_PACK_VERSION_CHARS:
+        errors.append(
+            _err(
+                ["version"],
+                f"at most {MAX_PACK_VERSION_CHARS} characters (what pack_version may be; a "
+                "conversation's pack_version must survive export and import)",
+            )
+        )
     prompts = document.get("prompts")
     for prompt_key, prompt in prompts.items() if isinstance(prompts, dict) else ():
         if len(prompt_key) > MAX_PROMPT_NAME_CHARS:

@@ -56,3 +56,9 @@ def test_a_prompt_key_longer_than_prompt_name_allows_is_invalid() -> None:
     assert locs(pack) == [["prompts", long_key]]
     pack["prompts"] = {"p" * 200: pack["prompts"]["chat"]}
     parse_pack(pack)
+
+
+def test_a_pack_version_longer_than_pack_version_allows_is_invalid() -> None:
+    # a valid semver, but a conversation of it could not be imported again (T16)
+    assert locs({**minimal_pack(), "version": "1.0.0-" + "a" * 95}) == [["version"]]
+    parse_pack({**minimal_pack(), "version": "1.0.0-" + "a" * 94})
