@@ -39,6 +39,7 @@ from app.manager.conversation_policy import (
     merged_policy,
     merged_within_caps,
 )
+from app.manager.create_marks import CreateMarks
 from app.manager.media import MediaService
 from app.manager.packs import PackLibrary
 from app.manager.run_erasure import RunErasure
@@ -81,6 +82,7 @@ class ConversationService:
         self._packs = packs
         self._providers = providers
         self._coord = coordinator
+        self._marks = CreateMarks(coordinator.idempotency, IDEMPOTENCY_TTL_S)
         self._settings = settings
         self._now = clock
         self._media = media
@@ -163,20 +165,25 @@ class ConversationService:
             try:
                 return await self.get(principal, existing.ref, live_status=True)
             except ConversationNotFound:
-                # the first request is still creating it, or failed and freed the key
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-            await asyncio.sleep(0.02)
+                # still being created, failed and freed the key, or deleted since
+                if await self._marks.finished(scope, idempotency_key, existing.ref):
+                    await self._marks.release(scope, idempotency_key, existing.ref)
+                else:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.02)
             existing = await self._coord.idempotency.reserve(
                 scope, idempotency_key, record, ttl_s=IDEMPOTENCY_TTL_S
             )
         try:
-            return await self._create(
+            created = await self._create(
                 user_id, req.model_copy(update={"conversation_id": record.ref})
             )
         except BaseException:
             await self._coord.idempotency.forget(scope, idempotency_key, ref=record.ref)
             raise
+        await self._marks.mark(scope, idempotency_key, record)  # (`create_marks`)
+        return created
 
     async def _create(self, user_id: str, req: CreateConversation) -> Conversation:
         async with self._admission.admit():
