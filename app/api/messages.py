@@ -48,6 +48,9 @@ class RunOptions(Protocol):
     stream: bool
     on_disconnect: OnDisconnect
 
+    @property
+    def model_fields_set(self) -> set[str]: ...
+
 
 async def respond_to_run(
     manager: ConversationManager, request: Request, started: StartedRun, body: RunOptions
@@ -57,7 +60,7 @@ async def respond_to_run(
     whichever form it asked for."""
     headers = {"X-Run-Id": started.run_id}
     cancel_on_disconnect = body.on_disconnect == "cancel"
-    if wants_stream(request, body.stream):
+    if wants_stream(request, body.stream if "stream" in body.model_fields_set else None):
         events = manager.runs.events(
             started.run_id, after=0, cancel_on_disconnect=cancel_on_disconnect
         )

@@ -94,3 +94,17 @@ async def test_a_seq_past_any_64_bit_seq_is_the_end_or_a_422(
         for after in (2**63, 10**30):
             assert_problem(await client.get(url, params={"after": after}), 422, "validation_error")
         assert (await client.get(url, params={"after": 2**63 - 1})).status_code == 204
+
+
+async def test_an_explicit_stream_false_wins_over_accept(client: httpx.AsyncClient) -> None:
+    """`Accept: text/event-stream` asks for SSE only when the body does not say (outside
+    tester T10: `"stream": false` was overridden by the header)."""
+    conv = await create_conv(client)
+    url = f"/conversations/{conv['id']}/messages"
+    sse = {"Accept": "application/json, text/event-stream"}
+    r = await client.post(url, json={"content": "x", "stream": False}, headers=sse)
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["status"] == "completed"
+    r = await client.post(url, json={"content": "y"}, headers=sse)
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert parse_sse(r.text)[-1].event == "run.completed"
