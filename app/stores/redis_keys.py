@@ -23,9 +23,16 @@ def to_us(when: datetime) -> int:
     return (when - _EPOCH) // _US
 
 
+_MIN_US = to_us(datetime.min.replace(tzinfo=UTC))
+_MAX_US = to_us(datetime.max.replace(tzinfo=UTC))
+
+
 def from_us(us: int) -> datetime:
-    """Inverse of `to_us`: a tz-aware UTC datetime."""
-    return _EPOCH + timedelta(microseconds=us)
+    """Inverse of `to_us`: a tz-aware UTC datetime. A value past the ends of the datetime
+    range (`0001-01-01T00:00:00+14:00` was storable: an import before its dates were
+    bounded, outside tester T14) reads as the nearest end instead of an OverflowError on
+    every read of the record, so it can still be read, exported and deleted."""
+    return _EPOCH + timedelta(microseconds=min(max(us, _MIN_US), _MAX_US))
 
 
 def us_to_ms_ceil(us: int) -> int:

@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -426,3 +426,14 @@ async def test_a_restarted_server_is_reconnected(tmp_path: Path) -> None:
             assert await store.get_conversation(c2.id, now=utcnow()) == after
         finally:
             await store.close()
+
+
+async def test_a_stored_time_past_the_datetime_range_reads_as_its_end(store: RedisStore) -> None:
+    """Written before imported datetimes were bounded (outside tester T14): every read of
+    such a conversation was an OverflowError (a 500 on GET, messages, export, DELETE)."""
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+    c = await store.create_conversation(conversation("t14", updated_at=early))
+    got = await store.get_conversation(c.id, now=utcnow())
+    assert got is not None and got.updated_at == datetime.min.replace(tzinfo=UTC)
+    assert await store.delete_conversation(c.id)
+    assert await store.get_conversation(c.id, now=utcnow()) is None
