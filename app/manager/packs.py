@@ -73,7 +73,7 @@ class PackLibrary:
 
     async def upload(self, document: Any) -> tuple[PackSummary, bool]:
         """Validate, persist (first writer wins across instances) and register a pack."""
-        pack = parse_pack(document)
+        pack = parse_pack(document, request_caps=True)
         try:
             known = self.registry.get(pack.id, pack.version)
         except PackNotFound:

@@ -7,8 +7,8 @@ Semantic checks (beyond what the JSON Schema can express):
 - every `{{fragment:name}}` include names a declared fragment; includes are acyclic and at
   most `templates.MAX_FRAGMENT_DEPTH` deep;
 - `template_engine.syntax` is one Parley renders (`{{variable}}`);
-- the pack version is at most 100 characters and a prompt's key at most 200 (what
-  `pack_version` and `prompt_name` may be), and each system
+- on upload only (`request_caps`): the pack version is at most 100 characters and a
+  prompt's key at most 200 (what `pack_version` and `prompt_name` may be), and each system
   template, fragments expanded, is within the `system_prompt` cap (200,000 characters);
 - variable names are unique within a prompt; a `validation.pattern` compiles; a declared
   `default` satisfies the variable's own type and validation.
@@ -60,8 +60,13 @@ _MESSAGES = {
 __all__ = ["pack_warnings", "parse_pack", "schema_errors", "semantic_errors"]
 
 
-def parse_pack(document: Any) -> PromptPack:
-    """Validate a decoded pack document; `InvalidPack` lists every problem found."""
+def parse_pack(document: Any, *, request_caps: bool = False) -> PromptPack:
+    """Validate a decoded pack document; `InvalidPack` lists every problem found.
+
+    `request_caps`: also hold it to the caps a request has (an upload: `POST /packs`).
+    Packs already stored or read from pack files are not, so that a pack accepted before
+    the caps existed still loads (an `InvalidPack` there would drop it on every
+    instance, and with it every conversation of it)."""
     if isinstance(document, PromptPack):
         document = document.to_document()
     pack: PromptPack | None = None
@@ -70,7 +75,7 @@ def parse_pack(document: Any) -> PromptPack:
         pack = PromptPack.model_validate(document)
     except ValidationError as exc:
         errors = pydantic_errors(exc)
-    errors.extend(semantic_errors(document))
+    errors.extend(semantic_errors(document, request_caps=request_caps))
     if errors or pack is None:
         raise InvalidPack(_detail(document, errors), errors=errors)
     return pack
@@ -108,8 +113,9 @@ def _detail(document: Any, errors: list[ErrorItem]) -> str:
 # --- semantic checks ---------------------------------------------------------------------
 
 
-def semantic_errors(document: Any) -> list[ErrorItem]:
-    """Problems the schema cannot express; see the module docstring."""
+def semantic_errors(document: Any, *, request_caps: bool = False) -> list[ErrorItem]:
+    """Problems the schema cannot express; see the module docstring (the caps only with
+    `request_caps`)."""
     if not isinstance(document, dict):
         return []
     errors: list[ErrorItem] = []
@@ -125,7 +131,9 @@ def semantic_errors(document: Any) -> list[ErrorItem]:
     fragments = _string_values(document.get("fragments"))
     lengths: dict[str, int] = {}
     for name in fragments:
-        if too_long := _length_error(["fragments", name], fragments[name], fragments, lengths):
+        if request_caps and (
+            too_long := _length_error(["fragments", name], fragments[name], fragments, lengths)
+        ):
             errors.append(too_long)
             continue  # not expanded: that is what would cost
         try:
@@ -139,7 +147,7 @@ def semantic_errors(document: Any) -> list[ErrorItem]:
         if isinstance(tool_name, str) and tool_name != key:
             errors.append(_err(["tools", key, "name"], f"must equal its key {key!r}"))
     version = document.get("version")
-    if isinstance(version, str) and len(version) > MAX_PACK_VERSION_CHARS:
+    if request_caps and isinstance(version, str) and len(version) > MAX_PACK_VERSION_CHARS:
         errors.append(
             _err(
                 ["version"],
@@ -149,7 +157,7 @@ def semantic_errors(document: Any) -> list[ErrorItem]:
         )
     prompts = document.get("prompts")
     for prompt_key, prompt in prompts.items() if isinstance(prompts, dict) else ():
-        if len(prompt_key) > MAX_PROMPT_NAME_CHARS:
+        if request_caps and len(prompt_key) > MAX_PROMPT_NAME_CHARS:
             errors.append(
                 _err(
                     ["prompts", prompt_key],
@@ -159,7 +167,8 @@ def semantic_errors(document: Any) -> list[ErrorItem]:
             )
         if isinstance(prompt, dict):
             loc: Loc = ["prompts", prompt_key]
-            errors.extend(_template_length_errors(loc, prompt, fragments, lengths))
+            if request_caps:
+                errors.extend(_template_length_errors(loc, prompt, fragments, lengths))
             errors.extend(_prompt_errors(loc, prompt, fragments, tool_names))
     return errors
 

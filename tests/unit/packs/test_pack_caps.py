@@ -12,13 +12,13 @@ import pytest
 
 from app.domain.limits import MAX_SYSTEM_PROMPT_CHARS
 from app.errors import InvalidPack
-from app.packs import parse_pack
+from app.packs import PackRegistry, parse_pack
 from tests.unit.packs.helpers import minimal_pack
 
 
 def locs(document: Any) -> list[list[Any]]:
     with pytest.raises(InvalidPack) as info:
-        parse_pack(document)
+        parse_pack(document, request_caps=True)
     return [e["loc"] for e in info.value.errors]
 
 
@@ -26,7 +26,9 @@ def test_a_template_over_the_system_prompt_cap_is_invalid() -> None:
     assert locs(minimal_pack(system_template="x" * 3_000_000)) == [
         ["prompts", "chat", "system_template"]
     ]
-    parse_pack(minimal_pack(system_template="x" * MAX_SYSTEM_PROMPT_CHARS))  # at the cap: fine
+    parse_pack(
+        minimal_pack(system_template="x" * MAX_SYSTEM_PROMPT_CHARS), request_caps=True
+    )  # at the cap: fine
 
 
 def test_fragments_count_and_are_not_expanded_past_the_cap() -> None:
@@ -55,10 +57,20 @@ def test_a_prompt_key_longer_than_prompt_name_allows_is_invalid() -> None:
     pack["prompts"][long_key] = copy.deepcopy(pack["prompts"]["chat"])
     assert locs(pack) == [["prompts", long_key]]
     pack["prompts"] = {"p" * 200: pack["prompts"]["chat"]}
-    parse_pack(pack)
+    parse_pack(pack, request_caps=True)
 
 
 def test_a_pack_version_longer_than_pack_version_allows_is_invalid() -> None:
     # a valid semver, but a conversation of it could not be imported again (T16)
     assert locs({**minimal_pack(), "version": "1.0.0-" + "a" * 95}) == [["version"]]
-    parse_pack({**minimal_pack(), "version": "1.0.0-" + "a" * 94})
+    parse_pack({**minimal_pack(), "version": "1.0.0-" + "a" * 94}, request_caps=True)
+
+
+def test_stored_and_file_packs_are_not_held_to_the_upload_caps() -> None:
+    """A pack stored before the caps existed still loads (registry sync, pack files)."""
+    pack = minimal_pack(system_template="x" * (MAX_SYSTEM_PROMPT_CHARS + 1))
+    pack["prompts"]["p" * 300] = copy.deepcopy(pack["prompts"]["chat"])
+    pack["version"] = "1.0.0-" + "a" * 200
+    PackRegistry().add(pack)
+    with pytest.raises(InvalidPack):
+        parse_pack(pack, request_caps=True)
