@@ -52,7 +52,13 @@ from app.stores.base import (
     media_references,
 )
 from app.stores.sql_driver import driver_of, sqlite_errors, sqlite_in_thread
-from app.stores.sql_hot_append import postgres_append, sqlite_append, sqlite_append_or_alive
+from app.stores.sql_hot_append import (
+    postgres_alive,
+    postgres_append,
+    postgres_append_on,
+    sqlite_append,
+    sqlite_append_or_alive,
+)
 from app.stores.sql_queries import (
     append_params,
     footprint_statements,
@@ -106,8 +112,8 @@ class SqlStore(SqlRecords):
         """On the driver (`sql_hot`): the one read every turn makes."""
         if self._conversation_read is None:
             raise RuntimeError("SqlStore.open() has not been called")
-        async with self._read_one() as conn:
-            return await self._conversation_read(conn, conversation_id, now)
+        async with self._read_driver() as driver:
+            return await self._conversation_read(driver, conversation_id, now)
 
     async def update_conversation(
         self, conversation: Conversation, *, expected_version: int
@@ -241,11 +247,15 @@ class SqlStore(SqlRecords):
                 stored, alive = await writer.transaction(
                     partial(sqlite_append_or_alive, params, messages_)
                 )
-        else:  # PostgreSQL without media: one statement, in autocommit
-            one_statement = not self._traits.single_writer and not refs
-            async with self._write_one() if one_statement else self._write() as conn:
-                if refs:
-                    await self._check_media(conn, refs)
+        elif not refs:  # PostgreSQL without media: one statement, in autocommit
+            async with self._postgres_one() as driver:
+                stored = await postgres_append_on(driver, params, messages_)
+                alive = stored is not None or await postgres_alive(
+                    driver, cid, conversation.lineage_id, now
+                )
+        else:  # media references: checked, the append, the references, one transaction
+            async with self._write() as conn:
+                await self._check_media(conn, refs)
                 if self._traits.single_writer:  # in SQLAlchemy's transaction, begun
                     with sqlite_errors():
                         stored = await sqlite_in_thread(
@@ -253,9 +263,7 @@ class SqlStore(SqlRecords):
                             partial(sqlite_append, params=params, messages=messages_),
                         )
                 else:
-                    stored = await postgres_append(
-                        conn, params, messages_, in_transaction=not one_statement
-                    )
+                    stored = await postgres_append(conn, params, messages_, in_transaction=True)
                 if stored is None:
                     alive = (
                         await conn.scalar(
@@ -267,7 +275,7 @@ class SqlStore(SqlRecords):
                         )
                         is not None
                     )
-                elif refs:
+                else:
                     try:
                         await sql_media.insert_refs(conn, stored["lineage_id"], refs)
                     except sa_exc.IntegrityError as exc:  # deleted since the check

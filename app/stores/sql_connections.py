@@ -19,7 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import StoreUnavailable
 from app.stores.base import StateStore
-from app.stores.sql_driver import SqliteWriter, prepare_on, prepare_on_connect, sqlite_writer
+from app.stores.sql_driver import (
+    SqliteWriter,
+    driver_of,
+    pooled_postgres_driver,
+    prepare_on,
+    prepare_on_connect,
+    sqlite_writer,
+)
 from app.stores.sql_engine import (
     IDLE_PING_S,
     PG_LOCK_NAMESPACE,
@@ -163,13 +170,29 @@ class SqlConnections(StateStore):
                 yield writer
 
     @asynccontextmanager
-    async def _write_one(self) -> AsyncIterator[AsyncConnection]:
-        """PostgreSQL, for a write of exactly one statement: autocommit (no BEGIN / COMMIT
-        round trips; the statement is atomic on its own), bounded like every call."""
+    async def _postgres_one(self) -> AsyncIterator[Any]:
+        """PostgreSQL, for exactly one statement run on asyncpg: autocommit, its connection
+        checked out without SQLAlchemy's `Connection` (`sql_driver.pooled_postgres_driver`),
+        bounded like every call."""
         if self._traits.single_writer:
-            raise RuntimeError("SQLite writes take the write lock: use _write()")
+            raise RuntimeError("SQLite writes take the write lock: use _sqlite_write()")
+        with unavailable_on_connection_errors():
+            async with (
+                asyncio.timeout(self._call_timeout_s),
+                pooled_postgres_driver(self.engine) as driver,
+            ):
+                yield driver
+
+    @asynccontextmanager
+    async def _read_driver(self) -> AsyncIterator[Any]:
+        """The driver connection for a read of exactly one statement: on PostgreSQL
+        `_postgres_one`, on SQLite through `_read_one` (no `BEGIN`)."""
+        if not self._traits.single_writer:
+            async with self._postgres_one() as driver:
+                yield driver
+            return
         async with self._read_one() as conn:
-            yield conn
+            yield await driver_of(conn)
 
     async def _lock_lineages(
         self, conn: AsyncConnection, lineage_ids: Iterable[str], *, shared: bool = False

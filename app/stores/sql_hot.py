@@ -22,12 +22,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Conversation
 from app.stores.sql_driver import (
-    driver_of,
-    postgres_driver,
     sqlite_datetime,
     sqlite_errors,
     sqlite_text,
@@ -73,17 +70,18 @@ def _conversation_sql(placeholders: tuple[str, str]) -> str:
 
 class ConversationRead(Protocol):
     async def __call__(
-        self, conn: AsyncConnection, conversation_id: str, now: datetime
-    ) -> Conversation | None: ...
+        self, driver: Any, conversation_id: str, now: datetime
+    ) -> Conversation | None:
+        """On `driver`, the aiosqlite / asyncpg connection (`SqlConnections._read_driver`)."""
+        ...
 
 
 class _SqliteRead:
     sql = _conversation_sql(("?", "?"))
 
     async def __call__(
-        self, conn: AsyncConnection, conversation_id: str, now: datetime
+        self, driver: Any, conversation_id: str, now: datetime
     ) -> Conversation | None:
-        driver = await driver_of(conn)
         with sqlite_errors():
             # one hand-off: execute and fetchall (aiosqlite closes the cursor)
             rows = list(
@@ -99,10 +97,9 @@ class _PostgresRead:
     sql = POSTGRES_READ
 
     async def __call__(
-        self, conn: AsyncConnection, conversation_id: str, now: datetime
+        self, driver: Any, conversation_id: str, now: datetime
     ) -> Conversation | None:
-        async with postgres_driver(conn) as driver:
-            row = await driver.fetchrow(self.sql, conversation_id, now)
+        row = await driver.fetchrow(self.sql, conversation_id, now)
         return conversation_from_row(postgres_conversation_row(row)) if row is not None else None
 
 

@@ -164,40 +164,60 @@ async def postgres_append(
     *,
     in_transaction: bool,
 ) -> dict[str, Any] | None:
-    """One statement (see the module docstring). `in_transaction`: the caller's
-    transaction is open on the driver (with media references), else `conn` is in
-    autocommit; checked, since a statement run before SQLAlchemy's adapter opened its
-    transaction (it does so at the first statement it runs) would commit on its own."""
-    ids, parents, conversations, depths, created, data = zip(
-        *map(message_values, messages), strict=True
-    )
+    """One statement (see the module docstring) on the driver under `conn`.
+    `in_transaction`: the caller's transaction is open on the driver (with media
+    references), else `conn` is in autocommit; checked, since a statement run before
+    SQLAlchemy's adapter opened its transaction (it does so at the first statement it
+    runs) would commit on its own."""
     async with postgres_driver(conn) as driver:
         if driver.is_in_transaction() != in_transaction:
             raise RuntimeError(f"append expected in_transaction={in_transaction}")
-        try:
-            row = await driver.fetchrow(
-                _POSTGRES_APPEND,
-                params["cid"],
-                params["head"],
-                params["message_count"],
-                params["input_tokens"],
-                params["output_tokens"],
-                params["total_tokens"],
-                params["cost_usd"],
-                params["now"],
-                params.get("status"),
-                params.get("expected_head"),
-                ids,
-                parents,
-                conversations,
-                depths,
-                created,
-                data,
-                params["lineage"],
-            )
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(_DUPLICATE) from exc
+        return await postgres_append_on(driver, params, messages)
+
+
+async def postgres_append_on(
+    driver: Any, params: dict[str, Any], messages: Sequence[Message]
+) -> dict[str, Any] | None:
+    """The append's one statement on the asyncpg connection `driver` (in autocommit, or in
+    the caller's transaction)."""
+    ids, parents, conversations, depths, created, data = zip(
+        *map(message_values, messages), strict=True
+    )
+    try:
+        row = await driver.fetchrow(
+            _POSTGRES_APPEND,
+            params["cid"],
+            params["head"],
+            params["message_count"],
+            params["input_tokens"],
+            params["output_tokens"],
+            params["total_tokens"],
+            params["cost_usd"],
+            params["now"],
+            params.get("status"),
+            params.get("expected_head"),
+            ids,
+            parents,
+            conversations,
+            depths,
+            created,
+            data,
+            params["lineage"],
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(_DUPLICATE) from exc
     return postgres_conversation_row(row) if row is not None else None
+
+
+_POSTGRES_ALIVE = (
+    "SELECT 1 FROM conversations WHERE id = $1 AND lineage_id = $2"
+    " AND (expires_at IS NULL OR expires_at > $3)"
+)
+
+
+async def postgres_alive(driver: Any, conversation_id: str, lineage_id: str, now: datetime) -> bool:
+    """`sqlite_alive` on PostgreSQL's driver."""
+    return await driver.fetchval(_POSTGRES_ALIVE, conversation_id, lineage_id, now) is not None
 
 
 def postgres_hot_statements() -> list[WarmStatement]:
