@@ -153,6 +153,39 @@ async def check_request(request: Request, *, takes_json: bool) -> None:
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
+# Query parameters an operation reads by prefix rather than by name.
+QUERY_PREFIXES: dict[str, tuple[str, ...]] = {"listConversations": ("metadata.",)}
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    names = {f.alias for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+def check_query_names(request: Request, known: frozenset[str], prefixes: tuple[str, ...]) -> None:
+    """A query parameter the operation does not have is a 422, as an unknown body field is
+    (outside tester T8: a misspelt filter such as `?userid=alice` was ignored, so the
+    listing was every user's)."""
+    unknown = [
+        name
+        for name in dict.fromkeys(request.query_params)
+        if name not in known and not any(name.startswith(p) and name != p for p in prefixes)
+    ]
+    if unknown:
+        allowed = ", ".join(sorted(known) + [f"{p}KEY" for p in prefixes]) or "none"
+        raise InvalidRequest(
+            "The request has query parameters this operation does not take.",
+            errors=[
+                {
+                    "loc": ["query", name],
+                    "msg": f"unknown parameter (this operation takes: {allowed})",
+                }
+                for name in unknown
+            ],
+        )
+
 
 class GuardedRoute(APIRoute):
     """Also honours the serving app's `dependency_overrides` (review F5). FastAPI reads
@@ -167,8 +200,12 @@ class GuardedRoute(APIRoute):
             self.body_field.field_info, params.Form
         )
         handlers: weakref.WeakKeyDictionary[Any, Handler] = weakref.WeakKeyDictionary()
+        known = _query_names(self.dependant)
+        prefixes = QUERY_PREFIXES.get(self.operation_id or "", ())
 
         async def guarded(request: Request) -> Response:
+            if request.query_params:
+                check_query_names(request, known, prefixes)
             await check_request(request, takes_json=takes_json)
             app = request.app
             handler = handlers.get(app)
