@@ -158,16 +158,27 @@ class MessageCache:
         return found[0]
 
     def put(self, messages: Iterable[Message]) -> None:
+        self._admit(messages)
+
+    def _admit(self, messages: Iterable[Message]) -> dict[str, CachedMessage]:
+        """`put`, returning the entry of every message by id, kept or not: a walk uses the
+        batch it read even when the cache is too small to keep it (with 0 MB it would
+        otherwise read the path again for each message of the window)."""
+        out: dict[str, CachedMessage] = {}
         for m in messages:
-            if m.id in self._entries:
+            found = self._entries.get(m.id)
+            if found is not None:
                 self._entries.move_to_end(m.id)
+                out[m.id] = found[0]
                 continue
             size = entry_bytes(m)
-            self._entries[m.id] = (cached_message(m), size)
+            entry = out[m.id] = cached_message(m)
+            self._entries[m.id] = (entry, size)
             self._bytes += size
         while self._bytes > self._max_bytes and self._entries:
             _, (_, size) = self._entries.popitem(last=False)
             self._bytes -= size
+        return out
 
     async def walk(
         self,
@@ -197,11 +208,14 @@ class MessageCache:
         entries = self._entries
         touch = entries.move_to_end
         estimate = not counter.exact
+        read: dict[str, CachedMessage] = {}  # the last batch read, kept by the cache or not
         while cursor is not None and len(out) < max_messages and cursor not in stop_at:
             found = entries.get(cursor)
             if found is not None:
                 touch(cursor)
                 entry = found[0]
+            elif (held := read.get(cursor)) is not None:
+                entry = held
             else:
                 size = next_batch(batch, len(out), used, token_budget)
                 fetched = await store.get_path(
@@ -209,9 +223,8 @@ class MessageCache:
                 )
                 if not fetched:
                     return out, True  # dangling parent: treat as the root
-                self.put(fetched)
-                # fetched[0] is `cursor`'s message (the cache may be too small to keep it)
-                entry = self.get(cursor) or cached_message(fetched[0])
+                read = self._admit(fetched)
+                entry = read[fetched[0].id]  # `cursor`'s message
             cost = entry.tokens if estimate and not entry.media else entry.cost(rule, counter)
             if used + cost > token_budget:
                 return out, False

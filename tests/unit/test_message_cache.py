@@ -96,3 +96,15 @@ async def test_a_walk_never_reads_more_than_max_messages_left() -> None:
         store, lineage, msgs[-1].id, max_messages=100, token_budget=10**9
     )
     assert len(walked) == 100 and sum(store.path_reads) == 100
+
+
+async def test_a_cache_too_small_to_keep_a_batch_still_reads_the_window_once() -> None:
+    store = CountingStore()
+    lineage, msgs = await _long_path(store, 1000)
+    for max_bytes in (0, entry_bytes(msgs[0]) * 10):  # keeps nothing; 10 of each 64 read
+        store.path_reads.clear()
+        walked, _ = await MessageCache(max_bytes=max_bytes).walk(
+            store, lineage, msgs[-1].id, max_messages=200, token_budget=10**9
+        )
+        assert [e.message.id for e in walked] == [m.id for m in reversed(msgs[-200:])]
+        assert store.path_reads == [64, 136]  # was 200 reads (one per message after the 64th)
