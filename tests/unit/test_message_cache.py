@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from datetime import UTC, datetime
 
-from app.domain import Message, Role, Usage
+import pytest
+
+from app.domain import Message, Part, Role, Usage
 from app.manager.message_cache import MessageCache, entry_bytes
 from app.stores.memory import MemoryStore
 from tests.contract.builders import conversation
@@ -108,3 +112,31 @@ async def test_a_cache_too_small_to_keep_a_batch_still_reads_the_window_once() -
         )
         assert [e.message.id for e in walked] == [m.id for m in reversed(msgs[-200:])]
         assert store.path_reads == [64, 136]  # was 200 reads (one per message after the 64th)
+
+
+def _held_bytes_per_entry(messages: list[Message]) -> float:
+    """What a cache holding `messages` (parsed from JSON, as a store read makes them)
+    really keeps per entry, by tracemalloc."""
+    rows = [m.model_dump_json() for m in messages]
+    cache = MessageCache(max_bytes=10**12)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        cache.put(Message.model_validate_json(r) for r in rows)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return held / len(cache)
+
+
+@pytest.mark.parametrize("words", [1, 30, 2000])
+def test_entry_bytes_is_what_an_entry_holds_within_a_quarter(words: int) -> None:
+    msgs: list[Message] = []
+    for i in range(500):
+        text = " ".join(f"word{(i + j) % 97}" for j in range(words))
+        m = _message(i, msgs[-1].id if msgs else None, text=text)
+        msgs.append(m.model_copy(update={"parts": [Part(type="text", text=text)], "turn": i}))
+    estimate = sum(entry_bytes(m) for m in msgs) / len(msgs)
+    assert 0.8 <= estimate / _held_bytes_per_entry(msgs) <= 1.25
