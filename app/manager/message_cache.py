@@ -122,6 +122,7 @@ def cached_message(m: Message) -> CachedMessage:
 
 
 MAX_BATCH = 1024  # one read of a cold walk at most (~50 ms of rows on SQLite)
+WINDOW_LENGTHS_MAX = 10_000  # lineages whose last window length is remembered
 
 
 def next_batch(first: int, walked: int, used: int, token_budget: int) -> int:
@@ -144,6 +145,7 @@ class MessageCache:
         self._entries: OrderedDict[str, tuple[CachedMessage, int]] = OrderedDict()
         self._max_bytes = max_bytes
         self._bytes = 0
+        self._window_lengths: OrderedDict[str, int] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -183,7 +185,48 @@ class MessageCache:
             self._bytes -= size
         return out
 
+    def window_length(self, lineage_id: str) -> int | None:
+        """How many messages the last walk in `lineage_id` returned (LRU of
+        `WINDOW_LENGTHS_MAX` lineages): the size of a first read that is likely to hold the
+        next turn's window when the cache no longer does (`TurnNumbers.turn_of`)."""
+        return self._window_lengths.get(lineage_id)
+
     async def walk(
+        self,
+        store: StateStore,
+        lineage_id: str,
+        start_id: str | None,
+        *,
+        max_messages: int,
+        token_budget: int,
+        batch: int = 64,
+        rule: TokenRule = "openai",
+        counter: TokenCounter = ESTIMATE,
+        stop_at: Container[str] = (),
+    ) -> tuple[list[CachedMessage], bool]:
+        """`_walk`, remembering how many messages it returned (`window_length`; not in a
+        cache that keeps nothing, where a read sized by it would be read again)."""
+        out, reached_root = await self._walk(
+            store,
+            lineage_id,
+            start_id,
+            max_messages=max_messages,
+            token_budget=token_budget,
+            batch=batch,
+            rule=rule,
+            counter=counter,
+            stop_at=stop_at,
+        )
+        if not self._max_bytes:
+            return out, reached_root
+        lengths = self._window_lengths
+        lengths[lineage_id] = len(out)
+        lengths.move_to_end(lineage_id)
+        if len(lengths) > WINDOW_LENGTHS_MAX:
+            lengths.popitem(last=False)
+        return out, reached_root
+
+    async def _walk(
         self,
         store: StateStore,
         lineage_id: str,
