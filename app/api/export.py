@@ -177,15 +177,15 @@ async def import_conversation(
         raise UnsupportedContentType(
             "This endpoint takes application/json.", extra={"accept": ["application/json"]}
         )
-    # the slot is taken before the body is read: reading and parsing a big document is
-    # most of an import's memory and CPU (the import's own `admit` is then re-entrant)
+    # the body is received before the slot is taken (a slow upload must not hold one:
+    # review R5); its parse, most of an import's CPU, runs within the slot (the import's
+    # own `admit` is then re-entrant)
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidRequest(
+            "The request body is missing.", errors=[{"loc": ["body"], "msg": "Field required"}]
+        )
     async with manager.admission.admit():
-        raw = await request.body()
-        if not raw.strip():
-            raise InvalidRequest(
-                "The request body is missing.",
-                errors=[{"loc": ["body"], "msg": "Field required"}],
-            )
         document = await parse_json_body_async(raw)
         conv = await manager.imports.import_document(
             principal,
