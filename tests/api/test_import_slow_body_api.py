@@ -18,7 +18,7 @@ async def test_a_slowly_uploaded_import_does_not_block_turns(
     settings_factory: Callable[..., Settings],
 ) -> None:
     settings = settings_factory(admission_concurrency=1, admission_timeout_s=0.5)
-    async with app_and_manager(settings) as (client, manager):
+    async with app_and_manager(settings) as (client, _manager):
         conv = await create_conv(client)
         await send(client, conv["id"], "hello")
         doc = json.dumps(await export_doc(client, conv["id"])).encode()
