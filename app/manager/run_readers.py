@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.coordination.base import EventsExpired, RunEvent, RunRecord
 from app.errors import RunNotFound
@@ -44,17 +44,25 @@ async def replay_and_follow(
     longer holds, and a live run is then followed on from there. Nothing at all when the
     run is finished and `after` is at or past its terminal event."""
     position = after
+    run: dict[str, Any] | None = None  # the run as its events last showed it
     while True:
         try:
             async for event in follow(run_id, position):
                 position = event.seq
+                if isinstance(found := event.data.get("run"), dict):
+                    run = found
                 yield event
             return
         except EventsExpired as expired:
             last_seq = expired.last_seq
         record = await settled(run_id)
         if record is None:
-            raise RunNotFound(f"Run {run_id!r} is no longer known.")
+            if run is None:  # nothing sent yet: the request answers 404
+                raise RunNotFound(f"Run {run_id!r} is no longer known.")
+            # erased under a reader that is behind (its conversation was deleted, review
+            # R3): the stream it has started still ends with exactly one terminal event
+            yield vanished(run, max(last_seq, position + 1))
+            return
         if record.run.status.terminal and 0 < last_seq <= position + 1:
             # seen the end already, or all but the terminal event (which the log of a
             # finished run may have dropped): no snapshot of what it has (tester T20)
@@ -75,3 +83,14 @@ async def replay_and_follow(
     if not record.run.status.terminal:
         record = await wait(run_id)
     yield terminal_of(record, last_seq)
+
+
+def vanished(run: dict[str, Any], seq: int) -> RunEvent:
+    """The terminal event of a run whose record and events were erased while it was
+    followed: its conversation was deleted (whatever the run did is gone with it)."""
+    error = {
+        "code": "conversation_not_found",
+        "detail": "The run's conversation was deleted while this stream followed it.",
+    }
+    failed = {**run, "status": "failed", "error": error}
+    return RunEvent(seq=seq, type="run.failed", data={"run": failed, "error": error})
