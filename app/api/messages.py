@@ -59,7 +59,9 @@ async def respond_to_run(
     With `on_disconnect: "cancel"` a client hanging up before the end cancels the run,
     whichever form it asked for."""
     headers = {"X-Run-Id": started.run_id}
-    cancel_on_disconnect = body.on_disconnect == "cancel"
+    # only the request that started the run may cancel it by hanging up: a same-key retry
+    # attached to it must not cancel what the first request still waits for (review R6)
+    cancel_on_disconnect = body.on_disconnect == "cancel" and not started.attached
     if wants_stream(request, body.stream if "stream" in body.model_fields_set else None):
         events = manager.runs.events(
             started.run_id, after=0, cancel_on_disconnect=cancel_on_disconnect

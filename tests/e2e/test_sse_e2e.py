@@ -214,6 +214,28 @@ async def test_on_disconnect_cancel_applies_to_a_non_streaming_request(server: s
         assert (await client.get(f"/conversations/{conv}")).json()["message_count"] == 4
 
 
+async def test_a_retry_that_hangs_up_does_not_cancel_the_first_requests_run(
+    server: str,
+) -> None:
+    """A same-Idempotency-Key retry attaches to the first request's run; its own hang-up,
+    even with `on_disconnect: "cancel"`, does not cancel what the first request still
+    waits for (review R6)."""
+    async with httpx.AsyncClient(base_url=server, timeout=30) as client:
+        conv = await new_conversation(client)
+        words = " ".join(f"w{i}" for i in range(30))  # 30 x DELAY_MS
+        key = {"Idempotency-Key": "r6-key"}
+        url = f"/conversations/{conv}/messages"
+        first = asyncio.create_task(client.post(url, json={"content": words}, headers=key))
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=server, timeout=0.3) as impatient:
+            with pytest.raises(httpx.ReadTimeout):
+                body = {"content": words, "on_disconnect": "cancel"}
+                await impatient.post(url, json=body, headers=key)
+        answer = await first
+        assert answer.status_code == 200 and answer.json()["status"] == "completed"
+        assert (await client.get(f"/conversations/{conv}")).json()["message_count"] == 2
+
+
 async def test_several_clients_follow_one_run(server: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=30) as client:
         conv = await new_conversation(client)
