@@ -44,20 +44,22 @@ async def replay_and_follow(
     longer holds, and a live run is then followed on from there. Nothing at all when the
     run is finished and `after` is at or past its terminal event."""
     position = after
-    run: dict[str, Any] | None = None  # the run as its events last showed it
+    run: dict[str, Any] = {"id": run_id}  # the run as its events last showed it
+    sent = False  # whether this response has started (a reconnect may start past run.created)
     while True:
         try:
             async for event in follow(run_id, position):
                 position = event.seq
                 if isinstance(found := event.data.get("run"), dict):
                     run = found
+                sent = True
                 yield event
             return
         except EventsExpired as expired:
             last_seq = expired.last_seq
         record = await settled(run_id)
         if record is None:
-            if run is None:  # nothing sent yet: the request answers 404
+            if not sent:  # nothing sent yet: the request answers 404
                 raise RunNotFound(f"Run {run_id!r} is no longer known.")
             # erased under a reader that is behind (its conversation was deleted, review
             # R3): the stream it has started still ends with exactly one terminal event
@@ -70,6 +72,7 @@ async def replay_and_follow(
                 yield terminal_of(record, last_seq)
             return
         messages = record.result.messages if record.result else []
+        sent = True
         yield RunEvent(  # its id (the log's last seq) lets a reconnect resume after it
             seq=last_seq,
             type="run.snapshot",
