@@ -1,14 +1,11 @@
 """`BoundedWriteConnection` (app/stores/redis_write_timeout.py): a command whose write
 cannot complete (the server stopped reading) fails with redis-py's `TimeoutError` within
 the socket timeout and leaves the connection disconnected, as redis-py's own path does;
-commands that can be written work as before. Real Redis behind a loopback proxy that can
-stop reading from the client."""
+commands that can be written work as before. Real Redis behind the loopback proxy of
+`tests/blackhole.py`, stalled (it stops reading from the client)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,62 +16,12 @@ from redis import exceptions as rex
 from redis.asyncio import ConnectionPool, Redis
 
 from app.stores.redis_write_timeout import BoundedWriteConnection
+from tests.blackhole import BlackholeProxy, blackhole_proxy
 from tests.services import redis_url
 
 
-class StallingProxy:
-    """Pipes bytes both ways; after `stall()` it stops reading what the client sends."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._stalled = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        # a small receive buffer (inherited by accepted sockets): a stalled reader fills
-        # the kernel's buffers after a few MB, not after the 32 MB loopback may grow to
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.bind(("127.0.0.1", 0))
-        self._server = await asyncio.start_server(self._accept, sock=sock)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def stall(self) -> None:
-        self._stalled.set()
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        for coro in (self._pipe(reader, up_writer, stall=True), self._pipe(up_reader, writer)):
-            task = asyncio.ensure_future(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, stall: bool = False
-    ) -> None:
-        try:
-            while data := await src.read(65536):
-                if stall and self._stalled.is_set():
-                    await asyncio.Event().wait()  # never reads again
-                dst.write(data)
-                await dst.drain()
-        finally:
-            dst.close()
-
-
 @pytest.fixture
-async def proxied() -> AsyncIterator[tuple[StallingProxy, str]]:
+async def proxied() -> AsyncIterator[tuple[BlackholeProxy, str]]:
     url = redis_url()
     parts = urlsplit(url)
     try:
@@ -83,13 +30,12 @@ async def proxied() -> AsyncIterator[tuple[StallingProxy, str]]:
         await probe.aclose()
     except (OSError, rex.ConnectionError) as exc:
         pytest.fail(f"Redis at {url} is not reachable: {exc}")
-    proxy = StallingProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
-    await proxy.start()
     db = parts.path.lstrip("/") or "0"
-    try:
+    # a small receive buffer: a stalled reader fills the kernel's buffers after a few MB,
+    # not after the 32 MB loopback may grow to
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    async with blackhole_proxy(host, port, recv_buffer=4096) as proxy:
         yield proxy, f"redis://127.0.0.1:{proxy.port}/{db}"
-    finally:
-        await proxy.close()
 
 
 def client(url: str, timeout: float) -> Redis:
@@ -100,7 +46,7 @@ def client(url: str, timeout: float) -> Redis:
 
 
 async def test_commands_that_can_be_written_work_and_keep_the_timeout(
-    proxied: tuple[StallingProxy, str],
+    proxied: tuple[BlackholeProxy, str],
 ) -> None:
     _, url = proxied
     c = client(url, 0.5)
@@ -117,7 +63,7 @@ async def test_commands_that_can_be_written_work_and_keep_the_timeout(
 
 
 async def test_a_write_the_server_does_not_read_times_out_and_disconnects(
-    proxied: tuple[StallingProxy, str],
+    proxied: tuple[BlackholeProxy, str],
 ) -> None:
     proxy, url = proxied
     c = client(url, 0.5)
