@@ -186,7 +186,14 @@ def build_client(target: RedisTarget, options: ClientOptions | None = None) -> R
     if target.cluster:
         # The URL names the first node; the others are extra seeds.
         startup = [ClusterNode(host, port) for host, port in target.nodes[1:]]
-        return RedisCluster.from_url(target.url, startup_nodes=startup, **common)
+        # reinitialize_steps=0: a MOVED reply only patches the moved slot in the client's
+        # map. redis-py's default (a full re-discovery every 5 MOVED replies) closes every
+        # connection of every node, including ones other tasks are using at that moment,
+        # which then fail with AttributeError instead of a Redis error (seen during slot
+        # migration and right after a cluster is created).
+        return RedisCluster.from_url(
+            target.url, startup_nodes=startup, reinitialize_steps=0, **common
+        )
     common["health_check_interval"] = o.health_check_interval_s
     common["connection_class"] = connection_class(urlsplit(target.url).scheme.lower())
     pool: ConnectionPool

@@ -170,6 +170,13 @@ def redis_cluster(directory: Path, nodes: int = 3) -> Iterator[RedisClusterInfo]
             lambda: all("cluster_state:ok" in _cli(cli, p, "CLUSTER", "INFO") for p in ports),
             "cluster_state:ok",
         )
+        # cluster_state:ok on each node is not agreement: a node may still map some slots
+        # to their old owner for a moment, and a client that discovers the cluster from it
+        # gets MOVED replies.
+        _wait(
+            lambda: len({_cli(cli, p, "CLUSTER", "SLOTS") for p in ports}) == 1,
+            "every node agreeing on the slot map",
+        )
         yield RedisClusterInfo(tuple(servers))
 
 

@@ -4,6 +4,7 @@ one node; refs and indexes spread over the cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from app.domain import Conversation, utcnow
 from app.errors import StoreUnavailable
 from app.stores.base import ConversationFilter
 from app.stores.redis import RedisStore
+from app.stores.redis_conn import build_client, parse_redis_url
 from tests.contract.builders import checkpoint, conversation, fork_of, grow, present
 from tests.contract.cluster import RedisClusterInfo, redis_cluster
 
@@ -137,3 +139,68 @@ async def test_a_lost_node_fails_its_slots_fast(tmp_path: Path) -> None:
                 await store.ping()  # not ready: a share of the lineages is unreachable
         finally:
             await store.close()
+
+
+async def _node_ids(cluster: RedisClusterInfo) -> dict[int, str]:
+    """port -> cluster node id."""
+    node = Redis(host="127.0.0.1", port=cluster.ports[0], decode_responses=True)
+    try:
+        nodes = await node.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
+    finally:
+        await node.aclose()
+    text = nodes if isinstance(nodes, str) else "\n".join(f"{k} {v}" for k, v in nodes.items())
+    ids = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and "@" in fields[1]:
+            ids[int(fields[1].split("@")[0].rsplit(":", 1)[1])] = fields[0]
+    return ids
+
+
+async def _slot_owner(cluster: RedisClusterInfo, slot: int) -> int:
+    node = Redis(host="127.0.0.1", port=cluster.ports[0], decode_responses=True)
+    try:
+        ranges = await node.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+    finally:
+        await node.aclose()
+    return next(int(r[2][1]) for r in ranges if int(r[0]) <= slot <= int(r[1]))
+
+
+async def test_concurrent_commands_on_a_moved_slot_all_succeed(
+    cluster: RedisClusterInfo,
+) -> None:
+    """A slot moves to another node while a client's map still names the old one: every
+    one of 40 concurrent commands follows its MOVED reply and succeeds. (With redis-py's
+    default, the 5th MOVED re-discovers the cluster by closing every connection, and the
+    commands still using one failed: with ConnectionError, retried, or, caught mid-connect,
+    with AttributeError (a flaky CI failure).)"""
+    client = build_client(parse_redis_url(cluster.url + "?prefix=storm:"))
+    try:
+        await client.set("{storm}warm", "1")  # the client now maps the slot to its owner
+        await client.delete("{storm}warm")
+        slot = await _slot(cluster, "{storm}warm")
+        ids = await _node_ids(cluster)
+        owner = await _slot_owner(cluster, slot)
+        target = next(p for p in cluster.ports if p != owner)
+        for port in (target, owner, *(p for p in cluster.ports if p not in (owner, target))):
+            node = Redis(host="127.0.0.1", port=port, decode_responses=True)
+            try:
+                await node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])  # type: ignore[no-untyped-call]
+            finally:
+                await node.aclose()
+        results = await asyncio.gather(
+            *(client.set(f"{{storm}}k{i}", str(i)) for i in range(40)), return_exceptions=True
+        )
+        assert [r for r in results if r is not True] == []
+        assert await client.get("{storm}k39") == "39"
+        # ... and no connection was torn down under them: the old owner still holds the
+        # connections that brought back the MOVED replies (a re-discovery closes them all)
+        old = Redis(host="127.0.0.1", port=owner, decode_responses=True)
+        try:
+            clients = await old.client_list()
+        finally:
+            await old.aclose()
+        assert sum(c["cmd"] == "set" for c in clients) >= 5
+        await client.delete(*(f"{{storm}}k{i}" for i in range(40)))
+    finally:
+        await client.aclose()
