@@ -299,10 +299,13 @@ class SqlStore(SqlRecords):
             return await sql_messages.by_ids(conn, lineage_id, message_ids)
 
     async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
+        """On the driver (`sql_hot_path`): the read of a window the cache does not hold."""
         if limit < 1:
             return []
-        async with self._read_one() as conn:  # one statement: no transaction around it
-            return await sql_messages.path(conn, lineage_id, message_id, limit)
+        if self._path_read is None:
+            raise RuntimeError("SqlStore.open() has not been called")
+        async with self._read_driver() as driver:  # one statement: no transaction around it
+            return await self._path_read(driver, lineage_id, message_id, limit)
 
     async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
         async with self._read_one() as conn:

@@ -41,6 +41,7 @@ from app.stores.sql_engine import (
 )
 from app.stores.sql_hot import ConversationRead, conversation_read
 from app.stores.sql_hot_append import postgres_hot_statements
+from app.stores.sql_hot_path import PathRead, path_read
 
 # SQLAlchemy closes an invalidated asyncpg connection "gracefully" for up to 2 s
 # (`close(timeout=2)` in its asyncpg adapter) before terminating it.
@@ -76,6 +77,7 @@ class SqlConnections(StateStore):
         self._traits = DialectTraits(single_writer=False, advisory_locks=False, jsonb=False)
         self._write_lock: asyncio.Lock | None = None
         self._conversation_read: ConversationRead | None = None
+        self._path_read: PathRead | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -107,6 +109,7 @@ class SqlConnections(StateStore):
         self._single_reader = single_statement_reads(engine)
         self._traits = DialectTraits.of(engine.dialect)
         self._conversation_read = conversation_read(engine.dialect)
+        self._path_read = path_read(engine.dialect)
         self._write_lock = asyncio.Lock() if self._traits.single_writer else None
         try:
             async with self._write() as conn:  # migrations may take long: not bounded

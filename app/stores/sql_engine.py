@@ -107,7 +107,7 @@ def sqlite_path(url: URL) -> Path | None:
 # asyncpg prepares every statement, and after five executions PostgreSQL may switch a
 # prepared statement to its generic plan, costed with the table statistics of that moment.
 # On a new deployment that is a near-empty `messages` table, where a sequential scan looks
-# cheapest: the path walk (`sql_queries.path_statement`, one lookup per step) then scans the
+# cheapest: the path walk (`sql_hot_path`, one lookup per step) then scans the
 # table at every step, and a 500-message page of a 10,000-message history took over 5 s
 # instead of ~2 ms. Custom plans are made with the parameters and current statistics.
 PG_SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}

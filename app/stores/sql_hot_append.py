@@ -43,6 +43,7 @@ from app.stores.sql_hot import (
     postgres_conversation_row,
     sqlite_conversation_row,
 )
+from app.stores.sql_hot_path import POSTGRES_PATH
 
 _RETURNING = ", ".join(CONVERSATION_COLUMNS)
 _DUPLICATE = "A message with this id already exists in the lineage."
@@ -221,6 +222,6 @@ async def postgres_alive(driver: Any, conversation_id: str, lineage_id: str, now
 
 
 def postgres_hot_statements() -> list[WarmStatement]:
-    """The store's statements on the driver (the read and the append), for
+    """The store's statements on the driver (the reads and the append), for
     `sql_driver.prepare_on_connect`."""
-    return [WarmStatement(POSTGRES_READ), WarmStatement(_POSTGRES_APPEND)]
+    return [WarmStatement(s) for s in (POSTGRES_READ, POSTGRES_PATH, _POSTGRES_APPEND)]

@@ -1,6 +1,6 @@
-"""Reading messages in the SQL backend (`messages` table): by id, the path to a message,
-and children; `SqlStore` opens the connection. Writing them is `append_messages`'s
-(one transaction with the head's compare-and-set)."""
+"""Reading messages in the SQL backend (`messages` table): by id and children (the path to
+a message is read on the driver, `sql_hot_path`); `SqlStore` opens the connection.
+Writing them is `append_messages`'s (one transaction with the head's compare-and-set)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Message
-from app.stores.sql_queries import path_statement
 from app.stores.sql_tables import json_text, message_from_json, messages
 
 _IN_CHUNK = 500  # ids per IN (...) list; far below SQLite's host-parameter limit
@@ -30,13 +29,6 @@ async def by_ids(
         )
         found.update((r.id, r.data) for r in rows)
     return [message_from_json(found[i]) for i in message_ids if i in found]
-
-
-async def path(
-    conn: AsyncConnection, lineage_id: str, message_id: str, limit: int
-) -> list[Message]:
-    rows = await conn.execute(path_statement(lineage_id, message_id, limit))
-    return [message_from_json(r.data) for r in rows]
 
 
 async def children(conn: AsyncConnection, lineage_id: str, parent_id: str | None) -> list[Message]:

@@ -16,7 +16,6 @@ from app.stores.sql_tables import (
     checkpoints,
     context_items,
     conversations,
-    json_text,
     media_refs,
     messages,
     summaries,
@@ -64,27 +63,6 @@ def append_params(
     if status is not None:
         params["status"] = status.value
     return params
-
-
-def path_statement(lineage_id: str, message_id: str, limit: int) -> sa.Select[Any]:
-    """The path ending at `message_id`, newest first: a recursive CTE that follows
-    `parent_id` through the (lineage_id, id) primary key and stops after `limit` rows, so
-    it costs `limit` index lookups whatever the length of the history."""
-    m = messages
-    seed = sa.select(m.c.id, m.c.parent_id, m.c.data, sa.literal(1).label("n")).where(
-        m.c.lineage_id == lineage_id, m.c.id == message_id
-    )
-    path = seed.cte("path", recursive=True)
-    parent = m.alias("parent")
-    step = sa.select(
-        parent.c.id, parent.c.parent_id, parent.c.data, (path.c.n + 1).label("n")
-    ).where(
-        parent.c.lineage_id == lineage_id,
-        parent.c.id == path.c.parent_id,
-        path.c.n < limit,
-    )
-    path = path.union_all(step)
-    return sa.select(json_text(path.c.data).label("data")).order_by(path.c.n)
 
 
 def listing_statement(

@@ -12,7 +12,7 @@ import pytest
 
 from app.domain import Conversation
 from app.stores.sql import SqlStore
-from app.stores.sql_queries import path_statement
+from app.stores.sql_hot_path import path_read
 from tests.contract.builders import append, chain, conversation
 from tests.services import scratch_postgres_database
 
@@ -70,13 +70,12 @@ async def test_sqlite_walks_the_primary_key(tmp_path: Path) -> None:
     store = SqlStore(f"sqlite+aiosqlite:///{tmp_path}/plan.db")
     await store.open()
     try:
-        sql = str(
-            path_statement("lineage", "m", 20).compile(
-                store.engine, compile_kwargs={"literal_binds": True}
-            )
-        )
+        sql = path_read(store.engine.dialect).sql  # type: ignore[attr-defined]
         async with store.engine.connect() as conn:
-            plan = [row[-1] for row in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+            explained = await conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {sql}", ("lineage", "m", 20)
+            )
+            plan = [row[-1] for row in explained]
     finally:
         await store.close()
     searches = [p for p in plan if p.startswith(("SEARCH", "SCAN"))]
