@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Protocol
 
 from fastapi import Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from app.api.guard import api_router
+from app.api.json_response import CompactJSONResponse
 from app.api.operation import TURN_ERRORS, operation
 from app.api.params import PathId
 from app.api.schemas import MessageDetail, MessageList, TurnResponse
@@ -74,11 +75,11 @@ async def respond_to_run(
             first_wait_s=manager.settings.store_timeout_s,
         )
     if not cancel_on_disconnect:
-        return JSONResponse(await manager.runs.result(started.run_id), headers=headers)
+        return CompactJSONResponse(await manager.runs.result(started.run_id), headers=headers)
     result = await manager.runs.result_for(started.run_id, _client_gone(request))
     if result is None:  # nobody is there to read an answer
         return Response(status_code=204, headers=headers)
-    return JSONResponse(result, headers=headers)
+    return CompactJSONResponse(result, headers=headers)
 
 
 async def _client_gone(request: Request) -> None:

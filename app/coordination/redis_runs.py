@@ -62,6 +62,7 @@ from app.coordination.redis_client import RedisClient, unavailable
 from app.coordination.redis_publish_batch import PublishBatch
 from app.coordination.retry import Backoff
 from app.errors import StoreUnavailable
+from app.json_text import json_bytes
 
 log = logging.getLogger("parley.coordination.runs")
 
@@ -210,10 +211,10 @@ class RedisRunLog(RunLog):
             seq = await script(keys=_Keys.of(self._prefix, record.run.id).all(), args=args)
         return RunEvent(seq=int(seq), type=type_, data=data)
 
-    def _event_args(self, type_: str, data: dict[str, Any]) -> list[str | int]:
+    def _event_args(self, type_: str, data: dict[str, Any]) -> list[str | bytes | int]:
         return [
             type_,
-            json.dumps(data, separators=(",", ":")),
+            json_bytes(data),
             self._max_events,
             "1" if type_ in TERMINAL_EVENTS else "0",
             self._retention_ms,

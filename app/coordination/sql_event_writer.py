@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.errors import StoreUnavailable
+from app.json_text import json_str
 from app.stores.sql_driver import WarmStatement
 from app.stores.sql_engine import unavailable_on_connection_errors
 
@@ -148,7 +148,7 @@ class EventWriter:
             owner,
             record.model_dump_json(),
             type_,
-            json.dumps(data),
+            json_str(data),
             EVENTS_CHANNEL,
             record.run.conversation_id,
         )
@@ -279,7 +279,7 @@ class EventWriter:
             [event[0] for event in kept],
             [event[1] for event in kept],
             [event[2] for event in kept],
-            [json.dumps(event[3]) for event in kept],
+            [json_str(event[3]) for event in kept],
             runs,
             [last[run_id] for run_id in runs],
             [keeps.get(run_id, 0) for run_id in runs],
