@@ -14,6 +14,10 @@ from app.manager.run_follow import terminal_of
 
 T = TypeVar("T")
 
+# The id of the terminal event of a finished run whose log knows none of its seqs: no run
+# gives out that many events, and it is exact in a JavaScript number (2**53 - 1).
+LOST_LOG_TERMINAL_SEQ = 2**53 - 1
+
 
 async def unless_gone(ended: Awaitable[T], reader_gone: Awaitable[None]) -> tuple[bool, T | None]:
     """(True, what `ended` gave) if it finished first, else (False, None) once
@@ -65,19 +69,24 @@ async def replay_and_follow(
             # R3): the stream it has started still ends with exactly one terminal event
             yield vanished(run, max(last_seq, position + 1))
             return
+        if record.run.status.terminal and last_seq == 0:
+            # A finished run whose log knows none of its seqs: its events went before its
+            # record (SQLite keeps them in memory, lost with a restart; elsewhere they
+            # expire first). Its terminal event gets the id `LOST_LOG_TERMINAL_SEQ`, past
+            # any the run gave out, so a reconnect after it is told "finished" (204) like
+            # any finished run's (tester T1: an EventSource replayed it forever).
+            if position < LOST_LOG_TERMINAL_SEQ:
+                yield _snapshot(record, 0)  # no id: it stands for what the log lost
+                yield terminal_of(record, LOST_LOG_TERMINAL_SEQ)
+            return
         if record.run.status.terminal and 0 < last_seq <= position + 1:
             # seen the end already, or all but the terminal event (which the log of a
             # finished run may have dropped): no snapshot of what it has (tester T20)
             if last_seq > position:
                 yield terminal_of(record, last_seq)
             return
-        messages = record.result.messages if record.result else []
         sent = True
-        yield RunEvent(  # its id (the log's last seq) lets a reconnect resume after it
-            seq=last_seq,
-            type="run.snapshot",
-            data={"run": dump(record.run), "messages": [dump(m) for m in messages]},
-        )
+        yield _snapshot(record, last_seq)  # its id lets a reconnect resume after it
         if record.run.status.terminal or last_seq <= position:
             break  # finished, or the log gives nothing past the reader: wait for the end
         # live: the events after the snapshot are followed as they come (outside tester
@@ -86,6 +95,13 @@ async def replay_and_follow(
     if not record.run.status.terminal:
         record = await wait(run_id)
     yield terminal_of(record, last_seq)
+
+
+def _snapshot(record: RunRecord, seq: int) -> RunEvent:
+    """The run as it is now, standing for its events up to `seq` (the log's last)."""
+    messages = record.result.messages if record.result else []
+    data = {"run": dump(record.run), "messages": [dump(m) for m in messages]}
+    return RunEvent(seq=seq, type="run.snapshot", data=data)
 
 
 def vanished(run: dict[str, Any], seq: int) -> RunEvent:
