@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -167,6 +168,11 @@ class ConversationService:
             except ConversationNotFound:
                 # still being created, failed and freed the key, or deleted since
                 if await self._marks.finished(scope, idempotency_key, existing.ref):
+                    # The mark is written after the conversation is stored, so the look-up
+                    # above may have come before both (tester T2): look again, now that
+                    # the mark says it was stored; only a miss now means "deleted since".
+                    with contextlib.suppress(ConversationNotFound):
+                        return await self.get(principal, existing.ref, live_status=True)
                     await self._marks.release(scope, idempotency_key, existing.ref)
                 else:
                     if asyncio.get_running_loop().time() > deadline:
