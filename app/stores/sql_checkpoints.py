@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Checkpoint
 from app.errors import Conflict
-from app.stores.sql_tables import checkpoint_from_data, checkpoint_row, checkpoints
+from app.stores.sql_tables import checkpoint_row, checkpoints, json_text
 
 
 async def insert(conn: AsyncConnection, checkpoint: Checkpoint) -> None:
@@ -23,21 +23,23 @@ async def of_conversation(
     conn: AsyncConnection, conversation_id: str, kind: str | None
 ) -> list[Checkpoint]:
     cp = checkpoints
-    stmt = sa.select(cp.c.data).where(cp.c.conversation_id == conversation_id)
+    # the JSON text, parsed and validated in one step (`json_text`): an auto checkpoint
+    # turn lists up to `max_auto` (50) of them
+    stmt = sa.select(json_text(cp.c.data)).where(cp.c.conversation_id == conversation_id)
     if kind is not None:
         stmt = stmt.where(cp.c.kind == kind)
     stmt = stmt.order_by(cp.c.created_at, cp.c.id)
-    return [checkpoint_from_data(r.data) for r in await conn.execute(stmt)]
+    return [Checkpoint.model_validate_json(text) for text in await conn.scalars(stmt)]
 
 
 async def get(conn: AsyncConnection, conversation_id: str, checkpoint_id: str) -> Checkpoint | None:
     cp = checkpoints
-    data = await conn.scalar(
-        sa.select(cp.c.data).where(
+    text = await conn.scalar(
+        sa.select(json_text(cp.c.data)).where(
             cp.c.conversation_id == conversation_id, cp.c.id == checkpoint_id
         )
     )
-    return checkpoint_from_data(data) if data is not None else None
+    return Checkpoint.model_validate_json(text) if text is not None else None
 
 
 async def delete(conn: AsyncConnection, conversation_id: str, checkpoint_id: str) -> bool:

@@ -386,7 +386,3 @@ def checkpoint_row(cp: Checkpoint) -> dict[str, Any]:
         "created_at": cp.created_at,
         "data": cp.model_dump(mode="json"),
     }
-
-
-def checkpoint_from_data(data: dict[str, Any]) -> Checkpoint:
-    return Checkpoint.model_validate(data)
