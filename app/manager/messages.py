@@ -43,6 +43,7 @@ class MessageService:
         """Up to `limit` messages of the current path ending just before `before` (or at the
         head), oldest first. `next_cursor` is the oldest returned id when older ones exist."""
         conv = await self._conversations.get(principal, conversation_id)
+        tip = conv.head_message_id  # the path the page lies on, when known
         if before is None:
             start = conv.head_message_id
         else:
@@ -50,18 +51,22 @@ class MessageService:
             # another user's) must not page its source's later turns, nor the source the
             # fork's (outside tester T21)
             try:
-                start = (await self._tree.visible_message(conv, before)).parent_id
+                cursor, tip = await self._tree.visible_with_tip(conv, before)
             except MessageNotFound:
                 raise InvalidCursor(
                     f"before={before!r} is not a message of this conversation; pass a "
                     "next_cursor this endpoint returned."
                 ) from None
+            start = cursor.parent_id
         if start is None:
             return Page(data=[], next_cursor=None)
         path = await self._store.get_path(conv.lineage_id, start, limit=limit)
         self._cache.put(path)
         oldest = path[-1] if path else None
         next_cursor = oldest.id if oldest is not None and oldest.parent_id is not None else None
+        if next_cursor is not None and tip is not None:
+            # the next page's check of its cursor is then a lookup (review R8)
+            self._tree.known_ancestors.remember(conv.lineage_id, tip, next_cursor)
         path.reverse()
         return Page(data=path, next_cursor=next_cursor)
 

@@ -7,8 +7,9 @@ its fork origin's path. Another fork's edit, regeneration or turn is never liste
 counted in `sibling_count`).
 
 In a conversation that was never forked from nor into every relative is its own and
-nothing is read; otherwise at most two bounded walks (from the head and from the fork
-point down to the message's depth) find the relatives that lie on those paths.
+nothing is read; otherwise at most two bounded ids-only walks (`ancestor_id`, from the head
+and from the fork point down to the message's depth) find the relatives that lie on those
+paths.
 """
 
 from __future__ import annotations
@@ -34,8 +35,17 @@ async def _path_ids_near(store: StateStore, conv: Conversation, depth: int) -> s
     for tip_id, tip_depth in tips:
         if tip_depth < depth:
             continue
-        path = await store.get_path(conv.lineage_id, tip_id, limit=tip_depth - depth + 1)
-        ids.update(m.id for m in path[-2:])  # newest first: depth + 1, then depth
+        # ids only (review R8): the path's message at depth + 1 (if any), then its parent
+        if tip_depth == depth:
+            ids.add(tip_id)
+            continue
+        below = await store.ancestor_id(conv.lineage_id, tip_id, steps=tip_depth - depth - 1)
+        if below is None:
+            continue
+        ids.add(below)
+        at = await store.ancestor_id(conv.lineage_id, below, steps=1)
+        if at is not None:
+            ids.add(at)
     return ids
 
 

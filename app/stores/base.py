@@ -13,8 +13,9 @@ Contract, shared by every backend and enforced by `tests/contract/`:
   `updated_at` and `expires_at` change together, or nothing changes.
 * An expired conversation (`expires_at <= now`) is invisible to `get_conversation` and
   `list_conversations` from that instant, whether or not its data was reclaimed yet.
-* Reads never cost O(history): `get_path` is bounded by `limit`, listing is bounded by
-  `limit`, append is O(messages appended).
+* Reads never cost O(history): `get_path` is bounded by `limit`, `ancestor_id` by
+  `steps` (and reads ids only), listing is bounded by `limit`, append is O(messages
+  appended).
 * Backend failures that mean "the store is unreachable" raise `StoreUnavailable`.
 * Media (DESIGN §13): `MediaRecord`s are a user's handles on bytes in the media store
   (at most one per user and sha256). Every committed message part carrying a `media_id`
@@ -231,6 +232,14 @@ class StateStore(ABC):
     async def get_path(self, lineage_id: str, message_id: str, *, limit: int) -> list[Message]:
         """The path ending at `message_id`, newest first: the message, its parent, ... up
         to `limit` messages (fewer when the root is reached). Empty if unknown."""
+
+    @abstractmethod
+    async def ancestor_id(self, lineage_id: str, message_id: str, *, steps: int) -> str | None:
+        """The id of the message `steps` parent links above `message_id` (0: itself), None
+        when the path ends first or `message_id` is unknown. Ids only: it follows parent
+        links without reading any message's data, `steps` lookups (the cheap form of "is
+        this message an ancestor of that one", which `get_path` would answer by reading
+        every message between them)."""
 
     @abstractmethod
     async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:

@@ -216,6 +216,17 @@ class MemoryStore(StateStore):
             current = m.parent_id
         return path
 
+    async def ancestor_id(self, lineage_id: str, message_id: str, *, steps: int) -> str | None:
+        lineage = self._lineages.get(lineage_id)
+        if lineage is None or steps < 0:
+            return None
+        m = lineage.messages.get(message_id)
+        for _ in range(steps):
+            if m is None or m.parent_id is None:
+                return None
+            m = lineage.messages.get(m.parent_id)
+        return m.id if m is not None else None
+
     async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
         lineage = self._lineages.get(lineage_id)
         if lineage is None:

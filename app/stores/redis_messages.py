@@ -135,6 +135,13 @@ class MessageOps:
         values = await self._scripts.path(keys=[lk.par, lk.msg], args=[message_id, limit])
         return messages_from_json(values)
 
+    async def ancestor(self, lineage_id: str, message_id: str, *, steps: int) -> str | None:
+        if steps < 0:
+            return None
+        lk = self._keys.lineage(lineage_id)
+        found = await self._scripts.ancestor(keys=[lk.par], args=[message_id, steps])
+        return str(found) or None  # decode_responses: a str
+
     async def children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
         lk = self._keys.lineage(lineage_id)
         values = await self._scripts.children(keys=[lk.kids, lk.msg], args=[parent_id or ""])

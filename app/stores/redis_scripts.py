@@ -22,7 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from app.stores.redis_scripts_lineage import CREATE, DELETE, TOUCH, UPDATE
-from app.stores.redis_scripts_messages import APPEND, CHILDREN, PATH
+from app.stores.redis_scripts_messages import ANCESTOR, APPEND, CHILDREN, PATH
 
 # KEYS: conv, cps. ARGV: checkpoint id, json. The checkpoints expire with the conversation.
 CHECKPOINT = """
@@ -100,6 +100,7 @@ class Scripts:
     touch: AsyncScript
     append: AsyncScript
     path: AsyncScript
+    ancestor: AsyncScript
     children: AsyncScript
     checkpoint: AsyncScript
     delete: AsyncScript
@@ -120,6 +121,7 @@ class Scripts:
             touch=r(TOUCH),
             append=r(APPEND),
             path=r(PATH),
+            ancestor=r(ANCESTOR),
             children=r(CHILDREN),
             checkpoint=r(CHECKPOINT),
             delete=r(DELETE),

@@ -104,6 +104,21 @@ end
 return out
 """
 
+# KEYS: par. ARGV: message id, steps. The id `steps` parents up ('' when the path ends
+# first or the id is unknown): `steps` + 1 HGETs of ids, no message data.
+ANCESTOR = """
+local id = ARGV[1]
+local parent = redis.call('HGET', KEYS[1], id)
+if not parent then return '' end
+for _ = 1, tonumber(ARGV[2]) do
+  if parent == '' then return '' end
+  id = parent
+  parent = redis.call('HGET', KEYS[1], id)
+  if not parent then return '' end
+end
+return id
+"""
+
 # KEYS: kids, msg. ARGV: parent id ('' for the roots).
 CHILDREN = """
 local p = ARGV[1]

@@ -285,6 +285,10 @@ class RedisStore(StateStore):
         return await self._p.messages.path(lineage_id, message_id, limit=limit)
 
     @guarded
+    async def ancestor_id(self, lineage_id: str, message_id: str, *, steps: int) -> str | None:
+        return await self._p.messages.ancestor(lineage_id, message_id, steps=steps)
+
+    @guarded
     async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
         return await self._p.messages.children(lineage_id, parent_id)
 

@@ -307,6 +307,12 @@ class SqlStore(SqlRecords):
         async with self._read_driver() as driver:  # one statement: no transaction around it
             return await self._path_read(driver, lineage_id, message_id, limit)
 
+    async def ancestor_id(self, lineage_id: str, message_id: str, *, steps: int) -> str | None:
+        if steps < 0:
+            return None
+        async with self._read_one() as conn:
+            return await sql_messages.ancestor(conn, lineage_id, message_id, steps)
+
     async def list_children(self, lineage_id: str, parent_id: str | None) -> list[Message]:
         async with self._read_one() as conn:
             return await sql_messages.children(conn, lineage_id, parent_id)

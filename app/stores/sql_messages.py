@@ -1,5 +1,6 @@
-"""Reading messages in the SQL backend (`messages` table): by id and children (the path to
-a message is read on the driver, `sql_hot_path`); `SqlStore` opens the connection.
+"""Reading messages in the SQL backend (`messages` table): by id, an ancestor's id, and
+children (the path to a message is read on the driver, `sql_hot_path`); `SqlStore` opens
+the connection.
 Writing them is `append_messages`'s (one transaction with the head's compare-and-set)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Message
+from app.stores.sql_queries import ancestor_statement
 from app.stores.sql_tables import json_text, message_from_json, messages
 
 _IN_CHUNK = 500  # ids per IN (...) list; far below SQLite's host-parameter limit
@@ -29,6 +31,15 @@ async def by_ids(
         )
         found.update((r.id, r.data) for r in rows)
     return [message_from_json(found[i]) for i in message_ids if i in found]
+
+
+async def ancestor(
+    conn: AsyncConnection, lineage_id: str, message_id: str, steps: int
+) -> str | None:
+    found: str | None = (
+        await conn.execute(ancestor_statement(lineage_id, message_id, steps))
+    ).scalar()
+    return found
 
 
 async def children(conn: AsyncConnection, lineage_id: str, parent_id: str | None) -> list[Message]:

@@ -65,6 +65,25 @@ def append_params(
     return params
 
 
+def ancestor_statement(lineage_id: str, message_id: str, steps: int) -> sa.Select[Any]:
+    """The id `steps` parent links above `message_id`: the walk of `sql_hot_path`'s path
+    read (`parent_id` through the (lineage_id, id) primary key) over (id, parent_id) only,
+    so no message's data is read; no row when the path ends first."""
+    m = messages
+    seed = sa.select(m.c.id, m.c.parent_id, sa.literal(0).label("n")).where(
+        m.c.lineage_id == lineage_id, m.c.id == message_id
+    )
+    walk = seed.cte("walk", recursive=True)
+    parent = m.alias("parent")
+    step = sa.select(parent.c.id, parent.c.parent_id, (walk.c.n + 1).label("n")).where(
+        parent.c.lineage_id == lineage_id,
+        parent.c.id == walk.c.parent_id,
+        walk.c.n < steps,
+    )
+    walk = walk.union_all(step)
+    return sa.select(walk.c.id).where(walk.c.n == steps)
+
+
 def listing_statement(
     flt: ConversationFilter,
     *,
