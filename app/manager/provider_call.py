@@ -19,6 +19,7 @@ from app.errors import ProviderError
 from app.manager.context import ContextBuilder
 from app.manager.events import dump
 from app.manager.provider_stream import batches, estimated_usage
+from app.manager.provider_text import StreamedText, storable_tool_call
 from app.manager.stats import Stats
 from app.manager.tool_policy import ToolBudget
 from app.manager.turn_plan import BranchPoint, TurnPlan
@@ -75,6 +76,7 @@ class ProviderCaller:
         assert at is not None, "a reply needs a place: after a message or at a branch point"
         message_id = message_id or new_id()
         text: list[str] = []
+        cleaner = StreamedText()  # (`provider_text`: nothing unstorable is published)
         tool_calls: list[ToolCall] = []
         usage: Usage | None = None
         finish: FinishReason = "stop"
@@ -86,8 +88,9 @@ class ProviderCaller:
                     if first_event is None:
                         first_event = time.perf_counter() - started
                     finish, usage = await self._consume(
-                        plan, message_id, batch, text, tool_calls, budget, finish, usage
+                        plan, message_id, batch, (text, cleaner), tool_calls, budget, finish, usage
                     )
+            await self._publish_text(plan, message_id, [], text, cleaner, final=True)
         except ProviderError as exc:
             self._stats.provider_failed(
                 conv.provider, exc.code, model=request.model, total_s=time.perf_counter() - started
@@ -132,39 +135,46 @@ class ProviderCaller:
         plan: TurnPlan,
         message_id: str,
         batch: list[Any],
-        text: list[str],
+        reply: tuple[list[str], StreamedText],
         tool_calls: list[ToolCall],
         budget: ToolBudget,
         finish: FinishReason,
         usage: Usage | None,
     ) -> tuple[FinishReason, Usage | None]:
         """Publish one batch of provider events; return the finish reason and usage so far."""
+        text, cleaner = reply
         pending_text: list[str] = []
         for event in batch:
             if isinstance(event, TextDelta):
                 pending_text.append(event.text)
                 continue
-            await self._publish_text(plan, message_id, pending_text, text)
+            await self._publish_text(plan, message_id, pending_text, text, cleaner)
             if isinstance(event, ToolCallComplete):
                 if not budget.admit(len(tool_calls)):
                     continue  # over the prompt's tool_policy: never published or committed
-                tool_calls.append(event.tool_call)
+                call = storable_tool_call(event.tool_call)
+                tool_calls.append(call)
                 await self._publish(
-                    plan,
-                    "tool_call.created",
-                    {"message_id": message_id, "tool_call": dump(event.tool_call)},
+                    plan, "tool_call.created", {"message_id": message_id, "tool_call": dump(call)}
                 )
             elif isinstance(event, UsageReport):
                 usage = event.usage
             elif isinstance(event, Finish):
                 finish = event.reason
-        await self._publish_text(plan, message_id, pending_text, text)
+        await self._publish_text(plan, message_id, pending_text, text, cleaner)
         return finish, usage
 
     async def _publish_text(
-        self, plan: TurnPlan, message_id: str, pending: list[str], text: list[str]
+        self,
+        plan: TurnPlan,
+        message_id: str,
+        pending: list[str],
+        text: list[str],
+        cleaner: StreamedText,
+        *,
+        final: bool = False,
     ) -> None:
-        delta = "".join(pending)
+        delta = cleaner.feed("".join(pending)) + (cleaner.flush() if final else "")
         pending.clear()
         if delta:
             text.append(delta)
