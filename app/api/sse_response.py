@@ -19,12 +19,15 @@ CPU per response and several generator layers per event, measured.
   `OpenStreams` (the stream's last chunk is written, so the client sees a clean end and
   reconnects with `Last-Event-ID`).
 * `HEAD` gets the headers and an empty body; the stream is never started.
+* A follow that cannot read the log past its outage allowance (`StoreUnavailable` after
+  the first event, `app.manager.run_follow`) ends the body cleanly, with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -33,7 +36,10 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.sse import SSE_HEADERS, SSE_RETRY_MS, encode_event
 from app.domain.run import TERMINAL_EVENTS, RunEvent
+from app.errors import StoreUnavailable
 from app.manager.open_streams import OpenStreams
+
+log = logging.getLogger("parley.api")
 
 PING = b": ping\r\n\r\n"
 MEDIA_TYPE = "text/event-stream"
@@ -90,6 +96,13 @@ class RunEventStream(Response):
         except asyncio.CancelledError:
             if not (stream.cancelled() and (self._gone or self._streams.cutting)):
                 raise  # a cancellation of this request itself
+        except StoreUnavailable as exc:  # past the follow's outage allowance (run_follow)
+            log.warning(
+                "run %s: its events could not be read (%s); the stream ends without its"
+                " terminal event (the client reconnects with Last-Event-ID)",
+                self.run_id,
+                exc,
+            )
         finally:
             self._streams.discard(stream)
             watcher.cancel()

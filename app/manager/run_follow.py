@@ -17,8 +17,10 @@ reader task, as before, cost every event one more task wake-up.
 A follow that already delivered events and then cannot read the log (`StoreUnavailable`:
 a pool exhausted under load, a store briefly away) resumes after the last event it
 delivered, with a backoff, for up to `outage_s`: the response has started, so raising
-would cut the stream without its terminal event. Meanwhile the re-checks go on, so a run
-whose record turns terminal still ends the stream with its terminal event. A failure before
+would cut the stream without its terminal event. After each failed read the record is
+settled once (on the executing instance from memory, without the store), and the re-checks
+go on meanwhile, so a run whose record turns terminal still ends the stream with its
+terminal event. A failure before
 anything was delivered is raised at once (the caller can still answer 503), and so is an
 outage longer than `outage_s` (the stream ends; the client reconnects with `Last-Event-ID`).
 """
@@ -89,6 +91,12 @@ async def follow_checked(
                 outage_since = outage_since or clock()
                 if last == after or clock() - outage_since >= outage_s:
                     raise
+                # the run may have ended meanwhile: its executor knows at once (`settle`
+                # answers from memory there), elsewhere the record may (tester T3)
+                ended = await _quiet(settle, run_id)
+                if ended is not None and ended.run.status.terminal:
+                    yield terminal_of(ended, last + 1)
+                    return
                 log.warning("run %s: reading its events failed, retrying: %s", run_id, exc)
                 await watch.waiting_for(asyncio.sleep(delay))
                 delay = min(delay * 2, RETRY_MAX_S)

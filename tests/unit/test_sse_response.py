@@ -158,3 +158,21 @@ async def test_head_sends_headers_and_an_empty_body() -> None:
     await respond(events([event(1)], closed, then_wait=True), client, OpenStreams(), method="HEAD")
     assert client.messages[0]["status"] == 200 and client.body == b"" and client.ended
     assert closed == ["closed"]  # the follow is not left open
+
+
+async def test_a_log_that_stays_unreadable_ends_the_body_cleanly(caplog: Any) -> None:
+    """Outside tester T3: past `outage_s` the follow raises `StoreUnavailable` after the
+    response started. The body ends (its last chunk, so the client sees a clean end and
+    reconnects with Last-Event-ID) with a warning, not an ASGI traceback and a cut body."""
+    from app.errors import StoreUnavailable
+
+    async def failing() -> AsyncGenerator[RunEvent, None]:
+        yield event(1, "run.created")
+        yield event(2)
+        raise StoreUnavailable("The state store is unavailable (simulated)")
+
+    client = Client()
+    await respond(failing(), client, OpenStreams())
+    assert client.ended
+    assert client.body.startswith(encode_event(event(1, "run.created"), retry=2000))
+    assert "could not be read" in caplog.text

@@ -20,11 +20,16 @@ from tests.contract.coordination.test_coordination_runs import new_record
 
 
 def failing_reads(
-    runs: RunLog, monkeypatch: pytest.MonkeyPatch, *, fail_after_events: int, failures: int
+    runs: RunLog,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    fail_after_events: int,
+    failures: int,
+    fail_after_s: float = 0.0,
 ) -> list[int]:
     """`runs.follow` yields `fail_after_events` events, then raises `StoreUnavailable`;
-    the next `failures - 1` follows raise at once; later ones read normally. Returns the
-    `after` of every follow call."""
+    the next `failures - 1` follows raise at once (or after `fail_after_s`: a read that
+    times out); later ones read normally. Returns the `after` of every follow call."""
     real = runs.follow
     calls: list[int] = []
 
@@ -38,6 +43,7 @@ def failing_reads(
                     n += 1
                     if n == fail_after_events:
                         break
+            await asyncio.sleep(fail_after_s)
             raise StoreUnavailable("pool exhausted (simulated)")
         async for event in real(run_id, after=after):
             yield event
@@ -46,7 +52,9 @@ def failing_reads(
     return calls
 
 
-async def collect(runs: RunLog, run_id: str, *, outage_s: float = 5.0) -> list[RunEvent]:
+async def collect(
+    runs: RunLog, run_id: str, *, outage_s: float = 5.0, recheck_s: float = 0.2
+) -> list[RunEvent]:
     async def settle() -> RunRecord | None:
         return await runs.get(run_id)
 
@@ -54,7 +62,7 @@ async def collect(runs: RunLog, run_id: str, *, outage_s: float = 5.0) -> list[R
         return [
             e
             async for e in follow_checked(
-                runs, run_id, after=0, recheck_s=0.2, settle=settle, outage_s=outage_s
+                runs, run_id, after=0, recheck_s=recheck_s, settle=settle, outage_s=outage_s
             )
         ]
 
@@ -120,3 +128,27 @@ async def test_a_terminal_record_ends_a_follow_whose_log_stays_unreadable(
     await runs.save(record.model_copy(update={"run": done}))
     events = await follower
     assert [(e.seq, e.type) for e in events] == [(1, "message.delta"), (2, "run.completed")]
+
+
+async def test_a_terminal_record_ends_a_follow_at_its_next_failed_read(
+    runs_env: RunsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside tester T3 (2026-12-07): with the store gone, every read of the log fails
+    only after its timeout, and the run's executor knows the outcome at once (its
+    `settle` answers from memory). The follow ends with the terminal event at its next
+    failed read, not after a quiet `recheck_s` (nor cut at `outage_s`, as seen: 30-40 s)."""
+    runs = await runs_env.new()
+    record = new_record("run-ends-in-outage")
+    await runs.create(record)
+    await runs.publish("run-ends-in-outage", "message.delta", {})
+    failing_reads(runs, monkeypatch, fail_after_events=1, failures=10_000, fail_after_s=0.3)
+    follower = asyncio.create_task(
+        collect(runs, "run-ends-in-outage", outage_s=8.0, recheck_s=30.0)
+    )
+    await asyncio.sleep(0.2)
+    done = record.run.model_copy(update={"status": RunStatus.failed})
+    await runs.save(record.model_copy(update={"run": done}))
+    started = time.monotonic()
+    events = await follower
+    assert [(e.seq, e.type) for e in events] == [(1, "message.delta"), (2, "run.failed")]
+    assert time.monotonic() - started < 2.0
