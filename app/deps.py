@@ -15,7 +15,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.domain.principal import SERVICE, Principal
-from app.errors import Forbidden, Unauthorized
+from app.errors import Forbidden, InvalidRequest, Unauthorized
 from app.logs import PRINCIPAL_USER_KEY
 from app.manager.manager import ConversationManager
 from app.settings import Settings
@@ -83,12 +83,31 @@ ManagerDep = Annotated[ConversationManager, Depends(get_manager)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 ServicePrincipalDep = Annotated[Principal, Depends(get_service_principal)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Retries with the same key return the first result.",
-    ),
-]
+
+
+def idempotency_key(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Retries with the same key return the first result.",
+        ),
+    ] = None,
+) -> str | None:
+    """The request's `Idempotency-Key`, without surrounding whitespace (RFC 9110 5.5: not
+    part of a field value). Sent twice it is refused: a proxy keeping the other one would
+    map the request onto another key (outside tester T5)."""
+    if len(request.headers.getlist("idempotency-key")) > 1:
+        raise InvalidRequest(
+            "Send one Idempotency-Key header, not several.",
+            errors=[{"loc": ["header", "Idempotency-Key"], "msg": "sent more than once"}],
+        )
+    if key is None:
+        return None
+    return key.strip(" \t") or None
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

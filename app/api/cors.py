@@ -27,8 +27,9 @@ REQUEST_HEADERS = (
     "Idempotency-Key",
     "If-Match",
     "Last-Event-ID",
+    "X-Request-ID",  # a front end correlates its requests with the logs (tester T9)
 )
-EXPOSED_HEADERS = ("X-Run-Id", "ETag", "Retry-After", "Location")
+EXPOSED_HEADERS = ("X-Run-Id", "ETag", "Retry-After", "Location", "X-Request-ID")
 PREFLIGHT_MAX_AGE_S = 600
 
 

@@ -26,7 +26,30 @@ def wants_stream(request: Request, stream_flag: bool | None) -> bool:
     calls of FastAPI's per-request solving, and this one is not in the OpenAPI document."""
     if stream_flag is not None:
         return stream_flag
-    return "text/event-stream" in request.headers.get("accept", "")
+    accept = request.headers.get("accept")
+    return accept is not None and "event-stream" in accept.lower() and accepts_sse(accept)
+
+
+def accepts_sse(accept: str) -> bool:
+    """Whether the `Accept` value names `text/event-stream` with a q above 0 (RFC 9110
+    12.4.2: media types are case-insensitive, `q=0` means not acceptable). Only the type
+    itself opts in: `*/*` or `text/*` do not (JSON stays the default; tester T8: it was a
+    substring test, so `q=0` and `text/event-streamx` streamed, `TEXT/EVENT-STREAM` did not)."""
+    for media_range in accept.split(","):
+        kind, *params = media_range.split(";")
+        if kind.strip().lower() != "text/event-stream":
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0  # not a weight: not an opt-in
+        if q > 0:
+            return True
+    return False
 
 
 SEP = "\r\n"  # the line separator (sse-starlette's `ServerSentEvent.DEFAULT_SEPARATOR`)

@@ -16,7 +16,7 @@ from tests.api.helpers import assert_problem
 from tests.conftest import running_app
 
 ORIGIN = "http://127.0.0.1:5173"
-PREFLIGHT_HEADERS = "authorization,content-type,idempotency-key,if-match,last-event-id"
+PREFLIGHT_HEADERS = "authorization,content-type,idempotency-key,if-match,last-event-id,x-request-id"
 
 
 def _operations() -> list[tuple[str, str]]:
@@ -82,7 +82,8 @@ async def test_responses_expose_the_headers_clients_read(
         assert r.status_code == 201
         assert r.headers["access-control-allow-origin"] == ORIGIN
         exposed = {h.strip() for h in r.headers["access-control-expose-headers"].split(",")}
-        assert exposed == set(EXPOSED_HEADERS) == {"X-Run-Id", "ETag", "Retry-After", "Location"}
+        assert exposed == set(EXPOSED_HEADERS)
+        assert exposed == {"X-Run-Id", "ETag", "Retry-After", "Location", "X-Request-ID"}
         r = await c.post(f"/conversations/{r.json()['id']}/messages", json={"content": "hi"})
         assert r.status_code == 200 and r.headers["x-run-id"]
         assert r.headers["access-control-allow-origin"] == ORIGIN

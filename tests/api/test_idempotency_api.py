@@ -107,3 +107,28 @@ async def test_snapshot_when_the_event_log_expired(
         # both carry the log's last id: an EventSource reconnecting with it is told the run
         # is over (tests/api/test_eventsource_api.py)
         assert events[0].id == events[1].id and int(events[0].id or 0) > 1
+
+
+async def test_a_repeated_idempotency_key_header_is_refused(client: httpx.AsyncClient) -> None:
+    """Outside tester T5: two headers ran under the first silently (a proxy keeping the
+    last would see another key). Nothing is created."""
+    conv = await create_conv(client)
+    twice = [("Idempotency-Key", "k1"), ("Idempotency-Key", "k2")]
+    r = await client.post(
+        f"/conversations/{conv['id']}/messages", json={"content": "x"}, headers=twice
+    )
+    assert_problem(r, 422, "validation_error")
+    r = await client.post("/conversations", json=BODY, headers=twice)
+    assert_problem(r, 422, "validation_error")
+    assert (await client.get(f"/conversations/{conv['id']}/messages")).json()["data"] == []
+
+
+async def test_whitespace_around_an_idempotency_key_is_not_part_of_it(
+    client: httpx.AsyncClient,
+) -> None:
+    conv = await create_conv(client)
+    url = f"/conversations/{conv['id']}/messages"
+    first = await client.post(url, json={"content": "x"}, headers={"Idempotency-Key": " k-ws\t"})
+    again = await client.post(url, json={"content": "x"}, headers={"Idempotency-Key": "k-ws"})
+    assert first.status_code == again.status_code == 200
+    assert first.json()["run_id"] == again.json()["run_id"]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from app.settings import Settings
 from tests.api.helpers import assert_problem, create_conv, send
@@ -75,6 +76,31 @@ async def test_accept_header_selects_streaming(client: httpx.AsyncClient) -> Non
     )
     assert r.headers["content-type"].startswith("text/event-stream")
     assert parse_sse(r.text)[-1].event == "run.completed"
+
+
+@pytest.mark.parametrize(
+    ("accept", "streams"),
+    [
+        ("TEXT/Event-Stream", True),
+        ("application/json;q=0.9, text/event-stream;q=0.5", True),
+        ("text/event-stream;q=0", False),
+        ("text/event-streamx", False),
+        ("*/*", False),
+        ("text/event-stream;q=oops", False),
+    ],
+)
+async def test_accept_is_read_as_media_ranges(
+    client: httpx.AsyncClient, accept: str, streams: bool
+) -> None:
+    """Outside tester T8: the header was a substring test (q=0 and a longer type streamed,
+    another case did not)."""
+    conv = await create_conv(client)
+    r = await client.post(
+        f"/conversations/{conv['id']}/messages", json={"content": "hi"}, headers={"accept": accept}
+    )
+    assert r.status_code == 200, r.text
+    kind = "text/event-stream" if streams else "application/json"
+    assert r.headers["content-type"].startswith(kind)
 
 
 async def test_streaming_and_non_streaming_commit_identical_turns(
