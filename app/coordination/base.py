@@ -11,7 +11,7 @@ same suite against every backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,19 @@ class RunRecord(BaseModel):
     executor: str | None = None  # id of the instance executing it (`InstanceLiveness`)
 
 
+@dataclass(frozen=True)
+class LeaseRelease:
+    """A lease's release handed to a run log that can do it in the step that ends the run
+    (`RunLog.save_and_publish_releasing`): delete `key` of the Redis `client` if it still
+    holds `value`, then call `done` with whether it deleted it (None: unknown, the step
+    failed), which finishes the lease's release here (a lease left unreleased expires)."""
+
+    client: object
+    key: str
+    value: str
+    done: Callable[[bool | None], None]
+
+
 class TurnLease(ABC):
     """A held turn lock. Release it exactly once (idempotent)."""
 
@@ -63,6 +76,12 @@ class TurnLease(ABC):
 
     @abstractmethod
     async def release(self) -> None: ...
+
+    def take_release(self, client: object) -> LeaseRelease | None:
+        """This lease's release as a `LeaseRelease` on `client`, for the caller to carry
+        out (the lease counts as released from now on), if its backend is that Redis
+        client; else None (and nothing changes: `release()` it)."""
+        return None
 
     @property
     @abstractmethod
@@ -166,6 +185,17 @@ class RunLog(ABC):
         again is safe (saving is a replace, and readers stop at the first terminal event)."""
         await self.save(record)
         return await self.publish(record.run.id, type_, data)
+
+    async def save_and_publish_releasing(
+        self, lease: TurnLease, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        """A run's end with its turn lock: `lease` released, then `save_and_publish`, so
+        that whoever sees the terminal event finds the conversation free. In one atomic
+        step where the backend can (Redis on one server: one round trip instead of two).
+        `lease` ends released, or left to expire, whatever happens; an error is the
+        end's, and calling `save_and_publish` again is safe."""
+        await lease.release()
+        return await self.save_and_publish(record, type_, data)
 
     @abstractmethod
     def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:

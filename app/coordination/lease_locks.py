@@ -51,7 +51,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.coordination.base import TurnLease, TurnLocks
+from app.coordination.base import LeaseRelease, TurnLease, TurnLocks
 from app.coordination.retry import Backoff
 from app.errors import ConversationBusy
 
@@ -100,6 +100,12 @@ class LeaseBackend(ABC):
     @abstractmethod
     async def holder(self, conversation_id: str) -> str | None:
         """The run id of the current (unexpired) holder."""
+
+    def release_key(self, lease: LeaseId, client: object) -> tuple[str, str] | None:
+        """`release` as the (key, value) whose compare-and-delete it is on the Redis
+        `client`, when this backend is that client (`TurnLease.take_release`); else
+        None."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,23 @@ class _Lease(TurnLease):
         self._released = True
         self._renewal.cancel()
         await self._locks._release(self, self._gate)
+
+    def take_release(self, client: object) -> LeaseRelease | None:
+        if self._released:
+            return None
+        key = self._locks.backend.release_key(self.id, client)
+        if key is None:
+            return None
+        self._released = True
+        self._renewal.cancel()
+        self._locks._leases.discard(self)
+        return LeaseRelease(client, *key, done=self._released_by_caller)
+
+    def _released_by_caller(self, deleted: bool | None) -> None:
+        if deleted is None:  # unknown (the step failed): released the usual way
+            self._locks._spawn(self._locks._release_remote(self, self._gate))
+        else:
+            self._locks._released(self, self._gate, deleted=deleted)
 
     def _mark_lost(self, why: str) -> None:
         if not self._lost:
@@ -300,9 +323,9 @@ class LeaseLocks(TurnLocks):
 
     async def _release_remote(self, held: _Lease, gate: _Gate | None) -> None:
         lease = held.id
+        deleted = False
         try:
-            if await self.backend.release(lease) and held.seq is not None:
-                self._remember(lease.conversation_id, held.seq)
+            deleted = await self.backend.release(lease)
         except Exception as exc:
             log.warning(
                 "releasing turn lock of %s failed (it expires by itself): %r",
@@ -310,10 +333,17 @@ class LeaseLocks(TurnLocks):
                 exc,
             )
         finally:
-            self._unhold(lease.conversation_id)
-            if gate is not None:
-                gate.lock.release()
-                self._leave_gate(lease.conversation_id, gate)
+            self._released(held, gate, deleted=deleted)
+
+    def _released(self, held: _Lease, gate: _Gate | None, *, deleted: bool) -> None:
+        """What follows the backend's release (`deleted`: it was still ours)."""
+        conversation_id = held.id.conversation_id
+        if deleted and held.seq is not None:
+            self._remember(conversation_id, held.seq)
+        self._unhold(conversation_id)
+        if gate is not None:
+            gate.lock.release()
+            self._leave_gate(conversation_id, gate)
 
     def _remember(self, conversation_id: str, seq: int) -> None:
         self._stamps[conversation_id] = seq

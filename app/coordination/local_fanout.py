@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any
 
-from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord
+from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord, TurnLease
 
 
 class _Channel:
@@ -121,6 +121,12 @@ class LocalFanout(RunLog):
         self, record: RunRecord, type_: str, data: dict[str, Any]
     ) -> RunEvent:
         write = self._inner.save_and_publish(record, type_, data)
+        return await self._published(record.run.id, write)
+
+    async def save_and_publish_releasing(
+        self, lease: TurnLease, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        write = self._inner.save_and_publish_releasing(lease, record, type_, data)
         return await self._published(record.run.id, write)
 
     async def _published(self, run_id: str, write: Awaitable[RunEvent]) -> RunEvent:

@@ -105,6 +105,11 @@ class RedisLeaseBackend(LeaseBackend):
             )
         return int(deleted) == 1
 
+    def release_key(self, lease: LeaseId, client: object) -> tuple[str, str] | None:
+        if client is not self._client:
+            return None
+        return lock_key(self._prefix, lease.conversation_id), _value(lease)
+
     async def holder(self, conversation_id: str) -> str | None:
         with unavailable():
             value = await self._client.get(lock_key(self._prefix, conversation_id))

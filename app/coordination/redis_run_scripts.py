@@ -95,3 +95,22 @@ if redis.call('PTTL', KEYS[1]) > 0 then
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 """
+
+# A run's end with its turn lock released first (`RunLog.save_and_publish_releasing`), on a
+# single server (the lock's key is another slot). KEYS as `SAVE_PUBLISH`, plus KEYS[4]:
+# the lock; ARGV as `SAVE_PUBLISH`, plus ARGV[9]: the lock's value (`redis_locks`'
+# compare-and-delete). Returns {seq, 1 if the lock was deleted else 0}.
+END_RELEASING = (
+    """
+local released = 0
+if redis.call('GET', KEYS[4]) == ARGV[9] then
+  released = redis.call('DEL', KEYS[4])
+end
+local function save_publish()
+"""
+    + SAVE_PUBLISH
+    + """
+end
+return {save_publish(), released}
+"""
+)

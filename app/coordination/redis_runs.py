@@ -57,7 +57,14 @@ from typing import Any, TypeVar
 from redis.asyncio.cluster import RedisCluster
 
 from app.coordination import redis_run_scripts as scripts
-from app.coordination.base import TERMINAL_EVENTS, EventsExpired, RunEvent, RunLog, RunRecord
+from app.coordination.base import (
+    TERMINAL_EVENTS,
+    EventsExpired,
+    RunEvent,
+    RunLog,
+    RunRecord,
+    TurnLease,
+)
 from app.coordination.redis_client import RedisClient, unavailable
 from app.coordination.redis_publish_batch import PublishBatch
 from app.coordination.retry import Backoff
@@ -141,6 +148,12 @@ class RedisRunLog(RunLog):
             else client.register_script(scripts.CREATE_PUBLISH_INDEXED)
         )
         self._save_publish = client.register_script(scripts.SAVE_PUBLISH)
+        # single server: a run's end and its lock's release in one script
+        self._end_releasing = (
+            None
+            if isinstance(client, RedisCluster)
+            else client.register_script(scripts.END_RELEASING)
+        )
         # concurrent publishes in one round trip (not on a cluster: see the module)
         self._publish_call: Any = (
             self._publish
@@ -192,6 +205,24 @@ class RedisRunLog(RunLog):
         self, record: RunRecord, type_: str, data: dict[str, Any]
     ) -> RunEvent:
         return await self._publish_with(self._save_publish, record, type_, data)
+
+    async def save_and_publish_releasing(
+        self, lease: TurnLease, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        release = None if self._end_releasing is None else lease.take_release(self._client)
+        if release is None:  # a cluster, or a lock elsewhere: two steps
+            return await super().save_and_publish_releasing(lease, record, type_, data)
+        assert self._end_releasing is not None
+        args = [*self._event_args(type_, data), record.model_dump_json(), release.value]
+        keys = [*_Keys.of(self._prefix, record.run.id).all(), release.key]
+        deleted: bool | None = None
+        try:
+            with unavailable():
+                seq, released = await self._end_releasing(keys=keys, args=args)
+            deleted = int(released) == 1
+        finally:
+            release.done(deleted)
+        return RunEvent(seq=int(seq), type=type_, data=data)
 
     # --- events ------------------------------------------------------------------------
 

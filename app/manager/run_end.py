@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from app.coordination.base import Coordinator, RunRecord
+from app.coordination.base import Coordinator, RunRecord, TurnLease
 from app.coordination.retry import Backoff
 
 log = logging.getLogger("parley.runs")
@@ -32,6 +32,7 @@ class _End:
     record: RunRecord
     event: tuple[str, dict[str, Any]]
     forget: tuple[str, str] | None  # idempotency (scope, key) to free
+    lease: TurnLease | None = None  # the turn lock, released in the first attempt
     saved: bool = False
     forgotten: bool = False
     published: bool = False
@@ -58,10 +59,14 @@ class RunEndRecorder:
         event: tuple[str, dict[str, Any]],
         *,
         forget: tuple[str, str] | None,
+        lease: TurnLease | None = None,
     ) -> bool:
         """Save `record`, free `forget`, publish `event`. True when all landed now; else
-        the rest is retried in the background (and False)."""
-        end = _End(record, event, forget if forget is not None else None)
+        the rest is retried in the background (and False). `lease`, the run's turn lock
+        when it is still held (a run that does not `forget`), is released first, in the
+        same step where the backend can (`RunLog.save_and_publish_releasing`); it ends
+        released or left to expire whatever else fails."""
+        end = _End(record, event, forget if forget is not None else None, lease)
         end.forgotten = forget is None
         try:
             await self._bounded_attempt(end)
@@ -87,6 +92,13 @@ class RunEndRecorder:
             await self._attempt(end)
 
     async def _attempt(self, end: _End) -> None:
+        if end.lease is not None:
+            lease, end.lease = end.lease, None  # (released whatever this attempt does)
+            if not end.saved and end.forgotten and not end.published:
+                await self._coord.runs.save_and_publish_releasing(lease, end.record, *end.event)
+                end.saved = end.published = True
+                return
+            await lease.release()
         if not end.saved and end.forgotten and not end.published:
             # nothing to do in between: record and event together (one step where the
             # backend can, see `RunLog.save_and_publish`)

@@ -117,6 +117,7 @@ class TurnExecutor:
         status = RunStatus.failed
         error: RunError | None = None
         problem: dict[str, Any] | None = None
+        held: TurnLease | None = None  # a turn that ran: its lock goes with its end
         try:
             lease = plan.lease or await self._coord.locks.acquire(
                 plan.conversation_id, run.id, wait_s=self._settings.turn_lock_timeout_s
@@ -128,19 +129,25 @@ class TurnExecutor:
                 outcome = await self._turn(plan, lease)
                 paused = outcome.pending_tool_calls or outcome.pending_approvals
                 status = RunStatus.requires_action if paused else RunStatus.completed
-            finally:
+            except BaseException:
                 await asyncio.shield(lease.release())  # a cancel here must not cut it
+                raise
+            held = lease
         except asyncio.CancelledError:
-            if outcome is None:  # else committed (the cancel came in the lease's release)
-                status = RunStatus.cancelled
-                error = plan.cancel_error
+            status = RunStatus.cancelled
+            error = plan.cancel_error
         except ParleyError as exc:
             error = RunError(code=exc.code, detail=exc.detail)
             problem = problem_of(exc)
         except Exception:
             log.exception("run %s failed unexpectedly", run.id)
             error = RunError(code="internal_error", detail="The run failed unexpectedly.")
-        return await asyncio.shield(self._finish(plan, status, outcome, error, started, problem))
+        try:
+            end = self._finish(plan, status, outcome, error, started, problem, held)
+            return await asyncio.shield(end)
+        finally:
+            if held is not None:  # (released by the end's first step: then a no-op)
+                await asyncio.shield(held.release())
 
     async def _turn(self, plan: TurnPlan, lease: TurnLease) -> TurnOutcome:
         conv = _unchanged_copy(plan, lease)
@@ -306,7 +313,9 @@ class TurnExecutor:
         error: RunError | None,
         started: float,
         problem: dict[str, Any] | None = None,
+        lease: TurnLease | None = None,
     ) -> RunRecord:
+        """Record the run's end; `lease` (still held) is released first (`RunEndRecorder`)."""
         run = plan.run.model_copy(
             update={
                 "status": status,
@@ -335,6 +344,7 @@ class TurnExecutor:
                 outcome.pending_approvals if outcome else [],
             ),
             forget=plan.idempotency if freed else None,
+            lease=lease,
         )
         if freed and recorded:  # (what a run of a conversation deleted meanwhile does)
             self._erasure.erase_if_deleted(plan.conversation_id, plan.lineage_id)

@@ -24,7 +24,7 @@ from tests.api.test_turn_reads_api import counting_app
 def _count_record_writes(runs: RunLog, calls: list[str]) -> None:
     """The manager's calls only (a log's `save_and_publish` may call its own `save`)."""
     depth = [0]
-    for name in ("save", "save_and_publish"):
+    for name in ("save", "save_and_publish", "save_and_publish_releasing"):
         original = getattr(runs, name)
 
         async def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
@@ -51,7 +51,8 @@ async def test_a_turn_saves_its_running_status_with_its_first_event(
         calls: list[str] = []
         _count_record_writes(manager.coordinator.runs, calls)
         turn = await send(client, cid, "hello")
-        assert calls == ["save_and_publish", "save_and_publish"], calls
+        # (the end: with the turn lock's release, `RunLog.save_and_publish_releasing`)
+        assert calls == ["save_and_publish", "save_and_publish_releasing"], calls
         record = await manager.coordinator.runs.get(turn["run_id"])
         assert record is not None and record.run.status.value == "completed"
 
