@@ -18,11 +18,13 @@ A follow that already delivered events and then cannot read the log (`StoreUnava
 a pool exhausted under load, a store briefly away) resumes after the last event it
 delivered, with a backoff, for up to `outage_s`: the response has started, so raising
 would cut the stream without its terminal event. After each failed read the record is
-settled once (on the executing instance from memory, without the store), and the re-checks
-go on meanwhile, so a run whose record turns terminal still ends the stream with its
-terminal event. A failure before
-anything was delivered is raised at once (the caller can still answer 503), and so is an
-outage longer than `outage_s` (the stream ends; the client reconnects with `Last-Event-ID`).
+settled once (on the executing instance from memory, without the store): when it is
+terminal, the read is tried once more (the log may hold events the reader lacks), and a
+second failure in a row ends the stream with a `run.snapshot` and the terminal event. The
+re-checks go on meanwhile, so a run whose record turns terminal still ends the stream.
+A failure before anything was delivered is raised at once (the caller can still answer
+503), and so is an outage longer than `outage_s` (the stream ends; the client reconnects
+with `Last-Event-ID`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any, TypeVar
 
 from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord
 from app.errors import StoreUnavailable
-from app.manager.events import terminal_event
+from app.manager.events import dump, terminal_event
 
 log = logging.getLogger("parley.runs")
 
@@ -43,6 +45,19 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.05, 1.0  # its backoff
 
 Settle = Callable[[], Awaitable[RunRecord | None]]
 T = TypeVar("T")
+
+
+# The id of a terminal event sent when the log's last seq is unknown (a finished run whose
+# log lost its events, or that cannot be read): past any seq a run gives out, so a
+# reconnect after it is told "finished" (204); exact in a JavaScript number (2**53 - 1).
+LOST_LOG_TERMINAL_SEQ = 2**53 - 1
+
+
+def snapshot_of(record: RunRecord, seq: int) -> RunEvent:
+    """The run as it is now, standing for its events up to `seq` (the log's last)."""
+    messages = record.result.messages if record.result else []
+    data = {"run": dump(record.run), "messages": [dump(m) for m in messages]}
+    return RunEvent(seq=seq, type="run.snapshot", data=data)
 
 
 def terminal_of(record: RunRecord, seq: int) -> RunEvent:
@@ -67,6 +82,7 @@ async def follow_checked(
     `StoreUnavailable` after the first event, which is retried for up to `outage_s`."""
     watch = _QuietWatch(settle, run_id, recheck_s)
     last, outage_since, delay = after, 0.0, RETRY_FIRST_S
+    failed_after_end = 0  # consecutive failed reads since the record was seen terminal
     clock = asyncio.get_running_loop().time
     try:
         while True:
@@ -84,6 +100,7 @@ async def follow_checked(
                     finally:
                         watch.wait_ended()
                     last, outage_since, delay = event.seq, 0.0, RETRY_FIRST_S
+                    failed_after_end = 0
                     yield event
                     if event.type in TERMINAL_EVENTS:
                         return
@@ -91,12 +108,18 @@ async def follow_checked(
                 outage_since = outage_since or clock()
                 if last == after or clock() - outage_since >= outage_s:
                     raise
-                # the run may have ended meanwhile: its executor knows at once (`settle`
-                # answers from memory there), elsewhere the record may (tester T3)
+                # The run may have ended meanwhile: its executor knows at once (`settle`
+                # answers from memory there), elsewhere the record may (tester T3). The
+                # log may still hold events the reader lacks (a blip, review R11): read
+                # once more; a second failure in a row ends the stream with a snapshot of
+                # the record (its committed messages) and the terminal event.
                 ended = await _quiet(settle, run_id)
                 if ended is not None and ended.run.status.terminal:
-                    yield terminal_of(ended, last + 1)
-                    return
+                    failed_after_end += 1
+                    if failed_after_end >= 2:
+                        yield snapshot_of(ended, 0)  # no id: the log's last seq is unknown
+                        yield terminal_of(ended, LOST_LOG_TERMINAL_SEQ)
+                        return
                 log.warning("run %s: reading its events failed, retrying: %s", run_id, exc)
                 await watch.waiting_for(asyncio.sleep(delay))
                 delay = min(delay * 2, RETRY_MAX_S)

@@ -9,14 +9,9 @@ from typing import Any, TypeVar
 
 from app.coordination.base import EventsExpired, RunEvent, RunRecord
 from app.errors import RunNotFound
-from app.manager.events import dump
-from app.manager.run_follow import terminal_of
+from app.manager.run_follow import LOST_LOG_TERMINAL_SEQ, snapshot_of, terminal_of
 
 T = TypeVar("T")
-
-# The id of the terminal event of a finished run whose log knows none of its seqs: no run
-# gives out that many events, and it is exact in a JavaScript number (2**53 - 1).
-LOST_LOG_TERMINAL_SEQ = 2**53 - 1
 
 
 async def unless_gone(ended: Awaitable[T], reader_gone: Awaitable[None]) -> tuple[bool, T | None]:
@@ -76,7 +71,7 @@ async def replay_and_follow(
             # any the run gave out, so a reconnect after it is told "finished" (204) like
             # any finished run's (tester T1: an EventSource replayed it forever).
             if position < LOST_LOG_TERMINAL_SEQ:
-                yield _snapshot(record, 0)  # no id: it stands for what the log lost
+                yield snapshot_of(record, 0)  # no id: it stands for what the log lost
                 yield terminal_of(record, LOST_LOG_TERMINAL_SEQ)
             return
         if record.run.status.terminal and 0 < last_seq <= position + 1:
@@ -86,7 +81,7 @@ async def replay_and_follow(
                 yield terminal_of(record, last_seq)
             return
         sent = True
-        yield _snapshot(record, last_seq)  # its id lets a reconnect resume after it
+        yield snapshot_of(record, last_seq)  # its id lets a reconnect resume after it
         if record.run.status.terminal or last_seq <= position:
             break  # finished, or the log gives nothing past the reader: wait for the end
         # live: the events after the snapshot are followed as they come (outside tester
@@ -95,13 +90,6 @@ async def replay_and_follow(
     if not record.run.status.terminal:
         record = await wait(run_id)
     yield terminal_of(record, last_seq)
-
-
-def _snapshot(record: RunRecord, seq: int) -> RunEvent:
-    """The run as it is now, standing for its events up to `seq` (the log's last)."""
-    messages = record.result.messages if record.result else []
-    data = {"run": dump(record.run), "messages": [dump(m) for m in messages]}
-    return RunEvent(seq=seq, type="run.snapshot", data=data)
 
 
 def vanished(run: dict[str, Any], seq: int) -> RunEvent:
