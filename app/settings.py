@@ -77,7 +77,8 @@ class Settings(BaseSettings):
     max_concurrent_executions: int = Field(default=10, ge=0)
     # Requests that open turns or create conversations at once (app/manager/admission.py);
     # the rest queue in arrival order, up to the timeout (then 503 overloaded). 0: no gate.
-    admission_concurrency: int = Field(default=32, ge=0, le=10_000)
+    # Unset: 32, or a quarter of PostgreSQL's pool (`admission.gate_size`).
+    admission_concurrency: int | None = Field(default=None, ge=0, le=10_000)
     admission_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     default_timeout_s: float = Field(default=30.0, gt=0)
     turn_lock_timeout_s: float = Field(default=30.0, gt=0)

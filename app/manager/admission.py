@@ -22,11 +22,35 @@ from typing import Any
 
 from app.errors import Overloaded
 
+DEFAULT_CONCURRENCY = 32
+# A store whose calls share a bounded pool (PostgreSQL: 30 connections by default) gets a
+# gate of a quarter of it. An admitted opening makes ~4 store calls one after the other, and
+# the runs it starts make ~3 more past the gate (the commit, the run's end, the turn lock's
+# release), each holding its connection for the event loop's lag rather than the statement's
+# time (~33 ms a call at 250 streams on 2 cores, against < 1 ms in PostgreSQL). With a gate
+# of 32 the openings let in more runs than the pool serves, the calls of every run queue
+# for a connection past the store timeout and turns fail with 503 `store_unavailable`
+# (bench/frameworks.py, fast profile: 75 errors at 250 streams, 517 at 500); with a quarter
+# of the pool they queue at the gate instead, at the same req/s, and none fails.
+CONNECTIONS_PER_SLOT = 4
+
+
+def gate_size(configured: int | None, connection_limit: int | None) -> int:
+    """The gate's concurrency: `PARLEY_ADMISSION_CONCURRENCY` when set; else 32, or, for a
+    store with a bounded pool of `connection_limit` connections, a quarter of it (at least
+    1) when that is smaller."""
+    if configured is not None:
+        return configured
+    if connection_limit is None:
+        return DEFAULT_CONCURRENCY
+    return max(1, min(DEFAULT_CONCURRENCY, connection_limit // CONNECTIONS_PER_SLOT))
+
 
 class AdmissionGate:
     """`concurrency` 0 admits everyone at once (no gate)."""
 
     def __init__(self, concurrency: int, timeout_s: float, retry_after_s: int = 1) -> None:
+        self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._timeout_s = timeout_s
         self._retry_after_s = retry_after_s

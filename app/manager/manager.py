@@ -13,7 +13,7 @@ from app.coordination.base import Coordinator
 from app.coordination.liveness import InstanceLiveness
 from app.domain import new_id, utcnow
 from app.errors import NotReady, StoreUnavailable
-from app.manager.admission import AdmissionGate
+from app.manager.admission import AdmissionGate, gate_size
 from app.manager.branch_points import BranchPoints
 from app.manager.context import ContextBuilder
 from app.manager.context_items import ContextItemService
@@ -83,7 +83,10 @@ class ConversationManager:
         self.cache = MessageCache(max_bytes=settings.message_cache_mb * 2**20)
         self._now = clock
         self.media = MediaService(store=store, media=media, settings=settings, clock=clock)
-        self.admission = AdmissionGate(settings.admission_concurrency, settings.admission_timeout_s)
+        self.admission = AdmissionGate(
+            gate_size(settings.admission_concurrency, store.connection_limit()),
+            settings.admission_timeout_s,
+        )
         self._erasure = erasure = RunErasure(coordinator=coordinator, store=store, clock=clock)
         self.conversations = ConversationService(
             erasure=erasure,

@@ -124,6 +124,13 @@ class StateStore(ABC):
         the store's: whoever uses it must not dispose of it."""
         raise NotImplementedError(f"{type(self).__name__} has no SQL engine")
 
+    def connection_limit(self) -> int | None:
+        """How many calls to this store (and the coordination sharing its connections) can
+        be in flight at once when that is bounded by a pool much smaller than the
+        concurrency an instance serves (PostgreSQL: `pool_size + max_overflow`), else None.
+        The admission gate sizes itself by it (`app.manager.admission.gate_size`)."""
+        return None
+
     def sql_write_lock(self) -> asyncio.Lock | None:
         """The lock this store's write transactions queue on when its database takes one
         writer at a time (SQLite), else None. Whoever else writes to `sql_engine()` (the

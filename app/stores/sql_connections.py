@@ -91,6 +91,13 @@ class SqlConnections(StateStore):
     def sql_write_lock(self) -> asyncio.Lock | None:
         return self._write_lock
 
+    def connection_limit(self) -> int | None:
+        """PostgreSQL: the pool's `pool_size + max_overflow`. SQLite: None (its writes
+        queue on one lock, its reads need no server connection)."""
+        if self._url.drivername.startswith("sqlite"):
+            return None
+        return self._pool["pool_size"] + self._pool["max_overflow"]
+
     # --- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:

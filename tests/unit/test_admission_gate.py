@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from app.errors import Overloaded
-from app.manager.admission import AdmissionGate
+from app.manager.admission import AdmissionGate, gate_size
 
 
 async def test_holders_are_bounded_and_waiters_admitted_in_arrival_order() -> None:
@@ -153,3 +153,12 @@ async def test_a_task_started_inside_admit_does_not_share_or_release_its_slot() 
         assert await asyncio.create_task(child_pause()) == 1
         assert gate.active == 1
     assert gate.active == 0
+
+
+def test_gate_size_is_a_quarter_of_a_bounded_pool_unless_configured() -> None:
+    assert gate_size(None, None) == 32  # no bounded pool: the default
+    assert gate_size(None, 30) == 7  # PostgreSQL's default pool (10 + 20)
+    assert gate_size(None, 1000) == 32  # never above the default
+    assert gate_size(None, 2) == 1  # never closed
+    assert gate_size(5, 30) == 5 and gate_size(64, 30) == 64  # a configured size wins
+    assert gate_size(0, 30) == 0  # 0 is still "no gate"
