@@ -56,8 +56,9 @@ class RunRecord(BaseModel):
 @dataclass(frozen=True)
 class LeaseRelease:
     """A lease's release handed to a run log that can do it in the step that ends the run
-    (`RunLog.save_and_publish_releasing`): delete `key` of the Redis `client` if it still
-    holds `value`, then call `done` with whether it deleted it (None: unknown, the step
+    (`RunLog.save_and_publish_releasing`): free lock `key` on `client` (a Redis client:
+    the key; a PostgreSQL engine: the conversation's lease row) if it still holds `value`
+    (the lease's token), then call `done` with whether it did (None: unknown, the step
     failed), which finishes the lease's release here (a lease left unreleased expires)."""
 
     client: object
@@ -79,8 +80,8 @@ class TurnLease(ABC):
 
     def take_release(self, client: object) -> LeaseRelease | None:
         """This lease's release as a `LeaseRelease` on `client`, for the caller to carry
-        out (the lease counts as released from now on), if its backend is that Redis
-        client; else None (and nothing changes: `release()` it)."""
+        out (the lease counts as released from now on), if its backend is that client's;
+        else None (and nothing changes: `release()` it)."""
         return None
 
     @property

@@ -102,9 +102,8 @@ class LeaseBackend(ABC):
         """The run id of the current (unexpired) holder."""
 
     def release_key(self, lease: LeaseId, client: object) -> tuple[str, str] | None:
-        """`release` as the (key, value) whose compare-and-delete it is on the Redis
-        `client`, when this backend is that client (`TurnLease.take_release`); else
-        None."""
+        """`release` as the (key, value) of a `LeaseRelease` on `client`, when this
+        backend is that client's (`TurnLease.take_release`); else None."""
         return None
 
 

@@ -23,9 +23,10 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunRecord
+from app.coordination.base import TERMINAL_EVENTS, LeaseRelease, RunEvent, RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_listen import EVENTS_CHANNEL
+from app.coordination.sql_locks import FREE_SINCE, RELEASED
 from app.errors import StoreUnavailable
 from app.json_text import json_str
 from app.stores.sql_driver import WarmStatement
@@ -50,8 +51,10 @@ _Event = tuple[str, int, str, dict[str, Any]]
 # statement inserts: events below a run's new first seq are left out of the INSERT), each
 # run's `last_seq` / `first_seq` (and the events' retention, after a terminal event; and
 # its finished record, given with its terminal event by `end`, or its live record, given
-# with an event by `publish_with_record`), then one `pg_notify` per run, delivered at the
-# statement's COMMIT.
+# with an event by `publish_with_record`), the turn leases ended with their runs released
+# (`end`'s `release`: as `SqlLeaseBackend.release`; the conversations whose row was still
+# the lease's come back), then one `pg_notify` per run, delivered at the statement's
+# COMMIT.
 _WRITE_BATCH = """
     WITH inserted AS (
         INSERT INTO run_events (run_id, seq, type, data)
@@ -86,8 +89,14 @@ _WRITE_BATCH = """
                 THEN t.expires_at
                 ELSE clock_timestamp() + CAST($12 AS interval) END
         FROM runs WHERE t.run_id = runs.run_id
+    ), released AS (
+        UPDATE turn_leases AS l SET token = $16, expires_at = $17
+        FROM unnest(CAST($14 AS text[]), CAST($15 AS text[])) AS f(cid, tok)
+        WHERE l.conversation_id = f.cid AND l.token = f.tok
+        RETURNING l.conversation_id
     )
-    SELECT pg_notify($13, runs.run_id) FROM runs
+    SELECT (SELECT array_agg(conversation_id) FROM released), pg_notify($13, runs.run_id)
+    FROM runs
 """
 
 
@@ -124,6 +133,7 @@ class EventWriter:
         self._pending: list[_Event] = []
         self._ends: dict[str, str] = {}  # run -> its finished record (JSON), with `_pending`
         self._lives: dict[str, str] = {}  # run -> its newest live record (JSON), likewise
+        self._releases: list[LeaseRelease] = []  # turn leases ended with `_pending`'s runs
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()  # a waiter came: stop lingering (`_linger`)
@@ -170,10 +180,20 @@ class EventWriter:
         assert not record.run.status.terminal and type_ not in TERMINAL_EVENTS
         return await self._publish(record.run.id, type_, data, live=record)
 
-    async def end(self, record: RunRecord, type_: str, data: dict[str, Any]) -> RunEvent:
+    async def end(
+        self,
+        record: RunRecord,
+        type_: str,
+        data: dict[str, Any],
+        release: LeaseRelease | None = None,
+    ) -> RunEvent:
         """The run's finished record and its terminal event `type_`, written together in
-        the statement of their batch (after every event published before)."""
+        the statement of their batch (after every event published before), with its turn
+        lease `release`d in it when given (`release.done` is called once the statement
+        ran, or failed)."""
         assert record.run.status.terminal and type_ in TERMINAL_EVENTS
+        if release is not None:
+            self._releases.append(release)
         return await self._publish(record.run.id, type_, data, end=record)
 
     async def _publish(
@@ -226,12 +246,14 @@ class EventWriter:
             await self._linger()
             while self._pending or self._waiters:
                 batch, ends, lives = self._pending, self._ends, self._lives
-                waiters = self._waiters
+                waiters, releases = self._waiters, self._releases
                 self._pending, self._ends, self._lives, self._waiters = [], {}, {}, []
+                self._releases = []
                 error: BaseException | None = None
+                freed: set[str] | None = None  # (None: not written)
                 try:
                     if batch:
-                        await self._write(batch, ends, lives)
+                        freed = await self._write(batch, ends, lives, releases)
                 except Exception as exc:
                     log.warning(
                         "dropped %d run events that could not be written: %r", len(batch), exc
@@ -241,6 +263,9 @@ class EventWriter:
                         if isinstance(exc, StoreUnavailable)
                         else StoreUnavailable(f"Run events could not be written: {exc!r}")
                     )
+                finally:  # the leases ended in it: freed, or else released the usual way
+                    for release in releases:
+                        release.done(None if freed is None else release.key in freed)
                 for waiter in waiters:
                     if not waiter.done():
                         if error is None:
@@ -259,9 +284,14 @@ class EventWriter:
                 await self._urgent.wait()
 
     async def _write(
-        self, batch: list[_Event], ends: dict[str, str], lives: dict[str, str]
-    ) -> None:
-        """The batch in one statement, run in autocommit: one round trip, atomic."""
+        self,
+        batch: list[_Event],
+        ends: dict[str, str],
+        lives: dict[str, str],
+        releases: list[LeaseRelease],
+    ) -> set[str]:
+        """The batch in one statement, run in autocommit: one round trip, atomic. The
+        conversations whose lease of `releases` it freed."""
         last: dict[str, int] = {}
         ended: set[str] = set()
         for run_id, seq, type_, _ in batch:
@@ -289,10 +319,15 @@ class EventWriter:
             timedelta(seconds=self._retention_s),
             timedelta(seconds=self._record_retention_s),
             EVENTS_CHANNEL,
+            [release.key for release in releases],
+            [release.value for release in releases],
+            RELEASED,
+            FREE_SINCE,
         )
         with unavailable_on_connection_errors():
             async with self._sql.postgres_statement() as driver:
-                await driver.execute(_WRITE_BATCH, *args)
+                rows = await driver.fetch(_WRITE_BATCH, *args)
+        return set(rows[0][0] or ()) if rows else set()
 
     async def close(self) -> None:
         """Write what is pending, then stop."""
@@ -309,3 +344,6 @@ class EventWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        releases, self._releases = self._releases, []
+        for release in releases:  # (never written)
+            release.done(None)

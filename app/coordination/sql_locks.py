@@ -219,6 +219,14 @@ class SqlLeaseBackend(LeaseBackend):
         params = {"cid": lease.conversation_id, "tok": lease.token}
         return await self._write_one_row("release", self._release, params)
 
+    def release_key(self, lease: LeaseId, client: object) -> tuple[str, str] | None:
+        """PostgreSQL, `client` being this backend's engine: (conversation id, token),
+        for the run log's end statement to release the row as `release` does
+        (`app.coordination.sql_event_writer`)."""
+        if not self._server_clock or client is not self._engine:
+            return None
+        return lease.conversation_id, lease.token
+
     async def _write_one_row(
         self, name: str, statement: sa.Executable, params: dict[str, Any]
     ) -> bool:

@@ -52,7 +52,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.coordination.base import TERMINAL_EVENTS, EventsExpired, RunEvent, RunLog, RunRecord
+from app.coordination.base import (
+    TERMINAL_EVENTS,
+    EventsExpired,
+    LeaseRelease,
+    RunEvent,
+    RunLog,
+    RunRecord,
+    TurnLease,
+)
 from app.coordination.memory import MemoryRunLog
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_event_writer import EventWriter, warm_statements
@@ -209,16 +217,37 @@ class SqlRunLog(RunLog):
         self, record: RunRecord, type_: str, data: dict[str, Any]
     ) -> RunEvent:
         run_id = record.run.id
-        ends = record.run.status.terminal and type_ in TERMINAL_EVENTS
         live = not record.run.status.terminal and type_ not in TERMINAL_EVENTS
         if live and self._writer is not None and self._live is None and self._writer.owns(run_id):
             # a status change (`running`) rides with the event's write-behind batch
             return await self._writer.publish_with_record(record, type_, data)
-        if not ends or self._writer is None or not self._writer.owns(run_id):
+        if not self._ends_here(record, type_):
             return await super().save_and_publish(record, type_, data)
-        event = await self._writer.end(record, type_, data)  # record and event: one statement
+        return await self._end(record, type_, data, None)
+
+    async def save_and_publish_releasing(
+        self, lease: TurnLease, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> RunEvent:
+        if not self._ends_here(record, type_):
+            return await super().save_and_publish_releasing(lease, record, type_, data)
+        # PostgreSQL: a lease row is released in the statement that ends the run
+        release = lease.take_release(self._sql.reader)
+        if release is None:
+            await lease.release()
+        return await self._end(record, type_, data, release)
+
+    def _ends_here(self, record: RunRecord, type_: str) -> bool:
+        """A run this instance's event writer owns, ended with its terminal event."""
+        ends = record.run.status.terminal and type_ in TERMINAL_EVENTS
+        return ends and self._writer is not None and self._writer.owns(record.run.id)
+
+    async def _end(
+        self, record: RunRecord, type_: str, data: dict[str, Any], release: LeaseRelease | None
+    ) -> RunEvent:
+        assert self._writer is not None
+        event = await self._writer.end(record, type_, data, release)  # one statement
         if self._live is not None:
-            self._live.pop(run_id, None)
+            self._live.pop(record.run.id, None)
         return event
 
     async def get(self, run_id: str) -> RunRecord | None:

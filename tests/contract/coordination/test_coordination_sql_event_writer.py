@@ -35,18 +35,23 @@ def recorded_statements(engine: Any) -> Iterator[list[str]]:
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
-    original = asyncpg.Connection.execute
+    originals = {name: getattr(asyncpg.Connection, name) for name in ("execute", "fetch")}
 
-    async def execute(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
-        statements.append(query)
-        return await original(self, query, *args, **kw)
+    def recording(original: Any) -> Any:
+        async def run(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
+            statements.append(query)
+            return await original(self, query, *args, **kw)
+
+        return run
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
-    asyncpg.Connection.execute = execute  # type: ignore[method-assign]
+    for name, original in originals.items():
+        setattr(asyncpg.Connection, name, recording(original))
     try:
         yield statements
     finally:
-        asyncpg.Connection.execute = original  # type: ignore[method-assign]
+        for name, original in originals.items():
+            setattr(asyncpg.Connection, name, original)
         event.remove(engine.sync_engine, "before_cursor_execute", count)
 
 
