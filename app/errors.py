@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from app.unstorable import storable_text
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -31,7 +33,9 @@ class ParleyError(Exception):
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
-        self.detail = detail
+        # storable: a detail may quote a provider's or a tool's text (review R12), and a
+        # failed run's record keeps it (`problem_of`)
+        self.detail = storable_text(detail)
         self.errors = [dict(e) for e in errors] if errors else None
         self.headers = dict(headers) if headers else {}
         self.extra = dict(extra) if extra else {}

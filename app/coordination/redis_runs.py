@@ -209,11 +209,15 @@ class RedisRunLog(RunLog):
     async def save_and_publish_releasing(
         self, lease: TurnLease, record: RunRecord, type_: str, data: dict[str, Any]
     ) -> RunEvent:
-        release = None if self._end_releasing is None else lease.take_release(self._client)
-        if release is None:  # a cluster, or a lock elsewhere: two steps
+        if self._end_releasing is None:  # a cluster: two steps
             return await super().save_and_publish_releasing(lease, record, type_, data)
-        assert self._end_releasing is not None
-        args = [*self._event_args(type_, data), record.model_dump_json(), release.value]
+        # encoded before the release is taken: an error here must leave the lease to the
+        # usual release (review R13: taken first, the local gate leaked for good)
+        payload = [*self._event_args(type_, data), record.model_dump_json()]
+        release = lease.take_release(self._client)
+        if release is None:  # a lock elsewhere: two steps
+            return await super().save_and_publish_releasing(lease, record, type_, data)
+        args = [*payload, release.value]
         keys = [*_Keys.of(self._prefix, record.run.id).all(), release.key]
         deleted: bool | None = None
         try:

@@ -21,13 +21,14 @@ The README "Limits" section lists these numbers; keep them in sync.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel
+
+from app.unstorable import UNSTORABLE
 
 MAX_JSON_DEPTH = 32
 MAX_JSON_INT = 2**53 - 1
@@ -52,8 +53,6 @@ MAX_COST_USD = 1e12
 MIN_DATETIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_DATETIME = datetime(9001, 1, 1, tzinfo=UTC)
 DATETIME_RULE = "must be within years 1970-9000 in UTC"
-
-_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 def capped_int(digits: str, cap: int = MAX_EVENT_SEQ) -> int:
@@ -94,7 +93,7 @@ def datetime_problems(value: Any, loc: Sequence[Any]) -> list[dict[str, Any]]:
 
 def text_problem(value: str) -> str | None:
     """Why `value` cannot be accepted, or None."""
-    found = _BAD_TEXT.search(value)
+    found = UNSTORABLE.search(value)
     if found is None:
         return None
     if found.group() == "\x00":

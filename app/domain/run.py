@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from app.domain.model import DomainModel
 from app.domain.usage import Usage
+from app.unstorable import storable_text
 
 RunKind = Literal["message", "tool_results", "tool_approvals", "edit", "regenerate"]
 """What started a run: a new user message, results for pending client-side tools,
@@ -33,7 +34,9 @@ class RunStatus(StrEnum):
 
 class RunError(DomainModel):
     code: str
-    detail: str
+    # made storable: a provider's or tool's error text may hold a lone surrogate or NUL,
+    # and a record that cannot be encoded could never be saved (review R12)
+    detail: Annotated[str, AfterValidator(storable_text)]
 
 
 class RunContext(DomainModel):

@@ -12,7 +12,8 @@ emoji survives.
 from __future__ import annotations
 
 from app.domain import ToolCall
-from app.tools.limits import UNSTORABLE, storable
+from app.tools.limits import storable
+from app.unstorable import UNSTORABLE
 
 _HIGH_FIRST, _HIGH_LAST = "\ud800", "\udbff"
 

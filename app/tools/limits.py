@@ -9,10 +9,9 @@ only part of the result.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+from app.unstorable import storable_text
 
 
 def storable(value: Any) -> Any:
@@ -20,9 +19,9 @@ def storable(value: Any) -> Any:
     What a tool returns is not checked at the API boundary, yet no store can hold those
     characters and UTF-8 cannot encode a lone surrogate: left in, they would fail the turn."""
     if isinstance(value, TruncatedText):
-        return TruncatedText(UNSTORABLE.sub("\ufffd", value))
+        return TruncatedText(storable_text(value))
     if isinstance(value, str):
-        return UNSTORABLE.sub("\ufffd", value)
+        return storable_text(value)
     if isinstance(value, dict):
         return {storable(k): storable(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -157,8 +157,10 @@ async def _node_ids(cluster: RedisClusterInfo) -> dict[int, str]:
     return ids
 
 
-async def _slot_owner(cluster: RedisClusterInfo, slot: int) -> int:
-    node = Redis(host="127.0.0.1", port=cluster.ports[0], decode_responses=True)
+async def _slot_owner(cluster: RedisClusterInfo, slot: int, *, via: int | None = None) -> int:
+    """The port of the node that owns `slot`, as the node on `via` (default: the first)
+    sees it."""
+    node = Redis(host="127.0.0.1", port=via or cluster.ports[0], decode_responses=True)
     try:
         ranges = await node.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
     finally:
@@ -188,6 +190,17 @@ async def test_concurrent_commands_on_a_moved_slot_all_succeed(
                 await node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])  # type: ignore[no-untyped-call]
             finally:
                 await node.aclose()
+        # the target's claim must win the gossip (a higher config epoch) before the burst,
+        # or a node still naming the old owner sends the commands back and forth
+        bump = Redis(host="127.0.0.1", port=target, decode_responses=True)
+        try:
+            await bump.execute_command("CLUSTER", "BUMPEPOCH")  # type: ignore[no-untyped-call]
+        finally:
+            await bump.aclose()
+        deadline = time.monotonic() + 10
+        while {await _slot_owner(cluster, slot, via=p) for p in cluster.ports} != {target}:
+            assert time.monotonic() < deadline, "the nodes never agreed on the moved slot"
+            await asyncio.sleep(0.05)
         results = await asyncio.gather(
             *(client.set(f"{{storm}}k{i}", str(i)) for i in range(40)), return_exceptions=True
         )
