@@ -34,6 +34,7 @@ from app.manager.import_plan import (
 from app.manager.import_promptkit import is_promptkit_state, promptkit_plan
 from app.manager.import_records import (
     conversation_problems,
+    id_problems,
     message_problems,
     summary_problems,
     turn_problems,
@@ -192,6 +193,14 @@ def _parley_plan(
                 "msg": "differs from head_message_id",
             }
         )
+    for i, cp in enumerate(checkpoints):
+        problems.extend(
+            id_problems(cp.conversation_id, [*LOC, "checkpoints", i, "conversation_id"])
+        )
+    for i, it in numbered_items:
+        problems.extend(
+            id_problems(it.conversation_id, [*LOC, "context_items", i, "conversation_id"])
+        )
     _check_checkpoints(checkpoints, by_id, problems)
     _check_summaries(summaries, by_id, problems)
     if problems or conv is None:
@@ -303,7 +312,9 @@ def order_tree(
             continue
         by_id[m.id] = m
         index[m.id] = i
-    present = {item.get("id") for item in raw if isinstance(item, Mapping)}
+    present = {  # (only string ids: an object is not hashable, tester T11)
+        rid for item in raw if isinstance(item, Mapping) and isinstance(rid := item.get("id"), str)
+    }
     depth: dict[str, int] = {}
     bad: set[str] = set()
     for start in by_id:

@@ -71,7 +71,7 @@ def cost_problems(cost_usd: float, loc: Sequence[str | int]) -> list[Problem]:
     return [{"loc": list(loc), "msg": f"must be within 0..{MAX_COST_USD:g}"}]
 
 
-def _id_problems(value: str | None, loc: Sequence[str | int]) -> list[Problem]:
+def id_problems(value: str | None, loc: Sequence[str | int]) -> list[Problem]:
     if value is None or re.fullmatch(ID_PATTERN, value):
         return []
     return [{"loc": list(loc), "msg": f"not an id: {ID_RULE}"}]
@@ -97,6 +97,10 @@ def conversation_problems(conv: Conversation, loc: Sequence[str | int]) -> list[
         *usage_problems(conv.usage, [*at, "usage"]),
         *cost_problems(conv.usage.cost_usd, [*at, "usage", "cost_usd"]),
         *_name_problems(fields, at),
+        # ids the API addresses (a user outside the rule could never be listed, exported
+        # or erased; on PostgreSQL a longer one was a 500: tester T13)
+        *id_problems(conv.user_id, [*at, "user_id"]),
+        *id_problems(conv.lineage_id, [*at, "lineage_id"]),
     ]
 
 
@@ -104,15 +108,15 @@ def message_problems(message: Message, loc: Sequence[str | int]) -> list[Problem
     return [
         *usage_problems(message.usage, [*loc, "usage"]),
         *cost_problems(message.cost_usd, [*loc, "cost_usd"]),
-        *_id_problems(message.run_id, [*loc, "run_id"]),
-        *_id_problems(message.conversation_id, [*loc, "conversation_id"]),
+        *id_problems(message.run_id, [*loc, "run_id"]),
+        *id_problems(message.conversation_id, [*loc, "conversation_id"]),
     ]
 
 
 def summary_problems(summary: Summary, loc: Sequence[str | int]) -> list[Problem]:
     return [
         *usage_problems(summary.usage, [*loc, "usage"]),
-        *_id_problems(summary.conversation_id, [*loc, "conversation_id"]),
+        *id_problems(summary.conversation_id, [*loc, "conversation_id"]),
         *_name_problems({"provider": summary.provider, "model": summary.model}, loc),
     ]
 

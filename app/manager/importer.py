@@ -156,7 +156,7 @@ class ImportService:
         if plan.conversation is not None:
             conv = plan.conversation
             try:
-                await self._packs.get(conv.pack_id, conv.pack_version)
+                pack = await self._packs.get(conv.pack_id, conv.pack_version)
             except NotFound:
                 problems.append(
                     {
@@ -164,6 +164,15 @@ class ImportService:
                         "msg": f"pack {conv.pack_id}@{conv.pack_version} is not loaded here",
                     }
                 )
+            else:
+                if conv.prompt_name not in pack.prompts:  # (tester T12: 500 on every turn)
+                    problems.append(
+                        {
+                            "loc": ["body", "conversation", "prompt_name"],
+                            "msg": f"pack {conv.pack_id}@{conv.pack_version} has no prompt "
+                            f"{conv.prompt_name!r}",
+                        }
+                    )
         if problems:
             raise refused(problems)
         if plan.conversation is not None:
