@@ -85,7 +85,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 ServicePrincipalDep = Annotated[Principal, Depends(get_service_principal)]
 
 
-def idempotency_key(
+async def idempotency_key(
     request: Request,
     key: Annotated[
         str | None,
