@@ -127,11 +127,12 @@ def _parley_plan(
     raw_summaries = _list(raw, "summaries", problems)
     # optional: documents written before context items existed have none
     raw_items = _list(raw, "context_items", problems) if "context_items" in raw else None
-    checkpoints = [
-        cp
+    numbered_checkpoints = [
+        (i, cp)
         for i, item in enumerate(raw_checkpoints)
         if (cp := _validated(Checkpoint, item, [*LOC, "checkpoints", i], problems)) is not None
     ]
+    checkpoints = [cp for _, cp in numbered_checkpoints]
     messages: list[tuple[int, Message]] = [
         (i, m)
         for i, item in enumerate(raw_messages)
@@ -193,7 +194,7 @@ def _parley_plan(
                 "msg": "differs from head_message_id",
             }
         )
-    for i, cp in enumerate(checkpoints):
+    for i, cp in numbered_checkpoints:  # (the document's index, past records that failed)
         problems.extend(
             id_problems(cp.conversation_id, [*LOC, "checkpoints", i, "conversation_id"])
         )
