@@ -49,14 +49,23 @@ async def get_principal(
     `PARLEY_API_KEYS`, compared in constant time. The caller is noted for the access line.
     The settings are read from the request's state, not through `Depends(get_settings)`:
     every sub-dependency is one more solve (~25 Python calls) on every request."""
-    principal = _principal(request.state.settings, credentials)
+    principal = _principal(request, credentials)
     request.scope.setdefault("state", {})[PRINCIPAL_USER_KEY] = principal.user_id or principal.role
     return principal
 
 
-def _principal(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+def _principal(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    settings: Settings = request.state.settings
     if settings.auth == "none":
         return SERVICE
+    if len(request.headers.getlist("authorization")) > 1:
+        # Ambiguous: the first one acted while a proxy or log keeping the last saw
+        # another caller (outside tester). Refused like a bad key, whichever is valid.
+        raise Unauthorized(
+            "Send one Authorization header, not several.",
+            errors=[{"loc": ["header", "Authorization"], "msg": "sent more than once"}],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     token = credentials.credentials.strip() if credentials else ""
     if token:
         for key in settings.api_keys:
@@ -99,7 +108,9 @@ async def idempotency_key(
 ) -> str | None:
     """The request's `Idempotency-Key`, without surrounding whitespace (RFC 9110 5.5: not
     part of a field value). Sent twice it is refused: a proxy keeping the other one would
-    map the request onto another key (outside tester T5)."""
+    map the request onto another key (outside tester T5). One of only whitespace is
+    refused too: taken for no key, the request ran unprotected while its client believed
+    it was (a retry ran it twice)."""
     if len(request.headers.getlist("idempotency-key")) > 1:
         raise InvalidRequest(
             "Send one Idempotency-Key header, not several.",
@@ -107,7 +118,13 @@ async def idempotency_key(
         )
     if key is None:
         return None
-    return key.strip(" \t") or None
+    stripped = key.strip(" \t")
+    if not stripped:
+        raise InvalidRequest(
+            "An Idempotency-Key must not be empty or only whitespace.",
+            errors=[{"loc": ["header", "Idempotency-Key"], "msg": "empty or only whitespace"}],
+        )
+    return stripped
 
 
 IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]

@@ -59,3 +59,32 @@ async def test_keys_and_ownership(settings_factory: Callable[..., Settings]) -> 
         r = await client.delete("/users/alice/conversations", headers=h("bob-key"))
         assert_problem(r, 404, "not_found")  # like every other cross-user call
         assert (await client.get(url, headers=h("alice-key"))).status_code == 200
+
+
+async def test_a_repeated_authorization_header_is_refused(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """Outside tester: two Authorization headers were accepted, the first acting while a
+    proxy or log keeping the last saw another caller. Whichever of them is valid (both, the
+    same key twice, one of them), the request is a 401 and does nothing."""
+    async with running_app(settings_factory(auth="keys", api_keys=KEYS)) as client:
+        body = {"pack_id": "general-assistant", "prompt_name": "chat", "user_id": "alice"}
+        pairs = [
+            ("svc-key", "alice-key"),
+            ("alice-key", "svc-key"),
+            ("alice-key", "alice-key"),
+            ("alice-key", "wrong"),
+            ("wrong", "alice-key"),
+        ]
+        for first, second in pairs:
+            twice = [("Authorization", f"Bearer {first}"), ("Authorization", f"Bearer {second}")]
+            for r in (
+                await client.post("/conversations", json=body, headers=twice),
+                await client.get("/packs", headers=twice),
+            ):
+                problem = assert_problem(r, 401, "unauthorized")
+                assert r.headers["www-authenticate"] == "Bearer"
+                assert problem["errors"][0]["loc"] == ["header", "Authorization"], problem
+        listed = await client.get("/conversations", headers=h("svc-key"))
+        assert listed.json()["data"] == []
+        assert (await client.get("/packs", headers=h("alice-key"))).status_code == 200

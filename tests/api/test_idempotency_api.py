@@ -132,3 +132,24 @@ async def test_whitespace_around_an_idempotency_key_is_not_part_of_it(
     again = await client.post(url, json={"content": "x"}, headers={"Idempotency-Key": "k-ws"})
     assert first.status_code == again.status_code == 200
     assert first.json()["run_id"] == again.json()["run_id"]
+
+
+async def test_an_idempotency_key_of_only_whitespace_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """Outside tester: `Idempotency-Key: "   "` was stripped to nothing and taken for no
+    key, so the request ran unprotected (a retry ran it twice). Every route with the header
+    refuses it, naming the header, and nothing is created."""
+    conv = await create_conv(client)
+    url = f"/conversations/{conv['id']}/messages"
+    for blank in ("   ", "\t", " \t "):
+        key = {"Idempotency-Key": blank}
+        for r in (
+            await client.post(url, json={"content": "x"}, headers=key),
+            await client.post("/conversations", json=BODY, headers=key),
+        ):
+            problem = assert_problem(r, 422, "validation_error")
+            assert problem["errors"][0]["loc"] == ["header", "Idempotency-Key"], problem
+    assert (await client.get(url)).json()["data"] == []
+    listed = (await client.get("/conversations", params={"user_id": "idem"})).json()["data"]
+    assert listed == []
