@@ -13,7 +13,8 @@ from app.api.schemas import ConversationList, Deleted
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.filters import ConversationFilter
-from app.domain.limits import METADATA_LIMITS, capped_int
+from app.domain.limits import METADATA_LIMITS
+from app.domain.preconditions import parse_if_match
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import (
     ConversationExists,
@@ -63,18 +64,6 @@ def metadata_filters(request: Request) -> dict[str, str]:
 def _etag(response: Response, conv: Conversation) -> Conversation:
     response.headers["ETag"] = f'"{conv.version}"'
     return conv
-
-
-def _if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    raw = value.strip().removeprefix("W/").strip('"')
-    if not (raw.isascii() and raw.isdigit()):
-        raise InvalidRequest(
-            "If-Match must be a conversation version (its ETag).",
-            errors=[{"loc": ["header", "If-Match"], "msg": "expected an integer version"}],
-        )
-    return capped_int(raw)  # a version past any real one matches none: 412
 
 
 @router.post(
@@ -159,10 +148,18 @@ async def patch_conversation(
     response: Response,
     manager: ManagerDep,
     principal: PrincipalDep,
-    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='`*`, or one or more of the conversation\'s ETags (`"3"`, `"3", "4"`): '
+            "the patch applies only if the current version is listed (a weak tag never "
+            "matches); 412 otherwise.",
+        ),
+    ] = None,
 ) -> Conversation:
     conv = await manager.conversations.patch(
-        principal, conversation_id, body, if_match=_if_match(if_match)
+        principal, conversation_id, body, if_match=parse_if_match(if_match)
     )
     return _etag(response, conv)
 

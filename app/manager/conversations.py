@@ -21,6 +21,7 @@ from app.domain import (
 )
 from app.domain.filters import ConversationFilter
 from app.domain.limits import METADATA_LIMITS, VARIABLES_LIMITS
+from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import (
@@ -290,13 +291,15 @@ class ConversationService:
         conversation_id: str,
         req: PatchConversation,
         *,
-        if_match: int | None,
+        if_match: IfMatch | None,
     ) -> Conversation:
-        """Apply a PATCH with optimistic concurrency. Without If-Match a concurrent change
-        (for example a turn committing) is absorbed by re-reading and re-applying."""
+        """Apply a PATCH with optimistic concurrency. Without If-Match (or with `*`) a
+        concurrent change (for example a turn committing) is absorbed by re-reading and
+        re-applying; with versions, the one read must be listed and must still be current
+        at the write."""
         for _ in range(PATCH_RETRIES):
             conv = await self.get(principal, conversation_id)
-            if if_match is not None and conv.version != if_match:
+            if if_match is not None and not if_match.holds(conv.version):
                 raise PreconditionFailed(
                     f"If-Match {if_match} does not match version {conv.version}.",
                     extra={"version": conv.version},
@@ -305,7 +308,7 @@ class ConversationService:
             try:
                 return await self._store.update_conversation(updated, expected_version=conv.version)
             except VersionConflict:
-                if if_match is not None:
+                if if_match is not None and if_match.versions is not None:
                     raise PreconditionFailed(
                         f"Conversation changed; If-Match {if_match} is stale."
                     ) from None

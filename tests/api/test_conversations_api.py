@@ -122,6 +122,52 @@ async def test_patch_metadata_merge_and_if_match(client: httpx.AsyncClient) -> N
     assert_problem(r, 412, "precondition_failed")
 
 
+async def test_if_match_takes_a_star_or_a_list_of_strong_entity_tags(
+    client: httpx.AsyncClient,
+) -> None:
+    """RFC 9110 §13.1.1: `*` matches any current version, a list matches if any member
+    does, a weak tag never matches (it was stripped and matched) and tags compare as
+    strings; a well-formed tag that is no version is a 412, only a field outside the
+    grammar a 422. `*` and lists were 422."""
+    conv = await create_conv(client)
+    url = f"/conversations/{conv['id']}"
+    version = conv["version"]
+    for i, field in enumerate(["*", f'"{version + 1}", "{version + 9}"', f'"7", "{version + 2}"']):
+        r = await client.patch(url, json={"metadata": {f"k{i}": i}}, headers={"If-Match": field})
+        assert r.status_code == 200, (field, r.text)
+        version += 1
+        assert r.json()["version"] == version
+    r = await client.patch(
+        url, json={"metadata": {"e": 1}}, headers={"If-Match": f' , "{version}",'}
+    )
+    assert r.status_code == 200, r.text  # empty list elements are allowed
+    version += 1
+    for field in [
+        f'W/"{version}"',
+        f'W/"{version}", "{version + 1}"',
+        f'"0{version}"',
+        '"abc"',
+        '""',
+        f'"{version},{version}"',  # one tag: a comma is an etagc
+    ]:
+        r = await client.patch(url, json={"metadata": {"x": 1}}, headers={"If-Match": field})
+        assert_problem(r, 412, "precondition_failed")
+    for field in [
+        str(version),
+        f'"{version}',
+        f'*, "{version}"',
+        f'"{version}" "{version}"',
+        "W/",
+        ",",
+        "",
+    ]:
+        r = await client.patch(url, json={"metadata": {"x": 1}}, headers={"If-Match": field})
+        problem = assert_problem(r, 422, "validation_error")
+        assert problem["errors"][0]["loc"] == ["header", "If-Match"], (field, problem)
+    final = (await client.get(url)).json()
+    assert final["version"] == version and "x" not in final["metadata"]
+
+
 async def test_concurrent_patches_are_all_applied(client: httpx.AsyncClient) -> None:
     conv = await create_conv(client)
     url = f"/conversations/{conv['id']}"
