@@ -12,7 +12,7 @@ from app.api.params import PathId
 from app.api.schemas import ConversationList, Deleted
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
-from app.domain.filters import ConversationFilter
+from app.domain.filters import ConversationFilter, object_filter_problem
 from app.domain.limits import METADATA_LIMITS
 from app.domain.preconditions import parse_if_match
 from app.domain.requests import CreateConversation, PatchConversation
@@ -58,6 +58,13 @@ def metadata_filters(request: Request) -> dict[str, str]:
                 }
             ],
         )
+    for key, value in metadata.items():
+        problem = object_filter_problem(value)
+        if problem is not None:
+            raise InvalidRequest(
+                "A metadata filter names an object or array value.",
+                errors=[{"loc": ["query", METADATA_PREFIX + key], "msg": problem}],
+            )
     return metadata
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from app.domain import Conversation, ConversationStatus, Message, Usage
+from app.domain.filters import float_filter, integer_filter
 from app.stores._common import prefix_upper_bound
 from app.stores.base import ConversationFilter
 from app.stores.sql_tables import (
@@ -124,22 +125,29 @@ def listing_statement(
 
 def metadata_equals(key: str, value: str, *, jsonb: bool) -> sa.ColumnElement[bool]:
     """`metadata[key]` rendered as text the way PostgreSQL's `->>` does equals `value`
-    (see `ConversationFilter`); absent keys never match."""
+    (`metadata_text`, see `ConversationFilter`); absent keys, objects and arrays never
+    match."""
     if jsonb:
         doc = sa.type_coerce(_conv.c.meta, postgresql.JSONB)
-        cond: sa.ColumnElement[bool] = doc[key].astext == value
+        kind = sa.func.jsonb_typeof(doc[key])
         if value == "null":  # `->>` turns a JSON null into SQL NULL; the contract says "null"
-            cond = sa.or_(cond, sa.func.jsonb_typeof(doc[key]) == "null")
-        return cond
+            return sa.or_(kind == "null", sa.and_(kind == "string", doc[key].astext == value))
+        return sa.and_(kind.in_(("string", "number", "boolean")), doc[key].astext == value)
     # SQLite: json_each yields each member's key, SQL value and JSON type. Matching on the
-    # key column (not a JSON path) needs no quoting of keys like 'a.b' or 'we"ird'.
+    # key column (not a JSON path) needs no quoting of keys like 'a.b' or 'we"ird'. Its
+    # numbers are compared as numbers, with the one a rendering of `value` names (SQLite's
+    # text of a REAL is not PostgreSQL's: `1.0e-07`, not `0.0000001`).
     je = sa.func.json_each(_conv.c.meta).table_valued("key", "value", "type").alias("je")
-    as_text = sa.case(
-        (je.c.type.in_(("true", "false", "null")), je.c.type),
-        (je.c.type == "text", je.c.value),
-        else_=sa.cast(je.c.value, sa.Text),
-    )
-    return sa.exists().where(je.c.key == key, as_text == value)
+    same: list[sa.ColumnElement[bool]] = [sa.and_(je.c.type == "text", je.c.value == value)]
+    if value in ("true", "false", "null"):
+        same.append(je.c.type == value)
+    integer = integer_filter(value)
+    if integer is not None:
+        same.append(sa.and_(je.c.type == "integer", je.c.value == integer))
+    number = float_filter(value)
+    if number is not None:
+        same.append(sa.and_(je.c.type == "real", je.c.value == number))
+    return sa.exists().where(je.c.key == key, sa.or_(*same))
 
 
 def footprint_statements(

@@ -108,6 +108,69 @@ async def test_metadata_compares_text_renderings(
     assert set(await ids(store, ConversationFilter(metadata={key: value}))) == expected
 
 
+SHAPED = {
+    "s-object": {"o": {"b": [1, 2], "a": 1}},
+    "s-array": {"o": [1, "x"]},
+    "s-text": {"o": '{"b":[1,2],"a":1}'},  # a string: compared as text like any other
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('{"b":[1,2],"a":1}', {"s-text"}),  # Python's compact text of the object
+        ('{"b": [1, 2], "a": 1}', set()),  # json.dumps' default text
+        ('{"a": 1, "b": [1, 2]}', set()),  # PostgreSQL's `->>` of the jsonb (was a match)
+        ('[1,"x"]', set()),
+        ('[1, "x"]', set()),  # PostgreSQL's `->>` of the array (was a match)
+    ],
+)
+async def test_metadata_object_and_array_values_never_match(
+    store: StateStore, value: str, expected: set[str]
+) -> None:
+    """Objects and arrays render differently per backend (key order, spacing), so none
+    matches on any (PostgreSQL matched its own `->>` text, the others their compact JSON)."""
+    await seed(store, *(conversation(cid, metadata=md) for cid, md in SHAPED.items()))
+    assert set(await ids(store, ConversationFilter(metadata={"o": value}))) == expected
+
+
+FLOATS = {
+    "f-tiny": {"x": 1e-07},
+    "f-big": {"x": 1e16},
+    "f-negative-zero": {"x": -0.0},
+    "f-tenth": {"x": 0.1},
+    "f-whole": {"x": 100.0},
+    "f-long": {"x": 0.30000000000000004},
+    "f-text": {"x": "1e-07"},
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.0000001", {"f-tiny"}),  # PostgreSQL's numeric text (SQLite's was 1.0e-07)
+        ("1e-07", {"f-text"}),  # Python's repr: only the string
+        ("1.0e-07", set()),
+        ("10000000000000000", {"f-big"}),
+        ("1e+16", set()),
+        ("0.0", {"f-negative-zero"}),
+        ("-0.0", set()),
+        ("0.1", {"f-tenth"}),
+        ("100.0", {"f-whole"}),
+        ("100", set()),
+        ("0.30000000000000004", {"f-long"}),
+        ("0.3", set()),
+        ("99999999999999999999999", set()),  # past any stored integer: no match, no error
+        ("1" * 5000, set()),
+    ],
+)
+async def test_metadata_floats_compare_as_postgresql_renders_them(
+    store: StateStore, value: str, expected: set[str]
+) -> None:
+    await seed(store, *(conversation(cid, metadata=md) for cid, md in FLOATS.items()))
+    assert set(await ids(store, ConversationFilter(metadata={"x": value}))) == expected
+
+
 async def test_metadata_keys_combine_with_and(store: StateStore) -> None:
     await seed(store, *(conversation(cid, metadata=md) for cid, md in METADATA.items()))
     flt = ConversationFilter(metadata={"k": "3", "tier": "silver"})
