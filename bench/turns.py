@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from bench.common import RESULTS_DIR
 from bench.report import loadavg, machine_info, publish
 from bench.stores import STORES, StoreSkipped
 from bench.turns_cold import bench_cold
-from bench.turns_floor import bench_floor
+from bench.turns_floor import bench_floor, floor_client
 from bench.turns_langgraph import bench_langgraph
 from bench.turns_parley import bench_parley_store
 from bench.turns_report import compare, render
@@ -136,7 +137,9 @@ async def run(p: Params) -> dict[str, Any]:
             "request sent -> response read: HTTP + JSON + service + store",
             "langgraph": "in this process, no HTTP: graph run + AsyncPostgresSaver "
             "checkpoint read/write",
-            "floor": "bench/floor_app.py POST /echo under the same uvicorn command and client",
+            "floor": "bench/floor_app.py POST /echo under the same uvicorn command and client; "
+            "in its own phase after the stores, and interleaved with each store's timed "
+            "turns (one echo per round of sizes: parley.<store>.paired_floor)",
             "server_cpu": "server process user+system CPU from /proc/<pid>/stat, 10 ms ticks "
             "summed over the turns",
             "history": "store API pre-fill to size-2, one untimed priming turn right before "
@@ -148,17 +151,23 @@ async def run(p: Params) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         workdir = p.logs or Path(tmp)  # --logs keeps the servers' logs (and SQLite files)
         workdir.mkdir(parents=True, exist_ok=True)
-        for name in p.stores:
-            print(f"Parley on {name} ...", flush=True)
-            store_dir = workdir / name
-            store_dir.mkdir()
-            try:
-                res = await bench_parley_store(STORES[name], p, store_dir, rng)
-                res["status"] = "ok"
-            except StoreSkipped as exc:
-                print(f"  {name}: SKIPPED - {exc}", flush=True)
-                res = {"status": "skipped", "reason": str(exc)}
-            results["parley"][name] = res
+        async with AsyncExitStack() as stack:
+            paired = None  # the floor interleaved with each store's timed turns
+            if p.floor:
+                paired = await stack.enter_async_context(floor_client(workdir, rng, "floor-paired"))
+                for _ in range(p.warmup):
+                    await paired.echo()
+            for name in p.stores:
+                print(f"Parley on {name} ...", flush=True)
+                store_dir = workdir / name
+                store_dir.mkdir()
+                try:
+                    res = await bench_parley_store(STORES[name], p, store_dir, rng, paired)
+                    res["status"] = "ok"
+                except StoreSkipped as exc:
+                    print(f"  {name}: SKIPPED - {exc}", flush=True)
+                    res = {"status": "skipped", "reason": str(exc)}
+                results["parley"][name] = res
         if p.floor:
             print("Framework floor ...", flush=True)
             results["floor"] = await bench_floor(p, workdir, rng)

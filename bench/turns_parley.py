@@ -43,6 +43,7 @@ from bench.common import random_text
 from bench.servers import Server, parley_env, uvicorn_server
 from bench.stats import ratio
 from bench.stores import StoreBackend, provisioned_store
+from bench.turns_floor import FloorClient, sequential_summary
 from bench.turns_timing import (
     Params,
     SizeResult,
@@ -280,12 +281,21 @@ async def multi_worker_phase(
 
 
 async def bench_parley_store(
-    backend: StoreBackend, p: Params, workdir: Path, rng: random.Random
+    backend: StoreBackend,
+    p: Params,
+    workdir: Path,
+    rng: random.Random,
+    floor: FloorClient | None = None,
 ) -> dict[str, Any]:
     """Parley on one store: create and pre-fill the conversations, start uvicorn, warm up,
     time `p.turns` turns per size round-robin (each conversation primed right before its
     first timed turn), then the concurrent phase (its conversations primed first); the
-    result says whether the flat-curve criterion holds."""
+    result says whether the flat-curve criterion holds.
+
+    With `floor`, one floor request is timed after each round of sizes (`paired_floor`):
+    the floor measured interleaved with these turns, so a machine whose speed drifts
+    between phases (a shared VM: the floor's p50 was seen to range 0.7-1.7 ms across runs
+    minutes apart) slows both alike and their ratio stays meaningful."""
     result: dict[str, Any] = {"store": backend.name, "description": backend.description}
     async with provisioned_store(backend, workdir) as url:
         small = min(p.sizes)
@@ -329,12 +339,19 @@ async def bench_parley_store(
             for _ in range(p.warmup):
                 await prime(warm_id)
             per_size = {s: SizeResult() for s in p.sizes}
+            paired: list[float] = []
+            if floor is not None:
+                floor.server_cpu_s = floor.client_cpu_s = 0.0
             for _ in range(p.turns):
                 for size in p.sizes:
                     conv_id = await slots[size].next_primed(prime)
                     sample = await http_turn(client, conv_id, random_text(rng), server)
                     per_size[size].samples.append(sample)
+                if floor is not None:
+                    paired.append(await floor.echo())
             result["sizes"] = {str(s): per_size[s].summary() for s in p.sizes}
+            if floor is not None:
+                result["paired_floor"] = sequential_summary(paired, floor)
             for conv_id in conc_ids:
                 await prime(conv_id)  # right before their phase, like the timed ones
             if conc_ids:

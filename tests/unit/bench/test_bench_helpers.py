@@ -242,6 +242,28 @@ async def test_tiny_turns_run_against_real_uvicorn(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
+async def test_tiny_turns_run_times_the_floor_interleaved_with_each_stores_turns(
+    tmp_path: Path,
+) -> None:
+    params = turns.parse_args(
+        [
+            *("--stores=sqlite", "--sizes=4,10", "--turns=3", "--warmup=1"),
+            *("--concurrency=0", "--workers=1", "--no-langgraph", "--no-cold"),
+            f"--output={tmp_path / 'turns.json'}",
+        ]
+    )
+    results = await turns.run(params)
+    paired = results["parley"]["sqlite"]["paired_floor"]
+    assert paired["n"] == 3  # one echo per round of the two sizes
+    assert 0 < paired["p50_ms"] <= paired["max_ms"] and paired["server_cpu_ms_per_request"] >= 0
+    assert results["floor"]["sequential"]["n"] == 6  # the separate phase is still run
+    row = results["comparisons"]["parley_vs_floor"]["sqlite"]
+    p50 = results["parley"]["sqlite"]["sizes"]["4"]["p50_ms"]
+    assert row["p50_over_paired_floor_p50"] == pytest.approx(p50 / paired["p50_ms"], rel=0.01)
+    assert "the floor interleaved with its turns" in turns_report.render(results)
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("client", ["lean", "httpx"])
 async def test_tiny_streaming_run_measures_every_token(tmp_path: Path, client: str) -> None:
     params = streaming.parse_args(
