@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -56,6 +55,8 @@ IDEMPOTENCY_TTL_S = 24 * 3600.0
 # How long a retry waits for the conversation its key's first request is creating.
 CREATE_WAIT_S = 5.0
 PATCH_RETRIES = 20
+# `IdempotencyRecord.extra` member of a create key: the conversation id it creates
+KEYED_ID = "conversation_id"
 
 
 def fingerprint(*parts: Any) -> str:
@@ -151,9 +152,14 @@ class ConversationService:
         if idempotency_key is None:
             return await self._create(user_id, req)
         scope = f"create:{principal.scope}"
+        conversation_id = req.conversation_id or new_id()
+        # The ref is the lineage this request would create, unique to the attempt (a
+        # client-chosen id is not: concurrent retries after a delete shared it, so one's
+        # failure freed another's key); the id is in `extra`.
         record = IdempotencyRecord(
             fingerprint=fingerprint(req.model_dump(mode="json"), user_id),
-            ref=req.conversation_id or new_id(),
+            ref=new_id(),
+            extra={KEYED_ID: conversation_id},
         )
         existing = await self._coord.idempotency.reserve(
             scope, idempotency_key, record, ttl_s=IDEMPOTENCY_TTL_S
@@ -164,27 +170,31 @@ class ConversationService:
                 raise IdempotencyKeyReused(
                     "This Idempotency-Key was already used to create a different conversation."
                 )
-            try:
-                return await self.get(principal, existing.ref, live_status=True)
-            except ConversationNotFound:
-                # still being created, failed and freed the key, or deleted since
-                if await self._marks.finished(scope, idempotency_key, existing.ref):
-                    # The mark is written after the conversation is stored, so the look-up
-                    # above may have come before both (tester T2): look again, now that
-                    # the mark says it was stored; only a miss now means "deleted since".
-                    with contextlib.suppress(ConversationNotFound):
-                        return await self.get(principal, existing.ref, live_status=True)
-                    await self._marks.release(scope, idempotency_key, existing.ref)
-                else:
-                    if asyncio.get_running_loop().time() > deadline:
-                        raise
-                    await asyncio.sleep(0.02)
+            found = await self._keyed(principal, existing)
+            if isinstance(found, Conversation):
+                return found
+            # still being created, failed and freed the key, or deleted since (and maybe
+            # created again by another request: `found` is then ConversationExists)
+            if await self._marks.finished(scope, idempotency_key, existing.ref):
+                # The mark is written after the conversation is stored, so the look-up
+                # above may have come before both (tester T2): look again, now that the
+                # mark says it was stored; only a miss now means "deleted since".
+                found = await self._keyed(principal, existing)
+                if isinstance(found, Conversation):
+                    return found
+                await self._marks.release(scope, idempotency_key, existing.ref)
+            else:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise found
+                await asyncio.sleep(0.02)
             existing = await self._coord.idempotency.reserve(
                 scope, idempotency_key, record, ttl_s=IDEMPOTENCY_TTL_S
             )
         try:
             created = await self._create(
-                user_id, req.model_copy(update={"conversation_id": record.ref})
+                user_id,
+                req.model_copy(update={"conversation_id": conversation_id}),
+                lineage_id=record.ref,
             )
         except BaseException:
             await self._coord.idempotency.forget(scope, idempotency_key, ref=record.ref)
@@ -192,11 +202,31 @@ class ConversationService:
         await self._marks.mark(scope, idempotency_key, record)  # (`create_marks`)
         return created
 
-    async def _create(self, user_id: str, req: CreateConversation) -> Conversation:
-        async with self._admission.admit():
-            return await self._create_admitted(user_id, req)
+    async def _keyed(
+        self, principal: Principal, record: IdempotencyRecord
+    ) -> Conversation | ConversationNotFound | ConversationExists:
+        """The conversation a create key's `record` made, or why it is not there: missing,
+        or another conversation under its id (one that another request created after the
+        key's was deleted: answered as the key's own, it was a 201 with the other request's
+        content). A record written before ids moved to `extra` has the id as its ref."""
+        conversation_id = str(record.extra.get(KEYED_ID, record.ref))
+        try:
+            conv = await self.get(principal, conversation_id, live_status=True)
+        except ConversationNotFound as exc:
+            return exc
+        if KEYED_ID in record.extra and conv.lineage_id != record.ref:
+            return ConversationExists(f"Conversation {conversation_id!r} already exists.")
+        return conv
 
-    async def _create_admitted(self, user_id: str, req: CreateConversation) -> Conversation:
+    async def _create(
+        self, user_id: str, req: CreateConversation, *, lineage_id: str | None = None
+    ) -> Conversation:
+        async with self._admission.admit():
+            return await self._create_admitted(user_id, req, lineage_id or new_id())
+
+    async def _create_admitted(
+        self, user_id: str, req: CreateConversation, lineage_id: str
+    ) -> Conversation:
         pack = await self._packs.get(req.pack_id, req.pack_version)
         provider_name = req.provider or self._settings.resolved_provider()
         provider = self._providers.get(provider_name)
@@ -240,7 +270,7 @@ class ConversationService:
             # re-created under a deleted one's id must not be taken for it by that one's
             # turns (the commit's compare-and-set names the lineage), runs and keys, which
             # all check the lineage (outside tester T4/T5)
-            lineage_id=new_id(),
+            lineage_id=lineage_id,
             media_policy=req.media_policy,
         )
         try:
