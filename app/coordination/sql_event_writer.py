@@ -13,6 +13,12 @@ ordinary events and waits for the write of terminal ones (and when the backlog p
 unreachable database reaches the executor (`StoreUnavailable`) instead of piling up. A
 batch that cannot be written is dropped (logged): followers see the gap and fall back to
 a `run.snapshot`.
+
+One run's event must not cost the others theirs: each event is encoded when it is
+published (`event_json`: an event the database cannot hold, a lone surrogate or a NUL,
+fails its publisher, whose run then ends failed as on any error), and a batch the
+database refuses for anything but the connection is written again one run per
+statement, so only the offending run's events are dropped and only its waiters fail.
 """
 
 from __future__ import annotations
@@ -25,10 +31,10 @@ from typing import Any
 
 from app.coordination.base import TERMINAL_EVENTS, LeaseRelease, RunEvent, RunRecord
 from app.coordination.sql_clock import SqlClock
+from app.coordination.sql_event_batch import EventBatch, dropped, event_json, refused
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.coordination.sql_locks import FREE_SINCE, RELEASED
 from app.errors import StoreUnavailable
-from app.json_text import json_str
 from app.stores.sql_driver import WarmStatement
 from app.stores.sql_engine import unavailable_on_connection_errors
 
@@ -44,7 +50,6 @@ HIGH_WATER = 1000
 # (`LocalFanout`), and terminal events are written as soon as they are published.
 LINGER_S = 0.005
 
-_Event = tuple[str, int, str, dict[str, Any]]
 
 # A batch of events in one statement (so one round trip in autocommit, and atomic): the
 # events, the trimmed runs' old events deleted (the DELETE does not see the rows this
@@ -130,11 +135,9 @@ class EventWriter:
         self._max_events = max_events
         self._seqs: dict[str, int] = {}  # run -> last seq given out, for runs created here
         self._firsts: dict[str, int] = {}  # run -> first seq still kept
-        self._pending: list[_Event] = []
-        self._ends: dict[str, str] = {}  # run -> its finished record (JSON), with `_pending`
-        self._lives: dict[str, str] = {}  # run -> its newest live record (JSON), likewise
-        self._releases: list[LeaseRelease] = []  # turn leases ended with `_pending`'s runs
-        self._waiters: list[asyncio.Future[None]] = []
+        self._next = EventBatch()  # what the next statement writes
+        # who waits for that statement: for a run's events (None: for all of them)
+        self._waiters: list[tuple[str | None, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()  # a waiter came: stop lingering (`_linger`)
         self._task: asyncio.Task[None] | None = None
@@ -158,7 +161,7 @@ class EventWriter:
             owner,
             record.model_dump_json(),
             type_,
-            json_str(data),
+            event_json(data),
             EVENTS_CHANNEL,
             record.run.conversation_id,
         )
@@ -170,7 +173,7 @@ class EventWriter:
         return RunEvent(seq=1, type=type_, data=data)
 
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
-        return await self._publish(run_id, type_, data)
+        return await self._publish(run_id, type_, data, event_json(data))
 
     async def publish_with_record(
         self, record: RunRecord, type_: str, data: dict[str, Any]
@@ -178,7 +181,8 @@ class EventWriter:
         """The live run's new `record` (a status change: `running`) and its event `type_`
         (not terminal), written in the statement of their batch like any event."""
         assert not record.run.status.terminal and type_ not in TERMINAL_EVENTS
-        return await self._publish(record.run.id, type_, data, live=record)
+        text, live = event_json(data), record.model_dump_json()
+        return await self._publish(record.run.id, type_, data, text, live=live)
 
     async def end(
         self,
@@ -190,37 +194,41 @@ class EventWriter:
         """The run's finished record and its terminal event `type_`, written together in
         the statement of their batch (after every event published before), with its turn
         lease `release`d in it when given (`release.done` is called once the statement
-        ran, or failed)."""
+        ran, or failed, or when the event or record cannot be encoded)."""
         assert record.run.status.terminal and type_ in TERMINAL_EVENTS
+        try:
+            text, end = event_json(data), record.model_dump_json()
+        except BaseException:
+            if release is not None:
+                release.done(None)  # released the usual way
+            raise
         if release is not None:
-            self._releases.append(release)
-        return await self._publish(record.run.id, type_, data, end=record)
+            self._next.releases[record.run.id] = release
+        return await self._publish(record.run.id, type_, data, text, end=end)
 
     async def _publish(
         self,
         run_id: str,
         type_: str,
         data: dict[str, Any],
+        text: str,
         *,
-        end: RunRecord | None = None,
-        live: RunRecord | None = None,
+        end: str | None = None,
+        live: str | None = None,
     ) -> RunEvent:
         seq = self._seqs[run_id] + 1
         self._seqs[run_id] = seq
-        self._pending.append((run_id, seq, type_, data))
+        batch = self._next
+        batch.events.append((run_id, seq, type_, text))
         if end is not None:
-            self._ends[run_id] = end.model_dump_json()
+            batch.ends[run_id] = end
         if live is not None:
-            self._lives[run_id] = live.model_dump_json()
+            batch.lives[run_id] = live
         terminal = type_ in TERMINAL_EVENTS
         waiter: asyncio.Future[None] | None = None
-        if terminal or len(self._pending) >= HIGH_WATER:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            self._urgent.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="sql-run-events")
-        self._wake.set()
+        if terminal or len(batch.events) >= HIGH_WATER:
+            waiter = self._wait(run_id)
+        self._start()
         if waiter is not None:
             await waiter
         if terminal:
@@ -228,14 +236,25 @@ class EventWriter:
             self._firsts.pop(run_id, None)
         return RunEvent(seq=seq, type=type_, data=data)
 
-    async def flush(self) -> None:
-        """Wait until every event published so far is written (before a run's record says
-        it ended: a follower that sees the end must find its events)."""
+    def _wait(self, run_id: str | None) -> asyncio.Future[None]:
+        """A future set once the next statement wrote `run_id`'s events (None: all)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((run_id, waiter))
+        self._urgent.set()
+        return waiter
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="sql-run-events")
+        self._wake.set()
+
+    async def flush(self, run_id: str | None = None) -> None:
+        """Wait until every event of `run_id` (None: of every run) published so far is
+        written (before a run's record says it ended: a follower that sees the end must
+        find its events)."""
         if self._task is None or self._task.done():
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._urgent.set()
+        waiter = self._wait(run_id)
         self._wake.set()
         await waiter
 
@@ -244,34 +263,19 @@ class EventWriter:
             await self._wake.wait()
             self._wake.clear()
             await self._linger()
-            while self._pending or self._waiters:
-                batch, ends, lives = self._pending, self._ends, self._lives
-                waiters, releases = self._waiters, self._releases
-                self._pending, self._ends, self._lives, self._waiters = [], {}, {}, []
-                self._releases = []
-                error: BaseException | None = None
-                freed: set[str] | None = None  # (None: not written)
-                try:
-                    if batch:
-                        freed = await self._write(batch, ends, lives, releases)
-                except Exception as exc:
-                    log.warning(
-                        "dropped %d run events that could not be written: %r", len(batch), exc
-                    )
-                    error = (
-                        exc
-                        if isinstance(exc, StoreUnavailable)
-                        else StoreUnavailable(f"Run events could not be written: {exc!r}")
-                    )
-                finally:  # the leases ended in it: freed, or else released the usual way
-                    for release in releases:
-                        release.done(None if freed is None else release.key in freed)
-                for waiter in waiters:
-                    if not waiter.done():
-                        if error is None:
-                            waiter.set_result(None)
-                        else:
-                            waiter.set_exception(error)
+            while self._next.events or self._waiters:
+                batch, waiters = self._next, self._waiters
+                self._next, self._waiters = EventBatch(), []
+                failed = await self._write_batch(batch)
+                anyone = next(iter(failed.values()), None)
+                for run_id, waiter in waiters:
+                    error = anyone if run_id is None else failed.get(run_id)
+                    if waiter.done():
+                        continue
+                    if error is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(error)
 
     async def _linger(self) -> None:
         """Up to `LINGER_S` for more events to join the batch, unless someone waits for
@@ -283,18 +287,53 @@ class EventWriter:
             async with asyncio.timeout(LINGER_S):
                 await self._urgent.wait()
 
-    async def _write(
-        self,
-        batch: list[_Event],
-        ends: dict[str, str],
-        lives: dict[str, str],
-        releases: list[LeaseRelease],
-    ) -> set[str]:
+    async def _write_batch(self, batch: EventBatch) -> dict[str, StoreUnavailable]:
+        """Write `batch`; the error of each run whose events were dropped. A batch the
+        database refuses for anything but the connection goes again one run per statement:
+        one run's event the database cannot take costs no other run its events. Every
+        lease of `batch.releases` is done by the end (freed, or else released the usual
+        way)."""
+        unsettled = dict(batch.releases)
+        try:
+            runs = batch.runs()
+            if not runs:
+                return {}
+            try:
+                await self._write_part(batch, unsettled)
+                return {}
+            except Exception as exc:
+                if len(runs) == 1 or not refused(exc):
+                    return dropped(batch, exc)
+                log.warning("a batch of %d runs was refused: %r; each alone", len(runs), exc)
+            failed: dict[str, StoreUnavailable] = {}
+            lost: Exception | None = None  # the connection: the rest are not tried
+            for run_id in runs:
+                part = batch.of_run(run_id)
+                try:
+                    if lost is not None:
+                        raise lost
+                    await self._write_part(part, unsettled)
+                except Exception as exc:
+                    failed.update(dropped(part, exc))
+                    if not refused(exc):
+                        lost = exc
+            return failed
+        finally:
+            for release in unsettled.values():
+                release.done(None)
+
+    async def _write_part(self, part: EventBatch, unsettled: dict[str, LeaseRelease]) -> None:
+        freed = await self._write(part)
+        for run_id, release in part.releases.items():
+            del unsettled[run_id]
+            release.done(release.key in freed)
+
+    async def _write(self, batch: EventBatch) -> set[str]:
         """The batch in one statement, run in autocommit: one round trip, atomic. The
-        conversations whose lease of `releases` it freed."""
+        conversations whose lease of `batch.releases` it freed."""
         last: dict[str, int] = {}
         ended: set[str] = set()
-        for run_id, seq, type_, _ in batch:
+        for run_id, seq, type_, _ in batch.events:
             last[run_id] = seq
             if type_ in TERMINAL_EVENTS:
                 ended.add(run_id)
@@ -302,20 +341,21 @@ class EventWriter:
         for run_id, seq in last.items():
             first = self._firsts.get(run_id)
             if first is not None and seq - first + 1 > self._max_events:
-                keeps[run_id] = self._firsts[run_id] = seq - self._max_events // 2 + 1
-        kept = [event for event in batch if event[1] >= keeps.get(event[0], 0)]
+                keeps[run_id] = seq - self._max_events // 2 + 1
+        kept = [event for event in batch.events if event[1] >= keeps.get(event[0], 0)]
         runs = list(last)
+        releases = list(batch.releases.values())
         args = (
             [event[0] for event in kept],
             [event[1] for event in kept],
             [event[2] for event in kept],
-            [json_str(event[3]) for event in kept],
+            [event[3] for event in kept],
             runs,
             [last[run_id] for run_id in runs],
             [keeps.get(run_id, 0) for run_id in runs],
             [run_id in ended for run_id in runs],
-            [ends.get(run_id) for run_id in runs],
-            [lives.get(run_id) for run_id in runs],
+            [batch.ends.get(run_id) for run_id in runs],
+            [batch.lives.get(run_id) for run_id in runs],
             timedelta(seconds=self._retention_s),
             timedelta(seconds=self._record_retention_s),
             EVENTS_CHANNEL,
@@ -327,16 +367,17 @@ class EventWriter:
         with unavailable_on_connection_errors():
             async with self._sql.postgres_statement() as driver:
                 rows = await driver.fetch(_WRITE_BATCH, *args)
+        for run_id, keep in keeps.items():  # (once written: a dropped batch trimmed nothing)
+            if run_id in self._firsts:
+                self._firsts[run_id] = keep
         return set(rows[0][0] or ()) if rows else set()
 
     async def close(self) -> None:
         """Write what is pending, then stop."""
         if self._task is None:
             return
-        if self._pending:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            self._urgent.set()
+        if self._next.events:
+            waiter = self._wait(None)
             self._wake.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(waiter, timeout=5)
@@ -344,6 +385,6 @@ class EventWriter:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        releases, self._releases = self._releases, []
-        for release in releases:  # (never written)
+        releases, self._next.releases = self._next.releases, {}
+        for release in releases.values():  # (never written)
             release.done(None)

@@ -182,7 +182,7 @@ class SqlRunLog(RunLog):
                 await self._memory.save(record)
             return
         if terminal and self._writer is not None and self._writer.owns(record.run.id):
-            await self._writer.flush()  # its events are in before its record says it ended
+            await self._writer.flush(record.run.id)  # its events in before its end record
         write = (
             self._rows.update_end(record, self._record_retention_s)
             if terminal
