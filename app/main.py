@@ -27,6 +27,7 @@ from app.api import (
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.cors import install_cors
 from app.api.endpoint_context import endpoint_functions
+from app.api.head import HeadMiddleware
 from app.api.openapi import TAGS, install_openapi
 from app.api.request_log import RequestLogMiddleware
 from app.domain.export_doc import ConversationDocument
@@ -94,6 +95,8 @@ def create_app(
         # OpenTelemetry provider were set, and checks three providers on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    # innermost: a HEAD runs as its GET below the access log (which still says HEAD)
+    app.add_middleware(HeadMiddleware, routes=app.router.routes)
     body_limit = 4 * settings.max_message_bytes + (1 << 20)
     app.add_middleware(
         BodyLimitMiddleware,
