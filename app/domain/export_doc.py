@@ -58,6 +58,9 @@ def canonical(value: Any) -> bytes:
     ).encode()
 
 
+_LS, _PS = "\u2028".encode(), "\u2029".encode()  # LINE / PARAGRAPH SEPARATOR in UTF-8
+
+
 class DocumentHasher:
     """Feeds a document's parts in document order; `checksum()` once everything is in."""
 
@@ -65,11 +68,15 @@ class DocumentHasher:
         self._sha = hashlib.sha256()
 
     def add(self, value: Any) -> bytes:
-        """Hash one part and return its canonical bytes (which a writer may emit)."""
+        """Hash one part's canonical bytes; return the bytes a writer emits for it: the
+        same, with U+2028 and U+2029 written as JSON escapes (the same JSON value, so the
+        checksum, computed from parsed values, still holds). Readers that split lines at
+        Unicode line breaks (Python's `str.splitlines`, httpx's `iter_lines`) would
+        otherwise cut an NDJSON export's document in two."""
         data = canonical(value)
         self._sha.update(data)
         self._sha.update(b"\n")
-        return data
+        return data.replace(_LS, b"\\u2028").replace(_PS, b"\\u2029")
 
     def checksum(self) -> str:
         return CHECKSUM_PREFIX + self._sha.hexdigest()

@@ -135,6 +135,34 @@ async def test_user_export_is_ndjson_one_document_per_conversation(
     assert r.json() == []
 
 
+async def test_user_export_keeps_one_document_per_line_for_unicode_line_readers(
+    client: httpx.AsyncClient,
+) -> None:
+    """U+2028 / U+2029 in a message are written as JSON escapes: `str.splitlines` (and
+    httpx's `iter_lines`) break lines at them, and cut a raw document in two."""
+    text = "line\u2028separator and paragraph\u2029separator"
+    conv = await create_conv(client, user_id="lsep")
+    await send(client, conv["id"], text)
+    r = await client.get("/users/lsep/export")
+    assert r.status_code == 200, r.text
+    assert "\u2028".encode() not in r.content and "\u2029".encode() not in r.content
+    lines = r.content.decode().splitlines()
+    assert len(lines) == 1
+    doc = json.loads(lines[0])
+    assert sorted(m["content"] for m in doc["messages"]) == sorted([text, f"echo: {text}"])
+    assert doc["checksum"] == recomputed_checksum(doc)
+    one = await client.get(f"/conversations/{conv['id']}/export")
+    assert one.status_code == 200 and one.json()["checksum"] == doc["checksum"]
+    assert (await client.delete(f"/conversations/{conv['id']}")).status_code == 204
+    imported = await client.post(
+        "/conversations/import",
+        content=lines[0].encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert imported.status_code == 201, imported.text  # the escaped document's checksum holds
+    assert [m["content"] for m in await _path(client, conv["id"])] == [text, f"echo: {text}"]
+
+
 async def test_user_key_exports_only_its_own(settings_factory: Callable[..., Settings]) -> None:
     keys = [ApiKey(key="svc", role="service"), ApiKey(key="ak", role="user", user_id="alice")]
     async with running_app(settings_factory(auth="keys", api_keys=keys)) as client:
