@@ -152,6 +152,7 @@ async def get_conversation(
 async def patch_conversation(
     conversation_id: PathId,
     body: PatchConversation,
+    request: Request,
     response: Response,
     manager: ManagerDep,
     principal: PrincipalDep,
@@ -165,8 +166,9 @@ async def patch_conversation(
         ),
     ] = None,
 ) -> Conversation:
+    lines = request.headers.getlist("if-match") if if_match is not None else []
     conv = await manager.conversations.patch(
-        principal, conversation_id, body, if_match=parse_if_match(if_match)
+        principal, conversation_id, body, if_match=parse_if_match(lines)
     )
     return _etag(response, conv)
 

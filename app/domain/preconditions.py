@@ -10,6 +10,7 @@ no version of ours matches nothing (412); only a field that is not that grammar 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.errors import InvalidRequest
@@ -36,11 +37,13 @@ class IfMatch:
         return ", ".join(f'"{v}"' for v in sorted(self.versions)) or "(no strong tag)"
 
 
-def parse_if_match(value: str | None) -> IfMatch | None:
-    """The `If-Match` field, or None without one; a malformed field is a 422."""
-    if value is None:
+def parse_if_match(lines: Sequence[str]) -> IfMatch | None:
+    """The `If-Match` field from its field lines, or None without one; a malformed field
+    is a 422. Several lines are one comma-separated list (RFC 9110 §5.3): FastAPI's
+    header parameter is the first line alone, so `"9"` then `"2"` was a 412 at version 2."""
+    if not lines:
         return None
-    text = value.strip(" \t")
+    text = ", ".join(lines).strip(" \t")
     if text == "*":
         return IfMatch(versions=None)
     versions: set[int] = set()

@@ -166,6 +166,13 @@ async def test_if_match_takes_a_star_or_a_list_of_strong_entity_tags(
         assert problem["errors"][0]["loc"] == ["header", "If-Match"], (field, problem)
     final = (await client.get(url)).json()
     assert final["version"] == version and "x" not in final["metadata"]
+    # several field lines are one list (RFC 9110 §5.3): FastAPI's parameter was the first
+    lines = [("If-Match", '"999"'), ("If-Match", f'"{version}"')]
+    r = await client.patch(url, json={"metadata": {"y": 1}}, headers=lines)
+    assert r.status_code == 200 and r.json()["version"] == version + 1, r.text
+    lines = [("If-Match", f'"{version + 1}"'), ("If-Match", "*")]  # `*` is not a list member
+    r = await client.patch(url, json={"metadata": {"y": 2}}, headers=lines)
+    assert_problem(r, 422, "validation_error")
 
 
 async def test_concurrent_patches_are_all_applied(client: httpx.AsyncClient) -> None:
