@@ -15,6 +15,7 @@ from app.api.operation import operation
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.limits import capped_int
 from app.domain.media import MediaRecord
+from app.domain.preconditions import none_match
 from app.errors import (
     InvalidRequest,
     MediaNotFound,
@@ -217,7 +218,7 @@ async def get_media(
 ) -> Response:
     record = await manager.media.get(principal, media_id)
     headers = _headers(record)
-    if request.headers.get("if-none-match") in (headers["ETag"], "*"):
+    if none_match(request.headers.getlist("if-none-match"), record.sha256):
         return Response(status_code=304, headers=headers)
     size = record.size_bytes
     wanted = _range(request.headers.get("range"), size)

@@ -1,5 +1,5 @@
 """`If-Match` (RFC 9110 §13.1.1) against a conversation's `version`, whose ETag is the
-strong tag `"<version>"`.
+strong tag `"<version>"`; and `If-None-Match` (§13.1.2) against a media ETag.
 
 The field is `*` (any current version) or a comma-separated list of entity tags; it holds
 if any listed tag matches by the strong comparison: a weak tag (`W/"3"`) never matches, and
@@ -43,30 +43,48 @@ def parse_if_match(lines: Sequence[str]) -> IfMatch | None:
     header parameter is the first line alone, so `"9"` then `"2"` was a 412 at version 2."""
     if not lines:
         return None
+    tags = entity_tags(lines, "If-Match")
+    if tags is None:
+        return IfMatch(versions=None)
+    return IfMatch(
+        versions=frozenset(int(tag) for weak, tag in tags if not weak and _VERSION.fullmatch(tag))
+    )
+
+
+def none_match(lines: Sequence[str], opaque: str) -> bool:
+    """Whether an `If-None-Match` field (its lines; none: False) lists the representation
+    whose ETag is the strong `"<opaque>"`: `*`, or any tag by the weak comparison (RFC 9110
+    §13.1.2; `W/"x"` matches, as a cache that weakened the tag sends it back)."""
+    if not lines:
+        return False
+    tags = entity_tags(lines, "If-None-Match")
+    return tags is None or any(tag == opaque for _, tag in tags)
+
+
+def entity_tags(lines: Sequence[str], header: str) -> list[tuple[bool, str]] | None:
+    """The (weak, opaque-tag) members of a `*` / `#entity-tag` field, None for `*`; a
+    field outside that grammar (or with no tag) is a 422 naming `header`."""
     text = ", ".join(lines).strip(" \t")
     if text == "*":
-        return IfMatch(versions=None)
-    versions: set[int] = set()
-    tags = 0
+        return None
+    tags: list[tuple[bool, str]] = []
     pos = 0
     while pos < len(text):
         member = _MEMBER.match(text, pos)
         if member is None or member.end() == pos:
-            raise _malformed()
+            raise _malformed(header)
         weak, opaque = member.groups()
         if opaque is not None:
-            tags += 1
-            if not weak and _VERSION.fullmatch(opaque):
-                versions.add(int(opaque))
+            tags.append((bool(weak), opaque))
         pos = member.end()
     if not tags:
-        raise _malformed()
-    return IfMatch(versions=frozenset(versions))
+        raise _malformed(header)
+    return tags
 
 
-def _malformed() -> InvalidRequest:
+def _malformed(header: str) -> InvalidRequest:
     return InvalidRequest(
-        'If-Match must be "*" or a comma-separated list of entity tags such as "3" (the '
-        "conversation's ETag).",
-        errors=[{"loc": ["header", "If-Match"], "msg": 'expected "*" or entity tags like "3"'}],
+        f'{header} must be "*" or a comma-separated list of entity tags such as "3" (an '
+        "ETag this service sent).",
+        errors=[{"loc": ["header", header], "msg": 'expected "*" or entity tags like "3"'}],
     )

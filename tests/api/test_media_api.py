@@ -503,3 +503,31 @@ async def test_a_media_url_must_be_http_or_https(tmp_path: Path) -> None:
         assert (await app.send_parts("alice", conv["id"], [ok])).status_code == 200
         r = await app.client.get(f"/conversations/{conv['id']}/messages", headers=auth("alice"))
         assert len(r.json()["data"]) == 2  # only the https turn
+
+
+async def test_if_none_match_takes_lists_weak_tags_and_star(tmp_path: Path) -> None:
+    """RFC 9110 §13.1.2 (weak comparison): a list naming the ETag, the ETag weakened
+    (`W/"..."`, as a compressing proxy sends it back) and `*` are a 304; were a full 200.
+    Another tag is the full body; a field that is not entity tags a 422."""
+    small = samples.png_of_size(2_000)
+    async with media_app(tmp_path) as app:
+        up = await app.client.post(
+            "/media", files={"file": ("x.png", small, "image/png")}, headers=auth("alice")
+        )
+        url = f"/media/{up.json()['media_id']}"
+        etag = f'"{hashlib.sha256(small).hexdigest()}"'
+        for field in [etag, f'"other", {etag}', f"W/{etag}", "*"]:
+            for method in ("GET", "HEAD"):
+                r = await app.client.request(
+                    method, url, headers={**auth("alice"), "If-None-Match": field}
+                )
+                assert r.status_code == 304, (field, method)
+                assert r.headers["etag"] == etag and r.content == b""
+        lines = [("If-None-Match", '"other"'), ("If-None-Match", etag)]
+        r = await app.client.get(url, headers=[*auth("alice").items(), *lines])
+        assert r.status_code == 304  # several field lines are one list
+        r = await app.client.get(url, headers={**auth("alice"), "If-None-Match": '"other"'})
+        assert r.status_code == 200 and r.content == small
+        r = await app.client.get(url, headers={**auth("alice"), "If-None-Match": "nope"})
+        problem = assert_problem(r, 422, "validation_error")
+        assert problem["errors"][0]["loc"] == ["header", "If-None-Match"]
