@@ -37,6 +37,13 @@ from app.stores.base import StateStore
 log = logging.getLogger("parley.coordination")
 
 PRIMED_CONNECTIONS = 4  # opened by the warm-up (PostgreSQL), at most the pool's size
+# Connections SQL coordination on PostgreSQL holds for good: the LISTEN connection
+# (`sql_listen.PgListener`), taken when the manager starts, before the warm-up
+HELD_CONNECTIONS = 1
+# The fewest connections (`PARLEY_DATABASE_POOL_SIZE + PARLEY_DATABASE_MAX_OVERFLOW`) it
+# serves with: the held ones and one for everything else, in turn (measured: with 2,
+# concurrent turns, streams, followers and a cancel all complete; with 1 nothing does)
+MIN_CONNECTIONS = HELD_CONNECTIONS + 1
 
 
 class SqlCoordinator(Coordinator):
@@ -102,7 +109,9 @@ class SqlCoordinator(Coordinator):
                     await ready.wait()  # all open together, so the pool keeps them
 
             ready = asyncio.Barrier(self._primed)
-            await asyncio.gather(*(hold(ready) for _ in range(self._primed)))
+            async with asyncio.TaskGroup() as group:  # one failing frees the others' too
+                for _ in range(self._primed):
+                    group.create_task(hold(ready))
         await self._runs.warm_up()  # its own run log: `runs` may be wrapped (LocalFanout)
 
     async def close(self) -> None:
@@ -130,19 +139,36 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
     if store.capabilities.sql_coordination:
         engine = store.sql_engine()
         log.info("coordination: in the %s database", engine.dialect.name)
+        limit = store.connection_limit()
+        if engine.dialect.name == "postgresql" and limit is not None and limit < MIN_CONNECTIONS:
+            raise ValueError(
+                f"PARLEY_DATABASE_POOL_SIZE + PARLEY_DATABASE_MAX_OVERFLOW is {limit}, but "
+                f"coordination in PostgreSQL needs at least {MIN_CONNECTIONS} connections "
+                "(one stays LISTENing for run events); raise either, or set "
+                "PARLEY_COORDINATION_URL to a Redis URL"
+            )
         coordinator = SqlCoordinator(
             engine,
             event_retention_s=retention,
             max_retained_events=settings.run_log_max_events,
             max_records=settings.run_records_max,
             write_lock=store.sql_write_lock(),
-            primed_connections=min(PRIMED_CONNECTIONS, settings.database_pool_size),
+            primed_connections=primed_connections(settings, store),
         )
         # on SQLite the events are in process memory already (one serving process)
         shared = engine.dialect.name == "postgresql"
         return _fanned_out(coordinator, settings) if shared else coordinator
     log.info("coordination: in-process (single instance)")
     return _memory(settings)
+
+
+def primed_connections(settings: Settings, store: StateStore) -> int:
+    """How many connections the warm-up opens at once: at most the pool keeps, and at
+    most are free beside the LISTEN connection (or it would wait for itself: with 4 of 4
+    it waited for a fourth, the warm-up gave up and the three it held stayed held)."""
+    limit = store.connection_limit()
+    free = PRIMED_CONNECTIONS if limit is None else limit - HELD_CONNECTIONS
+    return max(1, min(PRIMED_CONNECTIONS, settings.database_pool_size, free))
 
 
 def _fanned_out(coordinator: Coordinator, settings: Settings) -> Coordinator:
