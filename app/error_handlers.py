@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.head import allowed_methods
 from app.errors import (
     HTTP_ERROR_CODES,
     HTTP_ERROR_FALLBACK,
@@ -69,8 +70,14 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return problem_response(_validation_problem(exc))
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {
+                **(headers or {}),
+                "Allow": allowed_methods(app.router.routes, request.scope),
+            }
         body = {
             "type": "about:blank",
             "title": str(exc.detail),
@@ -81,7 +88,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             body,
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
             media_type=PROBLEM_JSON,
         )
 

@@ -7,6 +7,7 @@ would is run as that GET, and the body it sends is dropped (its `Content-Length`
 as RFC 9110 allows). A route with its own HEAD (`/media/{id}`, which then reads no bytes)
 keeps it. A GET whose answer is only an event stream (`stream="always"`, the run events)
 is left a 405 with `Allow: GET`: running it would start following a run for nobody.
+A 405's `Allow` names what every route of the path takes (`allowed_methods`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.operation import STREAM_KEY
@@ -56,6 +57,19 @@ class HeadMiddleware:
             if route.matches(as_get)[0] is Match.FULL:
                 return not _streams_only(route)
         return False  # no GET either: the router's own 404 or 405
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The `Allow` field of a 405 at the scope's path: every method some route of the path
+    takes, HEAD wherever GET runs as it (RFC 9110 §15.5.6 wants them all; Starlette names
+    only the first route's, so `PUT /conversations/{id}` said `Allow: GET`)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+            if "GET" in (route.methods or ()) and not _streams_only(route):
+                methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def _streams_only(route: BaseRoute) -> bool:

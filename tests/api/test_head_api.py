@@ -83,3 +83,20 @@ async def test_the_access_line_of_a_head_names_the_method_and_the_route(
         assert (await client.head(f"/conversations/{conv['id']}")).status_code == 200
     [line] = [r for r in caplog.records if r.name == "parley.access"]
     assert (line.method, line.route) == ("HEAD", "/conversations/{conversation_id}")  # type: ignore[attr-defined]
+
+
+async def test_a_405_allows_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    """RFC 9110 §15.5.6: `Allow` lists what the resource supports. Starlette named the
+    first route of the path alone (`PUT /conversations/{id}` said `Allow: GET`)."""
+    conv = await create_conv(client)
+    url = f"/conversations/{conv['id']}"
+    for method, path, allow in [
+        ("PUT", url, "DELETE, GET, HEAD, PATCH"),
+        ("DELETE", "/conversations", "GET, HEAD, POST"),
+        ("PUT", "/packs", "GET, HEAD, POST"),
+        ("DELETE", f"{url}/messages", "GET, HEAD, POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ]:
+        r = await client.request(method, path)
+        assert_problem(r, 405, "method_not_allowed")
+        assert r.headers["allow"] == allow, (method, path)
