@@ -133,7 +133,16 @@ def check_strings(request: Request) -> None:
 
 async def check_request(request: Request, *, takes_json: bool) -> None:
     check_strings(request)
-    if not takes_json or request.method not in BODY_METHODS:
+    if request.method not in BODY_METHODS:
+        return
+    if len(request.headers.getlist("content-type")) > 1:
+        # Ambiguous: the first was used while a proxy or WAF keeping the last saw another
+        # body type (JSON read as text/plain, or another multipart boundary): refused.
+        raise UnsupportedContentType(
+            "Send one Content-Type header, not several.",
+            errors=[{"loc": ["header", "Content-Type"], "msg": "sent more than once"}],
+        )
+    if not takes_json:
         return
     body = await request.body()
     content_type = request.headers.get("content-type")

@@ -3,7 +3,7 @@
 `operation(...)` gives a router decorator its `operationId` and the errors that only the
 endpoint knows about (not found, conflicts, provider failures...). The errors every endpoint
 of a kind can produce are implied and added when the document is built
-(`app/api/openapi.py`): a bearer key → 401; a body → 413, 422 (a JSON body also 400); any
+(`app/api/openapi.py`): a bearer key → 401; a body → 413, 422 (a JSON body also 400, 415); any
 parameter → 422. Each status becomes one `application/problem+json` response whose description names
 the codes it can carry.
 """
@@ -39,6 +39,7 @@ from app.errors import (
     TooManyExecutions,
     TurnLockLost,
     Unauthorized,
+    UnsupportedContentType,
 )
 
 ERRORS_KEY = "x-parley-errors"
@@ -47,7 +48,8 @@ STREAM_KEY = "x-parley-stream"
 # Implied errors (see the module docstring).
 AUTH_ERRORS: tuple[type[ParleyError], ...] = (Unauthorized,)
 BODY_ERRORS: tuple[type[ParleyError], ...] = (MessageTooLarge, InvalidRequest)
-JSON_BODY_ERRORS: tuple[type[ParleyError], ...] = (MalformedJSON,)
+# `app.api.guard` refuses a body of another type (or of several) than JSON: 415.
+JSON_BODY_ERRORS: tuple[type[ParleyError], ...] = (MalformedJSON, UnsupportedContentType)
 PARAMETER_ERRORS: tuple[type[ParleyError], ...] = (InvalidRequest,)
 
 # What any endpoint that starts a run (send, tool results, edit, regenerate, ...) can

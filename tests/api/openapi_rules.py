@@ -22,6 +22,7 @@ PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components
 BEARER = {"bearerAuth": []}
 OPERATION_ID = re.compile(r"^[a-z]+(?:[A-Z][a-z0-9]*)+$")  # verb + noun, camelCase
 BODY_STATUSES = {"413", "422"}
+JSON_BODY_STATUSES = {"400", "415"}  # not JSON; another Content-Type (`app.api.guard`)
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
@@ -98,6 +99,10 @@ def document_violations(doc: dict[str, Any], public: Iterable[str]) -> list[str]
             out.append(f"{where}: secured but has no 401")
         if "requestBody" in op and not set(responses) >= BODY_STATUSES:
             out.append(f"{where}: has a body but lacks {sorted(BODY_STATUSES - set(responses))}")
+        body_types = op.get("requestBody", {}).get("content", {})
+        if "application/json" in body_types and not set(responses) >= JSON_BODY_STATUSES:
+            lacks = sorted(JSON_BODY_STATUSES - set(responses))
+            out.append(f"{where}: has a JSON body but lacks {lacks}")
         if params and "422" not in responses:
             out.append(f"{where}: has parameters but no 422")
         for status, response in responses.items():

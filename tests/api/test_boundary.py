@@ -266,3 +266,21 @@ def test_every_route_runs_the_boundary_check(tmp_path: Path) -> None:
     assert api_routes
     unguarded = [r.path for r in api_routes if not isinstance(r, GuardedRoute)]
     assert unguarded == []
+
+
+async def test_a_repeated_content_type_is_refused(client: httpx.AsyncClient) -> None:
+    """Two Content-Type headers: the first was used (JSON then text/plain made a
+    conversation), while a proxy or WAF keeping the last sees another body type. 415 on a
+    JSON endpoint and on the upload, whichever order; nothing stored."""
+    body = json.dumps({**CREATE, "user_id": "ct-twice"})
+    for first, second in (("application/json", "text/plain"), ("text/plain", "application/json")):
+        twice = [("content-type", first), ("content-type", second)]
+        r = await client.post("/conversations", content=body, headers=twice)
+        problem = assert_problem(r, 415, "unsupported_media_type")
+        assert problem["errors"][0]["loc"] == ["header", "Content-Type"]
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    twice = [("content-type", "image/png"), ("content-type", "application/octet-stream")]
+    r = await client.post("/media", content=png, headers=twice, params={"user_id": "ct-twice"})
+    assert_problem(r, 415, "unsupported_media_type")
+    listed = await client.get("/conversations", params={"user_id": "ct-twice"})
+    assert listed.json()["data"] == []
