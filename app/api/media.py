@@ -221,8 +221,12 @@ async def get_media(
     if none_match(request.headers.getlist("if-none-match"), record.sha256):
         return Response(status_code=304, headers=headers)
     size = record.size_bytes
-    wanted = _range(request.headers.get("range"), size)
-    if request.headers.get("if-range") not in (None, headers["ETag"]):
+    # Each field is one value: several lines are read together, as a list (RFC 9110
+    # §5.3), which neither takes (the whole body), instead of the first line alone while
+    # a cache keeping the last would have cut another range.
+    wanted = _range(", ".join(request.headers.getlist("range")), size)
+    if_range = request.headers.getlist("if-range")
+    if if_range and ", ".join(if_range) != headers["ETag"]:
         wanted = None
     start, end = wanted if wanted is not None else (0, size - 1)
     status = 206 if wanted is not None else 200
