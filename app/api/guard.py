@@ -14,6 +14,7 @@ import asyncio
 import json
 import math
 import weakref
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from email.message import Message as MimeHeader
 from typing import Any
@@ -177,6 +178,8 @@ def check_query_names(request: Request, known: frozenset[str], prefixes: tuple[s
     """A query parameter the operation does not have is a 422, as an unknown body field is
     (outside tester T8: a misspelt filter such as `?userid=alice` was ignored, so the
     listing was every user's)."""
+    if len(pairs := request.query_params.multi_items()) != len(request.query_params):
+        _refuse_repeated([name for name, _ in pairs])
     unknown = [
         name
         for name in dict.fromkeys(request.query_params)
@@ -194,6 +197,18 @@ def check_query_names(request: Request, known: frozenset[str], prefixes: tuple[s
                 for name in unknown
             ],
         )
+
+
+def _refuse_repeated(names: list[str]) -> None:
+    """A query parameter given twice (`?user_id=alice&user_id=bob`): FastAPI took the last
+    while a proxy or gateway checking the first saw another request, as with a repeated
+    JSON key or header. No operation takes a list parameter; one that does would have to
+    be let through here."""
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    raise InvalidRequest(
+        "The request repeats query parameters.",
+        errors=[{"loc": ["query", name], "msg": "sent more than once"} for name in repeated],
+    )
 
 
 class GuardedRoute(APIRoute):

@@ -38,3 +38,24 @@ async def test_declared_and_prefixed_parameters_still_work(client: httpx.AsyncCl
     assert_problem(r, 422, "validation_error")  # the parameter is `before`
     r = await client.get(f"/conversations/{conv['id']}/messages", params={"limit": 5})
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "repeated"),
+    [
+        ("/conversations", "user_id=alice&user_id=bob", ["user_id"]),
+        ("/conversations", "limit=1&user_id=bob&limit=5", ["limit"]),
+        ("/conversations", "metadata.a=1&metadata.a=2", ["metadata.a"]),
+        ("/packs", "limit=1&limit=2", ["limit"]),
+    ],
+)
+async def test_a_repeated_query_parameter_is_refused(
+    client: httpx.AsyncClient, path: str, query: str, repeated: list[str]
+) -> None:
+    """`?user_id=alice&user_id=bob` listed bob's conversations (FastAPI takes the last)
+    while a gateway checking the first saw alice's: refused, like a repeated JSON key."""
+    await create_conv(client, user_id="alice")
+    await create_conv(client, user_id="bob")
+    r = await client.get(f"{path}?{query}")
+    body = assert_problem(r, 422, "validation_error")
+    assert [e["loc"] for e in body["errors"]] == [["query", k] for k in repeated]
