@@ -1,9 +1,14 @@
 """A bounded cache of committed messages and what the context builder derives from them.
 
-Messages are immutable (DESIGN §3), so an entry keyed by message id is never stale, on any
-instance. With it, a turn walks its context window in memory and reads from the store only
-the messages it has not seen: after the first turn of a conversation that is nothing, and
-turn cost no longer depends on how much history the window holds.
+Messages are immutable (DESIGN §3), so an entry keyed by (lineage, message id) is never
+stale, on any instance. The lineage is in the key because a message id is unique only
+within its lineage: an import keeps the document's message ids in a new lineage, with
+whatever content the document has (a redacted copy, or another user's text under a
+victim's ids); keyed by id alone, the copy an instance cached first was what every
+conversation holding that id sent to the provider (outside tester T8). With the cache, a
+turn walks its context window in memory and reads from the store only the messages it has
+not seen: after the first turn of a conversation that is nothing, and turn cost no longer
+depends on how much history the window holds.
 
 Token counts: an entry holds its estimate (`tokens`) and memoizes its exact count per
 encoding the first time a conversation counted by that encoding needs it
@@ -140,12 +145,12 @@ def next_batch(first: int, walked: int, used: int, token_budget: int) -> int:
 
 
 class MessageCache:
-    """LRU of `CachedMessage` by message id, bounded by the estimated memory of its
+    """LRU of `CachedMessage` by (lineage id, message id), bounded by the estimated memory of its
     entries (`entry_bytes`): at most `max_bytes` (`PARLEY_MESSAGE_CACHE_MB`; 0 keeps
     nothing)."""
 
     def __init__(self, max_bytes: int = 16 * 2**20) -> None:
-        self._entries: OrderedDict[str, tuple[CachedMessage, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[CachedMessage, int]] = OrderedDict()
         self._max_bytes = max_bytes
         self._bytes = 0
         self._window_lengths: OrderedDict[str, int] = OrderedDict()
@@ -158,30 +163,35 @@ class MessageCache:
         """The estimated memory of the entries held now."""
         return self._bytes
 
-    def get(self, message_id: str) -> CachedMessage | None:
-        found = self._entries.get(message_id)
+    def get(self, lineage_id: str, message_id: str) -> CachedMessage | None:
+        key = (lineage_id, message_id)
+        found = self._entries.get(key)
         if found is None:
             return None
-        self._entries.move_to_end(message_id)
+        self._entries.move_to_end(key)
         return found[0]
 
-    def put(self, messages: Iterable[Message]) -> None:
-        self._admit(messages)
+    def put(self, lineage_id: str, messages: Iterable[Message]) -> None:
+        """Cache `messages`, all of `lineage_id` (as stored: the caller read or committed
+        them there)."""
+        self._admit(lineage_id, messages)
 
-    def _admit(self, messages: Iterable[Message]) -> dict[str, CachedMessage]:
+    def _admit(self, lineage_id: str, messages: Iterable[Message]) -> dict[str, CachedMessage]:
         """`put`, returning the entry of every message by id, kept or not: a walk uses the
         batch it read even when the cache is too small to keep it (with 0 MB it would
         otherwise read the path again for each message of the window)."""
         out: dict[str, CachedMessage] = {}
+        entries = self._entries
         for m in messages:
-            found = self._entries.get(m.id)
+            key = (lineage_id, m.id)
+            found = entries.get(key)
             if found is not None:
-                self._entries.move_to_end(m.id)
+                entries.move_to_end(key)
                 out[m.id] = found[0]
                 continue
             size = entry_bytes(m)
             entry = out[m.id] = cached_message(m)
-            self._entries[m.id] = (entry, size)
+            entries[key] = (entry, size)
             self._bytes += size
         while self._bytes > self._max_bytes and self._entries:
             _, (_, size) = self._entries.popitem(last=False)
@@ -259,9 +269,10 @@ class MessageCache:
         estimate = not counter.exact
         read: dict[str, CachedMessage] = {}  # the last batch read, kept by the cache or not
         while cursor is not None and len(out) < max_messages and cursor not in stop_at:
-            found = entries.get(cursor)
+            key = (lineage_id, cursor)
+            found = entries.get(key)
             if found is not None:
-                touch(cursor)
+                touch(key)
                 entry = found[0]
             elif (held := read.get(cursor)) is not None:
                 entry = held
@@ -272,7 +283,7 @@ class MessageCache:
                 )
                 if not fetched:
                     return out, True  # dangling parent: treat as the root
-                read = self._admit(fetched)
+                read = self._admit(lineage_id, fetched)
                 entry = read[fetched[0].id]  # `cursor`'s message
             cost = entry.tokens if estimate and not entry.media else entry.cost(rule, counter)
             if used + cost > token_budget:

@@ -61,7 +61,7 @@ class MessageService:
         if start is None:
             return Page(data=[], next_cursor=None)
         path = await self._store.get_path(conv.lineage_id, start, limit=limit)
-        self._cache.put(path)
+        self._cache.put(conv.lineage_id, path)
         oldest = path[-1] if path else None
         next_cursor = oldest.id if oldest is not None and oldest.parent_id is not None else None
         if next_cursor is not None and tip is not None:

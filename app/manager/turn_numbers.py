@@ -71,14 +71,16 @@ class TurnNumbers:
         cursor = message_id
         batch = first_batch(self._cache.window_length(lineage_id))
         while cursor is not None:
-            cached = self._cache.get(cursor)
+            cached = self._cache.get(lineage_id, cursor)
             if cached is not None and cached.message.turn is not None:
                 return counted + cached.message.turn
             path = await self._store.get_path(lineage_id, cursor, limit=batch)
             if not path:
                 return counted  # dangling parent: taken as the root, as the context does
             if cursor == message_id:
-                self._cache.put(path)  # the newest history: the context walk's next read
+                self._cache.put(
+                    lineage_id, path
+                )  # the newest history: the context walk's next read
             batch = WALK_BATCH
             for m in path:  # newest first
                 if m.turn is not None:

@@ -285,7 +285,7 @@ class TurnExecutor:
                 raise
             committed = conv  # what the steps below read of it (id, policy) is unchanged
         self._stats.store_call("commit_turn", time.perf_counter() - t)
-        self._cache.put(pending)
+        self._cache.put(conv.lineage_id, pending)
         await self._mark_media(pending, conv)
         await self._checkpoints.after_commit(committed, pending, paused=left.paused)
         return TurnOutcome(

@@ -30,12 +30,12 @@ def _message(i: int, parent: str | None, text: str = "hello there") -> Message:
 def test_the_cache_holds_at_most_its_byte_budget() -> None:
     one = entry_bytes(_message(0, None))
     cache = MessageCache(max_bytes=one * 10)
-    cache.put(_message(i, None) for i in range(100))
+    cache.put("L", (_message(i, None) for i in range(100)))
     assert len(cache) == 10 and cache.bytes <= one * 10
-    assert cache.get("m00099") is not None and cache.get("m00000") is None  # LRU
+    assert cache.get("L", "m00099") is not None and cache.get("L", "m00000") is None  # LRU
     big = _message(200, None, text="x" * 100_000)
-    cache.put([big])
-    assert cache.bytes <= one * 10 and cache.get(big.id) is None  # larger than the budget
+    cache.put("L", [big])
+    assert cache.bytes <= one * 10 and cache.get("L", big.id) is None  # larger than the budget
 
 
 async def test_a_cache_that_keeps_nothing_still_walks_the_path() -> None:
@@ -123,7 +123,7 @@ def _held_bytes_per_entry(messages: list[Message]) -> float:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        cache.put(Message.model_validate_json(r) for r in rows)
+        cache.put("L", (Message.model_validate_json(r) for r in rows))
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
@@ -140,3 +140,31 @@ def test_entry_bytes_is_what_an_entry_holds_within_a_quarter(words: int) -> None
         msgs.append(m.model_copy(update={"parts": [Part(type="text", text=text)], "turn": i}))
     estimate = sum(entry_bytes(m) for m in msgs) / len(msgs)
     assert 0.8 <= estimate / _held_bytes_per_entry(msgs) <= 1.25
+
+
+async def test_one_message_id_in_two_lineages_is_two_entries() -> None:
+    """An import keeps the document's message ids in a new lineage with the document's
+    content: each lineage's walk must see its own (outside tester T8)."""
+    store = MemoryStore()
+    await store.open()
+    original = await store.create_conversation(conversation("orig"))
+    copy = await store.create_conversation(conversation("copy"))
+    assert original.lineage_id != copy.lineage_id
+    secret = [_message(0, None, text="card 4111-1111-1111-1111")]
+    redacted = [
+        secret[0].model_copy(update={"content": "card [REDACTED]", "conversation_id": "copy"})
+    ]
+    await store.append_messages(
+        original, secret, usage=Usage(), cost_usd=0.0, now=datetime.now(UTC)
+    )
+    await store.append_messages(copy, redacted, usage=Usage(), cost_usd=0.0, now=datetime.now(UTC))
+    cache = MessageCache()
+    for conv, text in ((original, "card 4111-1111-1111-1111"), (copy, "card [REDACTED]")):
+        walked, _ = await cache.walk(
+            store, conv.lineage_id, "m00000", max_messages=10, token_budget=10_000
+        )
+        assert [e.message.content for e in walked] == [text]
+        assert walked[0].provider_message.content == text
+    assert len(cache) == 2
+    found = cache.get(copy.lineage_id, "m00000")
+    assert found is not None and found.message.content == "card [REDACTED]"

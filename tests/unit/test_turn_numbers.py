@@ -41,8 +41,8 @@ async def test_a_window_the_cache_no_longer_holds_is_read_once_with_the_number()
     cache = MessageCache(max_bytes=entry_bytes(msgs[0]) * 300)
     walk = cache.walk
     await walk(store, lineage, msgs[-1].id, max_messages=200, token_budget=10**9)
-    cache.put(_message(5000 + i, None) for i in range(300))  # other conversations' turns
-    assert cache.get(msgs[-1].id) is None
+    cache.put("other", (_message(5000 + i, None) for i in range(300)))  # other turns
+    assert cache.get(lineage, msgs[-1].id) is None
     store.path_reads.clear()
     assert await TurnNumbers(store, cache).turn_of(lineage, msgs[-1].id) == 500
     walked, _ = await walk(store, lineage, msgs[-1].id, max_messages=200, token_budget=10**9)
