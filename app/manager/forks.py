@@ -15,7 +15,8 @@ from app.errors import ConversationExists, ConversationNotFound, InvalidRequest
 from app.manager.admission import AdmissionGate
 from app.manager.context_items import copy_context_items
 from app.manager.conversations import ConversationService
-from app.manager.tree import TreeService, status_at
+from app.manager.pending_calls import status_at
+from app.manager.tree import TreeService
 from app.stores.base import StateStore
 
 log = logging.getLogger("parley.tree")
@@ -80,7 +81,7 @@ class ForkService:
                 "forked_from": ForkedFrom(
                     conversation_id=src.id, message_id=target.id if target else None
                 ),
-                "status": status_at(target),
+                "status": await status_at(self._store, src.lineage_id, target),
                 "created_at": now,
                 "updated_at": now,
                 "ttl_seconds": ttl,

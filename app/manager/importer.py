@@ -50,7 +50,7 @@ from app.manager.import_doc import read_import
 from app.manager.import_plan import ImportPlan, Problem, refused, schema_problems
 from app.manager.media import MediaService
 from app.manager.packs import PackLibrary
-from app.manager.tree import status_at
+from app.manager.pending_calls import status_at
 from app.manager.turn_numbers import number_turns
 from app.settings import Settings
 from app.stores.base import StateStore
@@ -281,7 +281,7 @@ class ImportService:
                     "head_message_id": plan.head_message_id,
                     "message_count": head.depth + 1 if head else 0,
                     "usage": src.usage,
-                    "status": status_at(head),
+                    "status": await status_at(self._store, current.lineage_id, head),
                     "updated_at": src.updated_at,
                     "expires_at": expires_at,
                 }
@@ -342,7 +342,7 @@ class ImportService:
             final = current.model_copy(
                 update={
                     "usage": plan.usage,
-                    "status": status_at(head),
+                    "status": await status_at(self._store, current.lineage_id, head),
                     "expires_at": created.expires_at,
                 }
             )

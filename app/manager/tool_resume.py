@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.domain import Conversation, ConversationStatus, Message, Role, ToolCall
+from app.domain import Conversation, ConversationStatus, Message, ToolCall
 from app.domain.requests import ToolDecision, ToolResult
 from app.errors import ApprovalConflict, InvalidState
+from app.manager.pending_calls import open_at
 from app.manager.tool_loop import APPROVALS_KEY, RoundResult, ToolLoop
 from app.stores.base import StateStore
 from app.tools import ToolOutcome, ToolRegistry
@@ -52,17 +53,12 @@ async def open_calls(store: StateStore, conv: Conversation, max_calls: int) -> O
     """None when the conversation is not waiting on tools."""
     if conv.status != ConversationStatus.requires_action or conv.head_message_id is None:
         return None
-    path = await store.get_path(conv.lineage_id, conv.head_message_id, limit=max_calls + PATH_SLACK)
-    answered: set[str] = set()
-    for message in path:  # newest first
-        if message.role == Role.tool and message.tool_call_id:
-            answered.add(message.tool_call_id)
-            continue
-        if message.role == Role.assistant and message.tool_calls:
-            pending = [c for c in message.tool_calls if c.id not in answered]
-            return OpenCalls(assistant=message, head=path[0], pending=pending) if pending else None
+    found = await open_at(
+        store, conv.lineage_id, conv.head_message_id, chunk=max_calls + PATH_SLACK
+    )
+    if found is None:
         return None
-    return None
+    return OpenCalls(assistant=found.assistant, head=found.head, pending=found.pending)
 
 
 def still_pending(loop: ToolLoop, calls: OpenCalls, answered: set[str]) -> RoundResult:

@@ -18,7 +18,6 @@ from app.coordination.base import Coordinator
 from app.domain import (
     Checkpoint,
     Conversation,
-    ConversationStatus,
     Message,
     Page,
     Role,
@@ -35,6 +34,7 @@ from app.errors import (
 )
 from app.manager.conversations import ConversationService
 from app.manager.known_ancestors import KnownAncestors
+from app.manager.pending_calls import status_at
 from app.stores.base import StateStore
 
 log = logging.getLogger("parley.tree")
@@ -55,14 +55,6 @@ class Branch:
     role: Role
     preview: str
     created_at: datetime
-
-
-def status_at(message: Message | None) -> ConversationStatus:
-    """The status a conversation has with `message` as its head: an assistant reply that
-    calls tools waits for their results."""
-    if message is not None and message.role == Role.assistant and message.tool_calls:
-        return ConversationStatus.requires_action
-    return ConversationStatus.idle
 
 
 class TreeService:
@@ -249,13 +241,14 @@ class TreeService:
         concurrent PATCHes."""
         lease = await self._coord.locks.acquire(conv.id, f"head-{new_id()}", wait_s=0)
         try:
+            status = await status_at(self._store, conv.lineage_id, target)
             for _ in range(HEAD_RETRIES):
                 abandoned = conv.head_message_id
                 moved = conv.model_copy(
                     update={
                         "head_message_id": target.id if target else None,
                         "message_count": target.depth + 1 if target else 0,
-                        "status": status_at(target),
+                        "status": status,
                         "updated_at": self._now(),
                     }
                 )
