@@ -16,6 +16,7 @@ from datetime import datetime
 from app.domain import Checkpoint, Conversation, Message
 from app.domain.export_doc import DOCUMENT_FORMAT, DocumentHasher
 from app.domain.filters import ConversationFilter
+from app.domain.incarnation import wrote
 from app.domain.principal import Principal
 from app.errors import InvalidRequest, NotFound
 from app.manager.conversations import ConversationService
@@ -172,7 +173,7 @@ class ExportService:
         roots = [
             m
             for m in await self._store.list_children(lineage, None)
-            if m.conversation_id == conv.id and m.id not in seen
+            if wrote(conv, m) and m.id not in seen
         ]
         seen.update(m.id for m in roots)
         if roots:
@@ -187,7 +188,7 @@ class ExportService:
                     child
                     for children in kids.values()
                     for child in children
-                    if child.conversation_id == conv.id and child.id not in seen
+                    if wrote(conv, child) and child.id not in seen
                 ]
                 seen.update(m.id for m in own)
                 level.extend(m.id for m in own)

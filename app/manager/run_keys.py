@@ -20,6 +20,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 
 from app.coordination.base import Coordinator, IdempotencyRecord, RunRecord
 from app.domain import Conversation, RunStatus
+from app.domain.incarnation import scope_tag
 from app.errors import ConversationBusy, IdempotencyKeyReused, InstanceLost
 from app.manager.conversations import IDEMPOTENCY_TTL_S
 from app.manager.run_truth import RunTruth
@@ -30,10 +31,12 @@ ADMITTED_BY = "instance"  # `IdempotencyRecord.extra` member: the reserving inst
 
 
 def run_scope(conv: Conversation) -> str:
-    """The scope of a conversation's turn keys: its id and its lineage, since ids are
+    """The scope of a conversation's turn keys: its id and its incarnation, since ids are
     reusable and a conversation re-created under a deleted one's id must not replay that
-    one's runs (outside tester T4)."""
-    return f"run:{conv.id}:{conv.lineage_id}"
+    one's runs (outside tester T4), nor a fork made again under a deleted fork's id (same
+    lineage) find that one's keys bound (outside tester T1: 422 / 409 for 24 h). A
+    conversation that is not a fork keeps the scope it had (`scope_tag`)."""
+    return f"run:{conv.id}:{scope_tag(conv)}"
 
 
 def instance_lost(record: RunRecord) -> bool:

@@ -241,6 +241,7 @@ class RunService:
             run=run,
             conversation_id=conv.id,
             lineage_id=conv.lineage_id,
+            conversation_created_at=conv.created_at,
             input=turn,
             lease=lease,
             idempotency=idempotency,

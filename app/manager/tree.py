@@ -23,6 +23,7 @@ from app.domain import (
     Role,
     new_id,
 )
+from app.domain.incarnation import wrote
 from app.domain.pagination import decode_item_cursor, encode_item_cursor
 from app.domain.principal import Principal
 from app.domain.requests import CreateCheckpoint, Rollback, SetHead
@@ -111,8 +112,9 @@ class TreeService:
         return message
 
     async def visible_message(self, conv: Conversation, message_id: str) -> Message:
-        """A message this conversation may move to or branch from: one it wrote, or one on
-        its current path or its fork origin's path. Messages other forks of the lineage
+        """A message this conversation may move to or branch from: one it wrote (this
+        incarnation of its id: `incarnation.wrote`), or one on its current path or its fork
+        origin's path. Messages other forks of the lineage
         wrote stay invisible (a fork may belong to another user)."""
         message, _ = await self.visible_with_tip(conv, message_id)
         return message
@@ -123,7 +125,7 @@ class TreeService:
         """`visible_message`, and the message (the head or the fork origin) whose path it
         was found on: None when the conversation wrote it (no path was checked)."""
         message = await self.message(conv, message_id)
-        if message.conversation_id == conv.id:
+        if wrote(conv, message):
             return message, None
         if await self._on_path(conv, message):
             return message, conv.head_message_id
@@ -292,18 +294,18 @@ class TreeService:
         kids = await self._store.children_of(conv.lineage_id, parents) if parents else {}
         for m in path:
             for child in kids.get(m.id, []):
-                if child.id not in on_path and child.conversation_id == conv.id:
+                if child.id not in on_path and wrote(conv, child):
                     origin[child.id] = m.id
                     frontier.append(child)
         for root in roots:
-            if root.id not in on_path and root.conversation_id == conv.id:
+            if root.id not in on_path and wrote(conv, root):
                 origin[root.id] = None
                 frontier.append(root)
         while frontier:
             level = await self._store.children_of(conv.lineage_id, [m.id for m in frontier])
             nxt: list[Message] = []
             for m in frontier:
-                own = [c for c in level.get(m.id, []) if c.conversation_id == conv.id]
+                own = [c for c in level.get(m.id, []) if wrote(conv, c)]
                 if not own:
                     leaves.append(m)
                 for child in own:

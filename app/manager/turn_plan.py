@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from app.coordination.base import TurnLease
@@ -52,6 +53,8 @@ class TurnPlan:
     conversation_id: str
     lineage_id: str
     input: TurnInput
+    # the incarnation the request read (`app.domain.incarnation`); None: unchecked
+    conversation_created_at: datetime | None = None
     lease: TurnLease | None = None
     idempotency: tuple[str, str] | None = None  # (scope, key) freed if the run fails
     first_message_id: str = field(default_factory=new_id)  # see `RunRecord`

@@ -26,6 +26,7 @@ from app.domain import (
     RunStatus,
     Usage,
 )
+from app.domain.incarnation import not_before
 from app.errors import (
     ConversationNotFound,
     ParleyError,
@@ -155,8 +156,8 @@ class TurnExecutor:
             t = time.perf_counter()
             conv = await self._store.get_conversation(plan.conversation_id, now=self._now())
             self._stats.store_call("load_conversation", time.perf_counter() - t)
-        if conv is None or conv.lineage_id != plan.lineage_id:
-            # (another lineage: deleted and re-created under its id since the request)
+        if conv is None or not _planned_incarnation(plan, conv):
+            # (deleted and created or forked again under its id since the request)
             raise ConversationNotFound(f"Conversation {plan.conversation_id!r} not found.")
         provider = self._providers.get(conv.provider)
         if provider is None:
@@ -267,6 +268,8 @@ class TurnExecutor:
     ) -> TurnOutcome:
         usage = sum((r.usage for r in replies), Usage())
         cost = sum(r.cost_usd for r in replies)
+        if conv.forked_from is not None:  # (its messages are told from a namesake's by date)
+            pending = not_before(conv, pending)
         t = time.perf_counter()
         try:
             committed = await self._store.append_messages(
@@ -374,6 +377,13 @@ class TurnExecutor:
             await self._coord.runs.save_and_publish(self._record(plan), type_, data)
             return
         await self._coord.runs.publish(plan.run.id, type_, data)
+
+
+def _planned_incarnation(plan: TurnPlan, conv: Conversation) -> bool:
+    """Whether `conv` is the incarnation the turn was requested on (`app.domain.incarnation`:
+    a fork made again under a deleted fork's id has its id and lineage)."""
+    created = plan.conversation_created_at
+    return conv.lineage_id == plan.lineage_id and (created is None or conv.created_at == created)
 
 
 def _unchanged_copy(plan: TurnPlan, lease: TurnLease) -> Conversation | None:

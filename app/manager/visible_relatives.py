@@ -2,9 +2,9 @@
 
 A lineage's messages are shared by all of its forks, which may belong to other users, so
 `GET .../messages/{id}` lists only relatives this conversation can reach (the rule of
-`TreeService.visible_message`): messages it wrote, and messages on its current path or on
-its fork origin's path. Another fork's edit, regeneration or turn is never listed (nor
-counted in `sibling_count`).
+`TreeService.visible_message`): messages it wrote (`incarnation.wrote`), and messages on
+its current path or on its fork origin's path. Another fork's edit, regeneration or turn
+is never listed (nor counted in `sibling_count`).
 
 In a conversation that was never forked from nor into every relative is its own and
 nothing is read; otherwise at most two bounded ids-only walks (`ancestor_id`, from the head
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.domain import Conversation, Message
+from app.domain.incarnation import wrote
 from app.stores.base import StateStore
 
 
@@ -57,11 +58,11 @@ async def visible_relatives(
     children: Sequence[Message],
 ) -> tuple[list[Message], list[Message]]:
     """`siblings` (the message among them) and `children` less those `conv` cannot see."""
-    if all(m.conversation_id == conv.id for m in (*siblings, *children)):
+    if all(wrote(conv, m) for m in (*siblings, *children)):
         return list(siblings), list(children)
     shared = await _path_ids_near(store, conv, message.depth)
 
     def visible(m: Message) -> bool:
-        return m.id == message.id or m.conversation_id == conv.id or m.id in shared
+        return m.id == message.id or wrote(conv, m) or m.id in shared
 
     return [m for m in siblings if visible(m)], [m for m in children if visible(m)]

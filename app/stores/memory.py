@@ -22,6 +22,7 @@ from app.domain import (
     utcnow,
 )
 from app.domain.context_item import ContextItem
+from app.domain.incarnation import same_incarnation
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
@@ -85,7 +86,7 @@ class MemoryStore(StateStore):
         self, conversation: Conversation, *, expected_version: int
     ) -> Conversation:
         stored = self._conversations.get(conversation.id)
-        if stored is None or stored.lineage_id != conversation.lineage_id:
+        if stored is None or not same_incarnation(stored, conversation):  # not a namesake
             raise ConversationNotFound(f"Conversation {conversation.id!r} not found.")
         if stored.version != expected_version:
             raise VersionConflict(
@@ -163,8 +164,8 @@ class MemoryStore(StateStore):
         if not messages:
             raise ValueError("append_messages needs at least one message")
         stored = self._conversations.get(conversation.id)
-        # another lineage: a namesake created after `conversation` was deleted
-        if stored is None or not _live(stored, now) or stored.lineage_id != conversation.lineage_id:
+        # another incarnation: a namesake created after `conversation` was deleted
+        if stored is None or not _live(stored, now) or not same_incarnation(stored, conversation):
             raise ConversationNotFound(f"Conversation {conversation.id!r} not found.")
         if stored.head_message_id != conversation.head_message_id:
             raise HeadConflict(

@@ -15,6 +15,8 @@ changes or compares; those are separate fields so that an append (`HSET head cou
     fork    forked_from.message_id (absent: None), read by the deletion script
     tok     incarnation token, equal to the ref key's `t`
     ev      expiry version: +1 whenever `exp` changes (orders the ref key's mirror)
+    ca      created_at in µs (also in `doc`): the incarnation the append and update
+            scripts compare (`app.domain.incarnation`; absent on hashes written before it)
 
 Datetimes are stored as integer microseconds (or pydantic's RFC 3339 text inside JSON),
 so they round-trip exactly as tz-aware UTC values.
@@ -63,6 +65,7 @@ def conversation_fields(conversation: Conversation) -> tuple[dict[str, str], lis
         "count": str(c.message_count),
         "ver": str(c.version),
         "upd": str(to_us(c.updated_at)),
+        "ca": str(to_us(c.created_at)),
         "status": c.status.value,
         "in": str(c.usage.input_tokens),
         "out": str(c.usage.output_tokens),

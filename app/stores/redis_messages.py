@@ -79,6 +79,7 @@ class MessageOps:
             status.value if status is not None else "",
             c.user_id,
             c.pack_id,
+            str(to_us(c.created_at)),
             *message_args(list(messages)),
         ]
         refs = media_references(messages)

@@ -81,10 +81,18 @@ UPDATE = (
     _LINEAGE_TTL
     + """
 local conv = KEYS[6]
-local old = redis.call('HMGET', conv, 'tok', 'ver', 'user', 'pack', 'exp', 'ev')
+local old = redis.call('HMGET', conv, 'tok', 'ver', 'user', 'pack', 'exp', 'ev', 'ca')
 if not old[1] then return {'NOTFOUND'} end
-if old[2] ~= ARGV[2] then return {'CONFLICT', old[2]} end
 local ndel = tonumber(ARGV[7])
+if old[7] then  -- another incarnation (a fork made again under the id) is not this one
+  for i = 8 + ndel, #ARGV, 2 do
+    if ARGV[i] == 'ca' then
+      if ARGV[i + 1] ~= old[7] then return {'NOTFOUND'} end
+      break
+    end
+  end
+end
+if old[2] ~= ARGV[2] then return {'CONFLICT', old[2]} end
 if ndel > 0 then redis.call('HDEL', conv, unpack(ARGV, 8, 7 + ndel)) end
 redis.call('HSET', conv, unpack(ARGV, 8 + ndel))
 if #KEYS >= 12 then

@@ -14,7 +14,9 @@ from app.stores.redis_scripts_lineage import _LINEAGE_TTL
 # Compare-and-set append. Only the new messages are written (HSET of new fields, ZADD of
 # new members); nothing proportional to the history is read or rewritten.
 # ARGV: cid, now_us, expected_head|'', n, count, d_in, d_out, d_tot, d_cost, status|'',
-#       user, pack (as the caller read them), then per message: id, parent|'', writer,
+#       user, pack (as the caller read them), created_at µs (the incarnation: a fork
+#       made again under a deleted fork's id has its hash, `app.domain.incarnation`;
+#       not compared on a hash written before `ca`), then per message: id, parent|'', writer,
 #       json; then the media references of the messages as "<media id>\\0<message id>"
 #       members of KEYS[8] (the lineage's `mrefs`).
 # KEYS[9..10]: the lineage's summaries and context items hashes (take the lineage's
@@ -28,12 +30,13 @@ APPEND = (
     _LINEAGE_TTL
     + """
 local conv = KEYS[6]
-local st = redis.call('HMGET', conv, 'tok', 'head', 'exp', 'ttl', 'user', 'pack')
+local st = redis.call('HMGET', conv, 'tok', 'head', 'exp', 'ttl', 'user', 'pack', 'ca')
 if not st[1] then return {'NOTFOUND'} end
+if st[7] and st[7] ~= ARGV[13] then return {'NOTFOUND'} end
 local now = tonumber(ARGV[2])
 if st[3] and tonumber(st[3]) <= now then return {'NOTFOUND'} end
 local n = tonumber(ARGV[4])
-local first = 13
+local first = 14
 local last = first + 4 * (n - 1)
 if (st[2] or '') ~= ARGV[3] then
   -- The same append already committed (a retried call): report its result.

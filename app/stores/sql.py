@@ -62,6 +62,7 @@ from app.stores.sql_hot_append import (
 from app.stores.sql_queries import (
     append_params,
     footprint_statements,
+    incarnation,
     listing_statement,
     live,
 )
@@ -127,20 +128,14 @@ class SqlStore(SqlRecords):
             row = (
                 await conn.execute(
                     sa.update(_conv)
-                    .where(
-                        _conv.c.id == cid,
-                        _conv.c.lineage_id == conversation.lineage_id,  # not a namesake
-                        _conv.c.version == expected_version,
-                    )
+                    .where(incarnation(conversation), _conv.c.version == expected_version)
                     .values(values)
                     .returning(*_conv.c)
                 )
             ).first()
             if row is None:
                 stored = await conn.scalar(
-                    sa.select(_conv.c.version).where(
-                        _conv.c.id == cid, _conv.c.lineage_id == conversation.lineage_id
-                    )
+                    sa.select(_conv.c.version).where(incarnation(conversation))
                 )
                 if stored is None:
                     raise ConversationNotFound(f"Conversation {cid!r} not found.")
@@ -250,9 +245,7 @@ class SqlStore(SqlRecords):
         elif not refs:  # PostgreSQL without media: one statement, in autocommit
             async with self._postgres_one() as driver:
                 stored = await postgres_append_on(driver, params, messages_)
-                alive = stored is not None or await postgres_alive(
-                    driver, cid, conversation.lineage_id, now
-                )
+                alive = stored is not None or await postgres_alive(driver, params)
         else:  # media references: checked, the append, the references, one transaction
             async with self._write() as conn:
                 await self._check_media(conn, refs)
@@ -267,11 +260,7 @@ class SqlStore(SqlRecords):
                 if stored is None:
                     alive = (
                         await conn.scalar(
-                            sa.select(_conv.c.id).where(
-                                _conv.c.id == cid,
-                                _conv.c.lineage_id == conversation.lineage_id,  # no namesake
-                                live(now),
-                            )
+                            sa.select(_conv.c.id).where(incarnation(conversation), live(now))
                         )
                         is not None
                     )

@@ -63,7 +63,8 @@ def _sqlite_head_cas_sql(*, first: bool, status: bool) -> str:
         " output_tokens = output_tokens + :output_tokens,"
         " total_tokens = total_tokens + :total_tokens, cost_usd = cost_usd + :cost_usd,"
         " updated_at = :now" + (", status = :status" if status else "") + " WHERE id = :cid"
-        f" AND lineage_id = :lineage AND {head} AND (expires_at IS NULL OR expires_at > :now)"
+        f" AND lineage_id = :lineage AND created_at = :created AND {head}"
+        " AND (expires_at IS NULL OR expires_at > :now)"
         f" RETURNING {_RETURNING}"
     )
 
@@ -87,7 +88,8 @@ def sqlite_append(
     and inside the caller's write transaction (see the module docstring)."""
     sql = _SQLITE_HEAD_CAS[("expected_head" not in params, "status" in params)]
     now = params["now"]
-    row = conn.execute(sql, {**params, "now": sqlite_text(now)}).fetchone()
+    created = sqlite_text(params["created"])
+    row = conn.execute(sql, {**params, "now": sqlite_text(now), "created": created}).fetchone()
     if row is None:
         return None
     stored = sqlite_conversation_row(row)
@@ -104,19 +106,18 @@ def sqlite_append(
 
 
 _SQLITE_ALIVE = (
-    "SELECT 1 FROM conversations WHERE id = ? AND lineage_id = ?"
+    "SELECT 1 FROM conversations WHERE id = ? AND lineage_id = ? AND created_at = ?"
     " AND (expires_at IS NULL OR expires_at > ?)"
 )
 
 
-def sqlite_alive(
-    conn: sqlite3.Connection, conversation_id: str, lineage_id: str, now: datetime
-) -> bool:
+def sqlite_alive(conn: sqlite3.Connection, params: dict[str, Any]) -> bool:
     """After a compare-and-set that matched nothing (same thread and transaction): whether
     the conversation is there (its head moved) or gone / expired / replaced by a namesake
-    of another lineage."""
-    row = conn.execute(_SQLITE_ALIVE, (conversation_id, lineage_id, sqlite_text(now))).fetchone()
-    return row is not None
+    (another incarnation: `append_params`)."""
+    p = params
+    found = (p["cid"], p["lineage"], sqlite_text(p["created"]), sqlite_text(p["now"]))
+    return conn.execute(_SQLITE_ALIVE, found).fetchone() is not None
 
 
 def sqlite_append_or_alive(
@@ -127,12 +128,12 @@ def sqlite_append_or_alive(
     stored = sqlite_append(conn, params, messages)
     if stored is not None:
         return stored, True
-    return None, sqlite_alive(conn, params["cid"], params["lineage"], params["now"])
+    return None, sqlite_alive(conn, params)
 
 
 # $1 cid, $2 head, $3 message_count, $4-$6 tokens, $7 cost, $8 now, $9 status (NULL:
 # unchanged), $10 expected head (NULL: none yet), $11-$16 the messages, column by column,
-# $17 the lineage.
+# $17 the lineage, $18 the conversation's created_at (its incarnation, `append_params`).
 _POSTGRES_APPEND = f"""
 WITH cas AS (
     UPDATE conversations SET
@@ -142,7 +143,8 @@ WITH cas AS (
         status = COALESCE($9, status),
         expires_at = CASE WHEN ttl_seconds IS NULL THEN expires_at
             ELSE $8 + make_interval(secs => ttl_seconds) END
-    WHERE id = $1 AND lineage_id = $17 AND head_message_id IS NOT DISTINCT FROM $10
+    WHERE id = $1 AND lineage_id = $17 AND created_at = $18
+        AND head_message_id IS NOT DISTINCT FROM $10
         AND (expires_at IS NULL OR expires_at > $8)
     RETURNING {_RETURNING}
 ), inserted AS (
@@ -204,6 +206,7 @@ async def postgres_append_on(
             created,
             data,
             params["lineage"],
+            params["created"],
         )
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(_DUPLICATE) from exc
@@ -211,14 +214,16 @@ async def postgres_append_on(
 
 
 _POSTGRES_ALIVE = (
-    "SELECT 1 FROM conversations WHERE id = $1 AND lineage_id = $2"
-    " AND (expires_at IS NULL OR expires_at > $3)"
+    "SELECT 1 FROM conversations WHERE id = $1 AND lineage_id = $2 AND created_at = $3"
+    " AND (expires_at IS NULL OR expires_at > $4)"
 )
 
 
-async def postgres_alive(driver: Any, conversation_id: str, lineage_id: str, now: datetime) -> bool:
+async def postgres_alive(driver: Any, params: dict[str, Any]) -> bool:
     """`sqlite_alive` on PostgreSQL's driver."""
-    return await driver.fetchval(_POSTGRES_ALIVE, conversation_id, lineage_id, now) is not None
+    p = params
+    found = await driver.fetchval(_POSTGRES_ALIVE, p["cid"], p["lineage"], p["created"], p["now"])
+    return found is not None
 
 
 def postgres_hot_statements() -> list[WarmStatement]:

@@ -30,6 +30,16 @@ def live(now: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(_conv.c.expires_at.is_(None), _conv.c.expires_at > now)
 
 
+def incarnation(conversation: Conversation) -> sa.ColumnElement[bool]:
+    """The row of this incarnation of the conversation, not a namesake created under its id
+    since: another lineage, or a fork made again in its lineage (`app.domain.incarnation`)."""
+    return sa.and_(
+        _conv.c.id == conversation.id,
+        _conv.c.lineage_id == conversation.lineage_id,
+        _conv.c.created_at == conversation.created_at,
+    )
+
+
 def append_params(
     conversation: Conversation,
     last: Message,
@@ -41,9 +51,11 @@ def append_params(
 ) -> dict[str, Any]:
     """The parameters of `append_messages`' compare-and-set of the head, which increments
     every counter in SQL and returns the new row (`app.stores.sql_hot_append` runs it).
-    It matches nothing if the head moved or the conversation is gone/expired, or holds
-    another lineage (a namesake created after this one was deleted: ids are reusable, and a
-    first turn's "no head yet" would match the namesake's empty head). Only the
+    It matches nothing if the head moved or the conversation is gone/expired, or is another
+    incarnation (a namesake created after this one was deleted: ids are reusable, and a
+    first turn's "no head yet" would match the namesake's empty head; a fork made again
+    under a deleted fork's id has its lineage and often its head: `created` tells them
+    apart, `app.domain.incarnation`). Only the
     columns a turn changes are written: a concurrent PATCH of metadata, variables, ...
     (which live in other columns or in `data`) is kept. No `expected_head`: the
     conversation has no message yet; no `status`: unchanged."""
@@ -51,6 +63,7 @@ def append_params(
     params: dict[str, Any] = {
         "cid": conversation.id,
         "lineage": conversation.lineage_id,
+        "created": conversation.created_at,
         "head": last.id,
         "message_count": last.depth + 1,
         "input_tokens": usage.input_tokens,

@@ -185,3 +185,27 @@ async def test_an_update_never_lands_in_a_namesake_of_another_lineage(store: Sta
     stored = await store.get_conversation(old.id, now=utcnow())
     assert stored is not None and stored.user_id == "bob" and stored.metadata == {}
     assert stored.lineage_id == namesake.lineage_id
+
+
+async def test_an_update_never_lands_in_a_fork_made_again_under_a_deleted_forks_id(
+    store: StateStore,
+) -> None:
+    """A fork forked again under a deleted fork's id has its id, lineage and version: only
+    the incarnation (`created_at`) tells an update from the deleted one's copy apart
+    (outside tester T1)."""
+    source = await store.create_conversation(conversation())
+    forked = conversation(f"fork-{new_id()}", lineage_id=source.lineage_id)
+    old = await store.create_conversation(forked)
+    assert await store.delete_conversation(old.id)
+    later = old.created_at + timedelta(milliseconds=1)
+    again = await store.create_conversation(
+        forked.model_copy(update={"user_id": "bob", "created_at": later})
+    )
+    assert (again.lineage_id, again.version) == (old.lineage_id, old.version)
+    with pytest.raises(ConversationNotFound):
+        await store.update_conversation(
+            old.model_copy(update={"metadata": {"k": "v"}}), expected_version=old.version
+        )
+    stored = await store.get_conversation(old.id, now=utcnow())
+    assert stored is not None and stored.user_id == "bob" and stored.metadata == {}
+    assert stored.created_at == later

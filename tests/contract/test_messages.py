@@ -288,3 +288,39 @@ async def test_append_never_lands_in_a_namesake_of_another_lineage(
     assert stored is not None and stored.lineage_id == namesake.lineage_id
     assert stored.message_count == namesake.message_count
     assert stored.head_message_id == namesake.head_message_id
+
+
+@pytest.mark.parametrize("first_turn", [True, False])
+async def test_append_never_lands_in_a_fork_made_again_under_a_deleted_forks_id(
+    store: StateStore, first_turn: bool
+) -> None:
+    """A fork keeps its source's lineage: a fork deleted and forked again under its id from
+    the same message has the deleted one's id, lineage and head, so a turn planned on the
+    deleted one passed the compare-and-set of (id, lineage, head) and committed into the
+    new one (outside tester T1). Only the incarnation (`created_at`) tells them apart."""
+    source = await store.create_conversation(conversation())
+    source = await append(store, source, chain(source, None, 2))
+    head = (await store.get_messages(source.lineage_id, [source.head_message_id or ""]))[0]
+    at = None if first_turn else head.id
+    fork_id = f"fork-{new_id()}"
+    forked = conversation(
+        fork_id,
+        lineage_id=source.lineage_id,
+        head_message_id=at,
+        message_count=0 if first_turn else 2,
+    )
+    old = await store.create_conversation(forked)
+    assert await store.delete_conversation(old.id)
+    again = await store.create_conversation(
+        forked.model_copy(
+            update={"user_id": "bob", "created_at": old.created_at + timedelta(milliseconds=1)}
+        )
+    )
+    assert (again.id, again.lineage_id, again.head_message_id) == (old.id, old.lineage_id, at)
+    with pytest.raises(ConversationNotFound):
+        await append(store, old, chain(old, None if first_turn else head, 2))
+    stored = await store.get_conversation(fork_id, now=utcnow())
+    assert stored is not None and stored.user_id == "bob"
+    assert (stored.head_message_id, stored.version) == (at, again.version)
+    kids = await store.list_children(source.lineage_id, at)
+    assert kids and all(m.conversation_id == source.id for m in kids) if first_turn else not kids

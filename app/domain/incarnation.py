@@ -1,0 +1,65 @@
+"""Which *incarnation* of a conversation id a copy, a turn or a message belongs to.
+
+Ids are reusable: a conversation deleted and created again under its id is another
+conversation, and nothing of the deleted one may reach it (its turns in flight, its
+messages, its runs and Idempotency-Keys). A conversation created or imported starts a
+lineage of its own, so its lineage tells it from every earlier one under its id. A fork
+keeps its source's lineage: a fork deleted and forked again under its id from the same
+source has the deleted one's id AND lineage (outside tester T1). An incarnation is
+therefore (id, lineage, `created_at`): `created_at` is stored on every backend, never
+changes, and differs between two incarnations of one id in one lineage (the second is
+created after the first was deleted). Existing rows need nothing new.
+
+* Copies (the commit's compare-and-set, updates, a turn's conversation): equal
+  (id, lineage, created_at), `same_incarnation`.
+* Messages: a message records the id of the conversation that wrote it, not the
+  incarnation. A conversation that is not a fork is the first of its id in its lineage,
+  so every message of the lineage under its id is its own. A fork wrote those of its
+  id created at or after it (`wrote`): the turn commits no message dated before its
+  conversation (`not_before`, against clocks of instances that disagree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from app.domain.conversation import Conversation
+from app.domain.messages import Message
+
+
+def same_incarnation(a: Conversation, b: Conversation) -> bool:
+    """Whether `a` and `b` are copies of one incarnation (see the module docstring)."""
+    return a.id == b.id and a.lineage_id == b.lineage_id and a.created_at == b.created_at
+
+
+def wrote(conversation: Conversation, message: Message) -> bool:
+    """Whether this incarnation of `conversation` wrote `message` (of its lineage)."""
+    if message.conversation_id != conversation.id:
+        return False
+    return conversation.forked_from is None or message.created_at >= conversation.created_at
+
+
+def not_before(conversation: Conversation, messages: Sequence[Message]) -> list[Message]:
+    """`messages` with none dated before the conversation's creation (an instance whose
+    clock is behind the one that forked it would otherwise date a message the fork wrote
+    before the fork, and `wrote` would disown it)."""
+    start = conversation.created_at
+    return [
+        m if m.created_at >= start else m.model_copy(update={"created_at": start}) for m in messages
+    ]
+
+
+def scope_tag(conversation: Conversation) -> str:
+    """What names the incarnation in a key scope: its lineage, and for a fork its
+    `created_at` too (in microseconds since the epoch, UTC)."""
+    if conversation.forked_from is None:
+        return conversation.lineage_id
+    created = conversation.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    micros = (created - _EPOCH) // timedelta(microseconds=1)
+    return f"{conversation.lineage_id}:{micros}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
