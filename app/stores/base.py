@@ -341,6 +341,11 @@ class StateStore(ABC):
     async def list_packs(self) -> list[dict[str, Any]]:
         """Every stored pack document, in upload order."""
 
+    @abstractmethod
+    async def pack_count(self) -> int:
+        """How many pack documents are stored: one cheap read (no document), which only
+        grows (a stored pack is never replaced or deleted), so a change means an upload."""
+
     # --- expiry ------------------------------------------------------------------------
 
     @abstractmethod

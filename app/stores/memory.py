@@ -327,6 +327,9 @@ class MemoryStore(StateStore):
     async def list_packs(self) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for d in self._packs.values()]
 
+    async def pack_count(self) -> int:
+        return len(self._packs)
+
     # --- expiry ------------------------------------------------------------------------
 
     async def purge_expired(self, *, now: datetime) -> int:

@@ -11,12 +11,14 @@ import copy
 import json
 from typing import Any
 
+from app.stores.redis_conn import RedisClient
 from app.stores.redis_keys import RedisKeys, pack_field
 from app.stores.redis_scripts import Scripts
 
 
 class PackOps:
-    def __init__(self, keys: RedisKeys, scripts: Scripts) -> None:
+    def __init__(self, client: RedisClient, keys: RedisKeys, scripts: Scripts) -> None:
+        self._client = client
         self._keys = keys
         self._scripts = scripts
 
@@ -37,3 +39,6 @@ class PackOps:
         k = self._keys
         values = await self._scripts.pack_list(keys=[k.pack_docs, k.pack_order], args=[])
         return [json.loads(v) for v in values if v is not None]
+
+    async def count(self) -> int:
+        return int(await self._client.llen(self._keys.pack_order))

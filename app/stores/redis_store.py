@@ -157,7 +157,7 @@ class RedisStore(StateStore):
                 directory=directory,
             ),
             CheckpointOps(client, scripts, directory),
-            PackOps(self.keys, scripts),
+            PackOps(client, self.keys, scripts),
         )
 
     async def close(self) -> None:
@@ -358,6 +358,10 @@ class RedisStore(StateStore):
     @guarded
     async def list_packs(self) -> list[dict[str, Any]]:
         return await self._p.packs.list()
+
+    @guarded
+    async def pack_count(self) -> int:
+        return await self._p.packs.count()
 
     # --- media records and references (protocol in `redis_media`) -------------------------
 

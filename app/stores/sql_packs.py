@@ -41,6 +41,10 @@ async def insert_pack(
     return True
 
 
+async def count(conn: AsyncConnection) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(packs))).scalar() or 0)
+
+
 async def all_packs(conn: AsyncConnection) -> list[dict[str, Any]]:
     rows = await conn.execute(sa.select(packs.c.document).order_by(packs.c.seq))
     return [dict(r) for r in rows.scalars()]

@@ -115,6 +115,10 @@ class SqlRecords(SqlConnections):
         async with self._read() as conn:
             return await sql_packs.all_packs(conn)
 
+    async def pack_count(self) -> int:
+        async with self._read() as conn:
+            return await sql_packs.count(conn)
+
     # --- media records and references ----------------------------------------------------
 
     async def save_media(self, record: MediaRecord) -> MediaRecord:

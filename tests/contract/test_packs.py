@@ -32,3 +32,14 @@ async def test_concurrent_uploads_store_one(store: StateStore) -> None:
     winner = next(doc for doc, created in results if created)
     assert all(doc == winner for doc, _ in results)
     assert await store.list_packs() == [winner]
+
+
+async def test_pack_count_grows_with_each_stored_version_only(store: StateStore) -> None:
+    """The cheap change signal instances poll to learn of uploads made elsewhere."""
+    assert await store.pack_count() == 0
+    await store.save_pack("p", "1.0.0", {"id": "p"})
+    await store.save_pack("p", "2.0.0", {"id": "p", "v": 2})
+    assert await store.pack_count() == 2
+    await store.save_pack("p", "2.0.0", {"id": "p", "v": "refused"})  # first writer wins
+    await store.save_pack("q", "1.0.0", {"id": "q"})
+    assert await store.pack_count() == 3
