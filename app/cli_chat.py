@@ -9,7 +9,14 @@ end it. The exit status is 1 if any turn failed, else 0.
 
 If the stream breaks before the terminal event, the client re-attaches to the run's event
 log (`GET .../runs/{run_id}/events` with `Last-Event-ID`), so a reply is never lost or
-printed twice.
+printed twice: at once, then after 0.5, 1, 2, 4, 8 and 16 s (`REATTACH_DELAYS`, longer when
+a 502/503/504 asks for it with `Retry-After`, at most `MAX_DELAY_S`), saying so on the error
+stream, so a restarting service or a load balancer moving the client is survived (outside
+tester T10: three attempts in a tight loop ended the turn within milliseconds). An attempt
+that gets new events starts the count again.
+
+A line that is not valid UTF-8 (stdin is decoded with `surrogateescape`) is reported as
+`error: invalid_input: ...` and not sent; the chat goes on (outside tester T4: a traceback).
 
 Everything is injectable for tests: the input/output streams and the factory of the
 `httpx.AsyncClient` (which must carry the service's base URL).
@@ -17,10 +24,11 @@ Everything is injectable for tests: the input/output streams and the factory of 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -32,10 +40,13 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from app.cli_chat_errors import ChatError
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
+Sleep = Callable[[float], Awaitable[None]]
 
 QUIT_COMMANDS = frozenset({"/quit", "/exit"})
 TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.cancelled", "run.requires_action"})
-MAX_REATTACH = 3
+REATTACH_DELAYS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # seconds before each attempt
+MAX_DELAY_S = 30.0  # the longest wait a Retry-After may ask for
+TRANSIENT_STATUSES = frozenset({502, 503, 504})  # a re-attach answered so is tried again
 # Connect quickly; between SSE frames the server sends a ping every 15 s (by default).
 TIMEOUT = httpx.Timeout(10.0, read=300.0)
 
@@ -63,6 +74,7 @@ class _Turn:
     printed: dict[str, str] = field(default_factory=dict)  # message id -> text written
     current: str | None = None  # message whose line is still open
     terminal: ServerSentEvent | None = None
+    retry_after: float = 0.0  # what the last transient refusal asked to wait
 
 
 class ChatSession:
@@ -76,8 +88,10 @@ class ChatSession:
         stdin: TextIO,
         stdout: TextIO,
         stderr: TextIO,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.client = client
+        self._sleep = sleep
         self.options = options
         self.stdin = stdin
         self.stdout = stdout
@@ -112,6 +126,7 @@ class ChatSession:
             if not text.strip():
                 continue
             try:
+                _check_encodable(text)
                 await self.send(text)
             except ChatError as exc:
                 failed = True
@@ -187,19 +202,33 @@ class ChatSession:
                 raise ChatError.from_transport(exc, str(self.client.base_url)) from exc
         attempts = 0
         while turn.terminal is None:
-            if turn.run_id is None or attempts >= MAX_REATTACH:
+            if turn.run_id is None or attempts >= len(REATTACH_DELAYS):
                 self._end_line(turn)
                 raise ChatError(
                     "stream_interrupted",
                     "the event stream ended before the run finished"
-                    + (f" (run {turn.run_id})" if turn.run_id else ""),
-                )
+                    + (f" (run {turn.run_id}; {len(REATTACH_DELAYS)} re-attach attempts)"
+                       if turn.run_id else ""),
+                )  # fmt: skip
+            delay = REATTACH_DELAYS[attempts]
+            if attempts:
+                delay = max(delay, turn.retry_after)
             attempts += 1
+            if delay > 0:
+                self.stderr.write(
+                    f"[stream lost; re-attaching to run {turn.run_id} in {delay:g} s "
+                    f"(attempt {attempts} of {len(REATTACH_DELAYS)})]\n"
+                )
+                self.stderr.flush()
+                await self._sleep(delay)
+            seen, turn.retry_after = turn.last_seq, 0.0
             try:
                 await self._reattach(turn)
             except ChatError:
                 self._end_line(turn)
                 raise
+            if turn.last_seq > seen:
+                attempts = 0  # it made progress: the next break starts again
         self._finish(turn, turn.terminal)
 
     async def _reattach(self, turn: _Turn) -> None:
@@ -209,6 +238,10 @@ class ChatSession:
         headers = {**self.headers, "Last-Event-ID": str(turn.last_seq)}
         try:
             async with aconnect_sse(self.client, "GET", path, headers=headers) as source:
+                if source.response.status_code in TRANSIENT_STATUSES:
+                    await source.response.aread()
+                    turn.retry_after = _retry_after(source.response)
+                    return  # e.g. the service restarting: counted as an attempt
                 if source.response.status_code >= 300:
                     await source.response.aread()
                     error = ChatError.from_response(source.response)
@@ -325,6 +358,25 @@ class ChatSession:
             raise ChatError.from_transport(exc, str(self.client.base_url)) from exc
 
 
+def _check_encodable(text: str) -> None:
+    """Refuse a line holding lone surrogates: bytes that were not UTF-8 on input."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = ord(exc.object[exc.start])
+        what = f"byte 0x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"U+{bad:04X}"
+        raise ChatError(
+            "invalid_input",
+            f"the line is not valid UTF-8 ({what} at character {exc.start + 1}); not sent",
+        ) from None
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The seconds a `Retry-After` asks for (at most MAX_DELAY_S), 0 without one."""
+    raw = response.headers.get("retry-after", "").strip()
+    return min(float(raw), MAX_DELAY_S) if raw.isdigit() else 0.0
+
+
 def _json(raw: str) -> dict[str, Any]:
     try:
         value = json.loads(raw) if raw else {}
@@ -353,6 +405,7 @@ async def run_chat(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> int:
     """Run the chat loop; returns the exit status. Streams default to the process's."""
     factory = client_factory or default_client_factory(url)
@@ -363,5 +416,6 @@ async def run_chat(
             stdin=stdin or sys.stdin,
             stdout=stdout or sys.stdout,
             stderr=stderr or sys.stderr,
+            sleep=sleep,
         )
         return await session.run()

@@ -477,20 +477,6 @@ async def test_chat_snapshot_and_tool_calls_and_requires_action() -> None:
     assert "error: requires_action: " in err and "client_fn" in err
 
 
-async def test_chat_gives_up_after_repeated_breaks() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/conversations/c":
-            return httpx.Response(200, json={"id": "c"})
-        headers = {"content-type": "text/event-stream", "x-run-id": "r1"}
-        return httpx.Response(200, headers=headers, stream=_Broken(b""))
-
-    transport = httpx.MockTransport(handler)
-    async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as client:
-        code, out, err = await chat(client, ChatOptions("c"), "hi\n")
-    assert (code, out) == (1, "")
-    assert err.startswith("error: stream_interrupted: ") and "r1" in err
-
-
 async def test_chat_plain_json_reply_and_non_problem_errors() -> None:
     """A server that answers with a JSON turn result still gets its reply printed; an error
     that is not problem+json is reported by status."""
