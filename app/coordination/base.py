@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -46,6 +47,8 @@ class RunRecord(BaseModel):
 
     run: Run
     lineage_id: str
+    # the incarnation of its conversation (`app.domain.incarnation`; None: recorded before)
+    conversation_created_at: datetime | None = None
     result: TurnResult | None = None
     first_message_id: str | None = None
     problem: dict[str, Any] | None = None  # a failed run's error (`app.errors.problem_of`)

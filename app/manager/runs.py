@@ -224,6 +224,7 @@ class RunService:
             run_record = RunRecord(
                 run=run,
                 lineage_id=conv.lineage_id,
+                conversation_created_at=conv.created_at,
                 first_message_id=first_message_id,
                 idempotency=idempotency,
                 executor=self._truth.instance_id,
@@ -273,6 +274,7 @@ class RunService:
             record is None
             or record.run.conversation_id != conv.id
             or record.lineage_id != conv.lineage_id  # a run of a deleted namesake
+            or record.conversation_created_at not in (None, conv.created_at)  # or fork
         ):
             raise RunNotFound(f"Run {run_id!r} not found in this conversation.")
         return record

@@ -365,6 +365,7 @@ class TurnExecutor:
         return RunRecord(
             run=plan.run,
             lineage_id=plan.lineage_id,
+            conversation_created_at=plan.conversation_created_at,
             result=result,
             first_message_id=plan.first_message_id,
             idempotency=plan.idempotency,

@@ -160,3 +160,34 @@ async def test_a_deleted_forks_idempotency_keys_are_free_on_the_fork_made_under_
             "BOB SECRET",
             "echo: BOB SECRET",
         ]
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+async def test_a_deleted_forks_run_is_not_the_new_forks_under_its_id(
+    backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    async with (
+        state_url_for(backend, tmp_path) as url,
+        running_app(settings_factory(state_url=url, mock_delay_ms=20)) as client,
+    ):
+        await _source(client)
+        await _fork(client, "alice-a", "bob")
+        path = f"/conversations/{FORK}/messages"
+        running = asyncio.create_task(client.post(path, json={"content": LONG}))
+        for _ in range(300):  # until the turn holds the fork
+            if (await client.get(f"/conversations/{FORK}")).json()["status"] == "running":
+                break
+            await asyncio.sleep(0.01)
+        busy = await client.post(path, json={"content": "x", "if_busy": "reject"})
+        run_id = assert_problem(busy, 409, "conversation_busy")["run_id"]
+        assert (await client.get(f"/conversations/{FORK}/runs/{run_id}")).status_code == 200
+        assert (await client.delete(f"/conversations/{FORK}")).status_code == 204
+        await _fork(client, "alice-a", "alice")
+        assert not running.done(), "bob's run ended before the id was forked again"
+        runs = f"/conversations/{FORK}/runs/{run_id}"
+        assert_problem(await client.get(runs), 404, "run_not_found")  # was bob's running run
+        assert_problem(await client.get(f"{runs}/events"), 404, "run_not_found")
+        assert_problem(await client.post(f"{runs}/cancel"), 404, "run_not_found")
+        assert_problem(await running, 404, "conversation_not_found")
+        assert_problem(await client.get(runs), 404, "run_not_found")
+        assert await _contents(client, FORK) == ["alice question", "echo: alice question"]
