@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.api.guard import api_router, is_json_type, parse_json_body_async
 from app.api.operation import operation
 from app.api.params import PathId, QueryId
+from app.api.sse import accept_field
 from app.deps import ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.export_doc import ConversationDocument
@@ -100,10 +101,10 @@ async def export_user(
     user_id: PathId,
     manager: ManagerDep,
     principal: PrincipalDep,
+    request: Request,
     include_media: IncludeMedia = False,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
-    wanted = (accept or "").lower()
+    wanted = (accept_field(request) or "").lower()
     as_array = "application/json" in wanted and "application/x-ndjson" not in wanted
     body = await manager.export.user(
         principal, user_id, include_media=include_media, as_array=as_array

@@ -26,8 +26,16 @@ def wants_stream(request: Request, stream_flag: bool | None) -> bool:
     calls of FastAPI's per-request solving, and this one is not in the OpenAPI document."""
     if stream_flag is not None:
         return stream_flag
-    accept = request.headers.get("accept")
+    accept = accept_field(request)
     return accept is not None and "event-stream" in accept.lower() and accepts_sse(accept)
+
+
+def accept_field(request: Request) -> str | None:
+    """The `Accept` field: several field lines are one comma-separated list (RFC 9110
+    §5.3), not the first line alone (review R5: `Accept: application/json` then
+    `Accept: text/event-stream` answered JSON where the same list on one line streamed)."""
+    lines = request.headers.getlist("accept")
+    return ", ".join(lines) if lines else None
 
 
 def accepts_sse(accept: str) -> bool:

@@ -58,7 +58,13 @@ def canonical(value: Any) -> bytes:
     ).encode()
 
 
-_LS, _PS = "\u2028".encode(), "\u2029".encode()  # LINE / PARAGRAPH SEPARATOR in UTF-8
+# The line breaks of `str.splitlines` (and httpx's line decoder) that canonical JSON writes
+# raw: NEXT LINE, LINE and PARAGRAPH SEPARATOR, in UTF-8 (the C0 ones are escaped already)
+_RAW_BREAKS = (
+    ("\x85".encode(), b"\\u0085"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
 
 
 class DocumentHasher:
@@ -69,14 +75,17 @@ class DocumentHasher:
 
     def add(self, value: Any) -> bytes:
         """Hash one part's canonical bytes; return the bytes a writer emits for it: the
-        same, with U+2028 and U+2029 written as JSON escapes (the same JSON value, so the
-        checksum, computed from parsed values, still holds). Readers that split lines at
-        Unicode line breaks (Python's `str.splitlines`, httpx's `iter_lines`) would
-        otherwise cut an NDJSON export's document in two."""
+        same, with U+0085, U+2028 and U+2029 written as JSON escapes (the same JSON value,
+        so the checksum, computed from parsed values, still holds). Readers that split
+        lines at Unicode line breaks (Python's `str.splitlines`, httpx's `iter_lines`)
+        would otherwise cut an NDJSON export's document in two (tester T2, review R2)."""
         data = canonical(value)
         self._sha.update(data)
         self._sha.update(b"\n")
-        return data.replace(_LS, b"\\u2028").replace(_PS, b"\\u2029")
+        for raw, escaped in _RAW_BREAKS:
+            if raw in data:
+                data = data.replace(raw, escaped)
+        return data
 
     def checksum(self) -> str:
         return CHECKSUM_PREFIX + self._sha.hexdigest()

@@ -138,14 +138,15 @@ async def test_user_export_is_ndjson_one_document_per_conversation(
 async def test_user_export_keeps_one_document_per_line_for_unicode_line_readers(
     client: httpx.AsyncClient,
 ) -> None:
-    """U+2028 / U+2029 in a message are written as JSON escapes: `str.splitlines` (and
-    httpx's `iter_lines`) break lines at them, and cut a raw document in two."""
-    text = "line\u2028separator and paragraph\u2029separator"
+    """U+0085 / U+2028 / U+2029 in a message are written as JSON escapes: `str.splitlines`
+    (and httpx's `iter_lines`) break lines at them, and cut a raw document in two."""
+    text = "line\u2028separator, paragraph\u2029separator and next\x85line"
     conv = await create_conv(client, user_id="lsep")
     await send(client, conv["id"], text)
     r = await client.get("/users/lsep/export")
     assert r.status_code == 200, r.text
-    assert "\u2028".encode() not in r.content and "\u2029".encode() not in r.content
+    for raw in ("\u2028", "\u2029", "\x85"):
+        assert raw.encode() not in r.content
     lines = r.content.decode().splitlines()
     assert len(lines) == 1
     doc = json.loads(lines[0])

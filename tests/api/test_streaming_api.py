@@ -103,6 +103,24 @@ async def test_accept_is_read_as_media_ranges(
     assert r.headers["content-type"].startswith(kind)
 
 
+async def test_accept_lines_are_one_list(client: httpx.AsyncClient) -> None:
+    """Review R5: two Accept field lines are one list (RFC 9110 §5.3); the first line
+    alone said JSON."""
+    conv = await create_conv(client)
+    r = await client.post(
+        f"/conversations/{conv['id']}/messages",
+        json={"content": "hi"},
+        headers=[("accept", "application/json"), ("accept", "text/event-stream")],
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/event-stream")
+    r = await client.get(
+        "/users/alice/export", headers=[("accept", "text/plain"), ("accept", "application/json")]
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert [d["conversation"]["id"] for d in r.json()] == [conv["id"]]
+
+
 async def test_streaming_and_non_streaming_commit_identical_turns(
     settings_factory: Callable[..., Settings],
 ) -> None:
