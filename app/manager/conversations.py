@@ -208,13 +208,18 @@ class ConversationService:
         """The conversation a create key's `record` made, or why it is not there: missing,
         or another conversation under its id (one that another request created after the
         key's was deleted: answered as the key's own, it was a 201 with the other request's
-        content). A record written before ids moved to `extra` has the id as its ref."""
+        content). A record written before ids moved to `extra` has the id as its ref. A
+        create starts its own lineage and is never a fork, so a fork found under the id in
+        that lineage (forked from a fork of it after it was deleted) is another
+        conversation too (review R3; `app.domain.incarnation`)."""
         conversation_id = str(record.extra.get(KEYED_ID, record.ref))
         try:
             conv = await self.get(principal, conversation_id, live_status=True)
         except ConversationNotFound as exc:
             return exc
-        if KEYED_ID in record.extra and conv.lineage_id != record.ref:
+        if KEYED_ID in record.extra and (
+            conv.lineage_id != record.ref or conv.forked_from is not None
+        ):
             return ConversationExists(f"Conversation {conversation_id!r} already exists.")
         return conv
 
