@@ -11,6 +11,8 @@ not `1.5e-05`)."""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from pydantic_core import to_json
@@ -23,3 +25,24 @@ def json_bytes(data: Any) -> bytes:
 
 def json_str(data: Any) -> str:
     return to_json(data).decode()
+
+
+def refuse_constant(name: str) -> Any:
+    """`json.loads(parse_constant=...)`: NaN, Infinity and -Infinity are no JSON."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def finite_float(text: str) -> float:
+    """`json.loads(parse_float=...)`: a number past float's range (1e999) is no value."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """`json.loads` of standard JSON only (ValueError otherwise). The standard library
+    takes NaN and Infinity, which then reach a message or an event: PostgreSQL's jsonb
+    refuses them (the run's events were lost), the other stores wrote them as null and the
+    memory store kept them. Used on what providers and tools send."""
+    return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import weakref
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -24,6 +23,7 @@ from fastapi.routing import APIRoute
 
 from app.domain.limits import MAX_JSON_DEPTH, JsonTooDeepError, json_problems, text_problem
 from app.errors import InvalidRequest, JsonTooDeep, MalformedJSON, UnsupportedContentType
+from app.json_text import finite_float, refuse_constant
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Bodies larger than this are parsed and scanned in a worker thread, off the event loop.
@@ -39,17 +39,6 @@ def is_json_type(content_type: str | None) -> bool:
         return False
     subtype = header.get_content_subtype()
     return subtype == "json" or subtype.endswith("+json")
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range for a JSON number")
-    return value
 
 
 class DuplicateKeyError(Exception):
@@ -81,8 +70,8 @@ def parse_json_body(body: bytes) -> Any:
     try:
         value = json.loads(
             body,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
+            parse_constant=refuse_constant,
+            parse_float=finite_float,
             object_pairs_hook=_unique_keys,
         )
     except RecursionError:

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from app.errors import ProviderError, ProviderRateLimited, ProviderTimeout
+from app.json_text import loads_strict
 from app.providers.sse_lines import SSEDecoder, SSEEvent
 
 MAX_DETAIL_CHARS = 500
@@ -191,7 +192,7 @@ async def stream_sse(
 def parse_json_event(provider: str, data: str, *, retryable: bool) -> dict[str, Any]:
     """Parse one SSE `data` payload that must be a JSON object."""
     try:
-        doc = json.loads(data)
+        doc = loads_strict(data)
     except ValueError:
         raise ProviderError(
             f"{provider} sent malformed JSON in its stream: {data[:200]!r}", retryable=retryable
@@ -208,7 +209,7 @@ def parse_tool_arguments(provider: str, name: str, raw: str) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        args = json.loads(raw)
+        args = loads_strict(raw)
     except ValueError:
         raise ProviderError(
             f"{provider} returned invalid JSON arguments for tool {name!r}: {raw[:200]!r}"

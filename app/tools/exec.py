@@ -24,6 +24,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from app.json_text import loads_strict
 from app.tools.base import ToolExecutor, ToolFailure, ToolMode
 from app.tools.bindings import ExecBindingSpec
 
@@ -112,7 +113,7 @@ class ExecExecutor(ToolExecutor):
         if len(stdout) > self.max_output_bytes:
             raise ToolFailure(f"the tool wrote more than {self.max_output_bytes} bytes")
         try:
-            doc = json.loads(stdout)
+            doc = loads_strict(stdout)
         except ValueError:
             raise ToolFailure(f"the tool did not write JSON to stdout{detail}") from None
         if not isinstance(doc, dict):

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import httpx
 
+from app.json_text import loads_strict
 from app.tools.base import ToolFailure
 from app.tools.bindings import HttpBinding
 from app.tools.templates import MissingArgument, format_value
@@ -117,7 +118,7 @@ def shape_response(binding: HttpBinding, status: int, body: bytes) -> Any:
         snippet = text[:500] + ("..." if len(text) > 500 else "")
         raise ToolFailure(f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}")
     try:
-        doc: Any = json.loads(text) if text.strip() else None
+        doc: Any = loads_strict(text) if text.strip() else None
         is_json = bool(text.strip())
     except ValueError:
         doc, is_json = None, False

@@ -5,9 +5,9 @@ rendering that is not JSON is returned as `{"result": "<text>"}`, as PromptKit d
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any, ClassVar
 
+from app.json_text import loads_strict
 from app.tools.base import ToolExecutor, ToolMode
 from app.tools.bindings import MockBinding
 
@@ -24,6 +24,6 @@ class MockExecutor(ToolExecutor):
             return copy.deepcopy(self._binding.result)
         text = template.render(arguments)
         try:
-            return json.loads(text)
+            return loads_strict(text)
         except ValueError:
             return {"result": text}

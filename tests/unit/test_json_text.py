@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from app.domain import Message, Role, Usage
-from app.json_text import json_bytes, json_str
+from app.json_text import json_bytes, json_str, loads_strict
 from app.manager.events import dump
 
 SAMPLES = [
@@ -43,3 +45,15 @@ def test_a_dumped_message_reads_back() -> None:
     data = {"message": dump(message)}
     assert json.loads(json_bytes(data)) == data
     assert Message.model_validate(json.loads(json_str(data))["message"]) == message
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": -Infinity}', "1e999", "[-1e400]"])
+def test_loads_strict_refuses_what_is_no_json_number(text: str) -> None:
+    with pytest.raises(ValueError):
+        loads_strict(text)
+
+
+def test_loads_strict_parses_standard_json() -> None:
+    assert loads_strict(b'{"a": [1, 2.5, -0.0, 1e300, "NaN", null]}') == {
+        "a": [1, 2.5, -0.0, 1e300, "NaN", None]
+    }

@@ -373,6 +373,20 @@ async def test_invalid_tool_arguments_json() -> None:
         await run(provider(server), simple())
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+async def test_tool_arguments_that_are_no_json_number_are_refused(value: str) -> None:
+    """The standard library's parser takes NaN / Infinity (and 1e999 as inf), which then
+    reached the stored message and its events (PostgreSQL's jsonb refuses them)."""
+    raw = sse_frames(
+        chunk_doc({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f"}}]}),
+        chunk_doc({"tool_calls": [{"index": 0, "function": {"arguments": f'{{"a": {value}}}'}}]}),
+        chunk_doc({}, "tool_calls"),
+    )
+    server = Server([lambda: stream_response(raw)])
+    with pytest.raises(ProviderError, match="invalid JSON arguments"):
+        await run(provider(server), simple())
+
+
 async def test_truncated_stream_without_done() -> None:
     raw = fixture_bytes("openai_text.txt")
     raw = raw[: raw.index(b"data: [DONE]")]

@@ -52,6 +52,7 @@ async def test_only_listed_environment_variables_pass_through() -> None:
         ("error", "the city is unknown"),
         ("exit3", "exited with status 3 (stderr: something broke)"),
         ("badjson", "did not write JSON"),
+        ("nan", "did not write JSON"),  # NaN reached a stored message before
     ],
 )
 async def test_failures_become_tool_errors(mode: str, expected: str) -> None:

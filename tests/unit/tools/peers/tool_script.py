@@ -1,9 +1,9 @@
 """An exec tool for the tests (PromptKit's exec protocol: {"args": ...} on stdin).
 
 Behaviour by argv[1]: weather (answers from args), env (reports its environment),
-error (answers {"error": ...}), exit3 (exits 3 with stderr), badjson, hang (sleeps forever
-after spawning a grandchild that writes its pid to argv[2] and also sleeps), big N
-(writes N bytes of JSON string), raw (answers a bare object without "result").
+error (answers {"error": ...}), exit3 (exits 3 with stderr), badjson, nan (NaN: no JSON),
+hang (sleeps forever after spawning a grandchild that writes its pid to argv[2] and also
+sleeps), big N (writes N bytes of JSON string), raw (answers a bare object without "result").
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ elif mode == "exit3":
     sys.exit(3)
 elif mode == "badjson":
     print("this is not json")
+elif mode == "nan":
+    print('{"result": {"temp_c": NaN}}')  # what json.dumps writes for a NaN
 elif mode == "hang":
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     with open(sys.argv[2], "w") as f:
