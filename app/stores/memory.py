@@ -22,7 +22,7 @@ from app.domain import (
     utcnow,
 )
 from app.domain.context_item import ContextItem
-from app.domain.incarnation import same_incarnation
+from app.domain.incarnation import same_incarnation, wrote
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
@@ -369,10 +369,11 @@ class MemoryStore(StateStore):
     def _reclaim(self, conversation_id: str) -> bool:
         """Delete a conversation, its checkpoints, and the messages nothing else reaches.
 
-        Candidates are the lineage's messages whose writer is no longer a conversation of
-        the lineage (this one included); those reachable from a remaining conversation's
-        head, checkpoints or fork point stay. Messages written by remaining conversations
-        stay even when unreachable: they are those conversations' branches.
+        Candidates are the lineage's messages no remaining conversation of the lineage
+        wrote (`incarnation.wrote`: a fork made again under a deleted fork's id did not
+        write the deleted one's); those reachable from a remaining conversation's head,
+        checkpoints or fork point stay. Messages written by remaining conversations stay
+        even when unreachable: they are those conversations' branches.
         """
         c = self._conversations.pop(conversation_id, None)
         if c is None:
@@ -387,8 +388,12 @@ class MemoryStore(StateStore):
             self._media.drop_refs(c.lineage_id, lineage.messages.values())
             del self._lineages[c.lineage_id]
             return True
-        writers = {o.id for o in others}
-        candidates = [m.id for m in lineage.messages.values() if m.conversation_id not in writers]
+        writers = {o.id: o for o in others}
+        candidates = [
+            m.id
+            for m in lineage.messages.values()
+            if (w := writers.get(m.conversation_id)) is None or not wrote(w, m)
+        ]
         if not candidates:
             return True
         keep = reachable(lineage, self._keep_points(others))

@@ -7,7 +7,10 @@ then removed by `STEP`, one script call per chunk of about `chunk` messages (500
 default), so a lineage of any size never blocks Redis for longer than one chunk.
 
 The rule is the store contract's (a message goes when no remaining conversation wrote it
-and none reaches it from its head, checkpoints or fork point), computed without marking
+and none reaches it from its head, checkpoints or fork point; "wrote" is
+`app.domain.incarnation.wrote`: a live fork wrote only the messages of its id dated at or
+after its `created_at`, so one made again under a deleted fork's id keeps none of the
+deleted one's; only such leaves are decoded for their date), computed without marking
 the whole lineage: such a message has only such messages below it (a remaining
 conversation's own messages hang under its fork point, which is kept), so removing, over
 and over, the *leaves* not written by a remaining conversation and not a head,
@@ -57,7 +60,7 @@ local alive, points, any_alive = {}, {}, false
 for i = 2, #ARGV do
   local ck, cpk = KEYS[10 + (i - 2) * 2], KEYS[11 + (i - 2) * 2]
   if redis.call('EXISTS', ck) == 1 then
-    alive[ARGV[i]] = true
+    alive[ARGV[i]] = ck
     any_alive = true
     local f = redis.call('HMGET', ck, 'head', 'fork')
     if f[1] then points[f[1]] = true end
@@ -106,14 +109,71 @@ local function drop_media_refs(id)
     end
   end
 end
+-- RFC 3339 text (pydantic's JSON of a datetime; no offset: UTC) -> µs since the epoch
+local function micros(t)
+  if type(t) ~= 'string' then return nil end
+  local y, mo, d, h, mi, sec, rest = string.match(t,
+    '^(%d+)-(%d+)-(%d+)[Tt ](%d+):(%d+):(%d+)(.*)$')
+  if not y then return nil end
+  local frac, off = string.match(rest, '^%.(%d+)(.*)$')
+  if frac then frac = tonumber(string.sub(frac .. '00000', 1, 6)) else frac, off = 0, rest end
+  local shift = 0
+  if off ~= '' and off ~= 'Z' and off ~= 'z' then
+    local sign, oh, om = string.match(off, '^([+-])(%d%d):?(%d%d)$')
+    if not sign then return nil end
+    shift = (tonumber(oh) * 60 + tonumber(om)) * 60
+    if sign == '-' then shift = -shift end
+  end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = mo > 2 and mo - 3 or mo + 9
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  local days = era * 146097 + doe - 719468
+  local s = days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec) - shift
+  return s * 1000000 + frac
+end
+-- A live writer's incarnation (`app.domain.incarnation.wrote`), read on first need: false
+-- if it is not a fork (it wrote every message of its id), else its created_at in µs (a
+-- fork made again under a deleted fork's id did not write the deleted one's messages).
+local since = {}
+local function fork_since(writer)
+  local f = since[writer]
+  if f == nil then
+    local h = redis.call('HMGET', alive[writer], 'ca', 'fork', 'doc')
+    f = false
+    if h[2] then
+      f = tonumber(h[1]) or micros(cjson.decode(h[3])['created_at']) or false
+    else
+      local doc = cjson.decode(h[3])
+      if type(doc['forked_from']) == 'table' then
+        f = tonumber(h[1]) or micros(doc['created_at']) or false
+      end
+    end
+    since[writer] = f
+  end
+  return f
+end
 local removed = 0
 local function try(id)
   if points[id] then return end
   local writer = redis.call('HGET', KEYS[4], id)
-  if not writer or alive[writer] then return end
+  if not writer then return end
+  local start = false
+  if alive[writer] then
+    start = fork_since(writer)
+    if not start then return end
+  end
   local child = redis.call('ZRANGE', KEYS[5], '[' .. id .. '\\0', '(' .. id .. '\\1',
     'BYLEX', 'LIMIT', 0, 1)
   if #child > 0 then return end
+  if start then  -- a live fork's unless dated before it (decoded only for such leaves)
+    local ok, doc = pcall(cjson.decode, redis.call('HGET', KEYS[2], id) or '')
+    local at = ok and type(doc) == 'table' and micros(doc['created_at']) or nil
+    if at == nil or at >= start then return end
+  end
   local parent = redis.call('HGET', KEYS[3], id) or ''
   drop_media_refs(id)
   drop_summaries(id)
@@ -136,7 +196,8 @@ if budget > 0 and cur ~= 'done' then
   local r = redis.call('HSCAN', KEYS[4], cur, 'COUNT', budget)
   local items = r[2]
   for i = 1, #items, 2 do
-    if not alive[items[i + 1]] then try(items[i]) end
+    local writer = items[i + 1]
+    if not alive[writer] or fork_since(writer) then try(items[i]) end
   end
   if r[1] == '0' then cur = 'done' else cur = r[1] end
   redis.call('HSET', gc, 'cur', cur)

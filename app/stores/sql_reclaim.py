@@ -3,12 +3,13 @@
 Messages are shared through forks, so deleting a conversation deletes only the messages
 nothing else needs. The rule, identical to the memory backend's:
 
-* candidates are the lineage's messages whose writer (`messages.conversation_id`) is no
-  longer a conversation of the lineage: this one's, and those left behind by conversations
-  deleted earlier;
+* candidates are the lineage's messages no remaining conversation of the lineage wrote:
+  this one's, and those left behind by conversations deleted earlier;
 * a candidate stays if it is on the path of another conversation's head, of one of its
   checkpoints, or of its fork point;
-* messages written by a remaining conversation always stay (they are its branches);
+* messages written by a remaining conversation always stay (they are its branches); a
+  fork wrote only those of its id dated at or after it (`app.domain.incarnation.wrote`),
+  so a fork made again under a deleted fork's id keeps none of the deleted one's;
 * when no other conversation remains, the whole lineage's messages go (fast path), so
   deleting every conversation of a lineage leaves nothing behind.
 
@@ -54,8 +55,7 @@ async def reclaim_conversation(
     if not others:
         await conn.execute(sa.delete(m).where(m.c.lineage_id == lineage_id))
     else:
-        writers = sa.select(c.c.id).where(c.c.lineage_id == lineage_id, c.c.id != conversation_id)
-        orphaned = sa.and_(m.c.lineage_id == lineage_id, m.c.conversation_id.not_in(writers))
+        orphaned = sa.and_(m.c.lineage_id == lineage_id, ~_written(lineage_id, conversation_id))
         if await conn.scalar(sa.select(m.c.id).where(orphaned).limit(1)) is not None:
             reach = _reachable(lineage_id, conversation_id, _fork_points(others))
             await conn.execute(sa.delete(m).where(orphaned, m.c.id.not_in(sa.select(reach.c.id))))
@@ -64,6 +64,24 @@ async def reclaim_conversation(
     await conn.execute(sa.delete(ci).where(ci.c.conversation_id == conversation_id))
     await conn.execute(sa.delete(c).where(c.c.id == conversation_id))
     return True
+
+
+def _written(lineage_id: str, deleted_id: str) -> sa.Exists:
+    """Whether a remaining conversation of the lineage wrote the `messages` row
+    (`app.domain.incarnation.wrote`): its id, and if a fork, dated at or after it (a fork
+    made again under a deleted fork's id did not write the deleted one's messages)."""
+    c, m = conversations.alias("writer"), messages
+    not_a_fork = c.c.data["forked_from"].as_string().is_(None)
+    return (
+        sa.exists()
+        .where(
+            c.c.lineage_id == lineage_id,
+            c.c.id != deleted_id,
+            c.c.id == m.c.conversation_id,
+            sa.or_(not_a_fork, m.c.created_at >= c.c.created_at),
+        )
+        .correlate(m)
+    )
 
 
 def _fork_points(rows: Iterable[Any]) -> list[str]:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import timedelta, timezone, tzinfo
 
-from app.domain import utcnow
+from app.domain import Conversation, Message, utcnow
 from app.stores.base import StateStore
 from tests.contract.builders import (
+    append,
+    chain,
     checkpoint,
     conversation,
     fork_of,
     grow,
     present,
+    tick,
 )
 
 
@@ -226,3 +229,95 @@ async def test_purge_respects_forks(store: StateStore) -> None:
 
 async def test_ping(store: StateStore) -> None:
     await store.ping()
+
+
+async def test_a_fork_made_again_under_a_deleted_forks_id_keeps_none_of_its_messages(
+    store: StateStore,
+) -> None:
+    """Outside tester T1's follow-up: bob's fork B, deleted, and alice's fork made again
+    under B's id share id and lineage. Bob's B messages, kept while bob's fork C of B
+    reached them, are not alice's B's (she did not write them: they predate her fork), so
+    deleting C deletes them; the messages alice's B wrote stay (its branches). The dates
+    carry UTC offsets (an imported document's may): bob's read later, alice's earlier,
+    than they are if the offset were dropped."""
+    a = await store.create_conversation(conversation(created_at=tick()))
+    _, a_msgs = await grow(store, a, 2)
+    head = a_msgs[-1].id
+    bob_b = await store.create_conversation(
+        fork_of(a, head, user_id="bob", message_count=2, created_at=tick())
+    )
+    _, bob_msgs = await _grow_at(store, bob_b, 2, timezone(timedelta(hours=5)))
+    c = await store.create_conversation(
+        fork_of(bob_b, bob_msgs[-1].id, user_id="bob", message_count=4, created_at=tick())
+    )
+    assert await store.delete_conversation(bob_b.id)
+    alice_b = await store.create_conversation(
+        fork_of(a, head, conversation_id=bob_b.id, message_count=2, created_at=tick())
+    )
+    alice_after, alice_msgs = await _grow_at(store, alice_b, 2, timezone(timedelta(hours=-5)))
+    # alice rolls back: her messages are an abandoned branch she still owns.
+    await store.update_conversation(
+        alice_after.model_copy(update={"head_message_id": head, "message_count": 2}),
+        expected_version=alice_after.version,
+    )
+
+    assert await store.delete_conversation(c.id)
+    everything = [m.id for m in a_msgs + bob_msgs + alice_msgs]
+    assert await present(store, a.lineage_id, everything) == {
+        *(m.id for m in a_msgs),
+        *(m.id for m in alice_msgs),
+    }
+
+
+async def test_erasing_a_user_deletes_the_messages_of_their_deleted_fork_under_a_reused_id(
+    store: StateStore,
+) -> None:
+    a = await store.create_conversation(conversation(created_at=tick()))
+    _, a_msgs = await grow(store, a, 2)
+    head = a_msgs[-1].id
+    bob_b = await store.create_conversation(
+        fork_of(a, head, user_id="bob", message_count=2, created_at=tick())
+    )
+    _, bob_msgs = await grow(store, bob_b, 2)
+    await store.create_conversation(
+        fork_of(bob_b, bob_msgs[-1].id, user_id="bob", message_count=4, created_at=tick())
+    )
+    assert await store.delete_conversation(bob_b.id)
+    await store.create_conversation(
+        fork_of(a, head, conversation_id=bob_b.id, message_count=2, created_at=tick())
+    )
+
+    assert len(await store.delete_user_conversations("bob")) == 1
+    assert await present(store, a.lineage_id, [m.id for m in bob_msgs]) == set()
+    assert await present(store, a.lineage_id, [m.id for m in a_msgs]) == {m.id for m in a_msgs}
+
+
+async def test_a_conversation_that_is_not_a_fork_keeps_its_messages_dated_before_it(
+    store: StateStore,
+) -> None:
+    """An import keeps its document's message dates, older than the conversation: a
+    conversation that is not a fork wrote every message of its id in its lineage."""
+    a = await store.create_conversation(conversation(created_at=tick() + timedelta(days=1)))
+    a_after, a_msgs = await grow(store, a, 3)
+    await store.update_conversation(
+        a_after.model_copy(update={"head_message_id": a_msgs[0].id, "message_count": 1}),
+        expected_version=a_after.version,
+    )
+    f = await store.create_conversation(fork_of(a, a_msgs[0].id, message_count=1))
+    _, f_msgs = await grow(store, f, 1)
+    assert await store.delete_conversation(f.id)
+    assert await present(store, a.lineage_id, [m.id for m in a_msgs + f_msgs]) == {
+        m.id for m in a_msgs
+    }
+
+
+async def _grow_at(
+    store: StateStore, conv: Conversation, n: int, tz: tzinfo
+) -> tuple[Conversation, list[Message]]:
+    """`grow`, the messages' dates given in `tz`."""
+    (head,) = await store.get_messages(conv.lineage_id, [conv.head_message_id or ""])
+    msgs = [
+        m.model_copy(update={"created_at": m.created_at.astimezone(tz)})
+        for m in chain(conv, head, n)
+    ]
+    return await append(store, conv, msgs), msgs
