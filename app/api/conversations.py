@@ -13,6 +13,7 @@ from app.api.schemas import ConversationList, Deleted
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.filters import ConversationFilter, object_filter_problem
+from app.domain.incarnation import entity_tag
 from app.domain.limits import METADATA_LIMITS
 from app.domain.preconditions import parse_if_match
 from app.domain.requests import CreateConversation, PatchConversation
@@ -69,7 +70,7 @@ def metadata_filters(request: Request) -> dict[str, str]:
 
 
 def _etag(response: Response, conv: Conversation) -> Conversation:
-    response.headers["ETag"] = f'"{conv.version}"'
+    response.headers["ETag"] = f'"{entity_tag(conv)}"'
     return conv
 
 
@@ -160,9 +161,11 @@ async def patch_conversation(
         str | None,
         Header(
             alias="If-Match",
-            description='`*`, or one or more of the conversation\'s ETags (`"3"`, `"3", "4"`): '
-            "the patch applies only if the current version is listed (a weak tag never "
-            "matches); 412 otherwise.",
+            description="`*`, or one or more of the conversation's ETags "
+            '(`"3.9f86d081884c"`, or its bare version `"3"`; a list: `"3.9f86d081884c", '
+            '"4.9f86d081884c"`): the patch applies only if the current ETag or version is '
+            "listed (a weak tag never matches; a bare version also matches a conversation "
+            "created again under a deleted one's id, the ETag does not); 412 otherwise.",
         ),
     ] = None,
 ) -> Conversation:

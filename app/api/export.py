@@ -14,6 +14,7 @@ from app.api.sse import accept_field
 from app.deps import ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.export_doc import ConversationDocument
+from app.domain.incarnation import entity_tag
 from app.errors import (
     ConversationExists,
     ConversationNotFound,
@@ -198,5 +199,5 @@ async def import_conversation(
             prompt_name=prompt_name,
         )
     response.headers["Location"] = f"/conversations/{conv.id}"
-    response.headers["ETag"] = f'"{conv.version}"'
+    response.headers["ETag"] = f'"{entity_tag(conv)}"'
     return conv

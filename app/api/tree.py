@@ -12,6 +12,7 @@ from app.api.params import PathId
 from app.api.schemas import BranchList, BranchOut, CheckpointList, HeadMoved
 from app.deps import ManagerDep, PrincipalDep
 from app.domain import Checkpoint, CheckpointKind, Conversation
+from app.domain.incarnation import entity_tag
 from app.domain.requests import CreateCheckpoint, ForkConversation, Rollback, SetHead
 from app.errors import (
     CheckpointNotFound,
@@ -38,7 +39,7 @@ MOVE_ERRORS = (
 
 
 def _moved(conv: Conversation, abandoned: str | None, response: Response) -> HeadMoved:
-    response.headers["ETag"] = f'"{conv.version}"'
+    response.headers["ETag"] = f'"{entity_tag(conv)}"'
     return HeadMoved(**conv.model_dump(), abandoned_head_id=abandoned)
 
 
@@ -179,5 +180,5 @@ async def fork_conversation(
 ) -> Conversation:
     conv = await manager.forks.fork(principal, conversation_id, body)
     response.headers["Location"] = f"/conversations/{conv.id}"
-    response.headers["ETag"] = f'"{conv.version}"'
+    response.headers["ETag"] = f'"{entity_tag(conv)}"'
     return conv

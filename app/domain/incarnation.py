@@ -17,10 +17,13 @@ created after the first was deleted). Existing rows need nothing new.
   so every message of the lineage under its id is its own. A fork wrote those of its
   id created at or after it (`wrote`): the turn commits no message dated before its
   conversation (`not_before`, against clocks of instances that disagree).
+* ETags: `"<version>.<incarnation>"` (`entity_tag`), so an `If-Match` read from a deleted
+  conversation never holds for one created again under its id at the same version.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -55,11 +58,23 @@ def scope_tag(conversation: Conversation) -> str:
     `created_at` too (in microseconds since the epoch, UTC)."""
     if conversation.forked_from is None:
         return conversation.lineage_id
-    created = conversation.created_at
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    micros = (created - _EPOCH) // timedelta(microseconds=1)
-    return f"{conversation.lineage_id}:{micros}"
+    return f"{conversation.lineage_id}:{_micros(conversation.created_at)}"
+
+
+def entity_tag(conversation: Conversation) -> str:
+    """The opaque part of the conversation's ETag, `<version>.<incarnation>`: the
+    incarnation is 12 hex digits of a hash of its lineage and `created_at` (review R4: with
+    `"<version>"` alone, a conversation created again under a deleted one's id had the
+    deleted one's tags, versions starting again at 1)."""
+    name = f"{conversation.lineage_id}\0{_micros(conversation.created_at)}".encode()
+    return f"{conversation.version}.{hashlib.blake2b(name, digest_size=6).hexdigest()}"
+
+
+def _micros(at: datetime) -> int:
+    """Microseconds since the epoch (naive: UTC)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

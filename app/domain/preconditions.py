@@ -1,10 +1,14 @@
-"""`If-Match` (RFC 9110 §13.1.1) against a conversation's `version`, whose ETag is the
-strong tag `"<version>"`; and `If-None-Match` (§13.1.2) against a media ETag.
+"""`If-Match` (RFC 9110 §13.1.1) against a conversation, whose ETag is the strong tag
+`"<version>.<incarnation>"` (`app.domain.incarnation.entity_tag`); and `If-None-Match`
+(§13.1.2) against a media ETag.
 
 The field is `*` (any current version) or a comma-separated list of entity tags; it holds
-if any listed tag matches by the strong comparison: a weak tag (`W/"3"`) never matches, and
-opaque tags compare character by character (`"03"` is not `"3"`). A well-formed tag that is
-no version of ours matches nothing (412); only a field that is not that grammar is a 422.
+if any listed tag matches by the strong comparison: a weak tag (`W/"3.…"`) never matches, and
+opaque tags compare character by character (`"03"` is not `"3"`). A bare `"<version>"`
+(the ETag before incarnations were in it, and what a client builds from `version`) is
+still accepted for the current version: it cannot tell a conversation created again under
+a deleted one's id from the deleted one, the full ETag can. A well-formed tag that is no
+tag of ours matches nothing (412); only a field that is not that grammar is a 422.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.domain.conversation import Conversation
+from app.domain.incarnation import entity_tag
 from app.errors import InvalidRequest
 
 # One list member (an entity-tag, or nothing: RFC 9110 §5.6.1 empty elements) and what
@@ -21,23 +27,29 @@ from app.errors import InvalidRequest
 # of spaces every possible way before failing, O(n^2) in its length (a 60,000-space
 # header line held the event loop 18 s; review R1).
 _MEMBER = re.compile(r'[ \t]*+(?:(W/)?"([\x21\x23-\x7e\x80-\xff]*)")?[ \t]*+(?:,|\Z)')
-_VERSION = re.compile(r"0|[1-9][0-9]{0,18}")  # as `str(version)` writes it; < 2**63
+# What a tag of ours can be: `str(version)` (< 2**63), with or without the incarnation;
+# other tags match nothing and are not kept (nor quoted back in a 412).
+_OURS = re.compile(r"(?:0|[1-9][0-9]{0,18})(?:\.[0-9a-f]{12})?")
 
 
 @dataclass(frozen=True, slots=True)
 class IfMatch:
-    """A parsed `If-Match`: `versions` None for `*`, else the versions its strong tags
-    name (possibly none: then it holds for no version)."""
+    """A parsed `If-Match`: `tags` None for `*`, else the strong tags it lists that could
+    be ours (possibly none: then it holds for no conversation)."""
 
-    versions: frozenset[int] | None
+    tags: frozenset[str] | None
 
-    def holds(self, version: int) -> bool:
-        return self.versions is None or version in self.versions
+    def holds(self, conversation: Conversation) -> bool:
+        """Whether the field holds for the current `conversation`: `*`, its ETag, or its
+        bare version."""
+        if self.tags is None:
+            return True
+        return entity_tag(conversation) in self.tags or str(conversation.version) in self.tags
 
     def __str__(self) -> str:
-        if self.versions is None:
+        if self.tags is None:
             return "*"
-        return ", ".join(f'"{v}"' for v in sorted(self.versions)) or "(no strong tag)"
+        return ", ".join(f'"{t}"' for t in sorted(self.tags)) or "(no tag of ours)"
 
 
 def parse_if_match(lines: Sequence[str]) -> IfMatch | None:
@@ -48,10 +60,8 @@ def parse_if_match(lines: Sequence[str]) -> IfMatch | None:
         return None
     tags = entity_tags(lines, "If-Match")
     if tags is None:
-        return IfMatch(versions=None)
-    return IfMatch(
-        versions=frozenset(int(tag) for weak, tag in tags if not weak and _VERSION.fullmatch(tag))
-    )
+        return IfMatch(tags=None)
+    return IfMatch(tags=frozenset(tag for weak, tag in tags if not weak and _OURS.fullmatch(tag)))
 
 
 def none_match(lines: Sequence[str], opaque: str) -> bool:

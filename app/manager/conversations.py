@@ -19,6 +19,7 @@ from app.domain import (
     new_id,
 )
 from app.domain.filters import ConversationFilter
+from app.domain.incarnation import entity_tag
 from app.domain.limits import METADATA_LIMITS, VARIABLES_LIMITS
 from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
@@ -334,16 +335,17 @@ class ConversationService:
         at the write."""
         for _ in range(PATCH_RETRIES):
             conv = await self.get(principal, conversation_id)
-            if if_match is not None and not if_match.holds(conv.version):
+            if if_match is not None and not if_match.holds(conv):
                 raise PreconditionFailed(
-                    f"If-Match {if_match} does not match version {conv.version}.",
+                    f'If-Match {if_match} does not match the current ETag "{entity_tag(conv)}" '
+                    f"(version {conv.version}).",
                     extra={"version": conv.version},
                 )
             updated = await self._apply_patch(conv, req)
             try:
                 return await self._store.update_conversation(updated, expected_version=conv.version)
             except VersionConflict:
-                if if_match is not None and if_match.versions is not None:
+                if if_match is not None and if_match.tags is not None:
                     raise PreconditionFailed(
                         f"Conversation changed; If-Match {if_match} is stale."
                     ) from None

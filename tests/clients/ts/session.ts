@@ -71,7 +71,8 @@ const created = await client.POST("/conversations", { body: createBody });
 assert.equal(created.response.status, 201);
 const conv: Conversation = created.data!;
 assert.equal(conv.id, conversationId);
-assert.equal(created.response.headers.get("ETag"), `"${conv.version}"`);
+const etag = new RegExp(`^"${conv.version}\\.[0-9a-f]{12}"$`); // "<version>.<incarnation>"
+assert.match(created.response.headers.get("ETag") ?? "", etag);
 const path = { conversation_id: conversationId };
 
 for (const text of ["hello", "second"]) {
