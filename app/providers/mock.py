@@ -29,7 +29,10 @@ raises `ProviderError(retryable=False)`; `"rate_limit"` raises
 `ProviderRateLimited(retryable=True)` with a 1 s Retry-After hint; `"timeout"` raises
 `ProviderTimeout(retryable=True)`.
 
-`delay_ms` sleeps between consecutive streamed deltas (0 means no sleep at all).
+`delay_ms` paces the streamed deltas (0 means no sleep at all): delta n is due n x
+`delay_ms` after the first, on the mock's own clock, as an upstream's tokens are. Sleeping
+`delay_ms` after each wake-up instead added every late wake-up of a busy event loop to all
+later gaps (bench/streaming.py at 20 ms: up to 25 ms per 50-token reply).
 
 Summaries and recall, for tests of context strategy `summarize`: a summarization request
 (`metadata["task"] == "summarize"`, sent by `app.manager.summarizer`) is answered with a
@@ -49,6 +52,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from itertools import chain
 from operator import attrgetter
@@ -131,6 +135,7 @@ class MockProvider(LLMProvider):
         *,
         default_model: str = "mock-echo",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if delay_ms < 0:
             raise ValueError("delay_ms must be >= 0")
@@ -138,6 +143,7 @@ class MockProvider(LLMProvider):
         self.delay_ms = delay_ms
         self.default_model = default_model
         self._sleep = sleep
+        self._clock = clock
 
     def scripted_turn(self, request: ProviderRequest) -> ScriptedTurn | None:
         """The scripted answer for this request, or None to echo."""
@@ -188,9 +194,10 @@ class MockProvider(LLMProvider):
             deltas.append(ToolCallDelta(i, id=call.id, name=call.name))
             deltas.append(ToolCallDelta(i, arguments_delta=json.dumps(call.arguments)))
 
+        delay_s, start = self.delay_ms / 1000.0, self._clock()
         for n, event in enumerate(deltas):
-            if n and self.delay_ms:
-                await self._sleep(self.delay_ms / 1000.0)
+            if n and delay_s:  # (paced from the first delta: see the module docstring)
+                await self._sleep(max(0.0, start + n * delay_s - self._clock()))
             if fail == "midstream" and n == 2:
                 raise ProviderError("mock failure requested mid-stream", retryable=False)
             yield event

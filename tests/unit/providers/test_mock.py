@@ -47,11 +47,20 @@ def req(*messages: ProviderMessage, system: str | None = None, **metadata: str) 
 
 
 class FakeSleep:
-    def __init__(self) -> None:
+    """Records each sleep; `now` (the mock's clock) advances by it, plus `late` (a busy
+    event loop waking the sleeper late)."""
+
+    def __init__(self, late: float = 0.0) -> None:
         self.calls: list[float] = []
+        self.late = late
+        self.time = 100.0
+
+    def now(self) -> float:
+        return self.time
 
     async def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+        self.time += seconds + self.late
 
 
 # --- echo ---------------------------------------------------------------------------------
@@ -85,10 +94,26 @@ def test_split_tokens_round_trips(text: str) -> None:
 
 async def test_delay_is_applied_between_tokens() -> None:
     sleep = FakeSleep()
-    events = await run(MockProvider(delay_ms=25, sleep=sleep), req(user("a b c d")))
+    events = await run(
+        MockProvider(delay_ms=25, sleep=sleep, clock=sleep.now), req(user("a b c d"))
+    )
     n_deltas = sum(isinstance(e, TextDelta) for e in events)
     assert n_deltas == 5
-    assert sleep.calls == [0.025] * (n_deltas - 1)
+    assert sleep.calls == pytest.approx([0.025] * (n_deltas - 1))
+
+
+async def test_delay_paces_tokens_from_the_first_so_late_wake_ups_do_not_add_up() -> None:
+    """Delta n is due n x delay after the first: a sleep that wakes 5 ms late shortens the
+    next one, and the last delta is due at 4 x 25 ms, not 4 x 30 ms (a wake-up later than
+    a whole gap does not sleep at all)."""
+    sleep = FakeSleep(late=0.005)
+    await run(MockProvider(delay_ms=25, sleep=sleep, clock=sleep.now), req(user("a b c d")))
+    assert sleep.calls == pytest.approx([0.025, 0.020, 0.020, 0.020])
+    assert sleep.time == pytest.approx(100.0 + 4 * 0.025 + 0.005)
+
+    sleep = FakeSleep(late=0.030)
+    await run(MockProvider(delay_ms=25, sleep=sleep, clock=sleep.now), req(user("a b c d")))
+    assert sleep.calls == pytest.approx([0.025, 0.0, 0.0, 0.0])
 
 
 async def test_real_delay_is_measurable_and_zero_delay_never_sleeps() -> None:
