@@ -17,6 +17,7 @@ from typing import Any
 
 from app.domain.model import DomainModel
 from app.errors import InvalidPack, PackExists, PackNotFound
+from app.json_text import loads_strict
 from app.packs.models import PromptPack
 from app.packs.semver import SemVer
 from app.packs.validation import pack_warnings, parse_pack
@@ -218,17 +219,13 @@ def _load_file(path: Path) -> PromptPack | PackLoadProblem:
     except OSError as exc:
         return PackLoadProblem(str(path), [{"loc": [], "msg": f"cannot read file: {exc}"}])
     try:
-        document = json.loads(raw, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
+        document = loads_strict(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity/1e999
         return PackLoadProblem(str(path), [{"loc": [], "msg": f"invalid JSON: {exc}"}])
     try:
         return parse_pack(document)
     except InvalidPack as exc:
         return PackLoadProblem(str(path), exc.errors or [{"loc": [], "msg": exc.detail}])
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _loc(loc: list[Any]) -> str:

@@ -198,6 +198,7 @@ async def test_bad_files_are_skipped_and_reported(
     write(tmp_path, "e-conflict.pack.json", conflicting)
     write(tmp_path, "f-duplicate.pack.json", good_a)  # identical: fine, not a problem
     write(tmp_path, "g-nan.pack.json", '{"id": NaN}')
+    write(tmp_path, "g2-huge.pack.json", '{"id": "huge", "x": 1e999}')  # inf: no JSON value
     write(tmp_path, "h-binary.pack.json", b"\xff\xfe\x00garbage")
     write(tmp_path, "ignored.json", "not a pack file, not even JSON")
     (tmp_path / "i-dir.pack.json").mkdir()  # unreadable as a file
@@ -211,6 +212,7 @@ async def test_bad_files_are_skipped_and_reported(
         "c-invalid.pack.json",
         "e-conflict.pack.json",
         "g-nan.pack.json",
+        "g2-huge.pack.json",
         "h-binary.pack.json",
         "i-dir.pack.json",
     ]
@@ -221,7 +223,10 @@ async def test_bad_files_are_skipped_and_reported(
         ["id"],
         ["prompts", "chat", "tools", 0],
     ]
-    assert by_name["g-nan.pack.json"].errors[0]["msg"] == "invalid JSON: NaN is not valid JSON"
+    assert by_name["g-nan.pack.json"].errors[0]["msg"] == "invalid JSON: NaN is not a JSON number"
+    assert by_name["g2-huge.pack.json"].errors[0]["msg"] == (
+        "invalid JSON: 1e999 is out of range for a JSON number"
+    )  # as POST /packs refuses it (review R7)
     assert by_name["i-dir.pack.json"].errors[0]["msg"].startswith("cannot read file: ")
     conflict = by_name["e-conflict.pack.json"].errors
     assert conflict[0]["loc"] == ["version"]
