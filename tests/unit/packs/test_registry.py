@@ -236,7 +236,7 @@ async def test_bad_files_are_skipped_and_reported(
     assert registry.get("test-pack").prompts["chat"].system_template == "You are helpful."
 
     skipped = [r for r in caplog.records if r.getMessage().startswith("skipping pack file")]
-    assert len(skipped) == 6
+    assert len(skipped) == 7
     invalid_log = next(r.getMessage() for r in skipped if "c-invalid" in r.getMessage())
     assert "id: String should match pattern" in invalid_log
     assert "prompts.chat.tools.0: 'ghost' matches no pack tool" in invalid_log
