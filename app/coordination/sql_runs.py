@@ -47,6 +47,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -83,6 +84,8 @@ from app.stores.sql_engine import unavailable_on_connection_errors
 from app.stores.sql_tables import coordination_instances, run_records
 
 log = logging.getLogger("parley.coordination.sql")
+
+END_RETRY_S = 1.0  # a sole instance's run end written behind, tried again after a failure
 
 
 class SqlRunLog(RunLog):
@@ -154,6 +157,7 @@ class SqlRunLog(RunLog):
             sole_instance=sole_instance,
         )
         self._next_sweep = 0.0
+        self._closing = False
 
     # --- records -----------------------------------------------------------------------
 
@@ -172,14 +176,18 @@ class SqlRunLog(RunLog):
 
     async def save(self, record: RunRecord) -> None:
         terminal = record.run.status.terminal
-        if not terminal and self._live is not None and record.run.id in self._live:
+        live = self._live is not None and record.run.id in self._live
+        if live and (not terminal or self._batch is not None):
             # Nobody else reads this database (sole instance), so a status change before
             # the end (`queued` -> `running`) is kept here, not written: were the process
             # to die, the next one marks the run `instance_lost` from whichever live
-            # status its row says. The end is written (below).
+            # status its row says. The end is written behind (`_end_behind`).
+            assert self._live is not None
             self._live[record.run.id] = record
             if self._memory is not None:
                 await self._memory.save(record)
+            if terminal:
+                self._end_behind(record)
             return
         if terminal and self._writer is not None and self._writer.owns(record.run.id):
             await self._writer.flush(record.run.id)  # its events in before its end record
@@ -194,6 +202,39 @@ class SqlRunLog(RunLog):
             await self._memory.save(record)
         if terminal and self._live is not None:
             self._live.pop(record.run.id, None)
+
+    def _end_behind(self, record: RunRecord) -> None:
+        """A sole instance on SQLite: the run's end rides with the next write transaction
+        of the file, within `WriteBatch.defer`'s linger (a sequential client's next turn
+        creates its run in it: one transaction less per turn, and the answer does not wait
+        for it). Until it lands `_live` answers with the record. Were the process to die
+        first, the next one finds the run live: committed, its outcome is derived from the
+        commit (`mark_lost`, `RunTruth`), else it is `instance_lost`, as for a death
+        between the end and its write. A failed write is tried again every
+        `END_RETRY_S` while this instance lives; one that matches no row found the run
+        erased meanwhile (`erase` writes the ends first, so only a race)."""
+        assert self._batch is not None
+        done = self._batch.defer(self._rows.update_end(record, self._record_retention_s))
+        done.add_done_callback(partial(self._ended_behind, record))
+
+    def _ended_behind(self, record: RunRecord, done: asyncio.Future[int]) -> None:
+        run_id = record.run.id
+        if done.cancelled():  # (the loop is closing)
+            return
+        exc = done.exception()
+        pending = self._live is not None and self._live.get(run_id) is record
+        if exc is not None:
+            log.warning("run %s: writing its end failed: %r; retrying", run_id, exc)
+            if pending and not self._closing:
+                loop = asyncio.get_running_loop()
+                loop.call_later(END_RETRY_S, self._retry_end, record)
+            return
+        if pending and self._live is not None:
+            self._live.pop(run_id, None)
+
+    def _retry_end(self, record: RunRecord) -> None:
+        if not self._closing and self._live is not None and self._live.get(record.run.id) is record:
+            self._end_behind(record)
 
     async def _write(self, write: RowWrite, *, counted: bool = False) -> int:
         """One write statement, its own transaction (in a group commit on SQLite); its
@@ -356,6 +397,8 @@ class SqlRunLog(RunLog):
         """`app.coordination.sql_run_erase`; on SQLite the in-memory events first (the
         runs whose terminal event is not in yet are live, whatever their row says)."""
         live_here: list[str] = []
+        if self._batch is not None:
+            await self._batch.flush()  # the ends written behind are in: those runs ended
         if self._memory is not None:
             live_here = await self._memory.erase(conversation_id, lineage_id)
         return await erase_runs(self._sql, conversation_id, lineage_id, live_here=live_here)
@@ -416,6 +459,7 @@ class SqlRunLog(RunLog):
         await sweep_runs(self._sql)
 
     async def close(self) -> None:
+        self._closing = True
         if self._writer is not None:
             await self._writer.close()
         if self._batch is not None:

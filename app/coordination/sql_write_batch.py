@@ -16,6 +16,12 @@ returns once that transaction committed, exactly as if it had written alone: a b
 that fails (nothing of it was written) is written again one statement per transaction,
 so each caller gets its own statement's outcome. Order is kept: statements run in the
 order they were queued.
+
+`WriteBatch.defer` queues a statement nobody waits for (a run's end on a sole instance,
+`SqlRunLog.save`) without starting a batch for it: it rides with the next `execute`'s
+transaction (a sequential client's next turn creating its run), or is written `linger_s`
+later at the latest. One write transaction, i.e. one hand-off to aiosqlite's thread, less
+per turn, and the turn's answer no longer waits for it.
 """
 
 from __future__ import annotations
@@ -40,24 +46,54 @@ class _Write:
     )
 
 
+LINGER_S = 0.05  # how long a deferred write waits for a batch to ride with
+
+
 class WriteBatch:
-    def __init__(self, sql: SqlClock) -> None:
+    def __init__(self, sql: SqlClock, *, linger_s: float = LINGER_S) -> None:
         self._sql = sql
+        self._linger_s = linger_s
         self._queued: list[_Write] = []
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # a deferred write's deadline
 
     async def execute(self, statement: RowWrite, *, counted: bool = False) -> int:
         """Run `statement` in the next batch; its rowcount when `counted` (else -1).
         Raises what the batch's transaction raised."""
         write = _Write(statement, counted)
         self._queued.append(write)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name="sql-write-batch")
+        self._start()
         try:
             return await asyncio.shield(write.done)  # cancelling the caller leaves the batch be
         except asyncio.CancelledError:
             write.done.add_done_callback(_retrieved)  # nobody else reads its outcome
             raise
+
+    def defer(self, statement: RowWrite) -> asyncio.Future[int]:
+        """Queue `statement` for the next batch without starting one (see the module
+        docstring); the future is its rowcount or the error of its transaction, for a
+        caller that does not wait (it must retrieve the outcome)."""
+        write = _Write(statement, counted=True)
+        self._queued.append(write)
+        running = self._task is not None and not self._task.done()  # (it takes this too)
+        if not running and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._start)
+        return write.done
+
+    def _start(self) -> None:
+        """A batch for what is queued: the drain task, unless it runs already."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="sql-write-batch")
+
+    async def flush(self) -> None:
+        """Write what is queued now, deferred writes included, and wait for it."""
+        if self._queued:
+            self._start()
+        if self._task is not None and not self._task.done():
+            await asyncio.wait([self._task])
 
     async def _drain(self) -> None:
         while self._queued:
@@ -95,9 +131,8 @@ class WriteBatch:
             _settle(write, count)
 
     async def close(self) -> None:
-        """Wait for what is queued (at shutdown)."""
-        if self._task is not None and not self._task.done():
-            await asyncio.wait([self._task])
+        """Write what is queued and wait for it (at shutdown)."""
+        await self.flush()
 
 
 def _retrieved(done: asyncio.Future[int]) -> None:

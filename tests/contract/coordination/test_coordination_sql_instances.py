@@ -18,11 +18,15 @@ import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from app.coordination import sql_runs
 from app.coordination.base import IdempotencyRecord, RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_idempotency import SqlIdempotencyKeys, sweep_expired_keys
 from app.coordination.sql_runs import SqlRunLog
+from app.coordination.sql_write_batch import LINGER_S
 from app.domain import Run, RunStatus
+from app.errors import StoreUnavailable
+from app.stores import sql_driver
 from app.stores.sql_tables import idempotency_keys, messages, run_records
 from tests.contract.coordination.conftest import clear_sql_coordination, sql_engine
 
@@ -228,12 +232,122 @@ async def test_a_sole_instance_writes_a_runs_creation_and_end_not_its_start(
     assert await row_status() == "queued"  # a write transaction spared
     done = with_status(queued, RunStatus.completed)
     await runs.save(done)
-    assert await row_status() == "completed"
     assert await runs.get("run-s") == done
+    if engine.dialect.name == "sqlite":  # the end is written behind (tested below)
+        assert await row_status() == "queued"
+        await runs.close()  # writes it
+    assert await row_status() == "completed"
     await runs.close()
     restarted = SqlRunLog(await engines(), sole_instance=True)
     assert await restarted.get("run-s") == done
     await restarted.close()
+
+
+async def _row_statuses(engine: Any) -> dict[str, str]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(run_records.c.run_id, run_records.c.record))).all()
+    return {r.run_id: str(RunRecord.model_validate(r.record).run.status) for r in rows}
+
+
+@pytest.fixture
+def counted_transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many SQLite write transactions ran (`SqliteWriter.transaction`)."""
+    counts = [0]
+    original = sql_driver.SqliteWriter.transaction
+
+    async def counted(self: sql_driver.SqliteWriter, work: Any) -> Any:
+        counts[0] += 1
+        return await original(self, work)
+
+    monkeypatch.setattr(sql_driver.SqliteWriter, "transaction", counted)
+    return counts
+
+
+async def test_a_sole_sqlite_instance_writes_a_runs_end_with_the_next_runs_creation(
+    tmp_path: Path, counted_transactions: list[int]
+) -> None:
+    """Two runs created and ended back to back (a sequential client's turns): the first
+    one's end rides in the transaction that creates the second (2 write transactions for
+    its 3 writes, 3 before); meanwhile this instance answers with the ended record, and
+    the row has it once written (and after a restart)."""
+    async with AsyncExitStack() as stack:
+        engine = await sql_engine(stack, f"sqlite+aiosqlite:///{tmp_path}/coord.db")
+        runs = SqlRunLog(engine, sole_instance=True)
+        await runs.warm_up()
+        before = counted_transactions[0]
+        for run_id in ("run-1", "run-2"):
+            await runs.create(new_record(run_id))
+            await runs.save(with_status(new_record(run_id), RunStatus.completed))
+            got = await runs.get(run_id)
+            assert got is not None and got.run.status == RunStatus.completed
+        assert counted_transactions[0] - before == 2  # create 1; end 1 + create 2; ...
+        assert await _row_statuses(engine) == {"run-1": "completed", "run-2": "queued"}
+        await runs.close()  # ... end 2 at the latest when the instance stops
+        assert counted_transactions[0] - before == 3
+        assert await _row_statuses(engine) == {"run-1": "completed", "run-2": "completed"}
+        restarted = SqlRunLog(engine, sole_instance=True)
+        got = await restarted.get("run-2")
+        assert got is not None and got.run.status == RunStatus.completed
+        await restarted.close()
+
+
+async def test_a_runs_end_written_behind_lands_within_the_linger_alone(tmp_path: Path) -> None:
+    async with AsyncExitStack() as stack:
+        engine = await sql_engine(stack, f"sqlite+aiosqlite:///{tmp_path}/coord.db")
+        runs = SqlRunLog(engine, sole_instance=True)
+        await runs.create(new_record("run-1"))
+        await runs.save(with_status(new_record("run-1"), RunStatus.failed))
+        await asyncio.sleep(LINGER_S * 4)
+        assert await _row_statuses(engine) == {"run-1": "failed"}
+        assert runs._live == {}  # (written: this instance no longer holds it)
+        await runs.close()
+
+
+async def test_a_runs_end_written_behind_is_in_before_its_conversation_is_erased(
+    tmp_path: Path,
+) -> None:
+    """A conversation deleted right after its run ended: the run is erased (its end is
+    written first, so the erasure does not take it for a live run and leave its row)."""
+    async with AsyncExitStack() as stack:
+        engine = await sql_engine(stack, f"sqlite+aiosqlite:///{tmp_path}/coord.db")
+        runs = SqlRunLog(engine, sole_instance=True)
+        await runs.create(new_record("run-1"))
+        done = with_status(new_record("run-1"), RunStatus.completed)
+        await runs.save(done)
+        await runs.publish("run-1", "run.completed", {"run": {}})
+        assert await runs.erase("conv-1", "lin-1") == []
+        assert await _row_statuses(engine) == {}
+        assert await runs.get("run-1") is None
+        await runs.close()
+
+
+async def test_a_failed_end_written_behind_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_runs, "END_RETRY_S", 0.05)
+    async with AsyncExitStack() as stack:
+        engine = await sql_engine(stack, f"sqlite+aiosqlite:///{tmp_path}/coord.db")
+        runs = SqlRunLog(engine, sole_instance=True)
+        await runs.create(new_record("run-1"))
+        original = sql_driver.SqliteWriter.transaction
+        failures = [1]
+
+        async def once_unavailable(self: sql_driver.SqliteWriter, work: Any) -> Any:
+            if failures[0]:
+                failures[0] -= 1
+                raise StoreUnavailable("down for a moment")
+            return await original(self, work)
+
+        monkeypatch.setattr(sql_driver.SqliteWriter, "transaction", once_unavailable)
+        done = with_status(new_record("run-1"), RunStatus.completed)
+        await runs.save(done)
+        assert await runs.get("run-1") == done  # answered from memory meanwhile
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if await _row_statuses(engine) == {"run-1": "completed"}:
+                break
+        assert failures == [0] and await _row_statuses(engine) == {"run-1": "completed"}
+        await runs.close()
 
 
 async def test_a_sole_instance_that_dies_mid_run_leaves_it_lost(engines: Any) -> None:

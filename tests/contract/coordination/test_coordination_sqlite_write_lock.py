@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 
 from app.coordination.base import Coordinator, IdempotencyRecord, RunRecord
 from app.coordination.factory import build_coordinator
@@ -21,6 +22,7 @@ from app.domain import Run, RunStatus
 from app.settings import Settings
 from app.stores import sql_driver
 from app.stores.sql import SqlStore
+from app.stores.sql_tables import run_records
 
 HELD_S = 0.3
 
@@ -73,10 +75,19 @@ async def test_run_records_are_written_behind_the_stores_write_lock(
         update={"run": ended.run.model_copy(update={"status": RunStatus.completed})}
     )
     await lock.acquire()
-    save = asyncio.create_task(coordinator.runs.save(ended))
-    await _waits_for_the_lock(lock, save)  # type: ignore[arg-type]
-    record = await coordinator.runs.get("run-1")
-    assert record is not None and record.run.status == RunStatus.completed
+    # the end is written behind (`SqlRunLog._end_behind`), with the next write: the next
+    # run's creation, which waits for the lock
+    try:
+        await asyncio.wait_for(coordinator.runs.save(ended), timeout=HELD_S)
+    except TimeoutError:
+        lock.release()  # (so that the teardown's writes are not stuck behind it)
+        raise
+    create = asyncio.create_task(coordinator.runs.create(new_record("run-2")))
+    await _waits_for_the_lock(lock, create)  # type: ignore[arg-type]
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(sa.select(run_records.c.terminal, run_records.c.record))).first()
+    assert row is not None and row.terminal
+    assert RunRecord.model_validate(row.record).run.status == RunStatus.completed
 
 
 async def test_idempotency_keys_are_written_behind_the_stores_write_lock(
