@@ -55,6 +55,12 @@ class RunRecord(BaseModel):
     idempotency: tuple[str, str] | None = None  # (scope, key) of the request that started it
     executor: str | None = None  # id of the instance executing it (`InstanceLiveness`)
 
+    def of_incarnation(self, created_at: datetime | None) -> bool:
+        """Whether the record is a run of the incarnation created at `created_at` (None:
+        of any; a record from before incarnations were recorded: of every one)."""
+        mine = self.conversation_created_at
+        return created_at is None or mine is None or mine == created_at
+
 
 @dataclass(frozen=True)
 class LeaseRelease:
@@ -208,10 +214,15 @@ class RunLog(ABC):
         were already dropped from the log."""
 
     @abstractmethod
-    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+    async def erase(
+        self, conversation_id: str, lineage_id: str | None, *, created_at: datetime | None = None
+    ) -> list[str]:
         """Remove the record and the events of every run of conversation
         `conversation_id` that has ended (its terminal event is in), in lineage `lineage_id`
-        only (None: in any lineage, for a caller that no longer knows which); return the
+        only (None: in any lineage, for a caller that no longer knows which), and with
+        `created_at` of that incarnation only (`RunRecord.conversation_created_at`; records
+        without one match: a fork made again under a deleted fork's id has its id and
+        lineage, `app.domain.incarnation`); return the
         ids of that conversation's runs still live, which are left alone (their executor
         still writes them: erasing them now would let their next write bring the record
         back). A caller erases again once those ended (`app.manager.run_erasure`).

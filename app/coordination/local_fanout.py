@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from datetime import datetime
 from typing import Any
 
 from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord, TurnLease
@@ -177,8 +178,11 @@ class LocalFanout(RunLog):
 
     # --- erasure and cancellation: the log's ----------------------------------------------
 
-    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
-        return await self._inner.erase(conversation_id, lineage_id)  # (ended: no channel)
+    async def erase(
+        self, conversation_id: str, lineage_id: str | None, *, created_at: datetime | None = None
+    ) -> list[str]:
+        # (ended: no channel)
+        return await self._inner.erase(conversation_id, lineage_id, created_at=created_at)
 
     async def request_cancel(self, run_id: str) -> None:
         await self._inner.request_cancel(run_id)

@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from app.coordination.base import (
@@ -312,11 +313,15 @@ class MemoryRunLog(RunLog):
             entry.waiters.append(waiter)  # (nothing was published since we looked: no await)
             await waiter
 
-    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+    async def erase(
+        self, conversation_id: str, lineage_id: str | None, *, created_at: datetime | None = None
+    ) -> list[str]:
         live: list[str] = []
         for run_id in list(self._by_conversation.get(conversation_id, ())):
             entry = self._runs[run_id]
             if lineage_id is not None and entry.record.lineage_id != lineage_id:
+                continue
+            if not entry.record.of_incarnation(created_at):
                 continue
             if entry.finished_at is None:
                 live.append(run_id)

@@ -65,11 +65,16 @@ redis.call('PEXPIRE', KEYS[4], ARGV[10])
 )
 
 # An ended run's keys deleted: 1 (erased, or nothing left), 0 (live: no terminal event
-# yet), 2 (a run of another lineage than ARGV[1], when given). KEYS: meta, events, record.
+# yet), 2 (a run of another lineage than ARGV[1], or of another incarnation than ARGV[2]:
+# its `conversation_created_at` as the record's JSON writes it; when given, and a record
+# without one matches). KEYS: meta, events, record.
 ERASE_ENDED = """
 local raw = redis.call('GET', KEYS[3])
-if raw and ARGV[1] ~= '' and cjson.decode(raw)['lineage_id'] ~= ARGV[1] then
-  return 2
+if raw and (ARGV[1] ~= '' or ARGV[2] ~= '') then
+  local rec = cjson.decode(raw)
+  if ARGV[1] ~= '' and rec['lineage_id'] ~= ARGV[1] then return 2 end
+  local at = rec['conversation_created_at']
+  if ARGV[2] ~= '' and type(at) == 'string' and at ~= ARGV[2] then return 2 end
 end
 if raw and redis.call('HEXISTS', KEYS[1], 'done') == 0 then
   return 0

@@ -52,8 +52,10 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
+from pydantic import TypeAdapter
 from redis.asyncio.cluster import RedisCluster
 
 from app.coordination import redis_run_scripts as scripts
@@ -77,6 +79,7 @@ _BATCH = 500
 T = TypeVar("T")
 
 _ERASE_CONCURRENCY = 32
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)  # as `RunRecord`'s JSON writes it
 
 
 @dataclass(frozen=True)
@@ -343,7 +346,9 @@ class RedisRunLog(RunLog):
 
     # --- erasure -----------------------------------------------------------------------
 
-    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+    async def erase(
+        self, conversation_id: str, lineage_id: str | None, *, created_at: datetime | None = None
+    ) -> list[str]:
         """Each indexed run in one script (`scripts.ERASE_ENDED`: its keys share a slot, the
         index is in another), `_ERASE_CONCURRENCY` at a time; then the erased ids leave
         the index."""
@@ -351,12 +356,15 @@ class RedisRunLog(RunLog):
         with unavailable():
             members = sorted(str(m) for m in await self._client.smembers(index))
         gate = asyncio.Semaphore(_ERASE_CONCURRENCY)
+        # the incarnation as the record's JSON writes it (compared as text in the script)
+        created = "" if created_at is None else _DATETIME.dump_python(created_at, mode="json")
+        args = [lineage_id or "", created]
 
         async def one(run_id: str) -> int:
             async with gate:
                 keys = _Keys.of(self._prefix, run_id).all()
                 with unavailable():
-                    return int(await self._erase_ended(keys=keys, args=[lineage_id or ""]))
+                    return int(await self._erase_ended(keys=keys, args=args))
 
         outcomes = await asyncio.gather(*(one(run_id) for run_id in members))
         erased = [r for r, outcome in zip(members, outcomes, strict=True) if outcome == 1]

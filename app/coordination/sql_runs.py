@@ -47,6 +47,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -393,15 +394,19 @@ class SqlRunLog(RunLog):
 
     # --- erasure -----------------------------------------------------------------------
 
-    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
+    async def erase(
+        self, conversation_id: str, lineage_id: str | None, *, created_at: datetime | None = None
+    ) -> list[str]:
         """`app.coordination.sql_run_erase`; on SQLite the in-memory events first (the
         runs whose terminal event is not in yet are live, whatever their row says)."""
         live_here: list[str] = []
         if self._batch is not None:
             await self._batch.flush()  # the ends written behind are in: those runs ended
         if self._memory is not None:
-            live_here = await self._memory.erase(conversation_id, lineage_id)
-        return await erase_runs(self._sql, conversation_id, lineage_id, live_here=live_here)
+            live_here = await self._memory.erase(conversation_id, lineage_id, created_at=created_at)
+        return await erase_runs(
+            self._sql, conversation_id, lineage_id, created_at=created_at, live_here=live_here
+        )
 
     # --- cancellation ------------------------------------------------------------------
 

@@ -411,7 +411,7 @@ class ConversationService:
         media_ids = await self._store.lineage_media_ids(conv.lineage_id)
         await self._store.delete_conversation(conversation_id)
         log.info("conversation deleted id=%s", conversation_id)
-        await self._erasure.erase(conversation_id, conv.lineage_id)
+        await self._erasure.erase(conversation_id, conv.lineage_id, conv.created_at)
         await self._release_media(self._media.release(media_ids))
 
     async def delete_user(self, principal: Principal, user_id: str) -> int:

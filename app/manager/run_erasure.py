@@ -6,8 +6,9 @@ erases them too, after the store's deletion:
 
 1. the store's deletion comes first: from then on no turn of the conversation can commit
    (the commit's compare-and-set names the lineage) or start (the conversation is gone);
-2. `RunLog.erase` removes every ended run of the conversation (that lineage only: a
-   namesake created since, or a fork, keeps its own) and names the live ones;
+2. `RunLog.erase` removes every ended run of the conversation (that incarnation only:
+   a namesake created since, a fork made again under its id, or a fork, keeps its own)
+   and names the live ones;
 3. the deletion answers at once, as before; in the background, the live runs are
    followed to their terminal event (for at most `LIVE_WAIT_S`), then erased as in 2.
 
@@ -48,17 +49,21 @@ class RunErasure:
         self._now = clock
         self._tasks: set[asyncio.Task[None]] = set()  # in the background, kept until done
 
-    async def erase(self, conversation_id: str, lineage_id: str) -> None:
-        """Steps 2 and 3 of the module docstring, for a conversation the store deleted.
-        Never raises: the deletion stands when the coordination backend fails here (the
-        records then expire with their retention)."""
+    async def erase(
+        self, conversation_id: str, lineage_id: str, created_at: datetime | None = None
+    ) -> None:
+        """Steps 2 and 3 of the module docstring, for a conversation the store deleted
+        (the incarnation created at `created_at`: a fork made again under its id, in its
+        lineage, keeps its runs). Never raises: the deletion stands when the coordination
+        backend fails here (the records then expire with their retention)."""
         try:
-            live = await self._runs.erase(conversation_id, lineage_id)
+            live = await self._runs.erase(conversation_id, lineage_id, created_at=created_at)
         except Exception as exc:
             log.warning("erasing the runs of deleted %s failed: %r", conversation_id, exc)
             return
         if live:
-            self._background(self._after(conversation_id, lineage_id, live), conversation_id)
+            work = self._after(conversation_id, lineage_id, created_at, live)
+            self._background(work, conversation_id)
 
     def _background(self, work: Coroutine[Any, Any, None], conversation_id: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=f"erase-{conversation_id}")
@@ -72,17 +77,23 @@ class RunErasure:
 
         async def one(d: DeletedConversation) -> None:
             async with gate:
-                await self.erase(d.conversation_id, d.lineage_id)
+                await self.erase(d.conversation_id, d.lineage_id, d.created_at)
 
         await asyncio.gather(*(one(d) for d in deleted))
 
-    async def _after(self, conversation_id: str, lineage_id: str, live: list[str]) -> None:
+    async def _after(
+        self,
+        conversation_id: str,
+        lineage_id: str,
+        created_at: datetime | None,
+        live: list[str],
+    ) -> None:
         try:
             ends = [asyncio.create_task(self._until_ended(run_id)) for run_id in live]
             _done, late = await asyncio.wait(ends, timeout=LIVE_WAIT_S)
             for task in late:
                 task.cancel()
-            still = await self._runs.erase(conversation_id, lineage_id)
+            still = await self._runs.erase(conversation_id, lineage_id, created_at=created_at)
         except Exception as exc:
             log.warning("erasing the runs of deleted %s failed: %r", conversation_id, exc)
             return
@@ -112,18 +123,28 @@ class RunErasure:
         except Exception as exc:  # the erasure after the wait goes on regardless
             log.debug("following run %s of a deleted conversation: %r", run_id, exc)
 
-    def erase_if_deleted(self, conversation_id: str, lineage_id: str) -> None:
+    def erase_if_deleted(
+        self, conversation_id: str, lineage_id: str, created_at: datetime | None = None
+    ) -> None:
         """A run of the conversation ended `failed` or `cancelled`, its end recorded: if
-        the conversation was deleted meanwhile (or re-created in another lineage), its
-        runs' records go (the deletion's own erasure may have come before this run's end
+        the conversation was deleted meanwhile (or re-created in another lineage, or, for
+        the incarnation created at `created_at`, made again in its lineage), its runs'
+        records go (the deletion's own erasure may have come before this run's end
         was written). In the background: the run's answer does not wait for a store read
         (which, when the run failed because the store is down, would wait its timeout)."""
-        self._background(self._erase_if_deleted(conversation_id, lineage_id), conversation_id)
+        work = self._erase_if_deleted(conversation_id, lineage_id, created_at)
+        self._background(work, conversation_id)
 
-    async def _erase_if_deleted(self, conversation_id: str, lineage_id: str) -> None:
+    async def _erase_if_deleted(
+        self, conversation_id: str, lineage_id: str, created_at: datetime | None
+    ) -> None:
         try:
             conv = await self._store.get_conversation(conversation_id, now=self._now())
-            if conv is None or conv.lineage_id != lineage_id:
-                await self._runs.erase(conversation_id, lineage_id)
+            if (
+                conv is None
+                or conv.lineage_id != lineage_id
+                or (created_at is not None and conv.created_at != created_at)
+            ):
+                await self._runs.erase(conversation_id, lineage_id, created_at=created_at)
         except Exception as exc:
             log.warning("erasing the runs of deleted %s failed: %r", conversation_id, exc)

@@ -350,7 +350,8 @@ class TurnExecutor:
             lease=lease,
         )
         if freed and recorded:  # (what a run of a conversation deleted meanwhile does)
-            self._erasure.erase_if_deleted(plan.conversation_id, plan.lineage_id)
+            created = plan.conversation_created_at
+            self._erasure.erase_if_deleted(plan.conversation_id, plan.lineage_id, created)
         self._stats.run_finished(
             status.value,
             time.perf_counter() - started,

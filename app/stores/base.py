@@ -83,11 +83,14 @@ class StoreCapabilities:
 
 
 class DeletedConversation(NamedTuple):
-    """A conversation `delete_user_conversations` deleted: its id and its lineage (what
-    erasing its runs needs: an id may since name a conversation of another lineage)."""
+    """A conversation `delete_user_conversations` deleted: its id, its lineage and its
+    `created_at` (what erasing its runs needs: an id may since name a conversation of
+    another lineage, or a fork made again in its lineage; `app.domain.incarnation`).
+    `created_at` None: not known (a Redis hash written before `ca`): runs told by lineage."""
 
     conversation_id: str
     lineage_id: str
+    created_at: datetime | None = None
 
 
 def media_references(messages: Sequence[Message]) -> list[tuple[str, str]]:

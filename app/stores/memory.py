@@ -107,7 +107,7 @@ class MemoryStore(StateStore):
 
     async def delete_user_conversations(self, user_id: str) -> list[DeletedConversation]:
         mine = sorted(
-            DeletedConversation(c.id, c.lineage_id)
+            DeletedConversation(c.id, c.lineage_id, c.created_at)
             for c in self._conversations.values()
             if c.user_id == user_id
         )

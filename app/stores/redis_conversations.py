@@ -18,12 +18,12 @@ from redis.exceptions import RedisError
 from app.domain import Conversation, Page
 from app.errors import ConversationExists
 from app.stores._common import parse_listing_cursor
-from app.stores.base import ConversationFilter
+from app.stores.base import ConversationFilter, DeletedConversation
 from app.stores.redis_after_commit import after_commit
 from app.stores.redis_codec import conversation_from_fields
 from app.stores.redis_conn import RedisClient
 from app.stores.redis_index import Indexes
-from app.stores.redis_keys import LineageKeys, to_us
+from app.stores.redis_keys import LineageKeys, from_us, to_us
 from app.stores.redis_lineage import LineageOps
 from app.stores.redis_refs import Directory
 
@@ -113,8 +113,8 @@ class ConversationOps:
             self._indexes.set_expiry(conversation_id, user, pack, exp_us),
         )
 
-    async def delete(self, cid: str, *, user_id: str) -> str | None:
-        """The deleted conversation's lineage (None: nothing deleted)."""
+    async def delete(self, cid: str, *, user_id: str) -> DeletedConversation | None:
+        """The deleted conversation (None: nothing deleted)."""
         deleted_from: list[str] = []
 
         async def reclaim(lk: LineageKeys) -> list[Any] | None:
@@ -126,12 +126,13 @@ class ConversationOps:
         info = await self._directory.on_lineage(cid, reclaim)
         if info is None:
             return None
-        _, user, pack, tok = info
+        _, user, pack, tok, created_us = info
         # Indexes first, the ref last: a new conversation with this id can only be
         # created once the ref is gone, so these removals never hit its entries.
         await after_commit(self._indexes.remove(cid, user, pack))
         await after_commit(self._directory.release(cid, tok))
-        return deleted_from[-1]
+        created = from_us(int(created_us)) if created_us else None  # (None: hash from before `ca`)
+        return DeletedConversation(cid, deleted_from[-1], created)
 
     async def list(
         self,

@@ -145,7 +145,7 @@ return {tostring(ev), f[2], f[3], f[1]}
 # ARGV: cid, mode ('any' | 'expired' | 'stale'), now_us, tok|'', user|'', other ids...
 # 'expired' deletes only if expired at now_us; 'stale' reclaims the messages of an
 # incarnation Redis already expired (its `convs` entry is left, its hash is gone).
-# Returns {0} (nothing done), {-1}, or {1, user, pack, tok} / {2} (stale reclaimed).
+# Returns {0} (nothing done), {-1}, or {1, user, pack, tok, ca|''} / {2} (stale reclaimed).
 # O(conversations of the lineage + their checkpoints), never O(messages).
 DELETE = (
     _LINEAGE_TTL
@@ -155,14 +155,14 @@ local ctx = KEYS[#KEYS - 4]
 local mrefs, sums, gc, gct = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local info = nil
 if redis.call('EXISTS', conv) == 1 then
-  local f = redis.call('HMGET', conv, 'tok', 'exp', 'user', 'pack')
+  local f = redis.call('HMGET', conv, 'tok', 'exp', 'user', 'pack', 'ca')
   if ARGV[2] == 'stale' then return {0} end
   if ARGV[4] ~= '' and f[1] ~= ARGV[4] then return {0} end
   if ARGV[5] ~= '' and f[3] ~= ARGV[5] then return {0} end
   if ARGV[2] == 'expired' and not (f[2] and tonumber(f[2]) <= tonumber(ARGV[3])) then
     return {0}
   end
-  info = {1, f[3], f[4], f[1]}
+  info = {1, f[3], f[4], f[1], f[5] or ''}
 elseif ARGV[2] ~= 'stale' or redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   return {0}
 else

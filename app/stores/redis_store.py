@@ -201,8 +201,8 @@ class RedisStore(StateStore):
     async def delete_conversation(self, conversation_id: str) -> bool:
         return await self._delete(conversation_id, user_id="") is not None
 
-    async def _delete(self, cid: str, *, user_id: str) -> str | None:
-        """The deleted conversation's lineage (None: nothing deleted)."""
+    async def _delete(self, cid: str, *, user_id: str) -> DeletedConversation | None:
+        """The deleted conversation (None: nothing deleted)."""
         return await self._p.conversations.delete(cid, user_id=user_id)
 
     async def delete_user_conversations(self, user_id: str) -> list[DeletedConversation]:
@@ -217,16 +217,12 @@ class RedisStore(StateStore):
         candidates = sorted(set(indexed) | set(scanned))
         gate = asyncio.Semaphore(_ERASE_CONCURRENCY)
 
-        async def one(cid: str) -> str | None:
+        async def one(cid: str) -> DeletedConversation | None:
             async with gate:
                 return await self._delete_of_user(cid, user_id)
 
         done = await asyncio.gather(*(one(cid) for cid in candidates))
-        return [
-            DeletedConversation(cid, lineage_id)
-            for cid, lineage_id in zip(candidates, done, strict=True)
-            if lineage_id is not None
-        ]
+        return [d for d in done if d is not None]
 
     @guarded
     async def _user_members(self, user_id: str) -> list[str]:
@@ -245,7 +241,7 @@ class RedisStore(StateStore):
         )
 
     @guarded
-    async def _delete_of_user(self, cid: str, user_id: str) -> str | None:
+    async def _delete_of_user(self, cid: str, user_id: str) -> DeletedConversation | None:
         return await self._delete(cid, user_id=user_id)
 
     @guarded

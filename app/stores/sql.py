@@ -172,25 +172,32 @@ class SqlStore(SqlRecords):
         deleted = []
         for cid in candidates:
             async with self._write() as conn:
-                lineage_id = await self._delete(conn, cid, expired_at=None)
-                if lineage_id is not None:
-                    deleted.append(DeletedConversation(cid, lineage_id))
+                gone = await self._delete(conn, cid, expired_at=None)
+                if gone is not None:
+                    deleted.append(gone)
         return deleted
 
     async def _delete(
         self, conn: AsyncConnection, conversation_id: str, *, expired_at: datetime | None
-    ) -> str | None:
-        """The deleted conversation's lineage (None: nothing deleted)."""
-        lineage_id = await conn.scalar(
-            sa.select(_conv.c.lineage_id).where(_conv.c.id == conversation_id)
-        )
-        if lineage_id is None:
+    ) -> DeletedConversation | None:
+        """The deleted conversation (None: nothing deleted)."""
+        row = (
+            await conn.execute(
+                sa.select(_conv.c.lineage_id, _conv.c.created_at).where(
+                    _conv.c.id == conversation_id
+                )
+            )
+        ).first()
+        if row is None:
             return None
+        lineage_id = str(row.lineage_id)
         await self._lock_lineages(conn, [lineage_id])
         reclaimed = await reclaim_conversation(
             conn, conversation_id, lineage_id, expired_at=expired_at
         )
-        return str(lineage_id) if reclaimed else None
+        if not reclaimed:
+            return None
+        return DeletedConversation(conversation_id, lineage_id, row.created_at)
 
     async def list_conversations(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,10 @@ class FlakyRunLog(RunLog):
     def follow(self, run_id: str, *, after: int) -> AsyncIterator[RunEvent]:
         return self.inner.follow(run_id, after=after)
 
-    async def erase(self, conversation_id: str, lineage_id: str | None) -> list[str]:
-        return await self.inner.erase(conversation_id, lineage_id)
+    async def erase(
+        self, conversation_id: str, lineage_id: str | None, *, created_at: datetime | None = None
+    ) -> list[str]:
+        return await self.inner.erase(conversation_id, lineage_id, created_at=created_at)
 
     async def request_cancel(self, run_id: str) -> None:
         await self.inner.request_cancel(run_id)

@@ -162,8 +162,9 @@ async def test_delete_user_conversations(store: StateStore) -> None:
 
     deleted = await store.delete_user_conversations("erin")
     # An expired, not yet reclaimed conversation is erased too (native TTL: already gone).
-    late = [] if store.capabilities.native_ttl else [(expired.id, expired.lineage_id)]
-    assert deleted == sorted([(c.id, c.lineage_id) for c in mine] + late)  # by id
+    late = [] if store.capabilities.native_ttl else [expired]
+    # by id, each with its lineage and created_at (what erasing its runs needs)
+    assert deleted == sorted((c.id, c.lineage_id, c.created_at) for c in mine + late)
     for c, msgs in zip([*mine, theirs], written, strict=True):
         kept = c.id == theirs.id
         assert (await store.get_conversation(c.id, now=utcnow()) is not None) is kept
@@ -179,7 +180,7 @@ async def test_delete_user_conversations_keeps_messages_other_users_forked(
     a = await store.create_conversation(conversation(user_id="erin"))
     _, a_msgs = await grow(store, a, 3)
     f = await store.create_conversation(fork_of(a, a_msgs[1].id, user_id="frank"))
-    assert await store.delete_user_conversations("erin") == [(a.id, a.lineage_id)]
+    assert await store.delete_user_conversations("erin") == [(a.id, a.lineage_id, a.created_at)]
     assert await present(store, a.lineage_id, [m.id for m in a_msgs]) == {
         a_msgs[0].id,
         a_msgs[1].id,

@@ -98,11 +98,13 @@ async def test_deleting_every_conversation_of_a_lineage_leaves_nothing(
 async def test_erasing_the_users_of_a_lineage_leaves_nothing(store: StateStore) -> None:
     lin = Lineage()
     await lin.build(store)
-    # each deleted conversation with its lineage (erasing its runs needs it), by id
-    assert await store.delete_user_conversations("cat") == [(lin.convs["c"].id, lin.lineage_id)]
+    # each deleted conversation with its lineage and created_at (erasing its runs needs
+    # them), by id
+    c = lin.convs["c"]
+    assert await store.delete_user_conversations("cat") == [(c.id, c.lineage_id, c.created_at)]
     await lin.reads_whole_path(store, "b")
     assert await store.delete_user_conversations("ann") == sorted(
-        (lin.convs[n].id, lin.lineage_id) for n in ("a", "b", "d")
+        (lin.convs[n].id, lin.lineage_id, lin.convs[n].created_at) for n in ("a", "b", "d")
     )
     fp = await lin.footprint(store)
     assert fp == dict.fromkeys(fp, 0)

@@ -181,7 +181,7 @@ async def test_user_erasure_collects_unreferenced_records(store: StateStore) -> 
     upload = await store.save_media(record("carol"))
     await append(store, c, [with_media(message(c, None), used)])
     await store.mark_media_attached([used.id], retain=True)
-    assert await store.delete_user_conversations("carol") == [(c.id, c.lineage_id)]
+    assert await store.delete_user_conversations("carol") == [(c.id, c.lineage_id, c.created_at)]
     ids = await store.user_media_ids("carol")
     assert sorted(ids) == sorted([used.id, upload.id])
     deleted = await store.collect_media(ids, force=True)

@@ -119,3 +119,30 @@ async def test_a_terminal_record_without_its_terminal_event_is_live(runs_env: Ru
     await runs.publish("run-1", "run.completed", {})
     assert await runs.erase("conv-1", "lin-1") == []
     assert await gone(runs, "run-1")
+
+
+async def test_with_an_incarnation_only_its_runs_are_erased(runs_env: RunsEnv) -> None:
+    """A fork deleted and made again under its id has its id and lineage (outside tester
+    T1): erasing the deleted one's runs (after its live ones ended, up to 15 min later)
+    must leave the new one's. Records from before incarnations (no created_at) are the
+    deleted one's as before; a live run of the new one is not named."""
+    runs = await runs_env.new()
+    bob, alice = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+
+    def of(run_id: str, created: datetime | None) -> RunRecord:
+        return record_of(run_id, "conv-1", "lin-1").model_copy(
+            update={"conversation_created_at": created}
+        )
+
+    deleted, legacy, successor = of("run-bob", bob), of("run-legacy", None), of("run-alice", alice)
+    for record in (deleted, legacy, successor):
+        await run_to_end(runs, record)
+    live = of("run-alice-live", alice)
+    await runs.create_and_publish(live, "run.created", {"run": live.run.id})
+
+    assert await runs.erase("conv-1", "lin-1", created_at=bob) == []
+    assert await gone(runs, deleted.run.id) and await gone(runs, legacy.run.id)
+    assert await kept(runs, successor.run.id)
+    assert await runs.get(live.run.id) is not None
+    assert await runs.erase("conv-1", "lin-1", created_at=alice) == [live.run.id]
+    assert await gone(runs, successor.run.id)

@@ -184,7 +184,7 @@ async def test_user_erasure_finds_a_conversation_whose_index_entry_was_lost(
     indexed = await store.client.zrange(store.keys.idx_user("eve"), 0, -1)
     assert sorted(indexed) == sorted([convs[0].id, convs[2].id])
     erased = await store.delete_user_conversations("eve")
-    assert erased == sorted((c.id, c.lineage_id) for c in [*convs, eves_fork])
+    assert erased == sorted((c.id, c.lineage_id, c.created_at) for c in [*convs, eves_fork])
     for c in convs:
         fp = await store.footprint(c.lineage_id, [c.id])
         assert fp == dict.fromkeys(fp, 0)

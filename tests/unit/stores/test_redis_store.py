@@ -194,7 +194,7 @@ async def test_a_create_is_indexed_by_its_own_script(
     c = await store.create_conversation(conversation("indexed", user_id="ivy"))
     page = await store.list_conversations(ConversationFilter(user_id="ivy"), now=utcnow(), limit=5)
     assert [x.id for x in page.data] == [c.id]
-    assert await store.delete_user_conversations("ivy") == [(c.id, c.lineage_id)]
+    assert await store.delete_user_conversations("ivy") == [(c.id, c.lineage_id, c.created_at)]
     assert await store.get_conversation(c.id, now=utcnow()) is None
 
 
@@ -250,7 +250,7 @@ async def test_a_user_move_is_indexed_by_its_own_script(
     old = await store.list_conversations(ConversationFilter(user_id="old"), now=utcnow(), limit=5)
     assert old.data == []
     assert await store.delete_user_conversations("old") == []
-    assert await store.delete_user_conversations("new") == [(c.id, c.lineage_id)]
+    assert await store.delete_user_conversations("new") == [(c.id, c.lineage_id, c.created_at)]
     assert await store.get_conversation(c.id, now=utcnow()) is None
 
 
