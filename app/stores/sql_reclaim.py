@@ -19,7 +19,7 @@ runs when there are candidates and other conversations, i.e. after a fork.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,13 +49,15 @@ async def reclaim_conversation(
 
     others = (
         await conn.execute(
-            sa.select(c.c.data).where(c.c.lineage_id == lineage_id, c.c.id != conversation_id)
+            sa.select(c.c.id, c.c.data).where(
+                c.c.lineage_id == lineage_id, c.c.id != conversation_id
+            )
         )
     ).all()
     if not others:
         await conn.execute(sa.delete(m).where(m.c.lineage_id == lineage_id))
     else:
-        orphaned = sa.and_(m.c.lineage_id == lineage_id, ~_written(lineage_id, conversation_id))
+        orphaned = sa.and_(m.c.lineage_id == lineage_id, _unwritten(lineage_id, others))
         if await conn.scalar(sa.select(m.c.id).where(orphaned).limit(1)) is not None:
             reach = _reachable(lineage_id, conversation_id, _fork_points(others))
             await conn.execute(sa.delete(m).where(orphaned, m.c.id.not_in(sa.select(reach.c.id))))
@@ -66,22 +68,29 @@ async def reclaim_conversation(
     return True
 
 
-def _written(lineage_id: str, deleted_id: str) -> sa.Exists:
-    """Whether a remaining conversation of the lineage wrote the `messages` row
-    (`app.domain.incarnation.wrote`): its id, and if a fork, dated at or after it (a fork
-    made again under a deleted fork's id did not write the deleted one's messages)."""
-    c, m = conversations.alias("writer"), messages
-    not_a_fork = c.c.data["forked_from"].as_string().is_(None)
-    return (
+def _unwritten(lineage_id: str, others: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """Whether no remaining conversation (`others`: their id and data) wrote the
+    `messages` row (`app.domain.incarnation.wrote`): its writer id is none of theirs, or
+    is a fork's and the message is dated before that fork (a fork made again under a
+    deleted fork's id did not write the deleted one's messages). The forks' dates are
+    looked up only for messages of a fork's id: the id test is the cheap one."""
+    m = messages
+    ids = [str(row.id) for row in others]
+    unwritten = m.c.conversation_id.not_in(ids)
+    forks = [str(row.id) for row in others if (row.data or {}).get("forked_from") is not None]
+    if not forks:
+        return unwritten
+    writer = conversations.alias("writer")
+    before_it = (
         sa.exists()
         .where(
-            c.c.lineage_id == lineage_id,
-            c.c.id != deleted_id,
-            c.c.id == m.c.conversation_id,
-            sa.or_(not_a_fork, m.c.created_at >= c.c.created_at),
+            writer.c.id == m.c.conversation_id,
+            writer.c.lineage_id == lineage_id,
+            m.c.created_at < writer.c.created_at,
         )
         .correlate(m)
     )
+    return sa.or_(unwritten, sa.and_(m.c.conversation_id.in_(forks), before_it))
 
 
 def _fork_points(rows: Iterable[Any]) -> list[str]:
