@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Checkpoint
 from app.errors import Conflict
+from app.stores.sql_driver import sqlite_errors
 from app.stores.sql_tables import checkpoint_row, checkpoints, json_text
 
 
@@ -19,17 +23,53 @@ async def insert(conn: AsyncConnection, checkpoint: Checkpoint) -> None:
         raise Conflict(f"Checkpoint {checkpoint.id!r} already exists.") from exc
 
 
-async def of_conversation(
-    conn: AsyncConnection, conversation_id: str, kind: str | None
-) -> list[Checkpoint]:
-    cp = checkpoints
-    # the JSON text, parsed and validated in one step (`json_text`): an auto checkpoint
-    # turn lists up to `max_auto` (50) of them
-    stmt = sa.select(json_text(cp.c.data)).where(cp.c.conversation_id == conversation_id)
-    if kind is not None:
-        stmt = stmt.where(cp.c.kind == kind)
-    stmt = stmt.order_by(cp.c.created_at, cp.c.id)
-    return [Checkpoint.model_validate_json(text) for text in await conn.scalars(stmt)]
+def _list_sql(conversation: str, kind: str | None, as_text: str) -> str:
+    where = f"conversation_id = {conversation}" + (f" AND kind = {kind}" if kind else "")
+    return f"SELECT {as_text} FROM checkpoints WHERE {where} ORDER BY created_at, id"
+
+
+class CheckpointsRead(Protocol):
+    async def __call__(
+        self, driver: Any, conversation_id: str, kind: str | None
+    ) -> list[Checkpoint]:
+        """On `driver`, the aiosqlite / asyncpg connection (`SqlConnections._read_driver`):
+        the conversation's checkpoints (of `kind`, None: all), oldest first."""
+        ...
+
+
+class _SqliteCheckpoints:
+    sql = {k: _list_sql("?", "?" if k else None, "CAST(data AS TEXT)") for k in (False, True)}
+
+    async def __call__(
+        self, driver: Any, conversation_id: str, kind: str | None
+    ) -> list[Checkpoint]:
+        args = (conversation_id,) if kind is None else (conversation_id, kind)
+        with sqlite_errors():  # one hand-off: execute and fetchall
+            rows = await driver.execute_fetchall(self.sql[kind is not None], args)
+        return [Checkpoint.model_validate_json(r[0]) for r in rows]
+
+
+class _PostgresCheckpoints:
+    sql = {k: _list_sql("$1", "$2" if k else None, "data::text") for k in (False, True)}
+
+    async def __call__(
+        self, driver: Any, conversation_id: str, kind: str | None
+    ) -> list[Checkpoint]:
+        args = (conversation_id,) if kind is None else (conversation_id, kind)
+        rows = await driver.fetch(self.sql[kind is not None], *args)
+        return [Checkpoint.model_validate_json(r[0]) for r in rows]
+
+
+def checkpoints_read(dialect: Dialect) -> CheckpointsRead:
+    """The listing on the driver (an auto checkpoint turn, every 10th by default, lists up
+    to `max_auto` (50) of them to prune; through Core, on SQLite, that one SELECT was six
+    hand-offs to aiosqlite's thread: BEGIN, cursor, execute, fetchall, close, ROLLBACK),
+    each row's JSON text parsed and validated in one step."""
+    if dialect.name == "sqlite":
+        return _SqliteCheckpoints()
+    if dialect.name == "postgresql":
+        return _PostgresCheckpoints()
+    raise ValueError(f"no driver-level reads for dialect {dialect.name!r}")
 
 
 async def get(conn: AsyncConnection, conversation_id: str, checkpoint_id: str) -> Checkpoint | None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import StoreUnavailable
 from app.stores.base import StateStore
+from app.stores.sql_checkpoints import CheckpointsRead, checkpoints_read
 from app.stores.sql_driver import (
     SqliteWriter,
     driver_of,
@@ -78,6 +79,7 @@ class SqlConnections(StateStore):
         self._write_lock: asyncio.Lock | None = None
         self._conversation_read: ConversationRead | None = None
         self._path_read: PathRead | None = None
+        self._checkpoints_read: CheckpointsRead | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -117,6 +119,7 @@ class SqlConnections(StateStore):
         self._traits = DialectTraits.of(engine.dialect)
         self._conversation_read = conversation_read(engine.dialect)
         self._path_read = path_read(engine.dialect)
+        self._checkpoints_read = checkpoints_read(engine.dialect)
         self._write_lock = asyncio.Lock() if self._traits.single_writer else None
         try:
             async with self._write() as conn:  # migrations may take long: not bounded

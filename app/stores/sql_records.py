@@ -50,8 +50,10 @@ class SqlRecords(SqlConnections):
     async def list_checkpoints(
         self, conversation_id: str, *, kind: str | None = None
     ) -> list[Checkpoint]:
-        async with self._read() as conn:
-            return await sql_checkpoints.of_conversation(conn, conversation_id, kind)
+        if self._checkpoints_read is None:
+            raise RuntimeError("SqlStore.open() has not been called")
+        async with self._read_driver() as driver:  # one statement: no transaction around it
+            return await self._checkpoints_read(driver, conversation_id, kind)
 
     async def get_checkpoint(self, conversation_id: str, checkpoint_id: str) -> Checkpoint | None:
         async with self._read() as conn:

@@ -17,7 +17,7 @@ from sqlalchemy import event
 from app.domain import Usage, utcnow
 from app.stores import sql_driver
 from app.stores.sql import SqlStore
-from tests.contract.builders import chain, conversation
+from tests.contract.builders import chain, checkpoint, conversation
 from tests.services import scratch_postgres_database
 
 
@@ -160,3 +160,35 @@ async def test_sqlite_connections_are_rolled_back_on_return_only_inside_a_transa
     await store.append_messages(
         conv, chain(conv, first[-1], 2), usage=Usage(), cost_usd=0, now=utcnow()
     )
+
+
+async def test_an_auto_checkpoint_turns_listing_bypasses_sqlalchemy_execution(
+    either_store: SqlStore,
+) -> None:
+    """`list_checkpoints` (every auto checkpoint turn lists the autos to prune) is one
+    statement on the driver (`sql_checkpoints.checkpoints_read`): same checkpoints, same
+    order, the kind filter kept."""
+    store = either_store
+    conv = await store.create_conversation(conversation())
+    msgs = chain(conv, None, 3)
+    conv = await store.append_messages(conv, msgs, usage=Usage(), cost_usd=0.0, now=utcnow())
+    made = [
+        checkpoint(conv, m.id, kind=kind, message_count=i + 1)
+        for i, (m, kind) in enumerate(zip(msgs, ("auto", "manual", "auto"), strict=True))
+    ]
+    for cp in made:
+        await store.create_checkpoint(cp)
+    executed: list[Any] = []
+
+    def seen(_conn: Any, clause: Any, *_: Any) -> None:
+        executed.append(clause)
+
+    event.listen(store.engine.sync_engine, "before_execute", seen)
+    try:
+        autos = await store.list_checkpoints(conv.id, kind="auto")
+        every = await store.list_checkpoints(conv.id)
+        none = await store.list_checkpoints("no-such-conversation")
+    finally:
+        event.remove(store.engine.sync_engine, "before_execute", seen)
+    assert executed == []
+    assert autos == [made[0], made[2]] and every == made and none == []
