@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -12,8 +14,37 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Checkpoint
 from app.errors import Conflict
-from app.stores.sql_driver import sqlite_errors
+from app.stores.sql_driver import sqlite_errors, sqlite_text
 from app.stores.sql_tables import checkpoint_row, checkpoints, json_text
+
+_SQLITE_OWNER = "SELECT 1 FROM conversations WHERE id = ?"
+_SQLITE_INSERT = (
+    "INSERT INTO checkpoints (conversation_id, id, kind, message_id, created_at, data)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def sqlite_values(cp: Checkpoint) -> tuple[str, str, str, str | None, str, str]:
+    """The row for `sqlite_insert`, driver-ready (made on the event loop, not in the
+    driver's thread): `created_at` as SQLite stores a `UTCDateTime`, the whole checkpoint
+    as JSON text encoded once by pydantic (as `message_values` does for messages)."""
+    created = sqlite_text(cp.created_at)
+    return (cp.conversation_id, cp.id, cp.kind, cp.message_id, created, cp.model_dump_json())
+
+
+def sqlite_insert(values: Sequence[Any], conn: sqlite3.Connection) -> bool:
+    """SQLite, in aiosqlite's thread inside the store's write transaction
+    (`SqliteWriter.transaction`: an auto checkpoint turn's write is one hand-off to that
+    thread, it was eight through Core): the checkpoint's row if its conversation is there
+    (False: it is not). SQLite has one writer, so nothing reclaims the lineage between
+    the check and the insert (PostgreSQL takes the lineage's lock: `insert`)."""
+    if conn.execute(_SQLITE_OWNER, (values[0],)).fetchone() is None:
+        return False
+    try:
+        conn.execute(_SQLITE_INSERT, values)
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(f"Checkpoint {values[1]!r} already exists.") from exc
+    return True
 
 
 async def insert(conn: AsyncConnection, checkpoint: Checkpoint) -> None:

@@ -7,6 +7,7 @@ of `SqlConnections`; `app.stores.sql.SqlStore` adds conversations and messages.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,13 @@ class SqlRecords(SqlConnections):
 
     async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         cid = checkpoint.conversation_id
+        if self._traits.single_writer:  # SQLite: BEGIN IMMEDIATE .. COMMIT, one hand-off
+            values = sql_checkpoints.sqlite_values(checkpoint)
+            async with self._sqlite_write() as writer:
+                found = await writer.transaction(partial(sql_checkpoints.sqlite_insert, values))
+            if not found:
+                raise ConversationNotFound(f"Conversation {cid!r} not found.")
+            return checkpoint.model_copy(deep=True)
         owner = sa.select(_conv.c.lineage_id).where(_conv.c.id == cid)
         async with self._write() as conn:
             lineage_id = await conn.scalar(owner)

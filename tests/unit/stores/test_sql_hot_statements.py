@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import event
 
 from app.domain import Usage, utcnow
+from app.errors import Conflict, ConversationNotFound
 from app.stores import sql_driver
 from app.stores.sql import SqlStore
 from tests.contract.builders import chain, checkpoint, conversation
@@ -192,3 +193,41 @@ async def test_an_auto_checkpoint_turns_listing_bypasses_sqlalchemy_execution(
         event.remove(store.engine.sync_engine, "before_execute", seen)
     assert executed == []
     assert autos == [made[0], made[2]] and every == made and none == []
+
+
+async def test_an_auto_checkpoints_write_on_sqlite_is_one_transaction_on_the_driver(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`create_checkpoint` on SQLite: the conversation's check and the INSERT in one
+    `SqliteWriter.transaction` (one hand-off to aiosqlite's thread), nothing through
+    SQLAlchemy's execution; the checkpoint reads back as written; a duplicate id is still
+    `Conflict` and a missing conversation `ConversationNotFound`, with nothing stored."""
+    conv = await store.create_conversation(conversation())
+    msgs = chain(conv, None, 2)
+    conv = await store.append_messages(conv, msgs, usage=Usage(), cost_usd=0.0, now=utcnow())
+    made = checkpoint(conv, msgs[1].id, kind="auto", message_count=2, turn=1, name="turn 1")
+    transactions = [0]
+    original = sql_driver.SqliteWriter.transaction
+
+    async def counted(self: sql_driver.SqliteWriter, work: Any) -> Any:
+        transactions[0] += 1
+        return await original(self, work)
+
+    monkeypatch.setattr(sql_driver.SqliteWriter, "transaction", counted)
+    executed: list[Any] = []
+
+    def seen(_conn: Any, clause: Any, *_: Any) -> None:
+        executed.append(clause)
+
+    event.listen(store.engine.sync_engine, "before_execute", seen)
+    try:
+        assert await store.create_checkpoint(made) == made
+    finally:
+        event.remove(store.engine.sync_engine, "before_execute", seen)
+    assert executed == [] and transactions == [1]
+    assert await store.get_checkpoint(conv.id, made.id) == made
+    with pytest.raises(Conflict):
+        await store.create_checkpoint(made)
+    with pytest.raises(ConversationNotFound):
+        await store.create_checkpoint(checkpoint(conversation(), None))
+    assert await store.list_checkpoints(conv.id) == [made]
