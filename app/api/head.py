@@ -40,13 +40,19 @@ class HeadMiddleware:
                 message = {"type": "http.response.body", "body": b""}
             await send(message)
 
-        # In place, so what the router notes in the scope (the route, for the access line
-        # and metrics) is seen outside; outside, the request is a HEAD again afterwards.
-        scope["method"] = "GET"
+        # On a copy: the scope is the server's own, and uvicorn decides from its "method"
+        # whether a response has a body; changed in place it took the HEAD for a GET,
+        # raised "Response content shorter than Content-Length" for every HEAD, closed the
+        # keep-alive connection (the next request was reset) and wrote a chunked body's
+        # terminator after a HEAD's headers (tester-2 U2). What the router notes in the
+        # scope (the route, for the access line and metrics) is copied back.
+        as_get = {**scope, "method": "GET"}
         try:
-            await self.app(scope, receive, headers_only)
+            await self.app(as_get, receive, headers_only)
         finally:
-            scope["method"] = "HEAD"
+            for key, value in as_get.items():
+                if key != "method" and scope.get(key) is not value:
+                    scope[key] = value
 
     def _runs_as_get(self, scope: Scope) -> bool:
         """Whether this HEAD is to run as a GET (else it is passed on as it is)."""
