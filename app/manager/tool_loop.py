@@ -47,8 +47,15 @@ def call_signature(call: ToolCall) -> str:
     return call.name + "\x00" + json.dumps(call.arguments, sort_keys=True, default=str)
 
 
+NOT_JSON_OUTPUT = "the tool's output is not standard JSON (NaN or Infinity); it was dropped"
+
+
 def output_text(output: Any) -> str:
-    return output if isinstance(output, str) else json.dumps(output)
+    """The tool message's text of `output`; ValueError for a NaN or an infinity anywhere in
+    it, which no JSON holds (an MCP server's structured content parsed by its SDK, say):
+    written as `NaN` it reached the stored message and the run's events, which PostgreSQL
+    refused and an EventSource's JSON.parse throws on (tester-2 U4)."""
+    return output if isinstance(output, str) else json.dumps(output, allow_nan=False)
 
 
 @dataclass
@@ -234,7 +241,13 @@ class ToolLoop:
         messages = []
         for answer in answers:
             call, output = answer.call, storable(answer.outcome.output)
-            outcome = ToolOutcome(output, answer.outcome.is_error, answer.outcome.latency_ms)
+            is_error = answer.outcome.is_error
+            try:
+                text = output_text(output)
+            except ValueError:
+                output = text = NOT_JSON_OUTPUT
+                is_error = True
+            outcome = ToolOutcome(output, is_error, answer.outcome.latency_ms)
             bound = self.toolset.get(call.name)
             self._stats.tool_call(
                 bound.name if bound else "unknown",
@@ -251,7 +264,6 @@ class ToolLoop:
                 "is_error": outcome.is_error,
                 "latency_ms": outcome.latency_ms if answer.timed else None,
             }
-            text = output_text(outcome.output)
             message_id, self._first_id = self._first_id or new_id(), None
             message = Message(
                 id=message_id,

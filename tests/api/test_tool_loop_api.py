@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.json_text import loads_strict
 from app.settings import Settings
 from tests.api.sse_parse import parse_sse
 from tests.api.tool_loop_helpers import (
@@ -450,3 +451,21 @@ async def test_unstorable_text_in_a_tool_result_is_replaced_not_a_failed_commit(
         stored = (await client.get(f"/conversations/{conv_id}/messages")).json()["data"]
     assert body["status"] == "completed"
     assert json.loads(stored[2]["content"]) == {"temp": 1, "summary": "a\ufffdb\ufffd"}
+
+
+async def test_a_tool_output_with_nan_or_infinity_is_a_tool_error_not_stored(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Tester-2 U4: an output holding NaN or an infinity (an MCP server's structured
+    content as its SDK parses it; here a mock binding, YAML's .nan / .inf) was written as
+    `NaN` into the tool message and the run's events: no JSON (PostgreSQL refused the
+    events, an EventSource's JSON.parse throws). It is the tool's error now."""
+    bad = {"get_weather": {"mock_result": {"temp": float("nan"), "high": float("inf")}}}
+    async with tool_app(settings_factory, tmp_path, bad) as client:
+        conv_id = await weather_conv(client, "weather")
+        body = await turn(client, conv_id, "weather in Paris?")
+        stored = (await client.get(f"/conversations/{conv_id}/messages")).json()["data"]
+    tool = next(m for m in stored if m["role"] == "tool")
+    assert "not standard JSON" in tool["content"] and tool["metadata"]["is_error"] is True
+    loads_strict(json.dumps(stored))  # no NaN / Infinity anywhere (ValueError otherwise)
+    assert body["status"] == "completed"
