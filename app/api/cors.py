@@ -13,9 +13,10 @@ from fastapi.routing import iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.head import path_methods
 from app.error_handlers import problem_response
 from app.errors import CORSRejected
 from app.settings import Settings
@@ -34,10 +35,13 @@ PREFLIGHT_MAX_AGE_S = 600
 
 
 def route_methods(routes: list[BaseRoute]) -> list[str]:
-    """Every method some route answers, plus OPTIONS (answered for every route)."""
+    """Every method some route answers, plus OPTIONS (answered for every route) and HEAD
+    (wherever GET is, `app.api.head`)."""
     methods = {"OPTIONS"}
     for route in iter_route_contexts(routes):
         methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")
     return sorted(methods)
 
 
@@ -58,7 +62,8 @@ class ProblemCORSMiddleware(CORSMiddleware):
 
 class OptionsMiddleware:
     """`OPTIONS <path>` that is not a CORS preflight: 204 with the methods of that path in
-    `Allow` (404 for an unknown path), instead of the router's 405."""
+    `Allow` (404 for an unknown path), instead of the router's 405; the same list as a
+    405's `Allow`, HEAD wherever GET runs as it (tester-2 U5: it lacked HEAD)."""
 
     def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
         self.app = app
@@ -68,12 +73,7 @@ class OptionsMiddleware:
         if scope["type"] != "http" or scope["method"] != "OPTIONS":
             await self.app(scope, receive, send)
             return
-        methods: set[str] = set()
-        for route in iter_route_contexts(self.routes):
-            if route.methods:
-                match, _ = route.matches(scope)  # PARTIAL: the path matches, not the method
-                if match is not Match.NONE:
-                    methods |= route.methods
+        methods = path_methods(self.routes, scope)  # the 405's Allow, HEAD included
         if not methods:
             await self.app(scope, receive, send)
             return

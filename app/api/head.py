@@ -69,13 +69,19 @@ def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> str:
     """The `Allow` field of a 405 at the scope's path: every method some route of the path
     takes, HEAD wherever GET runs as it (RFC 9110 §15.5.6 wants them all; Starlette names
     only the first route's, so `PUT /conversations/{id}` said `Allow: GET`)."""
+    return ", ".join(sorted(path_methods(routes, scope)))
+
+
+def path_methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
+    """What `allowed_methods` lists, as a set (empty: no route has the path); the answer
+    to `OPTIONS` adds OPTIONS to it (`app.api.cors.OptionsMiddleware`)."""
     methods: set[str] = set()
     for route in routes:
         if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
             methods |= route.methods or set()
             if "GET" in (route.methods or ()) and not _streams_only(route):
                 methods.add("HEAD")
-    return ", ".join(sorted(methods))
+    return methods
 
 
 def _streams_only(route: BaseRoute) -> bool:

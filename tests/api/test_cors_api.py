@@ -35,9 +35,15 @@ async def test_without_origins_no_cors_header_and_options_lists_allow(
     async with running_app(settings_factory()) as c:
         r = await c.options("/conversations")
         assert r.status_code == 204
-        assert r.headers["allow"] == "GET, OPTIONS, POST"
+        assert r.headers["allow"] == "GET, HEAD, OPTIONS, POST"
         r = await c.options("/conversations/abc")
-        assert set(r.headers["allow"].split(", ")) == {"GET", "PATCH", "DELETE", "OPTIONS"}
+        assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "PATCH", "DELETE", "OPTIONS"}
+        # the same list as a 405's Allow, OPTIONS added (tester-2 U5: HEAD was missing)
+        for path in ("/conversations/abc", "/healthz", "/users/alice/export"):
+            options, refused = await c.options(path), await c.put(path)
+            assert refused.status_code == 405
+            methods = set(refused.headers["allow"].split(", ")) | {"OPTIONS"}
+            assert set(options.headers["allow"].split(", ")) == methods, path
         r = await c.options(
             "/conversations",
             headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
