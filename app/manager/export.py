@@ -22,6 +22,8 @@ from app.errors import InvalidRequest, NotFound
 from app.manager.conversations import ConversationService
 from app.stores.base import StateStore
 
+Listed = tuple[str, str, datetime]  # a listed conversation's incarnation: id, lineage, created_at
+
 PAGE = 500  # messages per store read (path pages, parents per children_of)
 LIST_PAGE = 200  # conversations per listing page of a user export
 
@@ -74,25 +76,30 @@ class ExportService:
         refuse_embedded_media(include_media)
         if not principal.can_access(user_id):
             raise NotFound(f"User {user_id!r} not found.")  # like any cross-user call
-        ids: list[str] = []
+        listed: list[Listed] = []  # (the incarnation only: a listing may be long)
         cursor: str | None = None
         flt = ConversationFilter(user_id=user_id)
         while True:
             page = await self._conversations.list(principal, flt, limit=LIST_PAGE, cursor=cursor)
-            ids.extend(c.id for c in page.data)
+            listed.extend((c.id, c.lineage_id, c.created_at) for c in page.data)
             cursor = page.next_cursor
             if cursor is None:
                 break
-        return self._documents(ids, as_array=as_array)
+        return self._documents(listed, as_array=as_array)
 
-    async def _documents(self, ids: Sequence[str], *, as_array: bool) -> AsyncIterator[bytes]:
+    async def _documents(self, listed: Sequence[Listed], *, as_array: bool) -> AsyncIterator[bytes]:
+        """Each listed conversation's document, read again when its turn comes (it may have
+        changed). One deleted since the listing is left out, and so is one created again
+        under its id (by anyone: ids are global): the export streams as slowly as its
+        client reads, so a user could hold it open while another user's conversation took
+        a listed id, and got that conversation's document (tester-2 U6)."""
         if as_array:
             yield b"["
         written = 0
-        for conversation_id in ids:
+        for conversation_id, lineage_id, created_at in listed:
             conv = await self._store.get_conversation(conversation_id, now=self._now())
-            if conv is None:
-                continue  # deleted or expired since it was listed
+            if conv is None or (conv.lineage_id, conv.created_at) != (lineage_id, created_at):
+                continue  # deleted or expired since it was listed, or another one now
             checkpoints = await self._store.list_checkpoints(conv.id)
             if as_array and written:
                 yield b","
