@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Header, Query, Response
+from fastapi import Header, Query, Request, Response
 
 from app.api.guard import api_router
 from app.api.operation import operation
@@ -15,7 +15,7 @@ from app.api.sse_response import event_stream
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.limits import MAX_EVENT_SEQ
 from app.domain.requests import CancelRun
-from app.errors import ConversationNotFound, RunNotFound, StoreUnavailable
+from app.errors import ConversationNotFound, InvalidRequest, RunNotFound, StoreUnavailable
 
 router = api_router(tags=["runs"])
 
@@ -49,6 +49,7 @@ async def get_run(
     ),
 )
 async def run_events(
+    request: Request,
     conversation_id: PathId,
     run_id: PathId,
     manager: ManagerDep,
@@ -58,6 +59,12 @@ async def run_events(
     ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Any:
+    if len(request.headers.getlist("last-event-id")) > 1:  # (tester-2 U7)
+        raise InvalidRequest(
+            "Send one Last-Event-ID header, not several: a proxy keeping another would "
+            "resume elsewhere.",
+            errors=[{"loc": ["header", "Last-Event-ID"], "msg": "sent more than once"}],
+        )
     record = await manager.runs.get(principal, conversation_id, run_id)
     events = manager.runs.events(run_id, after=last_event_id(last_event_id_header, after))
     if record.run.status.terminal:

@@ -56,6 +56,15 @@ async def test_the_first_event_carries_a_retry_hint(client: httpx.AsyncClient) -
     assert f"retry: {SSE_RETRY_MS}" in first_block and "event: run.created" in first_block
 
 
+async def test_last_event_id_sent_twice_is_refused(client: httpx.AsyncClient) -> None:
+    """Tester-2 U7: the first of two lines was taken (a proxy keeping the other resumes
+    elsewhere), as an Idempotency-Key sent twice is refused."""
+    url, _ = await _finished_run(client)
+    r = await client.get(url, headers=[("Last-Event-ID", "2"), ("Last-Event-ID", "5")])
+    problem = assert_problem(r, 422, "validation_error")
+    assert problem["errors"][0]["loc"] == ["header", "Last-Event-ID"]
+
+
 async def test_snapshot_and_its_terminal_event_carry_ids(
     settings_factory: Callable[..., Settings],
 ) -> None:
