@@ -141,7 +141,11 @@ class ToolResult(_Input):
 
 
 class SubmitToolResults(_Input):
-    results: list[ToolResult] = Field(min_length=1, max_length=128)
+    results: list[ToolResult] = Field(
+        max_length=128,
+        description="One result per pending client-side call. Empty resumes a head whose "
+        "only unanswered calls run on the server (they run then).",
+    )
     stream: StrictBool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"

@@ -202,6 +202,20 @@ class ToolLoop:
             ordered.append(_Answer(call, answer.outcome, answer.outcome_label, answer.metadata))
         return await self.record(ordered, parent)
 
+    def runs_on_server(self, call: ToolCall) -> bool:
+        """Whether the server answers `call` (as `run_round` does): a server-side tool, or
+        one the toolset no longer offers (answered "unknown tool"); never the client."""
+        bound = self.toolset.get(call.name)
+        return bound is None or bound.runs_on_server
+
+    async def run_calls(self, calls: Sequence[ToolCall], parent: Message) -> list[Message]:
+        """Run server-side calls left unanswered on the path (a head moved onto their
+        round) when the turn resumes; tool messages chained under `parent`."""
+        if not calls:
+            return []
+        self.budget.calls_used += len(calls)
+        return await self.record(await self._execute(calls), parent)
+
     def _repeated(self, call: ToolCall) -> bool:
         signature = call_signature(call)
         self._streak = self._streak + 1 if signature == self._last_signature else 1

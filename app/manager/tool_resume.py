@@ -40,9 +40,13 @@ class OpenCalls:
         found = self.assistant.metadata.get(APPROVALS_KEY)
         return found if isinstance(found, dict) else {}
 
-    @property
-    def client_calls(self) -> list[ToolCall]:
-        return [c for c in self.pending if c.id not in self.approvals]
+    def client_calls(self, loop: ToolLoop) -> list[ToolCall]:
+        return [
+            c for c in self.pending if c.id not in self.approvals and not loop.runs_on_server(c)
+        ]
+
+    def server_calls(self, loop: ToolLoop) -> list[ToolCall]:
+        return [c for c in self.pending if c.id not in self.approvals and loop.runs_on_server(c)]
 
     @property
     def approval_calls(self) -> list[ToolCall]:
@@ -81,8 +85,16 @@ async def answer_results(
     conversation_id: str,
 ) -> tuple[list[Message], RoundResult]:
     """Tool messages for a client's results, and what is still pending after them."""
-    wanted = calls.client_calls if calls else []
-    if not wanted:
+    wanted = calls.client_calls(loop) if calls else []
+    server = calls.server_calls(loop) if calls else []
+    refused = sorted({r.tool_call_id for r in results} & {c.id for c in server})
+    if refused:
+        raise InvalidState(
+            "These tool calls run on the server; their results never come from the client: "
+            + ", ".join(refused),
+            errors=[{"loc": ["body", "results"], "msg": f"server-side: {refused}"}],
+        )
+    if not wanted and not server:
         if calls and calls.approval_calls:
             raise InvalidState(
                 "The pending tool calls wait for approval; POST the decisions to "
@@ -102,10 +114,11 @@ async def answer_results(
     for call in wanted:
         result = given[call.id]
         bound = loop.toolset.get(call.name)
-        refused = registry.check_client_result(bound, result.output) if bound else None
-        outcomes.append((call, refused or ToolOutcome(result.output, result.is_error, 0.0)))
-    messages = await loop.record_client(outcomes, calls.head)
-    return messages, still_pending(loop, calls, set(given))
+        bad = registry.check_client_result(bound, result.output) if bound else None
+        outcomes.append((call, bad or ToolOutcome(result.output, result.is_error, 0.0)))
+    messages = await loop.record_client(outcomes, calls.head) if outcomes else []
+    messages += await loop.run_calls(server, messages[-1] if messages else calls.head)
+    return messages, still_pending(loop, calls, set(given) | {c.id for c in server})
 
 
 async def answer_decisions(
@@ -132,4 +145,6 @@ async def answer_decisions(
     assert calls is not None
     decided = [c for c in calls.approval_calls if c.id in set(ids)]
     messages = await loop.decide(decided, decisions, calls.head)
-    return messages, still_pending(loop, calls, set(ids))
+    server = calls.server_calls(loop)
+    messages += await loop.run_calls(server, messages[-1] if messages else calls.head)
+    return messages, still_pending(loop, calls, set(ids) | {c.id for c in server})
