@@ -293,9 +293,10 @@ async def bench_parley_store(
     result says whether the flat-curve criterion holds.
 
     With `floor`, one floor request is timed after each round of sizes (`paired_floor`):
-    the floor measured interleaved with these turns, so a machine whose speed drifts
-    between phases (a shared VM: the floor's p50 was seen to range 0.7-1.7 ms across runs
-    minutes apart) slows both alike and their ratio stays meaningful."""
+    the floor measured at the same time as these turns (a shared VM drifts: the floor's
+    p50 ranged 0.7-1.7 ms across runs minutes apart), though not undisturbed: each echo
+    lands while Parley still works for the turn before it (bench/README.md, "Framework
+    floor"), so this ratio flatters Parley and the own-phase one is the conservative one."""
     result: dict[str, Any] = {"store": backend.name, "description": backend.description}
     async with provisioned_store(backend, workdir) as url:
         small = min(p.sizes)
