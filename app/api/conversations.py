@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from app.api.guard import api_router
 from app.api.operation import operation
-from app.api.params import PathId
+from app.api.params import IfMatchDep, PathId
 from app.api.schemas import ConversationList, Deleted
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.filters import ConversationFilter, object_filter_problem
 from app.domain.incarnation import entity_tag
 from app.domain.limits import METADATA_LIMITS
-from app.domain.preconditions import parse_if_match
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import (
     ConversationExists,
@@ -153,38 +152,24 @@ async def get_conversation(
 async def patch_conversation(
     conversation_id: PathId,
     body: PatchConversation,
-    request: Request,
     response: Response,
     manager: ManagerDep,
     principal: PrincipalDep,
-    if_match: Annotated[
-        str | None,
-        Header(
-            alias="If-Match",
-            description="`*`, or one or more of the conversation's ETags "
-            '(`"3.9f86d081884c"`, or its bare version `"3"`; a list: `"3.9f86d081884c", '
-            '"4.9f86d081884c"`): the patch applies only if the current ETag or version is '
-            "listed (a weak tag never matches; a bare version also matches a conversation "
-            "created again under a deleted one's id, the ETag does not); 412 otherwise.",
-        ),
-    ] = None,
+    if_match: IfMatchDep,
 ) -> Conversation:
-    lines = request.headers.getlist("if-match") if if_match is not None else []
-    conv = await manager.conversations.patch(
-        principal, conversation_id, body, if_match=parse_if_match(lines)
-    )
+    conv = await manager.conversations.patch(principal, conversation_id, body, if_match=if_match)
     return _etag(response, conv)
 
 
 @router.delete(
     "/conversations/{conversation_id}",
     status_code=204,
-    **operation("deleteConversation", ConversationNotFound, StoreUnavailable),
+    **operation("deleteConversation", ConversationNotFound, PreconditionFailed, StoreUnavailable),
 )
 async def delete_conversation(
-    conversation_id: PathId, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId, manager: ManagerDep, principal: PrincipalDep, if_match: IfMatchDep
 ) -> Response:
-    await manager.conversations.delete(principal, conversation_id)
+    await manager.conversations.delete(principal, conversation_id, if_match=if_match)
     return Response(status_code=204)
 
 

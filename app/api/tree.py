@@ -8,7 +8,7 @@ from fastapi import Query, Response
 
 from app.api.guard import api_router
 from app.api.operation import operation
-from app.api.params import PathId
+from app.api.params import IfMatchDep, PathId
 from app.api.schemas import BranchList, BranchOut, CheckpointList, HeadMoved
 from app.deps import ManagerDep, PrincipalDep
 from app.domain import Checkpoint, CheckpointKind, Conversation
@@ -22,6 +22,7 @@ from app.errors import (
     InvalidCursor,
     MessageNotFound,
     Overloaded,
+    PreconditionFailed,
     StoreUnavailable,
     Unauthorized,
     VersionConflict,
@@ -33,6 +34,7 @@ MOVE_ERRORS = (
     ConversationNotFound,
     MessageNotFound,
     ConversationBusy,
+    PreconditionFailed,
     VersionConflict,
     StoreUnavailable,
 )
@@ -115,8 +117,9 @@ async def rollback(
     response: Response,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
 ) -> HeadMoved:
-    conv, abandoned = await manager.tree.rollback(principal, conversation_id, body)
+    conv, abandoned = await manager.tree.rollback(principal, conversation_id, body, if_match)
     return _moved(conv, abandoned, response)
 
 
@@ -133,8 +136,9 @@ async def set_head(
     response: Response,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
 ) -> HeadMoved:
-    conv, abandoned = await manager.tree.set_head(principal, conversation_id, body)
+    conv, abandoned = await manager.tree.set_head(principal, conversation_id, body, if_match)
     return _moved(conv, abandoned, response)
 
 

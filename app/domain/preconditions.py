@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from app.domain.conversation import Conversation
 from app.domain.incarnation import entity_tag
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, PreconditionFailed
 
 # One list member (an entity-tag, or nothing: RFC 9110 §5.6.1 empty elements) and what
 # ends it. etagc is %x21 / %x23-7E / obs-text: a comma may be inside a tag. The space runs
@@ -45,6 +45,15 @@ class IfMatch:
         if self.tags is None:
             return True
         return entity_tag(conversation) in self.tags or str(conversation.version) in self.tags
+
+    def require(self, conversation: Conversation) -> None:
+        """412 `precondition_failed` unless the field holds for `conversation`."""
+        if not self.holds(conversation):
+            raise PreconditionFailed(
+                f'If-Match {self} does not match the current ETag "{entity_tag(conversation)}" '
+                f"(version {conversation.version}).",
+                extra={"version": conversation.version},
+            )
 
     def __str__(self) -> str:
         if self.tags is None:

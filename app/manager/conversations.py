@@ -19,7 +19,6 @@ from app.domain import (
     new_id,
 )
 from app.domain.filters import ConversationFilter
-from app.domain.incarnation import entity_tag
 from app.domain.limits import METADATA_LIMITS, VARIABLES_LIMITS
 from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
@@ -335,12 +334,8 @@ class ConversationService:
         at the write."""
         for _ in range(PATCH_RETRIES):
             conv = await self.get(principal, conversation_id)
-            if if_match is not None and not if_match.holds(conv):
-                raise PreconditionFailed(
-                    f'If-Match {if_match} does not match the current ETag "{entity_tag(conv)}" '
-                    f"(version {conv.version}).",
-                    extra={"version": conv.version},
-                )
+            if if_match is not None:
+                if_match.require(conv)
             updated = await self._apply_patch(conv, req)
             try:
                 return await self._store.update_conversation(updated, expected_version=conv.version)
@@ -401,13 +396,19 @@ class ConversationService:
             reserve_output_tokens=self._settings.default_reserve_output_tokens,
         )
 
-    async def delete(self, principal: Principal, conversation_id: str) -> None:
+    async def delete(
+        self, principal: Principal, conversation_id: str, *, if_match: IfMatch | None = None
+    ) -> None:
         """Even while a turn runs: that turn's commit then fails (its compare-and-set
         names the lineage, so it can never land in a conversation created under the id
         since), as does a turn queued behind it (404 `conversation_not_found`). Its runs'
         records and events are erased after the data; a live run's once it ended
-        (`app.manager.run_erasure`)."""
+        (`app.manager.run_erasure`). `if_match` is checked against the conversation read
+        here (412 when false): the store's delete takes no expected version, so a change
+        committed between that read and the delete is not seen."""
         conv = await self.get(principal, conversation_id)
+        if if_match is not None:
+            if_match.require(conv)
         media_ids = await self._store.lineage_media_ids(conv.lineage_id)
         await self._store.delete_conversation(conversation_id)
         log.info("conversation deleted id=%s", conversation_id)

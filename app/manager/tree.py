@@ -25,12 +25,14 @@ from app.domain import (
 )
 from app.domain.incarnation import wrote
 from app.domain.pagination import decode_item_cursor, encode_item_cursor
+from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
 from app.domain.requests import CreateCheckpoint, Rollback, SetHead
 from app.errors import (
     CheckpointNotFound,
     InvalidRequest,
     MessageNotFound,
+    PreconditionFailed,
     VersionConflict,
 )
 from app.manager.conversations import ConversationService
@@ -207,7 +209,11 @@ class TreeService:
     # --- moving the head ---------------------------------------------------------------
 
     async def rollback(
-        self, principal: Principal, conversation_id: str, req: Rollback
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: Rollback,
+        if_match: IfMatch | None = None,
     ) -> tuple[Conversation, str | None]:
         """Move the head back to a checkpoint or to a message of the current path; return
         the conversation and the head it left (restorable with `set_head`)."""
@@ -217,6 +223,8 @@ class TreeService:
                 errors=[{"loc": ["body"], "msg": "exactly one of checkpoint_id, message_id"}],
             )
         conv = await self._conversations.get(principal, conversation_id)
+        if if_match is not None:
+            if_match.require(conv)
         target: Message | None
         if req.checkpoint_id is not None:
             checkpoint = await self.checkpoint(conv, req.checkpoint_id)
@@ -226,21 +234,33 @@ class TreeService:
         else:
             assert req.message_id is not None
             target = await self.path_message(conv, req.message_id)
-        return await self._move_head(principal, conv, target)
+        return await self._move_head(principal, conv, target, if_match)
 
     async def set_head(
-        self, principal: Principal, conversation_id: str, req: SetHead
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: SetHead,
+        if_match: IfMatch | None = None,
     ) -> tuple[Conversation, str | None]:
         conv = await self._conversations.get(principal, conversation_id)
+        if if_match is not None:
+            if_match.require(conv)
         target = await self.visible_message(conv, req.message_id)
-        return await self._move_head(principal, conv, target)
+        return await self._move_head(principal, conv, target, if_match)
 
     async def _move_head(
-        self, principal: Principal, conv: Conversation, target: Message | None
+        self,
+        principal: Principal,
+        conv: Conversation,
+        target: Message | None,
+        if_match: IfMatch | None,
     ) -> tuple[Conversation, str | None]:
         """Under the turn lock (409 `conversation_busy` while a turn runs: its commit
         would otherwise land on the abandoned branch), with optimistic concurrency against
-        concurrent PATCHes."""
+        concurrent PATCHes. With `If-Match` the version checked (before the target was
+        read) must still be current at the write: a change in between is 412, as for a
+        PATCH; `*` re-reads and retries."""
         lease = await self._coord.locks.acquire(conv.id, f"head-{new_id()}", wait_s=0)
         try:
             status = await status_at(self._store, conv.lineage_id, target)
@@ -259,6 +279,10 @@ class TreeService:
                         moved, expected_version=conv.version
                     )
                 except VersionConflict:
+                    if if_match is not None and if_match.tags is not None:
+                        raise PreconditionFailed(
+                            f"Conversation changed; If-Match {if_match} is stale."
+                        ) from None
                     conv = await self._conversations.get(principal, conv.id)
                     continue
                 log.info(
