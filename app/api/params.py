@@ -20,7 +20,7 @@ QueryIdPrefix = Annotated[
 ]
 
 
-def _if_match(
+async def _if_match(
     request: Request,
     if_match: Annotated[
         str | None,

@@ -18,7 +18,7 @@ from app.settings import ApiKey, Settings
 from tests.api.helpers import create_conv
 
 
-async def test_a_streamed_turn_resolves_its_dependencies_without_worker_threads(
+async def test_a_streamed_turn_and_a_patch_resolve_their_dependencies_without_threads(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conv = await create_conv(client)
@@ -35,7 +35,15 @@ async def test_a_streamed_turn_resolves_its_dependencies_without_worker_threads(
     )
     assert r.status_code == 200, r.text
     assert "event: run.completed" in r.text
-    assert (await client.get(f"/conversations/{conv['id']}")).status_code == 200
+    got = await client.get(f"/conversations/{conv['id']}")
+    assert got.status_code == 200
+    # the If-Match dependency of PATCH, DELETE and the head moves too
+    r = await client.patch(
+        f"/conversations/{conv['id']}",
+        json={"metadata": {"k": "v"}},
+        headers={"If-Match": got.headers["etag"]},
+    )
+    assert r.status_code == 200, r.text
     assert threaded == []
 
 
