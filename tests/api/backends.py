@@ -11,6 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
+
+from app.settings import Settings
+from tests.conftest import running_app
 from tests.contract.cluster import delete_prefixed
 from tests.services import check_redis, redis_url, scratch_postgres_database
 
@@ -37,3 +41,15 @@ async def state_url_for(backend: str, tmp_path: Path) -> AsyncIterator[str]:
             await delete_prefixed(url, prefix)
     else:
         raise ValueError(backend)
+
+
+@asynccontextmanager
+async def app_on(
+    backend: str, tmp_path: Path, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`tests.conftest.running_app` on `backend`'s state URL (the other settings as given)."""
+    async with (
+        state_url_for(backend, tmp_path) as url,
+        running_app(settings.model_copy(update={"state_url": url})) as client,
+    ):
+        yield client

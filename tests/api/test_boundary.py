@@ -17,9 +17,9 @@ from fastapi.routing import APIRoute
 from app.api.guard import GuardedRoute
 from app.domain.limits import MAX_JSON_DEPTH, MAX_TTL_S, METADATA_LIMITS
 from app.main import create_app
-from tests.api.backends import BACKENDS, state_url_for
+from tests.api.backends import BACKENDS, app_on
 from tests.api.helpers import assert_problem, create_conv, send
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 SURROGATE = "a\ud83d"
 NUL = "a\x00b"
@@ -133,10 +133,7 @@ async def check_nothing_stored(client: httpx.AsyncClient, sentinel: dict[str, An
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_bad_input_matrix(backend: str, tmp_path: Path) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         await create_conv(
             client, conversation_id="sentinel", user_id="dave", metadata={"keep": "me"}
         )

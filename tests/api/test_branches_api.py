@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import create_conv, send
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 
 async def branch_texts(client: httpx.AsyncClient, cid: str) -> list[tuple[str, bool]]:
@@ -30,10 +30,7 @@ async def edit(client: httpx.AsyncClient, cid: str, message_id: str, text: str) 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_edits_of_the_first_message_are_listed(backend: str, tmp_path: Path) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         cid = (await create_conv(client))["id"]
         first = (await send(client, cid, "orig"))["messages"][0]["id"]
         await edit(client, cid, first, "edit0")

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 CID = "race:after-delete"
 BODY_A = {
@@ -75,10 +75,7 @@ def _check_outcomes(
 async def test_concurrent_creates_after_a_delete_make_one_conversation(
     backend: str, tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         for round_ in range(3):
             first = await _post(client, BODY_A, "key-1")
             assert first.status_code == 201, (round_, first.text)
@@ -100,10 +97,7 @@ async def test_a_keyed_retry_does_not_answer_with_a_conversation_another_request
     """The key's conversation was deleted and another request (another body, no key)
     created the id since: the key's retry found a conversation under the id and answered it
     as its own, a 201 with the other request's content. It is a 409 now."""
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         assert (await _post(client, BODY_A, "key-1")).status_code == 201
         assert (await client.delete(f"/conversations/{CID}")).status_code == 204
         other = await _post(client, BODY_B, None)

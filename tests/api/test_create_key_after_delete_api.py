@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
-from tests.conftest import app_and_manager, make_settings, running_app
+from tests.api.backends import ALL_BACKENDS, app_on
+from tests.conftest import app_and_manager, make_settings
 
 BODY = {
     "pack_id": "general-assistant",
@@ -27,10 +27,7 @@ BODY = {
 async def test_a_keyed_create_after_its_conversation_was_deleted_creates_it_again(
     backend: str, tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         key = {"Idempotency-Key": "create-t17-conv"}
         first = await client.post("/conversations", json=BODY, headers=key)
         assert first.status_code == 201

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 BODY = {
     "pack_id": "general-assistant",
@@ -29,10 +29,7 @@ BODY = {
 async def test_create_retry_after_delete_is_409_when_a_fork_took_the_id(
     backend: str, tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         key = {"Idempotency-Key": "create-x"}
         first = await client.post("/conversations", json=BODY, headers=key)
         assert first.status_code == 201, first.text

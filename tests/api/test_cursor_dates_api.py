@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.domain.pagination import encode_cursor
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem, create_conv, send
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 BAD_TIMES = [
     "0001-01-01T00:00:00+14:00",  # before datetime.min once in UTC
@@ -25,10 +25,7 @@ BAD_TIMES = [
 async def test_cursor_times_outside_the_range_are_invalid_cursors(
     backend: str, tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         cid = (await create_conv(client))["id"]
         await send(client, cid, "hello")
         for when in BAD_TIMES:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 BODY = {
     "pack_id": "general-assistant",
@@ -29,10 +29,7 @@ TAG = re.compile(r'"1\.[0-9a-f]{12}"')
 async def test_if_match_of_a_deleted_conversation_does_not_hold_for_its_successor(
     backend: str, tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         first = await client.post("/conversations", json={**BODY, "metadata": {"v": "first"}})
         assert first.status_code == 201, first.text
         stale = first.headers["etag"]
@@ -69,10 +66,7 @@ async def test_if_match_of_a_deleted_fork_does_not_hold_for_the_fork_made_again(
 ) -> None:
     """A fork made again under a deleted fork's id has its id, lineage and version: only
     its `created_at` tells them apart (outside tester T1)."""
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         assert (await client.post("/conversations", json=BODY)).status_code == 201
         fork = {"conversation_id": "etag-f", "user_id": "etag"}
         first = await client.post("/conversations/etag-x/fork", json=fork)

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from app.settings import ApiKey, Settings
-from tests.api.export_helpers import ALL_BACKENDS, any_state_url, export_doc, recomputed_checksum
+from tests.api.backends import ALL_BACKENDS, app_on
+from tests.api.export_helpers import export_doc, recomputed_checksum
 from tests.api.helpers import assert_problem, create_conv, send
 from tests.conftest import running_app
 
@@ -22,10 +23,7 @@ from tests.conftest import running_app
 async def client(
     request: pytest.FixtureRequest, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        any_state_url(request.param, tmp_path) as url,
-        running_app(settings_factory(state_url=url)) as c,
-    ):
+    async with app_on(request.param, tmp_path, settings_factory()) as c:
         yield c
 
 

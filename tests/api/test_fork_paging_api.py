@@ -16,9 +16,9 @@ import pytest
 
 from app.domain import Message
 from app.manager.known_ancestors import KnownAncestors
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import send
-from tests.conftest import app_and_manager, make_settings, running_app
+from tests.conftest import app_and_manager, make_settings
 
 
 def promptkit_state(n: int) -> dict[str, Any]:
@@ -68,10 +68,7 @@ def assert_chain(path: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_a_fork_pages_its_whole_inherited_history(backend: str, tmp_path: Path) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         src = await imported(client, 60)
         source_path = await all_pages(client, src, 50)
         assert [m["content"] for m in source_path] == [f"m{i}" for i in range(60)]

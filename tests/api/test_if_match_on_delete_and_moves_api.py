@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 BODY = {
     "pack_id": "general-assistant",
@@ -34,10 +34,7 @@ async def _create(client: httpx.AsyncClient) -> str:
 async def test_a_false_if_match_refuses_delete_head_move_and_rollback(
     backend: str, tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         stale = await _create(client)
         r = await client.post(f"{CONV}/messages", json={"content": "hello"})
         assert r.status_code == 200, r.text
@@ -77,10 +74,7 @@ async def test_a_false_if_match_refuses_delete_head_move_and_rollback(
 async def test_an_if_match_of_a_deleted_conversation_does_not_delete_its_successor(
     backend: str, tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         old = await _create(client)
         assert (await client.delete(CONV, headers={"If-Match": old})).status_code == 204
         new = await _create(client)

@@ -18,9 +18,8 @@ from app.domain.usage import Usage
 from app.manager.importer import UNFINISHED_IMPORT_TTL
 from app.settings import ApiKey, Settings
 from app.stores.base import StateStore
+from tests.api.backends import ALL_BACKENDS, app_on, state_url_for
 from tests.api.export_helpers import (
-    ALL_BACKENDS,
-    any_state_url,
     app_with_store,
     export_doc,
     recomputed_checksum,
@@ -33,10 +32,7 @@ from tests.conftest import running_app
 async def client(
     request: pytest.FixtureRequest, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        any_state_url(request.param, tmp_path) as url,
-        running_app(settings_factory(state_url=url)) as c,
-    ):
+    async with app_on(request.param, tmp_path, settings_factory()) as c:
         yield c
 
 
@@ -409,7 +405,7 @@ async def client_and_store(
     request: pytest.FixtureRequest, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> AsyncIterator[tuple[httpx.AsyncClient, StateStore]]:
     async with (
-        any_state_url(request.param, tmp_path) as url,
+        state_url_for(request.param, tmp_path) as url,
         app_with_store(settings_factory(state_url=url)) as pair,
     ):
         yield pair

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.export_helpers import export_doc, recomputed_checksum
 from tests.api.helpers import assert_problem, create_conv, send
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 OUT_OF_RANGE = [
     "0001-01-01T00:00:00+14:00",
@@ -44,10 +44,7 @@ def set_at(doc: dict[str, Any], where: tuple[Any, ...], value: str) -> None:
 async def test_imported_datetimes_outside_the_range_are_refused(
     backend: str, tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         cid = (await create_conv(client, ttl_seconds=3600))["id"]
         await send(client, cid, "hello")
         r = await client.post(f"/conversations/{cid}/checkpoints", json={"name": "x"})
@@ -98,10 +95,7 @@ def promptkit_state(**fields: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_promptkit_times_outside_the_range_are_refused(backend: str, tmp_path: Path) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         params = {"pack_id": "general-assistant", "prompt_name": "chat"}
         late = "9999-12-31T23:59:59-14:00"
         bad_message = promptkit_state()

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.export_helpers import export_doc, recomputed_checksum
 from tests.api.helpers import assert_problem, create_conv, send
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 
 def conv_usage(doc: dict[str, Any]) -> None:
@@ -64,10 +64,7 @@ CASES = [
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_inconsistent_records_are_refused(backend: str, tmp_path: Path) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         cid = (await create_conv(client))["id"]
         await send(client, cid, "hello")
         await send(client, cid, "again")
@@ -91,10 +88,7 @@ async def test_inconsistent_records_are_refused(backend: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_promptkit_negative_cost_info_is_refused(backend: str, tmp_path: Path) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         state = {
             "ID": "pk1",
             "UserID": "pkuser",

@@ -15,10 +15,9 @@ from app.coordination.base import Coordinator, RunEvent
 from app.coordination.local_fanout import LocalFanout
 from app.settings import Settings
 from app.stores.base import StateStore
-from tests.api.backends import state_url_for
+from tests.api.backends import app_on
 from tests.api.helpers import create_conv
 from tests.api.sse_parse import parse_sse
-from tests.conftest import running_app
 
 
 @pytest.fixture
@@ -51,10 +50,7 @@ async def test_a_streamed_turn_is_fanned_out_from_memory_and_logged(
     settings_factory: Callable[..., Settings],
     log_follows: list[str],
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(settings_factory(state_url=url, mock_delay_ms=5)) as client,
-    ):
+    async with app_on(backend, tmp_path, settings_factory(mock_delay_ms=5)) as client:
         conv = await create_conv(client)
         r = await client.post(
             f"/conversations/{conv['id']}/messages",

@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem, create_conv, send
-from tests.conftest import make_settings, running_app
+from tests.conftest import make_settings
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_before_must_be_a_message_the_conversation_sees(backend: str, tmp_path: Path) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(make_settings(tmp_path, state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, make_settings(tmp_path)) as client:
         src = (await create_conv(client))["id"]
         await send(client, src, "shared")
         r = await client.post(f"/conversations/{src}/fork", json={"user_id": "other-user"})

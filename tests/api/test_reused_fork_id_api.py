@@ -12,12 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 
 from app.settings import Settings
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem
-from tests.conftest import running_app
 
 SOURCE = {"pack_id": "general-assistant", "prompt_name": "chat", "conversation_id": "alice-a"}
 FORK = "shared-b"
@@ -44,22 +43,25 @@ async def _contents(client: AsyncClient, cid: str) -> list[str]:
     return [m["content"] for m in r.json()["data"]]
 
 
+async def _bobs_turn_running_on_the_fork(client: AsyncClient, path: str) -> asyncio.Task[Response]:
+    """The source, bob's fork of it under FORK, and a long turn of bob's holding the fork."""
+    await _source(client)
+    await _fork(client, "alice-a", "bob")
+    running = asyncio.create_task(client.post(path, json={"content": LONG}))
+    for _ in range(300):
+        if (await client.get(f"/conversations/{FORK}")).json()["status"] == "running":
+            return running
+        await asyncio.sleep(0.01)
+    raise AssertionError("bob's turn never held the fork")
+
+
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_a_turn_in_flight_on_a_deleted_fork_never_lands_in_the_fork_made_under_its_id(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(settings_factory(state_url=url, mock_delay_ms=20)) as client,
-    ):
-        await _source(client)
-        await _fork(client, "alice-a", "bob")
+    async with app_on(backend, tmp_path, settings_factory(mock_delay_ms=20)) as client:
         path = f"/conversations/{FORK}/messages"
-        running = asyncio.create_task(client.post(path, json={"content": LONG}))
-        for _ in range(300):  # until the turn holds the fork
-            if (await client.get(f"/conversations/{FORK}")).json()["status"] == "running":
-                break
-            await asyncio.sleep(0.01)
+        running = await _bobs_turn_running_on_the_fork(client, path)
         queued = asyncio.create_task(client.post(path, json={"content": "queued behind"}))
         await asyncio.sleep(0.05)
         assert (await client.delete(f"/conversations/{FORK}")).status_code == 204
@@ -77,10 +79,7 @@ async def test_a_turn_in_flight_on_a_deleted_fork_never_lands_in_the_fork_made_u
 async def test_a_deleted_forks_messages_and_keys_are_not_the_new_forks_under_its_id(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(settings_factory(state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, settings_factory()) as client:
         await _source(client)
         await _fork(client, "alice-a", "bob")
         send = f"/conversations/{FORK}/messages"
@@ -130,10 +129,7 @@ async def test_a_deleted_forks_messages_and_keys_are_not_the_new_forks_under_its
 async def test_a_deleted_forks_idempotency_keys_are_free_on_the_fork_made_under_its_id(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(settings_factory(state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, settings_factory()) as client:
         await _source(client)
         await _fork(client, "alice-a", "bob")
         send = f"/conversations/{FORK}/messages"
@@ -166,18 +162,9 @@ async def test_a_deleted_forks_idempotency_keys_are_free_on_the_fork_made_under_
 async def test_a_deleted_forks_run_is_not_the_new_forks_under_its_id(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(settings_factory(state_url=url, mock_delay_ms=20)) as client,
-    ):
-        await _source(client)
-        await _fork(client, "alice-a", "bob")
+    async with app_on(backend, tmp_path, settings_factory(mock_delay_ms=20)) as client:
         path = f"/conversations/{FORK}/messages"
-        running = asyncio.create_task(client.post(path, json={"content": LONG}))
-        for _ in range(300):  # until the turn holds the fork
-            if (await client.get(f"/conversations/{FORK}")).json()["status"] == "running":
-                break
-            await asyncio.sleep(0.01)
+        running = await _bobs_turn_running_on_the_fork(client, path)
         busy = await client.post(path, json={"content": "x", "if_busy": "reject"})
         run_id = assert_problem(busy, 409, "conversation_busy")["run_id"]
         assert (await client.get(f"/conversations/{FORK}/runs/{run_id}")).status_code == 200

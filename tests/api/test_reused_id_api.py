@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings
-from tests.api.backends import ALL_BACKENDS, state_url_for
+from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem
-from tests.conftest import running_app
 
 CREATE = {"pack_id": "general-assistant", "prompt_name": "chat", "conversation_id": "reused-1"}
 LONG = " ".join(f"w{i}" for i in range(25))  # ~25 mock tokens: a turn of ~0.5 s
@@ -25,10 +24,7 @@ LONG = " ".join(f"w{i}" for i in range(25))  # ~25 mock tokens: a turn of ~0.5 s
 async def test_turns_of_a_deleted_conversation_never_land_in_its_successor(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(settings_factory(state_url=url, mock_delay_ms=20)) as client,
-    ):
+    async with app_on(backend, tmp_path, settings_factory(mock_delay_ms=20)) as client:
         assert (await client.post("/conversations", json={**CREATE, "user_id": "alice"})).is_success
         path = "/conversations/reused-1/messages"
         running = asyncio.create_task(client.post(path, json={"content": LONG}))
@@ -53,10 +49,7 @@ async def test_turns_of_a_deleted_conversation_never_land_in_its_successor(
 async def test_a_deleted_conversations_runs_and_keys_are_not_its_successors(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(settings_factory(state_url=url)) as client,
-    ):
+    async with app_on(backend, tmp_path, settings_factory()) as client:
         assert (await client.post("/conversations", json={**CREATE, "user_id": "alice"})).is_success
         path = "/conversations/reused-1/messages"
         key = {"Idempotency-Key": "m-1"}

@@ -15,10 +15,8 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.api.backends import ALL_BACKENDS, state_url_for
-from tests.api.tool_loop_helpers import tool_app, turn, weather_conv
-
-MOCK_WEATHER = {"get_weather": {"mock_result": {"temp": 21, "summary": "sunny"}}}
+from tests.api.backends import ALL_BACKENDS
+from tests.api.tool_loop_helpers import mock_weather_app, turn, weather_conv
 
 
 async def _path(client: httpx.AsyncClient, cid: str) -> list[dict[str, Any]]:
@@ -36,10 +34,7 @@ async def _results(client: httpx.AsyncClient, cid: str, results: list[Any]) -> h
 async def test_a_head_on_a_server_round_refuses_client_results_and_runs_the_calls(
     backend: str, settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        tool_app(settings_factory, tmp_path, MOCK_WEATHER, state_url=url) as client,
-    ):
+    async with mock_weather_app(backend, settings_factory, tmp_path) as client:
         cid = await weather_conv(client, "weather")
         first = await turn(client, cid, "weather in Paris?")
         assert first["status"] == "completed", first
@@ -66,10 +61,7 @@ async def test_a_head_on_a_server_round_refuses_client_results_and_runs_the_call
 async def test_a_head_on_a_mixed_round_takes_only_the_client_result(
     backend: str, settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        tool_app(settings_factory, tmp_path, MOCK_WEATHER, state_url=url) as client,
-    ):
+    async with mock_weather_app(backend, settings_factory, tmp_path) as client:
         cid = await weather_conv(client, "mixed")
         first = await turn(client, cid, "weather and time in Paris?")
         assert first["status"] == "requires_action", first

@@ -25,10 +25,9 @@ from app.coordination.local_fanout import LocalFanout
 from app.errors import StoreUnavailable
 from app.settings import Settings
 from app.stores.base import StateStore
-from tests.api.backends import state_url_for
+from tests.api.backends import app_on
 from tests.api.helpers import create_conv
 from tests.api.sse_parse import parse_sse
-from tests.conftest import running_app
 
 
 @pytest.fixture
@@ -69,10 +68,7 @@ def flaky_log(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_a_stream_whose_log_read_fails_still_ends_with_a_terminal_event(
     backend: str, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        running_app(settings_factory(state_url=url, mock_delay_ms=5, run_recheck_s=0.5)) as c,
-    ):
+    async with app_on(backend, tmp_path, settings_factory(mock_delay_ms=5, run_recheck_s=0.5)) as c:
         conv = await create_conv(c)
         try:
             r = await c.post(

@@ -13,10 +13,15 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.api.backends import ALL_BACKENDS, state_url_for
-from tests.api.tool_loop_helpers import roles, tool_app, turn, weather_conv
-
-MOCK_WEATHER = {"get_weather": {"mock_result": {"temp": 21, "summary": "sunny"}}}
+from tests.api.backends import ALL_BACKENDS
+from tests.api.tool_loop_helpers import (
+    MOCK_WEATHER,
+    mock_weather_app,
+    roles,
+    tool_app,
+    turn,
+    weather_conv,
+)
 
 
 async def _answer_time(client: httpx.AsyncClient, cid: str) -> dict[str, Any]:
@@ -40,10 +45,7 @@ async def _leave(client: httpx.AsyncClient, cid: str, user_id: str) -> None:
 async def test_a_head_on_a_tool_result_with_a_client_call_unanswered_requires_action(
     backend: str, settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    async with (
-        state_url_for(backend, tmp_path) as url,
-        tool_app(settings_factory, tmp_path, MOCK_WEATHER, state_url=url) as client,
-    ):
+    async with mock_weather_app(backend, settings_factory, tmp_path) as client:
         cid = await weather_conv(client, "mixed")
         first = await turn(client, cid, "weather and time in Paris?")
         assert first["status"] == "requires_action" and roles(first) == [

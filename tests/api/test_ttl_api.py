@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from tests.api.backends import BACKENDS, state_url_for
+from tests.api.backends import BACKENDS, app_on
 from tests.api.helpers import assert_problem, create_conv, send
 from tests.conftest import running_app
 
@@ -25,10 +25,7 @@ TTL = 2
 async def client(
     request: pytest.FixtureRequest, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        state_url_for(request.param, tmp_path) as url,
-        running_app(settings_factory(state_url=url)) as c,
-    ):
+    async with app_on(request.param, tmp_path, settings_factory()) as c:
         yield c
 
 

@@ -13,6 +13,7 @@ import httpx
 import yaml
 
 from app.settings import Settings
+from tests.api.backends import state_url_for
 from tests.conftest import FIXTURE_PACKS, running_app
 from tests.unit.tools.helpers import PEERS, PYTHON
 
@@ -21,6 +22,7 @@ HITL_PACK = FIXTURE_PACKS / "sdk__examples__hitl__hitl.pack.json"
 SCRIPT = str(PEERS / "tool_script.py")
 MCP_SERVER = str(PEERS / "mcp_server.py")
 PARIS = {"city": "Paris", "country": "FR"}
+MOCK_WEATHER = {"get_weather": {"mock_result": {"temp": 21, "summary": "sunny"}}}
 
 
 def weather_turns(rounds: int, *, same: bool = False) -> dict[int, Any]:
@@ -178,6 +180,18 @@ async def tool_app(
     values = tool_settings(settings_factory, tmp_path, tools, mcp_servers=mcp_servers, **settings)
     async with running_app(values, provider_client=provider_client) as client:
         await load_fixture_packs(client)
+        yield client
+
+
+@asynccontextmanager
+async def mock_weather_app(
+    backend: str, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`tool_app` on `backend`'s store, get_weather mocked (MOCK_WEATHER)."""
+    async with (
+        state_url_for(backend, tmp_path) as url,
+        tool_app(settings_factory, tmp_path, MOCK_WEATHER, state_url=url) as client,
+    ):
         yield client
 
 
