@@ -75,8 +75,9 @@ class MemoryTurnLocks(TurnLocks):
                 if state.lock.locked():
                     raise TimeoutError
                 await state.lock.acquire()
-            else:
-                await asyncio.wait_for(state.lock.acquire(), timeout=wait_s)
+            else:  # (not `wait_for`: on 3.11 it runs the acquire in a task of its own)
+                async with asyncio.timeout(wait_s):
+                    await state.lock.acquire()
         except (TimeoutError, asyncio.CancelledError) as exc:
             self._drop_user(conversation_id, state)
             if isinstance(exc, asyncio.CancelledError):

@@ -143,12 +143,8 @@ class TurnExecutor:
         except Exception:
             log.exception("run %s failed unexpectedly", run.id)
             error = RunError(code="internal_error", detail="The run failed unexpectedly.")
-        try:
-            end = self._finish(plan, status, outcome, error, started, problem, held)
-            return await asyncio.shield(end)
-        finally:
-            if held is not None:  # (released by the end's first step: then a no-op)
-                await asyncio.shield(held.release())
+        end = self._finish(plan, status, outcome, error, started, problem, held)
+        return await asyncio.shield(_released_after(end, held))
 
     async def _turn(self, plan: TurnPlan, lease: TurnLease) -> TurnOutcome:
         conv = _unchanged_copy(plan, lease)
@@ -220,7 +216,7 @@ class TurnExecutor:
             self._stats.store_call("build_context", time.perf_counter() - t)
             plan.run = record_context(plan.run, conv, window)
             window.request.tool_choice = loop.tool_choice(window.request.tool_choice)
-            request = await self._media.resolve(window.request)
+            request = await self._media.resolve_window(window)
             if pending:
                 reply = await self._provider_call.call(
                     provider,
@@ -379,6 +375,17 @@ class TurnExecutor:
             await self._coord.runs.save_and_publish(self._record(plan), type_, data)
             return
         await self._coord.runs.publish(plan.run.id, type_, data)
+
+
+async def _released_after(end: Coroutine[Any, Any, T], lease: TurnLease | None) -> T:
+    """`end`, then `lease` released (the end's first step releases it: then a no-op), in
+    the one task that shields both from a cancel of the run (a task for each was a task
+    and a loop iteration more per turn)."""
+    try:
+        return await end
+    finally:
+        if lease is not None:
+            await lease.release()
 
 
 def _planned_incarnation(plan: TurnPlan, conv: Conversation) -> bool:
