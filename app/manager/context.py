@@ -66,6 +66,9 @@ class ContextWindow:
     request: ProviderRequest
     included_ids: list[str]
     dropped: int
+    # whether any message of `request` has a media part: a window without (most turns)
+    # needs no scan of its messages for stored media to fill in (`MediaService.resolve_window`)
+    has_media: bool
     budget: dict[str, int] = field(default_factory=dict)
     correction: float = 1.0  # the budget was divided by it (`UsageCalibration`)
     summary: Summary | None = None  # the summary the request carries
@@ -189,7 +192,8 @@ class ContextBuilder:
         counter = await self.counter(encoding)
         system = system_tokens(conversation.system_prompt, counter)
         tool_tokens = tools_tokens(tools, counter)
-        pending_media = sum(parts_media_tokens(media_parts(m), rule) for m in pending)
+        pending_parts = [media_parts(m) for m in pending]
+        pending_media = sum(parts_media_tokens(parts, rule) for parts in pending_parts)
         pending_tokens = sum(message_tokens(m, counter) for m in pending) + pending_media
         correction = self._calibration.factor(conversation.id)
         input_budget = self.input_budget(conversation)
@@ -254,6 +258,7 @@ class ContextBuilder:
                 "conversation's context policy is 'fail'."
             )
         history.reverse()
+        history_media = list(filter(_MEDIA, history))
         request = ProviderRequest.model_construct(
             model=conversation.model,
             system=conversation.system_prompt or None,
@@ -274,6 +279,7 @@ class ContextBuilder:
             request=request,
             included_ids=list(map(_MESSAGE_ID, history)) + [m.id for m in pending],
             dropped=dropped,
+            has_media=bool(history_media) or any(pending_parts),
             budget={
                 "system": system,
                 "tools": tool_tokens,
@@ -283,7 +289,7 @@ class ContextBuilder:
                 "summary": summary_cost(summary, counter) if summary else 0,
                 "pending": pending_tokens,
                 "media": pending_media
-                + sum(parts_media_tokens(c.media, rule) for c in filter(_MEDIA, history)),
+                + sum(parts_media_tokens(c.media, rule) for c in history_media),
                 "reserved_output": policy.reserve_output_tokens,
                 "max_input": policy.max_input_tokens,
                 "input_budget": input_budget,

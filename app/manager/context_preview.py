@@ -95,7 +95,7 @@ class ContextPreviewService:
         budget = await tool_budget(self._store, pack, conv.prompt_name, conv.lineage_id, None)
         if budget.exhausted and window.request.tools:
             window.request.tool_choice = "none"
-        request = await self._media.resolve(window.request)
+        request = await self._media.resolve_window(window)
         b = window.budget
         return ContextPreview(
             conversation_id=conv.id,

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from itertools import chain
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from app.domain import Message, Part, new_id
 from app.domain.media import MediaPolicy, MediaRecord
@@ -49,6 +50,9 @@ from app.media.base import MediaStore, StagedBlob
 from app.providers.base import ProviderRequest
 from app.settings import Settings
 from app.stores.base import StateStore
+
+if TYPE_CHECKING:
+    from app.manager.context import ContextWindow
 
 log = logging.getLogger("parley.media")
 
@@ -273,6 +277,11 @@ class MediaService:
         return part.model_copy(update={"media": ref})
 
     # --- providers -----------------------------------------------------------------------
+
+    async def resolve_window(self, window: ContextWindow) -> ProviderRequest:
+        """The request of a built context window, resolved (`resolve`) unless the builder
+        found no media part in it (its messages are then not scanned)."""
+        return await self.resolve(window.request) if window.has_media else window.request
 
     async def resolve(self, request: ProviderRequest) -> ProviderRequest:
         """`request` with every stored media part's bytes filled in (`base64`)."""
