@@ -50,12 +50,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from itertools import chain
-from operator import attrgetter
+from itertools import chain, repeat
+from operator import add, attrgetter, floordiv, not_
 
 from app.domain import Part, ToolCall, Usage
 from app.domain.tokens import estimate_tokens
@@ -79,6 +80,7 @@ _WORDS = re.compile(r"\s*\S+\s*|\s+")
 _ROLE = attrgetter("role")
 _PARTS = attrgetter("parts")
 _TOOL_CALLS = attrgetter("tool_calls")
+_CONTENT = attrgetter("content")
 FAIL_MODES = ("error", "midstream", "rate_limit", "timeout")
 
 
@@ -95,6 +97,18 @@ def message_text(msg: ProviderMessage) -> str:
     if msg.content:
         return msg.content
     return "".join(p.text or "" for p in msg.parts if p.type == "text")
+
+
+def input_tokens(request: ProviderRequest) -> int:
+    """`estimate_tokens` of the system prompt plus of each message's text (`message_text`),
+    summed in C: `estimate_tokens(t)` is `(len(t) + 3) // 4` (0 for ""), so only a message
+    without `content` (its text, if any, in its parts) takes a Python step."""
+    messages = request.messages
+    contents = list(map(_CONTENT, messages))
+    total: int = sum(map(floordiv, map(add, map(len, contents), repeat(3)), repeat(4)))
+    without_content = itertools.compress(messages, map(not_, contents))
+    total += sum(estimate_tokens(message_text(m)) for m in without_content)
+    return total + estimate_tokens(request.system or "")
 
 
 def describe_media(msg: ProviderMessage) -> str:
@@ -206,11 +220,10 @@ class MockProvider(LLMProvider):
 
         for i, call in enumerate(calls):
             yield ToolCallComplete(i, call)
-        input_text = [request.system or "", *map(message_text, request.messages)]
         output_tokens = estimate_tokens(text) + sum(
             estimate_tokens(json.dumps(c.arguments)) for c in calls
         )
-        yield UsageReport(Usage.of(sum(map(estimate_tokens, input_text)), output_tokens))
+        yield UsageReport(Usage.of(input_tokens(request), output_tokens))
         yield Finish("tool_calls" if calls else "stop")
 
 

@@ -341,3 +341,24 @@ async def test_recall_answers_a_question_from_the_context_only() -> None:
     assert (await collect(MockProvider().stream(unknown))).text == "recall: nothing"
     statement = req(user("Fact: x"), user("no question here"), mock_recall="1")
     assert (await collect(MockProvider().stream(statement))).text == "echo: no question here"
+
+
+def test_input_tokens_sum_the_estimate_of_every_text() -> None:
+    """The mock's input usage (summed in C) equals `estimate_tokens` of the system prompt
+    and of each message's text, wherever the text is (content or text parts)."""
+    from app.providers.mock import input_tokens, message_text
+
+    messages = [
+        user("héllo wörld, ünïcode"),
+        assistant(""),
+        ProviderMessage(role="user", parts=[Part(type="text", text="from parts only")]),
+        ProviderMessage(role="tool", content="x", tool_call_id="c1"),
+        ProviderMessage(role="assistant", parts=[]),
+        user("a" * 4001),
+    ]
+    for system in (None, "", "sys prompt"):
+        r = req(*messages, system=system)
+        expected = estimate_tokens(r.system or "") + sum(
+            estimate_tokens(message_text(m)) for m in r.messages
+        )
+        assert input_tokens(r) == expected
