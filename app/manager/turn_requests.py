@@ -87,7 +87,7 @@ class TurnRequests:
         (by part index; those parts carry no source); the caller closes them."""
         async with self._admission.admit():
             conv, stamp = await self._read(principal, conversation_id)
-            turn, body = await self._user_turn(conv, req, staged or {})
+            turn, body = await self._user_turn(conv, req, staged or {}, identity=key is not None)
             return await self._runs.start(
                 conv, turn, req.if_busy, key, ("message", body), stamp=stamp
             )
@@ -106,8 +106,11 @@ class TurnRequests:
         async with self._admission.admit():
             conv, stamp = await self._read(principal, conversation_id)
             branch = await self._branch_points.for_edit(conv, message_id)
-            turn, body = await self._user_turn(conv, req, {}, kind="edit", branch_from=branch)
-            body["message_id"] = message_id
+            turn, body = await self._user_turn(
+                conv, req, {}, kind="edit", branch_from=branch, identity=key is not None
+            )
+            if body is not None:
+                body["message_id"] = message_id
             return await self._runs.start(conv, turn, req.if_busy, key, ("edit", body), stamp=stamp)
 
     async def regenerate(
@@ -132,9 +135,11 @@ class TurnRequests:
         *,
         kind: Literal["message", "edit"] = "message",
         branch_from: BranchPoint | None = None,
-    ) -> tuple[TurnInput, dict[str, Any]]:
+        identity: bool = True,
+    ) -> tuple[TurnInput, dict[str, Any] | None]:
         """The user message of `req` as a turn input (media prepared), and its identity for
-        `Idempotency-Key` retries."""
+        `Idempotency-Key` retries (with `identity`; None without: a request without a key
+        has no retry to compare, and dumping the body cost every turn a validation pass)."""
         content, parts = self._user_content(req, staged)
         if any(p.type != "text" for p in parts):
             parts = await self._media.prepare_parts(
@@ -147,6 +152,8 @@ class TurnRequests:
             metadata=req.metadata,
             branch_from=branch_from,
         )
+        if not identity:
+            return turn, None
         body = req.model_dump(mode="json", exclude={"stream", "on_disconnect", "parts"})
         body["parts"] = [p.model_dump(mode="json", exclude_none=True) for p in parts]
         return turn, body

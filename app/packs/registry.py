@@ -76,6 +76,10 @@ class PackRegistry:
             raise PackNotFound(f"PromptPack {pack_id!r} is not loaded.")
         if version is None:
             return self._ordered(versions)[0].pack
+        # (a conversation's stored version is the key itself: no parse on every turn)
+        entry = versions.get(version)
+        if entry is not None:
+            return entry.pack
         try:
             key = str(SemVer.parse(version))
         except ValueError:

@@ -281,3 +281,29 @@ async def test_load_warns_about_required_with_default(
         "variable 'target_language' is required but has a default" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_get_by_the_stored_version_parses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every turn looks its pack up by the version its conversation stores, which is the
+    registry's key: found without parsing it (the parse ran on every turn); other
+    spellings still resolve through it."""
+    from app.packs import registry as registry_module
+
+    registry = PackRegistry()
+    registry.add(versioned("1.2.0"))
+    registry.add(versioned("v2.0.0-beta.2"))
+    real = registry_module.SemVer.parse
+    parsed: list[str] = []
+
+    def counting(text: str) -> Any:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(registry_module.SemVer, "parse", staticmethod(counting))
+    assert registry.get("test-pack", "1.2.0").version == "1.2.0"
+    assert parsed == []
+    assert registry.get("test-pack", "v1.2.0").version == "1.2.0"
+    assert registry.get("test-pack", "v2.0.0-beta.2").version == "v2.0.0-beta.2"
+    assert parsed == ["v1.2.0", "v2.0.0-beta.2"]
+    with pytest.raises(PackNotFound):
+        registry.get("test-pack", "3.0.0")
