@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from app.domain import Message, Run, ToolCall
+from app.domain.limits import as_utc
 from app.domain.run import TERMINAL_EVENTS as TERMINAL_EVENTS  # (domain: the API uses it too)
 from app.domain.run import PendingApproval
 from app.domain.run import RunEvent as RunEvent  # defined in the domain for the API
@@ -47,13 +48,20 @@ class RunRecord(BaseModel):
 
     run: Run
     lineage_id: str
-    # the incarnation of its conversation (`app.domain.incarnation`; None: recorded before)
+    # the incarnation of its conversation (`app.domain.incarnation`; None: recorded before),
+    # in UTC: Redis compares it as the JSON text (a conversation imported before dates were
+    # stored in UTC may still carry an offset, review R-C)
     conversation_created_at: datetime | None = None
     result: TurnResult | None = None
     first_message_id: str | None = None
     problem: dict[str, Any] | None = None  # a failed run's error (`app.errors.problem_of`)
     idempotency: tuple[str, str] | None = None  # (scope, key) of the request that started it
     executor: str | None = None  # id of the instance executing it (`InstanceLiveness`)
+
+    @field_validator("conversation_created_at")
+    @classmethod
+    def _in_utc(cls, at: datetime | None) -> datetime | None:
+        return None if at is None else as_utc(at)
 
     def of_incarnation(self, created_at: datetime | None) -> bool:
         """Whether the record is a run of the incarnation created at `created_at` (None:

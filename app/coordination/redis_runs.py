@@ -70,6 +70,7 @@ from app.coordination.base import (
 from app.coordination.redis_client import RedisClient, unavailable
 from app.coordination.redis_publish_batch import PublishBatch
 from app.coordination.retry import Backoff
+from app.domain.limits import as_utc
 from app.errors import StoreUnavailable
 from app.json_text import json_bytes
 
@@ -356,8 +357,10 @@ class RedisRunLog(RunLog):
         with unavailable():
             members = sorted(str(m) for m in await self._client.smembers(index))
         gate = asyncio.Semaphore(_ERASE_CONCURRENCY)
-        # the incarnation as the record's JSON writes it (compared as text in the script)
-        created = "" if created_at is None else _DATETIME.dump_python(created_at, mode="json")
+        # the incarnation as the record's JSON writes it, in UTC as `RunRecord` holds it
+        # (compared as text in the script; review R-C)
+        at = None if created_at is None else as_utc(created_at)
+        created = "" if at is None else _DATETIME.dump_python(at, mode="json")
         args = [lineage_id or "", created]
 
         async def one(run_id: str) -> int:

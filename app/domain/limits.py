@@ -11,7 +11,11 @@ One place defines what "acceptable input" means, so every backend sees the same 
 * Datetimes a client sends (import documents, PromptKit states): within years
   `MIN_DATETIME`..`MAX_DATETIME` once in UTC. Near year 1 or 9999 an offset pushes a value
   past Python's datetime range when the stores convert it to UTC (an OverflowError, so a
-  500), and PostgreSQL turns such values into `-infinity` that no read can decode.
+  500), and PostgreSQL turns such values into `-infinity` that no read can decode. Once
+  within the rule they are stored as aware UTC (`in_utc`; naive: taken as UTC, as the SQL
+  stores always took them), so every backend holds one representation: the memory store
+  never orders naive with aware values and Redis never holds an offset that a text compare
+  of the same instant would miss (review R-G, R-C).
 * `metadata` and `variables` maps: bounded key count, key length, nesting and serialized
   size; a PATCH is checked on the merged result, so merging cannot grow past the caps.
 
@@ -24,7 +28,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel
 
@@ -53,6 +57,7 @@ MAX_COST_USD = 1e12
 MIN_DATETIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_DATETIME = datetime(9001, 1, 1, tzinfo=UTC)
 DATETIME_RULE = "must be within years 1970-9000 in UTC"
+T = TypeVar("T")
 
 
 def capped_int(digits: str, cap: int = MAX_EVENT_SEQ) -> int:
@@ -71,6 +76,32 @@ def datetime_in_range(when: datetime) -> bool:
     Comparing aware datetimes never overflows, whatever their offsets."""
     aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
     return MIN_DATETIME <= aware < MAX_DATETIME
+
+
+def as_utc(when: datetime) -> datetime:
+    """`when` as an aware UTC datetime (naive: taken as UTC). Call it on values within the
+    datetime rule only: near the ends of the range the conversion overflows."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def in_utc(value: T) -> T:
+    """`value` (a validated model, its fields, nested models and lists of them, as
+    `datetime_problems` walks them) with every datetime `as_utc`; unchanged parts are the
+    same objects. Only for values without `datetime_problems`."""
+    if isinstance(value, datetime):
+        return as_utc(value)  # type: ignore[return-value]
+    if isinstance(value, BaseModel):
+        update = {
+            name: new
+            for name in type(value).model_fields
+            if (new := in_utc(old := getattr(value, name))) is not old
+        }
+        return value.model_copy(update=update) if update else value
+    if isinstance(value, list):
+        items = [in_utc(item) for item in value]
+        changed = any(new is not old for new, old in zip(items, value, strict=True))
+        return items if changed else value  # type: ignore[return-value]
+    return value
 
 
 def datetime_problems(value: Any, loc: Sequence[Any]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from app.domain import Checkpoint, Conversation, Message
 from app.domain.context_item import ContextItem
 from app.domain.export_doc import CHECKSUM_PREFIX, DOCUMENT_FORMAT, document_checksum
 from app.domain.ids import ID_PATTERN, ID_RULE
-from app.domain.limits import datetime_problems
+from app.domain.limits import datetime_problems, in_utc
 from app.domain.requests import TtlSeconds
 from app.domain.summary import Summary
 from app.manager.import_caps import field_cap_problems
@@ -80,8 +80,9 @@ def read_import(raw: Any, *, max_message_bytes: int) -> ImportPlan:
 def _validated(
     model: type[M], value: Any, loc: list[str | int], problems: list[Problem]
 ) -> M | None:
-    """`value` as a `model`, or None with its problems. Members the model does not have
-    are refused (the models ignore extras, which would drop a typo'd field silently)."""
+    """`value` as a `model` with its datetimes in UTC (`app.domain.limits.in_utc`), or
+    None with its problems. Members the model does not have are refused (the models ignore
+    extras, which would drop a typo'd field silently)."""
     unknown: list[Problem] = []
     if isinstance(value, Mapping):
         known = {*model.model_fields, *model.model_computed_fields}
@@ -97,8 +98,11 @@ def _validated(
     except ValidationError as exc:
         problems.extend(schema_problems(exc, loc))
         return None
-    problems.extend(datetime_problems(validated, loc))
-    return None if unknown else validated
+    out_of_range = datetime_problems(validated, loc)
+    problems.extend(out_of_range)
+    if unknown:
+        return None
+    return validated if out_of_range else in_utc(validated)  # (refused: not converted)
 
 
 def _list(raw: Mapping[str, Any], key: str, problems: list[Problem]) -> list[Any]:

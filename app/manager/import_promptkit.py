@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.domain import MediaRef, Message, Part, Role, ToolCall, new_id, utcnow
-from app.domain.limits import DATETIME_RULE, datetime_in_range
+from app.domain.limits import DATETIME_RULE, datetime_in_range, in_utc
 from app.domain.messages import FinishReason
 from app.domain.promptkit_state import PromptKitMessage, PromptKitPart, PromptKitState
 from app.domain.usage import ConversationUsage, Usage
@@ -114,7 +114,7 @@ def promptkit_plan(
     return (
         ImportPlan(
             source="promptkit",
-            messages=messages,
+            messages=in_utc(messages),  # (offsets kept so far: one representation stored)
             head_message_id=messages[-1].id if messages else None,
             conversation_id=state.ID if go else state.conversation_id,
             user_id=(state.UserID if go else state.user_id) or None,

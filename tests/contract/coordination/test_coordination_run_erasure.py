@@ -3,7 +3,7 @@ their records and events, from every instance's view; live runs are left and nam
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from app.coordination.base import EventsExpired, RunLog, RunRecord, TurnResult
 from app.domain import Message, Run, RunStatus
@@ -146,3 +146,24 @@ async def test_with_an_incarnation_only_its_runs_are_erased(runs_env: RunsEnv) -
     assert await runs.get(live.run.id) is not None
     assert await runs.erase("conv-1", "lin-1", created_at=alice) == [live.run.id]
     assert await gone(runs, successor.run.id)
+
+
+async def test_an_incarnation_is_told_by_its_instant_whatever_the_offset(
+    runs_env: RunsEnv,
+) -> None:
+    """`created_at` given with another offset than the record's (a conversation imported
+    with an offset: its store's copy and the `DeletedConversation` of a user erasure may
+    write it differently) names the same incarnation (review R-C: Redis compared the JSON
+    text, so a user erasure left the runs)."""
+    runs = await runs_env.new()
+    utc = datetime(2026, 1, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    plus_two = utc.astimezone(timezone(timedelta(hours=2)))
+    for run_id, recorded, asked in (("run-1", plus_two, utc), ("run-2", utc, plus_two)):
+        record = record_of(run_id, f"conv-{run_id}", "lin-1")
+        record = RunRecord(**{**dict(record), "conversation_created_at": recorded})
+        await run_to_end(runs, record)
+        other = asked + timedelta(microseconds=1)  # another incarnation is still told apart
+        assert await runs.erase(f"conv-{run_id}", "lin-1", created_at=other) == []
+        assert await kept(runs, run_id)
+        assert await runs.erase(f"conv-{run_id}", "lin-1", created_at=asked) == []
+        assert await gone(runs, run_id)
