@@ -11,7 +11,7 @@ same suite against every backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -84,6 +84,22 @@ class LeaseRelease:
     done: Callable[[bool | None], None]
 
 
+@dataclass(frozen=True)
+class LeaseOffer:
+    """A try at a turn lock handed to a run log that can make it in the step creating the
+    run (`RunLog.create_and_publish_locking`): run the backend's acquisition on `client`
+    with `keys` and `args` (a Redis client: `redis_locks`' acquisition script's), then
+    hand its outcome to `done` (acquired, the lock's counter; `acquired` None: unknown,
+    the step failed), which returns the held lease (or None). A step cancelled in flight
+    goes to `abandon` instead, with what finishes it: a lock it took is released there."""
+
+    client: object
+    keys: list[str]
+    args: list[str | int]
+    done: Callable[[bool | None, int | None], TurnLease | None]
+    abandon: Callable[[Awaitable[tuple[bool, int | None]]], None]
+
+
 class TurnLease(ABC):
     """A held turn lock. Release it exactly once (idempotent)."""
 
@@ -121,6 +137,13 @@ class TurnLocks(ABC):
     @abstractmethod
     async def holder(self, conversation_id: str) -> str | None:
         """The run id holding the lock, or None."""
+
+    async def offer(self, conversation_id: str, run_id: str, client: object) -> LeaseOffer | None:
+        """A try at the lock for `run_id` (once, no waiting) that a run log can make in
+        a step of its own on `client` (`LeaseOffer`), if these locks live there and no
+        acquisition of this process waits for or holds the conversation (it would be
+        overtaken); else None (and nothing changes: `acquire` as usual)."""
+        return None
 
     def stamp(self, conversation_id: str) -> int | None:
         """While the lock is free: a number that grows every time the lock is taken, so
@@ -214,6 +237,16 @@ class RunLog(ABC):
         end's, and calling `save_and_publish` again is safe."""
         await lease.release()
         return await self.save_and_publish(record, type_, data)
+
+    async def create_and_publish_locking(
+        self, locks: TurnLocks, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> tuple[RunEvent, TurnLease | None]:
+        """`create_and_publish`, and one try at the turn lock of the run's conversation
+        for the run (`TurnLocks.offer`; no waiting): the lease when it was taken, else
+        None (the caller `acquire`s as usual). In one atomic step where the backend can
+        (Redis on one server: one round trip instead of two); by default no try at all.
+        On an error the run may have been created, and the lock is not held."""
+        return await self.create_and_publish(record, type_, data), None
 
     @abstractmethod
     def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:

@@ -22,6 +22,12 @@ giving up lives here, once, so Redis and SQL locks behave the same:
   store's head compare-and-set still rejects the loser's commit.
 * **release** is a compare-and-delete on the token (idempotent, never deletes a lease a
   successor took over). If the backend is unreachable the lease simply expires.
+* **offers** (`TurnLocks.offer`): one try at the lock made by someone else's backend step
+  (a Redis run log takes it in the script creating the run: one round trip less per
+  turn). Only when no acquisition of this process waits for or holds the conversation,
+  so the local queue is never overtaken; the try holds the gate as a waiter would, and an
+  outcome that is unknown (the step failed) or whose caller was cancelled ends with the
+  lock released (token-checked), as a cancelled `acquire` does.
 * **stamps** (`TurnLocks.stamp`) without a round trip. The backend keeps, per
   conversation, a counter `seq` bumped by every acquisition and returned by it (it survives
   releases). A lease of this process whose release deleted it (still ours: nobody took the
@@ -47,11 +53,11 @@ import secrets
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.coordination.base import LeaseRelease, TurnLease, TurnLocks
+from app.coordination.base import LeaseOffer, LeaseRelease, TurnLease, TurnLocks
 from app.coordination.retry import Backoff
 from app.errors import ConversationBusy
 
@@ -100,6 +106,13 @@ class LeaseBackend(ABC):
     @abstractmethod
     async def holder(self, conversation_id: str) -> str | None:
         """The run id of the current (unexpired) holder."""
+
+    def acquire_step(
+        self, lease: LeaseId, lease_s: float, client: object
+    ) -> tuple[list[str], list[str | int]] | None:
+        """`try_acquire` as the keys and arguments of a `LeaseOffer` on `client`, when this
+        backend is that client's (`TurnLocks.offer`); else None."""
+        return None
 
     def release_key(self, lease: LeaseId, client: object) -> tuple[str, str] | None:
         """`release` as the (key, value) of a `LeaseRelease` on `client`, when this
@@ -269,6 +282,67 @@ class LeaseLocks(TurnLocks):
 
     async def holder(self, conversation_id: str) -> str | None:
         return await self.backend.holder(conversation_id)
+
+    async def offer(self, conversation_id: str, run_id: str, client: object) -> LeaseOffer | None:
+        if conversation_id in self._gates:  # waited for or held here: the queue's turn
+            return None
+        lease_id = LeaseId(conversation_id, run_id, secrets.token_hex(16))
+        step = self.backend.acquire_step(lease_id, self.timing.lease_s, client)
+        if step is None:
+            return None
+        # the gate, as a waiter that got it first: a local acquisition meanwhile queues
+        gate = self._gates[conversation_id] = _Gate(users=1)
+        await gate.lock.acquire()  # (a new lock: taken without yielding)
+        sent_at = time.monotonic()
+        settled = False
+
+        def done(acquired: bool | None, seq: int | None) -> _Lease | None:
+            nonlocal settled
+            if settled:
+                return None
+            settled = True
+            if acquired:
+                return self._hold(lease_id, gate, sent_at, seq)
+            if acquired is None:  # it may have landed: deleted if ours (token-checked)
+                self._spawn(self._undo_offer(lease_id, gate))
+            else:
+                self._free_gate(conversation_id, gate)
+            return None
+
+        def abandon(outcome: Awaitable[tuple[bool, int | None]]) -> None:
+            self._spawn(self._abandoned(outcome, done))
+
+        keys, args = step
+        return LeaseOffer(client, keys, args, done, abandon)
+
+    async def _undo_offer(self, lease: LeaseId, gate: _Gate) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await self.backend.release(lease)
+        finally:
+            self._free_gate(lease.conversation_id, gate)
+
+    async def _abandoned(
+        self,
+        outcome: Awaitable[tuple[bool, int | None]],
+        done: Callable[[bool | None, int | None], _Lease | None],
+    ) -> None:
+        """An offer's step whose caller was cancelled: finished here, its lock undone."""
+        try:
+            acquired, seq = await outcome
+        except Exception:
+            done(None, None)
+            return
+        except BaseException:
+            done(None, None)
+            raise
+        lease = done(acquired, seq)
+        if lease is not None:
+            await lease.release()
+
+    def _free_gate(self, conversation_id: str, gate: _Gate) -> None:
+        gate.lock.release()
+        self._leave_gate(conversation_id, gate)
 
     def stamp(self, conversation_id: str) -> int | None:
         """The counter this process's last clean release left (module docstring,

@@ -26,7 +26,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from datetime import datetime
 from typing import Any
 
-from app.coordination.base import TERMINAL_EVENTS, RunEvent, RunLog, RunRecord, TurnLease
+from app.coordination.base import (
+    TERMINAL_EVENTS,
+    RunEvent,
+    RunLog,
+    RunRecord,
+    TurnLease,
+    TurnLocks,
+)
 
 
 class _Channel:
@@ -117,6 +124,15 @@ class LocalFanout(RunLog):
             channel = self._channels[record.run.id] = _Channel()
             self._deliver(record.run.id, channel, event)
         return event
+
+    async def create_and_publish_locking(
+        self, locks: TurnLocks, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> tuple[RunEvent, TurnLease | None]:
+        event, lease = await self._inner.create_and_publish_locking(locks, record, type_, data)
+        if len(self._channels) < self._max_channels:
+            channel = self._channels[record.run.id] = _Channel()
+            self._deliver(record.run.id, channel, event)
+        return event, lease
 
     async def save_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]

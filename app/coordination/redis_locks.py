@@ -21,19 +21,26 @@ from app.coordination.redis_client import RedisClient, unavailable
 SEQ_TTL_S = 7 * 86400.0
 
 # SET NX PX and the counter bumped; on failure the current value (who holds it), in the
-# same round trip. KEYS: lock, seq. ARGV: value, lease ms, seq ttl ms.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local seq = redis.call('INCR', KEYS[2])
-  if seq == 1 then
-    local now = redis.call('TIME')
-    seq = redis.call('INCRBY', KEYS[2], now[1] .. string.format('%06d', tonumber(now[2])))
+# same round trip. A Lua function, so that another script can take the lock in its own
+# step (`redis_run_scripts.CREATE_PUBLISH_LOCKING`): acquire(lock, seq, value, lease ms,
+# seq ttl ms) -> {1, '', seq} | {0, holder's value, 0}.
+ACQUIRE_FUNCTION = """
+local function acquire(lock, counter, value, lease_ms, seq_ttl_ms)
+  if redis.call('SET', lock, value, 'NX', 'PX', lease_ms) then
+    local seq = redis.call('INCR', counter)
+    if seq == 1 then
+      local now = redis.call('TIME')
+      seq = redis.call('INCRBY', counter, now[1] .. string.format('%06d', tonumber(now[2])))
+    end
+    redis.call('PEXPIRE', counter, seq_ttl_ms)
+    return {1, '', seq}
   end
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  return {1, '', seq}
+  return {0, redis.call('GET', lock) or '', 0}
 end
-return {0, redis.call('GET', KEYS[1]) or '', 0}
 """
+
+# KEYS: lock, seq. ARGV: value, lease ms, seq ttl ms.
+_ACQUIRE = ACQUIRE_FUNCTION + "return acquire(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])\n"
 
 # PEXPIRE only while the value is still ours: a lease that expired and was taken over
 # is never extended on behalf of the old holder.
@@ -80,17 +87,26 @@ class RedisLeaseBackend(LeaseBackend):
         self._release = client.register_script(_RELEASE)
 
     async def try_acquire(self, lease: LeaseId, lease_s: float) -> Attempt:
+        keys, args = self._acquisition(lease, lease_s)
+        with unavailable():
+            reply: Any = await self._acquire(keys=keys, args=args)
+        if int(reply[0]) == 1:
+            return Attempt(True, seq=int(reply[2]))
+        return Attempt(False, holder=_run_id(reply[1]))
+
+    def _acquisition(self, lease: LeaseId, lease_s: float) -> tuple[list[str], list[str | int]]:
+        """The keys and arguments of `acquire` (`ACQUIRE_FUNCTION`): lock, seq; value,
+        lease ms, seq ttl ms."""
         keys = [
             lock_key(self._prefix, lease.conversation_id),
             seq_key(self._prefix, lease.conversation_id),
         ]
-        with unavailable():
-            reply: Any = await self._acquire(
-                keys=keys, args=[_value(lease), _ms(lease_s), _ms(SEQ_TTL_S)]
-            )
-        if int(reply[0]) == 1:
-            return Attempt(True, seq=int(reply[2]))
-        return Attempt(False, holder=_run_id(reply[1]))
+        return keys, [_value(lease), _ms(lease_s), _ms(SEQ_TTL_S)]
+
+    def acquire_step(
+        self, lease: LeaseId, lease_s: float, client: object
+    ) -> tuple[list[str], list[str | int]] | None:
+        return self._acquisition(lease, lease_s) if client is self._client else None
 
     async def renew(self, lease: LeaseId, lease_s: float) -> bool:
         key = lock_key(self._prefix, lease.conversation_id)

@@ -1,10 +1,13 @@
 """The Lua scripts of `app.coordination.redis_runs` (the module docstring there says what
 each key holds). Each touches the keys of one run only (one hash-tag slot), except
-`INDEX`, which writes a conversation's index only, and `CREATE_PUBLISH_INDEXED`, which
-writes both and so runs on a single server only.
+`INDEX`, which writes a conversation's index only, and `CREATE_PUBLISH_INDEXED`,
+`CREATE_PUBLISH_LOCKING` and `END_RELEASING`, which write a run's keys and a
+conversation's, and so run on a single server only.
 """
 
 from __future__ import annotations
+
+from app.coordination.redis_locks import ACQUIRE_FUNCTION
 
 # KEYS: meta, events, record. ARGV: type, data, max_events, terminal (0/1),
 # events ttl ms, record ttl ms, live ttl ms.
@@ -62,6 +65,25 @@ redis.call('SADD', KEYS[4], ARGV[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[10])
 """
     + CREATE_PUBLISH
+)
+
+# `CREATE_PUBLISH_INDEXED`, then one try at the turn lock of the run's conversation
+# (`redis_locks.ACQUIRE_FUNCTION`), on a single server (the lock is another slot): a turn's
+# creation and its lock in one round trip (`RunLog.create_and_publish_locking`).
+# KEYS[5..6]: lock, lock counter; ARGV[11..13]: the lock's value, lease ms, counter ttl ms.
+# Returns {seq, 1 if the lock was taken else 0, the lock's counter (0 if not taken)}.
+CREATE_PUBLISH_LOCKING = (
+    ACQUIRE_FUNCTION
+    + """
+local function create_publish()
+"""
+    + CREATE_PUBLISH_INDEXED
+    + """
+end
+local seq = create_publish()
+local lock = acquire(KEYS[5], KEYS[6], ARGV[11], ARGV[12], ARGV[13])
+return {seq, lock[1], lock[3]}
+"""
 )
 
 # An ended run's keys deleted: 1 (erased, or nothing left), 0 (live: no terminal event

@@ -17,7 +17,9 @@ them together); `<prefix>` is `parley:` unless the URL says otherwise:
 `publish` is one script (the scripts are in `app.coordination.redis_run_scripts`):
 `HINCRBY seq`, `XADD` with the explicit id, and expiries (the publishes of many runs at
 once share a round trip: `app.coordination.redis_publish_batch`);
-`create_and_publish` / `save_and_publish` write the record in the same script. A live
+`create_and_publish` / `save_and_publish` write the record in the same script;
+on a single server `create_and_publish_locking` also takes the run's turn lock there, and
+`save_and_publish_releasing` frees it with the run's end. A live
 run's keys get `live_ttl_s` (refreshed by every event, so a run orphaned by a crashed
 instance is eventually forgotten); the terminal event sets `retention_s` on the stream and
 `record_retention_s` on the record and meta, so a reconnect after the events expired still
@@ -66,6 +68,7 @@ from app.coordination.base import (
     RunLog,
     RunRecord,
     TurnLease,
+    TurnLocks,
 )
 from app.coordination.redis_client import RedisClient, unavailable
 from app.coordination.redis_publish_batch import PublishBatch
@@ -152,6 +155,12 @@ class RedisRunLog(RunLog):
             else client.register_script(scripts.CREATE_PUBLISH_INDEXED)
         )
         self._save_publish = client.register_script(scripts.SAVE_PUBLISH)
+        # single server: a run's creation and its turn lock in one script
+        self._create_locking = (
+            None
+            if isinstance(client, RedisCluster)
+            else client.register_script(scripts.CREATE_PUBLISH_LOCKING)
+        )
         # single server: a run's end and its lock's release in one script
         self._end_releasing = (
             None
@@ -204,6 +213,40 @@ class RedisRunLog(RunLog):
         with unavailable():
             seq = await self._create_publish_indexed(keys=keys, args=args)
         return RunEvent(seq=int(seq), type=type_, data=data)
+
+    async def create_and_publish_locking(
+        self, locks: TurnLocks, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> tuple[RunEvent, TurnLease | None]:
+        offer = None
+        if self._create_locking is not None:  # (a cluster: the lock is another slot)
+            offer = await locks.offer(record.run.conversation_id, record.run.id, self._client)
+        if offer is None:
+            return await super().create_and_publish_locking(locks, record, type_, data)
+        try:
+            index = self._index_key(record.run.conversation_id)
+            args = [*self._event_args(type_, data), record.model_dump_json()]
+            args += [record.run.id, self._index_ttl_ms, *offer.args]
+            keys = [*_Keys.of(self._prefix, record.run.id).all(), index, *offer.keys]
+        except BaseException:
+            offer.done(False, None)  # nothing was sent
+            raise
+        step = asyncio.ensure_future(self._creating_locking(keys, args))
+        try:
+            seq, acquired, lock_seq = await asyncio.shield(step)
+        except asyncio.CancelledError:
+            offer.abandon(_lock_outcome(step))  # it goes on; a lock it takes is undone
+            raise
+        except BaseException:
+            offer.done(None, None)
+            raise
+        lease = offer.done(acquired, lock_seq)
+        return RunEvent(seq=seq, type=type_, data=data), lease
+
+    async def _creating_locking(self, keys: list[str], args: list[Any]) -> tuple[int, bool, int]:
+        assert self._create_locking is not None
+        with unavailable():
+            seq, acquired, lock_seq = await self._create_locking(keys=keys, args=args)
+        return int(seq), int(acquired) == 1, int(lock_seq)
 
     async def save_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]
@@ -400,6 +443,11 @@ class RedisRunLog(RunLog):
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff.next())
+
+
+async def _lock_outcome(step: Awaitable[tuple[int, bool, int]]) -> tuple[bool, int | None]:
+    _, acquired, lock_seq = await step
+    return acquired, lock_seq
 
 
 def _event(stream_id: str, fields: dict[str, str]) -> RunEvent:

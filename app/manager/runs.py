@@ -214,12 +214,15 @@ class RunService:
         try:
             self._limiter.admit(conv.id)
             admitted = True
+            try_lock = True  # with the run's creation, where the log can (else: executor)
             if if_busy == "reject":
                 lease = await self._coord.locks.acquire(conv.id, run_id, wait_s=0)
+                try_lock = False
             elif if_busy == "interrupt":
                 holder = await self._coord.locks.holder(conv.id)
                 if holder is not None:
                     await self._request_cancel(holder)
+                    try_lock = False
             run = Run(id=run_id, conversation_id=conv.id, kind=turn.kind, created_at=self._now())
             run_record = RunRecord(
                 run=run,
@@ -229,7 +232,13 @@ class RunService:
                 idempotency=idempotency,
                 executor=self._truth.instance_id,
             )
-            await self._coord.runs.create_and_publish(run_record, "run.created", {"run": dump(run)})
+            created = ("run.created", {"run": dump(run)})
+            if try_lock:
+                _, lease = await self._coord.runs.create_and_publish_locking(
+                    self._coord.locks, run_record, *created
+                )
+            else:
+                await self._coord.runs.create_and_publish(run_record, *created)
         except BaseException:
             if lease is not None:
                 await lease.release()

@@ -41,6 +41,7 @@ async def _orphan_the_key(
 
     with monkeypatch.context() as patch:
         patch.setattr(manager.coordinator.runs, "create_and_publish", die)
+        patch.setattr(manager.coordinator.runs, "create_and_publish_locking", die)
         patch.setattr(manager.coordinator.idempotency, "forget", keep)
         assert (await send()).status_code == 503
 
