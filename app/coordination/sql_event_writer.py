@@ -35,7 +35,7 @@ from app.coordination.sql_event_batch import EventBatch, dropped, event_json, re
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.coordination.sql_locks import FREE_SINCE, RELEASED
 from app.errors import StoreUnavailable
-from app.stores.sql_driver import WarmStatement
+from app.stores.sql_driver import ASYNC_COMMIT, WarmStatement
 from app.stores.sql_engine import unavailable_on_connection_errors
 
 log = logging.getLogger("parley.coordination.sql")
@@ -59,7 +59,11 @@ LINGER_S = 0.005
 # with an event by `publish_with_record`), the turn leases ended with their runs released
 # (`end`'s `release`: as `SqlLeaseBackend.release`; the conversations whose row was still
 # the lease's come back), then one `pg_notify` per run, delivered at the statement's
-# COMMIT.
+# COMMIT. A batch without a terminal event, an end or a release commits asynchronously
+# (`_WRITE_EVENTS`, `sql_driver.ASYNC_COMMIT`): events before a run's terminal one are not
+# its outcome (a follower missing some after a server crash gets a `run.snapshot`, as
+# after a dropped batch), and the terminal event's batch, a synchronous commit, flushes
+# them first.
 _WRITE_BATCH = """
     WITH inserted AS (
         INSERT INTO run_events (run_id, seq, type, data)
@@ -103,11 +107,19 @@ _WRITE_BATCH = """
     SELECT (SELECT array_agg(conversation_id) FROM released), pg_notify($13, runs.run_id)
     FROM runs
 """
+_WRITE_EVENTS = _WRITE_BATCH.replace(
+    "pg_notify($13, runs.run_id)\n", f"pg_notify($13, runs.run_id), {ASYNC_COMMIT}\n"
+)
 
 
 # A run's record and its first event in one statement (the foreign key of the event is
-# checked at the statement's end, when the record is in).
-_CREATE_WITH_EVENT = """
+# checked at the statement's end, when the record is in), committed asynchronously
+# (`sql_driver.ASYNC_COMMIT`): the run has committed nothing yet, and its next write (the
+# turn lease, its messages, its end) is a synchronous commit that flushes this one first.
+# Only a server crash in between (within `wal_writer_delay`, the WAL writer flushes it
+# too) loses the record, with a run that cannot commit (its connections are gone): it
+# ends failed, known to this instance (`RunEndRecorder.pending`) and unknown elsewhere.
+_CREATE_WITH_EVENT = f"""
     WITH created AS (
         INSERT INTO run_records
             (run_id, owner, terminal, record, last_seq, first_seq, conversation_id)
@@ -116,13 +128,13 @@ _CREATE_WITH_EVENT = """
         INSERT INTO run_events (run_id, seq, type, data)
         VALUES ($1, 1, $4, CAST($5 AS jsonb))
     )
-    SELECT pg_notify($6, $1)
+    SELECT pg_notify($6, $1), {ASYNC_COMMIT}
 """
 
 
 def warm_statements() -> list[WarmStatement]:
     """The writer's statements for `sql_driver.prepare_on_connect`."""
-    return [WarmStatement(_CREATE_WITH_EVENT), WarmStatement(_WRITE_BATCH)]
+    return [WarmStatement(sql) for sql in (_CREATE_WITH_EVENT, _WRITE_BATCH, _WRITE_EVENTS)]
 
 
 class EventWriter:
@@ -343,6 +355,7 @@ class EventWriter:
             if first is not None and seq - first + 1 > self._max_events:
                 keeps[run_id] = seq - self._max_events // 2 + 1
         kept = [event for event in batch.events if event[1] >= keeps.get(event[0], 0)]
+        durable = bool(ended or batch.ends or batch.releases)  # a run's end: synchronous
         runs = list(last)
         releases = list(batch.releases.values())
         args = (
@@ -366,7 +379,7 @@ class EventWriter:
         )
         with unavailable_on_connection_errors():
             async with self._sql.postgres_statement() as driver:
-                rows = await driver.fetch(_WRITE_BATCH, *args)
+                rows = await driver.fetch(_WRITE_BATCH if durable else _WRITE_EVENTS, *args)
         for run_id, keep in keeps.items():  # (once written: a dropped batch trimmed nothing)
             if run_id in self._firsts:
                 self._firsts[run_id] = keep

@@ -132,6 +132,21 @@ def postgres_rowcount(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+# PostgreSQL: a select-list item that makes the commit of the statement's own transaction
+# asynchronous (`SET LOCAL synchronous_commit = off` for it alone: in autocommit a
+# statement is its transaction, and `set_config(..., true)` runs before its COMMIT). The
+# commit returns without waiting for its WAL flush (an fdatasync: 0.2-0.5 ms on this
+# machine, measured; the turn's answer waited for each); the rows are visible to every
+# session at once, as after any commit. Only a server crash (not a shutdown) within
+# `wal_writer_delay` x 3 (0.6 s by default) can lose such a commit, and any later
+# synchronous commit flushes it first (WAL is written in order). Used only where that loss
+# costs nothing a synchronous commit protects: the coordination writes of a run before its
+# turn commits (`app.coordination.sql_event_writer`: a run's creation, its events before
+# the terminal one). A run's end, its idempotency and the store's own writes stay
+# synchronous.
+ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
+
 @dataclass(frozen=True)
 class WarmStatement:
     """A statement run on the driver, to prepare on each new connection."""
