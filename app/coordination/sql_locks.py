@@ -26,6 +26,17 @@ of one host, which share a clock. On SQLite the writes run in `BEGIN IMMEDIATE`
 transactions (the store's write option) and wait in SQLite's busy handler behind the
 store's own writes.
 
+On PostgreSQL the acquisition commits asynchronously (`sql_driver.ASYNC_COMMIT`: it does
+not wait for its WAL flush; renewals and releases still do). What a lease protects is
+written by synchronous commits after it (the turn's messages, its end with the release),
+which flush it first; only a server crash before them can lose it, and then the holder's
+connections are gone with it: its renewal finds the row not its own (the lease is lost,
+as after an expiry) while another instance may take the lock, and the store's head
+compare-and-set still lets only one of their commits in (as with a Redis failover). The
+acquisition counter can then go back only over acquisitions under which nothing was
+committed (a commit would have flushed them), so a stamp still never passes for a
+conversation read that missed a turn.
+
 Rows stay (free or expired) until the conversation is locked again, which takes them over
 in place: the table holds at most one row per conversation ever locked.
 Waiting, renewal and cancellation safety are `LeaseLocks'` (polling 10 ms up to 100 ms:
@@ -46,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
 from app.stores.sql_driver import (
+    ASYNC_COMMIT,
     RenderedStatement,
     WarmStatement,
     pooled_postgres_driver,
@@ -103,7 +115,9 @@ class SqlLeaseBackend(LeaseBackend):
         # PostgreSQL: one statement, the upsert and who holds the row as it was before it
         taken = self._acquire.cte("taken")
         self._acquire_or_holder = sa.select(
-            sa.select(taken.c.seq).scalar_subquery(), self._holder_of.scalar_subquery()
+            sa.select(taken.c.seq).scalar_subquery(),
+            self._holder_of.scalar_subquery(),
+            sa.literal_column(ASYNC_COMMIT),  # (module docstring)
         )
         # only while unexpired: a renewal that arrives after the expiry (a partition
         # healed late) must not re-extend a lease its holder already counts as lost, or
@@ -196,7 +210,7 @@ class SqlLeaseBackend(LeaseBackend):
         if self._driver:
             acquire, holder_of = self._driver["acquire"], self._driver["holder_of"]
             async with self._one_driver() as driver:
-                seq, holder = await driver.fetchrow(acquire.sql, *acquire.args(params))
+                seq, holder, _ = await driver.fetchrow(acquire.sql, *acquire.args(params))
                 if seq is not None:
                     return Attempt(True, seq=int(seq))
                 if holder is None:  # the row appeared after this statement's snapshot

@@ -1,8 +1,8 @@
 """PostgreSQL: which coordination statements commit without waiting for their WAL flush
-(`app.stores.sql_driver.ASYNC_COMMIT`). A run's creation and its events before the
-terminal one do (nothing of the run is committed yet, and its next synchronous commit
-flushes them first); a run's end, its terminal event and a lease released with it stay
-synchronous, as do the store's writes (the turn's messages)."""
+(`app.stores.sql_driver.ASYNC_COMMIT`). A run's creation, its events before the terminal
+one and a turn lease's acquisition do (nothing under them is committed yet, and the next
+synchronous commit flushes them first); a run's end, its terminal event, a lease's
+renewal and release stay synchronous, as do the store's writes (the turn's messages)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import pytest
 import pytest_asyncio
 
 from app.coordination.base import RunRecord
+from app.coordination.lease_locks import LeaseId
+from app.coordination.sql_locks import SqlLeaseBackend
 from app.coordination.sql_runs import SqlRunLog
 from app.domain import Run, RunStatus, Usage, utcnow
 from app.stores.sql import SqlStore
@@ -128,3 +130,22 @@ async def test_the_turns_append_commits_synchronously(pg_url: str) -> None:
         assert _mode_of(seen, "WITH cas AS ( UPDATE conversations") == ["on"]
     finally:
         await store.close()
+
+
+async def test_a_lease_is_taken_asynchronously_renewed_and_released_synchronously(
+    engine: Any,
+) -> None:
+    locks = SqlLeaseBackend(engine)
+    lease = LeaseId("conv-async", "run-1", "tok-1")
+    with commit_modes() as seen:
+        taken = await locks.try_acquire(lease, 10.0)
+        assert taken.acquired and taken.seq is not None
+        busy = await locks.try_acquire(LeaseId("conv-async", "run-2", "tok-2"), 10.0)
+        assert not busy.acquired and busy.holder == "run-1"
+        assert await locks.renew(lease, 10.0)
+        assert await locks.release(lease)
+    assert _mode_of(seen, "INSERT INTO turn_leases") == ["off", "off"]
+    assert _mode_of(seen, "UPDATE turn_leases SET expires_at") == ["on"]  # the renewal
+    assert _mode_of(seen, "UPDATE turn_leases SET token") == ["on"]  # the release
+    again = await locks.try_acquire(LeaseId("conv-async", "run-3", "tok-3"), 10.0)
+    assert again.acquired and again.seq == taken.seq + 1  # released: the counter +1
