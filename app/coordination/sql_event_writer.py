@@ -119,16 +119,20 @@ _WRITE_EVENTS = _WRITE_BATCH.replace(
 # Only a server crash in between (within `wal_writer_delay`, the WAL writer flushes it
 # too) loses the record, with a run that cannot commit (its connections are gone): it
 # ends failed, known to this instance (`RunEndRecorder.pending`) and unknown elsewhere.
+# No `pg_notify`: no follower can wait for a run that does not exist yet (one that reads
+# no record gives up, `SqlRunLog._follow_rows`), and every instance's listener, this
+# one's included, was woken for it (a NOTIFY also serializes its commit on the database's
+# notify lock).
 _CREATE_WITH_EVENT = f"""
     WITH created AS (
         INSERT INTO run_records
             (run_id, owner, terminal, record, last_seq, first_seq, conversation_id)
-        VALUES ($1, $2, false, CAST($3 AS jsonb), 1, 1, $7)
+        VALUES ($1, $2, false, CAST($3 AS jsonb), 1, 1, $6)
     ), inserted AS (
         INSERT INTO run_events (run_id, seq, type, data)
         VALUES ($1, 1, $4, CAST($5 AS jsonb))
     )
-    SELECT pg_notify($6, $1), {ASYNC_COMMIT}
+    SELECT {ASYNC_COMMIT}
 """
 
 
@@ -174,7 +178,6 @@ class EventWriter:
             record.model_dump_json(),
             type_,
             event_json(data),
-            EVENTS_CHANNEL,
             record.run.conversation_id,
         )
         with unavailable_on_connection_errors():
