@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 from typing_extensions import TypeAliasType
 
 from app.domain.checkpoint import CheckpointPolicy
@@ -140,6 +149,14 @@ class ToolResult(_Input):
     is_error: StrictBool = False
 
 
+def _once_per_call(items: list[ToolResult] | list[ToolDecision], what: str) -> None:
+    """A call answered or decided twice in one request: which would count is a guess."""
+    counts = Counter(item.tool_call_id for item in items)
+    twice = sorted(i for i, n in counts.items() if n > 1)
+    if twice:
+        raise ValueError(f"each tool call may be {what} once per request: {', '.join(twice)}")
+
+
 class SubmitToolResults(_Input):
     results: list[ToolResult] = Field(
         max_length=128,
@@ -149,6 +166,12 @@ class SubmitToolResults(_Input):
     stream: StrictBool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"
+
+    @field_validator("results")
+    @classmethod
+    def _each_call_once(cls, results: list[ToolResult]) -> list[ToolResult]:
+        _once_per_call(results, "answered")
+        return results
 
 
 class ToolDecision(_Input):
@@ -177,6 +200,12 @@ class SubmitToolApprovals(_Input):
     stream: StrictBool = False
     if_busy: IfBusy = "enqueue"
     on_disconnect: OnDisconnect = "continue"
+
+    @field_validator("decisions")
+    @classmethod
+    def _each_call_once(cls, decisions: list[ToolDecision]) -> list[ToolDecision]:
+        _once_per_call(decisions, "decided")
+        return decisions
 
 
 # --- the message tree: checkpoints, rollback, head, fork ---------------------------------

@@ -23,8 +23,8 @@ is_error, latency_ms}` then `message.created` with the tool message.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,17 @@ REPEAT_LIMIT = 3  # the same call this many times in a row is not run
 APPROVALS_KEY = "approval_required"
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def approval_note(call: ToolCall, decision: ToolDecision) -> dict[str, Any]:
+    """A decided call's `metadata.approval` on its tool message."""
+    edited = decision.arguments is not None and decision.arguments != call.arguments
+    note: dict[str, Any] = {"approved": decision.approve, "edited": edited}
+    if decision.reason is not None:
+        note["reason"] = decision.reason
+    if edited:
+        note["original_arguments"] = call.arguments
+    return note
 
 
 def call_signature(call: ToolCall) -> str:
@@ -123,9 +134,9 @@ class ToolLoop:
         metadata = dict(reply.metadata)
         approvals = {}
         for call in reply.tool_calls:
-            bound = self.toolset.get(call.name)
-            if bound is not None and bound.approval is not None and bound.runs_on_server:
-                approvals[call.id] = bound.approval.message
+            consent = self.consent(call)
+            if consent is not None:
+                approvals[call.id] = consent
         if approvals:
             metadata[APPROVALS_KEY] = approvals
         if reply.finish_reason == "tool_limit":
@@ -133,6 +144,14 @@ class ToolLoop:
         if metadata == reply.metadata:
             return reply
         return reply.model_copy(update={"metadata": metadata})
+
+    def consent(self, call: ToolCall) -> str | None:
+        """The consent message when `call`'s binding asks a human's approval before the
+        server runs it; None when it runs (or goes to the client) without one."""
+        bound = self.toolset.get(call.name)
+        if bound is not None and bound.approval is not None and bound.runs_on_server:
+            return bound.approval.message
+        return None
 
     def pending_approval(self, call: ToolCall, message: str) -> PendingApproval:
         bound = self.toolset.get(call.name)
@@ -167,54 +186,71 @@ class ToolLoop:
         result.messages = await self.record([answers[i] for i in sorted(answers)], reply)
         return result
 
-    async def decide(
-        self, pending: Sequence[ToolCall], decisions: Sequence[ToolDecision], parent: Message
-    ) -> list[Message]:
-        """Run the approved calls (with edited arguments when given) and answer the
-        rejected ones with `rejected: <reason>`; tool messages in the order of `pending`."""
-        by_id = {d.tool_call_id: d for d in decisions}
-        approved: list[ToolCall] = []
-        notes: dict[str, dict[str, Any]] = {}
-        answers: dict[str, _Answer] = {}
-        for call in pending:
-            decision = by_id[call.id]
-            edited = decision.arguments is not None and decision.arguments != call.arguments
-            note: dict[str, Any] = {"approved": decision.approve, "edited": edited}
-            if decision.reason is not None:
-                note["reason"] = decision.reason
-            if edited:
-                note["original_arguments"] = call.arguments
-            notes[call.id] = note
-            if decision.approve:
-                arguments = call.arguments if decision.arguments is None else decision.arguments
-                approved.append(call.model_copy(update={"arguments": arguments}))
-            else:
-                reason = decision.reason or "no reason given"
-                answers[call.id] = _Answer(
-                    call, ToolOutcome.failure(f"rejected: {reason}"), "rejected"
-                )
-        for answer in await self._execute(approved):
-            answers[answer.call.id] = answer
-        ordered = []
-        for call in pending:
-            answer = answers[call.id]
-            answer.metadata["approval"] = notes[call.id]
-            ordered.append(_Answer(call, answer.outcome, answer.outcome_label, answer.metadata))
-        return await self.record(ordered, parent)
-
     def runs_on_server(self, call: ToolCall) -> bool:
         """Whether the server answers `call` (as `run_round` does): a server-side tool, or
         one the toolset no longer offers (answered "unknown tool"); never the client."""
         bound = self.toolset.get(call.name)
         return bound is None or bound.runs_on_server
 
-    async def run_calls(self, calls: Sequence[ToolCall], parent: Message) -> list[Message]:
-        """Run server-side calls left unanswered on the path (a head moved onto their
-        round) when the turn resumes; tool messages chained under `parent`."""
-        if not calls:
-            return []
-        self.budget.calls_used += len(calls)
-        return await self.record(await self._execute(calls), parent)
+    async def resume(
+        self,
+        round_: Message,
+        parent: Message,
+        *,
+        server: Sequence[ToolCall] = (),
+        results: Mapping[str, ToolOutcome] | None = None,
+        decisions: Mapping[str, ToolDecision] | None = None,
+    ) -> list[Message]:
+        """Answer open calls of `round_`, the round a continued turn resumes (`POST
+        .../tool-results`, `.../tool-approvals`): the client's `results` of client calls,
+        the `decisions` on calls that wait for approval (an approved call runs, with the
+        decision's arguments when given; a rejected one is answered `rejected: <reason>`)
+        and the `server` calls, which run. The server runs only what the tool policy
+        admits, as in a live round: the first `budget.round_admits` calls of the round
+        (the others are answered `not run`, see `app.manager.tool_policy`) and no call
+        made `REPEAT_LIMIT` times in a row. They are counted in the budget already (read
+        from the path). Tool messages in call order, chained under `parent`."""
+        results = results or {}
+        decisions = decisions or {}
+        to_server = {c.id for c in server}
+        answers: dict[int, _Answer] = {}
+        to_run: list[tuple[int, ToolCall]] = []  # positions: a provider may repeat a call id
+        notes: dict[int, dict[str, Any]] = {}
+        for i, call in enumerate(round_.tool_calls):
+            admitted = i < self.budget.round_admits
+            if call.id in results:
+                outcome = results[call.id]
+                label = "error" if outcome.is_error else "ok"
+                answers[i] = _Answer(call, outcome, label, {"mode": "client"}, timed=False)
+            elif call.id in decisions:
+                decision = decisions[call.id]
+                notes[i] = approval_note(call, decision)
+                if not decision.approve:
+                    reason = decision.reason or "no reason given"
+                    answers[i] = _Answer(
+                        call, ToolOutcome.failure(f"rejected: {reason}"), "rejected"
+                    )
+                elif not admitted:
+                    answers[i] = self._over_budget(call)
+                else:
+                    arguments = call.arguments if decision.arguments is None else decision.arguments
+                    to_run.append((i, call.model_copy(update={"arguments": arguments})))
+            elif call.id in to_server:
+                if not admitted:
+                    answers[i] = self._over_budget(call)
+                elif self._repeated(call):
+                    answers[i] = self._stopped(call)
+                else:
+                    to_run.append((i, call))
+        ran = await self._execute([call for _, call in to_run])
+        answers.update(zip((i for i, _ in to_run), ran, strict=True))
+        ordered = []
+        for i in sorted(answers):  # (an edited call ran with other arguments: its own call)
+            answer = replace(answers[i], call=round_.tool_calls[i])
+            if i in notes:
+                answer.metadata["approval"] = notes[i]
+            ordered.append(answer)
+        return await self.record(ordered, parent)
 
     def _repeated(self, call: ToolCall) -> bool:
         signature = call_signature(call)
@@ -230,6 +266,15 @@ class ToolLoop:
         )
         return _Answer(call, ToolOutcome.failure(message), "stopped")
 
+    def _over_budget(self, call: ToolCall) -> _Answer:
+        self.budget.dropped += 1
+        limit = self.budget.round_limit or "max_tool_calls_per_turn"
+        message = (
+            f"not run: over the prompt's tool_policy ({limit}) for this turn; answer with "
+            "the results you have"
+        )
+        return _Answer(call, ToolOutcome.failure(message), "stopped")
+
     async def _execute(self, calls: Sequence[ToolCall]) -> list[_Answer]:
         outcomes = await self.toolset.execute_all([(c.name, c.arguments) for c in calls])
         answers = []
@@ -239,16 +284,6 @@ class ToolLoop:
             label = "error" if outcome.is_error else "ok"
             answers.append(_Answer(call, outcome, label, metadata))
         return answers
-
-    async def record_client(
-        self, outcomes: Sequence[tuple[ToolCall, ToolOutcome]], parent: Message
-    ) -> list[Message]:
-        """Tool messages for results a client posted (or the refusal of one)."""
-        answers = [
-            _Answer(call, o, "error" if o.is_error else "ok", {"mode": "client"}, timed=False)
-            for call, o in outcomes
-        ]
-        return await self.record(answers, parent)
 
     async def record(self, answers: Sequence[_Answer], parent: Message) -> list[Message]:
         """Tool messages for `answers` chained under `parent`, their events and metrics."""

@@ -17,6 +17,12 @@ path: the assistant messages since the last user message.
 * `blocklist` is applied where tools are selected (`ToolRegistry.toolset`).
 * A call repeated with the same arguments three times in a row is not run
   (`app.manager.tool_loop`), and no further call is admitted in that turn.
+* A turn resumed on a round whose calls are open on the path (`tool-results`,
+  `tool-approvals`; a head moved onto the round, or an imported one) runs only the calls
+  that `admit` let through while that round was live: the first `ToolBudget.round_admits`
+  of its calls. The others are answered with an error result, never run: a stored round
+  may hold more calls than the policy allows (written by an import, or under a policy
+  since lowered).
 
 A reply whose every tool call was refused by these limits ends the turn with
 `finish_reason: "tool_limit"` and says which limit in `metadata.tool_limit`.
@@ -25,9 +31,9 @@ A reply whose every tool call was refused by these limits ends the turn with
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from app.domain import Role
+from app.domain import Message, Role
 from app.packs import PromptPack, ToolPolicy
 from app.stores.base import StateStore
 
@@ -42,6 +48,10 @@ class ToolBudget:
     calls_used: int = 0  # tool calls those rounds made
     dropped: int = 0
     stop_reason: str | None = None  # set when every further call is refused (see limit)
+    # of the round a continued turn resumes (the newest on the path): how many of its
+    # calls, in call order, the policy admits (see `tool_budget`)
+    round_admits: int = 0
+    round_limit: str | None = None  # the limit that refused its other calls
 
     @property
     def exhausted(self) -> bool:
@@ -84,13 +94,25 @@ async def tool_budget(
     limit = policy.max_rounds * (policy.max_tool_calls_per_turn + 1) + 2
     path = await store.get_path(lineage_id, head, limit=limit)
     reached_user = False
+    newest: Message | None = None
     for message in path:  # newest first
         if message.role == Role.user:
             reached_user = True
             break
         if message.role == Role.assistant:
+            newest = newest or message
             budget.rounds_used += 1
             budget.calls_used += len(message.tool_calls)
+    if newest is not None:  # as `admit` judged its calls while it was live
+        size = len(newest.tool_calls)
+        before = replace(
+            budget, rounds_used=budget.rounds_used - 1, calls_used=budget.calls_used - size
+        )
+        if not reached_user:
+            before.rounds_used = policy.max_rounds
+        budget.round_admits = sum(before.admit(k) for k in range(size))
+        if budget.round_admits < size:
+            budget.round_limit = before.limit or "max_tool_calls_per_turn"
     if not reached_user:  # longer than any turn within the budget
         budget.rounds_used = max(budget.rounds_used, policy.max_rounds)
     return budget

@@ -82,6 +82,11 @@ class Approval:
 
     message: str
 
+    @classmethod
+    def of(cls, tool: str, message: str | None = None) -> Approval:
+        """With the binding's message, or the default one for `tool`."""
+        return cls((message or "").strip() or f"Allow the call to {tool}?")
+
 
 class ToolExecutor(ABC):
     """One implementation of a tool (a mode). Built by the registry from a checked binding.

@@ -187,8 +187,7 @@ def _client_block(
             )
         )
     if (consent is not None and consent.required) or spec.approval == "required":
-        message = (consent.message if consent else None) or ""
-        approval = Approval(message=message.strip() or f"Allow the call to {name}?")
+        approval = Approval.of(name, consent.message if consent else None)
     if client is None:
         return approval, (), False
     if client.timeout_ms is not None:

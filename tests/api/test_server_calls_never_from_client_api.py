@@ -81,7 +81,10 @@ async def test_a_head_on_a_mixed_round_takes_only_the_client_result(
         r = await _results(client, cid, [both[1]])
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "completed", r.json()
-        tools = {m["tool_call_id"]: m for m in await _path(client, cid) if m["role"] == "tool"}
+        path = await _path(client, cid)
+        # in call order (the server's call_1 after the client's call_2 before, review R-E)
+        assert [m["tool_call_id"] for m in path if m["role"] == "tool"] == ["call_1", "call_2"]
+        tools = {m["tool_call_id"]: m for m in path if m["role"] == "tool"}
         assert tools["call_2"]["content"] == "14:00"
         assert "sunny" in tools["call_1"]["content"]
         assert tools["call_1"]["metadata"].get("mode") != "client"

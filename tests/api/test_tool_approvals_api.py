@@ -167,7 +167,7 @@ async def test_parley_approval_required_and_bad_decisions(
                               "arguments": {"order_id": "A-1"}}
         )  # fmt: skip
     assert_problem(unknown, 409, "approval_conflict")
-    assert_problem(dup, 422, "invalid_state")
+    assert_problem(dup, 422, "validation_error")  # (refused before the run, as two results)
     assert_problem(args_on_reject, 422, "validation_error")
     # edited arguments are checked against the tool's schema: the model sees the error
     assert bad_args.status_code == 200, bad_args.text
