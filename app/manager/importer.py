@@ -58,6 +58,12 @@ from app.stores.base import StateStore
 log = logging.getLogger("parley.import")
 
 CHUNK = 500  # messages per append
+# Tool calls one imported assistant message may carry: as many as one `tool-results`
+# request answers (`SubmitToolResults.results`). A resumed round answers every open call
+# (running those the tool policy admits, `app.manager.tool_loop`), so without a bound a
+# document's one message would make a resume write a tool message per call by the
+# hundred thousand (review R-F).
+MAX_TOOL_CALLS = 128
 # How long a conversation being imported lives unless the import finishes: a process
 # killed midway cannot undo, and the partial conversation it leaves would otherwise hold its
 # id forever (a retry: 409). Expired, it is reclaimed by the sweep or a create of the id.
@@ -150,6 +156,7 @@ class ImportService:
             problems.append(
                 {"loc": ["body", "conversation_id"], "msg": "not a valid id; give conversation_id"}
             )
+        problems.extend(_tool_call_problems(plan.messages))
         problems.extend(await self._media_problems(plan.messages, owner))
         problems.extend(self._item_problems(plan.context_items))
         problems.extend(await self._item_media_problems(plan.context_items, owner))
@@ -395,3 +402,14 @@ def _message(messages: Sequence[Message], message_id: str | None) -> Message | N
     if message_id is None:
         return None
     return next((m for m in messages if m.id == message_id), None)
+
+
+def _tool_call_problems(messages: Sequence[Message]) -> list[Problem]:
+    return [
+        {
+            "loc": ["body", "messages", m.id, "tool_calls"],
+            "msg": f"{len(m.tool_calls)} tool calls: more than {MAX_TOOL_CALLS} on one message",
+        }
+        for m in messages
+        if len(m.tool_calls) > MAX_TOOL_CALLS
+    ]
