@@ -8,7 +8,7 @@ from fastapi import Query, Response
 
 from app.api.guard import api_router
 from app.api.operation import operation
-from app.api.params import PathId
+from app.api.params import IfMatchDep, PathId
 from app.api.schemas import ContextItemList
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.context_item import ContextItem
@@ -20,6 +20,7 @@ from app.errors import (
     InvalidCursor,
     InvalidRequest,
     MediaNotFound,
+    PreconditionFailed,
     StoreUnavailable,
     UnsupportedMedia,
 )
@@ -45,13 +46,18 @@ router = api_router(tags=["context"])
         ContextItemTooLarge,
         UnsupportedMedia,
         InvalidRequest,
+        PreconditionFailed,
         StoreUnavailable,
     ),
 )
 async def add_context_item(
-    conversation_id: PathId, body: AddContextItem, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId,
+    body: AddContextItem,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    if_match: IfMatchDep,
 ) -> ContextItem:
-    return await manager.context_items.add(principal, conversation_id, body)
+    return await manager.context_items.add(principal, conversation_id, body, if_match)
 
 
 @router.get(
@@ -76,15 +82,16 @@ async def list_context_items(
     status_code=204,
     description="Delete every context item of the conversation at once (204 also when it "
     "had none); the next turn sends none. Its forks keep their copies.",
-    **operation("deleteContextItems", ConversationNotFound, StoreUnavailable),
+    **operation("deleteContextItems", ConversationNotFound, PreconditionFailed, StoreUnavailable),
 )
 async def delete_context_items(
     conversation_id: PathId,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
     body: DeleteContextItems | None = None,  # no fields: only refuses unknown ones
 ) -> Response:
-    await manager.context_items.delete_all(principal, conversation_id)
+    await manager.context_items.delete_all(principal, conversation_id, if_match)
     return Response(status_code=204)
 
 
@@ -103,10 +110,20 @@ async def get_context_item(
     "/conversations/{conversation_id}/context/items/{item_id}",
     status_code=204,
     description="The next turn no longer sends it (its fork copies keep theirs).",
-    **operation("deleteContextItem", ConversationNotFound, ContextItemNotFound, StoreUnavailable),
+    **operation(
+        "deleteContextItem",
+        ConversationNotFound,
+        ContextItemNotFound,
+        PreconditionFailed,
+        StoreUnavailable,
+    ),
 )
 async def delete_context_item(
-    conversation_id: PathId, item_id: PathId, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId,
+    item_id: PathId,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    if_match: IfMatchDep,
 ) -> Response:
-    await manager.context_items.delete(principal, conversation_id, item_id)
+    await manager.context_items.delete(principal, conversation_id, item_id, if_match)
     return Response(status_code=204)

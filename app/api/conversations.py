@@ -8,12 +8,11 @@ from fastapi import Query, Request, Response
 
 from app.api.guard import api_router
 from app.api.operation import operation
-from app.api.params import IfMatchDep, PathId
+from app.api.params import IfMatchDep, PathId, set_etag
 from app.api.schemas import ConversationList, Deleted
 from app.deps import IdempotencyKey, ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.filters import ConversationFilter, object_filter_problem
-from app.domain.incarnation import entity_tag
 from app.domain.limits import METADATA_LIMITS
 from app.domain.requests import CreateConversation, PatchConversation
 from app.errors import (
@@ -68,11 +67,6 @@ def metadata_filters(request: Request) -> dict[str, str]:
     return metadata
 
 
-def _etag(response: Response, conv: Conversation) -> Conversation:
-    response.headers["ETag"] = f'"{entity_tag(conv)}"'
-    return conv
-
-
 @router.post(
     "/conversations",
     status_code=201,
@@ -87,6 +81,7 @@ def _etag(response: Response, conv: Conversation) -> Conversation:
         UnresolvedPlaceholder,
         IdempotencyKeyReused,
         StoreUnavailable,
+        etag=True,
     ),
 )
 async def create_conversation(
@@ -98,7 +93,7 @@ async def create_conversation(
 ) -> Conversation:
     conv = await manager.conversations.create(principal, body, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/conversations/{conv.id}"
-    return _etag(response, conv)
+    return set_etag(response, conv)
 
 
 @router.get(
@@ -127,13 +122,13 @@ async def list_conversations(
 @router.get(
     "/conversations/{conversation_id}",
     response_model=Conversation,
-    **operation("getConversation", ConversationNotFound, StoreUnavailable),
+    **operation("getConversation", ConversationNotFound, StoreUnavailable, etag=True),
 )
 async def get_conversation(
     conversation_id: PathId, response: Response, manager: ManagerDep, principal: PrincipalDep
 ) -> Conversation:
     conv = await manager.conversations.get(principal, conversation_id, live_status=True)
-    return _etag(response, conv)
+    return set_etag(response, conv)
 
 
 @router.patch(
@@ -147,6 +142,7 @@ async def get_conversation(
         InvalidVariables,
         UnresolvedPlaceholder,
         StoreUnavailable,
+        etag=True,
     ),
 )
 async def patch_conversation(
@@ -158,7 +154,7 @@ async def patch_conversation(
     if_match: IfMatchDep,
 ) -> Conversation:
     conv = await manager.conversations.patch(principal, conversation_id, body, if_match=if_match)
-    return _etag(response, conv)
+    return set_etag(response, conv)
 
 
 @router.delete(

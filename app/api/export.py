@@ -9,12 +9,11 @@ from fastapi.responses import StreamingResponse
 
 from app.api.guard import api_router, is_json_type, parse_json_body_async
 from app.api.operation import operation
-from app.api.params import PathId, QueryId
+from app.api.params import PathId, QueryId, set_etag
 from app.api.sse import accept_field
 from app.deps import ManagerDep, PrincipalDep
 from app.domain import Conversation
 from app.domain.export_doc import ConversationDocument
-from app.domain.incarnation import entity_tag
 from app.errors import (
     ConversationExists,
     ConversationNotFound,
@@ -154,6 +153,7 @@ IMPORT_BODY: dict[str, Any] = {
         Overloaded,
         StoreUnavailable,
         openapi_extra=IMPORT_BODY,
+        etag=True,
     ),
 )
 async def import_conversation(
@@ -199,5 +199,4 @@ async def import_conversation(
             prompt_name=prompt_name,
         )
     response.headers["Location"] = f"/conversations/{conv.id}"
-    response.headers["ETag"] = f'"{entity_tag(conv)}"'
-    return conv
+    return set_etag(response, conv)

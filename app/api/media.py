@@ -188,6 +188,12 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+MEDIA_ETAG = {
+    "ETag": {
+        "description": 'The bytes\' entity tag, `"<sha256>"` (for `If-None-Match`, `If-Range`).',
+        "schema": {"type": "string"},
+    }
+}
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     # the stored type, whatever it is; octet-stream too, for generators that need a
     # concrete type to hand the bytes over
@@ -195,10 +201,11 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {
             "*/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        }
+        },
+        "headers": MEDIA_ETAG,
     },
-    206: {"description": "Partial content (Range)"},
-    304: {"description": "Not modified (If-None-Match)"},
+    206: {"description": "Partial content (Range)", "headers": MEDIA_ETAG},
+    304: {"description": "Not modified (If-None-Match)", "headers": MEDIA_ETAG},
 }
 DOWNLOAD_ERRORS = (MediaNotFound, RangeNotSatisfiable, StoreUnavailable)
 

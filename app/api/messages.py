@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from app.api.guard import api_router
 from app.api.json_response import CompactJSONResponse
 from app.api.operation import TURN_ERRORS, operation
-from app.api.params import PathId
+from app.api.params import IfMatchDep, PathId
 from app.api.schemas import MessageDetail, MessageList, TurnResponse
 from app.api.send_body import read_send_body
 from app.api.sse import wants_stream
@@ -138,13 +138,24 @@ async def send_message(
     request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """JSON (`SendMessage`) or multipart/form-data (fields `content`, `metadata`, files)."""
+    """JSON (`SendMessage`) or multipart/form-data (fields `content`, `metadata`, files).
+    With `If-Match`, every turn (this one, tool results, approvals, edit, regenerate) runs
+    only if the conversation, as read when the turn takes its lock (a queued turn: when
+    its turn comes), is at a listed ETag; else 412 `precondition_failed` and nothing is
+    stored (before the run is created: a problem, also for a stream; found stale only
+    once a queued turn has the lock: that run fails with it)."""
     body, form, staged = await read_send_body(request, manager)
     try:
         started = await manager.turns.send_message(
-            principal, conversation_id, body, key=idempotency_key, staged=staged
+            principal,
+            conversation_id,
+            body,
+            key=idempotency_key,
+            staged=staged,
+            if_match=if_match,
         )
     finally:
         if form is not None:
@@ -163,10 +174,11 @@ async def submit_tool_results(
     request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     started = await manager.turns.submit_tool_results(
-        principal, conversation_id, body, key=idempotency_key
+        principal, conversation_id, body, key=idempotency_key, if_match=if_match
     )
     return await respond_to_run(manager, request, started, body)
 
@@ -182,6 +194,7 @@ async def submit_tool_approvals(
     request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Decide the calls listed in `pending_approvals`: approved ones run (with `arguments`
@@ -189,7 +202,7 @@ async def submit_tool_approvals(
     Calls not named stay pending. A call another decision already answered is 409
     `approval_conflict`: when two approvers race exactly one wins."""
     started = await manager.turns.submit_tool_approvals(
-        principal, conversation_id, body, key=idempotency_key
+        principal, conversation_id, body, key=idempotency_key, if_match=if_match
     )
     return await respond_to_run(manager, request, started, body)
 
@@ -215,6 +228,7 @@ async def edit_message(
     request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """A turn like `sendMessage` whose user message is a new sibling of user message
@@ -225,7 +239,7 @@ async def edit_message(
     wrote; the new branch belongs to this conversation only. A non-user message is 422
     `not_a_user_message`."""
     started = await manager.turns.edit_message(
-        principal, conversation_id, message_id, body, key=idempotency_key
+        principal, conversation_id, message_id, body, key=idempotency_key, if_match=if_match
     )
     return await respond_to_run(manager, request, started, body)
 
@@ -243,6 +257,7 @@ async def regenerate(
     request: Request,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """A run that generates a new sibling of an assistant reply (`message_id`, default the
@@ -252,7 +267,9 @@ async def regenerate(
     tools generates the rest of the turn again, tool calls included. `messages` in the
     response holds the new reply (and any tool messages of its rounds), no user message.
     A non-assistant message is 422 `not_an_assistant_message`."""
-    started = await manager.turns.regenerate(principal, conversation_id, body, key=idempotency_key)
+    started = await manager.turns.regenerate(
+        principal, conversation_id, body, key=idempotency_key, if_match=if_match
+    )
     return await respond_to_run(manager, request, started, body)
 
 

@@ -23,6 +23,7 @@ from app.api.operation import (
     AUTH_ERRORS,
     BODY_ERRORS,
     ERRORS_KEY,
+    ETAG_KEY,
     JSON_BODY_ERRORS,
     PARAMETER_ERRORS,
     STREAM_KEY,
@@ -33,6 +34,14 @@ from app.errors import PROBLEM_JSON, ParleyError, documented_codes
 COMPONENTS = "#/components/schemas/"
 PROBLEM_REF = {"$ref": f"{COMPONENTS}Problem"}
 STREAM_REF = {"$ref": f"{COMPONENTS}RunStreamEvent"}
+ETAG_HEADER = {
+    "ETag": {
+        "description": 'The conversation\'s entity tag, `"<version>.<incarnation>"` (say '
+        '`"3.9f86d081884c"`): send it back in `If-Match` to change the conversation only '
+        "if nobody changed it since.",
+        "schema": {"type": "string"},
+    }
+}
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 TAGS = [
@@ -144,6 +153,7 @@ def _complete_operation(op: dict[str, Any]) -> bool:
     """Set the operation's problem and streaming responses; True if it streams."""
     errors = {(status, code) for status, code in op.pop(ERRORS_KEY, [])}
     stream = op.pop(STREAM_KEY, "never")
+    etag = op.pop(ETAG_KEY, False)
     body = op.get("requestBody", {}).get("content", {})
     if op.get("security"):
         errors |= _pairs(AUTH_ERRORS)
@@ -156,6 +166,9 @@ def _complete_operation(op: dict[str, Any]) -> bool:
     responses: dict[str, Any] = op["responses"]
     for status in [s for s in responses if s[0] in "45"]:
         del responses[status]
+    if etag:
+        for status in [s for s in responses if s[0] == "2"]:
+            responses[status].setdefault("headers", {}).update(ETAG_HEADER)
     for status in sorted({s for s, _ in errors}):
         codes = sorted(code for s, code in errors if s == status)
         responses[str(status)] = _problem_response(status, codes)

@@ -29,6 +29,7 @@ from app.errors import (
     MessageTooLarge,
     Overloaded,
     ParleyError,
+    PreconditionFailed,
     ProviderError,
     ProviderNotConfigured,
     ProviderRateLimited,
@@ -44,6 +45,7 @@ from app.errors import (
 
 ERRORS_KEY = "x-parley-errors"
 STREAM_KEY = "x-parley-stream"
+ETAG_KEY = "x-parley-etag"
 
 # Implied errors (see the module docstring).
 AUTH_ERRORS: tuple[type[ParleyError], ...] = (Unauthorized,)
@@ -53,11 +55,12 @@ JSON_BODY_ERRORS: tuple[type[ParleyError], ...] = (MalformedJSON, UnsupportedCon
 PARAMETER_ERRORS: tuple[type[ParleyError], ...] = (InvalidRequest,)
 
 # What any endpoint that starts a run (send, tool results, edit, regenerate, ...) can
-# answer: admission, idempotency and `if_busy`, plus every way the run itself can fail
-# (a non-streaming call answers with the run's error).
+# answer: admission, idempotency, `If-Match` and `if_busy`, plus every way the run itself
+# can fail (a non-streaming call answers with the run's error).
 TURN_ERRORS: tuple[type[ParleyError], ...] = (
     ConversationNotFound,
     ConversationBusy,
+    PreconditionFailed,
     RunCancelled,
     HeadConflict,
     IdempotencyKeyReused,
@@ -92,6 +95,7 @@ def operation(
     stream: Stream = "never",
     responses: dict[int | str, dict[str, Any]] | None = None,
     openapi_extra: dict[str, Any] | None = None,
+    etag: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for `@router.<method>(path, ..., **operation(...))`.
 
@@ -101,7 +105,8 @@ def operation(
     run's SSE events when asked for; `"always"`: the 200 is only SSE. `responses`: other
     success responses (FastAPI's format), never errors. `openapi_extra`: merged into the
     operation (a request body the endpoint parses itself, say; its models are then listed
-    in `install_openapi(..., request_models=...)`).
+    in `install_openapi(..., request_models=...)`). `etag=True`: its success response
+    carries the conversation's `ETag` header (`app.api.params.set_etag`).
     """
     if responses and any(int(status) >= 400 for status in responses):
         raise ValueError("declare errors as ParleyError classes, not as responses")
@@ -112,6 +117,7 @@ def operation(
             **(openapi_extra or {}),
             ERRORS_KEY: [list(pair) for pair in declared],
             STREAM_KEY: stream,
+            ETAG_KEY: etag,
         },
         "responses": dict(responses or {}),
     }

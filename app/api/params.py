@@ -1,13 +1,17 @@
 """Path and query parameters that carry ids: one rule for every id (`app.domain.ids`);
-and the `If-Match` header of the operations that change a conversation."""
+and a conversation's entity tag over HTTP: the `If-Match` header of the operations that
+change a conversation, the `ETag` header of those that answer with one (`set_etag`; each
+declares it with `operation(..., etag=True)`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request, Response
 
+from app.domain import Conversation
 from app.domain.ids import ID_MAX_LENGTH, ID_PATTERN, ID_PREFIX_PATTERN, ID_RULE
+from app.domain.incarnation import entity_tag
 from app.domain.preconditions import IfMatch, parse_if_match
 
 PathId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description=ID_RULE)]
@@ -40,3 +44,10 @@ async def _if_match(
 
 
 IfMatchDep = Annotated[IfMatch | None, Depends(_if_match)]
+
+
+def set_etag(response: Response, conv: Conversation) -> Conversation:
+    """Put `conv`'s ETag (`"<version>.<incarnation>"`, `entity_tag`) on `response`; returns
+    `conv` (the body)."""
+    response.headers["ETag"] = f'"{entity_tag(conv)}"'
+    return conv

@@ -6,7 +6,7 @@ from fastapi import Response
 
 from app.api.guard import api_router
 from app.api.operation import operation
-from app.api.params import PathId
+from app.api.params import IfMatchDep, PathId
 from app.api.schemas import SummaryList
 from app.deps import ManagerDep, PrincipalDep
 from app.domain.requests import Compact
@@ -16,6 +16,7 @@ from app.errors import (
     ConversationNotFound,
     InvalidState,
     MessageNotFound,
+    PreconditionFailed,
     ProviderError,
     ProviderNotConfigured,
     ProviderRateLimited,
@@ -43,6 +44,7 @@ router = api_router(tags=["context"])
         ContextOverflow,
         InvalidState,
         MessageNotFound,
+        PreconditionFailed,
         ProviderError,
         ProviderRateLimited,
         ProviderTimeout,
@@ -54,9 +56,10 @@ async def compact(
     conversation_id: PathId,
     manager: ManagerDep,
     principal: PrincipalDep,
+    if_match: IfMatchDep,
     body: Compact | None = None,  # no fields: only refuses unknown ones
 ) -> Summary:
-    return await manager.summaries.compact(principal, conversation_id)
+    return await manager.summaries.compact(principal, conversation_id, if_match)
 
 
 @router.get(
@@ -77,10 +80,16 @@ async def list_summaries(
     status_code=204,
     description="Stop using a summary: the next turn falls back to an older summary on the "
     "path (or writes a new one if the history does not fit). Messages are untouched.",
-    **operation("deleteSummary", ConversationNotFound, SummaryNotFound, StoreUnavailable),
+    **operation(
+        "deleteSummary", ConversationNotFound, SummaryNotFound, PreconditionFailed, StoreUnavailable
+    ),
 )
 async def delete_summary(
-    conversation_id: PathId, summary_id: PathId, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId,
+    summary_id: PathId,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    if_match: IfMatchDep,
 ) -> Response:
-    await manager.summaries.delete(principal, conversation_id, summary_id)
+    await manager.summaries.delete(principal, conversation_id, summary_id, if_match)
     return Response(status_code=204)

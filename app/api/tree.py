@@ -8,11 +8,10 @@ from fastapi import Query, Response
 
 from app.api.guard import api_router
 from app.api.operation import operation
-from app.api.params import IfMatchDep, PathId
+from app.api.params import IfMatchDep, PathId, set_etag
 from app.api.schemas import BranchList, BranchOut, CheckpointList, HeadMoved
 from app.deps import ManagerDep, PrincipalDep
 from app.domain import Checkpoint, CheckpointKind, Conversation
-from app.domain.incarnation import entity_tag
 from app.domain.requests import CreateCheckpoint, ForkConversation, Rollback, SetHead
 from app.errors import (
     CheckpointNotFound,
@@ -41,7 +40,7 @@ MOVE_ERRORS = (
 
 
 def _moved(conv: Conversation, abandoned: str | None, response: Response) -> HeadMoved:
-    response.headers["ETag"] = f'"{entity_tag(conv)}"'
+    set_etag(response, conv)
     return HeadMoved(**conv.model_dump(), abandoned_head_id=abandoned)
 
 
@@ -51,12 +50,22 @@ def _moved(conv: Conversation, abandoned: str | None, response: Response) -> Hea
     response_model=Checkpoint,
     description="A named pointer to the head, or to `message_id` on the current path. "
     "O(1) at the head; nothing is copied.",
-    **operation("createCheckpoint", ConversationNotFound, MessageNotFound, StoreUnavailable),
+    **operation(
+        "createCheckpoint",
+        ConversationNotFound,
+        MessageNotFound,
+        PreconditionFailed,
+        StoreUnavailable,
+    ),
 )
 async def create_checkpoint(
-    conversation_id: PathId, body: CreateCheckpoint, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId,
+    body: CreateCheckpoint,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    if_match: IfMatchDep,
 ) -> Checkpoint:
-    return await manager.tree.create_checkpoint(principal, conversation_id, body)
+    return await manager.tree.create_checkpoint(principal, conversation_id, body, if_match)
 
 
 @router.get(
@@ -94,12 +103,22 @@ async def get_checkpoint(
     "/conversations/{conversation_id}/checkpoints/{checkpoint_id}",
     status_code=204,
     description="Only the pointer goes; messages still reachable from the conversation stay.",
-    **operation("deleteCheckpoint", ConversationNotFound, CheckpointNotFound, StoreUnavailable),
+    **operation(
+        "deleteCheckpoint",
+        ConversationNotFound,
+        CheckpointNotFound,
+        PreconditionFailed,
+        StoreUnavailable,
+    ),
 )
 async def delete_checkpoint(
-    conversation_id: PathId, checkpoint_id: PathId, manager: ManagerDep, principal: PrincipalDep
+    conversation_id: PathId,
+    checkpoint_id: PathId,
+    manager: ManagerDep,
+    principal: PrincipalDep,
+    if_match: IfMatchDep,
 ) -> Response:
-    await manager.tree.delete_checkpoint(principal, conversation_id, checkpoint_id)
+    await manager.tree.delete_checkpoint(principal, conversation_id, checkpoint_id, if_match)
     return Response(status_code=204)
 
 
@@ -109,7 +128,7 @@ async def delete_checkpoint(
     description="Move the head back to a checkpoint or to a message of the current path. "
     "Nothing is deleted: `abandoned_head_id` is listed among the branches and `PUT .../head` "
     "with it restores the old history. 409 `conversation_busy` while a turn runs.",
-    **operation("rollbackConversation", *MOVE_ERRORS, CheckpointNotFound),
+    **operation("rollbackConversation", *MOVE_ERRORS, CheckpointNotFound, etag=True),
 )
 async def rollback(
     conversation_id: PathId,
@@ -128,7 +147,7 @@ async def rollback(
     response_model=HeadMoved,
     description="Select a branch: the head becomes `message_id` (a leaf from `GET "
     ".../branches`, or any message on the current path or written by this conversation).",
-    **operation("setConversationHead", *MOVE_ERRORS),
+    **operation("setConversationHead", *MOVE_ERRORS, etag=True),
 )
 async def set_head(
     conversation_id: PathId,
@@ -173,6 +192,7 @@ async def list_branches(
         Unauthorized,
         Overloaded,
         StoreUnavailable,
+        etag=True,
     ),
 )
 async def fork_conversation(
@@ -184,5 +204,4 @@ async def fork_conversation(
 ) -> Conversation:
     conv = await manager.forks.fork(principal, conversation_id, body)
     response.headers["Location"] = f"/conversations/{conv.id}"
-    response.headers["ETag"] = f'"{entity_tag(conv)}"'
-    return conv
+    return set_etag(response, conv)

@@ -21,6 +21,7 @@ from app.domain import Conversation, Page, new_id
 from app.domain.context_item import ContextItem
 from app.domain.media import MediaRecord
 from app.domain.pagination import decode_item_cursor, encode_item_cursor
+from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
 from app.domain.requests import AddContextItem
 from app.errors import (
@@ -61,9 +62,15 @@ class ContextItemService:
         self._now = clock
 
     async def add(
-        self, principal: Principal, conversation_id: str, body: AddContextItem
+        self,
+        principal: Principal,
+        conversation_id: str,
+        body: AddContextItem,
+        if_match: IfMatch | None = None,
     ) -> ContextItem:
-        conv = await self._conversations.get(principal, conversation_id)
+        """`if_match` is checked against the conversation read, and again when the
+        conversation's flag is set (`_flag`: it changes the version)."""
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         source = body.source
         if body.media_id is not None:
             content, filename = await self._media_text(principal, body.media_id)
@@ -80,7 +87,7 @@ class ContextItemService:
             )
         if len(await self._store.list_context_items(conv.id)) >= self._max_items:
             raise self._full()  # early, before the flag; the store's check is the one that holds
-        await self._flag(conv)
+        await self._flag(conv, if_match)
         item = ContextItem(
             id=new_id(),
             conversation_id=conv.id,
@@ -104,9 +111,10 @@ class ContextItemService:
             errors=[{"loc": ["body"], "msg": "too many context items"}],
         )
 
-    async def _flag(self, conv: Conversation) -> None:
+    async def _flag(self, conv: Conversation, if_match: IfMatch | None) -> None:
         """Mark the conversation as having items before the first one is stored (a flag
-        left set by a failed save only costs its turns one read)."""
+        left set by a failed save only costs its turns one read). A conversation changed
+        since it was read must still satisfy `if_match` (412 otherwise)."""
         for _ in range(FLAG_RETRIES):
             if conv.has_context_items:
                 return
@@ -120,6 +128,8 @@ class ContextItemService:
                 fresh = await self._store.get_conversation(conv.id, now=self._now())
                 if fresh is None:
                     raise ConversationNotFound(f"Conversation {conv.id!r} not found.") from None
+                if if_match is not None:
+                    if_match.require(fresh)
                 conv = fresh
         raise VersionConflict("The conversation kept changing; try again.")
 
@@ -148,16 +158,24 @@ class ContextItemService:
                 return item
         raise ContextItemNotFound(f"Context item {item_id!r} not found in this conversation.")
 
-    async def delete(self, principal: Principal, conversation_id: str, item_id: str) -> None:
-        conv = await self._conversations.get(principal, conversation_id)
+    async def delete(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        item_id: str,
+        if_match: IfMatch | None = None,
+    ) -> None:
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         if not await self._store.delete_context_item(conv.id, item_id):
             raise ContextItemNotFound(f"Context item {item_id!r} not found in this conversation.")
 
-    async def delete_all(self, principal: Principal, conversation_id: str) -> None:
+    async def delete_all(
+        self, principal: Principal, conversation_id: str, if_match: IfMatch | None = None
+    ) -> None:
         """Every item of the conversation, at once (none: nothing to do, not an error). The
         conversation's `has_context_items` stays set: clearing it could race an add, and a
         set flag only costs its turns one read."""
-        conv = await self._conversations.get(principal, conversation_id)
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         await self._store.delete_context_items(conv.id)
 
     async def _media_text(self, principal: Principal, media_id: str) -> tuple[str, str | None]:

@@ -93,15 +93,24 @@ class ConversationService:
     # --- reads -------------------------------------------------------------------------
 
     async def get(
-        self, principal: Principal, conversation_id: str, *, live_status: bool = False
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        live_status: bool = False,
+        if_match: IfMatch | None = None,
     ) -> Conversation:
         """The conversation if the principal may see it (else 404: no existence leak).
         Reading slides its TTL. `live_status` reports `running` while a turn holds the
-        conversation; it costs a lock lookup, so only the read that shows it asks."""
+        conversation; it costs a lock lookup, so only the read that shows it asks.
+        `if_match`: the request's `If-Match`, checked against what was read (412
+        `precondition_failed` when false, before anything changes)."""
         now = self._now()
         conv = await self._store.get_conversation(conversation_id, now=now)
         if conv is None or not principal.can_access(conv.user_id):
             raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
+        if if_match is not None:
+            if_match.require(conv)
         await self._slide_ttl(conv, now)
         if (
             live_status
@@ -333,9 +342,7 @@ class ConversationService:
         re-applying; with versions, the one read must be listed and must still be current
         at the write."""
         for _ in range(PATCH_RETRIES):
-            conv = await self.get(principal, conversation_id)
-            if if_match is not None:
-                if_match.require(conv)
+            conv = await self.get(principal, conversation_id, if_match=if_match)
             updated = await self._apply_patch(conv, req)
             try:
                 return await self._store.update_conversation(updated, expected_version=conv.version)

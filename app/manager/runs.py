@@ -212,6 +212,8 @@ class RunService:
         lease = None
         admitted = False
         try:
+            if turn.if_match is not None:  # 412 before any run exists (a stream: not started)
+                turn.if_match.require(conv)
             self._limiter.admit(conv.id)
             admitted = True
             try_lock = True  # with the run's creation, where the log can (else: executor)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from app.domain import ConversationStatus
+from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
 from app.domain.summary import Summary
 from app.errors import InvalidState, SummaryNotFound
@@ -52,8 +53,14 @@ class SummaryService:
         found, _ = await path_summaries(self._store, self._cache, conv)
         return found
 
-    async def delete(self, principal: Principal, conversation_id: str, summary_id: str) -> None:
-        conv = await self._conversations.get(principal, conversation_id)
+    async def delete(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        summary_id: str,
+        if_match: IfMatch | None = None,
+    ) -> None:
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         found, _ = await path_summaries(self._store, self._cache, conv)
         if not any(s.id == summary_id for s in found) or not await self._store.delete_summary(
             conv.lineage_id, summary_id
@@ -62,9 +69,12 @@ class SummaryService:
                 f"Summary {summary_id!r} not found on the conversation's current path."
             )
 
-    async def compact(self, principal: Principal, conversation_id: str) -> Summary:
-        """Summarize the path up to the head now (extending the deepest summary on it)."""
-        conv = await self._conversations.get(principal, conversation_id)
+    async def compact(
+        self, principal: Principal, conversation_id: str, if_match: IfMatch | None = None
+    ) -> Summary:
+        """Summarize the path up to the head now (extending the deepest summary on it) of
+        the conversation read, which `if_match` is checked against."""
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         if conv.context_policy.strategy != "summarize":
             raise InvalidState(
                 "Compacting needs context strategy 'summarize' (no other strategy uses "

@@ -141,9 +141,15 @@ class TreeService:
     # --- checkpoints -------------------------------------------------------------------
 
     async def create_checkpoint(
-        self, principal: Principal, conversation_id: str, req: CreateCheckpoint
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: CreateCheckpoint,
+        if_match: IfMatch | None = None,
     ) -> Checkpoint:
-        conv = await self._conversations.get(principal, conversation_id)
+        """At the head (or `message_id`) of the conversation read, which `if_match` is
+        checked against."""
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         if req.message_id is None or req.message_id == conv.head_message_id:
             message_id, count = conv.head_message_id, conv.message_count
         else:
@@ -200,9 +206,13 @@ class TreeService:
         return checkpoint
 
     async def delete_checkpoint(
-        self, principal: Principal, conversation_id: str, checkpoint_id: str
+        self,
+        principal: Principal,
+        conversation_id: str,
+        checkpoint_id: str,
+        if_match: IfMatch | None = None,
     ) -> None:
-        conv = await self._conversations.get(principal, conversation_id)
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         if not await self._store.delete_checkpoint(conv.id, checkpoint_id):
             raise CheckpointNotFound(f"Checkpoint {checkpoint_id!r} not found.")
 
@@ -222,9 +232,7 @@ class TreeService:
                 "Give exactly one of checkpoint_id and message_id.",
                 errors=[{"loc": ["body"], "msg": "exactly one of checkpoint_id, message_id"}],
             )
-        conv = await self._conversations.get(principal, conversation_id)
-        if if_match is not None:
-            if_match.require(conv)
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         target: Message | None
         if req.checkpoint_id is not None:
             checkpoint = await self.checkpoint(conv, req.checkpoint_id)
@@ -243,9 +251,7 @@ class TreeService:
         req: SetHead,
         if_match: IfMatch | None = None,
     ) -> tuple[Conversation, str | None]:
-        conv = await self._conversations.get(principal, conversation_id)
-        if if_match is not None:
-            if_match.require(conv)
+        conv = await self._conversations.get(principal, conversation_id, if_match=if_match)
         target = await self.visible_message(conv, req.message_id)
         return await self._move_head(principal, conv, target, if_match)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from app.coordination.base import TurnLease
 from app.domain import Conversation, FinishReason, Message, Part, Run, ToolCall, Usage, new_id
+from app.domain.preconditions import IfMatch
 from app.domain.requests import ToolDecision, ToolResult
 from app.domain.run import PendingApproval, RunError, RunKind
 
@@ -39,6 +40,9 @@ class TurnInput:
     tool_results: list[ToolResult] = field(default_factory=list)
     decisions: list[ToolDecision] = field(default_factory=list)
     branch_from: BranchPoint | None = None  # None: after the head
+    # the request's `If-Match`: checked when the run is admitted, and again against the
+    # conversation as read under the turn lock (a queued turn: once it has the lock)
+    if_match: IfMatch | None = None
 
     @property
     def continues_turn(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from app.domain import Conversation, Part
+from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
 from app.domain.requests import (
     EditMessage,
@@ -82,12 +83,16 @@ class TurnRequests:
         *,
         key: str | None,
         staged: Mapping[int, StagedBlob] | None = None,
+        if_match: IfMatch | None = None,
     ) -> StartedRun:
         """Start a turn. `staged` holds the bytes of parts uploaded as multipart files
-        (by part index; those parts carry no source); the caller closes them."""
+        (by part index; those parts carry no source); the caller closes them. Every turn's
+        `if_match` goes with its input (`TurnInput.if_match`)."""
         async with self._admission.admit():
             conv, stamp = await self._read(principal, conversation_id)
-            turn, body = await self._user_turn(conv, req, staged or {}, identity=key is not None)
+            turn, body = await self._user_turn(
+                conv, req, staged or {}, identity=key is not None, if_match=if_match
+            )
             return await self._runs.start(
                 conv, turn, req.if_busy, key, ("message", body), stamp=stamp
             )
@@ -100,6 +105,7 @@ class TurnRequests:
         req: EditMessage,
         *,
         key: str | None,
+        if_match: IfMatch | None = None,
     ) -> StartedRun:
         """Start a turn whose user message is a new sibling of user message `message_id`
         (`app.manager.branch_points`)."""
@@ -107,21 +113,33 @@ class TurnRequests:
             conv, stamp = await self._read(principal, conversation_id)
             branch = await self._branch_points.for_edit(conv, message_id)
             turn, body = await self._user_turn(
-                conv, req, {}, kind="edit", branch_from=branch, identity=key is not None
+                conv,
+                req,
+                {},
+                kind="edit",
+                branch_from=branch,
+                identity=key is not None,
+                if_match=if_match,
             )
             if body is not None:
                 body["message_id"] = message_id
             return await self._runs.start(conv, turn, req.if_busy, key, ("edit", body), stamp=stamp)
 
     async def regenerate(
-        self, principal: Principal, conversation_id: str, req: Regenerate, *, key: str | None
+        self,
+        principal: Principal,
+        conversation_id: str,
+        req: Regenerate,
+        *,
+        key: str | None,
+        if_match: IfMatch | None = None,
     ) -> StartedRun:
         """Start a run that generates a new sibling of an assistant reply from the same
         context (`app.manager.branch_points`)."""
         async with self._admission.admit():
             conv, stamp = await self._read(principal, conversation_id)
             branch = await self._branch_points.for_regenerate(conv, req.message_id)
-            turn = TurnInput(kind="regenerate", branch_from=branch)
+            turn = TurnInput(kind="regenerate", branch_from=branch, if_match=if_match)
             body = req.model_dump(mode="json", exclude={"stream", "on_disconnect"})
             return await self._runs.start(
                 conv, turn, req.if_busy, key, ("regenerate", body), stamp=stamp
@@ -136,6 +154,7 @@ class TurnRequests:
         kind: Literal["message", "edit"] = "message",
         branch_from: BranchPoint | None = None,
         identity: bool = True,
+        if_match: IfMatch | None = None,
     ) -> tuple[TurnInput, dict[str, Any] | None]:
         """The user message of `req` as a turn input (media prepared), and its identity for
         `Idempotency-Key` retries (with `identity`; None without: a request without a key
@@ -151,6 +170,7 @@ class TurnRequests:
             parts=parts,
             metadata=req.metadata,
             branch_from=branch_from,
+            if_match=if_match,
         )
         if not identity:
             return turn, None
@@ -175,8 +195,9 @@ class TurnRequests:
         req: SubmitToolResults,
         *,
         key: str | None,
+        if_match: IfMatch | None = None,
     ) -> StartedRun:
-        turn = TurnInput(kind="tool_results", tool_results=req.results)
+        turn = TurnInput(kind="tool_results", tool_results=req.results, if_match=if_match)
         return await self._continue(principal, conversation_id, req, turn, req.results, key)
 
     async def submit_tool_approvals(
@@ -186,8 +207,9 @@ class TurnRequests:
         req: SubmitToolApprovals,
         *,
         key: str | None,
+        if_match: IfMatch | None = None,
     ) -> StartedRun:
-        turn = TurnInput(kind="tool_approvals", decisions=req.decisions)
+        turn = TurnInput(kind="tool_approvals", decisions=req.decisions, if_match=if_match)
         return await self._continue(principal, conversation_id, req, turn, req.decisions, key)
 
     async def _continue(

@@ -155,6 +155,8 @@ class TurnExecutor:
         if conv is None or not _planned_incarnation(plan, conv):
             # (deleted and created or forked again under its id since the request)
             raise ConversationNotFound(f"Conversation {plan.conversation_id!r} not found.")
+        if plan.input.if_match is not None:  # atomic with the turn: checked under its lock
+            plan.input.if_match.require(conv)
         provider = self._providers.get(conv.provider)
         if provider is None:
             raise ProviderNotConfigured(
