@@ -28,12 +28,22 @@ it must say exactly what the endpoint does)::
    `install_openapi(request_models=...)` in `app/main.py`. Every error is the one `Problem` schema;
    its `code` enum is derived from `app.errors`, so a new `ParleyError` appears in it by
    itself (add it to the README's error table too).
-4. `make openapi` and commit `openapi/openapi.json`. `tests/api/test_openapi.py` walks the
+4. An endpoint that changes a conversation takes `IfMatchDep` (`app/api/params.py`) and
+   declares `PreconditionFailed` (412), unless it is listed in `UNCONDITIONAL_WRITES`
+   below; one that answers with a conversation sets its `ETag` with `set_etag` and
+   passes `operation(..., etag=True)`.
+5. `make openapi` and commit `openapi/openapi.json`. `tests/api/test_openapi.py` walks the
    document and fails on a missing `operation(...)`, a secured operation without 401 or a
-   public one not listed here, an error response that is not a `Problem`, or a code
-   missing from the README; the generated clients (`tests/clients/`) must still build.
+   public one not listed here, a write under `/conversations/{conversation_id}` without
+   `If-Match` and 412, an error response that is not a `Problem`, or a code missing from
+   the README; the generated clients (`tests/clients/`) must still build.
 """
 
 # Operations that take no API key (everything else declares the bearer scheme).
 # `getMetrics` and `getStats` cover every user: they need a service key (issue 7).
 PUBLIC_OPERATIONS = frozenset({"getHealth", "getReadiness"})
+
+# Writes under /conversations/{conversation_id} that change no conversation, so take no
+# `If-Match`: a fork creates another conversation (the source is untouched); a run's
+# cancellation changes the run (a turn that did not commit changes nothing).
+UNCONDITIONAL_WRITES = frozenset({"forkConversation", "cancelRun"})

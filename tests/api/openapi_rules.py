@@ -16,6 +16,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from app.api import UNCONDITIONAL_WRITES
 from tests.conftest import REPO
 
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -24,6 +25,8 @@ OPERATION_ID = re.compile(r"^[a-z]+(?:[A-Z][a-z0-9]*)+$")  # verb + noun, camelC
 BODY_STATUSES = {"413", "422"}
 JSON_BODY_STATUSES = {"400", "415"}  # not JSON; another Content-Type (`app.api.guard`)
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+WRITES = {"put", "post", "delete", "patch"}
+CONVERSATION_PATH = "/conversations/{conversation_id}"
 
 
 @functools.cache
@@ -46,9 +49,13 @@ def operations(doc: dict[str, Any]) -> Iterable[tuple[str, str, dict[str, Any]]]
                 yield path, method, op
 
 
-def document_violations(doc: dict[str, Any], public: Iterable[str]) -> list[str]:
-    """Every way the document breaks the endpoint pattern, as readable lines."""
+def document_violations(
+    doc: dict[str, Any], public: Iterable[str], unconditional: Iterable[str] = UNCONDITIONAL_WRITES
+) -> list[str]:
+    """Every way the document breaks the endpoint pattern, as readable lines.
+    `unconditional`: the writes of a conversation's paths that take no `If-Match`."""
     public = set(public)
+    unconditional = set(unconditional)
     out: list[str] = []
     schemas = doc.get("components", {}).get("schemas", {})
     tags = {t["name"] for t in doc.get("tags", [])}
@@ -105,6 +112,14 @@ def document_violations(doc: dict[str, Any], public: Iterable[str]) -> list[str]
             out.append(f"{where}: has a JSON body but lacks {lacks}")
         if params and "422" not in responses:
             out.append(f"{where}: has parameters but no 422")
+        if_match = any(p["in"] == "header" and p["name"] == "If-Match" for p in params)
+        writes_conversation = method in WRITES and (
+            path == CONVERSATION_PATH or path.startswith(CONVERSATION_PATH + "/")
+        )
+        if writes_conversation and op_id not in unconditional and not if_match:
+            out.append(f"{where}: changes a conversation but takes no If-Match (IfMatchDep)")
+        if if_match and "412" not in responses:
+            out.append(f"{where}: takes If-Match but has no 412 (PreconditionFailed)")
         for status, response in responses.items():
             if status[0] in "45":
                 if response.get("content") != PROBLEM_CONTENT:

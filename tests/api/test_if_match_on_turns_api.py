@@ -21,10 +21,17 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter
 
+from app.api import PUBLIC_OPERATIONS, UNCONDITIONAL_WRITES
+from app.api.operation import operation
+from app.api.params import IfMatchDep, PathId
+from app.deps import PrincipalDep
+from app.main import create_app
 from app.settings import Settings
 from tests.api.backends import ALL_BACKENDS, app_on
 from tests.api.helpers import assert_problem
+from tests.api.openapi_rules import committed_document, document_violations
 from tests.api.test_streaming_api import until_busy
 from tests.conftest import make_settings
 
@@ -175,3 +182,33 @@ async def test_a_queued_turn_whose_tag_went_stale_while_it_waited_fails_412(
         )
         assert (await slow).status_code == 200
         assert r.status_code == 200, r.text
+
+
+def test_the_openapi_walk_requires_if_match_on_every_write_of_a_conversation() -> None:
+    """The rule that keeps it so (`tests/api/openapi_rules.document_violations`): a write
+    under /conversations/{conversation_id} without If-Match, or If-Match without 412, is
+    reported; the committed document has none (R-B: 13 operations lacked it)."""
+    router = APIRouter(tags=["conversations"])
+
+    @router.post("/conversations/{conversation_id}/poke", **operation("pokeConversation"))
+    async def poke(conversation_id: PathId, _: PrincipalDep) -> dict[str, str]:
+        return {}
+
+    @router.delete("/conversations/{conversation_id}/nudge", **operation("nudgeConversation"))
+    async def nudge(
+        conversation_id: PathId, _: PrincipalDep, if_match: IfMatchDep
+    ) -> dict[str, str]:
+        return {}
+
+    test_app = create_app(Settings())
+    test_app.include_router(router)
+    found = document_violations(test_app.openapi(), PUBLIC_OPERATIONS)
+    assert found == [
+        "POST /conversations/{conversation_id}/poke: changes a conversation but takes no "
+        "If-Match (IfMatchDep)",
+        "DELETE /conversations/{conversation_id}/nudge: takes If-Match but has no 412 "
+        "(PreconditionFailed)",
+    ]
+    assert document_violations(committed_document(), PUBLIC_OPERATIONS) == []
+    unlisted = document_violations(committed_document(), PUBLIC_OPERATIONS, unconditional=())
+    assert len(unlisted) == len(UNCONDITIONAL_WRITES)
