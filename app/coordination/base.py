@@ -11,7 +11,7 @@ same suite against every backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -210,6 +210,14 @@ class RunLog(ABC):
     @abstractmethod
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
         """Append an event; its seq is one more than the previous event's."""
+
+    async def publish_many(
+        self, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[RunEvent]:
+        """`publish` each of `events` (type, data), in order; in one atomic step where the
+        backend can (Redis: one script, their seqs consecutive). On an error some of them
+        may have landed (the first ones), as after that many `publish` calls."""
+        return [await self.publish(run_id, type_, data) for type_, data in events]
 
     async def create_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]

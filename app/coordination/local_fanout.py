@@ -22,7 +22,7 @@ before a restart, is followed on the log as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -115,6 +115,22 @@ class LocalFanout(RunLog):
 
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
         return await self._published(run_id, self._inner.publish(run_id, type_, data))
+
+    async def publish_many(
+        self, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[RunEvent]:
+        channel = self._channels.get(run_id)
+        try:
+            published = await self._inner.publish_many(run_id, events)
+        except BaseException:
+            if channel is not None:
+                self._drop(run_id, channel, broken=True)
+            raise
+        for event in published:
+            if channel is None or self._channels.get(run_id) is not channel:
+                break  # (no channel, or it closed or broke on the way)
+            self._deliver(run_id, channel, event)
+        return published
 
     async def create_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]

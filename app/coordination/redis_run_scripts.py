@@ -10,26 +10,43 @@ from __future__ import annotations
 from app.coordination.redis_locks import ACQUIRE_FUNCTION
 
 # KEYS: meta, events, record. ARGV: type, data, max_events, terminal (0/1),
-# events ttl ms, record ttl ms, live ttl ms.
-PUBLISH = """
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1',
-           'type', ARGV[1], 'data', ARGV[2])
-if redis.call('HEXISTS', KEYS[1], 'done') == 1 then
+# events ttl ms, record ttl ms, live ttl ms. One event: publish(type, data, terminal).
+_PUBLISH_FUNCTION = """
+local function publish(type_, data, terminal)
+  local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-1',
+             'type', type_, 'data', data)
+  if redis.call('HEXISTS', KEYS[1], 'done') == 1 then
+    return seq
+  end
+  if terminal == '1' then
+    redis.call('HSET', KEYS[1], 'done', seq)
+    redis.call('PEXPIRE', KEYS[2], ARGV[5])
+    redis.call('PEXPIRE', KEYS[1], ARGV[6])
+    redis.call('PEXPIRE', KEYS[3], ARGV[6])
+  else
+    redis.call('PEXPIRE', KEYS[2], ARGV[7])
+    redis.call('PEXPIRE', KEYS[1], ARGV[7])
+    redis.call('PEXPIRE', KEYS[3], ARGV[7])
+  end
   return seq
 end
-if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'done', seq)
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
-else
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
-  redis.call('PEXPIRE', KEYS[1], ARGV[7])
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])
-end
-return seq
 """
+PUBLISH = _PUBLISH_FUNCTION + "return publish(ARGV[1], ARGV[2], ARGV[4])\n"
+
+# Several events of one run in order (`RunLog.publish_many`): KEYS and ARGV as `PUBLISH`
+# for the first, then (type, data, terminal) from ARGV[8] on for each next one. Returns
+# their seqs.
+PUBLISH_MANY = (
+    _PUBLISH_FUNCTION
+    + """
+local seqs = {publish(ARGV[1], ARGV[2], ARGV[4])}
+for i = 8, #ARGV, 3 do
+  seqs[#seqs + 1] = publish(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+end
+return seqs
+"""
+)
 
 # The record written, then `PUBLISH` (whose expiries cover the record): one round trip
 # for a run's creation with its first event, and for its end with its terminal event.

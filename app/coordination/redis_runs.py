@@ -52,7 +52,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -155,6 +155,7 @@ class RedisRunLog(RunLog):
             else client.register_script(scripts.CREATE_PUBLISH_INDEXED)
         )
         self._save_publish = client.register_script(scripts.SAVE_PUBLISH)
+        self._publish_many = client.register_script(scripts.PUBLISH_MANY)
         # single server: a run's creation and its turn lock in one script
         self._create_locking = (
             None
@@ -283,6 +284,21 @@ class RedisRunLog(RunLog):
                 keys=_Keys.of(self._prefix, run_id).all(), args=self._event_args(type_, data)
             )
         return RunEvent(seq=int(seq), type=type_, data=data)
+
+    async def publish_many(
+        self, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[RunEvent]:
+        if len(events) < 2:
+            return [await self.publish(run_id, type_, data) for type_, data in events]
+        (type_, data), rest = events[0], events[1:]
+        args = self._event_args(type_, data)
+        for t, d in rest:
+            args += [t, json_bytes(d), "1" if t in TERMINAL_EVENTS else "0"]
+        with unavailable():
+            seqs = await self._publish_many(keys=_Keys.of(self._prefix, run_id).all(), args=args)
+        return [
+            RunEvent(seq=int(seq), type=t, data=d) for seq, (t, d) in zip(seqs, events, strict=True)
+        ]
 
     async def _publish_with(
         self, script: Any, record: RunRecord, type_: str, data: dict[str, Any]

@@ -3,7 +3,10 @@ as run events, and return the finished assistant message (usage, cost, finish re
 
 Text that arrives while the previous delta is being published goes out as one
 `message.delta`: a provider slower than the event log gets one event per token, a faster
-one does not cost one event-log round trip per token.
+one does not cost one event-log round trip per token. Text that arrives with the end of
+the completion (its finish, in the same batch) is not published here: the caller sends
+that last delta with the reply's `message.completed`, in one step of the event log
+(`RunLog.publish_many`: one round trip on Redis instead of two).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -65,18 +69,18 @@ class ProviderCaller:
         after: Message | None = None,
         at: BranchPoint | None = None,
         message_id: str | None = None,
-    ) -> Message:
+    ) -> tuple[Message, str]:
         """Stream one completion, publishing deltas; return the finished assistant message:
         a child of `after`, or (a regeneration's first reply) placed at `at`, with the id
-        `message_id` when given, in turn number `turn`. `counted` is the request's input
+        `message_id` when given, in turn number `turn`; and its last delta, not published
+        yet ("" if none: see the module docstring). `counted` is the request's input
         tokens by the context builder's counter (`ContextWindow.counted`), which the
         provider's reported usage calibrates."""
         if after is not None:
             at = BranchPoint(after.id, after.depth + 1)
         assert at is not None, "a reply needs a place: after a message or at a branch point"
         message_id = message_id or new_id()
-        text: list[str] = []
-        cleaner = StreamedText()  # (`provider_text`: nothing unstorable is published)
+        text = _Text()
         tool_calls: list[ToolCall] = []
         usage: Usage | None = None
         finish: FinishReason = "stop"
@@ -88,15 +92,16 @@ class ProviderCaller:
                     if first_event is None:
                         first_event = time.perf_counter() - started
                     finish, usage = await self._consume(
-                        plan, message_id, batch, (text, cleaner), tool_calls, budget, finish, usage
+                        plan, message_id, batch, text, tool_calls, budget, finish, usage
                     )
-            await self._publish_text(plan, message_id, [], text, cleaner, final=True)
+            last = text.cleaner.feed("".join(text.pending)) + text.cleaner.flush()
+            text.chunks.append(last)
         except ProviderError as exc:
             self._stats.provider_failed(
                 conv.provider, exc.code, model=request.model, total_s=time.perf_counter() - started
             )
             raise
-        content = "".join(text)
+        content = "".join(text.chunks)
         if usage is None:
             usage = estimated_usage(request, content)
         else:
@@ -128,28 +133,26 @@ class ProviderCaller:
             finish_reason=finish,
             depth=at.depth,
             turn=turn,
-        )
+        ), last
 
     async def _consume(
         self,
         plan: TurnPlan,
         message_id: str,
         batch: list[Any],
-        reply: tuple[list[str], StreamedText],
+        text: _Text,
         tool_calls: list[ToolCall],
         budget: ToolBudget,
         finish: FinishReason,
         usage: Usage | None,
     ) -> tuple[FinishReason, Usage | None]:
-        """Publish one batch of provider events; return the finish reason and usage so far."""
-        text, cleaner = reply
-        pending_text: list[str] = []
+        """Publish one batch of provider events; return the finish reason and usage so far.
+        Text from the completion's finish on stays pending (module docstring)."""
         for event in batch:
             if isinstance(event, TextDelta):
-                pending_text.append(event.text)
-                continue
-            await self._publish_text(plan, message_id, pending_text, text, cleaner)
-            if isinstance(event, ToolCallComplete):
+                text.pending.append(event.text)
+            elif isinstance(event, ToolCallComplete):
+                await self._publish_text(plan, message_id, text)
                 if not budget.admit(len(tool_calls)):
                     continue  # over the prompt's tool_policy: never published or committed
                 call = storable_tool_call(event.tool_call)
@@ -161,21 +164,26 @@ class ProviderCaller:
                 usage = event.usage
             elif isinstance(event, Finish):
                 finish = event.reason
-        await self._publish_text(plan, message_id, pending_text, text, cleaner)
+                text.finished = True
+        if not text.finished:
+            await self._publish_text(plan, message_id, text)
         return finish, usage
 
-    async def _publish_text(
-        self,
-        plan: TurnPlan,
-        message_id: str,
-        pending: list[str],
-        text: list[str],
-        cleaner: StreamedText,
-        *,
-        final: bool = False,
-    ) -> None:
-        delta = cleaner.feed("".join(pending)) + (cleaner.flush() if final else "")
-        pending.clear()
+    async def _publish_text(self, plan: TurnPlan, message_id: str, text: _Text) -> None:
+        delta = text.cleaner.feed("".join(text.pending))
+        text.pending.clear()
         if delta:
-            text.append(delta)
+            text.chunks.append(delta)
             await self._publish(plan, "message.delta", {"message_id": message_id, "delta": delta})
+
+
+@dataclass
+class _Text:
+    """A completion's text: `chunks`, its deltas (published, and the last one `call`
+    returns), `pending` arrived and not published yet, `finished` once the provider said
+    the completion ended (from then on nothing is published here)."""
+
+    chunks: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    cleaner: StreamedText = field(default_factory=StreamedText)  # (nothing unstorable)
+    finished: bool = False

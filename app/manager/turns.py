@@ -220,7 +220,7 @@ class TurnExecutor:
             window.request.tool_choice = loop.tool_choice(window.request.tool_choice)
             request = await self._media.resolve_window(window)
             if pending:
-                reply = await self._provider_call.call(
+                reply, last_delta = await self._provider_call.call(
                     provider,
                     request,
                     plan,
@@ -231,7 +231,7 @@ class TurnExecutor:
                     after=pending[-1],
                 )
             else:  # a regeneration's first reply (the run's first message), at the branch point
-                reply = await self._provider_call.call(
+                reply, last_delta = await self._provider_call.call(
                     provider,
                     request,
                     plan,
@@ -245,7 +245,12 @@ class TurnExecutor:
             reply = loop.annotate(reply)
             pending.append(reply)
             replies.append(reply)
-            await self._publish(plan, "message.completed", {"message": dump(reply)})
+            completed = ("message.completed", {"message": dump(reply)})
+            if last_delta:  # with its last delta, in one step (`app.manager.provider_call`)
+                delta = ("message.delta", {"message_id": reply.id, "delta": last_delta})
+                await self._publish_many(plan, [delta, completed])
+            else:
+                await self._publish(plan, *completed)
             if not reply.tool_calls:
                 break
             left = await loop.run_round(reply)
@@ -370,6 +375,13 @@ class TurnExecutor:
             idempotency=plan.idempotency,
             executor=plan.executor,
         )
+
+    async def _publish_many(self, plan: TurnPlan, events: list[tuple[str, dict[str, Any]]]) -> None:
+        if plan.status_unsaved:  # (the first goes with the `running` status)
+            for type_, data in events:
+                await self._publish(plan, type_, data)
+            return
+        await self._coord.runs.publish_many(plan.run.id, events)
 
     async def _publish(self, plan: TurnPlan, type_: str, data: dict[str, Any]) -> None:
         if plan.status_unsaved:  # the `running` status goes with the run's first event

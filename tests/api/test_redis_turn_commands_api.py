@@ -1,9 +1,10 @@
 """The Redis commands of one turn on a single server (issue 15: each is a round trip):
 the conversation read, then scripts only. The run's creation takes the turn lock in the
 same script (`RunLog.create_and_publish_locking`), the `running` status rides with the
-first event, the end releases the lock in its own script: 7 commands (8 before the lock
-rode with the creation), streamed or not. A turn whose conversation is busy still waits
-for the lock and then runs."""
+first event, the reply's last delta with its `message.completed` (`RunLog.publish_many`),
+the end releases the lock in its own script: 6 commands (8 before the lock rode with the
+creation and the last delta with the completion), streamed or not. A turn whose
+conversation is busy still waits for the lock and then runs."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _commands() -> Iterator[list[str]]:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_turn_sends_seven_commands(
+async def test_a_turn_sends_six_commands(
     stream: bool, tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
     async with (
@@ -58,7 +59,7 @@ async def test_a_turn_sends_seven_commands(
             )
             assert r.status_code == 200, r.text
             await asyncio.sleep(0.05)  # (anything sent after the answer counts too)
-        assert sent == ["HGETALL"] + ["EVALSHA"] * 6, sent
+        assert sent == ["HGETALL"] + ["EVALSHA"] * 5, sent
 
 
 async def test_an_enqueued_turn_waits_for_the_lock_then_runs(
