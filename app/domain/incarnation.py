@@ -26,9 +26,32 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from app.domain.conversation import Conversation
 from app.domain.messages import Message
+
+
+class Incarnation(NamedTuple):
+    """The incarnation a store write by conversation id must find (with the id it is
+    given): the lineage and `created_at` of the conversation the caller read. A write
+    that finds another one under the id (a namesake created after that one was deleted)
+    does nothing (`StateStore.delete_conversation`, `create_checkpoint`,
+    `save_context_item`)."""
+
+    lineage_id: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> Incarnation:
+        return cls(conversation.lineage_id, conversation.created_at)
+
+    def holds(self, conversation: Conversation) -> bool:
+        """Whether `conversation` (stored under the id) is this incarnation."""
+        return (
+            conversation.lineage_id == self.lineage_id
+            and conversation.created_at == self.created_at
+        )
 
 
 def same_incarnation(a: Conversation, b: Conversation) -> bool:

@@ -21,6 +21,7 @@ from datetime import datetime
 from app.domain import Checkpoint, Conversation, Message, new_id
 from app.domain.checkpoint import CheckpointPolicy
 from app.domain.checkpoint_retention import to_prune
+from app.domain.incarnation import Incarnation
 from app.manager.stats import Stats
 from app.settings import Settings
 from app.stores.base import StateStore
@@ -67,7 +68,8 @@ class AutoCheckpoints:
                     message_count=head.depth + 1,
                     created_at=self._now(),
                     turn=head.turn,
-                )
+                ),
+                incarnation=Incarnation.of(conv),  # not a namesake created since the commit
             )
             self._stats.auto_checkpoint("created")
             autos = await self._store.list_checkpoints(conv.id, kind="auto")

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from app.domain import Conversation, Page, new_id
 from app.domain.context_item import ContextItem
+from app.domain.incarnation import Incarnation, same_incarnation
 from app.domain.media import MediaRecord
 from app.domain.pagination import decode_item_cursor, encode_item_cursor
 from app.domain.preconditions import IfMatch
@@ -87,7 +88,7 @@ class ContextItemService:
             )
         if len(await self._store.list_context_items(conv.id)) >= self._max_items:
             raise self._full()  # early, before the flag; the store's check is the one that holds
-        await self._flag(conv, if_match)
+        conv = await self._flag(conv, if_match)
         item = ContextItem(
             id=new_id(),
             conversation_id=conv.id,
@@ -100,7 +101,9 @@ class ContextItemService:
             created_at=self._now(),
         )
         try:
-            return await self._store.save_context_item(item, max_items=self._max_items)
+            return await self._store.save_context_item(
+                item, max_items=self._max_items, incarnation=Incarnation.of(conv)
+            )
         except ContextItemsFull:  # concurrent adds filled it since the check above
             raise self._full() from None
 
@@ -111,22 +114,23 @@ class ContextItemService:
             errors=[{"loc": ["body"], "msg": "too many context items"}],
         )
 
-    async def _flag(self, conv: Conversation, if_match: IfMatch | None) -> None:
+    async def _flag(self, conv: Conversation, if_match: IfMatch | None) -> Conversation:
         """Mark the conversation as having items before the first one is stored (a flag
-        left set by a failed save only costs its turns one read). A conversation changed
-        since it was read must still satisfy `if_match` (412 otherwise)."""
+        left set by a failed save only costs its turns one read); the conversation as
+        flagged. A conversation changed since it was read must still satisfy `if_match`
+        (412 otherwise), and be the same incarnation (404 otherwise: review R-A2, a
+        namesake created under the id meanwhile is not flagged)."""
         for _ in range(FLAG_RETRIES):
             if conv.has_context_items:
-                return
+                return conv
             try:
-                await self._store.update_conversation(
+                return await self._store.update_conversation(
                     conv.model_copy(update={"has_context_items": True}),
                     expected_version=conv.version,
                 )
-                return
             except VersionConflict:  # a turn committed meanwhile: re-read, try again
                 fresh = await self._store.get_conversation(conv.id, now=self._now())
-                if fresh is None:
+                if fresh is None or not same_incarnation(fresh, conv):
                     raise ConversationNotFound(f"Conversation {conv.id!r} not found.") from None
                 if if_match is not None:
                     if_match.require(fresh)
@@ -218,12 +222,14 @@ class ContextItemService:
         )
 
 
-async def copy_context_items(store: StateStore, source_id: str, target_id: str) -> None:
-    """Give `target_id` (a new fork) a copy of every item of `source_id`: new ids, the
-    same order, times and pins. Items are small and a fork gets few of them; the copy is
-    not atomic with the fork's creation (a failure here deletes the fork, see
-    `TreeService.fork`)."""
+async def copy_context_items(store: StateStore, source_id: str, target: Conversation) -> None:
+    """Give `target` (a new fork) a copy of every item of `source_id`: new ids, the same
+    order, times and pins, stored on that incarnation only. Items are small and a fork gets
+    few of them; the copy is not atomic with the fork's creation (a failure here deletes
+    the fork, see `TreeService.fork`)."""
+    mine = Incarnation.of(target)
     for item in await store.list_context_items(source_id):
         await store.save_context_item(
-            item.model_copy(update={"id": new_id(), "conversation_id": target_id})
+            item.model_copy(update={"id": new_id(), "conversation_id": target.id}),
+            incarnation=mine,
         )

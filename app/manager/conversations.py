@@ -19,6 +19,7 @@ from app.domain import (
     new_id,
 )
 from app.domain.filters import ConversationFilter
+from app.domain.incarnation import Incarnation
 from app.domain.limits import METADATA_LIMITS, VARIABLES_LIMITS
 from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
@@ -410,14 +411,26 @@ class ConversationService:
         names the lineage, so it can never land in a conversation created under the id
         since), as does a turn queued behind it (404 `conversation_not_found`). Its runs'
         records and events are erased after the data; a live run's once it ended
-        (`app.manager.run_erasure`). `if_match` is checked against the conversation read
-        here (412 when false): the store's delete takes no expected version, so a change
-        committed between that read and the delete is not seen."""
+        (`app.manager.run_erasure`). The store deletes only the incarnation read here (404
+        if the id names another by then: review R-A); `if_match` is checked against it
+        (412 when false), and with listed tags its version must still be current at the
+        delete (412 otherwise, as for a PATCH)."""
         conv = await self.get(principal, conversation_id)
+        expected: int | None = None
         if if_match is not None:
             if_match.require(conv)
+            expected = None if if_match.tags is None else conv.version
         media_ids = await self._store.lineage_media_ids(conv.lineage_id)
-        await self._store.delete_conversation(conversation_id)
+        try:
+            deleted = await self._store.delete_conversation(
+                conversation_id, incarnation=Incarnation.of(conv), expected_version=expected
+            )
+        except VersionConflict:
+            raise PreconditionFailed(
+                f"Conversation changed; If-Match {if_match} is stale."
+            ) from None
+        if not deleted:
+            raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
         log.info("conversation deleted id=%s", conversation_id)
         await self._erasure.erase(conversation_id, conv.lineage_id, conv.created_at)
         await self._release_media(self._media.release(media_ids))

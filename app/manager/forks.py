@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from app.domain import Conversation, ForkedFrom, Message, new_id
+from app.domain.incarnation import Incarnation
 from app.domain.principal import Principal
 from app.domain.requests import ForkConversation
 from app.errors import ConversationExists, ConversationNotFound, InvalidRequest
@@ -93,15 +94,16 @@ class ForkService:
             created = await self._store.create_conversation(fork)
         except ConversationExists:
             raise ConversationExists(f"Conversation {fork_id!r} already exists.") from None
+        mine = Incarnation.of(created)  # (the clean-ups never delete a namesake: review R-A)
         if target is not None and not await self._store.get_messages(src.lineage_id, [target.id]):
             # the source was deleted while forking and took the fork point with it
-            await self._store.delete_conversation(fork_id)
+            await self._store.delete_conversation(fork_id, incarnation=mine)
             raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
         try:
             if src.has_context_items:  # the fork inherits the flag with the record
-                await copy_context_items(self._store, src.id, fork_id)
+                await copy_context_items(self._store, src.id, created)
         except Exception:
-            await self._store.delete_conversation(fork_id)  # no fork with half its items
+            await self._store.delete_conversation(fork_id, incarnation=mine)  # no half items
             raise
         log.info("conversation forked id=%s from=%s at=%s", fork_id, src.id, fork.head_message_id)
         return created

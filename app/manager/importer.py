@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from app.domain import Conversation, ConversationStatus, Message, Usage, new_id
 from app.domain.context_item import ContextItem
 from app.domain.ids import ID_PATTERN
+from app.domain.incarnation import Incarnation
 from app.domain.principal import Principal
 from app.domain.requests import CreateConversation
 from app.domain.usage import ConversationUsage
@@ -294,9 +295,10 @@ class ImportService:
                 }
             )
             stored = await self._store.update_conversation(final, expected_version=current.version)
+            mine = Incarnation.of(created)  # (not a namesake if it was deleted meanwhile)
             for cp in plan.checkpoints:
                 await self._store.create_checkpoint(
-                    cp.model_copy(update={"conversation_id": target})
+                    cp.model_copy(update={"conversation_id": target}), incarnation=mine
                 )
             for item in plan.context_items:  # tokens by this service's counter
                 await self._store.save_context_item(
@@ -305,7 +307,8 @@ class ImportService:
                             "conversation_id": target,
                             "tokens": item_tokens(item.content, item.source),
                         }
-                    )
+                    ),
+                    incarnation=mine,
                 )
             for summary in plan.summaries:  # oldest first: what each extends is stored
                 await self._store.save_summary(
@@ -391,11 +394,10 @@ class ImportService:
 
     async def _undo(self, created: Conversation) -> None:
         """Delete what this import created, not a namesake created under its id if the
-        import's conversation was deleted meanwhile (ids are reusable)."""
+        import's conversation was deleted meanwhile (ids are reusable): the store checks
+        the incarnation in the step that deletes (review R-A)."""
         with contextlib.suppress(Exception):
-            stored = await self._store.get_conversation(created.id, now=self._now())
-            if stored is not None and stored.lineage_id == created.lineage_id:
-                await self._store.delete_conversation(created.id)
+            await self._store.delete_conversation(created.id, incarnation=Incarnation.of(created))
 
 
 def _message(messages: Sequence[Message], message_id: str | None) -> Message | None:

@@ -23,13 +23,14 @@ from app.domain import (
     Role,
     new_id,
 )
-from app.domain.incarnation import wrote
+from app.domain.incarnation import Incarnation, same_incarnation, wrote
 from app.domain.pagination import decode_item_cursor, encode_item_cursor
 from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
 from app.domain.requests import CreateCheckpoint, Rollback, SetHead
 from app.errors import (
     CheckpointNotFound,
+    ConversationNotFound,
     InvalidRequest,
     MessageNotFound,
     PreconditionFailed,
@@ -166,7 +167,8 @@ class TreeService:
             created_at=self._now(),
             metadata=req.metadata,
         )
-        return await self._store.create_checkpoint(checkpoint)
+        # the incarnation read and authorized, not a namesake created since (review R-A2)
+        return await self._store.create_checkpoint(checkpoint, incarnation=Incarnation.of(conv))
 
     async def list_checkpoints(
         self,
@@ -289,7 +291,10 @@ class TreeService:
                         raise PreconditionFailed(
                             f"Conversation changed; If-Match {if_match} is stale."
                         ) from None
-                    conv = await self._conversations.get(principal, conv.id)
+                    fresh = await self._conversations.get(principal, conv.id)
+                    if not same_incarnation(fresh, conv):  # `target` is of the one read
+                        raise ConversationNotFound(f"Conversation {conv.id!r} not found.") from None
+                    conv = fresh
                     continue
                 log.info(
                     "head moved conversation=%s %s -> %s", conv.id, abandoned, moved.head_message_id

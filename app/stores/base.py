@@ -56,6 +56,7 @@ from app.domain import (
 from app.domain.context_item import ContextItem
 from app.domain.filters import ConversationFilter as ConversationFilter
 from app.domain.filters import metadata_text as metadata_text
+from app.domain.incarnation import Incarnation
 from app.domain.media import MediaRecord
 from app.domain.pagination import decode_cursor as decode_cursor
 from app.domain.pagination import encode_cursor as encode_cursor
@@ -173,10 +174,23 @@ class StateStore(ABC):
         `updated_at`. A missing conversation is ignored."""
 
     @abstractmethod
-    async def delete_conversation(self, conversation_id: str) -> bool:
+    async def delete_conversation(
+        self,
+        conversation_id: str,
+        *,
+        incarnation: Incarnation | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
         """Delete the conversation, its checkpoints, and every message it wrote that no
         other conversation of its lineage can still reach (from that conversation's head,
-        its checkpoints or its fork point). True if it existed."""
+        its checkpoints or its fork point). True if it deleted it.
+
+        With `incarnation`, only that incarnation is deleted: when the id names another
+        one (a namesake created after it was deleted: ids are reusable) or none, nothing
+        is deleted and the answer is False. With `expected_version`, raises
+        `VersionConflict` (nothing deleted) when the stored version is another. Both are
+        checked in the step that deletes, so a delete that read a conversation never
+        deletes anything else (review R-A)."""
 
     @abstractmethod
     async def delete_user_conversations(self, user_id: str) -> list[DeletedConversation]:
@@ -272,8 +286,13 @@ class StateStore(ABC):
     # --- checkpoints -------------------------------------------------------------------
 
     @abstractmethod
-    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
-        """Store a checkpoint of an existing conversation."""
+    async def create_checkpoint(
+        self, checkpoint: Checkpoint, *, incarnation: Incarnation | None = None
+    ) -> Checkpoint:
+        """Store a checkpoint of an existing conversation. Raises `ConversationNotFound`
+        if it is not stored or, with `incarnation`, if the id names another incarnation;
+        `Conflict` if the checkpoint id is taken; nothing stored then. The check and the
+        insert are one atomic step (review R-A2)."""
 
     @abstractmethod
     async def list_checkpoints(
@@ -309,10 +328,15 @@ class StateStore(ABC):
 
     @abstractmethod
     async def save_context_item(
-        self, item: ContextItem, *, max_items: int | None = None
+        self,
+        item: ContextItem,
+        *,
+        max_items: int | None = None,
+        incarnation: Incarnation | None = None,
     ) -> ContextItem:
         """Store a new item of `item.conversation_id`. Raises `ConversationNotFound` if the
-        conversation is not stored, `Conflict` if the id is taken, `ContextItemsFull` if
+        conversation is not stored or, with `incarnation`, if the id names another
+        incarnation (review R-A2), `Conflict` if the id is taken, `ContextItemsFull` if
         `max_items` is given and the conversation already holds that many; nothing stored
         then. The count and the insert are one atomic step: concurrent saves to one
         conversation never take it past `max_items`."""

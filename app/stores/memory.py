@@ -22,7 +22,7 @@ from app.domain import (
     utcnow,
 )
 from app.domain.context_item import ContextItem
-from app.domain.incarnation import same_incarnation, wrote
+from app.domain.incarnation import Incarnation, same_incarnation, wrote
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
@@ -102,7 +102,21 @@ class MemoryStore(StateStore):
         if c is not None:
             self._conversations[conversation_id] = c.model_copy(update={"expires_at": expires_at})
 
-    async def delete_conversation(self, conversation_id: str) -> bool:
+    async def delete_conversation(
+        self,
+        conversation_id: str,
+        *,
+        incarnation: Incarnation | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
+        stored = self._found(conversation_id, incarnation)
+        if stored is None:
+            return False
+        if expected_version is not None and stored.version != expected_version:
+            raise VersionConflict(
+                f"Conversation {conversation_id!r} is at version {stored.version}, "
+                f"not {expected_version}."
+            )
         return self._reclaim(conversation_id)
 
     async def delete_user_conversations(self, user_id: str) -> list[DeletedConversation]:
@@ -238,9 +252,10 @@ class MemoryStore(StateStore):
 
     # --- checkpoints -------------------------------------------------------------------
 
-    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
-        if checkpoint.conversation_id not in self._conversations:
-            raise ConversationNotFound(f"Conversation {checkpoint.conversation_id!r} not found.")
+    async def create_checkpoint(
+        self, checkpoint: Checkpoint, *, incarnation: Incarnation | None = None
+    ) -> Checkpoint:
+        self._require(checkpoint.conversation_id, incarnation)
         per_conversation = self._checkpoints.setdefault(checkpoint.conversation_id, {})
         if checkpoint.id in per_conversation:
             raise Conflict(f"Checkpoint {checkpoint.id!r} already exists.")
@@ -289,11 +304,14 @@ class MemoryStore(StateStore):
     # --- context items ------------------------------------------------------------------
 
     async def save_context_item(
-        self, item: ContextItem, *, max_items: int | None = None
+        self,
+        item: ContextItem,
+        *,
+        max_items: int | None = None,
+        incarnation: Incarnation | None = None,
     ) -> ContextItem:
         # no await between the count and the insert: atomic on the event loop
-        if item.conversation_id not in self._conversations:
-            raise ConversationNotFound(f"Conversation {item.conversation_id!r} not found.")
+        self._require(item.conversation_id, incarnation)
         per_conversation = self._context_items.setdefault(item.conversation_id, {})
         if item.id in per_conversation:
             raise Conflict(f"Context item {item.id!r} already exists.")
@@ -363,6 +381,17 @@ class MemoryStore(StateStore):
 
     async def collectable_media_ids(self, *, limit: int) -> list[str]:
         return self._media.collectable_ids(limit=limit)
+
+    def _found(self, conversation_id: str, incarnation: Incarnation | None) -> Conversation | None:
+        """The stored conversation if it is `incarnation` (None: any)."""
+        stored = self._conversations.get(conversation_id)
+        if stored is None or (incarnation is not None and not incarnation.holds(stored)):
+            return None
+        return stored
+
+    def _require(self, conversation_id: str, incarnation: Incarnation | None) -> None:
+        if self._found(conversation_id, incarnation) is None:
+            raise ConversationNotFound(f"Conversation {conversation_id!r} not found.")
 
     # --- deletion ----------------------------------------------------------------------
 

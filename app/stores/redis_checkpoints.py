@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import cast
 
 from app.domain import Checkpoint
+from app.domain.incarnation import Incarnation
 from app.errors import Conflict, ConversationNotFound
 from app.stores.redis_conn import RedisClient
-from app.stores.redis_keys import LineageKeys
+from app.stores.redis_keys import LineageKeys, to_us
 from app.stores.redis_refs import Directory
 from app.stores.redis_scripts import Scripts
 
@@ -23,13 +24,18 @@ class CheckpointOps:
         self._scripts = scripts
         self._directory = directory
 
-    async def create(self, checkpoint: Checkpoint) -> Checkpoint:
+    async def create(
+        self, checkpoint: Checkpoint, *, incarnation: Incarnation | None = None
+    ) -> Checkpoint:
         cid = checkpoint.conversation_id
+        ca = "" if incarnation is None else str(to_us(incarnation.created_at))
 
         async def create(lk: LineageKeys) -> str | None:
+            if incarnation is not None and lk.lineage_id != incarnation.lineage_id:
+                return None  # another conversation's lineage is under the id now
             outcome: str = await self._scripts.checkpoint(
                 keys=[lk.conv(cid), lk.cps(cid)],
-                args=[checkpoint.id, checkpoint.model_dump_json()],
+                args=[checkpoint.id, checkpoint.model_dump_json(), ca],
             )
             return None if outcome == "NOTFOUND" else outcome
 

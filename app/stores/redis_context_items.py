@@ -17,16 +17,22 @@ from __future__ import annotations
 from redis.commands.core import AsyncScript
 
 from app.domain.context_item import ContextItem
+from app.domain.incarnation import Incarnation
 from app.errors import Conflict, ContextItemsFull, ConversationNotFound
 from app.stores.redis_conn import RedisClient
-from app.stores.redis_keys import KID_SEP, LineageKeys
+from app.stores.redis_keys import KID_SEP, LineageKeys, to_us
 from app.stores.redis_refs import Directory
 
 # KEYS: convs, conversation hash, ctx. ARGV: field, JSON, the conversation's field prefix,
-# the most items it may hold ('' for no limit). One script: the count and the insert are
-# atomic.
+# the most items it may hold ('' for no limit), the incarnation it must find ('' for any:
+# its created_at in µs; a hash from before `ca` is any). One script: the count and the
+# insert are atomic.
 SAVE = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'NOTFOUND' end
+if ARGV[5] ~= '' then
+  local ca = redis.call('HGET', KEYS[2], 'ca')
+  if ca and ca ~= ARGV[5] then return 'NOTFOUND' end
+end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 'CONFLICT' end
 if ARGV[4] ~= '' then
   local held = 0
@@ -76,10 +82,19 @@ class ContextItemOps:
         self._list: AsyncScript = client.register_script(LIST)
         self._delete_all: AsyncScript = client.register_script(DELETE_ALL)
 
-    async def save(self, lk: LineageKeys, item: ContextItem, max_items: int | None) -> str | None:
+    async def save(
+        self,
+        lk: LineageKeys,
+        item: ContextItem,
+        max_items: int | None,
+        incarnation: Incarnation | None = None,
+    ) -> str | None:
         """'OK', 'CONFLICT' (the id is taken) or 'FULL' (`max_items` held already); None if
-        the conversation is not in this lineage (the caller re-reads its ref)."""
+        the conversation (that incarnation) is not in this lineage (the caller re-reads
+        its ref)."""
         cid = item.conversation_id
+        if incarnation is not None and lk.lineage_id != incarnation.lineage_id:
+            return None  # another conversation's lineage is under the id now
         outcome: str = await self._save(
             keys=[lk.convs, lk.conv(cid), lk.ctx],
             args=[
@@ -87,6 +102,7 @@ class ContextItemOps:
                 item.model_dump_json(),
                 _field(cid, ""),
                 "" if max_items is None else str(max_items),
+                "" if incarnation is None else str(to_us(incarnation.created_at)),
             ],
         )
         return None if outcome == "NOTFOUND" else outcome
@@ -115,11 +131,17 @@ class ContextItemCalls:
         self._ops = ops
         self._directory = directory
 
-    async def save(self, item: ContextItem, *, max_items: int | None = None) -> ContextItem:
+    async def save(
+        self,
+        item: ContextItem,
+        *,
+        max_items: int | None = None,
+        incarnation: Incarnation | None = None,
+    ) -> ContextItem:
         cid = item.conversation_id
 
         async def save(lk: LineageKeys) -> str | None:
-            return await self._ops.save(lk, item, max_items)
+            return await self._ops.save(lk, item, max_items, incarnation)
 
         outcome = await self._directory.on_lineage(cid, save)
         if outcome is None:

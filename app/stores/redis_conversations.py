@@ -16,7 +16,8 @@ from typing import Any, cast
 from redis.exceptions import RedisError
 
 from app.domain import Conversation, Page
-from app.errors import ConversationExists
+from app.domain.incarnation import Incarnation
+from app.errors import ConversationExists, VersionConflict
 from app.stores._common import parse_listing_cursor
 from app.stores.base import ConversationFilter, DeletedConversation
 from app.stores.redis_after_commit import after_commit
@@ -113,12 +114,26 @@ class ConversationOps:
             self._indexes.set_expiry(conversation_id, user, pack, exp_us),
         )
 
-    async def delete(self, cid: str, *, user_id: str) -> DeletedConversation | None:
-        """The deleted conversation (None: nothing deleted)."""
+    async def delete(
+        self,
+        cid: str,
+        *,
+        user_id: str,
+        incarnation: Incarnation | None = None,
+        expected_version: int | None = None,
+    ) -> DeletedConversation | None:
+        """The deleted conversation (None: nothing deleted; `StateStore.delete_conversation`
+        for `incarnation` and `expected_version`)."""
         deleted_from: list[str] = []
+        ca = "" if incarnation is None else str(to_us(incarnation.created_at))
+        version = "" if expected_version is None else str(expected_version)
 
         async def reclaim(lk: LineageKeys) -> list[Any] | None:
-            reply = await self._lineages.reclaim(lk, cid, mode="any", user=user_id)
+            if incarnation is not None and lk.lineage_id != incarnation.lineage_id:
+                return None  # another conversation's lineage is under the id now
+            reply = await self._lineages.reclaim(
+                lk, cid, mode="any", user=user_id, ca=ca, version=version
+            )
             if reply:
                 deleted_from.append(lk.lineage_id)
             return reply
@@ -126,6 +141,10 @@ class ConversationOps:
         info = await self._directory.on_lineage(cid, reclaim)
         if info is None:
             return None
+        if info[0] == 3:
+            raise VersionConflict(
+                f"Conversation {cid!r} is at version {info[1]}, not {expected_version}."
+            )
         _, user, pack, tok, created_us = info
         # Indexes first, the ref last: a new conversation with this id can only be
         # created once the ref is gone, so these removals never hit its entries.

@@ -114,15 +114,19 @@ class LineageOps:
         tok: str = "",
         user: str = "",
         now_us: int = 0,
+        ca: str = "",
+        version: str = "",
     ) -> list[Any] | None:
-        """Run the deletion script (see `redis_scripts_lineage.DELETE`); its reply when it did
-        something, else None. The script needs the keys of every other conversation of the
-        lineage; they are read first and checked by the script, which asks for a retry if
-        the lineage changed in between. Then the messages left unreachable are reclaimed
-        in chunks (`redis_reclaim`), up to `RECLAIM_STEPS_PER_CALL` of them; the lineage
-        is marked pending first, so whatever is left is finished by the sweep."""
+        """Run the deletion script (see `redis_scripts_lineage.DELETE`: `ca` and `version`
+        name the incarnation and version it must find); its reply when it did something
+        or refused on the version ({3, stored version}), else None. The script needs the
+        keys of every other conversation of the lineage; they are read first and checked
+        by the script, which asks for a retry if the lineage changed in between. Then the
+        messages left unreachable are reclaimed in chunks (`redis_reclaim`), up to
+        `RECLAIM_STEPS_PER_CALL` of them; the lineage is marked pending first, so whatever
+        is left is finished by the sweep."""
         mark = await self.reclaimer.mark(lk.lineage_id)
-        reply = await self._delete(lk, cid, mode=mode, tok=tok, user=user, now_us=now_us)
+        reply = await self._delete(lk, cid, mode=mode, args=[str(now_us), tok, user, ca, version])
         try:
             done = await self.collect(lk, max_steps=RECLAIM_STEPS_PER_CALL)
         except _INTERRUPTIONS as exc:
@@ -151,7 +155,7 @@ class LineageOps:
         return finished
 
     async def _delete(
-        self, lk: LineageKeys, cid: str, *, mode: ReclaimMode, tok: str, user: str, now_us: int
+        self, lk: LineageKeys, cid: str, *, mode: ReclaimMode, args: list[str]
     ) -> list[Any] | None:
         for _ in range(_ATTEMPTS):
             members = cast(list[str], await self._client.hkeys(lk.convs))
@@ -161,7 +165,7 @@ class LineageOps:
                 keys += [lk.conv(other), lk.cps(other)]
             keys += [lk.ctx, lk.mrefs, lk.sums, lk.gc, lk.gct]
             reply: list[Any] = await self._scripts.delete(
-                keys=keys, args=[cid, mode, now_us, tok, user, *others]
+                keys=keys, args=[cid, mode, *args, *others]
             )
             if reply[0] == -1:
                 continue

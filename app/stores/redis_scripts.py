@@ -24,10 +24,13 @@ from redis.commands.core import AsyncScript
 from app.stores.redis_scripts_lineage import CREATE, DELETE, TOUCH, UPDATE
 from app.stores.redis_scripts_messages import ANCESTOR, APPEND, CHILDREN, PATH
 
-# KEYS: conv, cps. ARGV: checkpoint id, json. The checkpoints expire with the conversation.
+# KEYS: conv, cps. ARGV: checkpoint id, json, ca|'' (the incarnation it must find: its
+# created_at in µs; a hash from before `ca` is any). The checkpoints expire with the
+# conversation.
 CHECKPOINT = """
-local f = redis.call('HMGET', KEYS[1], 'tok', 'exp')
+local f = redis.call('HMGET', KEYS[1], 'tok', 'exp', 'ca')
 if not f[1] then return 'NOTFOUND' end
+if ARGV[3] ~= '' and f[3] and f[3] ~= ARGV[3] then return 'NOTFOUND' end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 'CONFLICT' end
 if f[2] then
   redis.call('PEXPIREAT', KEYS[2], string.format('%.0f', math.ceil(tonumber(f[2]) / 1000)))

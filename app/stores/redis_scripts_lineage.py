@@ -142,10 +142,13 @@ return {tostring(ev), f[2], f[3], f[1]}
 # lineage, as the client read them from `convs` (checked here: {-1} asks for a retry),
 # then the lineage's `ctx`, `mrefs`, `sums`, `gc` and `gct` (the last five; `ctx`: the
 # context items, dropped with their conversation).
-# ARGV: cid, mode ('any' | 'expired' | 'stale'), now_us, tok|'', user|'', other ids...
-# 'expired' deletes only if expired at now_us; 'stale' reclaims the messages of an
-# incarnation Redis already expired (its `convs` entry is left, its hash is gone).
-# Returns {0} (nothing done), {-1}, or {1, user, pack, tok, ca|''} / {2} (stale reclaimed).
+# ARGV: cid, mode ('any' | 'expired' | 'stale'), now_us, tok|'', user|'', ca|'', ver|'',
+# other ids... 'expired' deletes only if expired at now_us; 'stale' reclaims the messages
+# of an incarnation Redis already expired (its `convs` entry is left, its hash is gone).
+# `ca` (created_at in µs) names the incarnation to delete (a hash from before `ca` is any),
+# `ver` the version it must be at.
+# Returns {0} (nothing done), {-1}, {3, ver} (another version, nothing done), or
+# {1, user, pack, tok, ca|''} / {2} (stale reclaimed).
 # O(conversations of the lineage + their checkpoints), never O(messages).
 DELETE = (
     _LINEAGE_TTL
@@ -155,10 +158,12 @@ local ctx = KEYS[#KEYS - 4]
 local mrefs, sums, gc, gct = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local info = nil
 if redis.call('EXISTS', conv) == 1 then
-  local f = redis.call('HMGET', conv, 'tok', 'exp', 'user', 'pack', 'ca')
+  local f = redis.call('HMGET', conv, 'tok', 'exp', 'user', 'pack', 'ca', 'ver')
   if ARGV[2] == 'stale' then return {0} end
   if ARGV[4] ~= '' and f[1] ~= ARGV[4] then return {0} end
   if ARGV[5] ~= '' and f[3] ~= ARGV[5] then return {0} end
+  if ARGV[6] ~= '' and f[5] and f[5] ~= ARGV[6] then return {0} end
+  if ARGV[7] ~= '' and f[6] ~= ARGV[7] then return {3, f[6] or ''} end
   if ARGV[2] == 'expired' and not (f[2] and tonumber(f[2]) <= tonumber(ARGV[3])) then
     return {0}
   end
@@ -169,8 +174,8 @@ else
   info = {2}
 end
 local others = {}
-local n_others = #ARGV - 5
-for i = 6, #ARGV do others[ARGV[i]] = true end
+local n_others = #ARGV - 7
+for i = 8, #ARGV do others[ARGV[i]] = true end
 local members = redis.call('HKEYS', KEYS[1])
 local count = 0
 for _, m in ipairs(members) do
@@ -185,8 +190,8 @@ redis.call('UNLINK', conv, KEYS[7])
 redis.call('HDEL', KEYS[1], ARGV[1])
 local any_alive = false
 local alive = {}
-for i = 6, #ARGV do
-  local ck, cpk = KEYS[8 + (i - 6) * 2], KEYS[9 + (i - 6) * 2]
+for i = 8, #ARGV do
+  local ck, cpk = KEYS[8 + (i - 8) * 2], KEYS[9 + (i - 8) * 2]
   if redis.call('EXISTS', ck) == 1 then
     any_alive = true
     alive[ARGV[i]] = true

@@ -13,6 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from app.domain import Checkpoint, Conversation, ConversationStatus, Message, Page, Usage
 from app.domain.context_item import ContextItem
+from app.domain.incarnation import Incarnation
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import StoreUnavailable
@@ -198,8 +199,20 @@ class RedisStore(StateStore):
         await self._p.conversations.touch(conversation_id, expires_at)
 
     @guarded
-    async def delete_conversation(self, conversation_id: str) -> bool:
-        return await self._delete(conversation_id, user_id="") is not None
+    async def delete_conversation(
+        self,
+        conversation_id: str,
+        *,
+        incarnation: Incarnation | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
+        deleted = await self._p.conversations.delete(
+            conversation_id,
+            user_id="",
+            incarnation=incarnation,
+            expected_version=expected_version,
+        )
+        return deleted is not None
 
     async def _delete(self, cid: str, *, user_id: str) -> DeletedConversation | None:
         """The deleted conversation (None: nothing deleted)."""
@@ -306,8 +319,10 @@ class RedisStore(StateStore):
     # --- checkpoints -------------------------------------------------------------------
 
     @guarded
-    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
-        return await self._p.checkpoints.create(checkpoint)
+    async def create_checkpoint(
+        self, checkpoint: Checkpoint, *, incarnation: Incarnation | None = None
+    ) -> Checkpoint:
+        return await self._p.checkpoints.create(checkpoint, incarnation=incarnation)
 
     @guarded
     async def list_checkpoints(
@@ -327,9 +342,13 @@ class RedisStore(StateStore):
 
     @guarded
     async def save_context_item(
-        self, item: ContextItem, *, max_items: int | None = None
+        self,
+        item: ContextItem,
+        *,
+        max_items: int | None = None,
+        incarnation: Incarnation | None = None,
     ) -> ContextItem:
-        return await self._p.context_items.save(item, max_items=max_items)
+        return await self._p.context_items.save(item, max_items=max_items, incarnation=incarnation)
 
     @guarded
     async def list_context_items(self, conversation_id: str) -> list[ContextItem]:

@@ -31,6 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Conversation, ConversationStatus, Message, Page, Usage, utcnow
+from app.domain.incarnation import Incarnation
 from app.errors import (
     ConversationExists,
     ConversationNotFound,
@@ -150,9 +151,22 @@ class SqlStore(SqlRecords):
                 sa.update(_conv).where(_conv.c.id == conversation_id).values(expires_at=expires_at)
             )
 
-    async def delete_conversation(self, conversation_id: str) -> bool:
+    async def delete_conversation(
+        self,
+        conversation_id: str,
+        *,
+        incarnation: Incarnation | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
         async with self._write() as conn:
-            return await self._delete(conn, conversation_id, expired_at=None) is not None
+            gone = await self._delete(
+                conn,
+                conversation_id,
+                expired_at=None,
+                incarnation=incarnation,
+                expected_version=expected_version,
+            )
+            return gone is not None
 
     async def footprint(self, lineage_id: str, conversation_ids: Sequence[str]) -> dict[str, int]:
         async with self._read() as conn:
@@ -178,26 +192,41 @@ class SqlStore(SqlRecords):
         return deleted
 
     async def _delete(
-        self, conn: AsyncConnection, conversation_id: str, *, expired_at: datetime | None
+        self,
+        conn: AsyncConnection,
+        conversation_id: str,
+        *,
+        expired_at: datetime | None,
+        incarnation: Incarnation | None = None,
+        expected_version: int | None = None,
     ) -> DeletedConversation | None:
-        """The deleted conversation (None: nothing deleted)."""
-        row = (
-            await conn.execute(
-                sa.select(_conv.c.lineage_id, _conv.c.created_at).where(
-                    _conv.c.id == conversation_id
+        """The deleted conversation (None: nothing deleted). With `incarnation` its row is
+        not read first: `reclaim_conversation` finds it under the lineage's lock or not."""
+        if incarnation is None:
+            row = (
+                await conn.execute(
+                    sa.select(_conv.c.lineage_id, _conv.c.created_at).where(
+                        _conv.c.id == conversation_id
+                    )
                 )
-            )
-        ).first()
-        if row is None:
-            return None
-        lineage_id = str(row.lineage_id)
+            ).first()
+            if row is None:
+                return None
+            lineage_id, created_at = str(row.lineage_id), row.created_at
+        else:
+            lineage_id, created_at = incarnation
         await self._lock_lineages(conn, [lineage_id])
         reclaimed = await reclaim_conversation(
-            conn, conversation_id, lineage_id, expired_at=expired_at
+            conn,
+            conversation_id,
+            lineage_id,
+            expired_at=expired_at,
+            created_at=None if incarnation is None else created_at,
+            expected_version=expected_version,
         )
         if not reclaimed:
             return None
-        return DeletedConversation(conversation_id, lineage_id, row.created_at)
+        return DeletedConversation(conversation_id, lineage_id, created_at)
 
     async def list_conversations(
         self,

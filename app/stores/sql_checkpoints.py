@@ -13,11 +13,13 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import Checkpoint
+from app.domain.incarnation import Incarnation
 from app.errors import Conflict
 from app.stores.sql_driver import sqlite_errors, sqlite_text
 from app.stores.sql_tables import checkpoint_row, checkpoints, json_text
 
 _SQLITE_OWNER = "SELECT 1 FROM conversations WHERE id = ?"
+_SQLITE_OWNER_OF = _SQLITE_OWNER + " AND lineage_id = ? AND created_at = ?"
 _SQLITE_INSERT = (
     "INSERT INTO checkpoints (conversation_id, id, kind, message_id, created_at, data)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -32,13 +34,27 @@ def sqlite_values(cp: Checkpoint) -> tuple[str, str, str, str | None, str, str]:
     return (cp.conversation_id, cp.id, cp.kind, cp.message_id, created, cp.model_dump_json())
 
 
-def sqlite_insert(values: Sequence[Any], conn: sqlite3.Connection) -> bool:
+def sqlite_owner(incarnation: Incarnation | None) -> tuple[str, str] | None:
+    """`sqlite_insert`'s `of`: the incarnation as SQLite stores it (made on the event loop)."""
+    if incarnation is None:
+        return None
+    return (incarnation.lineage_id, sqlite_text(incarnation.created_at))
+
+
+def sqlite_insert(
+    values: Sequence[Any], conn: sqlite3.Connection, *, of: tuple[str, str] | None = None
+) -> bool:
     """SQLite, in aiosqlite's thread inside the store's write transaction
     (`SqliteWriter.transaction`: an auto checkpoint turn's write is one hand-off to that
-    thread, it was eight through Core): the checkpoint's row if its conversation is there
-    (False: it is not). SQLite has one writer, so nothing reclaims the lineage between
-    the check and the insert (PostgreSQL takes the lineage's lock: `insert`)."""
-    if conn.execute(_SQLITE_OWNER, (values[0],)).fetchone() is None:
+    thread, it was eight through Core): the checkpoint's row if its conversation is there,
+    with `of` (`sqlite_owner`) that incarnation of it (False: it is not). SQLite has one
+    writer, so nothing reclaims the lineage between the check and the insert (PostgreSQL
+    takes the lineage's lock: `insert`)."""
+    if of is None:
+        owner = conn.execute(_SQLITE_OWNER, (values[0],)).fetchone()
+    else:
+        owner = conn.execute(_SQLITE_OWNER_OF, (values[0], *of)).fetchone()
+    if owner is None:
         return False
     try:
         conn.execute(_SQLITE_INSERT, values)

@@ -3,6 +3,8 @@ conversation (and `sql_reclaim` deletes them explicitly too, as it does checkpoi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,21 +19,31 @@ async def _conversation_exists(conn: AsyncConnection, conversation_id: str) -> b
     return await conn.scalar(sa.select(c.c.id).where(c.c.id == conversation_id)) is not None
 
 
-async def _lock_conversation(conn: AsyncConnection, conversation_id: str) -> bool:
-    """False if the conversation is not stored. PostgreSQL: its row is locked `FOR NO KEY
+async def _lock_conversation(
+    conn: AsyncConnection, conversation_id: str, of: Sequence[sa.ColumnElement[bool]]
+) -> bool:
+    """False if the conversation is not stored (with `of`: as that incarnation,
+    `sql_queries.of_incarnation`). PostgreSQL: its row is locked `FOR NO KEY
     UPDATE` until the transaction ends, so two capped inserts of one conversation take
     turns (the foreign key's share lock would not exclude each other); SQLite serializes
     write transactions already (`BEGIN IMMEDIATE`) and ignores the clause."""
     c = conversations
-    query = sa.select(c.c.id).where(c.c.id == conversation_id).with_for_update(key_share=True)
+    query = sa.select(c.c.id).where(c.c.id == conversation_id, *of)
+    query = query.with_for_update(key_share=True)
     return await conn.scalar(query) is not None
 
 
-async def insert(conn: AsyncConnection, item: ContextItem, *, max_items: int | None) -> None:
+async def insert(
+    conn: AsyncConnection,
+    item: ContextItem,
+    *,
+    max_items: int | None,
+    of: Sequence[sa.ColumnElement[bool]] = (),
+) -> None:
     """Insert in a savepoint; `ConversationNotFound` / `Conflict` / `ContextItemsFull` as
     `StateStore.save_context_item` (the count and the insert in one transaction, under the
-    conversation's lock)."""
-    if not await _lock_conversation(conn, item.conversation_id):
+    conversation's lock; `of`: the conditions of its incarnation)."""
+    if not await _lock_conversation(conn, item.conversation_id, of):
         raise ConversationNotFound(f"Conversation {item.conversation_id!r} not found.")
     if max_items is not None:
         t = context_items

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql
 
 from app.domain import Conversation, ConversationStatus, Message, Usage
 from app.domain.filters import float_filter, integer_filter
+from app.domain.incarnation import Incarnation
 from app.stores._common import prefix_upper_bound
 from app.stores.base import ConversationFilter
 from app.stores.sql_tables import (
@@ -38,6 +39,17 @@ def incarnation(conversation: Conversation) -> sa.ColumnElement[bool]:
         _conv.c.lineage_id == conversation.lineage_id,
         _conv.c.created_at == conversation.created_at,
     )
+
+
+def of_incarnation(incarnation: Incarnation | None) -> list[sa.ColumnElement[bool]]:
+    """The conditions (none for None) that a `conversations` row selected by id is that
+    incarnation (`StateStore.create_checkpoint`, `save_context_item`)."""
+    if incarnation is None:
+        return []
+    return [
+        _conv.c.lineage_id == incarnation.lineage_id,
+        _conv.c.created_at == incarnation.created_at,
+    ]
 
 
 def append_params(

@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.errors import VersionConflict
 from app.stores.sql_tables import checkpoints, context_items, conversations, messages
 
 
@@ -35,17 +36,28 @@ async def reclaim_conversation(
     lineage_id: str,
     *,
     expired_at: datetime | None = None,
+    created_at: datetime | None = None,
+    expected_version: int | None = None,
 ) -> bool:
     """Delete one conversation and what only it needed. The caller holds the write
     transaction (and, on PostgreSQL, the lineage's advisory lock). With `expired_at`, only
-    a conversation expired at that instant is deleted. True if a row was deleted."""
+    a conversation expired at that instant is deleted; with `created_at`, only the
+    incarnation created then (`app.domain.incarnation`); with `expected_version`, a row
+    at another version raises `VersionConflict`. True if a row was deleted."""
     c, m, cp = conversations, messages, checkpoints
     where = [c.c.id == conversation_id, c.c.lineage_id == lineage_id]
     if expired_at is not None:
         where.append(c.c.expires_at <= expired_at)
-    found = await conn.scalar(sa.select(c.c.id).where(*where).with_for_update())
+    if created_at is not None:
+        where.append(c.c.created_at == created_at)
+    found = (await conn.execute(sa.select(c.c.version).where(*where).with_for_update())).first()
     if found is None:
         return False
+    if expected_version is not None and found.version != expected_version:
+        raise VersionConflict(
+            f"Conversation {conversation_id!r} is at version {found.version}, "
+            f"not {expected_version}."
+        )
 
     others = (
         await conn.execute(

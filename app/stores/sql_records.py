@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from app.domain import Checkpoint
 from app.domain.context_item import ContextItem
+from app.domain.incarnation import Incarnation
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import Conflict, ConversationNotFound
@@ -25,6 +26,7 @@ from app.stores import (
     sql_summaries,
 )
 from app.stores.sql_connections import SqlConnections
+from app.stores.sql_queries import of_incarnation
 from app.stores.sql_tables import conversations
 
 _conv = conversations
@@ -33,16 +35,21 @@ _conv = conversations
 class SqlRecords(SqlConnections):
     # --- checkpoints -------------------------------------------------------------------
 
-    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+    async def create_checkpoint(
+        self, checkpoint: Checkpoint, *, incarnation: Incarnation | None = None
+    ) -> Checkpoint:
         cid = checkpoint.conversation_id
         if self._traits.single_writer:  # SQLite: BEGIN IMMEDIATE .. COMMIT, one hand-off
             values = sql_checkpoints.sqlite_values(checkpoint)
+            insert = partial(
+                sql_checkpoints.sqlite_insert, values, of=sql_checkpoints.sqlite_owner(incarnation)
+            )
             async with self._sqlite_write() as writer:
-                found = await writer.transaction(partial(sql_checkpoints.sqlite_insert, values))
+                found = await writer.transaction(insert)
             if not found:
                 raise ConversationNotFound(f"Conversation {cid!r} not found.")
             return checkpoint.model_copy(deep=True)
-        owner = sa.select(_conv.c.lineage_id).where(_conv.c.id == cid)
+        owner = sa.select(_conv.c.lineage_id).where(_conv.c.id == cid, *of_incarnation(incarnation))
         async with self._write() as conn:
             lineage_id = await conn.scalar(owner)
             if lineage_id is not None and self._traits.advisory_locks:
@@ -91,10 +98,16 @@ class SqlRecords(SqlConnections):
     # --- context items ------------------------------------------------------------------
 
     async def save_context_item(
-        self, item: ContextItem, *, max_items: int | None = None
+        self,
+        item: ContextItem,
+        *,
+        max_items: int | None = None,
+        incarnation: Incarnation | None = None,
     ) -> ContextItem:
         async with self._write() as conn:
-            await sql_context_items.insert(conn, item, max_items=max_items)
+            await sql_context_items.insert(
+                conn, item, max_items=max_items, of=of_incarnation(incarnation)
+            )
         return item.model_copy(deep=True)
 
     async def list_context_items(self, conversation_id: str) -> list[ContextItem]:

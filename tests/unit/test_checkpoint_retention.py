@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from app.domain import Checkpoint, Conversation, Message, Role
 from app.domain.checkpoint import CheckpointPolicy
 from app.domain.checkpoint_retention import retained, to_prune
+from app.domain.incarnation import Incarnation
 from app.errors import StoreUnavailable
 from app.manager.auto_checkpoints import AutoCheckpoints
 from app.manager.stats import Stats
@@ -194,7 +195,9 @@ async def test_scripted_500_turn_run_keeps_exactly_the_expected_auto_checkpoints
 
 
 class _FailingCheckpoints(MemoryStore):
-    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+    async def create_checkpoint(
+        self, checkpoint: Checkpoint, *, incarnation: Incarnation | None = None
+    ) -> Checkpoint:
         raise StoreUnavailable("checkpoint table unreachable")
 
 
