@@ -12,6 +12,8 @@ created after the first was deleted). Existing rows need nothing new.
 
 * Copies (the commit's compare-and-set, updates, a turn's conversation): equal
   (id, lineage, created_at), `same_incarnation`.
+* Writes by id (a delete, a checkpoint, a context item): the caller names the
+  `Incarnation` it read, and the store checks it in the step that writes (review R-A).
 * Messages: a message records the id of the conversation that wrote it, not the
   incarnation. A conversation that is not a fork is the first of its id in its lineage,
   so every message of the lineage under its id is its own. A fork wrote those of its
@@ -56,7 +58,7 @@ class Incarnation(NamedTuple):
 
 def same_incarnation(a: Conversation, b: Conversation) -> bool:
     """Whether `a` and `b` are copies of one incarnation (see the module docstring)."""
-    return a.id == b.id and a.lineage_id == b.lineage_id and a.created_at == b.created_at
+    return a.id == b.id and Incarnation.of(a).holds(b)
 
 
 def wrote(conversation: Conversation, message: Message) -> bool:

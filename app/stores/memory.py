@@ -8,7 +8,7 @@ caller mutating what it passed or got back cannot change stored state.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from app.domain import (
     utcnow,
 )
 from app.domain.context_item import ContextItem
-from app.domain.incarnation import Incarnation, same_incarnation, wrote
+from app.domain.incarnation import Incarnation, same_incarnation
 from app.domain.media import MediaRecord
 from app.domain.summary import Summary
 from app.errors import (
@@ -43,7 +43,7 @@ from app.stores.base import (
     StoreCapabilities,
     media_references,
 )
-from app.stores.memory_lineage import Lineage, reachable
+from app.stores.memory_lineage import Lineage, unreachable
 from app.stores.memory_media import MemoryMedia
 
 
@@ -396,14 +396,8 @@ class MemoryStore(StateStore):
     # --- deletion ----------------------------------------------------------------------
 
     def _reclaim(self, conversation_id: str) -> bool:
-        """Delete a conversation, its checkpoints, and the messages nothing else reaches.
-
-        Candidates are the lineage's messages no remaining conversation of the lineage
-        wrote (`incarnation.wrote`: a fork made again under a deleted fork's id did not
-        write the deleted one's); those reachable from a remaining conversation's head,
-        checkpoints or fork point stay. Messages written by remaining conversations stay
-        even when unreachable: they are those conversations' branches.
-        """
+        """Delete a conversation, its checkpoints, its context items, and the messages
+        nothing else reaches (`memory_lineage.unreachable`)."""
         c = self._conversations.pop(conversation_id, None)
         if c is None:
             return False
@@ -417,31 +411,10 @@ class MemoryStore(StateStore):
             self._media.drop_refs(c.lineage_id, lineage.messages.values())
             del self._lineages[c.lineage_id]
             return True
-        writers = {o.id: o for o in others}
-        candidates = [
-            m.id
-            for m in lineage.messages.values()
-            if (w := writers.get(m.conversation_id)) is None or not wrote(w, m)
-        ]
-        if not candidates:
+        gone = unreachable(lineage, others, self._checkpoints)
+        if not gone:
             return True
-        keep = reachable(lineage, self._keep_points(others))
-        gone = [lineage.messages[i] for i in candidates if i not in keep]
         self._media.drop_refs(c.lineage_id, gone)
         for message in gone:
             lineage.remove(message.id)
         return True
-
-    def _keep_points(self, others: Iterable[Conversation]) -> list[str]:
-        points: list[str] = []
-        for o in others:
-            if o.head_message_id is not None:
-                points.append(o.head_message_id)
-            if o.forked_from is not None and o.forked_from.message_id is not None:
-                points.append(o.forked_from.message_id)
-            points.extend(
-                cp.message_id
-                for cp in self._checkpoints.get(o.id, {}).values()
-                if cp.message_id is not None
-            )
-        return points

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from app.domain import Message
+from app.domain import Checkpoint, Conversation, Message
+from app.domain.incarnation import wrote
 from app.domain.summary import Summary
 
 
@@ -45,3 +46,43 @@ def reachable(lineage: Lineage, starts: Iterable[str]) -> set[str]:
             seen.add(current)
             current = m.parent_id
     return seen
+
+
+def unreachable(
+    lineage: Lineage,
+    others: Sequence[Conversation],
+    checkpoints: Mapping[str, Mapping[str, Checkpoint]],
+) -> list[Message]:
+    """The messages of `lineage` that a deleted conversation leaves to reclaim, given the
+    `others` of the lineage that remain and the `checkpoints` by conversation id.
+
+    Candidates are the lineage's messages no remaining conversation of the lineage wrote
+    (`incarnation.wrote`: a fork made again under a deleted fork's id did not write the
+    deleted one's); those reachable from a remaining conversation's head, checkpoints or
+    fork point stay. Messages written by remaining conversations stay even when
+    unreachable: they are those conversations' branches."""
+    writers = {o.id: o for o in others}
+    candidates = [
+        m.id
+        for m in lineage.messages.values()
+        if (w := writers.get(m.conversation_id)) is None or not wrote(w, m)
+    ]
+    if not candidates:
+        return []
+    keep = reachable(lineage, _keep_points(others, checkpoints))
+    return [lineage.messages[i] for i in candidates if i not in keep]
+
+
+def _keep_points(
+    others: Iterable[Conversation], checkpoints: Mapping[str, Mapping[str, Checkpoint]]
+) -> list[str]:
+    points: list[str] = []
+    for o in others:
+        if o.head_message_id is not None:
+            points.append(o.head_message_id)
+        if o.forked_from is not None and o.forked_from.message_id is not None:
+            points.append(o.forked_from.message_id)
+        points.extend(
+            cp.message_id for cp in checkpoints.get(o.id, {}).values() if cp.message_id is not None
+        )
+    return points
