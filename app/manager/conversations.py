@@ -415,11 +415,9 @@ class ConversationService:
         if the id names another by then: review R-A); `if_match` is checked against it
         (412 when false), and with listed tags its version must still be current at the
         delete (412 otherwise, as for a PATCH)."""
-        conv = await self.get(principal, conversation_id)
-        expected: int | None = None
-        if if_match is not None:
-            if_match.require(conv)
-            expected = None if if_match.tags is None else conv.version
+        conv = await self.get(principal, conversation_id, if_match=if_match)
+        tags = None if if_match is None else if_match.tags
+        expected = None if tags is None else conv.version
         media_ids = await self._store.lineage_media_ids(conv.lineage_id)
         try:
             deleted = await self._store.delete_conversation(
