@@ -88,7 +88,9 @@ class LeaseRelease:
 class LeaseOffer:
     """A try at a turn lock handed to a run log that can make it in the step creating the
     run (`RunLog.create_and_publish_locking`): run the backend's acquisition on `client`
-    with `keys` and `args` (a Redis client: `redis_locks`' acquisition script's), then
+    with `keys` and `args` (a Redis client: `redis_locks`' acquisition script's; a SQL
+    engine: the statement `sql_locks.SqlLeaseBackend.acquire_step` made and its
+    arguments), then
     hand its outcome to `done` (acquired, the lock's counter; `acquired` None: unknown,
     the step failed), which returns the held lease (or None). A step cancelled in flight
     goes to `abandon` instead, with what finishes it: a lock it took is released there."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,7 @@ from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_event_batch import EventBatch, dropped, event_json, refused
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.coordination.sql_locks import FREE_SINCE, RELEASED
+from app.coordination.sql_run_create import CREATE_WITH_EVENT, creation_args
 from app.errors import StoreUnavailable
 from app.stores.sql_driver import ASYNC_COMMIT, WarmStatement
 from app.stores.sql_engine import unavailable_on_connection_errors
@@ -112,33 +114,9 @@ _WRITE_EVENTS = _WRITE_BATCH.replace(
 )
 
 
-# A run's record and its first event in one statement (the foreign key of the event is
-# checked at the statement's end, when the record is in), committed asynchronously
-# (`sql_driver.ASYNC_COMMIT`): the run has committed nothing yet, and its next write (the
-# turn lease, its messages, its end) is a synchronous commit that flushes this one first.
-# Only a server crash in between (within `wal_writer_delay`, the WAL writer flushes it
-# too) loses the record, with a run that cannot commit (its connections are gone): it
-# ends failed, known to this instance (`RunEndRecorder.pending`) and unknown elsewhere.
-# No `pg_notify`: no follower can wait for a run that does not exist yet (one that reads
-# no record gives up, `SqlRunLog._follow_rows`), and every instance's listener, this
-# one's included, was woken for it (a NOTIFY also serializes its commit on the database's
-# notify lock).
-_CREATE_WITH_EVENT = f"""
-    WITH created AS (
-        INSERT INTO run_records
-            (run_id, owner, terminal, record, last_seq, first_seq, conversation_id)
-        VALUES ($1, $2, false, CAST($3 AS jsonb), 1, 1, $6)
-    ), inserted AS (
-        INSERT INTO run_events (run_id, seq, type, data)
-        VALUES ($1, 1, $4, CAST($5 AS jsonb))
-    )
-    SELECT {ASYNC_COMMIT}
-"""
-
-
 def warm_statements() -> list[WarmStatement]:
     """The writer's statements for `sql_driver.prepare_on_connect`."""
-    return [WarmStatement(sql) for sql in (_CREATE_WITH_EVENT, _WRITE_BATCH, _WRITE_EVENTS)]
+    return [WarmStatement(sql) for sql in (CREATE_WITH_EVENT, _WRITE_BATCH, _WRITE_EVENTS)]
 
 
 class EventWriter:
@@ -167,25 +145,30 @@ class EventWriter:
         return run_id in self._seqs
 
     async def create(
-        self, record: RunRecord, owner: str, type_: str, data: dict[str, Any]
-    ) -> RunEvent:
+        self,
+        record: RunRecord,
+        owner: str,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        riding: tuple[str, Sequence[Any]] | None = None,
+    ) -> tuple[RunEvent, Any]:
         """Create the live run `record` (owned here from now on) with its first event
-        `type_` (not terminal), in one statement."""
+        `type_` (not terminal), in one statement (`sql_run_create`). `riding`: a statement
+        made `creating_with` and its own arguments, run as that one statement; its row is
+        returned (else None)."""
         assert not record.run.status.terminal and type_ not in TERMINAL_EVENTS
-        args = (
-            record.run.id,
-            owner,
-            record.model_dump_json(),
-            type_,
-            event_json(data),
-            record.run.conversation_id,
-        )
+        args = creation_args(record, owner, type_, event_json(data))
+        row = None
         with unavailable_on_connection_errors():
             async with self._sql.postgres_statement() as driver:
-                await driver.execute(_CREATE_WITH_EVENT, *args)
+                if riding is None:
+                    await driver.execute(CREATE_WITH_EVENT, *args)
+                else:
+                    row = await driver.fetchrow(riding[0], *args, *riding[1])
         self._seqs[record.run.id] = 1
         self._firsts[record.run.id] = 1
-        return RunEvent(seq=1, type=type_, data=data)
+        return RunEvent(seq=1, type=type_, data=data), row
 
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
         return await self._publish(run_id, type_, data, event_json(data))

@@ -46,7 +46,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -62,12 +62,14 @@ from app.coordination.base import (
     RunLog,
     RunRecord,
     TurnLease,
+    TurnLocks,
 )
 from app.coordination.memory import MemoryRunLog
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_event_writer import EventWriter, warm_statements
 from app.coordination.sql_heartbeat import InstanceHeartbeat
 from app.coordination.sql_listen import CANCELS_CHANNEL, PgListener
+from app.coordination.sql_locks import offered_seq
 from app.coordination.sql_run_erase import erase_runs
 from app.coordination.sql_run_events import append_event, events_after, trim_events
 from app.coordination.sql_run_lost import mark_lost
@@ -253,7 +255,36 @@ class SqlRunLog(RunLog):
             return await super().create_and_publish(record, type_, data)
         await self._beat_once()
         await self._maybe_sweep()
-        return await self._writer.create(record, self.instance_id, type_, data)  # one statement
+        event, _ = await self._writer.create(record, self.instance_id, type_, data)  # one statement
+        return event
+
+    async def create_and_publish_locking(
+        self, locks: TurnLocks, record: RunRecord, type_: str, data: dict[str, Any]
+    ) -> tuple[RunEvent, TurnLease | None]:
+        """PostgreSQL, when the lease locks are this database's (`SqlLeaseBackend`): the
+        run's creation and its try at the lock in one statement (`sql_run_create`)."""
+        if self._writer is None or record.run.status.terminal or type_ in TERMINAL_EVENTS:
+            return await super().create_and_publish_locking(locks, record, type_, data)
+        await self._beat_once()
+        await self._maybe_sweep()
+        offer = await locks.offer(record.run.conversation_id, record.run.id, self._sql.reader)
+        riding = None if offer is None else (offer.keys[0], offer.args)
+        step = asyncio.ensure_future(
+            self._writer.create(record, self.instance_id, type_, data, riding=riding)
+        )
+        if offer is None:  # (another backend's locks, or a local acquisition comes first)
+            event, _ = await step
+            return event, None
+        try:
+            event, row = await asyncio.shield(step)
+        except asyncio.CancelledError:
+            offer.abandon(_offer_outcome(step))  # it goes on; a lock it took is undone
+            raise
+        except BaseException:
+            offer.done(None, None)  # (unknown: released if it was taken, token-checked)
+            raise
+        seq = offered_seq(row)
+        return event, offer.done(seq is not None, seq)
 
     async def save_and_publish(
         self, record: RunRecord, type_: str, data: dict[str, Any]
@@ -472,3 +503,10 @@ class SqlRunLog(RunLog):
         await self._heartbeat.close()
         if self._listener is not None:
             await self._listener.close()
+
+
+async def _offer_outcome(step: Awaitable[tuple[RunEvent, Any]]) -> tuple[bool, int | None]:
+    """What a cancelled creation's try at the lock did, once its statement ended."""
+    _, row = await step
+    seq = offered_seq(row)
+    return seq is not None, seq

@@ -65,7 +65,7 @@ async def test_a_new_connection_prepares_the_statements_without_running_them() -
                 *warm_statements(),
                 *locks.prepared,
             ]
-            assert len(expected) == 13  # (the event batch in two commit modes)
+            assert len(expected) == 14  # (the batch in two commit modes, a creation + lock)
             missing = [s.sql[:60] for s in expected if s.sql not in prepared]
             assert missing == []
             assert not probe.is_called, "a warm-up statement was executed"
