@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,7 +15,8 @@ from app.domain import Checkpoint
 from app.domain.incarnation import Incarnation
 from app.errors import Conflict
 from app.stores.sql_driver import sqlite_errors, sqlite_text
-from app.stores.sql_tables import checkpoint_row, checkpoints, json_text
+from app.stores.sql_engine import PG_LOCK_NAMESPACE
+from app.stores.sql_tables import checkpoints, json_text
 
 _SQLITE_OWNER = "SELECT 1 FROM conversations WHERE id = ?"
 _SQLITE_OWNER_OF = _SQLITE_OWNER + " AND lineage_id = ? AND created_at = ?"
@@ -63,11 +63,44 @@ def sqlite_insert(
     return True
 
 
-async def insert(conn: AsyncConnection, checkpoint: Checkpoint) -> None:
-    try:
-        await conn.execute(sa.insert(checkpoints).values(checkpoint_row(checkpoint)))
-    except sa_exc.IntegrityError as exc:
-        raise Conflict(f"Checkpoint {checkpoint.id!r} already exists.") from exc
+# PostgreSQL, on the driver, in one transaction (`SqlStore.create_checkpoint`): the
+# conversation's lineage locked (shared) as it is read, then the row inserted if the
+# conversation is still there, read again by that statement's own snapshot, taken after
+# the lock (READ COMMITTED): a reclaim of the lineage that held the lock has committed by
+# then (it sees the checkpoint, or the checkpoint sees the conversation gone). Through
+# Core that was BEGIN, the read, the lock, the read again, the INSERT, COMMIT.
+# $1 the conversation, $2 / $3 its incarnation's lineage and created_at (NULL: any), then
+# the lock's namespace or the checkpoint's columns
+_POSTGRES_OWNER = (
+    "FROM conversations WHERE id = $1::varchar"
+    " AND ($2::varchar IS NULL OR lineage_id = $2::varchar)"
+    " AND ($3::timestamptz IS NULL OR created_at = $3::timestamptz)"
+)
+_POSTGRES_LOCK_OWNER = "SELECT pg_advisory_xact_lock_shared($4, hashtext(lineage_id)) " + (
+    _POSTGRES_OWNER
+)
+_POSTGRES_INSERT = (
+    "INSERT INTO checkpoints (conversation_id, id, kind, message_id, created_at, data)"
+    " SELECT $1::varchar, $4::varchar, $5::varchar, $6::varchar, $7::timestamptz,"
+    f" CAST($8 AS jsonb) WHERE EXISTS (SELECT 1 {_POSTGRES_OWNER}) RETURNING id"
+)
+
+
+async def postgres_insert(
+    driver: Any, checkpoint: Checkpoint, incarnation: Incarnation | None = None
+) -> bool:
+    """On the asyncpg connection `driver`, in the caller's transaction: the checkpoint's row
+    if its conversation is there, with `incarnation` that incarnation of it (False: it is
+    not). A duplicate is asyncpg's `UniqueViolationError`, for the caller once the
+    transaction is rolled back."""
+    cp = checkpoint
+    of = (None, None) if incarnation is None else (incarnation.lineage_id, incarnation.created_at)
+    owner = (cp.conversation_id, *of)
+    if await driver.fetchrow(_POSTGRES_LOCK_OWNER, *owner, PG_LOCK_NAMESPACE) is None:
+        return False
+    values = (cp.id, cp.kind, cp.message_id, cp.created_at, cp.model_dump_json())
+    inserted = await driver.fetchval(_POSTGRES_INSERT, *owner, *values)
+    return inserted is not None
 
 
 def _list_sql(conversation: str, kind: str | None, as_text: str) -> str:

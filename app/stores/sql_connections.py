@@ -197,6 +197,15 @@ class SqlConnections(StateStore):
                 yield driver
 
     @asynccontextmanager
+    async def _postgres_transaction(self) -> AsyncIterator[Any]:
+        """PostgreSQL: an asyncpg transaction (BEGIN .. COMMIT, rolled back when the block
+        raises) on a connection checked out as `_postgres_one`'s, bounded like every call.
+        Raise the caller's own errors after the block: one raised inside it discards the
+        connection (`sql_driver.pooled_postgres_driver`)."""
+        async with self._postgres_one() as driver, driver.transaction():
+            yield driver
+
+    @asynccontextmanager
     async def _read_driver(self) -> AsyncIterator[Any]:
         """The driver connection for a read of exactly one statement: on PostgreSQL
         `_postgres_one`, on SQLite through `_read_one` (no `BEGIN`)."""

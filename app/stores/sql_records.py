@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import sqlalchemy as sa
+import asyncpg
 
 from app.domain import Checkpoint
 from app.domain.context_item import ContextItem
@@ -27,9 +27,6 @@ from app.stores import (
 )
 from app.stores.sql_connections import SqlConnections
 from app.stores.sql_queries import of_incarnation
-from app.stores.sql_tables import conversations
-
-_conv = conversations
 
 
 class SqlRecords(SqlConnections):
@@ -49,17 +46,14 @@ class SqlRecords(SqlConnections):
             if not found:
                 raise ConversationNotFound(f"Conversation {cid!r} not found.")
             return checkpoint.model_copy(deep=True)
-        owner = sa.select(_conv.c.lineage_id).where(_conv.c.id == cid, *of_incarnation(incarnation))
-        async with self._write() as conn:
-            lineage_id = await conn.scalar(owner)
-            if lineage_id is not None and self._traits.advisory_locks:
-                # A checkpoint can keep messages alive: no reclaim of the lineage may run
-                # between our check and our commit. Re-read under the lock.
-                await self._lock_lineages(conn, [lineage_id], shared=True)
-                lineage_id = await conn.scalar(owner)
-            if lineage_id is None:
-                raise ConversationNotFound(f"Conversation {cid!r} not found.")
-            await sql_checkpoints.insert(conn, checkpoint)
+        # PostgreSQL: BEGIN, the lineage locked as it is read, the INSERT, COMMIT
+        try:
+            async with self._postgres_transaction() as driver:
+                found = await sql_checkpoints.postgres_insert(driver, checkpoint, incarnation)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"Checkpoint {checkpoint.id!r} already exists.") from exc
+        if not found:
+            raise ConversationNotFound(f"Conversation {cid!r} not found.")
         return checkpoint.model_copy(deep=True)
 
     async def list_checkpoints(

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-from app.domain import Checkpoint, Conversation, ConversationUsage, Message
+from app.domain import Conversation, ConversationUsage, Message
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -375,14 +375,3 @@ def json_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
 
 def message_from_json(text: str) -> Message:
     return Message.model_validate_json(text)
-
-
-def checkpoint_row(cp: Checkpoint) -> dict[str, Any]:
-    return {
-        "conversation_id": cp.conversation_id,
-        "id": cp.id,
-        "kind": cp.kind,
-        "message_id": cp.message_id,
-        "created_at": cp.created_at,
-        "data": cp.model_dump(mode="json"),
-    }
