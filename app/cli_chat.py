@@ -20,17 +20,18 @@ A line that is not valid UTF-8 (stdin is decoded with `surrogateescape`) is repo
 
 Everything is injectable for tests: the input/output streams and the factory of the
 `httpx.AsyncClient` (which must carry the service's base URL).
+
+How replies, notices and problems are printed is `app.cli_chat_render`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -38,6 +39,7 @@ import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from app.cli_chat_errors import ChatError
+from app.cli_chat_render import ChatPrinter, StreamedTurn, get_path, json_object
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
 Sleep = Callable[[float], Awaitable[None]]
@@ -65,18 +67,6 @@ class ChatOptions:
     user_id: str = "cli"
 
 
-@dataclass
-class _Turn:
-    """Progress of one streamed run: what is printed, where to resume."""
-
-    run_id: str | None = None
-    last_seq: int = 0
-    printed: dict[str, str] = field(default_factory=dict)  # message id -> text written
-    current: str | None = None  # message whose line is still open
-    terminal: ServerSentEvent | None = None
-    retry_after: float = 0.0  # what the last transient refusal asked to wait
-
-
 class ChatSession:
     """One chat over an open client. `run()` is the whole read-send-print loop."""
 
@@ -95,7 +85,7 @@ class ChatSession:
         self.options = options
         self.stdin = stdin
         self.stdout = stdout
-        self.stderr = stderr
+        self.printer = ChatPrinter(stdout, stderr)
         self.headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
         self.conv_path = f"/conversations/{quote(options.conversation_id, safe='')}"
 
@@ -106,7 +96,7 @@ class ChatSession:
         try:
             await self.prepare()
         except ChatError as exc:
-            self.report(exc)
+            self.printer.report(exc)
             return 1
         if interactive:
             self.stdout.write(
@@ -130,7 +120,7 @@ class ChatSession:
                 await self.send(text)
             except ChatError as exc:
                 failed = True
-                self.report(exc)
+                self.printer.report(exc)
                 if exc.fatal:
                     return 1
         self.stdout.flush()
@@ -181,7 +171,7 @@ class ChatSession:
 
     async def send(self, text: str) -> None:
         """Send one message and print the streamed reply; `ChatError` if the turn failed."""
-        turn = _Turn()
+        turn = StreamedTurn()
         body = {"content": text, "stream": True}
         try:
             async with aconnect_sse(
@@ -194,7 +184,7 @@ class ChatSession:
                 turn.run_id = response.headers.get("X-Run-Id")
                 if not response.headers.get("content-type", "").startswith("text/event-stream"):
                     await response.aread()
-                    self._print_result(turn, response)
+                    self.printer.print_result(turn, response)
                     return
                 await self._consume(source.aiter_sse(), turn)
         except httpx.TransportError as exc:
@@ -203,7 +193,7 @@ class ChatSession:
         attempts = 0
         while turn.terminal is None:
             if turn.run_id is None or attempts >= len(REATTACH_DELAYS):
-                self._end_line(turn)
+                self.printer.end_line(turn)
                 raise ChatError(
                     "stream_interrupted",
                     "the event stream ended before the run finished"
@@ -215,23 +205,22 @@ class ChatSession:
                 delay = max(delay, turn.retry_after)
             attempts += 1
             if delay > 0:
-                self.stderr.write(
+                self.printer.notice(
                     f"[stream lost; re-attaching to run {turn.run_id} in {delay:g} s "
-                    f"(attempt {attempts} of {len(REATTACH_DELAYS)})]\n"
+                    f"(attempt {attempts} of {len(REATTACH_DELAYS)})]"
                 )
-                self.stderr.flush()
                 await self._sleep(delay)
             seen, turn.retry_after = turn.last_seq, 0.0
             try:
                 await self._reattach(turn)
             except ChatError:
-                self._end_line(turn)
+                self.printer.end_line(turn)
                 raise
             if turn.last_seq > seen:
                 attempts = 0  # it made progress: the next break starts again
-        self._finish(turn, turn.terminal)
+        self.printer.finish(turn, turn.terminal)
 
-    async def _reattach(self, turn: _Turn) -> None:
+    async def _reattach(self, turn: StreamedTurn) -> None:
         """Follow the run's event log from the last event seen."""
         assert turn.run_id is not None
         path = f"{self.conv_path}/runs/{quote(turn.run_id, safe='')}/events"
@@ -252,102 +241,29 @@ class ChatSession:
         except httpx.TransportError:
             return  # counted as an attempt by the caller
 
-    async def _consume(self, events: AsyncIterator[ServerSentEvent], turn: _Turn) -> None:
+    async def _consume(self, events: AsyncIterator[ServerSentEvent], turn: StreamedTurn) -> None:
         async for sse in events:
             if sse.id and sse.id.isdigit():
                 turn.last_seq = max(turn.last_seq, int(sse.id))
-            data = _json(sse.data)
+            data = json_object(sse.data)
             if sse.event == "run.created":
-                turn.run_id = _get(data, "run", "id") or turn.run_id
+                turn.run_id = get_path(data, "run", "id") or turn.run_id
             elif sse.event == "message.delta":
                 message_id, delta = data.get("message_id"), data.get("delta")
                 if isinstance(message_id, str) and isinstance(delta, str):
-                    self._write(turn, message_id, delta)
+                    self.printer.write(turn, message_id, delta)
             elif sse.event == "message.completed":
-                self._top_up(turn, data.get("message"))
+                self.printer.top_up(turn, data.get("message"))
             elif sse.event == "run.snapshot":
                 for message in data.get("messages") or []:
-                    self._top_up(turn, message)
+                    self.printer.top_up(turn, message)
             elif sse.event == "tool_call.created":
-                name = _get(data, "tool_call", "name")
-                args = _get(data, "tool_call", "arguments")
-                self._end_line(turn)
-                self.stderr.write(f"[tool call: {name}({json.dumps(args)})]\n")
-                self.stderr.flush()
+                name = get_path(data, "tool_call", "name")
+                args = get_path(data, "tool_call", "arguments")
+                self.printer.tool_call(turn, name, args)
             if sse.event in TERMINAL_EVENTS:
                 turn.terminal = sse
                 return
-
-    # --- printing ------------------------------------------------------------------------
-
-    def _write(self, turn: _Turn, message_id: str, text: str) -> None:
-        if not text:
-            return
-        if turn.current not in (None, message_id):
-            self._end_line(turn)
-        turn.current = message_id
-        turn.printed[message_id] = turn.printed.get(message_id, "") + text
-        self.stdout.write(text)
-        self.stdout.flush()
-
-    def _top_up(self, turn: _Turn, message: Any) -> None:
-        """Print what a final assistant message holds beyond what its deltas printed
-        (everything, if it arrived without deltas, e.g. from a snapshot)."""
-        if not isinstance(message, dict) or message.get("role") != "assistant":
-            return
-        message_id, content = message.get("id"), message.get("content")
-        if not isinstance(message_id, str) or not isinstance(content, str):
-            return
-        printed = turn.printed.get(message_id, "")
-        if content.startswith(printed):
-            self._write(turn, message_id, content[len(printed) :])
-
-    def _end_line(self, turn: _Turn) -> None:
-        if turn.current is not None:
-            self.stdout.write("\n")
-            self.stdout.flush()
-            turn.current = None
-
-    def _finish(self, turn: _Turn, event: ServerSentEvent) -> None:
-        """Handle the terminal event: end the reply's line, raise if the run did not
-        complete."""
-        self._end_line(turn)
-        data = _json(event.data)
-        if event.event == "run.completed":
-            return
-        if event.event == "run.failed":
-            raise ChatError(
-                str(_get(data, "error", "code") or "run_failed"),
-                str(_get(data, "error", "detail") or "the run failed"),
-            )
-        if event.event == "run.cancelled":
-            raise ChatError("run_cancelled", "the run was cancelled")
-        pending = data.get("pending_tool_calls") or []
-        names = ", ".join(str(c.get("name")) for c in pending if isinstance(c, dict))
-        raise ChatError(
-            "requires_action",
-            f"the run waits for client-side tool results ({names or 'unknown tools'}); "
-            "parley chat cannot run client-side tools",
-        )
-
-    def _print_result(self, turn: _Turn, response: httpx.Response) -> None:
-        """A non-streaming turn response (from a server that ignored `stream: true`)."""
-        try:
-            result = response.json()
-        except ValueError:
-            result = None
-        if not isinstance(result, dict):
-            raise ChatError("bad_response", "expected an event stream or a JSON turn result")
-        self._top_up(turn, result.get("reply"))
-        self._end_line(turn)
-
-    def report(self, error: ChatError) -> None:
-        self.stdout.flush()
-        self.stderr.write(f"error: {error.code}: {error.detail}\n")
-        for item in error.errors:
-            loc = ".".join(str(p) for p in item.get("loc") or [])
-            self.stderr.write(f"  {loc or '(request)'}: {item.get('msg')}\n")
-        self.stderr.flush()
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -375,21 +291,6 @@ def _retry_after(response: httpx.Response) -> float:
     """The seconds a `Retry-After` asks for (at most MAX_DELAY_S), 0 without one."""
     raw = response.headers.get("retry-after", "").strip()
     return min(float(raw), MAX_DELAY_S) if raw.isdigit() else 0.0
-
-
-def _json(raw: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _get(data: Mapping[str, Any], *keys: str) -> Any:
-    value: Any = data
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 
 def default_client_factory(url: str) -> ClientFactory:
