@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.coordination.base import Coordinator
 from app.coordination.local_fanout import LocalFanout
-from app.coordination.memory import MemoryTurnLocks, memory_coordinator
+from app.coordination.memory import memory_coordinator
+from app.coordination.memory_locks import MemoryTurnLocks
 from app.coordination.redis_client import is_redis_url
 from app.settings import Settings
 from app.stores.base import StateStore

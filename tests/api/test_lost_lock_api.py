@@ -10,7 +10,8 @@ import pytest
 
 import app.lifespan
 from app.coordination.base import Coordinator, TurnLease, TurnLocks
-from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog
+from app.coordination.memory import MemoryRunLog
+from app.coordination.memory_idempotency import MemoryIdempotencyKeys
 from app.settings import Settings
 from app.stores.base import StateStore
 from tests.api.helpers import create_conv

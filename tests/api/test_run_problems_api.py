@@ -11,7 +11,9 @@ import pytest
 
 import app.lifespan
 from app.coordination.base import Coordinator, TurnLease, TurnLocks
-from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, MemoryTurnLocks
+from app.coordination.memory import MemoryRunLog
+from app.coordination.memory_idempotency import MemoryIdempotencyKeys
+from app.coordination.memory_locks import MemoryTurnLocks
 from app.settings import Settings
 from app.stores.base import StateStore
 from tests.api.helpers import assert_problem, create_conv

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.coordination.memory import MemoryTurnLocks
+from app.coordination.memory_locks import MemoryTurnLocks
 from app.errors import ConversationBusy, Overloaded
 from app.manager.admission import AdmissionGate
 

@@ -33,7 +33,9 @@ import sqlalchemy as sa
 
 from app.coordination.base import IdempotencyKeys, RunLog, TurnLocks
 from app.coordination.lease_locks import LeaseTiming
-from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, MemoryTurnLocks
+from app.coordination.memory import MemoryRunLog
+from app.coordination.memory_idempotency import MemoryIdempotencyKeys
+from app.coordination.memory_locks import MemoryTurnLocks
 from app.coordination.redis_client import RedisClients, connect
 from app.coordination.redis_idempotency import RedisIdempotencyKeys
 from app.coordination.redis_locks import RedisTurnLocks

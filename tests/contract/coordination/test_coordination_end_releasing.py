@@ -19,7 +19,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from app.coordination.base import Coordinator
 from app.coordination.factory import SqlCoordinator
-from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, MemoryTurnLocks
+from app.coordination.memory import MemoryRunLog
+from app.coordination.memory_idempotency import MemoryIdempotencyKeys
+from app.coordination.memory_locks import MemoryTurnLocks
 from app.coordination.redis import RedisCoordinator, redis_coordinator
 from app.domain import RunStatus
 from app.stores.sql import SqlStore

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.coordination.factory import SqlCoordinator, build_coordinator
 from app.coordination.local_fanout import LocalFanout
-from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog, MemoryTurnLocks
+from app.coordination.memory import MemoryRunLog
+from app.coordination.memory_idempotency import MemoryIdempotencyKeys
+from app.coordination.memory_locks import MemoryTurnLocks
 from app.coordination.redis import RedisCoordinator
 from app.coordination.redis_client import connect, is_redis_url
 from app.coordination.redis_idempotency import RedisIdempotencyKeys

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from app.coordination.memory import MemoryTurnLocks
+from app.coordination.memory_locks import MemoryTurnLocks
 
 
 async def test_a_lease_matches_the_stamp_only_when_nobody_took_the_lock_in_between() -> None:

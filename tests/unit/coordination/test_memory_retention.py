@@ -9,7 +9,8 @@ import time
 import pytest
 
 from app.coordination.base import EventsExpired, IdempotencyRecord, RunRecord
-from app.coordination.memory import MemoryIdempotencyKeys, MemoryRunLog
+from app.coordination.memory import MemoryRunLog
+from app.coordination.memory_idempotency import MemoryIdempotencyKeys
 from app.domain import Run, RunStatus, utcnow
 
 
