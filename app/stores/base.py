@@ -17,14 +17,7 @@ Contract, shared by every backend and enforced by `tests/contract/`:
   `steps` (and reads ids only), listing is bounded by `limit`, append is O(messages
   appended).
 * Backend failures that mean "the store is unreachable" raise `StoreUnavailable`.
-* Media (DESIGN §13): `MediaRecord`s are a user's handles on bytes in the media store
-  (at most one per user and sha256). Every committed message part carrying a `media_id`
-  is a *reference* to that record, stored atomically with the message by
-  `append_messages` (which refuses with `MediaNotFound`, storing nothing, if a record is
-  missing) and dropped atomically with the message when deletion reclaims it. A record
-  referenced by a stored message is never deleted, so a message never points at missing
-  media; `media_in_use(sha256)` is true while any record holds the bytes, which is what
-  protects a blob (see `app.media.base`).
+* Media records and references: `app.stores.base_media` (the `MediaRecords` part).
 * Summaries (`Summary`, context strategy `summarize`) belong to a lineage and point at the
   message they cover. `save_summary` refuses (`MessageNotFound`, storing nothing) when
   that message is not stored in the lineage. A summary goes when its covered message is
@@ -57,10 +50,10 @@ from app.domain.context_item import ContextItem
 from app.domain.filters import ConversationFilter as ConversationFilter
 from app.domain.filters import metadata_text as metadata_text
 from app.domain.incarnation import Incarnation
-from app.domain.media import MediaRecord
 from app.domain.pagination import decode_cursor as decode_cursor
 from app.domain.pagination import encode_cursor as encode_cursor
 from app.domain.summary import Summary
+from app.stores.base_media import MediaRecords
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -105,17 +98,18 @@ def media_references(messages: Sequence[Message]) -> list[tuple[str, str]]:
     return list(refs)
 
 
-class StateStore(ABC):
-    """Persistence of conversations, their message trees and checkpoints."""
+class StateStore(MediaRecords, ABC):
+    """Persistence of conversations, their message trees and checkpoints (and, from
+    `MediaRecords`, media records)."""
 
     capabilities: StoreCapabilities = StoreCapabilities()
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    async def open(self) -> None:  # noqa: B027 - optional hook
+    async def open(self) -> None:
         """Connect and bring the schema up to date (SQL: Alembic upgrade to head)."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release connections. Idempotent."""
 
     @abstractmethod
@@ -379,50 +373,3 @@ class StateStore(ABC):
     async def purge_expired(self, *, now: datetime) -> int:
         """Reclaim conversations expired at `now` as `delete_conversation` would; return
         how many. Backends with `capabilities.native_ttl` return 0."""
-
-    # --- media records and references ----------------------------------------------------
-
-    @abstractmethod
-    async def save_media(self, record: MediaRecord) -> MediaRecord:
-        """Store `record`, unless its user already holds a record of the same `sha256`:
-        then that one is returned unchanged (uploading the same bytes twice gives the same
-        `media_id`). Returns the stored record."""
-
-    @abstractmethod
-    async def get_media(self, media_id: str) -> MediaRecord | None:
-        """The record, or None."""
-
-    @abstractmethod
-    async def mark_media_attached(self, media_ids: Sequence[str], *, retain: bool) -> None:
-        """Set `attached` on these records (after a commit referenced them), and `retain`
-        when `retain` is true (`retain` is never cleared). Unknown ids are ignored."""
-
-    @abstractmethod
-    async def media_in_use(self, sha256: str) -> bool:
-        """Whether any media record holds the bytes with this digest. A record saved before
-        this call started is seen."""
-
-    @abstractmethod
-    async def lineage_media_ids(self, lineage_id: str) -> list[str]:
-        """Distinct media ids referenced by stored messages of the lineage (what a deletion
-        in it may leave unreferenced)."""
-
-    @abstractmethod
-    async def collect_media(
-        self, media_ids: Sequence[str], *, force: bool = False
-    ) -> list[MediaRecord]:
-        """Delete each of these records that no stored message references and that is
-        `attached` and not `retain` (with `force`: whatever its flags, for user erasure).
-        A reference committed concurrently wins: the record then stays (or the append
-        fails with `MediaNotFound`). Returns the deleted records."""
-
-    @abstractmethod
-    async def user_media_ids(self, user_id: str) -> list[str]:
-        """Ids of every record of the user."""
-
-    @abstractmethod
-    async def collectable_media_ids(self, *, limit: int) -> list[str]:
-        """Up to `limit` ids of attached, non-retained records that may have lost their
-        last reference (the periodic media sweep passes them to `collect_media`). Ids
-        still referenced may be returned; successive calls must visit every candidate
-        eventually, so a record whose conversation expired is collected."""
