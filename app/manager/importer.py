@@ -2,8 +2,9 @@
 (DESIGN §6; reading and checking the body: `app.manager.import_doc`).
 
 Everything is checked before anything is stored: the document (in a worker thread), then
-what needs the store (the pack, the media records its parts reference, the id). A
-document with any problem is a 422 listing all of them, and nothing is written.
+what needs the store (the pack, the media records its parts reference, the id;
+`import_checks`). A document with any problem is a 422 listing all of them, and nothing
+is written.
 
 Ids: an imported conversation starts a new lineage of its own, so its message ids never
 meet another lineage's and every message id, parent, checkpoint id and the head are kept
@@ -37,7 +38,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.domain import Conversation, ConversationStatus, Message, Usage, new_id
-from app.domain.context_item import ContextItem
 from app.domain.ids import ID_PATTERN
 from app.domain.incarnation import Incarnation
 from app.domain.principal import Principal
@@ -47,6 +47,7 @@ from app.errors import ConversationExists, NotFound
 from app.manager.admission import AdmissionGate
 from app.manager.context_item_window import item_tokens
 from app.manager.conversations import ConversationService
+from app.manager.import_checks import ImportChecks, tool_call_problems
 from app.manager.import_doc import read_import
 from app.manager.import_plan import ImportPlan, Problem, refused, schema_problems
 from app.manager.media import MediaService
@@ -59,12 +60,6 @@ from app.stores.base import StateStore
 log = logging.getLogger("parley.import")
 
 CHUNK = 500  # messages per append
-# Tool calls one imported assistant message may carry: as many as one `tool-results`
-# request answers (`SubmitToolResults.results`). A resumed round answers every open call
-# (running those the tool policy admits, `app.manager.tool_loop`), so without a bound a
-# document's one message would make a resume write a tool message per call by the
-# hundred thousand (review R-F).
-MAX_TOOL_CALLS = 128
 # How long a conversation being imported lives unless the import finishes: a process
 # killed midway cannot undo, and the partial conversation it leaves would otherwise hold its
 # id forever (a retry: 409). Expired, it is reclaimed by the sweep or a create of the id.
@@ -88,8 +83,7 @@ class ImportService:
         self._conversations = conversations
         self._packs = packs
         self._media = media
-        self._item_max_bytes = settings.context_item_max_kb * 1024
-        self._items_max = settings.context_items_max
+        self._checks = ImportChecks(store, settings)
         self._max_message_bytes = settings.max_message_bytes
         self._now = clock
 
@@ -157,10 +151,10 @@ class ImportService:
             problems.append(
                 {"loc": ["body", "conversation_id"], "msg": "not a valid id; give conversation_id"}
             )
-        problems.extend(_tool_call_problems(plan.messages))
-        problems.extend(await self._media_problems(plan.messages, owner))
-        problems.extend(self._item_problems(plan.context_items))
-        problems.extend(await self._item_media_problems(plan.context_items, owner))
+        problems.extend(tool_call_problems(plan.messages))
+        problems.extend(await self._checks.media_problems(plan.messages, owner))
+        problems.extend(self._checks.item_problems(plan.context_items))
+        problems.extend(await self._checks.item_media_problems(plan.context_items, owner))
         if plan.conversation is not None:
             conv = plan.conversation
             try:
@@ -196,68 +190,6 @@ class ImportService:
             created.id, owner, plan.source, len(plan.messages),
         )  # fmt: skip
         return created
-
-    def _item_problems(self, items: Sequence[ContextItem]) -> list[Problem]:
-        """The limits an item added over HTTP has (PARLEY_CONTEXT_ITEM_MAX_KB, _ITEMS_MAX)."""
-        problems: list[Problem] = []
-        if len(items) > self._items_max:
-            problems.append(
-                {
-                    "loc": ["body", "context_items"],
-                    "msg": f"more than {self._items_max} items (PARLEY_CONTEXT_ITEMS_MAX)",
-                }
-            )
-        for i, item in enumerate(items):
-            if len(item.content.encode()) > self._item_max_bytes or not item.content.strip():
-                problems.append(
-                    {
-                        "loc": ["body", "context_items", i, "content"],
-                        "msg": "empty or over PARLEY_CONTEXT_ITEM_MAX_KB",
-                    }
-                )
-        return problems
-
-    async def _item_media_problems(self, items: Sequence[ContextItem], owner: str) -> list[Problem]:
-        """An item read from media names one of the importing user's records, as an item
-        added over HTTP does (its text is on the item; the reference must not point at
-        nothing, or at another user's upload)."""
-        problems: list[Problem] = []
-        checked: dict[str, bool] = {}
-        for i, item in enumerate(items):
-            if item.media_id is None:
-                continue
-            if item.media_id not in checked:
-                record = await self._store.get_media(item.media_id)
-                checked[item.media_id] = record is not None and record.user_id == owner
-            if not checked[item.media_id]:
-                problems.append(
-                    {
-                        "loc": ["body", "context_items", i, "media_id"],
-                        "msg": "no such media record of this user here (upload it first)",
-                    }
-                )
-        return problems
-
-    async def _media_problems(self, messages: Sequence[Message], owner: str) -> list[Problem]:
-        """Parts naming a media record must name one of the importing user's."""
-        problems: list[Problem] = []
-        checked: dict[str, bool] = {}
-        for m in messages:
-            for i, part in enumerate(m.parts):
-                media_id = part.media.media_id if part.media else None
-                if not media_id:
-                    continue
-                if media_id not in checked:
-                    record = await self._store.get_media(media_id)
-                    checked[media_id] = record is not None and record.user_id == owner
-                if not checked[media_id]:
-                    problems.append(
-                        {
-                            "loc": ["body", "messages", m.id, "parts", i, "media", "media_id"],
-                            "msg": "no such media record of this user here (upload it first)",
-                        }
-                    )
-        return problems
 
     async def _store_document(
         self, plan: ImportPlan, src: Conversation, target: str, owner: str
@@ -404,14 +336,3 @@ def _message(messages: Sequence[Message], message_id: str | None) -> Message | N
     if message_id is None:
         return None
     return next((m for m in messages if m.id == message_id), None)
-
-
-def _tool_call_problems(messages: Sequence[Message]) -> list[Problem]:
-    return [
-        {
-            "loc": ["body", "messages", m.id, "tool_calls"],
-            "msg": f"{len(m.tool_calls)} tool calls: more than {MAX_TOOL_CALLS} on one message",
-        }
-        for m in messages
-        if len(m.tool_calls) > MAX_TOOL_CALLS
-    ]

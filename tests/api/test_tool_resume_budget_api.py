@@ -4,7 +4,7 @@ R-F, R-D): the server runs only the calls `max_tool_calls_per_turn` admits, in c
 and not a call made three times in a row; every other open call is answered with an error
 result (the provider gets a result for each call) and nothing more runs in the turn. The
 resumed round's calls are counted once: a resume is the turn the policy allows. An import
-takes at most 128 calls on one message (`app.manager.importer.MAX_TOOL_CALLS`), so a resume
+takes at most 128 calls on one message (`app.manager.import_checks.MAX_TOOL_CALLS`), so a resume
 writes at most that many tool messages."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.manager.importer import MAX_TOOL_CALLS
+from app.manager.import_checks import MAX_TOOL_CALLS
 from app.settings import Settings
 from tests.api import tool_loop_helpers as helpers
 from tests.api.backends import ALL_BACKENDS, state_url_for
