@@ -20,23 +20,18 @@ from app.coordination.base import Coordinator, RunRecord, TurnLease, TurnResult
 from app.coordination.liveness import InstanceLiveness
 from app.domain import (
     Conversation,
-    ConversationStatus,
     Message,
     RunError,
     RunStatus,
     Usage,
 )
-from app.domain.incarnation import not_before
 from app.errors import (
     ConversationNotFound,
     ParleyError,
     ProviderNotConfigured,
-    StoreUnavailable,
     TurnLockLost,
     problem_of,
 )
-from app.manager.auto_checkpoints import AutoCheckpoints
-from app.manager.commit_outcome import commit_landed
 from app.manager.context import ContextBuilder, record_context
 from app.manager.events import dump, terminal_event
 from app.manager.media import MediaService
@@ -46,8 +41,9 @@ from app.manager.provider_call import ProviderCaller
 from app.manager.run_end import RunEndRecorder
 from app.manager.run_erasure import RunErasure
 from app.manager.stats import Stats
-from app.manager.tool_loop import RoundResult, ToolLoop
+from app.manager.tool_loop import ToolLoop
 from app.manager.tool_policy import log_dropped, tool_budget
+from app.manager.turn_commit import TurnCommit, past_cancelling
 from app.manager.turn_numbers import TurnNumbers
 from app.manager.turn_opening import opening_messages
 from app.manager.turn_plan import BranchPoint, TurnOutcome, TurnPlan, provider_hints
@@ -90,15 +86,14 @@ class TurnExecutor:
         self._providers = providers
         self._prices = prices
         self._context = context
-        self._cache = cache
         self._coord = coordinator
         self._settings = settings
         self._stats = stats
         self._now = clock
         self.ends = RunEndRecorder(coordinator, attempt_s=settings.store_timeout_s)
         self._turn_numbers = TurnNumbers(store, cache)
-        self._checkpoints = AutoCheckpoints(
-            store=store, settings=settings, stats=stats, clock=clock
+        self._commit = TurnCommit(
+            store=store, cache=cache, media=media, settings=settings, stats=stats, clock=clock
         )
         self._provider_call = ProviderCaller(
             context=context,
@@ -264,52 +259,7 @@ class TurnExecutor:
             raise TurnLockLost("The turn lock was lost before commit; nothing was committed.")
         # from the commit on it is too late to cancel: the commit and what follows it
         # finish, and the run completes, however many cancels come (`past_cancelling`)
-        return await past_cancelling(self._commit(conv, pending, replies, left))
-
-    async def _commit(
-        self, conv: Conversation, pending: list[Message], replies: list[Message], left: RoundResult
-    ) -> TurnOutcome:
-        usage = sum((r.usage for r in replies), Usage())
-        cost = sum(r.cost_usd for r in replies)
-        if conv.forked_from is not None:  # (its messages are told from a namesake's by date)
-            pending = not_before(conv, pending)
-        t = time.perf_counter()
-        try:
-            committed = await self._store.append_messages(
-                conv,
-                pending,
-                usage=usage,
-                cost_usd=cost,
-                now=self._now(),
-                status=ConversationStatus.requires_action
-                if left.paused
-                else ConversationStatus.idle,
-            )
-        except StoreUnavailable:  # the commit may have landed, its answer lost
-            within_s = self._settings.store_timeout_s
-            if not await commit_landed(self._store, conv.lineage_id, pending, within_s):
-                raise
-            committed = conv  # what the steps below read of it (id, policy) is unchanged
-        self._stats.store_call("commit_turn", time.perf_counter() - t)
-        self._cache.put(conv.lineage_id, pending)
-        await self._mark_media(pending, conv)
-        await self._checkpoints.after_commit(committed, pending, paused=left.paused)
-        return TurnOutcome(
-            messages=pending,
-            usage=usage,
-            cost_usd=cost,
-            finish_reason=replies[-1].finish_reason if replies else None,
-            pending_tool_calls=left.pending_calls,
-            pending_approvals=left.pending_approvals,
-        )
-
-    async def _mark_media(self, messages: list[Message], conv: Conversation) -> None:
-        """Committed: its media records are attached (see `MediaRecord`). A failure only
-        leaves them unattached, i.e. kept until user erasure, never deleted wrongly."""
-        try:
-            await self._media.attached(messages, self._media.policy_of(conv.media_policy))
-        except Exception as exc:
-            log.warning("marking media attached failed: %r", exc)
+        return await past_cancelling(self._commit.commit(conv, pending, replies, left))
 
     async def _finish(
         self,
@@ -418,22 +368,3 @@ def _unchanged_copy(plan: TurnPlan, lease: TurnLease) -> Conversation | None:
     if plan.seen is None or plan.seen_stamp is None or lease.stamp_before != plan.seen_stamp:
         return None
     return plan.seen
-
-
-async def past_cancelling(work: Coroutine[Any, Any, T]) -> T:
-    """`work`'s result, however many times this task is cancelled meanwhile: each cancel
-    is absorbed (`uncancel`) and `work` goes on. For what must not stop half-way: a turn
-    whose commit has started. A cancel landing after the commit, in what follows it
-    (media, checkpoints), made a committed run read `cancelled` and a same-key retry run
-    the turn again (found by the outside tester: an interrupt, or a client hanging up
-    with `on_disconnect: cancel` right after `message.completed`)."""
-    future = asyncio.ensure_future(work)
-    while True:
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.cancelled():
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
