@@ -21,8 +21,8 @@ from app.errors import StoreUnavailable
 from app.stores.base import StateStore
 from app.stores.sql_checkpoints import CheckpointsRead, checkpoints_read
 from app.stores.sql_driver import (
+    SqliteReaders,
     SqliteWriter,
-    driver_of,
     pooled_postgres_driver,
     prepare_on,
     prepare_on_connect,
@@ -75,6 +75,7 @@ class SqlConnections(StateStore):
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
         self._single_reader: AsyncEngine | None = None
+        self._sqlite_readers: SqliteReaders | None = None
         self._traits = DialectTraits(single_writer=False, advisory_locks=False, jsonb=False)
         self._write_lock: asyncio.Lock | None = None
         self._conversation_read: ConversationRead | None = None
@@ -121,6 +122,7 @@ class SqlConnections(StateStore):
         self._path_read = path_read(engine.dialect)
         self._checkpoints_read = checkpoints_read(engine.dialect)
         self._write_lock = asyncio.Lock() if self._traits.single_writer else None
+        self._sqlite_readers = SqliteReaders(engine) if self._traits.single_writer else None
         try:
             async with self._write() as conn:  # migrations may take long: not bounded
                 await conn.run_sync(upgrade_schema)
@@ -139,6 +141,9 @@ class SqlConnections(StateStore):
     async def close(self) -> None:
         engine, self._engine, self._writer = self._engine, None, None
         self._single_reader = None
+        readers, self._sqlite_readers = self._sqlite_readers, None
+        if readers is not None:
+            await readers.close()
         if engine is not None:
             await engine.dispose()
 
@@ -208,13 +213,17 @@ class SqlConnections(StateStore):
     @asynccontextmanager
     async def _read_driver(self) -> AsyncIterator[Any]:
         """The driver connection for a read of exactly one statement: on PostgreSQL
-        `_postgres_one`, on SQLite through `_read_one` (no `BEGIN`)."""
+        `_postgres_one`, on SQLite one the store keeps for these reads
+        (`sql_driver.SqliteReaders`; no `BEGIN`, no pool checkout)."""
         if not self._traits.single_writer:
             async with self._postgres_one() as driver:
                 yield driver
             return
-        async with self._read_one() as conn:
-            yield await driver_of(conn)
+        if self._sqlite_readers is None:
+            raise RuntimeError("SqlStore.open() has not been called")
+        with unavailable_on_connection_errors():  # a new connection: the file is unusable
+            async with self._sqlite_readers.driver() as driver:
+                yield driver
 
     async def _lock_lineages(
         self, conn: AsyncConnection, lineage_ids: Iterable[str], *, shared: bool = False
