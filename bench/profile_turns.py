@@ -1,5 +1,6 @@
 """Profile Parley's turn loop: a real uvicorn, one conversation, N sequential turns; prints
-latency and server CPU per window of turns (so drift over the life of a process shows),
+latency and server CPU per window of turns (so drift over the life of a process shows)
+and, on PostgreSQL, the CPU of the database's backends per turn (`bench.pg_backends`),
 the exact number of store calls, SQL statements and Redis commands per turn
 (`bench/counting_app.py`, a separate server run), and, with `--py-spy`, where the server's
 CPU goes (py-spy, GIL-held samples only, i.e. CPU, not waiting): self and inclusive time by
@@ -32,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench.common import random_text
+from bench.pg_backends import backend_pids, cpu_s
 from bench.report import loadavg, machine_info
 from bench.servers import Server, parley_env, uvicorn_server
 from bench.stats import percentile
@@ -281,8 +283,15 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                         stderr=asyncio.subprocess.DEVNULL,
                     )
                     await asyncio.sleep(1.5)  # py-spy attaches
+                pids = await backend_pids(url) if a.store == "postgres" else []
+                pg0 = cpu_s(pids)
                 ms = await _turns(client, conv_id, a.turns, rng, srv, a.window)
                 out["latency_p50_ms"] = round(percentile(ms, 50), 3)
+                pg1 = cpu_s(pids)
+                if pg0 is not None and pg1 is not None:
+                    pg_ms = round((pg1 - pg0) / a.turns * 1000, 3)
+                    out["postgres_backends_cpu_ms_per_turn"] = pg_ms
+                    print(f"PostgreSQL backends ({len(pids)}) CPU {pg_ms:.2f} ms/turn", flush=True)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     await spy.wait()
