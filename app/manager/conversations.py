@@ -1,4 +1,7 @@
-"""Conversation lifecycle: create, read, list, patch, delete (DESIGN §6, Conversations)."""
+"""Conversation lifecycle: create, read, list, patch, delete (DESIGN §6, Conversations).
+
+What a created or patched conversation holds is `conversation_build`'s; this module reads,
+stores, keys creates to their `Idempotency-Key` and deletes."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from typing import Any
 
 from app.coordination.base import Coordinator, IdempotencyRecord
 from app.domain import (
-    ContextPolicy,
     Conversation,
     ConversationStatus,
     Page,
@@ -20,7 +22,6 @@ from app.domain import (
 )
 from app.domain.filters import ConversationFilter
 from app.domain.incarnation import Incarnation
-from app.domain.limits import METADATA_LIMITS, VARIABLES_LIMITS
 from app.domain.preconditions import IfMatch
 from app.domain.principal import Principal
 from app.domain.requests import CreateConversation, PatchConversation
@@ -35,17 +36,11 @@ from app.errors import (
     VersionConflict,
 )
 from app.manager.admission import AdmissionGate
-from app.manager.conversation_policy import (
-    check_context_policy,
-    merge_nullable,
-    merged_policy,
-    merged_within_caps,
-)
+from app.manager.conversation_build import ConversationBuilder
 from app.manager.create_marks import CreateMarks
 from app.manager.media import MediaService
 from app.manager.packs import PackLibrary
 from app.manager.run_erasure import RunErasure
-from app.packs import PromptPack, render_system_prompt
 from app.providers.base import LLMProvider
 from app.settings import Settings
 from app.stores.base import StateStore
@@ -83,11 +78,11 @@ class ConversationService:
         self._erasure = erasure
         self._admission = admission
         self._store = store
-        self._packs = packs
-        self._providers = providers
         self._coord = coordinator
         self._marks = CreateMarks(coordinator.idempotency, IDEMPOTENCY_TTL_S)
-        self._settings = settings
+        self._build = ConversationBuilder(
+            packs=packs, providers=providers, settings=settings, clock=clock
+        )
         self._now = clock
         self._media = media
 
@@ -242,76 +237,19 @@ class ConversationService:
     async def _create_admitted(
         self, user_id: str, req: CreateConversation, lineage_id: str
     ) -> Conversation:
-        pack = await self._packs.get(req.pack_id, req.pack_version)
-        provider_name = req.provider or self._settings.resolved_provider()
-        provider = self._providers.get(provider_name)
-        if provider is None:
-            raise InvalidRequest(
-                f"Provider {provider_name!r} is not configured.",
-                errors=[
-                    {"loc": ["body", "provider"], "msg": f"configured: {sorted(self._providers)}"}
-                ],
-            )
-        model = req.model or self._default_model(provider)
-        now = self._now()
-        system_prompt, variables = self._render(pack, req.prompt_name, req.variables, model, now)
-        if req.system_prompt is not None:
-            system_prompt = req.system_prompt
-        policy = merged_policy(self._default_context_policy(), req.context_policy, "context_policy")
-        check_context_policy(policy, self._providers)
-        ttl = req.ttl_seconds or self._settings.default_ttl_s
-        conv_id = req.conversation_id or new_id()
-        conv = Conversation(
-            id=conv_id,
-            user_id=user_id,
-            pack_id=pack.id,
-            pack_version=pack.version,
-            prompt_name=req.prompt_name,
-            provider=provider.name,
-            model=model,
-            variables=variables,
-            system_prompt=system_prompt,
-            custom_system_prompt=req.system_prompt is not None,
-            metadata=req.metadata,
-            context_policy=policy,
-            checkpoint_policy=merged_policy(
-                self._settings.checkpoint_policy(), req.checkpoint_policy
-            ),
-            created_at=now,
-            updated_at=now,
-            ttl_seconds=ttl,
-            expires_at=now + timedelta(seconds=ttl) if ttl else None,
-            # a lineage of its own, never the id: ids are reusable, so a conversation
-            # re-created under a deleted one's id must not be taken for it by that one's
-            # turns (the commit's compare-and-set names the lineage), runs and keys, which
-            # all check the lineage (outside tester T4/T5)
-            lineage_id=lineage_id,
-            media_policy=req.media_policy,
-        )
+        conv = await self._build.new(user_id, req, lineage_id)
         try:
             created = await self._store.create_conversation(conv)
         except ConversationExists:
-            raise ConversationExists(f"Conversation {conv_id!r} already exists.") from None
+            raise ConversationExists(f"Conversation {conv.id!r} already exists.") from None
         log.info(
-            "conversation created id=%s user=%s pack=%s@%s", conv_id, user_id, pack.id, pack.version
+            "conversation created id=%s user=%s pack=%s@%s",
+            conv.id,
+            user_id,
+            conv.pack_id,
+            conv.pack_version,
         )
         return created
-
-    def _default_model(self, provider: LLMProvider) -> str:
-        if self._settings.default_model and provider.name == self._settings.resolved_provider():
-            return self._settings.default_model
-        return provider.default_model
-
-    def _render(
-        self,
-        pack: PromptPack,
-        prompt_name: str,
-        variables: Mapping[str, Any],
-        model: str,
-        now: datetime,
-    ) -> tuple[str, dict[str, Any]]:
-        rendered = render_system_prompt(pack, prompt_name, variables, now=now, model=model)
-        return rendered.text, dict(rendered.variables)
 
     @staticmethod
     def resolve_user(principal: Principal, requested: str | None, *, loc: str = "body") -> str:
@@ -344,7 +282,7 @@ class ConversationService:
         at the write."""
         for _ in range(PATCH_RETRIES):
             conv = await self.get(principal, conversation_id, if_match=if_match)
-            updated = await self._apply_patch(conv, req)
+            updated = await self._build.patched(conv, req)
             try:
                 return await self._store.update_conversation(updated, expected_version=conv.version)
             except VersionConflict:
@@ -353,56 +291,6 @@ class ConversationService:
                         f"Conversation changed; If-Match {if_match} is stale."
                     ) from None
         raise VersionConflict("The conversation kept changing; try again.")
-
-    async def _apply_patch(self, conv: Conversation, req: PatchConversation) -> Conversation:
-        now = self._now()
-        update: dict[str, Any] = {"updated_at": now}
-        if req.metadata is not None:
-            update["metadata"] = merged_within_caps(
-                METADATA_LIMITS, merge_nullable(conv.metadata, req.metadata), "metadata"
-            )
-        if req.variables is not None:
-            pack = await self._packs.get(conv.pack_id, conv.pack_version)
-            wanted = merged_within_caps(
-                VARIABLES_LIMITS, merge_nullable(conv.variables, req.variables), "variables"
-            )
-            text, variables = self._render(pack, conv.prompt_name, wanted, conv.model, now)
-            update["variables"] = variables
-            if not conv.custom_system_prompt:
-                update["system_prompt"] = text
-        sent = req.model_fields_set
-        if req.context_policy is not None:
-            # checked merged: a partial policy alone would be checked against the defaults
-            policy = merged_policy(conv.context_policy, req.context_policy, "context_policy")
-            check_context_policy(policy, self._providers)
-            update["context_policy"] = policy
-        elif "context_policy" in sent:  # an explicit null resets to the settings' defaults
-            update["context_policy"] = self._default_context_policy()
-        if req.checkpoint_policy is not None:
-            base = conv.checkpoint_policy or self._settings.checkpoint_policy()
-            update["checkpoint_policy"] = merged_policy(base, req.checkpoint_policy)
-        elif "checkpoint_policy" in sent:
-            update["checkpoint_policy"] = self._settings.checkpoint_policy()
-        if "ttl_seconds" in sent and req.ttl_seconds is None:
-            raise InvalidRequest(
-                "ttl_seconds cannot be removed: give a number of seconds, or leave the field "
-                "out to keep the conversation's TTL.",
-                errors=[{"loc": ["body", "ttl_seconds"], "msg": "null is not accepted here"}],
-            )
-        ttl = req.ttl_seconds or conv.ttl_seconds
-        if req.ttl_seconds is not None:
-            update["ttl_seconds"] = req.ttl_seconds
-        if ttl:
-            update["expires_at"] = now + timedelta(seconds=ttl)
-        return conv.model_copy(update=update)
-
-    def _default_context_policy(self) -> ContextPolicy:
-        """The `context_policy` of a conversation created without one (and of one PATCHed
-        with `"context_policy": null`)."""
-        return ContextPolicy(
-            max_input_tokens=self._settings.default_max_input_tokens,
-            reserve_output_tokens=self._settings.default_reserve_output_tokens,
-        )
 
     async def delete(
         self, principal: Principal, conversation_id: str, *, if_match: IfMatch | None = None
