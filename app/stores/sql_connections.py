@@ -21,7 +21,7 @@ from app.errors import StoreUnavailable
 from app.stores.base import StateStore
 from app.stores.sql_checkpoints import CheckpointsRead, checkpoints_read
 from app.stores.sql_driver import (
-    SqliteReaders,
+    KeptSqliteConnections,
     SqliteWriter,
     pooled_postgres_driver,
     prepare_on,
@@ -75,7 +75,8 @@ class SqlConnections(StateStore):
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
         self._single_reader: AsyncEngine | None = None
-        self._sqlite_readers: SqliteReaders | None = None
+        self._sqlite_readers: KeptSqliteConnections | None = None
+        self._sqlite_writers: KeptSqliteConnections | None = None
         self._traits = DialectTraits(single_writer=False, advisory_locks=False, jsonb=False)
         self._write_lock: asyncio.Lock | None = None
         self._conversation_read: ConversationRead | None = None
@@ -122,7 +123,9 @@ class SqlConnections(StateStore):
         self._path_read = path_read(engine.dialect)
         self._checkpoints_read = checkpoints_read(engine.dialect)
         self._write_lock = asyncio.Lock() if self._traits.single_writer else None
-        self._sqlite_readers = SqliteReaders(engine) if self._traits.single_writer else None
+        if self._traits.single_writer:
+            self._sqlite_readers = KeptSqliteConnections(engine, keep=4)
+            self._sqlite_writers = KeptSqliteConnections(engine, keep=1)  # one writer at a time
         try:
             async with self._write() as conn:  # migrations may take long: not bounded
                 await conn.run_sync(upgrade_schema)
@@ -141,9 +144,10 @@ class SqlConnections(StateStore):
     async def close(self) -> None:
         engine, self._engine, self._writer = self._engine, None, None
         self._single_reader = None
-        readers, self._sqlite_readers = self._sqlite_readers, None
-        if readers is not None:
-            await readers.close()
+        for kept in (self._sqlite_readers, self._sqlite_writers):
+            if kept is not None:
+                await kept.close()
+        self._sqlite_readers = self._sqlite_writers = None
         if engine is not None:
             await engine.dispose()
 
@@ -179,12 +183,14 @@ class SqlConnections(StateStore):
 
     @asynccontextmanager
     async def _sqlite_write(self) -> AsyncIterator[SqliteWriter]:
-        """SQLite: the write lock and a connection for write transactions on the driver
-        itself (`sql_driver.sqlite_writer`)."""
+        """SQLite: the write lock and the store's kept connection for write transactions
+        on the driver itself (`sql_driver.sqlite_writer`)."""
         if self._engine is None or self._write_lock is None:
             raise RuntimeError("SqlStore.open() has not been called on SQLite")
         with unavailable_on_connection_errors():
-            async with sqlite_writer(self._engine, self._write_lock) as writer:
+            async with sqlite_writer(
+                self._engine, self._write_lock, self._sqlite_writers
+            ) as writer:
                 yield writer
 
     @asynccontextmanager
@@ -214,7 +220,7 @@ class SqlConnections(StateStore):
     async def _read_driver(self) -> AsyncIterator[Any]:
         """The driver connection for a read of exactly one statement: on PostgreSQL
         `_postgres_one`, on SQLite one the store keeps for these reads
-        (`sql_driver.SqliteReaders`; no `BEGIN`, no pool checkout)."""
+        (`sql_driver.KeptSqliteConnections`; no `BEGIN`, no pool checkout)."""
         if not self._traits.single_writer:
             async with self._postgres_one() as driver:
                 yield driver

@@ -252,15 +252,22 @@ def _retrieve(done: asyncio.Future[Any]) -> None:
 
 @asynccontextmanager
 async def sqlite_writer(
-    engine: AsyncEngine, write_lock: asyncio.Lock | None
+    engine: AsyncEngine,
+    write_lock: asyncio.Lock | None,
+    kept: KeptSqliteConnections | None = None,
 ) -> AsyncIterator[SqliteWriter]:
-    """SQLite writes on aiosqlite itself: the write lock (`SqlStore`'s, FIFO) and a pooled
-    connection, for `SqliteWriter.transaction`. Through SQLAlchemy's `engine.begin()` a
-    transaction also built a Connection, a RootTransaction and their events around the
-    pool checkout (7 % of a SQLite turn's CPU, py-spy), for statements that no longer go
-    through SQLAlchemy. (No `write_lock`: a writer of the file without the store's lock,
-    as in tests.)"""
+    """SQLite writes on aiosqlite itself: the write lock (`SqlStore`'s, FIFO) and a
+    connection, for `SqliteWriter.transaction`: one of `kept` (the writer's connection
+    kept under the lock: no pool checkout), else one checked out of the pool. Through
+    SQLAlchemy's `engine.begin()` a transaction also built a Connection, a RootTransaction
+    and their events around the pool checkout (7 % of a SQLite turn's CPU, py-spy), for
+    statements that no longer go through SQLAlchemy. (No `write_lock`: a writer of the
+    file without the store's lock, as in tests.)"""
     async with write_lock or nullcontext():
+        if kept is not None:
+            async with kept.driver() as driver:
+                yield SqliteWriter(driver)
+            return
         pooled = await engine.raw_connection()
         try:
             driver = pooled.driver_connection
@@ -273,20 +280,23 @@ async def sqlite_writer(
             await greenlet_spawn(pooled.close)
 
 
-class SqliteReaders:
-    """SQLite: aiosqlite connections the store keeps checked out for reads of one statement
-    on the driver (`SqlConnections._read_driver`: the turn's conversation read, the path
-    walk, the checkpoint list), so such a read takes one from a list instead of the pool.
-    A checkout through `engine.connect()` built a Connection, its execution options and
-    events and ran the pool's checkout and check-in around a single driver call (~90 us of
-    CPU per turn, 3.4 % of a SQLite turn, py-spy). Up to `keep` connections are kept (a
-    read finding none idle checks one out of the pool, and gives it back if `keep` are
-    idle by then); a read that failed or was cancelled gives its connection back to the
-    pool, whose reset rolls back a transaction if one is open, as before. The connections
-    are the pool's (same `connect` hook: WAL, busy timeout, `isolation_level = None`, so a
-    statement is its own transaction and sees the latest commit); `close` returns them."""
+class KeptSqliteConnections:
+    """SQLite: aiosqlite connections a store keeps checked out of the pool for one use
+    (`SqlConnections`: its single-statement reads on the driver, the turn's conversation
+    read, the path walk, the checkpoint list; and, under the write lock, its driver-level
+    write transactions), so a call takes one from a list instead of the pool. A checkout
+    through `engine.connect()` built a Connection, its execution options and events and ran
+    the pool's checkout and check-in around a single driver call: ~78 us of CPU on this
+    machine (measured, 2,000 checkouts; 3.4 % of a SQLite turn for its conversation read,
+    py-spy); the pool's own checkout and check-in (`engine.raw_connection()`) ~32 us. Up
+    to `keep` connections are kept: a call finding none idle checks one out of the pool,
+    and gives it back if `keep` are idle by then; a call that failed or was cancelled gives
+    its connection back to the pool, whose reset rolls back a transaction left open, as
+    before. The connections are the pool's (same `connect` hook: WAL, busy timeout,
+    `isolation_level = None`, so a lone statement is its own transaction and sees the
+    latest commit); `close` gives them back."""
 
-    def __init__(self, engine: AsyncEngine, keep: int = 4) -> None:
+    def __init__(self, engine: AsyncEngine, keep: int) -> None:
         self._engine = engine
         self._keep = keep
         self._idle: list[Any] = []  # PoolProxiedConnection
@@ -309,7 +319,7 @@ class SqliteReaders:
             self._idle.append(pooled)
 
     async def close(self) -> None:
-        """Give the kept connections back to the pool (before it is disposed); a read in
+        """Give the kept connections back to the pool (before it is disposed); a call in
         flight gives its own back when it ends."""
         self._closed = True
         idle, self._idle = self._idle, []

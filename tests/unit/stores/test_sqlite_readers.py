@@ -1,6 +1,8 @@
 """SQLite's single-statement driver reads (`SqlConnections._read_driver`: the turn's
-conversation read, the path walk, the checkpoint list) run on connections the store keeps
-(`sql_driver.SqliteReaders`), not on a pool checkout per read."""
+conversation read, the path walk, the checkpoint list) and its driver-level write
+transactions (`SqlConnections._sqlite_write`: the turn's append, checkpoints) run on
+connections the store keeps (`sql_driver.KeptSqliteConnections`), not on a pool checkout
+per call."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from sqlalchemy import event
 
 from app.domain import utcnow
 from app.stores.sql import SqlStore
-from tests.contract.builders import conversation, grow
+from tests.contract.builders import append, chain, conversation, grow
 
 
 @pytest.fixture
@@ -67,7 +69,7 @@ async def test_concurrent_reads_beyond_the_kept_ones_use_the_pool_and_end_kept(
     )
     assert all(r is not None and r.id == conv.id for r in results)
     pool: Any = store.engine.sync_engine.pool
-    assert pool.checkedout() == 4  # SqliteReaders' keep: the others went back
+    assert pool.checkedout() == 4  # the readers' keep: the others went back
     await store.close()
     assert pool.checkedout() == 0  # close gave the kept ones back
 
@@ -82,3 +84,38 @@ async def test_a_failed_read_gives_its_connection_back_to_the_pool(store: SqlSto
             await driver.execute_fetchall("SELECT * FROM no_such_table")
     assert pool.checkedout() == 0
     assert (await store.get_conversation(conv.id, now=utcnow())) is not None
+
+
+async def test_repeated_appends_check_nothing_out_of_the_pool(store: SqlStore) -> None:
+    conv, msgs = await grow(store, await store.create_conversation(conversation()), 1)
+    checkouts = _checkouts(store)
+    for _ in range(10):
+        msgs = chain(conv, msgs[-1], 2)
+        conv = await append(store, conv, msgs)
+    assert checkouts == []
+    got = await store.get_conversation(conv.id, now=utcnow())
+    assert got is not None and got.message_count == 21 == conv.message_count
+
+
+async def test_a_failed_write_gives_its_connection_back_and_the_next_one_writes(
+    store: SqlStore,
+) -> None:
+    conv, msgs = await grow(store, await store.create_conversation(conversation()), 1)
+    await store.get_conversation(conv.id, now=utcnow())
+    pool: Any = store.engine.sync_engine.pool
+    kept = pool.checkedout()
+    assert kept == 2  # a reader and the writer
+
+    def fails(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE conversations SET version = version + 100")
+        raise sqlite3.IntegrityError("boom")
+
+    with pytest.raises(sqlite3.IntegrityError):
+        async with store._sqlite_write() as writer:
+            await writer.transaction(fails)
+    assert pool.checkedout() == kept - 1  # back to the pool, rolled back
+    got = await store.get_conversation(conv.id, now=utcnow())
+    assert got is not None and got.version == conv.version
+    conv = await append(store, conv, chain(conv, msgs[-1], 1))
+    assert conv.message_count == 2
+    assert pool.checkedout() == kept
