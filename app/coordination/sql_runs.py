@@ -111,7 +111,8 @@ class SqlRunLog(RunLog):
         sole_instance: bool = False,
         write_lock: asyncio.Lock | None = None,
     ) -> None:
-        self._sql = SqlClock(engine, write_lock=write_lock)
+        # the run records' writes (creation, end) keep their SQLite connection: `close`
+        self._sql = SqlClock(engine, write_lock=write_lock, keep_writer=True)
         self._retention_s = retention_s
         self._record_retention_s = record_retention_s
         self._max_events = max(2, max_events)
@@ -503,6 +504,7 @@ class SqlRunLog(RunLog):
         await self._heartbeat.close()
         if self._listener is not None:
             await self._listener.close()
+        await self._sql.close()  # after the batch's last write
 
 
 async def _offer_outcome(step: Awaitable[tuple[RunEvent, Any]]) -> tuple[bool, int | None]:
