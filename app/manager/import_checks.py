@@ -1,13 +1,14 @@
 """What an import checks against this service before anything is stored (`importer`):
 the document's context items within the limits of items added over HTTP, every media
 record its parts and items name being one of the importing user's, and at most
-`MAX_TOOL_CALLS` tool calls on one message. Each problem is reported at its location,
-with the document's others (a 422), and nothing is stored.
+`MAX_TOOL_CALLS` tool calls on one message, each with an id of its own. Each problem is
+reported at its location, with the document's others (a 422), and nothing is stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from app.domain import Message
 from app.domain.context_item import ContextItem
@@ -95,11 +96,27 @@ class ImportChecks:
 
 
 def tool_call_problems(messages: Sequence[Message]) -> list[Problem]:
-    return [
-        {
-            "loc": ["body", "messages", m.id, "tool_calls"],
-            "msg": f"{len(m.tool_calls)} tool calls: more than {MAX_TOOL_CALLS} on one message",
-        }
-        for m in messages
-        if len(m.tool_calls) > MAX_TOOL_CALLS
-    ]
+    """At most `MAX_TOOL_CALLS` calls on one message, no call id twice among them: a
+    provider refuses a history with a repeated tool call id (every later turn a
+    `provider_error`), and the tool loop answers the calls by id. (A tool message answering
+    a call already answered on its path: `import_tool_rule`.)"""
+    problems: list[Problem] = []
+    for m in messages:
+        loc: list[Any] = ["body", "messages", m.id, "tool_calls"]
+        if len(m.tool_calls) > MAX_TOOL_CALLS:
+            problems.append(
+                {
+                    "loc": loc,
+                    "msg": f"{len(m.tool_calls)} tool calls: more than {MAX_TOOL_CALLS} "
+                    "on one message",
+                }
+            )
+        seen: set[str] = set()
+        for call in m.tool_calls:
+            if call.id in seen:
+                problems.append(
+                    {"loc": loc, "msg": f"tool call id {call.id!r} given twice on one message"}
+                )
+                break
+            seen.add(call.id)
+    return problems
