@@ -60,11 +60,13 @@ class SqlCoordinator(Coordinator):
         max_records: int = 10_000,
         write_lock: asyncio.Lock | None = None,
         primed_connections: int = 1,
+        call_timeout_s: float | None = None,
     ) -> None:
         """`write_lock`: the store's (`StateStore.sql_write_lock`): on SQLite the
         coordinator's write transactions queue behind the store's (`SqlClock`).
         `primed_connections`: how many pool connections `warm_up` opens on PostgreSQL
-        (at most the pool's size, or it would wait for itself)."""
+        (at most the pool's size, or it would wait for itself). `call_timeout_s`: the
+        bound of each PostgreSQL driver statement (`sql_driver.call_timeout_s`)."""
         from app.coordination.sql_idempotency import SqlIdempotencyKeys
         from app.coordination.sql_locks import SqlLeaseLocks
         from app.coordination.sql_runs import SqlRunLog
@@ -72,7 +74,7 @@ class SqlCoordinator(Coordinator):
         self._engine = engine
         self._primed = max(1, primed_connections)
         shared = engine.dialect.name == "postgresql"
-        self._leases = SqlLeaseLocks(engine) if shared else None
+        self._leases = SqlLeaseLocks(engine, call_timeout_s=call_timeout_s) if shared else None
         self._runs = SqlRunLog(
             engine,
             retention_s=event_retention_s,
@@ -80,6 +82,7 @@ class SqlCoordinator(Coordinator):
             max_records=max_records,
             sole_instance=not shared,
             write_lock=write_lock,
+            call_timeout_s=call_timeout_s,
         )
         keys = SqlIdempotencyKeys(engine, write_lock=write_lock)
         super().__init__(self._leases or MemoryTurnLocks(), keys, self._runs)
@@ -138,6 +141,8 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
     if is_redis_url(settings.state_url):
         return _fanned_out(_redis(settings.state_url, settings), settings)
     if store.capabilities.sql_coordination:
+        from app.stores.sql_driver import call_timeout_s as pg_call_timeout_s
+
         engine = store.sql_engine()
         log.info("coordination: in the %s database", engine.dialect.name)
         limit = store.connection_limit()
@@ -155,6 +160,7 @@ def build_coordinator(settings: Settings, store: StateStore) -> Coordinator:
             max_records=settings.run_records_max,
             write_lock=store.sql_write_lock(),
             primed_connections=primed_connections(settings, store),
+            call_timeout_s=pg_call_timeout_s(settings.store_timeout_s),
         )
         # on SQLite the events are in process memory already (one serving process)
         shared = engine.dialect.name == "postgresql"

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.stores.sql_driver import (
     KeptSqliteConnections,
     SqliteWriter,
-    pooled_postgres_driver,
+    bounded_postgres_driver,
     sqlite_writer,
 )
 from app.stores.sql_engine import WRITE_OPTION
@@ -43,10 +43,13 @@ class SqlClock:
         *,
         write_lock: asyncio.Lock | None = None,
         keep_writer: bool = False,
+        call_timeout_s: float | None = None,
     ) -> None:
         """`keep_writer` (SQLite): `sqlite_write` keeps its connection between writes
         (`sql_driver.KeptSqliteConnections`, one: they queue on the write lock) instead of
-        a pool checkout per write (~32 us of CPU); the owner then calls `close`."""
+        a pool checkout per write (~32 us of CPU); the owner then calls `close`.
+        `call_timeout_s`: the bound of one PostgreSQL driver statement
+        (`postgres_statement`; `sql_driver.call_timeout_s` of `PARLEY_STORE_TIMEOUT_S`)."""
         name = engine.dialect.name
         if name not in ("postgresql", "sqlite"):
             raise ValueError(f"SQL coordination needs PostgreSQL or SQLite, not {name!r}")
@@ -55,6 +58,7 @@ class SqlClock:
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._write_lock = write_lock
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.call_timeout_s = call_timeout_s
         self._kept = (
             KeptSqliteConnections(engine, keep=1) if keep_writer and not self.postgres else None
         )
@@ -93,10 +97,11 @@ class SqlClock:
     @asynccontextmanager
     async def postgres_statement(self) -> AsyncIterator[Any]:
         """PostgreSQL: the asyncpg connection for one self-contained statement run on the
-        driver, in autocommit (`sql_driver.pooled_postgres_driver`)."""
+        driver, in autocommit, bounded by `call_timeout_s`
+        (`sql_driver.bounded_postgres_driver`)."""
         if not self.postgres:
             raise RuntimeError("postgres_statement() is for PostgreSQL")
-        async with pooled_postgres_driver(self.reader) as driver:
+        async with bounded_postgres_driver(self.reader, self.call_timeout_s) as driver:
             yield driver
 
     def now(self) -> sa.ColumnElement[Any]:

@@ -65,7 +65,7 @@ from app.stores.sql_driver import (
     ASYNC_COMMIT,
     RenderedStatement,
     WarmStatement,
-    pooled_postgres_driver,
+    bounded_postgres_driver,
     postgres_rowcount,
     prepare_on,
     prepare_on_connect,
@@ -86,8 +86,10 @@ class SqlLeaseBackend(LeaseBackend):
     """Its statements are built once, with bind parameters (building and cache-keying
     them per call cost more than running them: py-spy, PostgreSQL turns)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, call_timeout_s: float | None = None) -> None:
+        """`call_timeout_s`: the bound of one driver statement (`_one_driver`)."""
         self._engine = engine
+        self._call_timeout_s = call_timeout_s
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         name = engine.dialect.name
         if name not in ("postgresql", "sqlite"):
@@ -174,10 +176,10 @@ class SqlLeaseBackend(LeaseBackend):
     @asynccontextmanager
     async def _one_driver(self) -> AsyncIterator[Any]:
         """PostgreSQL: asyncpg itself for one statement in autocommit, its connection
-        checked out without SQLAlchemy's `Connection` (`sql_driver.pooled_postgres_driver`)."""
-        with unavailable_on_connection_errors():
-            async with pooled_postgres_driver(self._engine) as driver:
-                yield driver
+        checked out without SQLAlchemy's `Connection`, bounded by `call_timeout_s`
+        (`sql_driver.bounded_postgres_driver`)."""
+        async with bounded_postgres_driver(self._engine, self._call_timeout_s) as driver:
+            yield driver
 
     # "now", "now + lease" and the clock in µs: the server's on PostgreSQL, bound values
     # (`_times`) on SQLite
@@ -299,8 +301,14 @@ class SqlLeaseLocks(LeaseLocks):
     """`TurnLocks` shared through the database behind `engine` (see the module docstring).
     Pass the SQL store's engine (`SqlStore.engine`, after `open()`, which migrates)."""
 
-    def __init__(self, engine: AsyncEngine, timing: LeaseTiming | None = None) -> None:
-        self._sql_backend = SqlLeaseBackend(engine)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        timing: LeaseTiming | None = None,
+        *,
+        call_timeout_s: float | None = None,
+    ) -> None:
+        self._sql_backend = SqlLeaseBackend(engine, call_timeout_s=call_timeout_s)
         super().__init__(self._sql_backend, timing or SQL_TIMING)
 
     async def prepare(self, conn: AsyncConnection) -> None:

@@ -110,9 +110,12 @@ class SqlRunLog(RunLog):
         wake_s: float = 2.0,
         sole_instance: bool = False,
         write_lock: asyncio.Lock | None = None,
+        call_timeout_s: float | None = None,
     ) -> None:
         # the run records' writes (creation, end) keep their SQLite connection: `close`
-        self._sql = SqlClock(engine, write_lock=write_lock, keep_writer=True)
+        self._sql = SqlClock(
+            engine, write_lock=write_lock, keep_writer=True, call_timeout_s=call_timeout_s
+        )
         self._retention_s = retention_s
         self._record_retention_s = record_retention_s
         self._max_events = max(2, max_events)

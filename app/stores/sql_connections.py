@@ -23,7 +23,8 @@ from app.stores.sql_checkpoints import CheckpointsRead, checkpoints_read
 from app.stores.sql_driver import (
     KeptSqliteConnections,
     SqliteWriter,
-    pooled_postgres_driver,
+    bounded_postgres_driver,
+    call_timeout_s,
     prepare_on,
     prepare_on_connect,
     sqlite_writer,
@@ -44,10 +45,6 @@ from app.stores.sql_hot import ConversationRead, conversation_read
 from app.stores.sql_hot_append import postgres_hot_statements
 from app.stores.sql_hot_path import PathRead, path_read
 
-# SQLAlchemy closes an invalidated asyncpg connection "gracefully" for up to 2 s
-# (`close(timeout=2)` in its asyncpg adapter) before terminating it.
-GRACEFUL_CLOSE_S = 2.0
-
 
 class SqlConnections(StateStore):
     def __init__(
@@ -61,8 +58,9 @@ class SqlConnections(StateStore):
     ) -> None:
         """`timeout_s` (`PARLEY_STORE_TIMEOUT_S`) bounds every call on PostgreSQL (pool
         wait, connect, statements: a black-holed server is a 503, not a hang). The call
-        is cut `GRACEFUL_CLOSE_S` before 90 % of it, because SQLAlchemy then gives the
-        abandoned connection that long to close; connecting alone gets half the cut.
+        is cut `sql_driver.GRACEFUL_CLOSE_S` before 90 % of it (`call_timeout_s`),
+        because SQLAlchemy then gives the abandoned connection that long to close;
+        connecting alone gets half the cut.
         SQLite (a local file, where cancelling a write midway is worse than waiting)
         keeps its busy timeout. `idle_ping_s`: PostgreSQL connections idle longer than
         this are pinged before use (`app.stores.sql_engine._ping_idle_connections`).
@@ -111,7 +109,7 @@ class SqlConnections(StateStore):
         if path is not None:
             with unavailable_on_connection_errors():  # OSError: the path is unusable
                 await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        call_s = max(self._timeout_s * 0.9 - GRACEFUL_CLOSE_S, self._timeout_s * 0.45)
+        call_s = call_timeout_s(self._timeout_s)
         engine = create_engine(
             self._url, connect_timeout_s=call_s / 2, idle_ping_s=self._idle_ping_s, **self._pool
         )
@@ -200,12 +198,8 @@ class SqlConnections(StateStore):
         bounded like every call."""
         if self._traits.single_writer:
             raise RuntimeError("SQLite writes take the write lock: use _sqlite_write()")
-        with unavailable_on_connection_errors():
-            async with (
-                asyncio.timeout(self._call_timeout_s),
-                pooled_postgres_driver(self.engine) as driver,
-            ):
-                yield driver
+        async with bounded_postgres_driver(self.engine, self._call_timeout_s) as driver:
+            yield driver
 
     @asynccontextmanager
     async def _postgres_transaction(self) -> AsyncIterator[Any]:

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import await_, greenlet_spawn
 
 from app.errors import StoreUnavailable
+from app.stores.sql_engine import unavailable_on_connection_errors
 
 log = logging.getLogger("parley.stores.sql")
 
@@ -125,6 +126,32 @@ async def pooled_postgres_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
             raise
     finally:
         await greenlet_spawn(pooled.close)
+
+
+# SQLAlchemy closes an invalidated asyncpg connection "gracefully" for up to 2 s
+# (`close(timeout=2)` in its asyncpg adapter) before terminating it.
+GRACEFUL_CLOSE_S = 2.0
+
+
+@asynccontextmanager
+async def bounded_postgres_driver(
+    engine: AsyncEngine, timeout_s: float | None
+) -> AsyncIterator[Any]:
+    """`pooled_postgres_driver`, checkout and statements bounded by `timeout_s` (the
+    store's and the coordination's one copy of it: `SqlConnections._postgres_one`,
+    `SqlClock.postgres_statement`, `SqlLeaseBackend._one_driver`): a link that stalls
+    (packets silently dropped) is `StoreUnavailable` within the bound, not a hang. A
+    statement given up on may still run on the server later (its bytes were sent):
+    callers whose statement takes a lock undo it token-checked (`LeaseLocks`)."""
+    with unavailable_on_connection_errors():
+        async with asyncio.timeout(timeout_s), pooled_postgres_driver(engine) as driver:
+            yield driver
+
+
+def call_timeout_s(store_timeout_s: float) -> float:
+    """The bound of one PostgreSQL call (checkout + statement) for `PARLEY_STORE_TIMEOUT_S`:
+    under it with room for a graceful close, so the request still answers in time."""
+    return max(store_timeout_s * 0.9 - GRACEFUL_CLOSE_S, store_timeout_s * 0.45)
 
 
 def postgres_rowcount(status: str) -> int:
