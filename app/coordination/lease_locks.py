@@ -28,6 +28,20 @@ giving up lives here, once, so Redis and SQL locks behave the same:
   so the local queue is never overtaken; the try holds the gate as a waiter would, and an
   outcome that is unknown (the step failed) or whose caller was cancelled ends with the
   lock released (token-checked), as a cancelled `acquire` does.
+* **late landings**: a step whose outcome is unknown (an acquisition, or an offer's run
+  creation, that timed out client-side: `StoreUnavailable`) may still run on the server
+  afterwards, its bytes having been sent (a stalled link delivers them later; closing
+  the socket does not take them back). Its lock would then be held by a token nobody
+  renews or releases: the conversation blocked for a whole lease. So the token-checked
+  release is made at once and then again `LATE_UNDO_DELAYS_S` later (0.1 s doubling, up
+  to ~13 s, past one lease), stopping at the first that deletes the lock (it had
+  landed). No clock is compared (the alternative, a deadline the step checks against
+  the server's clock, trusts the instance's clock to agree with the server's within a
+  margin: a skew past it would refuse every step, or let late ones through), and a
+  token-checked release is harmless at any time (the token is this try's alone, so it
+  never deletes a lease anyone else holds). A step landing later than the schedule
+  blocks the conversation at most one lease, as a crashed holder does. `close()` stops
+  the schedule.
 * **stamps** (`TurnLocks.stamp`) without a round trip. The backend keeps, per
   conversation, a counter `seq` bumped by every acquisition and returned by it (it survives
   releases). A lease of this process whose release deleted it (still ours: nobody took the
@@ -62,6 +76,10 @@ from app.coordination.retry import Backoff
 from app.errors import ConversationBusy
 
 log = logging.getLogger("parley.coordination.locks")
+
+# after an unknown outcome, the token-checked release is tried again these many seconds
+# apart (module docstring, *late landings*): ~12.7 s in all, past a lease
+LATE_UNDO_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 
 
 @dataclass(frozen=True)
@@ -243,6 +261,7 @@ class LeaseLocks(TurnLocks):
         self._stamps: OrderedDict[str, int] = OrderedDict()
         self._max_stamps = max_stamps
         self._background: set[asyncio.Task[None]] = set()
+        self._late_undos: set[asyncio.Task[None]] = set()
 
     async def acquire(self, conversation_id: str, run_id: str, *, wait_s: float) -> TurnLease:
         lease_id = LeaseId(conversation_id, run_id, secrets.token_hex(16))
@@ -317,10 +336,33 @@ class LeaseLocks(TurnLocks):
 
     async def _undo_offer(self, lease: LeaseId, gate: _Gate) -> None:
         try:
-            with contextlib.suppress(Exception):
-                await self.backend.release(lease)
+            await self._undo_unknown(lease)
         finally:
             self._free_gate(lease.conversation_id, gate)
+
+    async def _undo_unknown(self, lease: LeaseId) -> None:
+        """A step whose outcome is unknown: released now (token-checked), and again on the
+        late-landing schedule unless this release found it (module docstring)."""
+        deleted = False
+        with contextlib.suppress(Exception):
+            deleted = await self.backend.release(lease)
+        if not deleted:
+            task = asyncio.get_running_loop().create_task(self._undo_late(lease))
+            self._late_undos.add(task)
+            task.add_done_callback(self._late_undos.discard)
+
+    async def _undo_late(self, lease: LeaseId) -> None:
+        for delay in LATE_UNDO_DELAYS_S:
+            await asyncio.sleep(delay)
+            with contextlib.suppress(Exception):
+                if await self.backend.release(lease):
+                    log.warning(
+                        "a turn lock try of conversation %s (run %s) landed after its "
+                        "caller gave up on it; released",
+                        lease.conversation_id,
+                        lease.run_id,
+                    )
+                    return
 
     async def _abandoned(
         self,
@@ -357,6 +399,8 @@ class LeaseLocks(TurnLocks):
         for lease in list(self._leases):
             lease._renewal.cancel()
         self._leases.clear()
+        for task in list(self._late_undos):
+            task.cancel()
         if self._background:  # releases in flight; bounded, as the backend may be down
             await asyncio.wait(list(self._background), timeout=min(5.0, self.timing.lease_s))
 
@@ -370,6 +414,9 @@ class LeaseLocks(TurnLocks):
         except asyncio.CancelledError:
             self._spawn(self._undo(attempt, lease))
             raise
+        except Exception:  # unknown outcome (a timeout): it may land late
+            self._spawn(self._undo_unknown(lease))
+            raise
 
     async def _undo(self, attempt: asyncio.Future[Attempt], lease: LeaseId) -> None:
         try:
@@ -377,8 +424,7 @@ class LeaseLocks(TurnLocks):
         except Exception:
             acquired = True  # unknown outcome: delete in case it landed (token-checked)
         if acquired:
-            with contextlib.suppress(Exception):
-                await self.backend.release(lease)
+            await self._undo_unknown(lease)
 
     def _hold(
         self, lease_id: LeaseId, gate: _Gate | None, sent_at: float, seq: int | None
