@@ -30,16 +30,9 @@ On PostgreSQL a turn's first attempt rides with its run's creation, in the state
 creates it (`acquire_step`, `sql_run_create.creating_with`, `TurnLocks.offer`): one round
 trip per turn less.
 
-On PostgreSQL the acquisition commits asynchronously (`sql_driver.ASYNC_COMMIT`: it does
-not wait for its WAL flush; renewals and releases still do). What a lease protects is
-written by synchronous commits after it (the turn's messages, its end with the release),
-which flush it first; only a server crash before them can lose it, and then the holder's
-connections are gone with it: its renewal finds the row not its own (the lease is lost,
-as after an expiry) while another instance may take the lock, and the store's head
-compare-and-set still lets only one of their commits in (as with a Redis failover). The
-acquisition counter can then go back only over acquisitions under which nothing was
-committed (a commit would have flushed them), so a stamp still never passes for a
-conversation read that missed a turn.
+Every lease statement commits synchronously: the acquisition carries the run's creation
+when it rides with it (`sql_run_create`), whose loss in a server crash would leave a run
+whose end cannot be written.
 
 Rows stay (free or expired) until the conversation is locked again, which takes them over
 in place: the table holds at most one row per conversation ever locked.
@@ -62,7 +55,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
 from app.coordination.sql_run_create import creating_with
 from app.stores.sql_driver import (
-    ASYNC_COMMIT,
     RenderedStatement,
     WarmStatement,
     bounded_postgres_driver,
@@ -124,7 +116,6 @@ class SqlLeaseBackend(LeaseBackend):
         self._acquire_or_holder = sa.select(
             sa.select(taken.c.seq).scalar_subquery(),
             self._holder_of.scalar_subquery(),
-            sa.literal_column(ASYNC_COMMIT),  # (module docstring)
         )
         # only while unexpired: a renewal that arrives after the expiry (a partition
         # healed late) must not re-extend a lease its holder already counts as lost, or
@@ -222,7 +213,7 @@ class SqlLeaseBackend(LeaseBackend):
         if self._driver:
             acquire, holder_of = self._driver["acquire"], self._driver["holder_of"]
             async with self._one_driver() as driver:
-                seq, holder, _ = await driver.fetchrow(acquire.sql, *acquire.args(params))
+                seq, holder = await driver.fetchrow(acquire.sql, *acquire.args(params))
                 if seq is not None:
                     return Attempt(True, seq=int(seq))
                 if holder is None:  # the row appeared after this statement's snapshot

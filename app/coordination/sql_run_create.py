@@ -4,13 +4,13 @@ try at its turn lock (`creating_with`, `SqlLeaseBackend.acquire_step`: one round
 instead of two per turn).
 
 The record and the event are data-modifying CTEs (the event's foreign key is checked at
-the statement's end, when the record is in). The statement commits asynchronously
-(`sql_driver.ASYNC_COMMIT`): the run has committed nothing yet, and its next write (the
-turn lease, its messages, its end) is a synchronous commit that flushes this one first.
-Only a server crash in between (within `wal_writer_delay`, the WAL writer flushes it too)
-loses the record, with a run that cannot commit (its connections are gone): it ends
-failed, known to this instance (`RunEndRecorder.pending`) and unknown elsewhere. A
-statement it rides ahead of decides its own commit (the lease's is asynchronous as well).
+the statement's end, when the record is in). The statement commits synchronously, and so
+does the lease statement that rides with it: an asynchronous creation lost in a server
+crash (this process lives on, its pool reconnects, the turn's messages still commit) left
+a run whose end could never be written (the end batch updates the record and inserts the
+terminal event, whose foreign key refuses it), retried until shutdown (second reviewer
+R2-1). Events before the terminal one still commit asynchronously (`sql_event_writer`):
+their loss leaves a gap in the log, never an end that cannot land.
 
 No `pg_notify`: no follower can wait for a run that does not exist yet (one that reads no
 record gives up, `SqlRunLog._follow_rows`), and every instance's listener, this one's
@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 
 from app.coordination.base import RunRecord
-from app.stores.sql_driver import ASYNC_COMMIT
 
 # $1 run id, $2 owner, $3 record JSON, $4 event type, $5 event JSON, $6 conversation id
 CREATE_PARAMS = 6
@@ -37,7 +36,7 @@ _CREATE_CTES = """created AS (
     )"""
 CREATE_WITH_EVENT = f"""
     WITH {_CREATE_CTES}
-    SELECT {ASYNC_COMMIT}
+    SELECT 1
 """
 
 _PARAM = re.compile(r"\$(\d+)")

@@ -80,7 +80,7 @@ async def engine(pg_url: str) -> AsyncIterator[Any]:
         yield await sql_engine(stack, pg_url)
 
 
-async def test_a_runs_creation_and_its_events_commit_asynchronously_its_end_does_not(
+async def test_a_runs_events_commit_asynchronously_its_creation_and_end_do_not(
     engine: Any,
 ) -> None:
     runs = SqlRunLog(engine)
@@ -94,7 +94,8 @@ async def test_a_runs_creation_and_its_events_commit_asynchronously_its_end_does
             update={"run": record.run.model_copy(update={"status": RunStatus.completed})}
         )
         await runs.save_and_publish(done, "run.completed", {})
-    assert _mode_of(seen, "INSERT INTO run_records") == ["off"]  # the creation
+    # the creation is synchronous: lost in a crash, its end could never be written (R2-1)
+    assert _mode_of(seen, "INSERT INTO run_records") == ["on"]
     batches = _mode_of(seen, "INSERT INTO run_events (run_id, seq, type, data) SELECT")
     assert batches == ["off", "on"], seen  # the events, then the end with its event
     other = SqlRunLog(engine)
@@ -132,7 +133,7 @@ async def test_the_turns_append_commits_synchronously(pg_url: str) -> None:
         await store.close()
 
 
-async def test_a_lease_is_taken_asynchronously_renewed_and_released_synchronously(
+async def test_a_lease_is_taken_renewed_and_released_synchronously(
     engine: Any,
 ) -> None:
     locks = SqlLeaseBackend(engine)
@@ -144,7 +145,7 @@ async def test_a_lease_is_taken_asynchronously_renewed_and_released_synchronousl
         assert not busy.acquired and busy.holder == "run-1"
         assert await locks.renew(lease, 10.0)
         assert await locks.release(lease)
-    assert _mode_of(seen, "INSERT INTO turn_leases") == ["off", "off"]
+    assert _mode_of(seen, "INSERT INTO turn_leases") == ["on", "on"]
     assert _mode_of(seen, "UPDATE turn_leases SET expires_at") == ["on"]  # the renewal
     assert _mode_of(seen, "UPDATE turn_leases SET token") == ["on"]  # the release
     again = await locks.try_acquire(LeaseId("conv-async", "run-3", "tok-3"), 10.0)
