@@ -1,8 +1,8 @@
 """Turn locks held as renewable leases in a shared backend (Redis, SQL).
 
-The backend (`LeaseBackend`) only knows four one-round-trip operations on a lease record
-`(conversation_id -> run_id, token, expiry)`; everything about waiting, renewing and
-giving up lives here, once, so Redis and SQL locks behave the same:
+The backend (`LeaseBackend`, lease_backend.py) only knows four one-round-trip operations
+on a lease record `(conversation_id -> run_id, token, expiry)`; everything about waiting,
+renewing and giving up lives here, once, so Redis and SQL locks behave the same:
 
 * **acquire** with `wait_s == 0` tries once. With `wait_s > 0`, waiters of *this* process
   first queue FIFO on a local `asyncio.Lock` per conversation (the "gate"), so only the
@@ -65,13 +65,13 @@ import contextlib
 import logging
 import secrets
 import time
-from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.coordination.base import LeaseOffer, LeaseRelease, TurnLease, TurnLocks
+from app.coordination.lease_backend import Attempt, LeaseBackend, LeaseId, LeaseTiming
 from app.coordination.retry import Backoff
 from app.errors import ConversationBusy
 
@@ -80,76 +80,6 @@ log = logging.getLogger("parley.coordination.locks")
 # after an unknown outcome, the token-checked release is tried again these many seconds
 # apart (module docstring, *late landings*): ~12.7 s in all, past a lease
 LATE_UNDO_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
-
-
-@dataclass(frozen=True)
-class LeaseId:
-    """Who holds (or wants) a conversation's lock; `token` is unique per acquisition."""
-
-    conversation_id: str
-    run_id: str
-    token: str
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """What one acquisition attempt found: `acquired`, else the `holder`'s run id; `seq`,
-    when acquired, the conversation's acquisition counter after it (module docstring,
-    *stamps*; None from a backend that keeps none)."""
-
-    acquired: bool
-    holder: str | None = None
-    seq: int | None = None
-
-
-class LeaseBackend(ABC):
-    """The shared half of lease locks: each call is one atomic backend operation.
-
-    Unreachable-backend errors are raised as `app.errors.StoreUnavailable`."""
-
-    @abstractmethod
-    async def try_acquire(self, lease: LeaseId, lease_s: float) -> Attempt:
-        """Take the lock if it is free or expired (and bump its counter); else say who
-        holds it."""
-
-    @abstractmethod
-    async def renew(self, lease: LeaseId, lease_s: float) -> bool:
-        """Extend the lease if it is still ours and unexpired; False if the token is gone
-        or the lease expired (even if nobody took it since: its holder counts it lost)."""
-
-    @abstractmethod
-    async def release(self, lease: LeaseId) -> bool:
-        """Free the lock if the lease is still ours (True), leaving its counter as is."""
-
-    @abstractmethod
-    async def holder(self, conversation_id: str) -> str | None:
-        """The run id of the current (unexpired) holder."""
-
-    def acquire_step(
-        self, lease: LeaseId, lease_s: float, client: object
-    ) -> tuple[list[str], list[str | int]] | None:
-        """`try_acquire` as the keys and arguments of a `LeaseOffer` on `client`, when this
-        backend is that client's (`TurnLocks.offer`); else None."""
-        return None
-
-    def release_key(self, lease: LeaseId, client: object) -> tuple[str, str] | None:
-        """`release` as the (key, value) of a `LeaseRelease` on `client`, when this
-        backend is that client's (`TurnLease.take_release`); else None."""
-        return None
-
-
-@dataclass(frozen=True)
-class LeaseTiming:
-    """lease_s: how long a lease outlives its holder's last renewal (crash recovery time).
-    poll_min_s / poll_max_s: backoff bounds of a waiter polling the backend."""
-
-    lease_s: float = 10.0
-    poll_min_s: float = 0.005
-    poll_max_s: float = 0.05
-
-    @property
-    def renew_every_s(self) -> float:
-        return self.lease_s / 3
 
 
 @dataclass

@@ -18,7 +18,7 @@ run shares a hash tag, so each script touches a single cluster slot):
 from __future__ import annotations
 
 from app.coordination.base import Coordinator
-from app.coordination.lease_locks import LeaseTiming
+from app.coordination.lease_backend import LeaseTiming
 from app.coordination.redis_client import RedisClients, RedisOptions, connect, unavailable
 from app.coordination.redis_idempotency import RedisIdempotencyKeys
 from app.coordination.redis_locks import RedisTurnLocks

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.coordination.lease_backend import Attempt, LeaseBackend, LeaseId, LeaseTiming
+from app.coordination.lease_locks import LeaseLocks
 from app.coordination.redis_client import RedisClient, unavailable
 
 SEQ_TTL_S = 7 * 86400.0

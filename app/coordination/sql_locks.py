@@ -52,7 +52,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.coordination.lease_backend import Attempt, LeaseBackend, LeaseId, LeaseTiming
+from app.coordination.lease_locks import LeaseLocks
 from app.coordination.sql_run_create import creating_with
 from app.stores.sql_driver import (
     RenderedStatement,

@@ -32,7 +32,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 
 from app.coordination.base import IdempotencyKeys, RunLog, TurnLocks
-from app.coordination.lease_locks import LeaseTiming
+from app.coordination.lease_backend import LeaseTiming
 from app.coordination.memory import MemoryRunLog
 from app.coordination.memory_idempotency import MemoryIdempotencyKeys
 from app.coordination.memory_locks import MemoryTurnLocks

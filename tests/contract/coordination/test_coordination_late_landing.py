@@ -17,7 +17,8 @@ import pytest
 
 from app.coordination.base import Coordinator
 from app.coordination.factory import SqlCoordinator
-from app.coordination.lease_locks import Attempt, LeaseId, LeaseLocks
+from app.coordination.lease_backend import Attempt, LeaseId
+from app.coordination.lease_locks import LeaseLocks
 from app.coordination.redis_runs import RedisRunLog
 from app.coordination.sql_runs import SqlRunLog
 from app.errors import StoreUnavailable

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from app.coordination.base import TurnLocks
-from app.coordination.lease_locks import LeaseTiming
+from app.coordination.lease_backend import LeaseTiming
 from tests.contract.coordination.conftest import LocksEnv
 
 STAMPING = ("memory", "redis", "redis-cluster", "sql-sqlite", "sql-postgres")

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from app.coordination.base import TurnLease
-from app.coordination.lease_locks import LeaseLocks, LeaseTiming
+from app.coordination.lease_backend import LeaseTiming
+from app.coordination.lease_locks import LeaseLocks
 from app.errors import ConversationBusy
 from tests.contract.coordination.conftest import LocksEnv
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.coordination.base import IdempotencyRecord
-from app.coordination.lease_locks import LeaseTiming
+from app.coordination.lease_backend import LeaseTiming
 from app.coordination.redis import redis_coordinator
 from app.errors import StoreUnavailable
 from tests.contract.cluster import RedisServer, redis_server

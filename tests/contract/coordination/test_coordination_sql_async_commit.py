@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from app.coordination.base import RunRecord
-from app.coordination.lease_locks import LeaseId
+from app.coordination.lease_backend import LeaseId
 from app.coordination.sql_locks import SqlLeaseBackend
 from app.coordination.sql_runs import SqlRunLog
 from app.domain import Run, RunStatus, Usage, utcnow

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from app.coordination.lease_locks import Attempt, LeaseBackend, LeaseId, LeaseLocks, LeaseTiming
+from app.coordination.lease_backend import Attempt, LeaseBackend, LeaseId, LeaseTiming
+from app.coordination.lease_locks import LeaseLocks
 from app.errors import ConversationBusy, StoreUnavailable
 
 FAST = LeaseTiming(lease_s=0.3, poll_min_s=0.005, poll_max_s=0.02)

@@ -79,7 +79,7 @@ async def test_turn_leases_run_on_the_driver_and_are_prepared(store: SqlStore) -
     asyncpg (nothing through SQLAlchemy's execution), as the Core statements did."""
     from sqlalchemy import event
 
-    from app.coordination.lease_locks import LeaseId
+    from app.coordination.lease_backend import LeaseId
     from app.coordination.sql_locks import SqlLeaseBackend
 
     engine = store.sql_engine()
