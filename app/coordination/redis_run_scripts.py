@@ -7,7 +7,27 @@ conversation's, and so run on a single server only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.coordination.redis_locks import ACQUIRE_FUNCTION
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """The keys of one run, in the order the scripts take them (KEYS[1..3])."""
+
+    meta: str
+    events: str
+    record: str
+
+    @classmethod
+    def of(cls, prefix: str, run_id: str) -> RunKeys:
+        base = f"{prefix}run:{{{run_id}}}"
+        return cls(meta=f"{base}:meta", events=f"{base}:events", record=f"{base}:record")
+
+    def all(self) -> list[str]:
+        return [self.meta, self.events, self.record]
+
 
 # KEYS: meta, events, record. ARGV: type, data, max_events, terminal (0/1),
 # events ttl ms, record ttl ms, live ttl ms. One event: publish(type, data, terminal).

@@ -25,8 +25,9 @@ instance is eventually forgotten); the terminal event sets `retention_s` on the 
 `record_retention_s` on the record and meta, so a reconnect after the events expired still
 learns the run's outcome (and gets a `run.snapshot`).
 
-`follow` reads a consistent snapshot (meta + `XRANGE` from `after + 1`) in one script,
-so "the counter says seq n was published but the stream does not start at n" is exact:
+`follow` (in `app.coordination.redis_run_follow`) reads a consistent snapshot (meta +
+`XRANGE` from `after + 1`) in one script, so "the counter says seq n was published but
+the stream does not start at n" is exact:
 that is `EventsExpired`. A run nobody knows (no record, no events) is waited for up to
 `unknown_grace_s` before `EventsExpired`: an idempotent retry landing on another instance
 gets the run id from the idempotency record a moment before the first instance creates
@@ -49,13 +50,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import TypeAdapter
 from redis.asyncio.cluster import RedisCluster
@@ -63,7 +61,6 @@ from redis.asyncio.cluster import RedisCluster
 from app.coordination import redis_run_scripts as scripts
 from app.coordination.base import (
     TERMINAL_EVENTS,
-    EventsExpired,
     RunEvent,
     RunLog,
     RunRecord,
@@ -72,42 +69,16 @@ from app.coordination.base import (
 )
 from app.coordination.redis_client import RedisClient, unavailable
 from app.coordination.redis_publish_batch import PublishBatch
+from app.coordination.redis_run_follow import RedisRunFollow
+from app.coordination.redis_run_scripts import RunKeys
 from app.coordination.retry import Backoff
 from app.domain.limits import as_utc
-from app.errors import StoreUnavailable
 from app.json_text import json_bytes
 
 log = logging.getLogger("parley.coordination.runs")
 
-_BATCH = 500
-T = TypeVar("T")
-
 _ERASE_CONCURRENCY = 32
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)  # as `RunRecord`'s JSON writes it
-
-
-@dataclass(frozen=True)
-class _Keys:
-    meta: str
-    events: str
-    record: str
-
-    @classmethod
-    def of(cls, prefix: str, run_id: str) -> _Keys:
-        base = f"{prefix}run:{{{run_id}}}"
-        return cls(meta=f"{base}:meta", events=f"{base}:events", record=f"{base}:record")
-
-    def all(self) -> list[str]:
-        return [self.meta, self.events, self.record]
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    seq: int  # last seq published (0: none yet, or the meta expired)
-    done: int  # seq of the terminal event, 0 while running
-    stream_exists: bool
-    record_exists: bool
-    events: list[RunEvent]
 
 
 class RedisRunLog(RunLog):
@@ -132,17 +103,20 @@ class RedisRunLog(RunLog):
         self._client = client
         self._prefix = prefix
         self._cancel_channel = f"{prefix}cancel"
-        self._blocking = blocking_client or client
         self._retention_ms = _ms(retention_s)
         self._record_retention_ms = _ms(max(record_retention_s, retention_s))
         self._live_ttl_ms = _ms(live_ttl_s)
         self._max_events = max_events
-        self._block_ms = _ms(block_s)
-        self._slots = asyncio.Semaphore(max_blocking_reads)
-        self._follow_outage_s = follow_outage_s
-        self._unknown_grace_s = unknown_grace_s
+        self._follower = RedisRunFollow(
+            client,
+            blocking_client or client,
+            prefix=prefix,
+            block_ms=_ms(block_s),
+            max_blocking_reads=max_blocking_reads,
+            follow_outage_s=follow_outage_s,
+            unknown_grace_s=unknown_grace_s,
+        )
         self._publish = client.register_script(scripts.PUBLISH)
-        self._read = client.register_script(scripts.READ)
         self._save = client.register_script(scripts.SAVE)
         self._create_publish = client.register_script(scripts.CREATE_PUBLISH)
         self._index = client.register_script(scripts.INDEX)
@@ -178,7 +152,7 @@ class RedisRunLog(RunLog):
     # --- records -----------------------------------------------------------------------
 
     async def create(self, record: RunRecord) -> None:
-        key = _Keys.of(self._prefix, record.run.id).record
+        key = RunKeys.of(self._prefix, record.run.id).record
         await self._add_to_index(record)
         with unavailable():
             await self._client.set(key, record.model_dump_json(), px=self._live_ttl_ms)
@@ -192,13 +166,13 @@ class RedisRunLog(RunLog):
             await self._index(keys=[index], args=[record.run.id, self._index_ttl_ms])
 
     async def save(self, record: RunRecord) -> None:
-        key = _Keys.of(self._prefix, record.run.id).record
+        key = RunKeys.of(self._prefix, record.run.id).record
         with unavailable():
             await self._save(keys=[key], args=[record.model_dump_json(), self._live_ttl_ms])
 
     async def get(self, run_id: str) -> RunRecord | None:
         with unavailable():
-            raw = await self._client.get(_Keys.of(self._prefix, run_id).record)
+            raw = await self._client.get(RunKeys.of(self._prefix, run_id).record)
         return None if raw is None else RunRecord.model_validate_json(raw)
 
     async def create_and_publish(
@@ -210,7 +184,7 @@ class RedisRunLog(RunLog):
         index = self._index_key(record.run.conversation_id)
         args = [*self._event_args(type_, data), record.model_dump_json()]
         args += [record.run.id, self._index_ttl_ms]
-        keys = [*_Keys.of(self._prefix, record.run.id).all(), index]
+        keys = [*RunKeys.of(self._prefix, record.run.id).all(), index]
         with unavailable():
             seq = await self._create_publish_indexed(keys=keys, args=args)
         return RunEvent(seq=int(seq), type=type_, data=data)
@@ -227,7 +201,7 @@ class RedisRunLog(RunLog):
             index = self._index_key(record.run.conversation_id)
             args = [*self._event_args(type_, data), record.model_dump_json()]
             args += [record.run.id, self._index_ttl_ms, *offer.args]
-            keys = [*_Keys.of(self._prefix, record.run.id).all(), index, *offer.keys]
+            keys = [*RunKeys.of(self._prefix, record.run.id).all(), index, *offer.keys]
         except BaseException:
             offer.done(False, None)  # nothing was sent
             raise
@@ -266,7 +240,7 @@ class RedisRunLog(RunLog):
         if release is None:  # a lock elsewhere: two steps
             return await super().save_and_publish_releasing(lease, record, type_, data)
         args = [*payload, release.value]
-        keys = [*_Keys.of(self._prefix, record.run.id).all(), release.key]
+        keys = [*RunKeys.of(self._prefix, record.run.id).all(), release.key]
         deleted: bool | None = None
         try:
             with unavailable():
@@ -281,7 +255,7 @@ class RedisRunLog(RunLog):
     async def publish(self, run_id: str, type_: str, data: dict[str, Any]) -> RunEvent:
         with unavailable():
             seq = await self._publish_call(
-                keys=_Keys.of(self._prefix, run_id).all(), args=self._event_args(type_, data)
+                keys=RunKeys.of(self._prefix, run_id).all(), args=self._event_args(type_, data)
             )
         return RunEvent(seq=int(seq), type=type_, data=data)
 
@@ -295,7 +269,7 @@ class RedisRunLog(RunLog):
         for t, d in rest:
             args += [t, json_bytes(d), "1" if t in TERMINAL_EVENTS else "0"]
         with unavailable():
-            seqs = await self._publish_many(keys=_Keys.of(self._prefix, run_id).all(), args=args)
+            seqs = await self._publish_many(keys=RunKeys.of(self._prefix, run_id).all(), args=args)
         return [
             RunEvent(seq=int(seq), type=t, data=d) for seq, (t, d) in zip(seqs, events, strict=True)
         ]
@@ -306,7 +280,7 @@ class RedisRunLog(RunLog):
         """`script` (`CREATE_PUBLISH` / `SAVE_PUBLISH`): the record and the event, atomic."""
         args = [*self._event_args(type_, data), record.model_dump_json()]
         with unavailable():
-            seq = await script(keys=_Keys.of(self._prefix, record.run.id).all(), args=args)
+            seq = await script(keys=RunKeys.of(self._prefix, record.run.id).all(), args=args)
         return RunEvent(seq=int(seq), type=type_, data=data)
 
     def _event_args(self, type_: str, data: dict[str, Any]) -> list[str | bytes | int]:
@@ -320,89 +294,8 @@ class RedisRunLog(RunLog):
             self._live_ttl_ms,
         ]
 
-    async def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
-        keys = _Keys.of(self._prefix, run_id)
-        last = after
-        snap = await self._snapshot(keys, last)  # fails fast: nothing was sent yet
-        grace = Backoff(0.01, 0.2)
-        deadline = time.monotonic() + self._unknown_grace_s
-        while snap.seq == 0 and not snap.record_exists:
-            # Unknown: expired long ago, or not created *yet* (an idempotent retry on
-            # another instance learns the run id before the first instance creates it).
-            if time.monotonic() >= deadline:
-                raise EventsExpired(run_id)
-            await asyncio.sleep(grace.next())
-            snap = await self._snapshot(keys, last)
-        while True:
-            if snap.done and not snap.stream_exists:
-                raise EventsExpired(run_id, last_seq=snap.seq)
-            if snap.seq > last and (not snap.events or snap.events[0].seq != last + 1):
-                raise EventsExpired(run_id, last_seq=snap.seq)
-            for event in snap.events:
-                last = event.seq
-                yield event
-                if event.type in TERMINAL_EVENTS:
-                    return
-            if snap.done and last >= snap.done:
-                return  # asked for events after the terminal one: nothing more will come
-            if len(snap.events) < _BATCH:
-                live = await self._retrying(self._block, keys, last)
-                if live:
-                    if live[0].seq != last + 1:
-                        # overtaken by trimming while blocked
-                        raise EventsExpired(run_id, last_seq=live[-1].seq)
-                    snap = _Snapshot(live[-1].seq, 0, True, True, live)
-                    continue
-            snap = await self._retrying(self._snapshot, keys, last)
-
-    async def _snapshot(self, keys: _Keys, last: int) -> _Snapshot:
-        with unavailable():
-            reply: Any = await self._read(keys=keys.all(), args=[f"{last + 1}-0", _BATCH])
-        seq, done, stream_exists, record_exists, entries = reply
-        return _Snapshot(
-            seq=int(seq),
-            done=int(done),
-            stream_exists=bool(stream_exists),
-            record_exists=bool(record_exists),
-            events=[_event(id_, _pairs(flat)) for id_, flat in entries],
-        )
-
-    async def _block(self, keys: _Keys, last: int) -> list[RunEvent]:
-        async with self._slots:
-            with unavailable():
-                reply = await self._xread(keys.events, f"{last}-1")
-        if not reply:
-            return []
-        _, entries = reply[0]
-        return [_event(id_, fields) for id_, fields in entries]
-
-    async def _xread(self, key: str, after_id: str) -> Any:
-        client = self._blocking
-        if not isinstance(client, RedisCluster):
-            return await client.xread({key: after_id}, count=_BATCH, block=self._block_ms)
-        # XREAD has "movable keys": left alone, redis-py asks a node `COMMAND GETKEYS`
-        # before every call to find the slot, which is a round trip more and breaks
-        # under concurrent followers. The stream's node is known from its key.
-        await client.initialize()  # no-op once the slot map is loaded
-        node = client.get_node_from_key(key)
-        args = ("COUNT", _BATCH, "BLOCK", self._block_ms, "STREAMS", key, after_id)
-        return await client.execute_command("XREAD", *args, target_nodes=node)
-
-    async def _retrying(
-        self, op: Callable[[_Keys, int], Awaitable[T]], keys: _Keys, last: int
-    ) -> T:
-        """Ride out a Redis outage of up to `follow_outage_s` in the middle of a follow."""
-        backoff = Backoff(0.05, 2.0)
-        down_since: float | None = None
-        while True:
-            try:
-                return await op(keys, last)
-            except StoreUnavailable:
-                now = time.monotonic()
-                down_since = down_since or now
-                if now - down_since >= self._follow_outage_s:
-                    raise
-                await asyncio.sleep(backoff.next())
+    def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
+        return self._follower.follow(run_id, after=after)
 
     # --- erasure -----------------------------------------------------------------------
 
@@ -424,7 +317,7 @@ class RedisRunLog(RunLog):
 
         async def one(run_id: str) -> int:
             async with gate:
-                keys = _Keys.of(self._prefix, run_id).all()
+                keys = RunKeys.of(self._prefix, run_id).all()
                 with unavailable():
                     return int(await self._erase_ended(keys=keys, args=args))
 
@@ -464,15 +357,6 @@ class RedisRunLog(RunLog):
 async def _lock_outcome(step: Awaitable[tuple[int, bool, int]]) -> tuple[bool, int | None]:
     _, acquired, lock_seq = await step
     return acquired, lock_seq
-
-
-def _event(stream_id: str, fields: dict[str, str]) -> RunEvent:
-    seq = int(stream_id.partition("-")[0])
-    return RunEvent(seq=seq, type=fields["type"], data=json.loads(fields["data"]))
-
-
-def _pairs(flat: list[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _ms(seconds: float) -> int:
