@@ -35,8 +35,9 @@
 
 This module is the `RunLog` seam (records, follow, cancellations); its parts live in
 siblings: the event log's statements (`sql_run_events`), failing a dead instance's run
-(`sql_run_lost`), the heartbeat (`sql_heartbeat`), the clean-up (`sql_run_sweep`) and
-erasing a deleted conversation's runs (`sql_run_erase`).
+(`sql_run_lost`), following a run on PostgreSQL (`sql_run_follow`), the heartbeat
+(`sql_heartbeat`), the clean-up (`sql_run_sweep`) and erasing a deleted conversation's
+runs (`sql_run_erase`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.coordination.base import (
     TERMINAL_EVENTS,
-    EventsExpired,
     LeaseRelease,
     RunEvent,
     RunLog,
@@ -71,7 +71,8 @@ from app.coordination.sql_heartbeat import InstanceHeartbeat
 from app.coordination.sql_listen import CANCELS_CHANNEL, PgListener
 from app.coordination.sql_locks import offered_seq
 from app.coordination.sql_run_erase import erase_runs
-from app.coordination.sql_run_events import append_event, events_after, trim_events
+from app.coordination.sql_run_events import append_event, trim_events
+from app.coordination.sql_run_follow import SqlRunFollow
 from app.coordination.sql_run_lost import mark_lost
 from app.coordination.sql_run_rows import (
     PostgresRunRows,
@@ -84,7 +85,6 @@ from app.coordination.sql_run_sweep import SWEEP_EVERY_S, sweep_runs
 from app.coordination.sql_write_batch import WriteBatch
 from app.stores.sql_driver import WarmStatement, prepare_on, prepare_on_connect
 from app.stores.sql_engine import unavailable_on_connection_errors
-from app.stores.sql_tables import coordination_instances, run_records
 
 log = logging.getLogger("parley.coordination.sql")
 
@@ -162,6 +162,14 @@ class SqlRunLog(RunLog):
             ttl_s=instance_ttl_s,
             every_s=heartbeat_s,
             sole_instance=sole_instance,
+        )
+        self._follower = SqlRunFollow(
+            self._sql,
+            self._listener,
+            self.instance_id,
+            wake_s=wake_s,
+            beat=self._beat_once,
+            mark_lost=self._mark_lost,
         )
         self._next_sweep = 0.0
         self._closing = False
@@ -331,31 +339,13 @@ class SqlRunLog(RunLog):
         if self._live is not None and (live := self._live.get(run_id)) is not None:
             return live
         await self._beat_once()  # (sole instance: the dead predecessor's runs are lost now)
-        row = await self._read(run_id)
+        row = await self._follower.read(run_id)
         if row is None:
             return None
         record = RunRecord.model_validate(row.record)
         if not row.terminal and not row.owner_alive:
             return await self._mark_lost(run_id) or await self.get(run_id)
         return record
-
-    async def _read(self, run_id: str) -> Any:
-        t, i = run_records, coordination_instances
-        alive = sa.exists().where(i.c.id == t.c.owner, i.c.expires_at > self._sql.now())
-        query = sa.select(
-            t.c.record,
-            t.c.terminal,
-            t.c.last_seq,
-            t.c.first_seq,
-            (t.c.events_expire_at.is_not(None)).label("finished"),
-            sa.and_(
-                t.c.events_expire_at.is_not(None), t.c.events_expire_at <= self._sql.now()
-            ).label("events_expired"),
-            sa.or_(t.c.owner == self.instance_id, alive).label("owner_alive"),
-        ).where(t.c.run_id == run_id)
-        with unavailable_on_connection_errors():
-            async with self._sql.reader.connect() as conn:
-                return (await conn.execute(query)).first()
 
     async def _mark_lost(self, run_id: str) -> RunRecord | None:
         """`app.coordination.sql_run_lost.mark_lost` (not a run whose commit landed)."""
@@ -386,46 +376,7 @@ class SqlRunLog(RunLog):
     def follow(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
         if self._memory is not None:  # (EventsExpired for a run of before a restart)
             return self._memory.follow(run_id, after=after)  # (not re-yielded: a layer less)
-        return self._follow_rows(run_id, after=after)
-
-    async def _follow_rows(self, run_id: str, *, after: int) -> AsyncGenerator[RunEvent, None]:
-        """PostgreSQL: the rows after `after`, then a wait on `LISTEN` for more."""
-        assert self._listener is not None
-        await self._beat_once()
-        with self._listener.watch(run_id) as wake:
-            last = after
-            record_ended = False  # the record is terminal but its terminal event is not in
-            while True:
-                await self._listener.ensure()
-                wake.clear()
-                state = await self._read(run_id)
-                if state is None:
-                    raise EventsExpired(run_id, last_seq=last if last > after else 0)
-                if state.events_expired or (state.last_seq > last and last + 1 < state.first_seq):
-                    raise EventsExpired(run_id, last_seq=int(state.last_seq))
-                events = await events_after(self._sql, run_id, last)
-                for event in events:
-                    if event.seq != last + 1:  # trimmed while we read (state is older)
-                        fresh = await self._read(run_id)
-                        seq = int(fresh.last_seq) if fresh is not None else event.seq
-                        raise EventsExpired(run_id, last_seq=max(seq, event.seq))
-                    last = event.seq
-                    yield event
-                    if event.type in TERMINAL_EVENTS:
-                        return
-                if events:
-                    continue
-                if state.finished and last >= state.last_seq:
-                    return  # asked for events after the terminal one
-                if state.terminal and not state.finished:
-                    if record_ended:  # a whole wake later, still no terminal event
-                        raise EventsExpired(run_id, last_seq=int(state.last_seq))
-                    record_ended = True
-                if not state.terminal and not state.owner_alive:
-                    await self._mark_lost(run_id)
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=self.wake_s)
+        return self._follower.follow(run_id, after=after)
 
     # --- erasure -----------------------------------------------------------------------
 
