@@ -35,9 +35,9 @@
 
 This module is the `RunLog` seam (records, follow, cancellations); its parts live in
 siblings: the event log's statements (`sql_run_events`), failing a dead instance's run
-(`sql_run_lost`), following a run on PostgreSQL (`sql_run_follow`), the heartbeat
-(`sql_heartbeat`), the clean-up (`sql_run_sweep`) and erasing a deleted conversation's
-runs (`sql_run_erase`).
+(`sql_run_lost`), a sole instance's run ends written behind (`sql_run_end_behind`),
+following a run on PostgreSQL (`sql_run_follow`), the heartbeat (`sql_heartbeat`), the
+clean-up (`sql_run_sweep`) and erasing a deleted conversation's runs (`sql_run_erase`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +69,7 @@ from app.coordination.sql_event_writer import EventWriter, warm_statements
 from app.coordination.sql_heartbeat import InstanceHeartbeat
 from app.coordination.sql_listen import CANCELS_CHANNEL, PgListener
 from app.coordination.sql_locks import offered_seq
+from app.coordination.sql_run_end_behind import EndsBehind
 from app.coordination.sql_run_erase import erase_runs
 from app.coordination.sql_run_events import append_event, trim_events
 from app.coordination.sql_run_follow import SqlRunFollow
@@ -87,8 +87,6 @@ from app.stores.sql_driver import WarmStatement, prepare_on, prepare_on_connect
 from app.stores.sql_engine import unavailable_on_connection_errors
 
 log = logging.getLogger("parley.coordination.sql")
-
-END_RETRY_S = 1.0  # a sole instance's run end written behind, tried again after a failure
 
 
 class SqlRunLog(RunLog):
@@ -171,8 +169,13 @@ class SqlRunLog(RunLog):
             beat=self._beat_once,
             mark_lost=self._mark_lost,
         )
+        # sole instance on SQLite: a run's end written behind (`sql_run_end_behind`)
+        self._ends_behind = (
+            EndsBehind(self._batch, self._rows, self._live, record_retention_s=record_retention_s)
+            if self._batch is not None and self._live is not None
+            else None
+        )
         self._next_sweep = 0.0
-        self._closing = False
 
     # --- records -----------------------------------------------------------------------
 
@@ -196,13 +199,14 @@ class SqlRunLog(RunLog):
             # Nobody else reads this database (sole instance), so a status change before
             # the end (`queued` -> `running`) is kept here, not written: were the process
             # to die, the next one marks the run `instance_lost` from whichever live
-            # status its row says. The end is written behind (`_end_behind`).
+            # status its row says. The end is written behind (`EndsBehind`).
             assert self._live is not None
             self._live[record.run.id] = record
             if self._memory is not None:
                 await self._memory.save(record)
             if terminal:
-                self._end_behind(record)
+                assert self._ends_behind is not None
+                self._ends_behind.write(record)
             return
         if terminal and self._writer is not None and self._writer.owns(record.run.id):
             await self._writer.flush(record.run.id)  # its events in before its end record
@@ -217,39 +221,6 @@ class SqlRunLog(RunLog):
             await self._memory.save(record)
         if terminal and self._live is not None:
             self._live.pop(record.run.id, None)
-
-    def _end_behind(self, record: RunRecord) -> None:
-        """A sole instance on SQLite: the run's end rides with the next write transaction
-        of the file, within `WriteBatch.defer`'s linger (a sequential client's next turn
-        creates its run in it: one transaction less per turn, and the answer does not wait
-        for it). Until it lands `_live` answers with the record. Were the process to die
-        first, the next one finds the run live: committed, its outcome is derived from the
-        commit (`mark_lost`, `RunTruth`), else it is `instance_lost`, as for a death
-        between the end and its write. A failed write is tried again every
-        `END_RETRY_S` while this instance lives; one that matches no row found the run
-        erased meanwhile (`erase` writes the ends first, so only a race)."""
-        assert self._batch is not None
-        done = self._batch.defer(self._rows.update_end(record, self._record_retention_s))
-        done.add_done_callback(partial(self._ended_behind, record))
-
-    def _ended_behind(self, record: RunRecord, done: asyncio.Future[int]) -> None:
-        run_id = record.run.id
-        if done.cancelled():  # (the loop is closing)
-            return
-        exc = done.exception()
-        pending = self._live is not None and self._live.get(run_id) is record
-        if exc is not None:
-            log.warning("run %s: writing its end failed: %r; retrying", run_id, exc)
-            if pending and not self._closing:
-                loop = asyncio.get_running_loop()
-                loop.call_later(END_RETRY_S, self._retry_end, record)
-            return
-        if pending and self._live is not None:
-            self._live.pop(run_id, None)
-
-    def _retry_end(self, record: RunRecord) -> None:
-        if not self._closing and self._live is not None and self._live.get(record.run.id) is record:
-            self._end_behind(record)
 
     async def _write(self, write: RowWrite, *, counted: bool = False) -> int:
         """One write statement, its own transaction (in a group commit on SQLite); its
@@ -450,7 +421,8 @@ class SqlRunLog(RunLog):
         await sweep_runs(self._sql)
 
     async def close(self) -> None:
-        self._closing = True
+        if self._ends_behind is not None:
+            self._ends_behind.close()
         if self._writer is not None:
             await self._writer.close()
         if self._batch is not None:

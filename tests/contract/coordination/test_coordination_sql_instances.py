@@ -18,7 +18,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from app.coordination import sql_runs
+from app.coordination import sql_run_end_behind
 from app.coordination.base import IdempotencyRecord, RunRecord
 from app.coordination.sql_clock import SqlClock
 from app.coordination.sql_idempotency import SqlIdempotencyKeys, sweep_expired_keys
@@ -324,7 +324,7 @@ async def test_a_runs_end_written_behind_is_in_before_its_conversation_is_erased
 async def test_a_failed_end_written_behind_is_tried_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql_runs, "END_RETRY_S", 0.05)
+    monkeypatch.setattr(sql_run_end_behind, "END_RETRY_S", 0.05)
     async with AsyncExitStack() as stack:
         engine = await sql_engine(stack, f"sqlite+aiosqlite:///{tmp_path}/coord.db")
         runs = SqlRunLog(engine, sole_instance=True)

@@ -75,7 +75,7 @@ async def test_run_records_are_written_behind_the_stores_write_lock(
         update={"run": ended.run.model_copy(update={"status": RunStatus.completed})}
     )
     await lock.acquire()
-    # the end is written behind (`SqlRunLog._end_behind`), with the next write: the next
+    # the end is written behind (`EndsBehind.write`), with the next write: the next
     # run's creation, which waits for the lock
     try:
         await asyncio.wait_for(coordinator.runs.save(ended), timeout=HELD_S)
