@@ -133,18 +133,17 @@ def _slow_step(coordinator: Coordinator, outcome: str) -> asyncio.Event:
     return ran
 
 
-@pytest.mark.parametrize("outcome", ["cancel", "lost"])
-async def test_a_creation_cut_short_leaves_the_lock_free(
-    coordinator: Coordinator, outcome: str
+async def assert_cut_short_creation_frees_the_lock(
+    coordinator: Coordinator, ran: asyncio.Event, outcome: str
 ) -> None:
-    if not _one_server(coordinator):
-        pytest.skip("only a single Redis server takes the lock with the creation")
+    """A creation whose step took the lock (`ran` set once it has) and is then cancelled
+    or lost (`outcome`, as the slow step was built for) leaves the lock free, undone in
+    the background, with no gate or held lease left behind."""
     locks = coordinator.locks
     assert isinstance(locks, LeaseLocks)
-    ran = _slow_step(coordinator, outcome)
     task = asyncio.create_task(_create(coordinator, "run-1", "conv-1"))
     await ran.wait()
-    assert await locks.holder("conv-1") == "run-1"  # the script took it
+    assert await locks.holder("conv-1") == "run-1"  # the step took it
     if outcome == "cancel":
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -160,3 +159,14 @@ async def test_a_creation_cut_short_leaves_the_lock_free(
     assert locks._gates == {} and locks._held == {}
     lease = await locks.acquire("conv-1", "run-2", wait_s=0)
     await lease.release()
+
+
+@pytest.mark.parametrize("outcome", ["cancel", "lost"])
+async def test_a_creation_cut_short_leaves_the_lock_free(
+    coordinator: Coordinator, outcome: str
+) -> None:
+    if not _one_server(coordinator):
+        pytest.skip("only a single Redis server takes the lock with the creation")
+    await assert_cut_short_creation_frees_the_lock(
+        coordinator, _slow_step(coordinator, outcome), outcome
+    )

@@ -21,7 +21,10 @@ from app.coordination.sql_runs import SqlRunLog
 from app.errors import StoreUnavailable
 from app.stores.sql import SqlStore
 from tests.contract.coordination.conftest import clear_sql_coordination
-from tests.contract.coordination.test_coordination_create_locking import _create
+from tests.contract.coordination.test_coordination_create_locking import (
+    _create,
+    assert_cut_short_creation_frees_the_lock,
+)
 from tests.contract.coordination.test_coordination_end_releasing import (
     _count_commands,
     _patched,
@@ -107,24 +110,6 @@ def _slow_create(coordinator: SqlCoordinator, outcome: str) -> asyncio.Event:
 async def test_a_creation_cut_short_leaves_the_lock_free(
     coordinator: SqlCoordinator, outcome: str
 ) -> None:
-    locks = coordinator.locks
-    assert isinstance(locks, LeaseLocks)
-    ran = _slow_create(coordinator, outcome)
-    task = asyncio.create_task(_create(coordinator, "run-1", "conv-1"))
-    await ran.wait()
-    assert await locks.holder("conv-1") == "run-1"  # the statement took it
-    if outcome == "cancel":
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    else:
-        with pytest.raises(StoreUnavailable):
-            await task
-    for _ in range(100):  # undone in the background
-        if await locks.holder("conv-1") is None and not locks._gates:
-            break
-        await asyncio.sleep(0.01)
-    assert await locks.holder("conv-1") is None
-    assert locks._gates == {} and locks._held == {}
-    lease = await locks.acquire("conv-1", "run-2", wait_s=0)
-    await lease.release()
+    await assert_cut_short_creation_frees_the_lock(
+        coordinator, _slow_create(coordinator, outcome), outcome
+    )

@@ -6,39 +6,25 @@ on another instance that started after the creation still wakes for each batch."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
-from app.coordination.base import EventsExpired, RunRecord
+from app.coordination.base import EventsExpired
 from app.coordination.sql_listen import EVENTS_CHANNEL
 from app.coordination.sql_runs import SqlRunLog
-from app.domain import Run, RunStatus
-from tests.contract.coordination.conftest import clear_sql_coordination, sql_engine
+from app.domain import RunStatus
+from tests.contract.coordination import test_coordination_sql_async_commit as async_commit
 
 pytestmark = pytest.mark.postgres
 
 
-def new_record(run_id: str) -> RunRecord:
-    run = Run(id=run_id, conversation_id="conv-1", created_at=datetime(2026, 1, 1, tzinfo=UTC))
-    return RunRecord(run=run, lineage_id="lin-1")
-
-
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("postgres_scratch"))
-
-
-@pytest_asyncio.fixture
-async def engine(pg_url: str) -> AsyncIterator[Any]:
-    await clear_sql_coordination(pg_url)
-    async with AsyncExitStack() as stack:
-        yield await sql_engine(stack, pg_url)
+# the PostgreSQL scratch database and engine of the commit-mode tests
+pg_url = async_commit.pg_url
+engine = async_commit.engine
+new_record = async_commit.new_record
 
 
 async def _listening(engine: Any, stack: AsyncExitStack) -> list[str]:
